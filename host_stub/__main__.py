@@ -1,0 +1,3 @@
+from host_stub.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""The ``Helpdesk`` facade handed to plugins, and ``create_app(config, pm)``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import falcon
+import requests
+
+from host_stub import __version__
+from host_stub.auth import AuthMiddleware
+from host_stub.config import Config
+from host_stub.db import Database, make_engine
+from host_stub.errors import ApiError, StartupError, http_error_handler, unexpected_error_handler
+from host_stub.models import Agent, Chat, Message, utcnow
+from host_stub.plugins import plugin_manifests
+from host_stub.registry import RouteInfo, collect
+from host_stub.resources.chats import ChatReadResource, ChatResource, ChatsResource
+from host_stub.resources.messages import MessagesResource
+from host_stub.resources.meta import ChatTypesResource, HealthResource, OpenApiResource, PluginsResource
+from host_stub.schema import assemble_metadata
+from host_stub.schemas import ChatSchema, MessageSchema, extend_schema, page_schema
+from host_stub.serializer import Serializer
+
+log = logging.getLogger(__name__)
+
+
+class Tables:
+    """The host tables plugins may read and write (SQLAlchemy Core)."""
+
+    def __init__(self):
+        self.chats = Chat.__table__
+        self.messages = Message.__table__
+        self.agents = Agent.__table__
+
+
+class Helpdesk:
+    """Everything a plugin may use, passed as the ``helpdesk`` argument of hooks."""
+
+    def __init__(self, config: Config, pm, engine=None, http: requests.Session | None = None,
+                 clock: Callable | None = None):
+        self.config = config
+        self.pm = pm
+        self.clock = clock or utcnow
+        self.http = http or requests.Session()
+        self.metadata, self.migration_dirs = assemble_metadata(pm)
+        self.tables = Tables()
+        engine = engine or make_engine(config.database_url, config.sqlite_synchronous)
+        self.db = Database(engine, on_commit=self._changes_committed)
+        self.plugin_state: dict = {}
+        self.registrations = None
+
+    @property
+    def chat_types(self):
+        return self.registrations.chat_types
+
+    def plugins(self) -> list[dict]:
+        return plugin_manifests(self.pm)
+
+    def _changes_committed(self, chat_ids, message_ids):
+        try:
+            self.pm.hook.changes_committed(helpdesk=self, chat_ids=set(chat_ids), message_ids=set(message_ids))
+        except Exception:  # the data is committed; a listener's failure must not fail the writer
+            log.exception("a changes_committed listener failed")
+
+
+class HelpdeskApp(falcon.App):
+    """A Falcon app that carries its helpdesk (``app.helpdesk``) for the CLI and tests."""
+
+    helpdesk: Helpdesk
+
+
+class BodyLimitMiddleware:
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+
+    def process_request(self, req, resp):
+        if req.content_length is not None and req.content_length > self.max_bytes:
+            raise ApiError(falcon.HTTP_413, "payload_too_large",
+                           f"The request body is larger than the limit of {self.max_bytes} bytes.")
+
+
+class SecurityHeadersMiddleware:
+    CSP = ("default-src 'self'; img-src 'self' https: data:; media-src 'self' https:; "
+           "script-src 'self'; style-src 'self'; connect-src 'self'; frame-src https:; "
+           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "no-referrer")
+        resp.set_header("Content-Security-Policy", self.CSP)
+        if req.path.startswith("/api/"):
+            resp.set_header("Cache-Control", "no-store")
+
+
+def host_routes(helpdesk: Helpdesk, serializer: Serializer, openapi_factory) -> list[RouteInfo]:
+    return [
+        RouteInfo("/api/health", HealthResource(helpdesk), public=True, plugin="host"),
+        RouteInfo("/api/openapi.json", OpenApiResource(openapi_factory), public=True, plugin="host"),
+        RouteInfo("/api/chat-types", ChatTypesResource(helpdesk), plugin="host"),
+        RouteInfo("/api/plugins", PluginsResource(helpdesk), plugin="host"),
+        RouteInfo("/api/chats", ChatsResource(helpdesk, serializer), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}", ChatResource(helpdesk, serializer), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}/read", ChatReadResource(helpdesk, serializer), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}/messages", MessagesResource(helpdesk, serializer), plugin="host"),
+    ]
+
+
+def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> falcon.App:
+    """Build the helpdesk: validate plugins and settings, wire routes; serve nothing yet."""
+    from host_stub.openapi import build_openapi
+    from host_stub.ui import ui_routes
+
+    config.validate()
+    helpdesk = Helpdesk(config, pm, engine=engine, http=http, clock=clock)
+    host_field_names = {"chat": set(ChatSchema._declared_fields), "message": set(MessageSchema._declared_fields)}
+    # Routes and fields are collected before the serializer exists, so resources get it late-bound.
+    serializer_box: dict = {}
+
+    class LateSerializer:
+        def chats(self, conn, rows):
+            return serializer_box["s"].chats(conn, rows)
+
+        def messages(self, conn, rows):
+            return serializer_box["s"].messages(conn, rows)
+
+    def openapi_factory():
+        return build_openapi(helpdesk.registrations.routes, components, "Helpdesk API", __version__)
+
+    routes = host_routes(helpdesk, LateSerializer(), openapi_factory)
+    try:
+        helpdesk.registrations = regs = collect(pm, helpdesk, host_field_names, routes + ui_routes(helpdesk))
+    except StartupError:
+        raise
+    except Exception as exc:  # a plugin's own validation (e.g. of its settings) failed
+        raise StartupError(str(exc)) from exc
+    chat_out = extend_schema(ChatSchema, {k: v for fs in regs.chat_fields for k, v in fs.fields.items()}, "Chat")
+    message_out = extend_schema(MessageSchema, {k: v for fs in regs.message_fields for k, v in fs.fields.items()},
+                                "Message")
+    serializer_box["s"] = Serializer(chat_out, message_out, regs.chat_fields, regs.message_fields)
+    components = {"Chat": chat_out, "Message": message_out,
+                  "ChatPage": page_schema("ChatPage", chat_out), "MessagePage": page_schema("MessagePage", message_out)}
+
+    app = HelpdeskApp(middleware=[
+        BodyLimitMiddleware(config.max_body_bytes),
+        AuthMiddleware(helpdesk, {r.template for r in regs.routes if r.public}),
+        SecurityHeadersMiddleware(),
+    ])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(Exception, unexpected_error_handler)
+    app.add_error_handler(falcon.HTTPError, http_error_handler)
+    for route in regs.routes:
+        if route.suffix:
+            app.add_route(route.template, route.resource, suffix=route.suffix)
+        else:
+            app.add_route(route.template, route.resource)
+    for ui in regs.ui:
+        app.add_static_route(f"/static/plugins/{ui.name}", ui.static_dir)
+    try:
+        pm.hook.startup(helpdesk=helpdesk)
+    except StartupError:
+        raise
+    except Exception as exc:
+        raise StartupError(str(exc)) from exc
+    app.helpdesk = helpdesk
+    return app

@@ -1,0 +1,165 @@
+"""Agents' credentials: slow-KDF passwords, SHA-256-digested API tokens, UI sessions with CSRF.
+
+Every route declares whether it is public; :class:`AuthMiddleware` enforces that for every
+route alike (plugins' routes included), so no path is special-cased here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import falcon
+import sqlalchemy as sa
+
+from host_stub.errors import ApiError
+from host_stub.models import Agent, AgentSession, ApiToken
+
+TOKEN_PREFIX = "hdt_"
+SESSION_COOKIE = "helpdesk_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# scrypt: memory-hard, in the standard library; ~50 ms per check on these machines.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, maxmem=64 * 1024 * 1024, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r),
+                            p=int(p), dklen=len(digest_hex) // 2, maxmem=64 * 1024 * 1024)
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuthenticatedAgent:
+    id: int
+    username: str
+    display_name: str
+    via: str  # "token" or "session"
+    csrf_token: str | None = None
+
+
+def create_agent(conn: sa.Connection, username: str, password: str, display_name: str, now) -> int:
+    return conn.execute(sa.insert(Agent.__table__).values(
+        username=username, display_name=display_name or username,
+        password_hash=hash_password(password), is_active=True, created_at=now,
+    )).inserted_primary_key[0]
+
+
+def create_token(conn: sa.Connection, agent_id: int, name: str, now, ttl: timedelta | None = None) -> str:
+    token = new_token()
+    conn.execute(sa.insert(ApiToken.__table__).values(
+        agent_id=agent_id, name=name, token_sha256=token_digest(token), created_at=now,
+        expires_at=(now + ttl) if ttl else None,
+    ))
+    return token
+
+
+def create_session(conn: sa.Connection, agent_id: int, now, ttl: timedelta) -> tuple[str, str]:
+    """Start a UI session; returns (cookie token, CSRF token)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    conn.execute(sa.insert(AgentSession.__table__).values(
+        token_sha256=token_digest(token), agent_id=agent_id, csrf_token=csrf,
+        created_at=now, expires_at=now + ttl))
+    return token, csrf
+
+
+def authenticate_password(conn: sa.Connection, username: str, password: str):
+    agents = Agent.__table__
+    row = conn.execute(sa.select(agents).where(agents.c.username == username)).first()
+    if row is None:
+        hash_password(password)  # same cost whether or not the name exists
+        return None
+    if not row.is_active or not verify_password(password, row.password_hash):
+        return None
+    return row
+
+
+class AuthMiddleware:
+    """Require an agent on every non-public route: a Bearer token, or a session cookie + CSRF."""
+
+    def __init__(self, helpdesk, public_templates: set[str]):
+        self.helpdesk = helpdesk
+        self.public_templates = public_templates
+
+    def process_resource(self, req, resp, resource, params):
+        req.context.agent = None
+        if resource is None or req.uri_template in self.public_templates:
+            return
+        req.context.agent = self.authenticate(req)
+
+    def authenticate(self, req) -> AuthenticatedAgent:
+        header = req.get_header("Authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
+            agent = self._by_token(token.strip())
+            if agent is None:
+                raise _unauthorized("The API token is invalid, expired or revoked.")
+            return agent
+        cookie = req.get_cookie_values(SESSION_COOKIE)
+        if cookie:
+            agent = self._by_session(cookie[0])
+            if agent is None:
+                raise _unauthorized("Your session has expired; sign in again.")
+            if req.method not in SAFE_METHODS:
+                sent = req.get_header(CSRF_HEADER) or ""
+                if not hmac.compare_digest(sent.encode(), (agent.csrf_token or "").encode()):
+                    raise ApiError(falcon.HTTP_403, "csrf_failed",
+                                   f"This write needs the {CSRF_HEADER} header of your session.")
+            return agent
+        raise _unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
+
+    def _by_token(self, token: str):
+        t, a = ApiToken.__table__, Agent.__table__
+        now = self.helpdesk.clock()
+        with self.helpdesk.db.read() as conn:
+            row = conn.execute(
+                sa.select(a.c.id, a.c.username, a.c.display_name, t.c.expires_at)
+                .join(a, a.c.id == t.c.agent_id)
+                .where(t.c.token_sha256 == token_digest(token), t.c.revoked_at.is_(None), a.c.is_active)
+            ).first()
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            return None
+        return AuthenticatedAgent(row.id, row.username, row.display_name, "token")
+
+    def _by_session(self, token: str):
+        s, a = AgentSession.__table__, Agent.__table__
+        now = self.helpdesk.clock()
+        with self.helpdesk.db.read() as conn:
+            row = conn.execute(
+                sa.select(a.c.id, a.c.username, a.c.display_name, s.c.csrf_token, s.c.expires_at)
+                .join(a, a.c.id == s.c.agent_id)
+                .where(s.c.token_sha256 == token_digest(token), a.c.is_active)
+            ).first()
+        if row is None or row.expires_at <= now:
+            return None
+        return AuthenticatedAgent(row.id, row.username, row.display_name, "session", row.csrf_token)
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(falcon.HTTP_401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,213 @@
+"""``helpdesk-stub``: serve, migrate, manage agents and tokens; plugins add their own groups."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import click
+
+from host_stub.errors import StartupError
+
+
+class CliContext:
+    """What commands share: the validated config, the plugin manager, a helpdesk built on first use."""
+
+    def __init__(self, pm):
+        self.pm = pm
+        self._config = None
+        self._helpdesk = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from host_stub.config import Config
+            from host_stub.logging_setup import configure_logging
+
+            self._config = Config.from_env()
+            configure_logging(self._config)
+        return self._config
+
+    def helpdesk(self):
+        if self._helpdesk is None:
+            from host_stub.app import create_app
+
+            self._helpdesk = create_app(self.config, self.pm).helpdesk
+        return self._helpdesk
+
+
+def build_cli(pm) -> click.Group:
+    @click.group(help="The reference helpdesk with its plugins.")
+    @click.pass_context
+    def cli(ctx):
+        ctx.obj = CliContext(pm)
+
+    cli.add_command(serve)
+    cli.add_command(db)
+    cli.add_command(users)
+    cli.add_command(tokens)
+    cli.add_command(plugins)
+    pm.hook.register_commands(cli=cli)
+    return cli
+
+
+def main(argv=None) -> None:
+    from host_stub.config import read_environment
+    from host_stub.plugins import get_plugin_manager
+
+    # .env may name the plugins to enable; the environment wins over it.
+    for key, value in read_environment().items():
+        if key.startswith(("HELPDESK_", "WAZZUP24_")):
+            os.environ.setdefault(key, value)
+    try:
+        cli = build_cli(get_plugin_manager())
+        cli.main(args=argv, prog_name="helpdesk-stub", standalone_mode=False)
+    except StartupError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+
+
+@click.command(help="Run the helpdesk under gunicorn (and the plugins' background workers).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: all)")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn workers")
+@click.option("--no-workers", "no_background", is_flag=True, help="do not start the plugins' background workers")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="apply migrations first")
+@click.pass_obj
+def serve(obj: CliContext, host, port, workers, no_background, migrate):
+    helpdesk = obj.helpdesk()  # validates settings and plugins before anything starts
+    if migrate:
+        from host_stub.migrate import upgrade
+
+        upgrade(helpdesk.db.engine, obj.pm)
+    procs = [subprocess.Popen([
+        sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
+        "--bind", f"{host}:{port}", "--access-logfile", "-", "--graceful-timeout", "10",
+        "--logger-class", "host_stub.gunicorn_logging.MaskingLogger", "host_stub.wsgi:create_wsgi_app()"])]
+    if not no_background:
+        for worker in helpdesk.registrations.workers:
+            click.echo(f"starting background worker {worker.name}", err=True)
+            procs.append(subprocess.Popen([sys.executable, "-m", "host_stub", *worker.argv]))
+    click.echo(f"Helpdesk listening on http://{host}:{port}/", err=True)
+    _supervise(procs)
+
+
+def _supervise(procs) -> None:
+    """Wait until one process exits or we are asked to stop; then stop them all."""
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 15
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@click.group(help="Database schema.")
+def db():
+    pass
+
+
+@db.command("upgrade", help="Apply the host's and every enabled plugin's migrations.")
+@click.pass_obj
+def db_upgrade(obj: CliContext):
+    from host_stub.db import make_engine
+    from host_stub.migrate import upgrade
+
+    engine = make_engine(obj.config.database_url, obj.config.sqlite_synchronous)
+    heads = upgrade(engine, obj.pm)
+    click.echo("database at " + ", ".join(heads))
+
+
+@click.group(help="Agents who sign in to the helpdesk.")
+def users():
+    pass
+
+
+@users.command("create", help="Create an agent; the password comes from a prompt or --password-stdin.")
+@click.argument("name")
+@click.option("--display-name", default="", help="name shown to colleagues")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@click.pass_obj
+def users_create(obj: CliContext, name, display_name, password_stdin):
+    import sqlalchemy as sa
+
+    from host_stub.auth import create_agent
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.UsageError("the password must be at least 8 characters")
+    helpdesk = obj.helpdesk()
+    try:
+        with helpdesk.db.write() as tx:
+            agent_id = create_agent(tx.conn, name, password, display_name, helpdesk.clock())
+    except sa.exc.IntegrityError:
+        raise click.UsageError(f"an agent named {name!r} already exists") from None
+    click.echo(f"created agent {name} (id {agent_id})", err=True)
+
+
+@click.group(help="API tokens for integrations.")
+def tokens():
+    pass
+
+
+@tokens.command("create", help="Create an API token for agent NAME; prints only the token.")
+@click.argument("name")
+@click.option("--label", default="cli", show_default=True, help="what the token is for")
+@click.option("--days", type=click.IntRange(1, 3650), default=None, help="expire after this many days")
+@click.pass_obj
+def tokens_create(obj: CliContext, name, label, days):
+    import sqlalchemy as sa
+
+    from host_stub.auth import create_token
+
+    helpdesk = obj.helpdesk()
+    agents = helpdesk.tables.agents
+    with helpdesk.db.write() as tx:
+        agent_id = tx.conn.execute(sa.select(agents.c.id).where(agents.c.username == name)).scalar()
+        if agent_id is None:
+            raise click.UsageError(f"no agent named {name!r}; create one with `helpdesk-stub users create {name}`")
+        token = create_token(tx.conn, agent_id, label, helpdesk.clock(),
+                             timedelta(days=days) if days else None)
+    click.echo(token)
+
+
+@click.command(help="List the enabled plugins with their versions.")
+@click.pass_obj
+def plugins(obj: CliContext):
+    from host_stub.plugins import plugin_manifests
+
+    found = plugin_manifests(obj.pm)
+    if not found:
+        click.echo("no plugins enabled")
+    for m in found:
+        click.echo(f"{m['name']} {m['version']} (contract {m['contract']})")

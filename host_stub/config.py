@@ -1,0 +1,103 @@
+"""The host's settings, read once from the environment (over an optional ``.env`` file).
+
+Plugins find their own settings in ``Config.env`` and validate them in their ``startup`` hook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from host_stub.errors import StartupError
+
+DEFAULT_DATABASE_URL = "sqlite:///helpdesk.sqlite3"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def read_environment(environ: Mapping[str, str] | None = None, dotenv_path: str | os.PathLike | None = ".env"):
+    """The settings mapping: the ``.env`` file's values, overridden by the real environment."""
+    values: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StartupError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise StartupError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated host settings. Build with :meth:`from_env`; tests build it directly."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = ""
+    plugins: tuple[str, ...] | None = None  # None: every installed plugin
+    log_level: str = "INFO"
+    log_format: str = "text"
+    log_file: str | None = None
+    sqlite_synchronous: str = "FULL"
+    session_ttl_seconds: int = 12 * 3600
+    max_body_bytes: int = 32 * 1024 * 1024
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path=".env") -> "Config":
+        env = read_environment(environ, dotenv_path)
+        plugins_raw = env.get("HELPDESK_PLUGINS")
+        plugins = None
+        if plugins_raw is not None and plugins_raw.strip().lower() not in ("", "all", "*"):
+            plugins = tuple(p.strip() for p in plugins_raw.split(",") if p.strip())
+        config = cls(
+            database_url=env.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+            secret_key=env.get("HELPDESK_SECRET_KEY", ""),
+            plugins=plugins,
+            log_level=env.get("HELPDESK_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            log_format=env.get("HELPDESK_LOG_FORMAT", "text").strip().lower() or "text",
+            log_file=env.get("HELPDESK_LOG_FILE", "").strip() or None,
+            sqlite_synchronous=env.get("HELPDESK_SQLITE_SYNCHRONOUS", "FULL").strip().upper() or "FULL",
+            session_ttl_seconds=_int_setting(env, "HELPDESK_SESSION_TTL_SECONDS", 12 * 3600, 60),
+            max_body_bytes=_int_setting(env, "HELPDESK_MAX_BODY_BYTES", 32 * 1024 * 1024, 1024),
+            env=env,
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise :class:`StartupError` naming the setting that is wrong."""
+        if "://" not in self.database_url:
+            raise StartupError(
+                f"HELPDESK_DATABASE_URL must be a database URL such as sqlite:///helpdesk.sqlite3 "
+                f"or postgresql+psycopg://user@host/db, got {self.database_url!r}")
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise StartupError("HELPDESK_DATABASE_URL must point at SQLite or PostgreSQL")
+        if self.log_level not in LOG_LEVELS:
+            raise StartupError(f"HELPDESK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise StartupError(f"HELPDESK_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise StartupError(
+                f"HELPDESK_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
+                f"got {self.sqlite_synchronous!r}")
+
+    def secret_values(self) -> list[str]:
+        """Values that must never reach a log line or a response."""
+        markers = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+        return [v for k, v in self.env.items()
+                if any(m in k.upper() for m in markers) and isinstance(v, str) and len(v) >= 6]

@@ -1,0 +1,124 @@
+"""Engine, transactions and the change counter.
+
+Writes go through :meth:`Database.write`: on SQLite it begins with ``BEGIN IMMEDIATE``, so
+concurrent writers queue on the busy timeout instead of failing half-way with "database is
+locked"; on PostgreSQL it is an ordinary transaction. Both stamp changed rows with one value of
+the change counter (taken lazily, at first use, and held until commit).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from host_stub.models import ChangeCounter
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, sqlite_synchronous: str = "FULL", **kwargs) -> sa.Engine:
+    """An engine with this project's settings: SQLite in WAL with a busy timeout."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {}).update({"timeout": 30, "check_same_thread": False})
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs.setdefault("poolclass", sa.pool.StaticPool)
+        engine = sa.create_engine(url, **kwargs)
+        _configure_sqlite(engine, sqlite_synchronous)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    return sa.create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, record):
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred only).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@dataclass
+class WriteTx:
+    """One write transaction. Stamp ``change_seq`` on every chat/message row you write."""
+
+    conn: sa.Connection
+    _db: "Database"
+    chat_ids: set[int] = field(default_factory=set)
+    message_ids: set[int] = field(default_factory=set)
+    _seq: int | None = None
+
+    @property
+    def change_seq(self) -> int:
+        if self._seq is None:
+            self._seq = self._db.next_change_seq(self.conn)
+        return self._seq
+
+    def touched(self, chat_ids=(), message_ids=()) -> None:
+        self.chat_ids.update(chat_ids)
+        self.message_ids.update(message_ids)
+
+
+class Database:
+    """The host's database access, handed to plugins as ``helpdesk.db``."""
+
+    def __init__(self, engine: sa.Engine, on_commit=None):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._on_commit = on_commit
+        self._counter = ChangeCounter.__table__
+
+    @contextmanager
+    def read(self):
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self):
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                tx = WriteTx(conn, self)
+                yield tx
+        if self._on_commit and (tx.chat_ids or tx.message_ids):
+            self._on_commit(tx.chat_ids, tx.message_ids)
+
+    def next_change_seq(self, conn: sa.Connection) -> int:
+        """Take the next counter value; its row stays locked until this transaction ends."""
+        c = self._counter
+        value = conn.execute(
+            sa.update(c).where(c.c.id == 1).values(value=c.c.value + 1).returning(c.c.value)
+        ).scalar_one_or_none()
+        if value is None:
+            # First write ever: create the row. A concurrent creator makes this fail on the
+            # primary key, and then the update above is safe to repeat.
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(c).values(id=1, value=1))
+                return 1
+            except sa.exc.IntegrityError:
+                return self.next_change_seq(conn)
+        return value
+
+    def current_change_seq(self) -> int:
+        with self.read() as conn:
+            return self.current_change_seq_in(conn)
+
+    def current_change_seq_in(self, conn: sa.Connection) -> int:
+        return conn.execute(sa.select(self._counter.c.value).where(self._counter.c.id == 1)).scalar() or 0

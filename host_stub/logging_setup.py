@@ -1,0 +1,101 @@
+"""Logging configured once: level, text or JSON lines, stderr or a file, secrets masked everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+
+_PATTERNS = [
+    re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s,'\"]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?i)([?&](?:token|secret|key|api_key|apikey|crmkey)=)[^&\s'\"]+"),
+    re.compile(r"(?i)((?:api[_-]?key|secret|password|token)[\"']?\s*[:=]\s*[\"']?)[^\s,'\"&]{6,}"),
+]
+MASK = "***"
+
+
+class SecretsFilter(logging.Filter):
+    """Rewrites every record so that known secret values and credential patterns never get out."""
+
+    def __init__(self, secrets=()):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def add(self, *values: str) -> None:
+        self.secrets = sorted({*self.secrets, *(v for v in values if v and len(v) >= 6)}, key=len, reverse=True)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        for pattern in _PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.mask(message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = getattr(record, "context", None)
+        if isinstance(context, dict):
+            entry.update(context)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = getattr(record, "context", None)
+        if isinstance(context, dict) and context:
+            text += " " + " ".join(f"{k}={v}" for k, v in context.items())
+        return text
+
+
+_FILTER = SecretsFilter()
+
+
+def secrets_filter() -> SecretsFilter:
+    """The process-wide filter (gunicorn's access log uses it too)."""
+    return _FILTER
+
+
+def configure_logging(config, stream=None) -> logging.Handler:
+    """Install one handler on the root logger; returns it. Safe to call again (replaces it)."""
+    _FILTER.add(*config.secret_values())
+    handler: logging.Handler
+    if config.log_file:
+        handler = logging.FileHandler(config.log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    handler.addFilter(_FILTER)
+    handler.set_name("helpdesk")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "helpdesk"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.log_level)
+    return handler

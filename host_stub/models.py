@@ -1,0 +1,169 @@
+"""The host's own tables: chats, messages, agents, API tokens, UI sessions and the change counter.
+
+What every messaging channel has lives here; a plugin's own facts live in its prefixed tables,
+linked 1:1 to these rows. ``chats.type`` is a plain string validated against the chat type
+registry at runtime, so adding a chat type needs no host migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Every constraint gets a predictable name, so Alembic can alter it later on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# One status vocabulary for host, plugins, API and UI (DESIGN.md §4a).
+MESSAGE_STATUSES = ("inbound", "queued", "accepted", "sent", "delivered", "read", "failed", "unknown")
+DIRECTIONS = ("in", "out")
+MESSAGE_TYPES = ("text", "image", "video", "audio", "document", "vcard", "geo", "missing_call",
+                 "wapi_template", "unsupported", "unknown", "note")
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite has no time zones: store naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(150), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(sa.ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    # SHA-256 of the token: tokens are long random strings, so a fast digest is enough and keeps
+    # every request cheap; a slow KDF is for passwords.
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AgentSession(Base):
+    """A signed-in agent in the UI: the cookie carries the token, the database only its digest."""
+
+    __tablename__ = "agent_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(sa.ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+    __table_args__ = (
+        # The chat list: newest activity first (scanned backwards), stable under ties, cheap at any depth.
+        sa.Index("ix_chats_activity", "last_activity_at", "id"),
+        sa.Index("ix_chats_type_activity", "type", "last_activity_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(32))
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    phone: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    avatar_uri: Mapped[str | None] = mapped_column(sa.String(2000))
+    unread_count: Mapped[int] = mapped_column(default=0)
+    last_message_at: Mapped[datetime | None]
+    last_message_preview: Mapped[str] = mapped_column(sa.String(200), default="")
+    # Sort key of the list: the last message's time, else the chat's creation time.
+    last_activity_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    change_seq: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.Index("ix_messages_chat_id_id", "chat_id", "id"),
+        sa.Index("ix_messages_chat_id_change_seq", "chat_id", "change_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(sa.ForeignKey("chats.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    type: Mapped[str] = mapped_column(sa.String(32), default="text")
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    content_uri: Mapped[str | None] = mapped_column(sa.String(2000))
+    content_name: Mapped[str | None] = mapped_column(sa.String(500))
+    content_type: Mapped[str | None] = mapped_column(sa.String(200))
+    author_agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("agents.id", ondelete="SET NULL"))
+    author_name: Mapped[str | None] = mapped_column(sa.String(300))
+    # When the messenger says the message was written (Wazzup's dateTime), and when we stored it.
+    messenger_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    # One timestamp per status: a late webhook can be told from a fresh one, and the UI can say when.
+    queued_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    unknown_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(sa.String(100))
+    error_text: Mapped[str | None] = mapped_column(sa.String(1000))
+    edited_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    previous_text: Mapped[str | None] = mapped_column(sa.Text)
+    change_seq: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ChangeCounter(Base):
+    """One row whose value grows with every write transaction touching chats or messages.
+
+    The writer holds this row's lock until it commits, so counter values become visible in commit
+    order and a poller asking ``changed_since=N`` can never miss a row committed later with a
+    smaller value (a plain sequence would allow that).
+    """
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,84 @@
+"""Build a plugin manager: the contract, the host's built-ins, and installed plugins."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+
+import pluggy
+
+from host_stub import hookspecs
+from host_stub.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+# The host's own behaviour registers through the same hooks as any plugin (dogfooding).
+DEFAULT_PLUGINS = ("host_stub.builtin.notes",)
+
+
+def get_plugin_manager(load_entrypoints: bool = True, extra_plugins=(), enabled=None) -> pluggy.PluginManager:
+    """A fresh manager. ``enabled``: plugin names to load (default ``HELPDESK_PLUGINS``, else all)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
+    if enabled is None:
+        enabled = _enabled_from_env()
+    if load_entrypoints:
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+            if enabled is not None and ep.name not in enabled:
+                log.info("plugin %s installed but not enabled (HELPDESK_PLUGINS)", ep.name)
+                continue
+            if pm.get_plugin(ep.name) is None:
+                _register(pm, ep.load(), ep.name)
+    for plugin in extra_plugins:
+        _register(pm, plugin, getattr(plugin, "__name__", None))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise StartupError(f"plugin {exc.plugin!r} implements a hook the contract does not define: {exc}") from None
+    return pm
+
+
+def _enabled_from_env():
+    raw = os.environ.get("HELPDESK_PLUGINS")
+    if raw is None or raw.strip().lower() in ("", "all", "*"):
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _register(pm: pluggy.PluginManager, plugin, name: str | None) -> None:
+    manifest = check_manifest(plugin, name)
+    try:
+        pm.register(plugin, name=manifest["name"])
+    except pluggy.PluginValidationError as exc:
+        raise StartupError(f"plugin {manifest['name']!r} does not fit the contract: {exc}") from None
+
+
+def check_manifest(plugin, name: str | None = None) -> dict:
+    """Refuse a plugin without a manifest or built for another contract version."""
+    label = name or getattr(plugin, "__name__", repr(plugin))
+    manifest = getattr(plugin, "HELPDESK_MANIFEST", None)
+    if not isinstance(manifest, dict) or not {"name", "version", "contract"} <= manifest.keys():
+        raise StartupError(
+            f"plugin {label!r} has no HELPDESK_MANIFEST with name, version and contract; "
+            "it was not written for this helpdesk")
+    if str(manifest["contract"]) != hookspecs.CONTRACT_VERSION:
+        raise StartupError(
+            f"plugin {manifest['name']!r} {manifest['version']} was built for helpdesk contract "
+            f"{manifest['contract']}, this helpdesk implements contract {hookspecs.CONTRACT_VERSION}; "
+            "install a matching version of the plugin")
+    return manifest
+
+
+def plugin_manifests(pm: pluggy.PluginManager) -> list[dict]:
+    """Manifests of the enabled plugins (the host's built-ins excluded)."""
+    found = []
+    for name, plugin in pm.list_name_plugin():
+        if name in DEFAULT_PLUGINS:
+            continue
+        manifest = getattr(plugin, "HELPDESK_MANIFEST", None)
+        if manifest:
+            found.append(dict(manifest))
+    return sorted(found, key=lambda m: m["name"])

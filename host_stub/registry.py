@@ -1,0 +1,155 @@
+"""What plugins register, collected and checked once at startup.
+
+Plugins return plain objects (they never import the host); the host reads the attributes the
+contract names and stops startup with a clear message on a duplicate or a malformed item.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from host_stub.errors import StartupError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True)
+class ChatTypeInfo:
+    name: str
+    label: str
+    icon: str
+    panel: str | None = None
+    can_compose: bool = False
+    plugin: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "label": self.label, "icon": self.icon, "panel": self.panel,
+                "can_compose": self.can_compose}
+
+
+class ChatTypeRegistry:
+    """Chat types by name. A chat whose type is not registered is still served, as unknown."""
+
+    UNKNOWN = ChatTypeInfo("unknown", "Unknown channel", "/static/icons/unknown.svg")
+
+    def __init__(self):
+        self._types: dict[str, ChatTypeInfo] = {}
+
+    def add(self, obj, plugin: str) -> None:
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise StartupError(f"plugin {plugin!r} registered a chat type with an invalid name {name!r}")
+        if name in self._types:
+            raise StartupError(
+                f"chat type {name!r} is registered twice: by {self._types[name].plugin!r} and by {plugin!r}")
+        self._types[name] = ChatTypeInfo(
+            name=name, label=str(getattr(obj, "label", name)), icon=str(getattr(obj, "icon", self.UNKNOWN.icon)),
+            panel=getattr(obj, "panel", None), can_compose=bool(getattr(obj, "can_compose", False)), plugin=plugin)
+
+    def get(self, name: str) -> ChatTypeInfo | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def all(self) -> list[ChatTypeInfo]:
+        return [self._types[n] for n in self.names()]
+
+
+@dataclass(frozen=True)
+class FieldSet:
+    entity: str
+    fields: dict
+    load: object
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    template: str
+    resource: object
+    suffix: str | None = None
+    public: bool = False
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class UiInfo:
+    name: str
+    static_dir: str
+    scripts: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    argv: tuple[str, ...]
+
+
+@dataclass
+class Registrations:
+    chat_types: ChatTypeRegistry = field(default_factory=ChatTypeRegistry)
+    chat_fields: list[FieldSet] = field(default_factory=list)
+    message_fields: list[FieldSet] = field(default_factory=list)
+    routes: list[RouteInfo] = field(default_factory=list)
+    ui: list[UiInfo] = field(default_factory=list)
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+def _per_plugin(pm, hook_name: str, **kwargs):
+    """Call a hook implementation by implementation, so every item can be traced to its plugin."""
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        result = impl.function(**{a: kwargs[a] for a in impl.argnames})
+        yield impl.plugin_name, result
+
+
+def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: list[RouteInfo]) -> Registrations:
+    regs = Registrations()
+    for plugin, items in _per_plugin(pm, "register_chat_types", helpdesk=helpdesk):
+        for obj in items or ():
+            regs.chat_types.add(obj, plugin)
+
+    seen_fields = {entity: {n: "host" for n in names} for entity, names in reserved_fields.items()}
+    for plugin, items in _per_plugin(pm, "register_fields", helpdesk=helpdesk):
+        for obj in items or ():
+            entity = getattr(obj, "entity", None)
+            if entity not in ("chat", "message"):
+                raise StartupError(f"plugin {plugin!r} registered fields for {entity!r}; use 'chat' or 'message'")
+            for fname in getattr(obj, "fields", {}):
+                if fname in seen_fields[entity]:
+                    raise StartupError(f"{entity} field {fname!r} is registered twice: by "
+                                       f"{seen_fields[entity][fname]!r} and by {plugin!r}")
+                seen_fields[entity][fname] = plugin
+            fs = FieldSet(entity, dict(obj.fields), obj.load, plugin)
+            (regs.chat_fields if entity == "chat" else regs.message_fields).append(fs)
+
+    templates = {r.template: r.plugin for r in host_routes}
+    regs.routes.extend(host_routes)
+    for plugin, items in _per_plugin(pm, "register_routes", helpdesk=helpdesk):
+        for obj in items or ():
+            template = getattr(obj, "template", None)
+            if not isinstance(template, str) or not template.startswith("/"):
+                raise StartupError(f"plugin {plugin!r} registered a route without a URI template")
+            key = (template, getattr(obj, "suffix", None))
+            if key in {(r.template, r.suffix) for r in regs.routes}:
+                raise StartupError(f"route {template!r} is registered twice: by {templates.get(template)!r} "
+                                   f"and by {plugin!r}")
+            templates.setdefault(template, plugin)
+            regs.routes.append(RouteInfo(template, obj.resource, getattr(obj, "suffix", None),
+                                         bool(getattr(obj, "public", False)), plugin))
+
+    for plugin, obj in _per_plugin(pm, "register_ui", helpdesk=helpdesk):
+        if obj is None:
+            continue
+        regs.ui.append(UiInfo(obj.name, str(obj.static_dir), tuple(getattr(obj, "scripts", ())),
+                              tuple(getattr(obj, "styles", ()))))
+    names = [u.name for u in regs.ui]
+    if len(names) != len(set(names)):
+        raise StartupError(f"two plugins registered UI assets under the same name: {names}")
+
+    for plugin, items in _per_plugin(pm, "register_workers", helpdesk=helpdesk):
+        for obj in items or ():
+            regs.workers.append(WorkerInfo(obj.name, tuple(obj.argv)))
+    return regs

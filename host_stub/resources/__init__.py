@@ -1,0 +1,1 @@
+"""The host's own REST resources."""

@@ -1,0 +1,33 @@
+"""Load request input through marshmallow, turning problems into the documented 422 shape."""
+
+from __future__ import annotations
+
+import falcon
+from marshmallow import ValidationError
+
+from host_stub.errors import ApiError
+
+
+def load_query(schema, req) -> dict:
+    raw = {k: v for k, v in req.params.items()}
+    for key, value in raw.items():
+        if isinstance(value, list):
+            raise ApiError(falcon.HTTP_422, "invalid_query", f"Query parameter {key!r} was given more than once.",
+                           fields={key: ["given more than once"]})
+    return _load(schema, raw, "invalid_query", "Some query parameters are not valid.")
+
+
+def load_body(schema, req) -> dict:
+    body = req.get_media(default_when_empty=None)
+    if not isinstance(body, dict):
+        raise ApiError(falcon.HTTP_400, "invalid_body", "The request body must be a JSON object.")
+    return _load(schema, body, "invalid_body", "The request body is not valid.")
+
+
+def _load(schema, data, code, message):
+    try:
+        return schema.load(data, unknown="exclude")
+    except ValidationError as exc:
+        errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        fields = {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in errors.items()}
+        raise ApiError(falcon.HTTP_422, code, message, fields=fields) from None

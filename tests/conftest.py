@@ -1,0 +1,225 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when a URL is given), the app, clients.
+
+PostgreSQL: set ``HELPDESK_TEST_DATABASE_URL`` (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``);
+every test using ``engine`` then runs on both databases. Each pytest-xdist worker gets a database of
+its own, created next to the one named by the URL and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import falcon.testing
+import pytest
+import requests
+import responses
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from host_stub.app import create_app
+from host_stub.auth import create_agent, create_token
+from host_stub.config import Config
+from host_stub.db import make_engine
+from host_stub.plugins import get_plugin_manager
+from host_stub.schema import create_all
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_URL = os.environ.get("HELPDESK_TEST_DATABASE_URL", "").strip()
+BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
+WAZZUP_API = "https://api.wazzup.test"
+API_KEY = "test-api-key-0123456789abcdef"
+
+
+# ---------------------------------------------------------------- time
+
+
+class FakeClock:
+    """An injected clock: tests move time instead of waiting."""
+
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float = 0, **kwargs) -> datetime:
+        self.now += timedelta(seconds=seconds, **kwargs)
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+# ---------------------------------------------------------------- databases
+
+
+def _worker_database_url(worker_id: str) -> str:
+    url = make_url(PG_URL)
+    name = f"{url.database or 'test'}_hd_{worker_id}".replace("-", "_")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(worker_id):
+    """A PostgreSQL database for this test worker, or skip with the reason."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need HELPDESK_TEST_DATABASE_URL (CI sets it)")
+    url = _worker_database_url(worker_id)
+    yield url
+    admin = sa.create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_id(request):
+    return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, tmp_path, request):
+    if backend == "postgres":
+        return request.getfixturevalue("pg_database_url")
+    return f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}"
+
+
+@pytest.fixture
+def pm():
+    import wazzup_plugin.hooks
+
+    return get_plugin_manager(load_entrypoints=False, extra_plugins=[wazzup_plugin.hooks])
+
+
+@pytest.fixture
+def engine(database_url, pm):
+    engine = make_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        _reset_postgres(engine)
+    create_all(engine, pm)
+    yield engine
+    engine.dispose()
+
+
+def _reset_postgres(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+
+
+# ---------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def settings():
+    """Environment-style settings for the app; tests change them before ``app`` is built."""
+    return {"WAZZUP24_API_KEY": API_KEY, "WAZZUP24_API_URL": WAZZUP_API}
+
+
+@pytest.fixture
+def config(database_url, settings):
+    return Config(database_url=database_url, env=dict(settings))
+
+
+@pytest.fixture
+def http():
+    session = requests.Session()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def app(config, pm, engine, http, clock):
+    return create_app(config, pm, engine=engine, http=http, clock=clock)
+
+
+@pytest.fixture
+def helpdesk(app):
+    return app.helpdesk
+
+
+@pytest.fixture
+def client(app):
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def agent(helpdesk):
+    """An agent with an API token: ``agent["headers"]`` authenticates requests."""
+    with helpdesk.db.write() as tx:
+        agent_id = create_agent(tx.conn, "alice", "correct horse battery", "Alice Agent", helpdesk.clock())
+        token = create_token(tx.conn, agent_id, "tests", helpdesk.clock())
+    return {"id": agent_id, "username": "alice", "token": token,
+            "headers": {"Authorization": f"Bearer {token}"}}
+
+
+@pytest.fixture
+def auth(agent):
+    return agent["headers"]
+
+
+@pytest.fixture
+def wazzup_api():
+    """The Wazzup API as seen by our client: every outgoing call must be declared."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+# ---------------------------------------------------------------- data
+
+
+@pytest.fixture
+def payload():
+    """Load a Wazzup-shaped JSON fixture: ``payload("incoming_text")``."""
+
+    def load(name: str):
+        return json.loads((FIXTURES / "wazzup" / f"{name}.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+@pytest.fixture
+def make_chat(helpdesk):
+    def make(type="internal", title="A chat", phone=None, at=None, unread=0):
+        chats = helpdesk.tables.chats
+        now = at or helpdesk.clock()
+        with helpdesk.db.write() as tx:
+            chat_id = tx.conn.execute(sa.insert(chats).values(
+                type=type, title=title, phone=phone, unread_count=unread, last_message_at=at,
+                last_message_preview="", last_activity_at=now, created_at=now, change_seq=tx.change_seq,
+            )).inserted_primary_key[0]
+            tx.touched(chat_ids=[chat_id])
+        return chat_id
+
+    return make
+
+
+@pytest.fixture
+def make_message(helpdesk):
+    def make(chat_id, text="hello", direction="in", status=None, type="text", at=None):
+        messages = helpdesk.tables.messages
+        now = at or helpdesk.clock()
+        with helpdesk.db.write() as tx:
+            message_id = tx.conn.execute(sa.insert(messages).values(
+                chat_id=chat_id, direction=direction, status=status or ("inbound" if direction == "in" else "queued"),
+                type=type, text=text, created_at=now, messenger_at=now, change_seq=tx.change_seq,
+            )).inserted_primary_key[0]
+            tx.touched(chat_ids=[chat_id], message_ids=[message_id])
+        return message_id
+
+    return make

@@ -1,0 +1,18 @@
+"""The ``helpdesk-stub wazzup24`` command group; each flow adds its own commands."""
+
+from __future__ import annotations
+
+import click
+
+
+def wazzup24_group() -> click.Group:
+    from wazzup_plugin import inbound, outbound, sandbox
+
+    @click.group(name="wazzup24", help="Wazzup24 channel: connection, webhook, worker, sandbox.")
+    def group():
+        pass
+
+    inbound.add_commands(group)
+    outbound.add_commands(group)
+    sandbox.add_commands(group)
+    return group

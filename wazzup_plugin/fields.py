@@ -1,0 +1,48 @@
+"""The plugin's fields on the host's chat and message JSON, loaded once per page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+from marshmallow import fields
+
+
+@dataclass(frozen=True)
+class FieldSet:
+    entity: str
+    fields: dict
+    load: Callable
+
+
+def chat_fields(tables) -> FieldSet:
+    t = tables["chats"]
+
+    def load(conn, ids):
+        rows = conn.execute(sa.select(t.c.chat_id, t.c.wazzup_chat_id, t.c.chat_type, t.c.channel_id)
+                            .where(t.c.chat_id.in_(ids)))
+        return {r.chat_id: {"wazzup_chat_id": r.wazzup_chat_id, "wazzup_chat_type": r.chat_type,
+                            "wazzup_channel_id": r.channel_id} for r in rows}
+
+    return FieldSet("chat", {
+        "wazzup_chat_id": fields.String(metadata={"description": "the chat's id in Wazzup24 (digits for WhatsApp)"}),
+        "wazzup_chat_type": fields.String(metadata={"description": "Wazzup chatType: whatsapp, whatsgroup, ..."}),
+        "wazzup_channel_id": fields.String(metadata={"description": "the Wazzup channel the chat belongs to"}),
+    }, load)
+
+
+def message_fields(tables) -> FieldSet:
+    t = tables["messages"]
+
+    def load(conn, ids):
+        rows = conn.execute(sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo)
+                            .where(t.c.message_id.in_(ids)))
+        return {r.message_id: {"wazzup_message_id": r.wazzup_message_id, "wazzup_crm_message_id": r.crm_message_id,
+                               "wazzup_is_echo": r.is_echo} for r in rows}
+
+    return FieldSet("message", {
+        "wazzup_message_id": fields.String(metadata={"description": "the message's id in Wazzup24"}),
+        "wazzup_crm_message_id": fields.String(metadata={"description": "our crmMessageId for sent messages"}),
+        "wazzup_is_echo": fields.Boolean(metadata={"description": "sent from the phone or Wazzup's own window"}),
+    }, load)

@@ -1,0 +1,73 @@
+"""Every hook this plugin implements: the plugin's table of contents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pluggy
+
+from wazzup_plugin import __version__, inbound, outbound
+from wazzup_plugin.chat_type import UI_NAME, WazzupChatType
+from wazzup_plugin.fields import chat_fields, message_fields
+from wazzup_plugin.state import PLUGIN_NAME, get_state, log
+from wazzup_plugin.tables import define_tables
+
+hookimpl = pluggy.HookimplMarker("helpdesk")
+
+HELPDESK_MANIFEST = {"name": PLUGIN_NAME, "version": __version__, "contract": "1",
+                     "summary": "WhatsApp and other messengers through Wazzup24 API v3"}
+
+_HERE = Path(__file__).parent
+
+
+@hookimpl
+def register_chat_types(helpdesk):
+    return [WazzupChatType()]
+
+
+@hookimpl
+def register_schema(metadata):
+    define_tables(metadata)
+    return str(_HERE / "migrations" / "versions")
+
+
+@hookimpl
+def register_fields(helpdesk):
+    tables = get_state(helpdesk).tables
+    return [chat_fields(tables), message_fields(tables)]
+
+
+@hookimpl
+def register_routes(helpdesk):
+    state = get_state(helpdesk)
+    return inbound.routes(helpdesk, state) + outbound.routes(helpdesk, state)
+
+
+@hookimpl
+def register_commands(cli):
+    from wazzup_plugin.cli import wazzup24_group
+
+    cli.add_command(wazzup24_group())
+
+
+@hookimpl
+def register_ui(helpdesk):
+    from wazzup_plugin.ui import ui_assets
+
+    return ui_assets()
+
+
+@hookimpl
+def register_workers(helpdesk):
+    return outbound.workers(helpdesk)
+
+
+@hookimpl
+def startup(helpdesk):
+    state = get_state(helpdesk)
+    if not state.settings.configured:
+        log.warning("WAZZUP24_API_KEY is not set: the webhook receives, but sending is off "
+                    "(connection status: not_configured)")
+    if not state.settings.webhook_secret:
+        log.warning("WAZZUP24_WEBHOOK_SECRET is not set: the webhook accepts unauthenticated deliveries; "
+                    "run `helpdesk-stub wazzup24 set-webhook` to protect it")

@@ -1,0 +1,86 @@
+"""``WAZZUP24_*`` settings, read once and validated at startup."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_API_URL = "https://api.wazzup24.com"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names it and says what to set."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"\d+", raw) or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    return int(raw)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = (env.get(name) or "").strip() or default
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class WazzupSettings:
+    api_key: str | None
+    api_url: str
+    webhook_url: str | None
+    webhook_secret: str | None
+    channel_id: str | None
+    connect_timeout: float
+    read_timeout: float
+    rate_limit: int          # requests per rate_window seconds, across every process
+    rate_window: float
+    connection_cache_seconds: float
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "WazzupSettings":
+        secret = (env.get("WAZZUP24_WEBHOOK_SECRET") or "").strip() or None
+        if secret is not None and len(secret) < 16:
+            raise SettingsError("WAZZUP24_WEBHOOK_SECRET must be at least 16 characters (make one with "
+                                "`helpdesk-stub wazzup24 set-webhook`)")
+        rate_limit = _int(env, "WAZZUP24_RATE_LIMIT", 450, 1)
+        if rate_limit > 500:
+            raise SettingsError("WAZZUP24_RATE_LIMIT must not exceed Wazzup's limit of 500 requests per 5 seconds")
+        return cls(
+            api_key=(env.get("WAZZUP24_API_KEY") or "").strip() or None,
+            api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
+            webhook_url=_http_url(env, "WAZZUP24_WEBHOOK_URL", None),
+            webhook_secret=secret,
+            channel_id=(env.get("WAZZUP24_CHANNEL_ID") or "").strip() or None,
+            connect_timeout=_float(env, "WAZZUP24_CONNECT_TIMEOUT", 5.0, 0.1),
+            read_timeout=_float(env, "WAZZUP24_READ_TIMEOUT", 20.0, 0.1),
+            rate_limit=rate_limit,
+            rate_window=_float(env, "WAZZUP24_RATE_WINDOW", 5.0, 0.1),
+            connection_cache_seconds=_float(env, "WAZZUP24_CONNECTION_CACHE_SECONDS", 10.0, 0.0),
+        )
