@@ -12,8 +12,9 @@ from host_stub import __version__
 from host_stub.auth import AuthMiddleware
 from host_stub.config import Config
 from host_stub.db import Database, make_engine
-from host_stub.errors import ApiError, StartupError, http_error_handler, unexpected_error_handler
-from host_stub.models import Agent, Chat, Message, utcnow
+from host_stub.errors import StartupError, http_error_handler, unexpected_error_handler
+from host_stub.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from host_stub.models import utcnow
 from host_stub.plugins import plugin_manifests
 from host_stub.registry import RouteInfo, collect
 from host_stub.resources.chats import ChatReadResource, ChatResource, ChatsResource
@@ -27,12 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class Tables:
-    """The host tables plugins may read and write (SQLAlchemy Core)."""
+    """The host tables plugins may read and write (SQLAlchemy Core), from the app's ``MetaData``."""
 
-    def __init__(self):
-        self.chats = Chat.__table__
-        self.messages = Message.__table__
-        self.agents = Agent.__table__
+    def __init__(self, metadata):
+        self.chats = metadata.tables["chats"]
+        self.messages = metadata.tables["messages"]
+        self.agents = metadata.tables["agents"]
 
 
 class Helpdesk:
@@ -45,7 +46,7 @@ class Helpdesk:
         self.clock = clock or utcnow
         self.http = http or requests.Session()
         self.metadata, self.migration_dirs = assemble_metadata(pm)
-        self.tables = Tables()
+        self.tables = Tables(self.metadata)
         engine = engine or make_engine(config.database_url, config.sqlite_synchronous)
         self.db = Database(engine, on_commit=self._changes_committed)
         self.plugin_state: dict = {}
@@ -71,29 +72,6 @@ class HelpdeskApp(falcon.App):
     helpdesk: Helpdesk
 
 
-class BodyLimitMiddleware:
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-
-    def process_request(self, req, resp):
-        if req.content_length is not None and req.content_length > self.max_bytes:
-            raise ApiError(falcon.HTTP_413, "payload_too_large",
-                           f"The request body is larger than the limit of {self.max_bytes} bytes.")
-
-
-class SecurityHeadersMiddleware:
-    CSP = ("default-src 'self'; img-src 'self' https: data:; media-src 'self' https:; "
-           "script-src 'self'; style-src 'self'; connect-src 'self'; frame-src https:; "
-           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-
-    def process_response(self, req, resp, resource, req_succeeded):
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("Referrer-Policy", "no-referrer")
-        resp.set_header("Content-Security-Policy", self.CSP)
-        if req.path.startswith("/api/"):
-            resp.set_header("Cache-Control", "no-store")
-
-
 def host_routes(helpdesk: Helpdesk, serializer: Serializer, openapi_factory) -> list[RouteInfo]:
     return [
         RouteInfo("/api/health", HealthResource(helpdesk), public=True, plugin="host"),
@@ -110,7 +88,7 @@ def host_routes(helpdesk: Helpdesk, serializer: Serializer, openapi_factory) -> 
 def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> falcon.App:
     """Build the helpdesk: validate plugins and settings, wire routes; serve nothing yet."""
     from host_stub.openapi import build_openapi
-    from host_stub.ui import ui_routes
+    from host_stub.ui import install_static, ui_routes
 
     config.validate()
     helpdesk = Helpdesk(config, pm, engine=engine, http=http, clock=clock)
@@ -151,10 +129,12 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     app.add_error_handler(Exception, unexpected_error_handler)
     app.add_error_handler(falcon.HTTPError, http_error_handler)
     for route in regs.routes:
-        if route.suffix:
-            app.add_route(route.template, route.resource, suffix=route.suffix)
-        else:
-            app.add_route(route.template, route.resource)
+        try:
+            app.add_route(route.template, route.resource, **({"suffix": route.suffix} if route.suffix else {}))
+        except ValueError as exc:  # e.g. a template that clashes with another one's field names
+            raise StartupError(f"route {route.template!r} of {route.plugin!r} cannot be served: {exc}") from None
+    install_static(app, helpdesk)
+    install_static(app, helpdesk)  # before the plugins' static routes, which then win for their prefix
     for ui in regs.ui:
         app.add_static_route(f"/static/plugins/{ui.name}", ui.static_dir)
     try:

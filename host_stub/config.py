@@ -48,7 +48,7 @@ class Config:
 
     database_url: str = DEFAULT_DATABASE_URL
     secret_key: str = ""
-    plugins: tuple[str, ...] | None = None  # None: every installed plugin
+    plugins: frozenset[str] | None = None  # None: every installed plugin
     log_level: str = "INFO"
     log_format: str = "text"
     log_file: str | None = None
@@ -60,10 +60,9 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv_path=".env") -> "Config":
         env = read_environment(environ, dotenv_path)
-        plugins_raw = env.get("HELPDESK_PLUGINS")
-        plugins = None
-        if plugins_raw is not None and plugins_raw.strip().lower() not in ("", "all", "*"):
-            plugins = tuple(p.strip() for p in plugins_raw.split(",") if p.strip())
+        from host_stub.plugins import parse_enabled
+
+        plugins = parse_enabled(env.get("HELPDESK_PLUGINS"))
         config = cls(
             database_url=env.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
             secret_key=env.get("HELPDESK_SECRET_KEY", ""),

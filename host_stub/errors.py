@@ -59,6 +59,8 @@ def http_error_handler(req, resp, ex, params):
     """Turn Falcon's own errors (404 route, 405, bad headers) into the documented shape."""
     if isinstance(ex, ApiError):
         body = ex.to_dict()
+    elif isinstance(ex, falcon.MediaMalformedError):
+        body = {"status": 400, "code": "invalid_json", "message": "The request body is not valid JSON."}
     else:
         body = {
             "status": ex.status_code,

@@ -43,6 +43,9 @@ class SecretsFilter(logging.Filter):
             record.exc_text = self.mask(record.exc_text)
         if masked != message or record.args:
             record.msg, record.args = masked, None
+        context = getattr(record, "context", None)
+        if isinstance(context, dict):
+            record.context = {k: self.mask(v) if isinstance(v, str) else v for k, v in context.items()}
         return True
 
 

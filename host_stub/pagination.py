@@ -1,4 +1,8 @@
-"""Opaque cursors: a base64url JSON list of the sort key of the last row returned."""
+"""Opaque cursors: base64url JSON ``[kind, *sort key of the last row returned]``.
+
+The kind says which listing a cursor belongs to, so a cursor from one mode (say, older history)
+is refused by another (say, changes) instead of silently paging the wrong way.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,38 @@ import falcon
 from host_stub.errors import ApiError
 
 
-def encode_cursor(*key) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key), separators=(",", ":")).encode()).decode().rstrip("=")
+def encode_cursor(kind: str, *key) -> str:
+    raw = json.dumps([kind, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list:
+def cursor_kind(cursor: str) -> str:
+    """The kind of a cursor (validated), without checking its key."""
+    key = _decode(cursor)
+    if not key or not isinstance(key[0], str):
+        raise invalid_cursor()
+    return key[0]
+
+
+def decode_cursor(cursor: str, kind: str, types: tuple[type, ...]) -> list:
+    key = _decode(cursor)
+    if len(key) != len(types) + 1 or key[0] != kind:
+        raise invalid_cursor()
+    for value, expected in zip(key[1:], types):
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise invalid_cursor()
+    return key[1:]
+
+
+def _decode(cursor: str) -> list:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw)
-        if not isinstance(key, list) or len(key) != len(kinds):
-            raise ValueError
-        for value, kind in zip(key, kinds):
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError
-        return key
-    except ValueError:
-        raise ApiError(falcon.HTTP_422, "invalid_cursor",
-                       "The cursor is not one this server gave out; start again without it.",
-                       fields={"cursor": ["invalid cursor"]}) from None
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:  # binascii, JSON and UTF-8 errors are all ValueErrors
+        raise invalid_cursor() from None
+    if not isinstance(key, list):
+        raise invalid_cursor()
+    return key
+
+
+def invalid_cursor(reason: str = "The cursor is not one this listing gave out; start again without it.") -> ApiError:
+    return ApiError(falcon.HTTP_422, "invalid_cursor", reason, fields={"cursor": [reason]})

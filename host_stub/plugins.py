@@ -18,38 +18,53 @@ DEFAULT_PLUGINS = ("host_stub.builtin.notes",)
 
 
 def get_plugin_manager(load_entrypoints: bool = True, extra_plugins=(), enabled=None) -> pluggy.PluginManager:
-    """A fresh manager. ``enabled``: plugin names to load (default ``HELPDESK_PLUGINS``, else all)."""
+    """A fresh manager with the contract, the host's built-ins and the enabled installed plugins.
+
+    ``enabled``: names of installed plugins to load; ``None`` reads ``HELPDESK_PLUGINS`` from the
+    environment (unset, empty or ``all``: every installed plugin; ``none``: none of them).
+    ``extra_plugins`` are registered as well (tests and embedding hosts).
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(name), name=name)
     if enabled is None:
-        enabled = _enabled_from_env()
+        enabled = parse_enabled(os.environ.get("HELPDESK_PLUGINS"))
     if load_entrypoints:
-        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
-            if enabled is not None and ep.name not in enabled:
-                log.info("plugin %s installed but not enabled (HELPDESK_PLUGINS)", ep.name)
+        installed = {ep.name: ep for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+        missing = sorted(set(enabled or ()) - set(installed))
+        if missing:
+            raise StartupError(
+                f"HELPDESK_PLUGINS names {', '.join(missing)}, which is not installed "
+                f"(installed: {', '.join(sorted(installed)) or 'none'})")
+        for name, ep in sorted(installed.items()):
+            if enabled is not None and name not in enabled:
+                log.info("plugin %s is installed but not enabled (HELPDESK_PLUGINS)", name)
                 continue
-            if pm.get_plugin(ep.name) is None:
-                _register(pm, ep.load(), ep.name)
+            _register(pm, ep.load(), name)
     for plugin in extra_plugins:
         _register(pm, plugin, getattr(plugin, "__name__", None))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise StartupError(f"plugin {exc.plugin!r} implements a hook the contract does not define: {exc}") from None
+        raise StartupError(f"plugin {pm.get_name(exc.plugin)!r} implements a hook the contract does not define "
+                           f"(misspelled?): {exc}") from None
     return pm
 
 
-def _enabled_from_env():
-    raw = os.environ.get("HELPDESK_PLUGINS")
+def parse_enabled(raw: str | None) -> frozenset[str] | None:
+    """``HELPDESK_PLUGINS``: None means every installed plugin; a set names the ones to load."""
     if raw is None or raw.strip().lower() in ("", "all", "*"):
         return None
-    return {p.strip() for p in raw.split(",") if p.strip()}
+    if raw.strip().lower() == "none":
+        return frozenset()
+    return frozenset(p.strip() for p in raw.split(",") if p.strip())
 
 
 def _register(pm: pluggy.PluginManager, plugin, name: str | None) -> None:
     manifest = check_manifest(plugin, name)
+    if pm.get_plugin(manifest["name"]) is not None:
+        raise StartupError(f"plugin {manifest['name']!r} is registered twice")
     try:
         pm.register(plugin, name=manifest["name"])
     except pluggy.PluginValidationError as exc:

@@ -31,7 +31,7 @@ class ChatTypeInfo:
 class ChatTypeRegistry:
     """Chat types by name. A chat whose type is not registered is still served, as unknown."""
 
-    UNKNOWN = ChatTypeInfo("unknown", "Unknown channel", "/static/icons/unknown.svg")
+    UNKNOWN = ChatTypeInfo("unknown", "Unknown channel", "/static/icons/unknown.svg", plugin="host")
 
     def __init__(self):
         self._types: dict[str, ChatTypeInfo] = {}
@@ -99,8 +99,11 @@ class Registrations:
 
 
 def _per_plugin(pm, hook_name: str, **kwargs):
-    """Call a hook implementation by implementation, so every item can be traced to its plugin."""
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    """Call a hook implementation by implementation, so every item can be traced to its plugin.
+
+    Registration order (the host's built-ins first): on a clash, the plugin registered earlier
+    is named first in the message."""
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
         result = impl.function(**{a: kwargs[a] for a in impl.argnames})
         yield impl.plugin_name, result
 
@@ -125,18 +128,20 @@ def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: lis
             fs = FieldSet(entity, dict(obj.fields), obj.load, plugin)
             (regs.chat_fields if entity == "chat" else regs.message_fields).append(fs)
 
-    templates = {r.template: r.plugin for r in host_routes}
+    owners = {r.template: r.plugin for r in host_routes}
     regs.routes.extend(host_routes)
     for plugin, items in _per_plugin(pm, "register_routes", helpdesk=helpdesk):
         for obj in items or ():
             template = getattr(obj, "template", None)
             if not isinstance(template, str) or not template.startswith("/"):
                 raise StartupError(f"plugin {plugin!r} registered a route without a URI template")
-            key = (template, getattr(obj, "suffix", None))
-            if key in {(r.template, r.suffix) for r in regs.routes}:
-                raise StartupError(f"route {template!r} is registered twice: by {templates.get(template)!r} "
+            if getattr(obj, "resource", None) is None:
+                raise StartupError(f"plugin {plugin!r} registered route {template!r} without a resource")
+            # Falcon serves one resource per template (a suffix only picks its responders).
+            if template in owners:
+                raise StartupError(f"route {template!r} is registered twice: by {owners[template]!r} "
                                    f"and by {plugin!r}")
-            templates.setdefault(template, plugin)
+            owners[template] = plugin
             regs.routes.append(RouteInfo(template, obj.resource, getattr(obj, "suffix", None),
                                          bool(getattr(obj, "public", False)), plugin))
 

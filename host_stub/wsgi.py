@@ -11,4 +11,4 @@ def create_wsgi_app():
 
     config = Config.from_env()
     configure_logging(config)
-    return create_app(config, get_plugin_manager())
+    return create_app(config, get_plugin_manager(enabled=config.plugins))

@@ -223,3 +223,49 @@ def make_message(helpdesk):
         return message_id
 
     return make
+
+
+# ---------------------------------------------------------------- foundation: one-off plugins and apps
+
+
+def _one_off_plugin(name: str = "oneoff", contract: str = "1", **hooks):
+    """A one-off plugin module: each keyword is a hook implementation named after its hook."""
+    import types
+
+    from host_stub.hookspecs import hookimpl
+
+    module = types.ModuleType(name)
+    module.HELPDESK_MANIFEST = {"name": name, "version": "0.0.1", "contract": contract}
+    for hook, function in hooks.items():
+        setattr(module, hook, hookimpl(function))
+    return module
+
+
+@pytest.fixture
+def make_plugin():
+    """``make_plugin("name", register_routes=lambda helpdesk: [...])``: a plugin module with a manifest."""
+    return _one_off_plugin
+
+
+@pytest.fixture
+def pm_with():
+    """``pm_with(*plugins, wazzup=True)``: a fresh plugin manager with these extra plugins."""
+
+    def build(*plugins, wazzup: bool = True):
+        import wazzup_plugin.hooks
+
+        extra = ([wazzup_plugin.hooks] if wazzup else []) + list(plugins)
+        return get_plugin_manager(load_entrypoints=False, extra_plugins=extra)
+
+    return build
+
+
+@pytest.fixture
+def build_app(config, engine, http, clock):
+    """``build_app(pm, **settings)``: another app on the same database (settings: env overrides)."""
+
+    def build(pm, **settings):
+        cfg = Config(database_url=config.database_url, env={**config.env, **settings})
+        return create_app(cfg, pm, engine=engine, http=http, clock=clock)
+
+    return build

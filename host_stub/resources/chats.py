@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import falcon
 import sqlalchemy as sa
 
 from host_stub.errors import ApiError
-from host_stub.pagination import decode_cursor, encode_cursor
+from host_stub.pagination import decode_cursor, encode_cursor, invalid_cursor
 from host_stub.schemas import ChatListQuerySchema, ChatSchema, ErrorSchema
 from host_stub.validation import load_query
 
@@ -37,27 +38,16 @@ class ChatsResource:
         query = load_query(_QUERY, req)
         chats = self.helpdesk.tables.chats
         limit = query["limit"]
+        by_changes = "changed_since" in query
+        stmt = sa.select(chats)
+        if "type" in query:
+            stmt = stmt.where(chats.c.type == query["type"])
+        if query.get("q", "").strip():
+            stmt = stmt.where(search_condition(chats, query["q"].strip()))
+        stmt = self._changes(stmt, chats, query) if by_changes else self._by_activity(stmt, chats, query)
         with self.helpdesk.db.read() as conn:
             # Read the counter first: everything at or below it is committed and will be in the result.
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
-            stmt = sa.select(chats)
-            if "type" in query:
-                stmt = stmt.where(chats.c.type == query["type"])
-            if query.get("q", "").strip():
-                stmt = stmt.where(self._search(chats, query["q"].strip()))
-            if "changed_since" in query:
-                stmt = stmt.where(chats.c.change_seq > query["changed_since"])
-                if "cursor" in query:
-                    seq, last_id = decode_cursor(query["cursor"], (int, int))
-                    stmt = stmt.where(sa.tuple_(chats.c.change_seq, chats.c.id) > sa.tuple_(seq, last_id))
-                stmt = stmt.order_by(chats.c.change_seq, chats.c.id)
-            else:
-                if "cursor" in query:
-                    at, last_id = decode_cursor(query["cursor"], (str, int))
-                    at = _parse_time(at)
-                    stmt = stmt.where(sa.or_(chats.c.last_activity_at < at,
-                                             sa.and_(chats.c.last_activity_at == at, chats.c.id < last_id)))
-                stmt = stmt.order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
             rows = conn.execute(stmt.limit(limit + 1)).mappings().all()
             more = len(rows) > limit
             rows = rows[:limit]
@@ -65,18 +55,45 @@ class ChatsResource:
         next_cursor = None
         if more:
             last = rows[-1]
-            next_cursor = (encode_cursor(last["change_seq"], last["id"]) if "changed_since" in query
-                           else encode_cursor(last["last_activity_at"].isoformat(), last["id"]))
+            next_cursor = (encode_cursor("c", last["change_seq"], last["id"]) if by_changes
+                           else encode_cursor("a", last["last_activity_at"].isoformat(), last["id"]))
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
 
     @staticmethod
-    def _search(chats, q: str):
-        pattern = f"%{_escape_like(q.lower())}%"
-        condition = sa.func.lower(chats.c.title).like(pattern, escape="\\")
-        digits = "".join(ch for ch in q if ch.isdigit())
-        if digits and len(digits) >= max(3, len(q.replace("+", "").replace(" ", "").replace("-", "")) - 2):
-            condition = sa.or_(condition, chats.c.phone.like(f"%{digits}%"))
-        return condition
+    def _changes(stmt, chats, query):
+        """What was created or changed after the counter value, in change order."""
+        stmt = stmt.where(chats.c.change_seq > query["changed_since"])
+        if "cursor" in query:
+            seq, last_id = decode_cursor(query["cursor"], "c", (int, int))
+            stmt = stmt.where(sa.or_(chats.c.change_seq > seq,
+                                     sa.and_(chats.c.change_seq == seq, chats.c.id > last_id)))
+        return stmt.order_by(chats.c.change_seq, chats.c.id)
+
+    @staticmethod
+    def _by_activity(stmt, chats, query):
+        """Newest activity first; ties broken by id so that no chat is skipped or repeated."""
+        if "cursor" in query:
+            at, last_id = decode_cursor(query["cursor"], "a", (str, int))
+            at = _parse_time(at)
+            stmt = stmt.where(sa.or_(chats.c.last_activity_at < at,
+                                     sa.and_(chats.c.last_activity_at == at, chats.c.id < last_id)))
+        return stmt.order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
+
+
+_PHONE_CHARS = re.compile(r"^[\d\s+()./-]+$")
+
+
+def search_condition(chats, q: str):
+    """``q`` matches the title (case-insensitive, any alphabet) or, when it looks like a phone
+    number (digits and + - ( ) . spaces, at least 3 digits), the phone with formatting ignored."""
+    condition = sa.func.lower(chats.c.title).like(f"%{_escape_like(q.lower())}%", escape="\\")
+    digits = "".join(ch for ch in q if ch.isdigit())
+    if _PHONE_CHARS.match(q) and len(digits) >= 3:
+        phone = chats.c.phone
+        for ch in ("+", " ", "-", "(", ")", "."):
+            phone = sa.func.replace(phone, ch, "")
+        condition = sa.or_(condition, phone.like(f"%{digits}%"))
+    return condition
 
 
 def _parse_time(value: str) -> datetime:
@@ -85,8 +102,7 @@ def _parse_time(value: str) -> datetime:
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        raise ApiError(falcon.HTTP_422, "invalid_cursor", "The cursor is not one this server gave out.",
-                       fields={"cursor": ["invalid cursor"]})
+        raise invalid_cursor()
     return parsed
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import falcon
 import sqlalchemy as sa
 
-from host_stub.pagination import decode_cursor, encode_cursor
+from host_stub.errors import ApiError
+from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
 from host_stub.resources.chats import get_chat_row
 from host_stub.schemas import ErrorSchema, MessageListQuerySchema
 from host_stub.validation import load_query
@@ -33,41 +35,58 @@ class MessagesResource:
         query = load_query(_QUERY, req)
         messages = self.helpdesk.tables.messages
         limit = query["limit"]
+        mode = _mode(query)
+        stmt = sa.select(messages).where(messages.c.chat_id == chat_id)
+        if mode == "c":
+            stmt = stmt.where(messages.c.change_seq > query["changed_since"])
+            if "cursor" in query:
+                seq, last_id = decode_cursor(query["cursor"], "c", (int, int))
+                stmt = stmt.where(sa.or_(messages.c.change_seq > seq,
+                                         sa.and_(messages.c.change_seq == seq, messages.c.id > last_id)))
+            stmt = stmt.order_by(messages.c.change_seq, messages.c.id)
+        elif mode == "f":
+            after = query.get("after", 0)
+            if "cursor" in query:
+                after = max(after, decode_cursor(query["cursor"], "f", (int,))[0])
+            stmt = stmt.where(messages.c.id > after).order_by(messages.c.id)
+        else:  # "b": the latest page, or older history before the cursor
+            if "cursor" in query:
+                stmt = stmt.where(messages.c.id < decode_cursor(query["cursor"], "b", (int,))[0])
+            stmt = stmt.order_by(messages.c.id.desc())
         with self.helpdesk.db.read() as conn:
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
             get_chat_row(self.helpdesk, conn, chat_id)
-            stmt = sa.select(messages).where(messages.c.chat_id == chat_id)
-            if "changed_since" in query:
-                mode = "changes"
-                stmt = stmt.where(messages.c.change_seq > query["changed_since"])
-                if "cursor" in query:
-                    seq, last_id = decode_cursor(query["cursor"], (int, int))
-                    stmt = stmt.where(sa.tuple_(messages.c.change_seq, messages.c.id) > sa.tuple_(seq, last_id))
-                stmt = stmt.order_by(messages.c.change_seq, messages.c.id)
-            elif "after" in query or ("cursor" in query and query["cursor"].startswith("f")):
-                mode = "forward"
-                after = query.get("after", 0)
-                if "cursor" in query:
-                    after = max(after, decode_cursor(query["cursor"][1:], (int,))[0])
-                stmt = stmt.where(messages.c.id > after).order_by(messages.c.id)
-            else:
-                mode = "older"
-                if "cursor" in query:
-                    before = decode_cursor(query["cursor"].removeprefix("b"), (int,))[0]
-                    stmt = stmt.where(messages.c.id < before)
-                stmt = stmt.order_by(messages.c.id.desc())
             rows = conn.execute(stmt.limit(limit + 1)).mappings().all()
             more = len(rows) > limit
             rows = rows[:limit]
-            if mode == "older":
+            if mode == "b":
                 rows = list(reversed(rows))
             items = self.serializer.messages(conn, rows)
         next_cursor = None
         if more:
-            if mode == "changes":
-                next_cursor = encode_cursor(rows[-1]["change_seq"], rows[-1]["id"])
-            elif mode == "forward":
-                next_cursor = "f" + encode_cursor(rows[-1]["id"])
+            if mode == "c":
+                next_cursor = encode_cursor("c", rows[-1]["change_seq"], rows[-1]["id"])
+            elif mode == "f":
+                next_cursor = encode_cursor("f", rows[-1]["id"])
             else:
-                next_cursor = "b" + encode_cursor(rows[0]["id"])
+                next_cursor = encode_cursor("b", rows[0]["id"])
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
+
+
+def _mode(query) -> str:
+    """``c`` changes since a counter, ``f`` forward after an id, ``b`` backward into history."""
+    if "changed_since" in query:
+        if "after" in query:
+            raise ApiError(falcon.HTTP_422, "invalid_query", "Give either after or changed_since, not both.",
+                           fields={"after": ["not allowed with changed_since"]})
+        return "c"
+    if "after" in query:
+        return "f"
+    if "cursor" in query:
+        kind = cursor_kind(query["cursor"])
+        if kind == "c":
+            raise invalid_cursor("This cursor pages changes: send it with the same changed_since.")
+        if kind not in ("b", "f"):
+            raise invalid_cursor()
+        return kind
+    return "b"

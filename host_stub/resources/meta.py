@@ -40,14 +40,18 @@ class ChatTypesResource:
     openapi = {"get": {
         "summary": "Registered chat types (name, label, icon, UI panel)",
         "responses": {"200": {"description": "chat types", "content": {"application/json": {
-            "schema": {"type": "object", "properties": {"items": {"type": "array", "items": ChatTypeSchema}}}}}}},
+            "schema": {"type": "object", "properties": {
+                "items": {"type": "array", "items": ChatTypeSchema},
+                "unknown": ChatTypeSchema}}}}}},
+        "description": "A chat whose type is not listed (its plugin is disabled) is shown as `unknown`.",
     }}
 
     def __init__(self, helpdesk):
         self.helpdesk = helpdesk
 
     def on_get(self, req, resp):
-        resp.media = {"items": [t.to_json() for t in self.helpdesk.chat_types.all()]}
+        resp.media = {"items": [t.to_json() for t in self.helpdesk.chat_types.all()],
+                      "unknown": self.helpdesk.chat_types.UNKNOWN.to_json()}
 
 
 class PluginsResource:

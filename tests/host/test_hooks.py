@@ -1,0 +1,205 @@
+"""Each hook of the contract, exercised from the host's side by a tiny one-off plugin."""
+
+from dataclasses import dataclass
+
+import falcon.testing
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from marshmallow import fields
+
+from host_stub.cli import build_cli
+from host_stub.errors import StartupError
+from host_stub.schema import assemble_metadata
+
+
+@dataclass(frozen=True)
+class Item:
+    """Plugins return plain objects; the host reads the attributes the contract names."""
+
+    name: str = ""
+    label: str = ""
+    icon: str = ""
+    template: str = ""
+    resource: object = None
+    public: bool = False
+    entity: str = ""
+    fields: dict | None = None
+    load: object = None
+    static_dir: str = ""
+    scripts: tuple = ()
+    styles: tuple = ()
+    argv: tuple = ()
+
+
+class Echo:
+    def on_get(self, req, resp):
+        resp.media = {"agent": req.context.agent.username if req.context.agent else None}
+
+
+def test_hook_register_chat_types_lists_the_type_and_the_builtin_one(build_app, pm_with, make_plugin, auth):
+    plugin = make_plugin("sms", register_chat_types=lambda helpdesk: [Item(name="sms", label="SMS", icon="/i.svg")])
+    client = falcon.testing.TestClient(build_app(pm_with(plugin)))
+    listed = client.simulate_get("/api/chat-types", headers=auth).json
+    names = [t["name"] for t in listed["items"]]
+    assert "sms" in names and "internal" in names and "wazzup" in names
+    assert listed["unknown"]["name"] == "unknown"
+
+
+def test_hook_register_schema_adds_the_plugins_tables_to_the_schema(pm_with, make_plugin, engine):
+    def register_schema(metadata):
+        if "sms_links" not in metadata.tables:
+            sa.Table("sms_links", metadata, sa.Column("chat_id", sa.ForeignKey("chats.id"), primary_key=True))
+        return None
+
+    metadata, dirs = assemble_metadata(pm_with(make_plugin("sms", register_schema=register_schema)))
+    assert "sms_links" in metadata.tables and "wazzup_chats" in metadata.tables
+    assert any(d.endswith("versions") for d in dirs)
+    metadata.create_all(engine)
+    assert sa.inspect(engine).has_table("sms_links")
+
+
+def test_hook_register_schema_builds_a_fresh_schema_per_app(pm_with):
+    with_plugin, _ = assemble_metadata(pm_with())
+    without, dirs = assemble_metadata(pm_with(wazzup=False))
+    assert "wazzup_chats" in with_plugin.tables
+    assert "wazzup_chats" not in without.tables and dirs == []
+
+
+def test_hook_register_fields_adds_plugin_fields_loaded_once_per_page(build_app, pm_with, make_plugin, make_chat,
+                                                                       auth):
+    calls = []
+
+    def load(conn, ids):
+        calls.append(sorted(ids))
+        return {i: {"sms_flag": f"flag-{i}"} for i in ids}
+
+    plugin = make_plugin("sms", register_fields=lambda helpdesk: [
+        Item(entity="chat", fields={"sms_flag": fields.String()}, load=load)])
+    client = falcon.testing.TestClient(build_app(pm_with(plugin)))
+    first, second = make_chat(title="a"), make_chat(title="b")
+    items = client.simulate_get("/api/chats", headers=auth).json["items"]
+    assert {c["id"]: c["sms_flag"] for c in items} == {first: f"flag-{first}", second: f"flag-{second}"}
+    assert calls == [sorted([first, second])]
+
+
+def test_hook_register_fields_refuses_a_field_name_used_twice(build_app, pm_with, make_plugin):
+    plugin = make_plugin("sms", register_fields=lambda helpdesk: [
+        Item(entity="chat", fields={"wazzup_chat_id": fields.String()}, load=lambda conn, ids: {})])
+    with pytest.raises(StartupError, match="chat field 'wazzup_chat_id' is registered twice"):
+        build_app(pm_with(plugin))
+
+
+def test_hook_register_routes_serves_private_and_public_routes(build_app, pm_with, make_plugin, auth):
+    plugin = make_plugin("sms", register_routes=lambda helpdesk: [
+        Item(template="/api/sms/private", resource=Echo()),
+        Item(template="/api/sms/public", resource=Echo(), public=True)])
+    client = falcon.testing.TestClient(build_app(pm_with(plugin)))
+    assert client.simulate_get("/api/sms/private").status_code == 401
+    assert client.simulate_get("/api/sms/private", headers=auth).json == {"agent": "alice"}
+    assert client.simulate_get("/api/sms/public").json == {"agent": None}
+
+
+def test_hook_register_commands_adds_a_command_group(pm_with, make_plugin):
+    import click
+
+    def register_commands(cli):
+        @cli.group(name="sms")
+        def group():
+            """SMS channel."""
+
+        @group.command()
+        def hello():
+            click.echo("hello from sms")
+
+    cli = build_cli(pm_with(make_plugin("sms", register_commands=register_commands)))
+    result = CliRunner().invoke(cli, ["sms", "hello"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello from sms\n"
+
+
+def test_hook_register_ui_serves_the_plugins_assets(build_app, pm_with, make_plugin, tmp_path):
+    (tmp_path / "panel.js").write_text("window.smsPanel = true;\n")
+    plugin = make_plugin("sms", register_ui=lambda helpdesk: Item(name="sms", static_dir=str(tmp_path),
+                                                                 scripts=("panel.js",)))
+    app = build_app(pm_with(plugin))
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/static/plugins/sms/panel.js").text == "window.smsPanel = true;\n"
+    assert [u.name for u in app.helpdesk.registrations.ui if u.name == "sms"][0] == "sms"
+
+
+def test_hook_register_ui_is_used_by_the_hosts_own_chat_type(client, auth):
+    internal = [t for t in client.simulate_get("/api/chat-types", headers=auth).json["items"]
+                if t["name"] == "internal"][0]
+    icon = client.simulate_get(internal["icon"])
+    assert icon.status_code == 200
+    assert icon.text.lstrip().startswith("<svg")
+
+
+def test_hook_register_ui_refuses_two_plugins_with_one_name(build_app, pm_with, make_plugin, tmp_path):
+    plugin = make_plugin("sms", register_ui=lambda helpdesk: Item(name="wazzup24", static_dir=str(tmp_path)))
+    with pytest.raises(StartupError, match="same name"):
+        build_app(pm_with(plugin))
+
+
+def test_hook_register_workers_are_started_by_serve_unless_no_workers(pm_with, make_plugin, monkeypatch, tmp_path):
+    import host_stub.cli as cli_module
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+
+    monkeypatch.setattr(cli_module.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(cli_module, "_supervise", lambda procs: None)
+    plugin = make_plugin("sms", register_workers=lambda helpdesk: [Item(name="sms-outbox", argv=("sms", "worker"))])
+    cli = build_cli(pm_with(plugin))
+    env = {"HELPDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
+    result = CliRunner(env=env).invoke(cli, ["serve", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert started[0][1:3] == ["-m", "gunicorn"] and "127.0.0.1:8123" in started[0]
+    assert started[1][-2:] == ["sms", "worker"]
+
+    started.clear()
+    result = CliRunner(env=env).invoke(build_cli(pm_with(plugin)), ["serve", "--no-workers"])
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1 and "127.0.0.1:8000" in started[0]
+
+
+def test_hook_startup_is_called_once_and_may_refuse_to_start(build_app, pm_with, make_plugin):
+    seen = []
+    build_app(pm_with(make_plugin("sms", startup=lambda helpdesk: seen.append(helpdesk))))
+    assert len(seen) == 1 and seen[0].db is not None
+
+    def refuse(helpdesk):
+        raise ValueError("SMS_GATEWAY_URL must be set")
+
+    with pytest.raises(StartupError, match="SMS_GATEWAY_URL must be set"):
+        build_app(pm_with(make_plugin("sms", startup=refuse)))
+
+
+def test_hook_changes_committed_reports_what_a_write_touched(build_app, pm_with, make_plugin):
+    calls = []
+    plugin = make_plugin("sms", changes_committed=lambda helpdesk, chat_ids, message_ids:
+                         calls.append((chat_ids, message_ids)))
+    helpdesk = build_app(pm_with(plugin)).helpdesk
+    chats = helpdesk.tables.chats
+    now = helpdesk.clock()
+    with helpdesk.db.write() as tx:
+        chat_id = tx.conn.execute(sa.insert(chats).values(
+            type="internal", title="t", last_activity_at=now, created_at=now, change_seq=tx.change_seq,
+        )).inserted_primary_key[0]
+        tx.touched(chat_ids=[chat_id])
+        assert calls == []  # not before the commit
+    assert calls == [({chat_id}, set())]
+
+
+def test_hook_changes_committed_listener_failure_never_fails_the_writer(build_app, pm_with, make_plugin, caplog):
+    def boom(helpdesk, chat_ids, message_ids):
+        raise RuntimeError("listener broke")
+
+    helpdesk = build_app(pm_with(make_plugin("sms", changes_committed=boom))).helpdesk
+    with helpdesk.db.write() as tx:
+        tx.touched(chat_ids=[1])
+    assert "changes_committed listener failed" in caplog.text
