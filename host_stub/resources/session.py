@@ -1,0 +1,103 @@
+"""``/api/session``: agents sign in to the UI (a session cookie + a CSRF token) and sign out.
+
+The login itself is public (it is how an agent gets credentials), so the route is registered as
+public and the responders that need an agent (``GET`` the current session, ``DELETE`` to sign
+out) authenticate explicitly through the same code the middleware uses: the cookie must be a
+live session, and ``DELETE`` must carry the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import falcon
+import sqlalchemy as sa
+from marshmallow import Schema, fields, validate
+
+from host_stub.auth import SESSION_COOKIE, AuthMiddleware, authenticate_password, create_session, token_digest
+from host_stub.errors import ApiError
+from host_stub.models import AgentSession
+from host_stub.schemas import ErrorSchema
+from host_stub.validation import load_body
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=150))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class AgentOutSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    display_name = fields.String()
+
+
+class SessionOutSchema(Schema):
+    agent = fields.Nested(AgentOutSchema)
+    csrf_token = fields.String(allow_none=True, metadata={
+        "description": "send as X-CSRF-Token on every write made with the session cookie"})
+
+
+_LOGIN = LoginSchema()
+_JSON = "application/json"
+
+
+def _agent_json(agent) -> dict:
+    return {"id": agent.id, "username": agent.username, "display_name": agent.display_name}
+
+
+class SessionResource:
+    openapi = {
+        "post": {"summary": "Sign in: sets the session cookie and returns the CSRF token",
+                 "requestBody": {"content": {_JSON: {"schema": LoginSchema}}},
+                 "responses": {"200": {"description": "signed in", "content": {_JSON: {"schema": SessionOutSchema}}},
+                               "401": {"description": "wrong name or password",
+                                       "content": {_JSON: {"schema": ErrorSchema}}},
+                               "422": {"description": "bad input", "content": {_JSON: {"schema": ErrorSchema}}}}},
+        "get": {"summary": "The signed-in agent and the session's CSRF token",
+                "responses": {"200": {"description": "the session", "content": {_JSON: {"schema": SessionOutSchema}}},
+                              "401": {"description": "not signed in", "content": {_JSON: {"schema": ErrorSchema}}}}},
+        "delete": {"summary": "Sign out: ends the session and clears the cookie",
+                   "responses": {"204": {"description": "signed out"},
+                                 "401": {"description": "not signed in",
+                                         "content": {_JSON: {"schema": ErrorSchema}}},
+                                 "403": {"description": "missing CSRF token",
+                                         "content": {_JSON: {"schema": ErrorSchema}}}}},
+    }
+
+    def __init__(self, helpdesk):
+        self.helpdesk = helpdesk
+        self._auth = AuthMiddleware(helpdesk, public_templates=set())
+
+    def on_post(self, req, resp):
+        body = load_body(_LOGIN, req)
+        now = self.helpdesk.clock()
+        ttl = timedelta(seconds=self.helpdesk.config.session_ttl_seconds)
+        with self.helpdesk.db.read() as conn:
+            agent = authenticate_password(conn, body["username"], body["password"])
+        if agent is None:
+            raise ApiError(falcon.HTTP_401, "invalid_credentials", "The name or the password is wrong.")
+        sessions = AgentSession.__table__
+        with self.helpdesk.db.write() as tx:
+            # Housekeeping: expired sessions are useless; drop them while we are writing anyway.
+            tx.conn.execute(sa.delete(sessions).where(sessions.c.expires_at <= now))
+            token, csrf = create_session(tx.conn, agent.id, now, ttl)
+        resp.set_cookie(SESSION_COOKIE, token, max_age=int(ttl.total_seconds()), path="/",
+                        secure=req.forwarded_scheme == "https", http_only=True, same_site="Strict")
+        resp.media = {"agent": _agent_json(agent), "csrf_token": csrf}
+
+    def on_get(self, req, resp):
+        agent = self._auth.authenticate(req)
+        resp.media = {"agent": _agent_json(agent), "csrf_token": agent.csrf_token}
+
+    def on_delete(self, req, resp):
+        agent = self._auth.authenticate(req)  # checks the CSRF token: DELETE is a write
+        if agent.via != "session":
+            raise ApiError(falcon.HTTP_400, "not_a_session",
+                           "Signing out ends a UI session; API tokens are revoked separately.")
+        sessions = AgentSession.__table__
+        token = req.get_cookie_values(SESSION_COOKIE)[0]
+        with self.helpdesk.db.write() as tx:
+            tx.conn.execute(sa.delete(sessions).where(sessions.c.token_sha256 == token_digest(token)))
+        resp.unset_cookie(SESSION_COOKIE, path="/")
+        resp.status = falcon.HTTP_204

@@ -1,0 +1,896 @@
+/* The helpdesk agent UI: sign-in, the chat list, the chat view, and the hooks plugins use.
+ *
+ * No framework and no build step. Content from the server only ever reaches the page through
+ * textContent and DOM properties (never parsed as HTML), so a message cannot inject markup.
+ * Live updates are short polling of ?changed_since=<change_seq> (DESIGN.md "Live updates").
+ *
+ * Plugins (their scripts load after this one) use window.helpdesk:
+ *   registerPanel(name, factory)   factory(ctx) builds a panel under chats whose type names it;
+ *                                  ctx = {element, chat, api, notify, refresh, agent};
+ *                                  it may return {destroy()} to stop its timers.
+ *   registerMessageAction(action)  {id, label, appliesTo(message, chat), run(message, chat, ctx)}:
+ *                                  a button on matching messages (e.g. a channel's "Resend").
+ *   api(path, {method, body})      fetch with the session's CSRF token; resolves {ok, status, data}.
+ *   notify(text, kind)             a toast: kind "success" | "error" | "info".
+ */
+(function () {
+  "use strict";
+
+  var POLL_MS = 2000;            // never poll more often than this
+  var PAGE_CHATS = 50;
+  var PAGE_MESSAGES = 50;
+  var MAX_CHANGE_PAGES = 5;      // more changes than this at once: reload instead of paging through
+  var UNKNOWN_ICON = "/static/icons/unknown.svg";
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  var state = {
+    csrf: null,
+    agent: null,
+    types: {},                   // chat type name -> {label, icon, panel, can_compose}
+    chats: new Map(),            // id -> chat (only the loaded ones)
+    listCursor: null,
+    listSeq: null,
+    listLoading: false,
+    listGeneration: 0,           // bumps when filters change; stale answers are dropped
+    filter: { type: "", q: "" },
+    chat: null,                  // the open chat
+    messages: new Map(),         // id -> message of the open chat
+    msgCursor: null,
+    msgSeq: null,
+    msgLoadingOlder: false,
+    chatGeneration: 0,
+    panel: null,                 // the open chat's plugin panel instance
+    pollTimer: null,
+    polling: false,
+    lastReadPost: 0
+  };
+  var panels = {};
+  var messageActions = [];
+
+  // ------------------------------------------------------------------ small helpers
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(pathD, className, viewBox) {
+    var s = document.createElementNS(SVG_NS, "svg");
+    s.setAttribute("viewBox", viewBox || "0 0 16 16");
+    s.setAttribute("aria-hidden", "true");
+    s.setAttribute("focusable", "false");
+    if (className) s.setAttribute("class", className);
+    var p = document.createElementNS(SVG_NS, "path");
+    p.setAttribute("d", pathD);
+    s.appendChild(p);
+    return s;
+  }
+
+  /** Only http(s) links may become href/src; anything else (javascript:, data:) is dropped. */
+  function safeUrl(value, httpsOnly) {
+    if (typeof value !== "string") return null;
+    var re = httpsOnly ? /^https:\/\//i : /^https?:\/\//i;
+    return re.test(value.trim()) ? value.trim() : null;
+  }
+
+  function parseTime(value) {
+    if (!value) return null;
+    var d = new Date(value);
+    return isNaN(d.getTime()) ? null : d;
+  }
+
+  function timeOnly(d) {
+    return d ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
+  }
+
+  function listTime(d) {
+    if (!d) return "";
+    var now = new Date();
+    if (d.toDateString() === now.toDateString()) return timeOnly(d);
+    return d.toLocaleDateString([], { day: "numeric", month: "short" });
+  }
+
+  function fullTime(d) {
+    return d ? d.toLocaleString() : "";
+  }
+
+  function chatType(name) {
+    return state.types[name] || null;
+  }
+
+  // ------------------------------------------------------------------ API
+
+  function api(path, options) {
+    options = options || {};
+    var method = (options.method || "GET").toUpperCase();
+    var headers = { "Accept": "application/json" };
+    var init = { method: method, headers: headers, credentials: "same-origin" };
+    if (method !== "GET" && method !== "HEAD") {
+      if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
+      if (options.body !== undefined) {
+        headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(options.body);
+      }
+    }
+    return fetch(path, init).then(function (resp) {
+      return resp.text().then(function (text) {
+        var data = null;
+        if (text) {
+          try { data = JSON.parse(text); } catch (e) { data = { message: text.slice(0, 300) }; }
+        }
+        if (resp.status === 401 && path !== "/api/session") sessionLost(data);
+        return { ok: resp.ok, status: resp.status, data: data };
+      });
+    }, function () {
+      return { ok: false, status: 0, data: { code: "network_error",
+        message: "The helpdesk server cannot be reached; check your connection." } };
+    });
+  }
+
+  function errorText(result, fallback) {
+    var d = result && result.data;
+    if (d && typeof d.message === "string" && d.message) return d.message;
+    return fallback || ("Request failed (" + (result ? result.status : "?") + ").");
+  }
+
+  function query(params) {
+    var parts = [];
+    Object.keys(params).forEach(function (k) {
+      var v = params[k];
+      if (v !== undefined && v !== null && v !== "") parts.push(encodeURIComponent(k) + "=" + encodeURIComponent(v));
+    });
+    return parts.length ? "?" + parts.join("&") : "";
+  }
+
+  // ------------------------------------------------------------------ notifications
+
+  function notify(text, kind) {
+    kind = kind || "info";
+    var box = $("toasts");
+    var toast = el("div", "toast toast-" + kind);
+    if (kind === "error") toast.setAttribute("role", "alert");
+    toast.appendChild(el("span", "toast-text", text));
+    var close = el("button", "toast-close", "\u00d7");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss notification");
+    close.addEventListener("click", function () { toast.remove(); });
+    toast.appendChild(close);
+    box.appendChild(toast);
+    while (box.children.length > 5) box.firstChild.remove();
+    setTimeout(function () { toast.remove(); }, kind === "error" ? 15000 : 6000);
+    return toast;
+  }
+
+  // ------------------------------------------------------------------ session
+
+  function showLogin(message) {
+    stopPolling();
+    closeChat();
+    state.csrf = null;
+    state.agent = null;
+    $("app-view").hidden = true;
+    $("login-view").hidden = false;
+    $("login-message").textContent = message || "";
+    $("login-password").value = "";
+    $("login-username").focus();
+  }
+
+  function sessionLost(data) {
+    if (!state.agent) return;
+    showLogin((data && data.message) || "Your session has ended; sign in again.");
+  }
+
+  function signedIn(session) {
+    state.csrf = session.csrf_token;
+    state.agent = session.agent;
+    $("agent-name").textContent = session.agent.display_name || session.agent.username;
+    $("login-view").hidden = true;
+    $("app-view").hidden = false;
+    return loadChatTypes().then(function () {
+      resetList();
+      schedulePoll();
+    });
+  }
+
+  function onLoginSubmit(event) {
+    event.preventDefault();
+    var username = $("login-username").value.trim();
+    var password = $("login-password").value;
+    if (!username || !password) {
+      $("login-message").textContent = "Enter your name and password.";
+      return;
+    }
+    var button = $("login-submit");
+    button.disabled = true;
+    $("login-message").textContent = "";
+    api("/api/session", { method: "POST", body: { username: username, password: password } }).then(function (r) {
+      button.disabled = false;
+      if (r.ok) return signedIn(r.data);
+      $("login-message").textContent = errorText(r, "Signing in failed.");
+      $("login-password").select();
+    });
+  }
+
+  function onLogout() {
+    api("/api/session", { method: "DELETE" }).then(function () { showLogin("You have signed out."); });
+  }
+
+  // ------------------------------------------------------------------ chat types
+
+  function loadChatTypes() {
+    return api("/api/chat-types").then(function (r) {
+      if (!r.ok) return;
+      state.types = {};
+      var select = $("chat-type-filter");
+      while (select.options.length > 1) select.remove(1);
+      r.data.items.forEach(function (t) {
+        state.types[t.name] = t;
+        var option = el("option", null, t.label);
+        option.value = t.name;
+        select.appendChild(option);
+      });
+    });
+  }
+
+  function iconFor(typeName) {
+    var t = chatType(typeName);
+    return (t && safeIcon(t.icon)) || UNKNOWN_ICON;
+  }
+
+  function safeIcon(path) {
+    return typeof path === "string" && /^\/static\//.test(path) ? path : null;
+  }
+
+  function onIconError(event) {
+    var img = event.target;
+    if (img.getAttribute("src") !== UNKNOWN_ICON) img.src = UNKNOWN_ICON;
+  }
+
+  // ------------------------------------------------------------------ chat list
+
+  function compareChats(a, b) {
+    if (a.last_activity_at !== b.last_activity_at) {
+      return parseTime(b.last_activity_at) - parseTime(a.last_activity_at);
+    }
+    return b.id - a.id;
+  }
+
+  function resetList() {
+    state.listGeneration += 1;
+    state.chats = new Map();
+    state.listCursor = null;
+    state.listSeq = null;
+    state.listLoading = false;
+    $("chat-list").replaceChildren();
+    return loadMoreChats();
+  }
+
+  function loadMoreChats() {
+    if (state.listLoading) return Promise.resolve();
+    if (state.listSeq !== null && !state.listCursor) return Promise.resolve();
+    state.listLoading = true;
+    var generation = state.listGeneration;
+    var params = { limit: PAGE_CHATS, type: state.filter.type, q: state.filter.q, cursor: state.listCursor };
+    return api("/api/chats" + query(params)).then(function (r) {
+      if (generation !== state.listGeneration) return;
+      state.listLoading = false;
+      if (!r.ok) {
+        if (r.status !== 401) notify(errorText(r, "The chat list could not be loaded."), "error");
+        return;
+      }
+      // The first page fixes the counter to poll from; later pages must not move it backwards.
+      if (state.listSeq === null) state.listSeq = r.data.change_seq;
+      state.listCursor = r.data.next_cursor;
+      r.data.items.forEach(function (c) { state.chats.set(c.id, c); });
+      renderList();
+    });
+  }
+
+  function oldestLoadedChat() {
+    var oldest = null;
+    state.chats.forEach(function (c) { if (!oldest || compareChats(c, oldest) > 0) oldest = c; });
+    return oldest;
+  }
+
+  /** Merge changed chats: a chat that moved inside the loaded range (or above it) is shown. */
+  function mergeChats(items) {
+    var oldest = oldestLoadedChat();
+    items.forEach(function (c) {
+      var inRange = !state.listCursor || !oldest || compareChats(c, oldest) <= 0;
+      if (inRange) state.chats.set(c.id, c);
+      else state.chats.delete(c.id);
+      if (state.chat && state.chat.id === c.id) updateOpenChat(c);
+    });
+    renderList();
+  }
+
+  function renderList() {
+    var list = $("chat-list");
+    var sorted = Array.from(state.chats.values()).sort(compareChats);
+    var existing = new Map();
+    Array.prototype.forEach.call(list.children, function (li) { existing.set(li.dataset.chatId, li); });
+    var fragment = document.createDocumentFragment();
+    sorted.forEach(function (c) {
+      var li = existing.get(String(c.id));
+      if (!li || li.dataset.seq !== String(c.change_seq)) li = renderChatItem(c);
+      li.classList.toggle("active", !!(state.chat && state.chat.id === c.id));
+      fragment.appendChild(li);
+    });
+    list.replaceChildren(fragment);
+    $("chat-list-empty").hidden = sorted.length > 0 || state.listLoading;
+    $("chat-list-more").hidden = !state.listCursor;
+  }
+
+  function renderChatItem(c) {
+    var li = el("li", "chat-item");
+    li.dataset.chatId = String(c.id);
+    li.dataset.seq = String(c.change_seq);
+    li.dataset.type = c.type;
+    var button = el("button", "chat-item-button");
+    button.type = "button";
+    var t = chatType(c.type);
+    var icon = el("img", "chat-item-icon");
+    icon.src = iconFor(c.type);
+    icon.alt = t ? t.label : "Unknown channel (" + c.type + ")";
+    icon.title = icon.alt;
+    icon.width = 36;
+    icon.height = 36;
+    icon.addEventListener("error", onIconError);
+    button.appendChild(icon);
+
+    var body = el("span", "chat-item-body");
+    var top = el("span", "chat-item-top");
+    top.appendChild(el("span", "chat-item-title", c.title || c.phone || "Chat " + c.id));
+    var when = parseTime(c.last_message_at || c.last_activity_at);
+    var time = el("time", "chat-item-time", listTime(when));
+    if (when) { time.dateTime = when.toISOString(); time.title = fullTime(when); }
+    top.appendChild(time);
+    body.appendChild(top);
+
+    var bottom = el("span", "chat-item-bottom");
+    var preview = el("span", "chat-item-preview", c.last_message_preview || "");
+    bottom.appendChild(preview);
+    if (c.unread_count > 0) {
+      var badge = el("span", "badge", c.unread_count > 99 ? "99+" : c.unread_count);
+      badge.setAttribute("aria-label", c.unread_count + " unread");
+      bottom.appendChild(badge);
+    }
+    body.appendChild(bottom);
+    if (c.phone) body.appendChild(el("span", "chat-item-phone", c.phone));
+    button.appendChild(body);
+    button.setAttribute("aria-label", (c.title || c.phone || "Chat") +
+      (c.unread_count > 0 ? ", " + c.unread_count + " unread" : ""));
+    button.addEventListener("click", function () { openChat(c.id); });
+    li.appendChild(button);
+    return li;
+  }
+
+  var searchTimer = null;
+  function onSearchInput() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(function () {
+      var q = $("chat-search").value.trim();
+      if (q === state.filter.q) return;
+      state.filter.q = q;
+      resetList();
+    }, 300);
+  }
+
+  function onTypeFilter() {
+    state.filter.type = $("chat-type-filter").value;
+    resetList();
+  }
+
+  // ------------------------------------------------------------------ the open chat
+
+  function openChat(chatId) {
+    var c = state.chats.get(chatId);
+    closeChat();
+    state.chatGeneration += 1;
+    var generation = state.chatGeneration;
+    document.body.classList.add("show-chat");
+    $("chat-empty").hidden = true;
+    $("chat-box").hidden = false;
+    $("message-list").replaceChildren();
+    var loadChat = c ? Promise.resolve({ ok: true, data: c }) : api("/api/chats/" + chatId);
+    return loadChat.then(function (r) {
+      if (generation !== state.chatGeneration || !r.ok) return;
+      state.chat = r.data;
+      renderChatHeader(r.data);
+      renderList();
+      mountPanel(r.data);
+      markRead(r.data);
+      return api("/api/chats/" + chatId + "/messages" + query({ limit: PAGE_MESSAGES })).then(function (m) {
+        if (generation !== state.chatGeneration) return;
+        if (!m.ok) { notify(errorText(m, "Messages could not be loaded."), "error"); return; }
+        state.msgSeq = m.data.change_seq;
+        state.msgCursor = m.data.next_cursor;
+        m.data.items.forEach(function (msg) { state.messages.set(msg.id, msg); });
+        renderMessages();
+        scrollToBottom();
+        // A short history may not fill the view: load older pages until it scrolls.
+        fillUpOlder(generation, 3);
+      });
+    });
+  }
+
+  function closeChat() {
+    if (state.panel && typeof state.panel.destroy === "function") {
+      try { state.panel.destroy(); } catch (e) { console.error(e); }
+    }
+    state.panel = null;
+    state.chat = null;
+    state.messages = new Map();
+    state.msgCursor = null;
+    state.msgSeq = null;
+    state.msgLoadingOlder = false;
+    state.chatGeneration += 1;
+    $("chat-panel").replaceChildren();
+    $("chat-header-extra").replaceChildren();
+  }
+
+  function backToList() {
+    closeChat();
+    document.body.classList.remove("show-chat");
+    $("chat-box").hidden = true;
+    $("chat-empty").hidden = false;
+    renderList();
+  }
+
+  function renderChatHeader(c) {
+    var icon = $("chat-icon");
+    var t = chatType(c.type);
+    icon.src = iconFor(c.type);
+    icon.alt = t ? t.label : "Unknown channel (" + c.type + ")";
+    icon.title = icon.alt;
+    $("chat-title").textContent = c.title || c.phone || "Chat " + c.id;
+    $("chat-phone").textContent = c.phone || "";
+  }
+
+  function updateOpenChat(c) {
+    state.chat = c;
+    renderChatHeader(c);
+    if (c.unread_count > 0) markRead(c);
+  }
+
+  function markRead(c) {
+    if (!c.unread_count || document.hidden) return;
+    var now = Date.now();
+    if (now - state.lastReadPost < POLL_MS) return;
+    state.lastReadPost = now;
+    api("/api/chats/" + c.id + "/read", { method: "POST" }).then(function (r) {
+      if (r.ok) mergeChats([r.data]);
+    });
+  }
+
+  function mountPanel(c) {
+    var slot = $("chat-panel");
+    var t = chatType(c.type);
+    if (!t) {
+      slot.appendChild(el("p", "panel-note", "This chat's channel (" + c.type +
+        ") is not installed here: its history is shown read-only."));
+      return;
+    }
+    if (!t.panel) {
+      if (!t.can_compose) slot.appendChild(el("p", "panel-note", t.label + ": read-only."));
+      return;
+    }
+    var factory = panels[t.panel];
+    if (!factory) {
+      slot.appendChild(el("p", "panel-note", "The panel " + t.panel + " of this channel did not load."));
+      return;
+    }
+    var element = el("div", "plugin-panel");
+    element.dataset.panel = t.panel;
+    slot.appendChild(element);
+    try {
+      state.panel = factory(pluginContext(c, element)) || null;
+    } catch (e) {
+      console.error(e);
+      element.replaceChildren(el("p", "panel-note", "The panel " + t.panel + " failed to start."));
+    }
+  }
+
+  function pluginContext(c, element) {
+    return {
+      element: element,
+      chat: c,
+      agent: state.agent,
+      api: api,
+      notify: notify,
+      refresh: function () { return pollNow(); },
+      headerElement: $("chat-header-extra")
+    };
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  function scrollBox() { return $("messages"); }
+
+  function nearBottom() {
+    var box = scrollBox();
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    var box = scrollBox();
+    box.scrollTop = box.scrollHeight;
+  }
+
+  function fillUpOlder(generation, budget) {
+    var box = scrollBox();
+    if (budget <= 0 || !state.msgCursor || generation !== state.chatGeneration) return;
+    if (box.scrollHeight > box.clientHeight + 40) return;
+    loadOlder().then(function () { fillUpOlder(generation, budget - 1); });
+  }
+
+  function loadOlder() {
+    if (!state.chat || !state.msgCursor || state.msgLoadingOlder) return Promise.resolve();
+    state.msgLoadingOlder = true;
+    $("messages-older").hidden = false;
+    var generation = state.chatGeneration;
+    var chatId = state.chat.id;
+    return api("/api/chats/" + chatId + "/messages" + query({ limit: PAGE_MESSAGES, cursor: state.msgCursor }))
+      .then(function (r) {
+        if (generation !== state.chatGeneration) return;
+        state.msgLoadingOlder = false;
+        $("messages-older").hidden = true;
+        if (!r.ok) return;
+        var box = scrollBox();
+        var fromBottom = box.scrollHeight - box.scrollTop;
+        state.msgCursor = r.data.next_cursor;
+        r.data.items.forEach(function (msg) { if (!state.messages.has(msg.id)) state.messages.set(msg.id, msg); });
+        renderMessages();
+        box.scrollTop = box.scrollHeight - fromBottom;  // keep what the agent was reading in place
+      });
+  }
+
+  function onMessagesScroll() {
+    if (scrollBox().scrollTop < 60) loadOlder();
+  }
+
+  function mergeMessages(items) {
+    if (!items.length) return;
+    var stick = nearBottom();
+    var oldestId = null;
+    state.messages.forEach(function (m) { if (oldestId === null || m.id < oldestId) oldestId = m.id; });
+    items.forEach(function (m) {
+      // A change to a message older than the loaded history is not shown until it is paged in.
+      if (state.messages.has(m.id) || oldestId === null || m.id > oldestId || !state.msgCursor) {
+        state.messages.set(m.id, m);
+      }
+    });
+    renderMessages();
+    if (stick) scrollToBottom();
+  }
+
+  function renderMessages() {
+    var list = $("message-list");
+    var existing = new Map();
+    Array.prototype.forEach.call(list.children, function (li) { existing.set(li.dataset.messageId, li); });
+    var sorted = Array.from(state.messages.values()).sort(function (a, b) { return a.id - b.id; });
+    var fragment = document.createDocumentFragment();
+    sorted.forEach(function (m) {
+      var li = existing.get(String(m.id));
+      if (!li || li.dataset.seq !== String(m.change_seq)) li = renderMessage(m);
+      fragment.appendChild(li);
+    });
+    list.replaceChildren(fragment);
+  }
+
+  var STATUS_LABELS = {
+    queued: "Queued: waiting to be sent",
+    accepted: "Sent to the messenger",
+    sent: "Sent",
+    delivered: "Delivered",
+    read: "Read",
+    failed: "Not delivered",
+    unknown: "Unknown: it may not have been sent"
+  };
+  var PATH_CLOCK = "M8 1.5a6.5 6.5 0 1 0 0 13 6.5 6.5 0 0 0 0-13zm0 1.5a5 5 0 1 1 0 10A5 5 0 0 1 8 3zm-.75 1.75v3.6l2.7 1.8.83-1.25-2.03-1.35V4.75z";
+  var PATH_CHECK = "M13.3 4.3 6.5 11.1 2.7 7.3l-1 1 4.8 4.8 7.8-7.8z";
+  var PATH_DOUBLE = "M11.3 4.3 4.5 11.1 1.7 8.3l-1 1 3.8 3.8 7.8-7.8zm3 0-6.8 6.8-.9-.9-1 1 1.9 1.9 7.8-7.8z";
+  var PATH_ALERT = "M8 1 .5 14.5h15zm-.75 5h1.5v4h-1.5zm0 5h1.5v1.5h-1.5z";
+  var PATH_QUESTION = "M8 1.5a6.5 6.5 0 1 0 0 13 6.5 6.5 0 0 0 0-13zM8 4a2.5 2.5 0 0 1 1.2 4.7c-.5.3-.45.5-.45 1.3h-1.5c0-1.3.3-1.9 1.2-2.5A1 1 0 1 0 7 6.5H5.5A2.5 2.5 0 0 1 8 4zm-.75 7h1.5v1.5h-1.5z";
+
+  function statusIcon(m) {
+    var s = m.status;
+    var node = el("span", "ticks ticks-" + s);
+    var when = parseTime(m[s + "_at"]);
+    var label = STATUS_LABELS[s] || s;
+    node.setAttribute("role", "img");
+    node.setAttribute("aria-label", label);
+    node.title = label + (when ? " \u2014 " + fullTime(when) : "");
+    var path = { queued: PATH_CLOCK, accepted: PATH_CHECK, sent: PATH_CHECK, delivered: PATH_DOUBLE,
+      read: PATH_DOUBLE, failed: PATH_ALERT, unknown: PATH_QUESTION }[s] || PATH_QUESTION;
+    node.appendChild(svg(path, "tick-svg"));
+    return node;
+  }
+
+  function renderMessage(m) {
+    var li = el("li", "msg msg-" + (m.direction === "out" ? "out" : "in"));
+    li.dataset.messageId = String(m.id);
+    li.dataset.seq = String(m.change_seq);
+    li.dataset.status = m.status;
+    li.dataset.type = m.type || "text";
+    if (m.deleted_at) li.classList.add("msg-deleted");
+    var bubble = el("div", "bubble");
+    if (m.author_name && m.direction === "out") bubble.appendChild(el("span", "msg-author", m.author_name));
+    bubble.appendChild(renderContent(m));
+
+    var meta = el("div", "msg-meta");
+    if (m.edited_at) {
+      var edited = el("span", "msg-marker msg-edited", "edited");
+      edited.title = m.previous_text ? "Before the edit: " + m.previous_text : "Edited " + fullTime(parseTime(m.edited_at));
+      edited.tabIndex = 0;
+      meta.appendChild(edited);
+    }
+    if (m.deleted_at) {
+      var deleted = el("span", "msg-marker msg-deleted-marker", "deleted");
+      deleted.title = "Deleted " + fullTime(parseTime(m.deleted_at));
+      meta.appendChild(deleted);
+    }
+    var when = parseTime(m.messenger_at || m.created_at);
+    var time = el("time", "msg-time", timeOnly(when));
+    if (when) { time.dateTime = when.toISOString(); time.title = fullTime(when); }
+    meta.appendChild(time);
+    if (m.direction === "out") meta.appendChild(statusIcon(m));
+    bubble.appendChild(meta);
+
+    if (m.status === "failed") {
+      var reason = m.error_text || m.error_code || "The messenger refused this message.";
+      var err = el("p", "msg-error", "Not delivered: " + reason);
+      if (m.error_code && m.error_text) err.title = m.error_code;
+      bubble.appendChild(err);
+    } else if (m.status === "unknown") {
+      bubble.appendChild(el("p", "msg-hint",
+        "We could not confirm this message went out. Check with the customer, or resend it."));
+    }
+    var actions = renderActions(m);
+    if (actions) bubble.appendChild(actions);
+    li.appendChild(bubble);
+    return li;
+  }
+
+  function renderActions(m) {
+    if (!state.chat) return null;
+    var chat = state.chat;
+    var box = null;
+    messageActions.forEach(function (action) {
+      var applies = false;
+      try { applies = action.appliesTo(m, chat); } catch (e) { console.error(e); }
+      if (!applies) return;
+      box = box || el("div", "msg-actions");
+      var button = el("button", "btn btn-small msg-action", action.label);
+      button.type = "button";
+      button.dataset.action = action.id;
+      button.addEventListener("click", function () {
+        button.disabled = true;
+        Promise.resolve()
+          .then(function () { return action.run(m, chat, pluginContext(chat, null)); })
+          .catch(function (e) { console.error(e); notify(String(e && e.message || e), "error"); })
+          .then(function () { button.disabled = false; });
+      });
+      box.appendChild(button);
+    });
+    return box;
+  }
+
+  function renderText(text, className) {
+    return el("p", className || "msg-text", text);
+  }
+
+  function link(href, text, className) {
+    var a = el("a", className || "msg-link", text);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  function renderContent(m) {
+    var box = el("div", "msg-content");
+    var type = m.type || "text";
+    var uri = safeUrl(m.content_uri);
+    var httpsUri = safeUrl(m.content_uri, true);
+    var name = m.content_name || "";
+    if (type === "text" || type === "note") {
+      box.appendChild(renderText(m.text || ""));
+      return box;
+    }
+    if (type === "image" && httpsUri) {
+      var a = link(httpsUri, "", "msg-image-link");
+      var img = el("img", "msg-image");
+      img.src = httpsUri;
+      img.alt = name || "Image";
+      img.loading = "lazy";
+      img.addEventListener("error", function () { a.replaceChildren(document.createTextNode(name || "Open the image")); });
+      a.appendChild(img);
+      box.appendChild(a);
+    } else if ((type === "video" || type === "audio") && httpsUri) {
+      var player = el(type, "msg-" + type);
+      player.controls = true;
+      player.preload = "metadata";
+      player.src = httpsUri;
+      box.appendChild(player);
+      box.appendChild(link(httpsUri, name || (type === "video" ? "Download the video" : "Download the audio"),
+        "msg-link msg-download"));
+    } else if (type === "document" || ((type === "image" || type === "video" || type === "audio") && uri)) {
+      if (uri) {
+        var doc = link(uri, "", "msg-document");
+        doc.appendChild(svg("M4 1h5l4 4v10H4zm5 1v4h3z", "doc-svg"));
+        doc.appendChild(el("span", "msg-document-name", name || "Document"));
+        box.appendChild(doc);
+      } else {
+        box.appendChild(el("p", "msg-placeholder", "A " + type + " whose link is not available."));
+      }
+    } else if (type === "geo") {
+      box.appendChild(renderGeo(m, uri));
+      return box;
+    } else if (type === "vcard") {
+      box.appendChild(renderContact(m, uri));
+      return box;
+    } else if (type === "missing_call") {
+      box.appendChild(el("p", "msg-placeholder msg-call", "Missed call"));
+    } else {
+      box.appendChild(el("p", "msg-placeholder",
+        "This message (" + type + ") cannot be shown here; open it in the messenger."));
+    }
+    if (m.text) box.appendChild(renderText(m.text, "msg-text msg-caption"));
+    return box;
+  }
+
+  function renderGeo(m, uri) {
+    var box = el("div", "msg-geo");
+    box.appendChild(svg("M8 1a5 5 0 0 0-5 5c0 3.5 5 9 5 9s5-5.5 5-9a5 5 0 0 0-5-5zm0 3a2 2 0 1 1 0 4 2 2 0 0 1 0-4z", "geo-svg"));
+    var text = m.text || "";
+    var coords = /(-?\d{1,2}(?:\.\d+)?)\s*[,;\s]\s*(-?\d{1,3}(?:\.\d+)?)/.exec(text);
+    var href = uri;
+    if (!href && coords) {
+      href = "https://www.openstreetmap.org/?mlat=" + encodeURIComponent(coords[1]) +
+        "&mlon=" + encodeURIComponent(coords[2]) + "#map=16/" + coords[1] + "/" + coords[2];
+    }
+    if (href) box.appendChild(link(href, "Location" + (text ? ": " + text : ""), "msg-link msg-geo-link"));
+    else box.appendChild(el("span", "msg-placeholder", "Location" + (text ? ": " + text : " (no coordinates)")));
+    return box;
+  }
+
+  function renderContact(m, uri) {
+    var card = el("div", "msg-contact");
+    card.appendChild(svg("M8 2a3 3 0 1 1 0 6 3 3 0 0 1 0-6zm0 7c3 0 6 1.5 6 4v1H2v-1c0-2.5 3-4 6-4z", "contact-svg"));
+    var text = m.text || "";
+    var name = m.content_name || "";
+    var phones = [];
+    if (/BEGIN:VCARD/i.test(text)) {
+      text.split(/\r?\n/).forEach(function (line) {
+        var fn = /^FN[^:]*:(.*)$/i.exec(line);
+        if (fn && !name) name = fn[1].trim();
+        var tel = /^TEL[^:]*:(.*)$/i.exec(line);
+        if (tel) phones.push(tel[1].trim());
+      });
+    } else if (text) {
+      name = name || text;
+    }
+    var details = el("div", "msg-contact-details");
+    details.appendChild(el("strong", "msg-contact-name", name || "Contact card"));
+    phones.forEach(function (p) { details.appendChild(el("span", "msg-contact-phone", p)); });
+    if (uri) details.appendChild(link(uri, "Download the contact", "msg-link"));
+    card.appendChild(details);
+    return card;
+  }
+
+  // ------------------------------------------------------------------ live updates (short polling)
+
+  function schedulePoll() {
+    stopPolling();
+    state.pollTimer = setTimeout(pollNow, POLL_MS);
+  }
+
+  function stopPolling() {
+    clearTimeout(state.pollTimer);
+    state.pollTimer = null;
+  }
+
+  /** Fetch every change since the last counter, page by page (bounded); too many: reload. */
+  function fetchChanges(path, params, since) {
+    var items = [];
+    function page(cursor, n) {
+      return api(path + query(Object.assign({}, params, { changed_since: since, cursor: cursor, limit: 200 })))
+        .then(function (r) {
+          if (!r.ok) return { ok: false, result: r };
+          items = items.concat(r.data.items);
+          if (r.data.next_cursor && n < MAX_CHANGE_PAGES) return page(r.data.next_cursor, n + 1);
+          return { ok: true, items: items, seq: r.data.change_seq, overflow: !!r.data.next_cursor };
+        });
+    }
+    return page(null, 1);
+  }
+
+  function pollNow() {
+    if (!state.agent) return Promise.resolve();
+    if (state.polling) return Promise.resolve();
+    stopPolling();
+    state.polling = true;
+    var jobs = [];
+    if (state.listSeq !== null) {
+      var listGeneration = state.listGeneration;
+      jobs.push(fetchChanges("/api/chats", { type: state.filter.type, q: state.filter.q }, state.listSeq)
+        .then(function (r) {
+          if (listGeneration !== state.listGeneration || !r.ok) return;
+          if (r.overflow) return resetList();
+          state.listSeq = r.seq;
+          mergeChats(r.items);
+        }));
+    }
+    if (state.chat && state.msgSeq !== null) {
+      var chatGeneration = state.chatGeneration;
+      jobs.push(fetchChanges("/api/chats/" + state.chat.id + "/messages", {}, state.msgSeq).then(function (r) {
+        if (chatGeneration !== state.chatGeneration || !r.ok) return;
+        state.msgSeq = r.seq;
+        mergeMessages(r.items);
+      }));
+    }
+    return Promise.all(jobs).catch(function (e) { console.error(e); }).then(function () {
+      state.polling = false;
+      if (state.agent) state.pollTimer = setTimeout(pollNow, POLL_MS);
+    });
+  }
+
+  // ------------------------------------------------------------------ the plugin API
+
+  window.helpdesk = {
+    registerPanel: function (name, factory) {
+      if (typeof name !== "string" || typeof factory !== "function") {
+        throw new TypeError("registerPanel(name, factory) needs a name and a function");
+      }
+      panels[name] = factory;
+    },
+    registerMessageAction: function (action) {
+      if (!action || typeof action.id !== "string" || typeof action.label !== "string" ||
+          typeof action.appliesTo !== "function" || typeof action.run !== "function") {
+        throw new TypeError("registerMessageAction needs {id, label, appliesTo, run}");
+      }
+      messageActions = messageActions.filter(function (a) { return a.id !== action.id; });
+      messageActions.push(action);
+    },
+    api: api,
+    notify: notify,
+    refresh: function () { return pollNow(); }
+  };
+
+  // ------------------------------------------------------------------ start
+
+  function start() {
+    $("login-form").addEventListener("submit", onLoginSubmit);
+    $("logout").addEventListener("click", onLogout);
+    $("chat-search").addEventListener("input", onSearchInput);
+    $("chat-type-filter").addEventListener("change", onTypeFilter);
+    $("chat-list-more").addEventListener("click", function () { loadMoreChats(); });
+    $("chat-back").addEventListener("click", backToList);
+    $("chat-icon").addEventListener("error", onIconError);
+    $("messages").addEventListener("scroll", onMessagesScroll, { passive: true });
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && state.agent) {
+        pollNow();
+        if (state.chat) markRead(state.chat);
+      }
+    });
+    // Infinite scroll: the "load more" button loads itself when it scrolls into view.
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) loadMoreChats();
+      }).observe($("chat-list-more"));
+    }
+    api("/api/session").then(function (r) {
+      if (r.ok) signedIn(r.data);
+      else showLogin("");
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,293 @@
+/* The Wazzup24 send panel for `wazzup` chats, the connection indicator, and "Resend".
+ *
+ * Loaded by the host page after its own app.js; talks to the host only through
+ * window.helpdesk (registerPanel, registerMessageAction, api, notify) and to the plugin's
+ * routes under /api/.../wazzup24/. Everything shown is set with textContent.
+ */
+(function () {
+  "use strict";
+
+  var host = window.helpdesk;
+  if (!host || typeof host.registerPanel !== "function") return;
+
+  var MAX_CHARS = 10000;          // Wazzup's limit, in code points (the server counts the same way)
+  var COUNTER_FROM = 9000;        // the counter appears near the limit
+  var CONNECTION_POLL_MS = 30000;
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function paperclip() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("class", "wz-clip");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M10.5 2a3 3 0 0 1 2.1 5.1L7.4 12.3a2 2 0 0 1-2.8-2.8l4.6-4.6 1 1-4.6 4.6a.6.6 0 0 0 .8.8" +
+      "l5.2-5.2a1.6 1.6 0 0 0-2.2-2.2L4.2 9.1a2.9 2.9 0 0 0 4.1 4.1l4.3-4.3 1 1-4.3 4.3A4.3 4.3 0 0 1 3.2 8.1l5.2-5.2A3 3 0 0 1 10.5 2z");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  /** Code points, like Python's len(): an emoji is one character, not two UTF-16 units. */
+  function codePoints(text) {
+    return Array.from(text).length;
+  }
+
+  function reasonOf(result, fallback) {
+    var d = result && result.data;
+    if (d && typeof d.message === "string" && d.message) return d.message;
+    if (d && typeof d.reason === "string" && d.reason) return d.reason;
+    return fallback || "Request failed (" + (result ? result.status : "?") + ").";
+  }
+
+  // ------------------------------------------------------------------ connection status
+  // One poll for the whole page, shared by every open panel, gently: every 30 s.
+
+  var connection = { status: null, reason: "", listeners: [], timer: null, inflight: null };
+
+  var LEVEL = { ok: "ok", degraded: "warn", error: "bad", not_configured: "bad" };
+  var LABEL = {
+    ok: "Wazzup24 connected",
+    degraded: "Wazzup24 works with problems",
+    error: "Wazzup24 connection failed",
+    not_configured: "Wazzup24 is not configured"
+  };
+
+  function connectionReason(data) {
+    if (!data) return "";
+    var parts = [];
+    ["reason", "message"].forEach(function (k) {
+      if (typeof data[k] === "string" && data[k] && parts.indexOf(data[k]) < 0) parts.push(data[k]);
+    });
+    if (Array.isArray(data.problems)) {
+      data.problems.forEach(function (p) { if (typeof p === "string") parts.push(p); });
+    }
+    return parts.join(" ");
+  }
+
+  function fetchConnection() {
+    if (connection.inflight) return connection.inflight;
+    connection.inflight = host.api("/api/wazzup24/connection").then(function (r) {
+      connection.inflight = null;
+      if (r.status === 401) return;
+      if (r.ok && r.data && LEVEL[r.data.status]) {
+        connection.status = r.data.status;
+        connection.reason = connectionReason(r.data);
+      } else {
+        connection.status = "unavailable";
+        connection.reason = "The connection status could not be read: " + reasonOf(r);
+      }
+      connection.listeners.forEach(function (fn) { fn(); });
+    });
+    return connection.inflight;
+  }
+
+  function watchConnection(fn) {
+    connection.listeners.push(fn);
+    if (connection.status) fn();
+    if (!connection.timer) {
+      fetchConnection();
+      connection.timer = setInterval(fetchConnection, CONNECTION_POLL_MS);
+    }
+    return function unwatch() {
+      connection.listeners = connection.listeners.filter(function (f) { return f !== fn; });
+      if (!connection.listeners.length) {
+        clearInterval(connection.timer);
+        connection.timer = null;
+      }
+    };
+  }
+
+  function renderIndicator(dot, text) {
+    var status = connection.status;
+    var level = LEVEL[status] || "warn";
+    var label = LABEL[status] || "Wazzup24 status unknown";
+    var full = label + (connection.reason ? ": " + connection.reason : "");
+    dot.className = "wz-dot wz-dot-" + level;
+    dot.dataset.status = status || "";
+    dot.title = full;
+    dot.setAttribute("aria-label", full);
+    text.textContent = label;
+    text.title = full;
+  }
+
+  // ------------------------------------------------------------------ the send panel
+
+  function sendPanel(ctx) {
+    var chat = ctx.chat;
+    var root = ctx.element;
+    root.classList.add("wz-panel");
+
+    var statusRow = el("div", "wz-status-row");
+    var dot = el("span", "wz-dot");
+    dot.setAttribute("role", "img");
+    dot.tabIndex = 0;
+    var statusText = el("span", "wz-status-text", "Checking Wazzup24…");
+    var counter = el("span", "wz-counter");
+    counter.id = "wz-counter-" + chat.id;
+    counter.hidden = true;
+    statusRow.appendChild(dot);
+    statusRow.appendChild(statusText);
+    statusRow.appendChild(counter);
+
+    var form = el("form", "wz-form");
+    form.noValidate = true;
+    var label = el("label", "visually-hidden", "Message to " + (chat.title || chat.phone || "the customer"));
+    var textarea = el("textarea", "wz-input");
+    textarea.id = "wz-text-" + chat.id;
+    textarea.rows = 1;
+    textarea.placeholder = "Write a message (Enter sends, Shift+Enter: new line)";
+    textarea.setAttribute("aria-describedby", counter.id);
+    label.htmlFor = textarea.id;
+
+    var linkToggle = el("button", "btn btn-ghost wz-link-toggle");
+    linkToggle.appendChild(paperclip());
+    linkToggle.type = "button";
+    linkToggle.title = "Send a file by its link";
+    linkToggle.setAttribute("aria-label", "Send a file by its link");
+    linkToggle.setAttribute("aria-expanded", "false");
+
+    var send = el("button", "btn btn-primary wz-send", "Send");
+    send.type = "submit";
+    send.disabled = true;
+
+    var linkRow = el("div", "wz-link-row");
+    linkRow.hidden = true;
+    var linkLabel = el("label", "visually-hidden", "Link to the file to send (https)");
+    var linkInput = el("input", "wz-link-input");
+    linkInput.type = "url";
+    linkInput.id = "wz-link-" + chat.id;
+    linkInput.placeholder = "https://… link to an image, a document, audio or video";
+    linkLabel.htmlFor = linkInput.id;
+    linkRow.appendChild(linkLabel);
+    linkRow.appendChild(linkInput);
+
+    form.appendChild(label);
+    form.appendChild(linkToggle);
+    form.appendChild(textarea);
+    form.appendChild(send);
+    root.appendChild(statusRow);
+    root.appendChild(linkRow);
+    root.appendChild(form);
+
+    var sending = false;
+
+    function update() {
+      var count = codePoints(textarea.value);
+      var over = count > MAX_CHARS;
+      counter.hidden = count < COUNTER_FROM;
+      counter.textContent = count.toLocaleString("en") + " / " + MAX_CHARS.toLocaleString("en");
+      counter.classList.toggle("wz-over", over);
+      counter.title = over ? "Too long: Wazzup24 accepts up to " + MAX_CHARS.toLocaleString("en") + " characters" : "";
+      var hasText = textarea.value.trim() !== "";
+      var hasLink = !linkRow.hidden && linkInput.value.trim() !== "";
+      send.disabled = sending || over || (!hasText && !hasLink);
+      textarea.readOnly = sending;
+      linkInput.readOnly = sending;
+      grow();
+    }
+
+    function grow() {
+      textarea.style.height = "auto";  // CSSOM, allowed by the CSP (no style attributes in markup)
+      textarea.style.height = Math.min(textarea.scrollHeight + 2, 180) + "px";
+    }
+
+    function body() {
+      var link = linkRow.hidden ? "" : linkInput.value.trim();
+      var text = textarea.value;
+      if (link && text.trim()) {
+        return { error: "Wazzup24 sends a text or a file, not both at once: send them one after the other." };
+      }
+      if (link) {
+        if (!/^https?:\/\//i.test(link)) return { error: "The file link must start with https://." };
+        return { payload: { content_uri: link } };
+      }
+      return { payload: { text: text } };
+    }
+
+    function submit() {
+      if (send.disabled) return;
+      var built = body();
+      if (built.error) { host.notify(built.error, "error"); return; }
+      sending = true;
+      send.textContent = "Sending…";
+      update();
+      host.api("/api/chats/" + chat.id + "/wazzup24/send", { method: "POST", body: built.payload }).then(function (r) {
+        sending = false;
+        send.textContent = "Send";
+        if (r.ok) {
+          textarea.value = "";
+          linkInput.value = "";
+          if (r.status === 202) {
+            host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
+          } else {
+            host.notify("Sent to Wazzup24.", "success");
+          }
+        } else if (r.status !== 401) {
+          // Keep the text: the agent fixes or retries it. Say exactly what Wazzup answered.
+          var prefix = r.status === 502 ? "Wazzup24 refused the request: " : "Not sent: ";
+          host.notify(prefix + reasonOf(r), "error");
+          if (r.status === 502 || r.status === 503 || r.status === 0) fetchConnection();
+        }
+        update();
+        if (ctx.refresh) ctx.refresh();
+        if (r.ok) textarea.focus();
+      });
+    }
+
+    textarea.addEventListener("input", update);
+    linkInput.addEventListener("input", update);
+    textarea.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
+        event.preventDefault();
+        submit();
+      }
+    });
+    linkInput.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); submit(); }
+    });
+    form.addEventListener("submit", function (event) { event.preventDefault(); submit(); });
+    linkToggle.addEventListener("click", function () {
+      linkRow.hidden = !linkRow.hidden;
+      linkToggle.setAttribute("aria-expanded", String(!linkRow.hidden));
+      if (!linkRow.hidden) linkInput.focus(); else textarea.focus();
+      update();
+    });
+
+    var unwatch = watchConnection(function () { renderIndicator(dot, statusText); });
+    update();
+    textarea.focus();
+    return {
+      destroy: function () { unwatch(); }
+    };
+  }
+
+  host.registerPanel("wazzup24-send", sendPanel);
+
+  // ------------------------------------------------------------------ resend a failed/unknown message
+
+  host.registerMessageAction({
+    id: "wazzup24-resend",
+    label: "Resend",
+    appliesTo: function (message, chat) {
+      return chat.type === "wazzup" && message.direction === "out" &&
+        (message.status === "failed" || message.status === "unknown");
+    },
+    run: function (message, chat, ctx) {
+      var path = "/api/chats/" + chat.id + "/wazzup24/messages/" + message.id + "/resend";
+      return host.api(path, { method: "POST", body: {} }).then(function (r) {
+        if (r.status === 201) host.notify("Sent again to Wazzup24.", "success");
+        else if (r.status === 202) host.notify("Queued again: it will be sent when Wazzup24 answers.", "info");
+        else if (r.ok) host.notify("Resent.", "success");
+        else if (r.status !== 401) host.notify("Resend failed: " + reasonOf(r), "error");
+        if (ctx && ctx.refresh) ctx.refresh();
+      });
+    }
+  });
+})();
