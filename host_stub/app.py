@@ -133,7 +133,6 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
             app.add_route(route.template, route.resource, **({"suffix": route.suffix} if route.suffix else {}))
         except ValueError as exc:  # e.g. a template that clashes with another one's field names
             raise StartupError(f"route {route.template!r} of {route.plugin!r} cannot be served: {exc}") from None
-    install_static(app, helpdesk)
     install_static(app, helpdesk)  # before the plugins' static routes, which then win for their prefix
     for ui in regs.ui:
         app.add_static_route(f"/static/plugins/{ui.name}", ui.static_dir)
