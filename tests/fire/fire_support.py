@@ -425,3 +425,51 @@ def assert_exactly_once(url: str, workload: InboundWorkload) -> None:
         f"{len(stored['chats'])} chats for {len(workload.chat_ids)} customers")
     assert stored["host_messages"] == len(workload.messages)
     assert stored["host_chats"] == len(workload.chat_ids)
+
+
+# ---------------------------------------------------------------- a scripted Wazzup on 127.0.0.1
+
+
+class ScriptedWazzup:
+    """A tiny HTTP server answering every request with ``responder(method, path, headers, body)``.
+
+    For faults the sandbox does not need to model (a hostile or broken upstream). Records requests.
+    """
+
+    def __init__(self, responder):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                outer.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, payload = responder(self.command, self.path, dict(self.headers), body)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
