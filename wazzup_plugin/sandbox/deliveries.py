@@ -49,6 +49,14 @@ def status_update(*, message_id: str, status: str, at: datetime | None = None, e
     return item
 
 
+def channel_update(*, channel_id: str, state: str, at: datetime | None = None, **extra) -> dict:
+    """One item of ``channelsUpdates`` (§5.4); its ``timestamp`` is an integer of milliseconds."""
+    item = {"channelId": channel_id, "state": state,
+            "timestamp": int((at or datetime.now(timezone.utc)).timestamp() * 1000)}
+    item.update(extra)
+    return item
+
+
 def delivery(messages=(), statuses=(), channels_updates=()) -> dict:
     """A webhook body; keys with nothing to carry are left out, as Wazzup does."""
     body: dict = {}

@@ -1,0 +1,220 @@
+"""The emulated Wazzup API v3 routes: channels, message, webhooks, iframe.
+
+Shapes and codes: reference/wazzup-api-v3.md §2 (channels), §3 (message), §4 (webhooks), §7 (errors),
+§8.4 (iframe). Authentication, rate limit and faults are applied before these run (``app.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import falcon
+
+from wazzup_plugin.sandbox.config import CHAT_TYPES, TRANSPORT_CHAT_TYPES
+from wazzup_plugin.sandbox.core import BAD_CONTACT_DESCRIPTION, Sandbox
+
+PHONE_CHAT_TYPES = ("whatsapp", "viber")
+# A channel that is not active refuses sends; which code for which state is our reading of §3.5.
+STATE_ERRORS = {
+    "disabled": ("CHANNEL_BLOCKED", "Channel is blocked"),
+    "notenoughmoney": ("CHANNEL_NO_MONEY", "Channel is not paid"),
+    "rejected": ("CHANNEL_WAPI_REJECTED", "WABA channel is rejected"),
+}
+UNAVAILABLE = ("MESSAGE_CHANNEL_UNAVAILABLE", "Phone unavailable")
+WEBHOOK_URI_LIMIT = 200
+
+
+def wazzup_error(resp, code: str, description: str, data=None, status: int = 400) -> None:
+    body = {"status": status, "requestId": uuid.uuid4().hex, "error": code, "description": description}
+    if data is not None:
+        body["data"] = data
+    resp.status = status
+    resp.media = body
+
+
+def read_json(req):
+    """The body as JSON, or raise ValueError."""
+    raw = req.bounded_stream.read()
+    return json.loads(raw.decode("utf-8")) if raw else None
+
+
+def _is_http_url(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def invalid_fields(body: dict) -> list[str]:
+    """The fields of a send that are missing or of the wrong type (INVALID_MESSAGE_DATA)."""
+    bad = []
+    if not isinstance(body.get("channelId"), str) or not body["channelId"]:
+        bad.append("channelId")
+    chat_type = body.get("chatType")
+    if chat_type not in CHAT_TYPES:
+        bad.append("chatType")
+    chat_id = body.get("chatId")
+    by_name = chat_type == "telegram" and (body.get("username") or body.get("phone"))
+    if chat_id is None and not by_name:
+        bad.append("chatId")
+    elif chat_id is not None and (not isinstance(chat_id, str) or not chat_id
+                                  or (chat_type in PHONE_CHAT_TYPES and not re.fullmatch(r"\d{8,15}", chat_id))):
+        bad.append("chatId")
+    for name in ("text", "crmMessageId", "crmUserId", "refMessageId", "templateId"):
+        if name in body and not isinstance(body[name], str):
+            bad.append(name)
+    if "contentUri" in body and not _is_http_url(body["contentUri"]):
+        bad.append("contentUri")
+    if "clearUnanswered" in body and not isinstance(body["clearUnanswered"], bool):
+        bad.append("clearUnanswered")
+    return bad
+
+
+class ChannelsResource:
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_get(self, req, resp):
+        resp.media = [c.to_json() for c in self.sandbox.config.channels]
+
+
+class MessageResource:
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_post(self, req, resp):
+        sb = self.sandbox
+        code = self._refusal(req, resp)
+        if code is not None:
+            sb.count(code)
+            return
+        answer, before, after = sb.accept(req.context.send)
+        for body in before:           # posted before we answer: the product may see them first
+            status, _ = sb.sender.post_once(body)
+            if status is None or not 200 <= status < 300:
+                sb.sender.enqueue(body)
+        for delay, body in after:
+            sb.sender.enqueue(body, delay)
+        sb.count("201")
+        resp.status = falcon.HTTP_201
+        resp.media = answer
+
+    def _refusal(self, req, resp) -> str | None:
+        """Validate the send; on refusal, answer and return the error code."""
+        sb, cfg = self.sandbox, self.sandbox.config
+        try:
+            body = read_json(req)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            wazzup_error(resp, "INVALID_MESSAGE_DATA", "Message data is invalid", {"fields": []})
+            return "INVALID_MESSAGE_DATA"
+        bad = invalid_fields(body)
+        if bad:
+            wazzup_error(resp, "INVALID_MESSAGE_DATA", "Message data is invalid", {"fields": bad})
+            return "INVALID_MESSAGE_DATA"
+        text, content = body.get("text"), body.get("contentUri")
+        if text is not None and content is not None:
+            wazzup_error(resp, "MESSAGE_ONLY_TEXT_OR_CONTENT", "Message can contain only text or content")
+            return "MESSAGE_ONLY_TEXT_OR_CONTENT"
+        if text is None and content is None and "templateId" not in body:
+            wazzup_error(resp, "MESSAGE_NOTHING_TO_SEND", "Nothing to send: no text and no content")
+            return "MESSAGE_NOTHING_TO_SEND"
+        if text is not None and not text.strip():
+            wazzup_error(resp, "MESSAGES_TEXT_CAN_NOT_BE_BLANK", "Text can not be blank")
+            return "MESSAGES_TEXT_CAN_NOT_BE_BLANK"
+        if text is not None and len(text) > cfg.max_text:
+            wazzup_error(resp, "MESSAGE_TEXT_TOO_LONG", f"Text length exceeds {cfg.max_text} characters",
+                         {"maxLength": cfg.max_text})
+            return "MESSAGE_TEXT_TOO_LONG"
+        channel = cfg.channel(body["channelId"])
+        if channel is None:
+            wazzup_error(resp, "CHANNEL_NOT_FOUND", "Channel not found", {"channelId": body["channelId"]})
+            return "CHANNEL_NOT_FOUND"
+        if body["chatType"] not in TRANSPORT_CHAT_TYPES[channel.transport]:
+            wazzup_error(resp, "WRONG_TRANSPORT", "chatType does not match the channel's transport",
+                         {"channelId": channel.channelId, "transport": channel.transport,
+                          "chatType": body["chatType"]})
+            return "WRONG_TRANSPORT"
+        if channel.state.lower() != "active":
+            code, description = STATE_ERRORS.get(channel.state.lower(), UNAVAILABLE)
+            wazzup_error(resp, code, description, {"channelId": channel.channelId, "state": channel.state})
+            return code
+        if cfg.bad_contact_mode == "reject" and body.get("chatId") in cfg.bad_contacts:
+            wazzup_error(resp, "BAD_CONTACT", BAD_CONTACT_DESCRIPTION, {"chatId": body["chatId"]})
+            return "BAD_CONTACT"
+        if sb.repeated_crm_id(body.get("crmMessageId")):
+            wazzup_error(resp, "REPEATED_CRM_MESSAGE_ID", "You have already sent message with same crmMessageId",
+                         {"crmMessageId": body["crmMessageId"]})
+            return "REPEATED_CRM_MESSAGE_ID"
+        req.context.send = body
+        return None
+
+
+class WebhooksResource:
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_get(self, req, resp):
+        sb = self.sandbox
+        as_str = sb.config.webhook_bools_as_strings
+        resp.media = {"webhooksUri": sb.webhook_uri,
+                      "subscriptions": {k: (str(v).lower() if as_str else v) for k, v in sb.subscriptions.items()}}
+
+    def on_patch(self, req, resp):
+        sb = self.sandbox
+        try:
+            body = read_json(req)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            wazzup_error(resp, "VALIDATION_ERROR", "Body must be a JSON object")
+            return
+        uri = body.get("webhooksUri")
+        if not _is_http_url(uri) or len(uri) > WEBHOOK_URI_LIMIT:
+            wazzup_error(resp, "uriNotValid", "Provided URI is not valid URI")
+            return
+        subs = body.get("subscriptions", {})
+        if not isinstance(subs, dict) or any(not isinstance(v, bool) for v in subs.values()):
+            wazzup_error(resp, "VALIDATION_ERROR", "subscriptions must map names to true or false",
+                         {"fields": ["subscriptions"]})
+            return
+        status, error = sb.sender.post_once({"test": True}, url=uri)
+        if status != 200:
+            wazzup_error(resp, "testPostNotPassed", "URI does not return 200 OK on test request",
+                         {"status": status} if error is None else {"status": None, "reason": error})
+            return
+        with sb.lock:
+            sb.webhook_uri = uri
+            sb.subscriptions = {**sb.subscriptions, **subs}
+        resp.media = {"ok": True}
+
+
+class IframeResource:
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_post(self, req, resp):
+        try:
+            body = read_json(req)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        bad = []
+        if not isinstance(body, dict):
+            body, bad = {}, ["body"]
+        user = body.get("user")
+        if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not isinstance(user.get("name"), str):
+            bad.append("user")
+        scope = body.get("scope", "global")
+        if scope not in ("global", "card"):
+            bad.append("scope")
+        if scope == "card" and not (isinstance(body.get("filter"), list) and body["filter"]):
+            bad.append("filter")
+        if bad:
+            wazzup_error(resp, "VALIDATION_ERROR", "Iframe data is invalid", {"fields": bad})
+            return
+        base = self.sandbox.config.public_url.rstrip("/")
+        resp.media = {"url": f"{base}/_sandbox/iframe/{uuid.uuid4().hex}"}

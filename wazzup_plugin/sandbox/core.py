@@ -1,0 +1,206 @@
+"""The sandbox's state and behaviour, apart from HTTP: what it accepted, what it sends back.
+
+State lives in memory in one process (the sandbox server runs one process with threads), guarded
+by one lock. ``reset()`` forgets everything but the config (and, unless asked, the webhook).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections import Counter, deque
+from datetime import datetime, timedelta
+from typing import Callable
+
+import requests
+
+from wazzup_plugin.sandbox import deliveries
+from wazzup_plugin.sandbox.config import SandboxConfig
+from wazzup_plugin.sandbox.faults import Faults
+from wazzup_plugin.sandbox.ratelimit import FixedWindowLimiter
+from wazzup_plugin.sandbox.sender import WebhookSender
+
+CUSTOMER_NAMES = ("Ivan Petrov", "Maria Ivanova", "Olga Smirnova", "Dmitry Kuznetsov", "Anna Sokolova",
+                  "Sergey Popov", "Elena Volkova", "Alexey Morozov")
+BAD_CONTACT_DESCRIPTION = "Account with this chatId does not exist"
+DEFAULT_SUBSCRIPTIONS = {"messagesAndStatuses": False, "contactsAndDealsCreation": False,
+                         "channelsUpdates": False, "templateStatus": False}
+
+
+class SandboxError(ValueError):
+    """A control request the sandbox cannot carry out (the message says why)."""
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig, clock: Callable[[], datetime], http: requests.Session):
+        self.config = config
+        self.clock = clock
+        self.http = http
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.limiter = FixedWindowLimiter()
+        self.webhook_uri: str | None = None
+        self.subscriptions = dict(DEFAULT_SUBSCRIPTIONS)
+        self.sender = WebhookSender(http=http, clock=clock, target=lambda: self.webhook_uri,
+                                    options=lambda: self.config)
+        self.reset(keep_webhook=False)
+
+    # ------------------------------------------------------------ state
+
+    def reset(self, keep_webhook: bool = True) -> None:
+        with self.lock:
+            self.accepted: deque[dict] = deque(maxlen=100_000)
+            self.accepted_total = 0
+            self.crm_counts: Counter[str] = Counter()
+            self.crm_last_accepted: dict[str, datetime] = {}
+            self.outcomes: Counter[str] = Counter()
+            self.known_chats: dict[str, dict] = {}     # chatId -> {"channelId", "name"}
+            self.customer_messages: deque[dict] = deque(maxlen=10_000)
+            self._name_turn = 0
+            self.faults.clear()
+            self.limiter.reset()
+            self.sender.clear()
+            if not keep_webhook:
+                self.webhook_uri = None
+                self.subscriptions = dict(DEFAULT_SUBSCRIPTIONS)
+
+    def update_config(self, changes: dict) -> SandboxConfig:
+        with self.lock:
+            self.config = self.config.updated(changes)
+            return self.config
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.outcomes[outcome] += 1
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # ------------------------------------------------------------ sends
+
+    def repeated_crm_id(self, crm_message_id: str | None) -> bool:
+        if crm_message_id is None:
+            return False
+        with self.lock:
+            last = self.crm_last_accepted.get(crm_message_id)
+        return last is not None and (self.now() - last).total_seconds() < self.config.crm_dedupe_seconds
+
+    def accept(self, body: dict) -> tuple[dict, list[dict], list[tuple[float, dict]]]:
+        """Record an accepted send. Returns (the 201 body, deliveries to post before answering,
+        deliveries to post after, as (delay, body))."""
+        cfg = self.config
+        now = self.now()
+        message_id = str(uuid.uuid4())
+        chat_id = body["chatId"]
+        crm_id = body.get("crmMessageId")
+        record = {"messageId": message_id, "chatId": chat_id, "channelId": body["channelId"],
+                  "chatType": body["chatType"], "text": body.get("text"), "contentUri": body.get("contentUri"),
+                  "crmMessageId": crm_id, "crmUserId": body.get("crmUserId"), "acceptedAt": deliveries.iso(now)}
+        with self.lock:
+            self.accepted.append(record)
+            self.accepted_total += 1
+            if crm_id is not None:
+                self.crm_counts[crm_id] += 1
+                self.crm_last_accepted[crm_id] = now
+            self.known_chats.setdefault(chat_id, {"channelId": body["channelId"], "name": chat_id})
+        before: list[dict] = []
+        after: list[tuple[float, dict]] = []
+        if cfg.echo != "off":
+            echo = deliveries.delivery(messages=[self._echo_item(record, now)])
+            (before.append(echo) if cfg.echo == "before" else after.append((0.0, echo)))
+        statuses = self._status_plan(record, now)
+        if cfg.statuses_before_201:
+            before.extend(body for _, body in statuses)
+        else:
+            after.extend(statuses)
+        return {"messageId": message_id, "chatId": chat_id}, before, after
+
+    def _echo_item(self, record: dict, now: datetime) -> dict:
+        extra = {"sentFromApp": False}
+        if record["crmUserId"]:
+            extra["authorId"] = record["crmUserId"]
+        return deliveries.incoming_message(
+            channel_id=record["channelId"], chat_id=record["chatId"], chat_type=record["chatType"],
+            text=record["text"], content_uri=record["contentUri"], message_id=record["messageId"],
+            at=now, is_echo=True, **extra)
+
+    def _status_plan(self, record: dict, now: datetime) -> list[tuple[float, dict]]:
+        """The status deliveries that follow a send, as (delay, body), in the order they are posted."""
+        cfg = self.config
+        if record["chatId"] in cfg.bad_contacts:
+            steps = [("error", cfg.status_delays[0],
+                      {"error": "BAD_CONTACT", "description": BAD_CONTACT_DESCRIPTION})]
+        else:
+            steps = [(s, d, None) for s, d in zip(("sent", "delivered", "read"), cfg.status_delays)]
+        if cfg.reorder_statuses and len(steps) > 1:
+            delays = [d for _, d, _ in steps]
+            steps = [(s, d, e) for (s, _, e), d in zip(reversed(steps), delays)]
+        plan = []
+        for status, delay, error in steps:
+            item = deliveries.status_update(message_id=record["messageId"], status=status,
+                                            at=now + timedelta(seconds=delay), error=error)
+            body = deliveries.delivery(statuses=[item])
+            plan.append((delay, body))
+            if cfg.duplicate_statuses:
+                plan.append((delay, body))
+        return plan
+
+    # ------------------------------------------------------------ customers
+
+    def customer_message(self, spec: dict) -> dict:
+        """A webhook delivery of a customer's message, built from a control request."""
+        cfg = self.config
+        channel_id = spec.get("channelId")
+        if channel_id is None:
+            channel = next((c for c in cfg.channels if c.transport in ("whatsapp", "wapi")), None) or cfg.channels[0]
+            channel_id = channel.channelId
+        elif cfg.channel(channel_id) is None:
+            raise SandboxError(f"no channel {channel_id!r} in the sandbox")
+        chat_id = spec.get("chatId")
+        source = spec.get("from", "new" if chat_id is None else "given")
+        with self.lock:
+            if chat_id is None and source == "known":
+                if not self.known_chats:
+                    raise SandboxError("no known number yet: let a new customer write first")
+                chat_id = list(self.known_chats)[-1]
+            elif chat_id is None:
+                chat_id = "7" + "".join(str(secrets.randbelow(10)) for _ in range(10))
+            known = self.known_chats.get(chat_id)
+            name = spec.get("name") or (known["name"] if known and known["name"] != chat_id else None)
+            if name is None:
+                name = CUSTOMER_NAMES[self._name_turn % len(CUSTOMER_NAMES)]
+                self._name_turn += 1
+            self.known_chats[chat_id] = {"channelId": channel_id, "name": name}
+        extra = {k: v for k, v in spec.items() if k in ("isEdited", "isDeleted", "oldInfo", "quotedMessage",
+                                                         "sentFromApp", "authorName", "authorId")}
+        item = deliveries.incoming_message(
+            channel_id=channel_id, chat_id=chat_id, text=spec.get("text"), content_uri=spec.get("contentUri"),
+            type=spec.get("type"), name=name, chat_type=spec.get("chatType", "whatsapp"),
+            message_id=spec.get("messageId"), at=self.now(), avatar_uri=spec.get("avatarUri"),
+            is_echo=bool(spec.get("isEcho", False)), **extra)
+        with self.lock:
+            self.customer_messages.append(item)
+        return deliveries.delivery(messages=[item])
+
+    def channel_state(self, channel_id: str, state: str) -> dict:
+        """Change a channel's state; returns the ``channelsUpdates`` delivery to post."""
+        with self.lock:
+            channels = [c.to_json() for c in self.config.channels]
+            match = next((c for c in channels if c["channelId"] == channel_id), None)
+            if match is None:
+                raise SandboxError(f"no channel {channel_id!r} in the sandbox")
+            match["state"] = state
+            self.update_config({"channels": channels})
+        return deliveries.delivery(channels_updates=[
+            deliveries.channel_update(channel_id=channel_id, state=state, at=self.now())])
+
+    # ------------------------------------------------------------ reading
+
+    def received(self, crm_message_id: str | None = None) -> dict:
+        with self.lock:
+            if crm_message_id is not None:
+                return {"crmMessageId": crm_message_id, "accepted": self.crm_counts.get(crm_message_id, 0),
+                        "messages": [m for m in self.accepted if m["crmMessageId"] == crm_message_id]}
+            return {"total": self.accepted_total, "byCrmMessageId": dict(self.crm_counts),
+                    "outcomes": dict(self.outcomes), "messages": list(self.accepted)[-1000:]}
