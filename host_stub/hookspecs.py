@@ -70,7 +70,8 @@ def register_schema(metadata):
     already in ``metadata.tables``. Table names carry the plugin's prefix (``wazzup_*``); a plugin
     never adds columns to host tables and links its rows 1:1 to host rows by foreign key.
     Return the absolute path (``str``) of a directory of Alembic revisions whose first revision
-    carries the plugin's branch label and ``depends_on`` the host's initial revision, or ``None``.
+    carries the plugin's branch label (``down_revision = None``, no ``depends_on``: the host
+    applies its own migrations first, then every plugin's branch), or ``None``.
     """
 
 

@@ -1,5 +1,9 @@
 """``helpdesk-stub db upgrade``: apply the host's migrations and every enabled plugin's branch.
 
+The host's branch is upgraded first, then every head: a plugin's revisions may rely on every host
+table, and a plugin's branch needs no ``depends_on`` naming this host's revision ids (so each
+branch keeps its own row in ``alembic_version``).
+
 All branches share one ``alembic_version`` table. A plugin that was disabled or uninstalled
 leaves its revision there, which Alembic could not resolve; its rows are set aside for the
 upgrade and put back in the same transaction, so its tables and data stay untouched and the
@@ -41,6 +45,7 @@ def upgrade(engine: sa.Engine, pm) -> list[str]:
     with engine.begin() as conn:
         stashed = _stash_unknown_heads(conn, known)
         cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "host@head")
         command.upgrade(cfg, "heads")
         if stashed:
             conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),

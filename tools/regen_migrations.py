@@ -34,9 +34,11 @@ def main() -> None:
                              branch_label="host", version_path=str(HOST_VERSIONS), head="base")
             command.upgrade(cfg, "host@head")
             cfg.attributes["include_prefix"] = "wazzup_"
+            # No depends_on on the host's revision: the plugin's branch stays independent, so the
+            # host's own row survives in alembic_version while the plugin is disabled, and the
+            # plugin does not name one host's revision ids. `db upgrade` applies the host first.
             command.revision(cfg, "wazzup initial", autogenerate=True, rev_id="0001_wazzup",
-                             branch_label="wazzup", version_path=str(PLUGIN_VERSIONS), head="base",
-                             depends_on=HOST_BASE_REVISION)
+                             branch_label="wazzup", version_path=str(PLUGIN_VERSIONS), head="base")
     for path in [*HOST_VERSIONS.glob("0001_*.py"), *PLUGIN_VERSIONS.glob("0001_*.py")]:
         print("wrote", path.relative_to(ROOT))
 

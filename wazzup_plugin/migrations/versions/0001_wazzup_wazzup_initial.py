@@ -11,7 +11,7 @@ import sqlalchemy as sa
 revision = '0001_wazzup'
 down_revision = None
 branch_labels = ('wazzup',)
-depends_on = '0001_host'
+depends_on = None
 
 
 def upgrade():

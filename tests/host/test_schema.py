@@ -1,0 +1,162 @@
+"""Data: migrations match the models, the change counter, SQLite settings, disabled plugins."""
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from host_stub.db import Database, make_engine
+from host_stub.migrate import upgrade
+from host_stub.models import MESSAGE_STATUSES
+from host_stub.schema import assemble_metadata
+
+
+@pytest.fixture
+def empty_engine(database_url):
+    """A database with no tables at all (the ``engine`` fixture creates them; this one does not)."""
+    engine = make_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    yield engine
+    engine.dispose()
+
+
+def _differences(engine, metadata, skip_prefix=None):
+    def include_name(name, type_, parent_names):
+        return not (skip_prefix and type_ == "table" and name.startswith(skip_prefix))
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
+        return compare_metadata(context, metadata)
+
+
+def test_migrating_an_empty_database_yields_exactly_the_models(empty_engine, pm):
+    heads = upgrade(empty_engine, pm)
+    assert heads == ["0001_host", "0001_wazzup"]
+    metadata, _ = assemble_metadata(pm)
+    assert _differences(empty_engine, metadata) == []
+
+
+def test_upgrade_twice_is_harmless(empty_engine, pm):
+    first = upgrade(empty_engine, pm)
+    assert upgrade(empty_engine, pm) == first
+
+
+def test_db_upgrade_keeps_working_when_a_plugin_is_disabled_and_enabled_again(empty_engine, pm, pm_with):
+    upgrade(empty_engine, pm)
+    with empty_engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO wazzup_channels (channel_id, state, updated_at) "
+                             "VALUES ('ch-1', 'active', CURRENT_TIMESTAMP)"))
+    without = pm_with(wazzup=False)
+    assert upgrade(empty_engine, without) == ["0001_host", "0001_wazzup"]  # its revision is kept aside, not lost
+    host_only, _ = assemble_metadata(without)
+    assert _differences(empty_engine, host_only, skip_prefix="wazzup_") == []
+    assert upgrade(empty_engine, pm) == ["0001_host", "0001_wazzup"]
+    with empty_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT channel_id FROM wazzup_channels")).scalars().all() == ["ch-1"]
+
+
+def test_change_counter_grows_with_every_insert_and_update(helpdesk, make_chat, make_message):
+    chats, messages = helpdesk.tables.chats, helpdesk.tables.messages
+    seen = []
+
+    def seq_of(table, row_id):
+        with helpdesk.db.read() as conn:
+            return conn.execute(sa.select(table.c.change_seq).where(table.c.id == row_id)).scalar_one()
+
+    chat_id = make_chat()
+    seen.append(seq_of(chats, chat_id))
+    message_id = make_message(chat_id)
+    seen.append(seq_of(messages, message_id))
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(messages).where(messages.c.id == message_id)
+                        .values(status="read", change_seq=tx.change_seq))
+    seen.append(seq_of(messages, message_id))
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(chats).where(chats.c.id == chat_id).values(title="renamed",
+                                                                             change_seq=tx.change_seq))
+    seen.append(seq_of(chats, chat_id))
+    assert seen == sorted(seen) and len(set(seen)) == 4
+    assert helpdesk.db.current_change_seq() == seen[-1]
+
+
+def test_one_transaction_takes_one_counter_value_and_a_read_only_one_takes_none(helpdesk):
+    before = helpdesk.db.current_change_seq()
+    with helpdesk.db.write() as tx:
+        first, again = tx.change_seq, tx.change_seq
+    assert first == again == before + 1
+    with helpdesk.db.write():
+        pass
+    assert helpdesk.db.current_change_seq() == first
+
+
+def test_a_failed_transaction_leaves_nothing_behind(helpdesk, make_chat):
+    chats = helpdesk.tables.chats
+    chat_id = make_chat(title="before")
+    with pytest.raises(RuntimeError):
+        with helpdesk.db.write() as tx:
+            tx.conn.execute(sa.update(chats).where(chats.c.id == chat_id).values(title="half",
+                                                                                 change_seq=tx.change_seq))
+            raise RuntimeError("boom")
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(chats.c.title).where(chats.c.id == chat_id)).scalar_one() == "before"
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_foreign_keys(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.sqlite3'}", "NORMAL")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    engine.dispose()
+
+
+def test_sqlite_writes_begin_immediately(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.sqlite3'}")
+    db = Database(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    with db.write() as tx:
+        # BEGIN IMMEDIATE took the write lock up front: another writer cannot start now.
+        other = make_engine(f"sqlite:///{tmp_path / 'lock.sqlite3'}", connect_args={"timeout": 0})
+        with other.connect() as conn2:
+            conn2.exec_driver_sql("PRAGMA busy_timeout=0")
+            with pytest.raises(sa.exc.OperationalError, match="locked"):
+                conn2.exec_driver_sql("BEGIN IMMEDIATE")
+        other.dispose()
+        tx.conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    engine.dispose()
+
+
+def test_sqlite_search_folds_case_beyond_ascii(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'lower.sqlite3'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.lower("ИВАН Öz"))).scalar() == "иван öz"
+    engine.dispose()
+
+
+def test_postgresql_is_chosen_by_helpdesk_database_url(monkeypatch):
+    from host_stub.config import Config
+
+    url = "postgresql+psycopg://helpdesk@db.internal:5432/helpdesk"
+    config = Config.from_env({"HELPDESK_DATABASE_URL": url}, dotenv_path=None)
+    assert config.database_url == url
+    assert make_engine(config.database_url).dialect.name == "postgresql"
+    assert Config.from_env({}, dotenv_path=None).database_url.startswith("sqlite:///")
+
+
+def test_message_statuses_are_the_shared_vocabulary():
+    assert MESSAGE_STATUSES == ("inbound", "queued", "accepted", "sent", "delivered", "read", "failed", "unknown")
+
+
+def test_messages_keep_every_generic_fact(helpdesk):
+    columns = set(helpdesk.tables.messages.c.keys())
+    assert {"direction", "status", "type", "text", "content_uri", "content_name", "content_type", "author_agent_id",
+            "author_name", "messenger_at", "created_at", "error_code", "error_text", "edited_at", "deleted_at",
+            "previous_text", "change_seq"} <= columns
+    assert {f"{status}_at" for status in MESSAGE_STATUSES if status != "inbound"} <= columns
+    assert {"type", "title", "phone", "avatar_uri", "unread_count", "last_message_at", "change_seq"} <= set(
+        helpdesk.tables.chats.c.keys())
