@@ -1,10 +1,34 @@
 """Inbound: the Wazzup24 webhook turns deliveries into chats, messages and statuses."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wazzup_plugin.inbound.parked import CLOCK_KEY
+
+WEBHOOK_PATHS = ("/api/webhook", "/api/wazzup24/webhook")  # the seed's URL, and ours
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str
+    resource: object
+    suffix: str | None = None
+    public: bool = False
+
 
 def routes(helpdesk, state) -> list:
-    """Routes of the inbound flow (the webhook)."""
-    return []
+    """Routes of the inbound flow (the webhook): public, Wazzup has no agent account."""
+    from wazzup_plugin.inbound.webhook import WebhookResource
+
+    # apply_parked receives only (tx, state): it reads the helpdesk's clock from here.
+    state.extras.setdefault(CLOCK_KEY, helpdesk.clock)
+    resource = WebhookResource(helpdesk, state)
+    return [Route(path, resource, public=True) for path in WEBHOOK_PATHS]
 
 
 def add_commands(group) -> None:
     """CLI commands of the inbound flow (simulate-incoming)."""
+    from wazzup_plugin.inbound.simulate import simulate_incoming
+
+    group.add_command(simulate_incoming)

@@ -1,0 +1,271 @@
+"""The webhook's `messages`: chats created once, every type kept and shown, echoes, edits, deletions."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+import pytest
+
+CHANNEL = "b96a353b-06f5-4cac-8413-ba1d8e93f981"
+
+
+def test_first_incoming_message_creates_a_wazzup_chat_with_phone_title_and_avatar(deliver, payload, wazzup_rows):
+    result = deliver(payload("incoming_text"))
+
+    assert result.status_code == 200, result.text
+    assert result.json["new_messages"] == 1
+    [chat] = wazzup_rows.chats()
+    assert chat["type"] == "wazzup"
+    assert chat["phone"] == "79161234567"
+    assert chat["wazzup_chat_id"] == "79161234567"
+    assert (chat["channel_id"], chat["chat_type"]) == (CHANNEL, "whatsapp")
+    assert chat["title"] == "Ivan Petrov"
+    assert chat["avatar_uri"] == "https://store.wazzup24.com/0e82ead97ae07d"
+    assert chat["unread_count"] == 1
+    assert chat["last_message_preview"] == "Hello, is my order ready?"
+    assert chat["last_message_at"] == datetime(2025, 5, 6, 14, 18, 0, 1000, tzinfo=timezone.utc)
+    message = wazzup_rows.message("caa1f2b4-cce3-424c-86cd-05f4e2a95073")
+    assert (message["direction"], message["status"], message["type"]) == ("in", "inbound", "text")
+    assert message["text"] == "Hello, is my order ready?"
+    assert message["messenger_at"] == datetime(2025, 5, 6, 14, 18, 0, 1000, tzinfo=timezone.utc)
+    assert message["chat_id"] == chat["id"]
+    assert message["change_seq"] == chat["change_seq"] > 0
+
+
+def test_webhook_is_served_at_the_seed_url_and_under_the_plugin_segment(deliver, payload, wazzup_rows):
+    assert deliver(payload("incoming_text"), path="/api/webhook").status_code == 200
+    assert deliver(payload("incoming_image"), path="/api/wazzup24/webhook").status_code == 200
+    assert len(wazzup_rows.messages()) == 2
+    assert len(wazzup_rows.chats()) == 1
+
+
+def test_duplicate_webhook_stores_one_message(deliver, payload, wazzup_rows):
+    for _ in range(3):
+        assert deliver(payload("incoming_text")).status_code == 200
+    assert len(wazzup_rows.messages()) == 1
+    [chat] = wazzup_rows.chats()
+    assert chat["unread_count"] == 1
+
+
+def test_chat_without_contact_name_is_titled_with_the_phone(deliver, payload, wazzup_rows):
+    body = payload("incoming_text")
+    del body["messages"][0]["contact"]
+    deliver(body)
+    assert wazzup_rows.chats()[0]["title"] == "79161234567"
+
+
+@pytest.mark.parametrize("name, type_, text, uri, content_name", [
+    ("incoming_image", "image", None, "https://store.wazzup24.com/e5115a1e0046d628b3924161d411e5812d2546/"
+                                      "?filename=photo.jpg", "photo.jpg"),
+    ("incoming_document", "document", None, "https://store.wazzup24.com/9f8e7d6c5b4a/invoice%20May.pdf",
+     "invoice May.pdf"),
+    ("incoming_audio", "audio", None, "https://store.wazzup24.com/1a2b3c4d5e6f/?filename=voice.ogg", "voice.ogg"),
+    ("incoming_video", "video", None, "https://store.wazzup24.com/6f5e4d3c2b1a/?filename=clip.mp4", "clip.mp4"),
+    ("incoming_vcard", "vcard", None, "https://store.wazzup24.com/aa11bb22cc33/?filename=contact.vcf",
+     "contact.vcf"),
+    ("incoming_geo", "geo", "55.751244, 37.618423", None, None),
+    ("incoming_missing_call", "missing_call", "Missed call", None, None),
+    ("incoming_wapi_template", "wapi_template", "Your order 1234 has shipped", None, None),
+])
+def test_every_documented_type_is_stored_and_shown(deliver, payload, wazzup_rows, name, type_, text, uri,
+                                                   content_name):
+    body = payload(name)
+    assert deliver(body).status_code == 200
+    message = wazzup_rows.message(body["messages"][0]["messageId"])
+    assert message["type"] == type_
+    assert message["text"] == text
+    assert message["content_uri"] == uri
+    assert message["content_name"] == content_name
+    assert message["text"] or message["content_uri"]  # something to show
+    assert wazzup_rows.chats()[0]["last_message_preview"]
+
+
+def test_media_message_gets_its_mime_type_from_the_file_name(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_image"))
+    assert wazzup_rows.messages()[0]["content_type"] == "image/jpeg"
+    assert wazzup_rows.chats()[0]["last_message_preview"] == "[Image] photo.jpg"
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("incoming_unsupported", "[A message of a type Wazzup does not support: open it on the phone]"),
+    ("incoming_unknown_type", "[Unknown message type: poll_v2]"),
+])
+def test_unsupported_and_unknown_types_get_a_visible_placeholder(deliver, payload, wazzup_rows, name, shown):
+    body = payload(name)
+    deliver(body)
+    message = wazzup_rows.message(body["messages"][0]["messageId"])
+    assert message["type"] in ("unsupported", "unknown")
+    assert message["text"] == shown
+    assert wazzup_rows.chats()[0]["last_message_preview"] == shown
+
+
+@pytest.mark.parametrize("uri", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///etc/passwd",
+                                 "ftp://example.com/a.jpg", "//evil.example/a.jpg", "https://" + "a" * 2100])
+def test_content_and_avatar_links_are_kept_only_when_http(deliver, payload, wazzup_rows, uri):
+    body = payload("incoming_image")
+    body["messages"][0]["contentUri"] = uri
+    body["messages"][0]["contact"]["avatarUri"] = uri
+    assert deliver(body).status_code == 200
+    message = wazzup_rows.messages()[0]
+    assert message["content_uri"] is None
+    assert message["text"] == "[Image]"  # still shown, as an image without a usable link
+    assert wazzup_rows.chats()[0]["avatar_uri"] is None
+
+
+def test_whatsgroup_chat_is_kept_opaque_without_phone(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_whatsgroup"))
+    [chat] = wazzup_rows.chats()
+    assert chat["chat_type"] == "whatsgroup"
+    assert chat["wazzup_chat_id"] == "120363025246125486@g.us"
+    assert chat["phone"] is None
+    assert chat["title"] == "Suppliers group"
+
+
+def test_same_chat_id_on_another_channel_or_chat_type_is_another_chat(deliver, payload, wazzup_rows):
+    body = payload("incoming_text")
+    other_channel = copy.deepcopy(body)
+    other_channel["messages"][0].update(messageId="11111111-0000-4000-8000-000000000001",
+                                        channelId="00000000-0000-4000-8000-00000000000c")
+    telegram = copy.deepcopy(body)
+    telegram["messages"][0].update(messageId="11111111-0000-4000-8000-000000000002", chatType="telegram")
+    for b in (body, other_channel, telegram):
+        assert deliver(b).status_code == 200
+    assert len(wazzup_rows.chats()) == 3
+
+
+def test_chat_follows_last_activity_preview_and_unread_count(deliver, payload, wazzup_rows, helpdesk):
+    body = payload("messages_and_statuses")
+    del body["statuses"]
+    deliver(body)
+    [chat] = wazzup_rows.chats()
+    assert chat["unread_count"] == 2
+    assert chat["last_message_preview"] == "Second"
+    assert chat["last_message_at"] == datetime(2025, 5, 6, 14, 30, 5, tzinfo=timezone.utc)
+    assert chat["last_activity_at"] >= chat["last_message_at"]
+
+    older = payload("incoming_text")  # written earlier than what the chat shows: no preview change
+    deliver(older)
+    [chat] = wazzup_rows.chats()
+    assert chat["unread_count"] == 3
+    assert chat["last_message_preview"] == "Second"
+
+
+def test_contact_rename_and_new_avatar_update_the_chat(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_text"))
+    body = payload("messages_and_statuses")
+    del body["statuses"]
+    body["messages"][1]["contact"] = {"name": "Ivan P.", "avatarUri": "https://store.wazzup24.com/new"}
+    deliver(body)
+    [chat] = wazzup_rows.chats()
+    assert (chat["title"], chat["contact_name"], chat["avatar_uri"]) == (
+        "Ivan P.", "Ivan P.", "https://store.wazzup24.com/new")
+
+
+def test_echo_typed_on_the_phone_appears_as_outgoing(deliver, payload, wazzup_rows):
+    body = payload("echo_from_phone")
+    deliver(body)
+    message = wazzup_rows.message(body["messages"][0]["messageId"])
+    assert (message["direction"], message["status"], message["is_echo"]) == ("out", "sent", True)
+    assert message["author_name"] == "Alex Salesman"
+    assert message["sent_at"] == datetime(2025, 5, 6, 14, 20, 11, tzinfo=timezone.utc)
+    assert wazzup_rows.chats()[0]["unread_count"] == 0  # our side wrote it: nothing unread
+
+
+def test_echo_of_our_own_send_matches_the_stored_message(deliver, payload, wazzup_rows, outgoing_send):
+    deliver(payload("incoming_text"))
+    send = outgoing_send(wazzup_rows.chats()[0]["id"], text="Yes, it is ready")
+    send.settle("6f1b3c67-3008-488b-9abc-12fcac6de134")
+
+    body = payload("echo_from_phone")
+    body["messages"][0]["status"] = "delivered"
+    assert deliver(body).status_code == 200
+
+    rows = wazzup_rows.messages(direction="out")
+    assert len(rows) == 1  # no second copy
+    assert rows[0]["id"] == send.id
+    assert rows[0]["status"] == "delivered"
+    assert rows[0]["crm_message_id"] == send.crm_message_id
+
+
+def test_echo_naming_our_crm_message_id_settles_the_send(deliver, payload, wazzup_rows, outgoing_send):
+    deliver(payload("incoming_text"))
+    send = outgoing_send(wazzup_rows.chats()[0]["id"], text="Yes, it is ready")
+    body = payload("echo_from_phone")
+    body["messages"][0]["crmMessageId"] = send.crm_message_id
+    deliver(body)
+    rows = wazzup_rows.messages(direction="out")
+    assert [(r["id"], r["wazzup_message_id"], r["status"]) for r in rows] == [
+        (send.id, "6f1b3c67-3008-488b-9abc-12fcac6de134", "sent")]
+
+
+def test_edit_updates_the_message_and_keeps_the_previous_text(deliver, payload, wazzup_rows, clock):
+    deliver(payload("echo_from_phone"))
+    clock.advance(60)
+    assert deliver(payload("edited")).status_code == 200
+    message = wazzup_rows.message("6f1b3c67-3008-488b-9abc-12fcac6de134")
+    assert message["text"] == "Yes, it is ready (corrected)"
+    assert message["previous_text"] == "Yes, it is ready"
+    assert message["edited_at"] == clock.now
+    assert len(wazzup_rows.messages()) == 1
+
+
+def test_an_older_copy_never_undoes_a_newer_edit(deliver, payload, wazzup_rows):
+    deliver(payload("echo_from_phone"))
+    deliver(payload("edited"))
+    deliver(payload("echo_from_phone"))   # the original, redelivered late
+    first_edit = payload("edited")        # an edit older than the one we hold
+    first_edit["messages"][0].update(text="Yes, it is ready!", dateTime="2025-05-06T14:20:00.000Z",
+                                     oldInfo={"oldText": "Yes, it is ready"})
+    deliver(first_edit)
+    assert wazzup_rows.message("6f1b3c67-3008-488b-9abc-12fcac6de134")["text"] == "Yes, it is ready (corrected)"
+
+
+def test_edits_with_the_same_time_apply_in_their_chain_order(deliver, payload, wazzup_rows):
+    deliver(payload("echo_from_phone"))
+    second = payload("edited")
+    second["messages"][0].update(text="third version", oldInfo={"oldText": "Yes, it is ready (corrected)"})
+    deliver(second)                # arrives first; builds on a text we do not hold yet, but is an edit
+    deliver(payload("edited"))     # the earlier edit, same dateTime: does not start from our text
+    assert wazzup_rows.message("6f1b3c67-3008-488b-9abc-12fcac6de134")["text"] == "third version"
+
+
+def test_edit_of_a_message_never_seen_stores_it_edited(deliver, payload, wazzup_rows):
+    deliver(payload("edited"))
+    message = wazzup_rows.message("6f1b3c67-3008-488b-9abc-12fcac6de134")
+    assert message["text"] == "Yes, it is ready (corrected)"
+    assert message["previous_text"] == "Yes, it is ready"
+    assert message["edited_at"] is not None
+
+
+def test_deletion_marks_the_message_and_keeps_its_text(deliver, payload, wazzup_rows, clock):
+    deliver(payload("incoming_text"))
+    clock.advance(30)
+    deliver(payload("deleted"))
+    deliver(payload("incoming_text"))  # the original redelivered: still deleted
+    message = wazzup_rows.message("caa1f2b4-cce3-424c-86cd-05f4e2a95073")
+    assert message["deleted_at"] == clock.now
+    assert message["previous_text"] == "Hello, is my order ready?"
+    assert message["text"] == "Hello, is my order ready?"
+    assert len(wazzup_rows.messages()) == 1
+
+
+def test_edit_stamps_a_new_change_seq_so_pollers_see_it(deliver, payload, wazzup_rows, client, auth):
+    deliver(payload("echo_from_phone"))
+    before = wazzup_rows.messages()[0]
+    deliver(payload("edited"))
+    after = wazzup_rows.messages()[0]
+    assert after["change_seq"] > before["change_seq"]
+    listed = client.simulate_get(f"/api/chats/{after['chat_id']}/messages",
+                                 params={"changed_since": before["change_seq"]}, headers=auth)
+    assert [m["text"] for m in listed.json["items"]] == ["Yes, it is ready (corrected)"]
+    assert listed.json["items"][0]["wazzup_message_id"] == "6f1b3c67-3008-488b-9abc-12fcac6de134"
+
+
+def test_stored_chat_and_message_appear_in_the_host_api(deliver, payload, client, auth):
+    deliver(payload("incoming_text"))
+    chats = client.simulate_get("/api/chats", headers=auth).json["items"]
+    assert [(c["type"], c["phone"], c["wazzup_chat_id"]) for c in chats] == [("wazzup", "79161234567", "79161234567")]
+    messages = client.simulate_get(f"/api/chats/{chats[0]['id']}/messages", headers=auth).json["items"]
+    assert [(m["direction"], m["status"], m["wazzup_message_id"]) for m in messages] == [
+        ("in", "inbound", "caa1f2b4-cce3-424c-86cd-05f4e2a95073")]

@@ -1,0 +1,335 @@
+"""Webhook bodies → validated items, item by item (marshmallow).
+
+An item that does not fit (a wrong type, a missing id, a status or chat type Wazzup has not
+documented) is returned as :class:`Quarantined` with its reason, and the rest of the delivery goes
+on: one odd item never costs 99 good messages. Unknown keys are ignored everywhere. Shapes:
+reference/wazzup-api-v3.md §5.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+# Documented enumerations (§5.1, §5.2, §6); compared case-insensitively.
+CHAT_TYPES = ("whatsapp", "whatsgroup", "viber", "instagram", "telegram", "telegroup", "vk", "avito", "max",
+              "maxgroup")
+MESSAGE_STATUSES = ("inbound", "sent", "delivered", "read", "error")
+STATUS_REPORTS = ("sent", "delivered", "read", "error", "edited", "inbound")
+# Message types we show as such; anything else is kept as "unknown" with a visible placeholder.
+KNOWN_TYPES = ("text", "image", "video", "audio", "document", "vcard", "geo", "missing_call", "wapi_template",
+               "unsupported", "unknown")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_text(value: str) -> str:
+    """Text every database accepts: no NUL characters, no lone surrogates."""
+    value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def http_uri(value, max_length: int = 2000) -> str | None:
+    """The link if it is http(s) and fits the column, else None (never store javascript: etc.)."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return None
+    value = value.strip()
+    if not re.match(r"(?i)^https?://[^\s/?#]+", value) or _CONTROL.search(value):
+        return None
+    return value
+
+
+class Text(fields.String):
+    """A string, cleaned for storage; ``max_length`` truncates (names, descriptions)."""
+
+    def __init__(self, *args, max_length: int | None = None, **kwargs):
+        kwargs.setdefault("allow_none", True)
+        super().__init__(*args, **kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = clean_text(super()._deserialize(value, attr, data, **kwargs))
+        return value[: self.max_length] if self.max_length else value
+
+
+class Id(fields.String):
+    """An identifier: a non-empty string that fits its column, without control characters."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not value or len(value) > self.max_length or _CONTROL.search(value) or clean_text(value) != value:
+            raise ValidationError(f"must be a non-empty string of at most {self.max_length} printable characters")
+        return value
+
+
+class Enum(fields.String):
+    """One of the documented words, case-insensitive; a new word is a reason to quarantine."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs).strip().lower()
+        if value not in self.choices:
+            raise ValidationError(f"unknown value {value[:50]!r}; expected one of {', '.join(self.choices)}")
+        return value
+
+
+class Time(fields.Field):
+    """Wazzup's times: ISO-8601 strings (naive means UTC) or epoch milliseconds."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, (int, float)):
+                result = datetime.fromtimestamp(value / 1000, timezone.utc)
+            elif isinstance(value, str):
+                result = datetime.fromisoformat(value.strip())
+                result = result.replace(tzinfo=timezone.utc) if result.tzinfo is None else result
+                result = result.astimezone(timezone.utc)
+            else:
+                raise TypeError
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise ValidationError("must be an ISO-8601 time or epoch milliseconds") from None
+        if not 1970 <= result.year <= 9000:
+            raise ValidationError("is out of range")
+        return result
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class ContactSchema(_Lenient):
+    name = Text(max_length=300)
+    avatarUri = fields.Raw(allow_none=True)
+    phone = Text(max_length=32)
+    username = Text(max_length=200)
+
+
+class ErrorSchema(_Lenient):
+    error = Text(max_length=100)
+    description = Text(max_length=1000)
+
+
+class OldInfoSchema(_Lenient):
+    oldText = Text()
+    oldAuthorId = Text(max_length=200)
+    oldAuthorName = Text(max_length=300)
+
+
+class MessageItemSchema(_Lenient):
+    messageId = Id(64, required=True)
+    channelId = Id(64, required=True)
+    chatType = Enum(CHAT_TYPES, required=True)
+    chatId = Id(200, required=True)
+    dateTime = Time(allow_none=True)
+    type = fields.String(allow_none=True, validate=validate.Length(max=100))
+    isEcho = fields.Boolean(allow_none=True)
+    contact = fields.Nested(ContactSchema, allow_none=True)
+    text = Text()
+    contentUri = fields.Raw(allow_none=True)
+    status = Enum(MESSAGE_STATUSES, allow_none=True)
+    error = fields.Nested(ErrorSchema, allow_none=True)
+    authorName = Text(max_length=300)
+    authorId = Text(max_length=200)
+    sentFromApp = fields.Boolean(allow_none=True)
+    isEdited = fields.Boolean(allow_none=True)
+    isDeleted = fields.Boolean(allow_none=True)
+    oldInfo = fields.Nested(OldInfoSchema, allow_none=True)
+    crmMessageId = Text(max_length=64)
+    quotedMessage = fields.Raw(allow_none=True)
+
+
+class StatusItemSchema(_Lenient):
+    messageId = Id(64, required=True)
+    timestamp = Time(allow_none=True)
+    status = Enum(STATUS_REPORTS, required=True)
+    error = fields.Nested(ErrorSchema, allow_none=True)
+
+
+class ChannelUpdateSchema(_Lenient):
+    channelId = Id(64, required=True)
+    state = Id(64, required=True)
+    tier = Text(max_length=32)
+    transport = Text(max_length=32)
+    timestamp = Time(allow_none=True)
+
+
+@dataclass
+class Message:
+    raw: dict
+    message_id: str
+    channel_id: str
+    chat_type: str
+    chat_id: str
+    at: datetime | None
+    type: str             # the host's type: a known one, else "unknown"
+    raw_type: str | None  # Wazzup's word, for the placeholder of an unknown type
+    is_echo: bool
+    status: str | None    # Wazzup's word
+    text: str | None
+    content_uri: str | None
+    contact_name: str | None
+    avatar_uri: str | None
+    contact_phone: str | None
+    author_name: str | None
+    author_id: str | None
+    sent_from_app: bool | None
+    error_code: str | None
+    error_text: str | None
+    is_edited: bool
+    is_deleted: bool
+    old_text: str | None
+    crm_message_id: str | None
+    ref_message_id: str | None
+
+    @property
+    def chat_key(self) -> tuple[str, str, str]:
+        return (self.channel_id, self.chat_type, self.chat_id)
+
+
+@dataclass
+class StatusReport:
+    raw: dict
+    message_id: str
+    status: str           # Wazzup's word: sent, delivered, read, error, edited, inbound
+    at: datetime | None
+    error_code: str | None = None
+    error_text: str | None = None
+
+
+@dataclass
+class ChannelUpdate:
+    channel_id: str
+    state: str
+    tier: str | None
+    transport: str | None
+    at: datetime | None
+
+
+@dataclass
+class Quarantined:
+    section: str
+    reason: str
+    raw: object
+    message_id: str | None = None
+
+
+@dataclass
+class Delivery:
+    messages: list[Message] = field(default_factory=list)
+    statuses: list[StatusReport] = field(default_factory=list)
+    channels: list[ChannelUpdate] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    notices: dict[str, object] = field(default_factory=dict)  # createContact, createDeal, templateStatus
+
+    @property
+    def empty(self) -> bool:
+        return not (self.messages or self.statuses or self.channels or self.quarantined)
+
+
+_MESSAGE = MessageItemSchema()
+_STATUS = StatusItemSchema()
+_CHANNEL = ChannelUpdateSchema()
+NOTICE_KEYS = ("createContact", "createDeal", "templateStatus")
+
+
+def raw_json(item) -> str:
+    return json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _reason(error: ValidationError) -> str:
+    return json.dumps(error.messages, ensure_ascii=False, sort_keys=True, default=str)[:2000]
+
+
+def _usable_id(item) -> str | None:
+    value = item.get("messageId") if isinstance(item, dict) else None
+    try:
+        return Id(64)._deserialize(value, "messageId", item) if isinstance(value, str) else None
+    except ValidationError:
+        return None
+
+
+def parse_message(raw: dict) -> Message:
+    d = _MESSAGE.load(raw)
+    contact = d.get("contact") or {}
+    error = d.get("error") or {}
+    old = d.get("oldInfo") or {}
+    raw_type = (d.get("type") or "").strip().lower() or None
+    if raw_type in KNOWN_TYPES:
+        type_ = raw_type
+    elif raw_type is None:
+        type_ = "text" if d.get("text") else "unknown"
+    else:
+        type_ = "unknown"
+    quoted = d.get("quotedMessage")
+    ref = quoted.get("messageId") if isinstance(quoted, dict) else None
+    return Message(
+        raw=raw, message_id=d["messageId"], channel_id=d["channelId"], chat_type=d["chatType"],
+        chat_id=d["chatId"], at=d.get("dateTime"), type=type_, raw_type=raw_type,
+        is_echo=bool(d.get("isEcho")), status=d.get("status"), text=d.get("text"),
+        content_uri=http_uri(d.get("contentUri")), contact_name=(contact.get("name") or "").strip() or None,
+        avatar_uri=http_uri(contact.get("avatarUri")), contact_phone=contact.get("phone"),
+        author_name=d.get("authorName"), author_id=d.get("authorId"), sent_from_app=d.get("sentFromApp"),
+        error_code=error.get("error"), error_text=error.get("description"),
+        is_edited=bool(d.get("isEdited")), is_deleted=bool(d.get("isDeleted")), old_text=old.get("oldText"),
+        crm_message_id=d.get("crmMessageId"),
+        ref_message_id=ref if isinstance(ref, str) and 0 < len(ref) <= 64 else None,
+    )
+
+
+def parse_status(raw: dict) -> StatusReport:
+    d = _STATUS.load(raw)
+    error = d.get("error") or {}
+    return StatusReport(raw=raw, message_id=d["messageId"], status=d["status"], at=d.get("timestamp"),
+                        error_code=error.get("error"), error_text=error.get("description"))
+
+
+def parse_channel(raw: dict) -> ChannelUpdate:
+    d = _CHANNEL.load(raw)
+    return ChannelUpdate(channel_id=d["channelId"], state=d["state"], tier=d.get("tier"),
+                         transport=d.get("transport"), at=d.get("timestamp"))
+
+
+_SECTIONS = {"messages": parse_message, "statuses": parse_status, "channelsUpdates": parse_channel}
+
+
+def parse_delivery(body: dict) -> Delivery:
+    """Split a webhook body (a JSON object) into valid items and quarantined ones."""
+    result = Delivery()
+    targets = {"messages": result.messages, "statuses": result.statuses, "channelsUpdates": result.channels}
+    for section, parse in _SECTIONS.items():
+        if section not in body or body[section] is None:
+            continue
+        items = body[section]
+        if not isinstance(items, list):
+            result.quarantined.append(Quarantined(section, f"{section} must be a list", items))
+            continue
+        for item in items:
+            if not isinstance(item, dict):
+                result.quarantined.append(Quarantined(section, "an item must be a JSON object", item))
+                continue
+            try:
+                targets[section].append(parse(item))
+            except ValidationError as exc:
+                result.quarantined.append(Quarantined(section, _reason(exc), item, _usable_id(item)))
+    for key in NOTICE_KEYS:
+        if body.get(key) is not None:
+            result.notices[key] = body[key]
+    return result

@@ -1,0 +1,617 @@
+"""Writing a parsed delivery: set-based statements in the caller's one transaction.
+
+Every statement works on a whole delivery at once (batched ``IN`` selects, executemany inserts
+and updates), never a query per message. Rows are created with insert-or-ignore under unique
+constraints — never check-then-insert — and written in key order. The first thing a write does is
+take the host's change counter (``tx.change_seq``): its row lock is held to commit, so on
+PostgreSQL concurrent deliveries queue there exactly as ``BEGIN IMMEDIATE`` makes them queue on
+SQLite. The unique constraints stay the real guard; losers of a race delete their own extra rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import sqlalchemy as sa
+
+from wazzup_plugin.chat_type import CHAT_TYPE
+from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
+                                         parse_status, raw_json)
+from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
+from wazzup_plugin.store_common import host_tables, insert_ignore, upsert
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500                      # ids per IN (...) list: far below every database's parameter limit
+PARKED_TTL = timedelta(days=1)
+# Sends that may still learn their Wazzup id: an echo in their chat may be one of them.
+IN_FLIGHT = ("queued", "accepted", "unknown")
+DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
+PHONE_CHAT_TYPES = ("whatsapp", "viber")
+
+PLACEHOLDERS = {
+    "image": "[Image]", "video": "[Video]", "audio": "[Audio]", "document": "[Document]",
+    "vcard": "[Contact card]", "geo": "[Location]", "missing_call": "Missed call",
+    "wapi_template": "[Template message]", "text": "[Empty message]",
+    "unsupported": "[A message of a type Wazzup does not support: open it on the phone]",
+}
+
+
+def _chunks(values):
+    values = list(values)
+    for i in range(0, len(values), CHUNK):
+        yield values[i:i + CHUNK]
+
+
+def placeholder(msg: Message) -> str:
+    if msg.type == "unknown":
+        return f"[Unknown message type: {msg.raw_type}]" if msg.raw_type else "[Unknown message type]"
+    return PLACEHOLDERS.get(msg.type, "[Message]")
+
+
+def preview(text: str | None, msg_type: str, content_name: str | None) -> str:
+    if text:
+        return re.sub(r"\s+", " ", text).strip()[:200]
+    label = PLACEHOLDERS.get(msg_type, "[Message]")
+    return f"{label} {content_name}"[:200] if content_name else label
+
+
+def content_name(uri: str | None) -> str | None:
+    """The file name a link carries (``?filename=`` as Wazzup's store uses, else the last path part)."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    name = (parse_qs(parts.query).get("filename") or [None])[0]
+    if not name:
+        last = PurePosixPath(unquote(parts.path)).name
+        name = last if "." in last else None
+    return name.replace("\x00", "")[:500] if name else None
+
+
+def chat_phone(msg: Message) -> str | None:
+    if msg.chat_type in PHONE_CHAT_TYPES:
+        digits = re.sub(r"\D", "", msg.chat_id)
+    elif msg.contact_phone:
+        digits = re.sub(r"\D", "", msg.contact_phone)
+    else:
+        return None
+    return digits[:32] or None
+
+
+def _version(msg: Message) -> tuple:
+    """Which copy of one message is newest: a deletion beats an edit beats the original."""
+    return (2 if msg.is_deleted else 1 if msg.is_edited else 0, msg.at.timestamp() if msg.at else 0.0)
+
+
+@dataclass
+class Summary:
+    new: list[str] = field(default_factory=list)          # Wazzup ids stored for the first time
+    duplicates: list[str] = field(default_factory=list)   # already stored: nothing new (or edits applied)
+    edited: list[str] = field(default_factory=list)
+    statuses_applied: int = 0
+    parked: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    channels: int = 0
+    expired: list[str] = field(default_factory=list)
+    chats_created: list[int] = field(default_factory=list)
+    chat_ids: set[int] = field(default_factory=set)
+    message_ids: set[int] = field(default_factory=set)
+
+    def context(self, limit: int = 50) -> dict:
+        return {
+            "new_messages": len(self.new), "duplicates": len(self.duplicates), "edited": len(self.edited),
+            "statuses_applied": self.statuses_applied, "parked": len(self.parked),
+            "quarantined": self.quarantined, "channels": self.channels,
+            "chats_created": self.chats_created[:limit], "chat_ids": sorted(self.chat_ids)[:limit],
+            "wazzup_message_ids": (self.new + self.duplicates)[:limit],
+        }
+
+
+class Writer:
+    """One delivery (or one ``apply_parked`` call) written inside the caller's transaction."""
+
+    def __init__(self, tx, state, now: datetime):
+        self.tx = tx
+        self.conn: sa.Connection = tx.conn
+        self.t = state.tables
+        self.chats, self.messages = host_tables(state)
+        self.now = now
+        self.summary = Summary()
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def seq(self) -> int:
+        return self.tx.change_seq
+
+    def lock(self) -> None:
+        """Take the change counter first: writers queue here instead of deadlocking later."""
+        _ = self.seq
+
+    def finish(self) -> Summary:
+        s = self.summary
+        if s.chat_ids or s.message_ids:
+            self.tx.touched(chat_ids=s.chat_ids, message_ids=s.message_ids)
+        return s
+
+    # ------------------------------------------------------------------ channels, quarantine
+
+    def store_channels(self, updates: list[ChannelUpdate]) -> None:
+        latest: dict[str, ChannelUpdate] = {}
+        for u in updates:
+            held = latest.get(u.channel_id)
+            if held is None or (u.at or self.now) >= (held.at or self.now):
+                latest[u.channel_id] = u
+        rows = [{"channel_id": u.channel_id, "state": u.state, "tier": u.tier, "transport": u.transport,
+                 "updated_at": u.at or self.now} for _, u in sorted(latest.items())]
+        # An older report never overwrites a newer one (Wazzup does not promise the order).
+        upsert(self.conn, self.t["channels"], rows, key=["channel_id"], update=["state", "tier", "updated_at"],
+               where=lambda t, ex: t.c.updated_at <= ex.updated_at)
+        self.summary.channels += len(rows)
+
+    def store_quarantine(self, items: list[Quarantined]) -> None:
+        if not items:
+            return
+        self.conn.execute(sa.insert(self.t["quarantine"]), [
+            {"section": q.section, "wazzup_message_id": q.message_id, "reason": q.reason,
+             "item": raw_json(q.raw), "received_at": self.now} for q in items])
+        self.summary.quarantined += len(items)
+        for q in items:
+            log.warning("webhook item quarantined", extra={"context": {
+                "section": q.section, "wazzup_message_id": q.message_id, "reason": q.reason[:300]}})
+
+    # ------------------------------------------------------------------ messages
+
+    def store_messages(self, items: list[Message], allow_park: bool = True) -> None:
+        if not items:
+            return
+        newest: dict[str, Message] = {}
+        for msg in items:  # several copies of one message in a delivery: the newest one speaks
+            held = newest.get(msg.message_id)
+            if held is None or _version(msg) > _version(held):
+                newest[msg.message_id] = msg
+        existing = self._stored_messages(newest)
+        self._match_own_sends(newest, existing)
+        fresh = [m for wid, m in sorted(newest.items()) if wid not in existing]
+        known = [m for wid, m in sorted(newest.items()) if wid in existing]
+
+        chat_of = self._ensure_chats(fresh) if fresh else {}
+        if allow_park and fresh:
+            fresh = self._park_echoes_of_sends_in_flight(fresh, chat_of)
+        inserted = self._insert_messages(fresh, chat_of)
+        self._update_known(known, existing)
+        if inserted:
+            # Statuses (or echoes) that were waiting for these ids.
+            self.apply_parked(inserted)
+
+    def _stored_messages(self, by_id) -> dict[str, sa.Row]:
+        wm, m = self.t["messages"], self.messages
+        found = {}
+        for part in _chunks(sorted(by_id)):
+            rows = self.conn.execute(
+                sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
+                          m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
+                .join(m, m.c.id == wm.c.message_id).where(wm.c.wazzup_message_id.in_(part)))
+            found.update({r.wazzup_message_id: r for r in rows})
+        return found
+
+    def _match_own_sends(self, by_id: dict[str, Message], existing: dict) -> None:
+        """An echo naming our crmMessageId settles that send (it is ours: no second copy)."""
+        wm = self.t["messages"]
+        echoes = {m.crm_message_id: m for wid, m in by_id.items()
+                  if m.is_echo and m.crm_message_id and wid not in existing}
+        if not echoes:
+            return
+        rows = self.conn.execute(sa.select(wm.c.message_id, wm.c.crm_message_id).where(
+            wm.c.crm_message_id.in_(sorted(echoes)), wm.c.wazzup_message_id.is_(None))).all()
+        if not rows:
+            return
+        self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id"))
+                          .values(wazzup_message_id=sa.bindparam("b_wid")),
+                          [{"b_id": r.message_id, "b_wid": echoes[r.crm_message_id].message_id}
+                           for r in sorted(rows, key=lambda r: r.message_id)])
+        existing.update(self._stored_messages({echoes[r.crm_message_id].message_id: 1 for r in rows}))
+
+    def _ensure_chats(self, items: list[Message]) -> dict[tuple, int]:
+        """The host chat of each (channel, chat type, chat id), created once even under races."""
+        wc, c = self.t["chats"], self.chats
+        latest: dict[tuple, Message] = {}
+        for msg in items:
+            held = latest.get(msg.chat_key)
+            if held is None or (msg.at or self.now) >= (held.at or self.now):
+                latest[msg.chat_key] = msg
+        keys = sorted(latest)
+        found = self._find_chats(keys)
+
+        missing = [k for k in keys if k not in found]
+        if missing:
+            created = self.conn.execute(
+                sa.insert(c).returning(c.c.id, sort_by_parameter_order=True),
+                [self._new_chat_row(latest[k]) for k in missing]).scalars().all()
+            mine = dict(zip(missing, created))
+            insert_ignore(self.conn, wc, [
+                {"chat_id": mine[k], "channel_id": k[0], "chat_type": k[1], "wazzup_chat_id": k[2],
+                 "contact_name": latest[k].contact_name} for k in missing])
+            winners = self._find_chats(missing)
+            lost = [cid for k, cid in mine.items() if winners[k]["chat_id"] != cid]
+            if lost:  # another worker created the same chat first: drop our copy, use theirs
+                self.conn.execute(sa.delete(c).where(c.c.id.in_(lost)))
+            for k in missing:
+                found[k] = winners[k]
+                if winners[k]["chat_id"] == mine[k]:
+                    self.summary.chats_created.append(mine[k])
+                    self.summary.chat_ids.add(mine[k])
+
+        self._refresh_contacts(latest, found)
+        self._chat_state = {row["chat_id"]: row for row in found.values()}
+        return {k: row["chat_id"] for k, row in found.items()}
+
+    def _find_chats(self, keys) -> dict[tuple, dict]:
+        wc, c = self.t["chats"], self.chats
+        found = {}
+        for part in _chunks(keys):
+            rows = self.conn.execute(
+                sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id, wc.c.contact_name,
+                          c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
+                .join(c, c.c.id == wc.c.chat_id)
+                .where(sa.tuple_(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id).in_(part))).mappings()
+            found.update({(r["channel_id"], r["chat_type"], r["wazzup_chat_id"]): dict(r) for r in rows})
+        return found
+
+    def _new_chat_row(self, msg: Message) -> dict:
+        phone = chat_phone(msg)
+        return {"type": CHAT_TYPE, "title": (msg.contact_name or phone or msg.chat_id)[:300], "phone": phone,
+                "avatar_uri": msg.avatar_uri, "unread_count": 0, "last_message_at": None,
+                "last_message_preview": "", "last_activity_at": self.now, "created_at": self.now,
+                "change_seq": self.seq}
+
+    def _refresh_contacts(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> None:
+        """A contact renamed or with a new avatar: the chat follows (incoming messages only)."""
+        wc, c = self.t["chats"], self.chats
+        changes = []
+        for key, msg in latest.items():
+            row = found[key]
+            if msg.is_echo or row["chat_id"] in self.summary.chats_created:
+                continue
+            name = msg.contact_name if msg.contact_name and msg.contact_name != row["contact_name"] else None
+            avatar = msg.avatar_uri if msg.avatar_uri and msg.avatar_uri != row["avatar_uri"] else None
+            if name or avatar:
+                changes.append((row["chat_id"], name, avatar))
+                row["contact_name"] = name or row["contact_name"]
+                row["avatar_uri"] = avatar or row["avatar_uri"]
+        if not changes:
+            return
+        changes.sort()
+        self.conn.execute(
+            sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+                title=sa.func.coalesce(sa.bindparam("b_title", type_=c.c.title.type), c.c.title),
+                avatar_uri=sa.func.coalesce(sa.bindparam("b_avatar", type_=c.c.avatar_uri.type), c.c.avatar_uri),
+                change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)),
+            [{"b_id": cid, "b_title": name, "b_avatar": avatar, "b_seq": self.seq} for cid, name, avatar in changes])
+        self.conn.execute(
+            sa.update(wc).where(wc.c.chat_id == sa.bindparam("b_id")).values(contact_name=sa.bindparam("b_name")),
+            [{"b_id": cid, "b_name": name} for cid, name, _ in changes if name])
+        self.summary.chat_ids.update(cid for cid, _, _ in changes)
+
+    def _park_echoes_of_sends_in_flight(self, fresh: list[Message], chat_of: dict) -> list[Message]:
+        """An echo with an unknown id where we have a send in flight may be that send: park it."""
+        echo_chats = {chat_of[m.chat_key] for m in fresh if m.is_echo}
+        if not echo_chats:
+            return fresh
+        busy = self._chats_with_sends_in_flight(echo_chats)
+        parked = [m for m in fresh if m.is_echo and chat_of[m.chat_key] in busy]
+        if not parked:
+            return fresh
+        self._park([("echo", m.message_id, chat_of[m.chat_key], f"e:{m.message_id}", m.raw) for m in parked])
+        return [m for m in fresh if m not in parked]
+
+    def _chats_with_sends_in_flight(self, chat_ids) -> set[int]:
+        wm, m = self.t["messages"], self.messages
+        busy = set()
+        for part in _chunks(sorted(chat_ids)):
+            busy.update(self.conn.execute(
+                sa.select(wm.c.chat_id).distinct().join(m, m.c.id == wm.c.message_id)
+                .where(wm.c.chat_id.in_(part), wm.c.wazzup_message_id.is_(None), m.c.status.in_(IN_FLIGHT))
+            ).scalars())
+        return busy
+
+    def _message_row(self, msg: Message, chat_id: int) -> dict:
+        at = msg.at or self.now
+        text = msg.text
+        if not text and not msg.content_uri:
+            text = placeholder(msg)
+        name = content_name(msg.content_uri)
+        row = {
+            "chat_id": chat_id, "direction": "out" if msg.is_echo else "in", "type": msg.type, "text": text,
+            "content_uri": msg.content_uri, "content_name": name,
+            "content_type": mimetypes.guess_type(name)[0] if name else None,
+            "author_name": msg.author_name if msg.is_echo else None, "messenger_at": at, "created_at": self.now,
+            "edited_at": self.now if msg.is_edited else None, "deleted_at": self.now if msg.is_deleted else None,
+            "previous_text": msg.old_text if (msg.is_edited or msg.is_deleted) else None,
+            "error_code": None, "error_text": None, "change_seq": self.seq,
+            **{col: None for col in TIMESTAMP_COLUMN.values()},
+        }
+        if not msg.is_echo:
+            row["status"] = "inbound"
+        else:  # typed on the phone or in Wazzup's window: an outgoing message with its ticks
+            status = FROM_WAZZUP.get(msg.status or "sent", "sent")
+            row["status"] = status if status != "inbound" else "sent"
+            row["sent_at"] = at
+            row[TIMESTAMP_COLUMN[row["status"]]] = at
+            if row["status"] == "failed":
+                row["error_code"], row["error_text"] = msg.error_code, msg.error_text
+        return row
+
+    def _insert_messages(self, fresh: list[Message], chat_of: dict) -> list[str]:
+        if not fresh:
+            return []
+        m, wm = self.messages, self.t["messages"]
+        ids = self.conn.execute(sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
+                                [self._message_row(x, chat_of[x.chat_key]) for x in fresh]).scalars().all()
+        mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
+        insert_ignore(self.conn, wm, [
+            {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key], "wazzup_message_id": x.message_id,
+             "crm_message_id": None, "is_echo": x.is_echo, "sent_from_app": x.sent_from_app,
+             "author_id": x.author_id, "ref_message_id": x.ref_message_id, "version_at": x.at or self.now}
+            for x in fresh])
+        winners = {}
+        for part in _chunks(sorted(mine)):
+            winners.update(self.conn.execute(sa.select(wm.c.wazzup_message_id, wm.c.message_id)
+                                             .where(wm.c.wazzup_message_id.in_(part))).all())
+        lost = [host_id for wid, host_id in mine.items() if winners.get(wid) != host_id]
+        if lost:  # another worker stored the same message first: drop our copy
+            self.conn.execute(sa.delete(m).where(m.c.id.in_(lost)))
+        stored = [x for x in fresh if winners.get(x.message_id) == mine[x.message_id]]
+        self.summary.new.extend(x.message_id for x in stored)
+        self.summary.duplicates.extend(x.message_id for x in fresh if x not in stored)
+        self.summary.message_ids.update(mine[x.message_id] for x in stored)
+        self._follow_chats(stored, chat_of)
+        return [x.message_id for x in stored]
+
+    def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
+        """Last message, preview, activity and unread count of each chat that got messages."""
+        per_chat: dict[int, list[Message]] = defaultdict(list)
+        for msg in stored:
+            per_chat[chat_of[msg.chat_key]].append(msg)
+        updates = []
+        for chat_id, msgs in sorted(per_chat.items()):
+            last = max(msgs, key=lambda x: x.at or self.now)
+            last_at = last.at or self.now
+            held = self._chat_state[chat_id]
+            text = last.text if last.text else (None if last.content_uri else placeholder(last))
+            newer = held["last_message_at"] is None or last_at >= held["last_message_at"]
+            updates.append({
+                "b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo),
+                "b_last_at": last_at if newer else held["last_message_at"],
+                "b_preview": preview(text, last.type, content_name(last.content_uri)) if newer else None,
+                "b_activity": max(held["last_activity_at"], last_at), "b_seq": self.seq,
+            })
+        c = self.chats
+        self.conn.execute(sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+            unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
+            last_message_at=sa.bindparam("b_last_at", type_=c.c.last_message_at.type),
+            last_message_preview=sa.func.coalesce(sa.bindparam("b_preview", type_=c.c.last_message_preview.type),
+                                                  c.c.last_message_preview),
+            last_activity_at=sa.bindparam("b_activity", type_=c.c.last_activity_at.type),
+            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)), updates)
+        self.summary.chat_ids.update(per_chat)
+
+    def _update_known(self, known: list[Message], existing: dict) -> None:
+        """Copies of stored messages: apply edits and deletions; echoes carry statuses too."""
+        edits, reports = [], []
+        for msg in known:
+            row = existing[msg.message_id]
+            self.summary.duplicates.append(msg.message_id)
+            change = self._edit(msg, row)
+            if change:
+                edits.append(change)
+            if msg.is_echo and msg.status in ("sent", "delivered", "read", "error"):
+                reports.append(StatusReport(msg.raw, msg.message_id, msg.status, msg.at, msg.error_code,
+                                            msg.error_text))
+        if edits:
+            m, wm = self.messages, self.t["messages"]
+            edits.sort(key=lambda e: e["b_id"])
+            self.conn.execute(sa.update(m).where(m.c.id == sa.bindparam("b_id")).values(
+                text=sa.bindparam("b_text", type_=m.c.text.type),
+                previous_text=sa.bindparam("b_previous", type_=m.c.previous_text.type),
+                edited_at=sa.bindparam("b_edited", type_=m.c.edited_at.type),
+                deleted_at=sa.bindparam("b_deleted", type_=m.c.deleted_at.type),
+                change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type)), edits)
+            self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id")).values(
+                version_at=sa.bindparam("b_version", type_=wm.c.version_at.type)), edits)
+            self.summary.message_ids.update(e["b_id"] for e in edits)
+            self.summary.edited.extend(e["wid"] for e in edits)
+        if reports:
+            self.apply_statuses(reports, allow_park=False)
+
+    def _edit(self, msg: Message, row) -> dict | None:
+        """The new text/markers for a stored message, or None when this copy is not newer."""
+        if not (msg.is_edited or msg.is_deleted) or row.deleted_at is not None:
+            return None  # a plain redelivery changes nothing; a deletion is final
+        at = msg.at or self.now
+        change = {"b_id": row.message_id, "wid": msg.message_id, "b_text": row.text,
+                  "b_previous": row.previous_text, "b_edited": row.edited_at, "b_deleted": None,
+                  "b_version": row.version_at, "b_seq": self.seq}
+        if msg.is_deleted:
+            change["b_deleted"] = self.now
+            change["b_previous"] = row.previous_text or msg.old_text or row.text
+            return change
+        # An edit applies when it is newer than what we hold; at equal times (Wazzup may keep the
+        # original dateTime) only an edit that starts from our current text is the newer one.
+        if row.version_at is not None and row.edited_at is not None:
+            if at < row.version_at or (at == row.version_at and msg.old_text != row.text):
+                return None
+        if msg.text == row.text:
+            return None
+        change.update(b_text=msg.text, b_previous=msg.old_text if msg.old_text is not None else row.text,
+                      b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
+        return change
+
+    # ------------------------------------------------------------------ statuses
+
+    def apply_statuses(self, reports: list[StatusReport], allow_park: bool = True) -> None:
+        if not reports:
+            return
+        by_id: dict[str, list[StatusReport]] = defaultdict(list)
+        for r in reports:
+            by_id[r.message_id].append(r)
+        wm, m = self.t["messages"], self.messages
+        stamp_cols = sorted(TIMESTAMP_COLUMN.values())
+        rows = {}
+        for part in _chunks(sorted(by_id)):
+            rows.update({r.wazzup_message_id: r for r in self.conn.execute(
+                sa.select(wm.c.wazzup_message_id, m.c.id, m.c.status, m.c.edited_at, m.c.error_code,
+                          m.c.error_text, *[m.c[col] for col in stamp_cols])
+                .join(m, m.c.id == wm.c.message_id).where(wm.c.wazzup_message_id.in_(part)))})
+
+        unknown = [wid for wid in sorted(by_id) if wid not in rows]
+        if unknown and allow_park:
+            self._park([("status", r.message_id, None, f"s:{r.message_id}:{r.status}", r.raw)
+                        for wid in unknown for r in by_id[wid]])
+        updates = []
+        for wid in sorted(by_id, key=lambda w: rows[w].id if w in rows else 0):
+            if wid in rows:
+                change = self._status_change(rows[wid], by_id[wid], stamp_cols)
+                if change:
+                    updates.append(change)
+        if not updates:
+            return
+        self.conn.execute(sa.update(m).where(m.c.id == sa.bindparam("b_id")).values(
+            status=sa.bindparam("b_status", type_=m.c.status.type),
+            error_code=sa.bindparam("b_error_code", type_=m.c.error_code.type),
+            error_text=sa.bindparam("b_error_text", type_=m.c.error_text.type),
+            edited_at=sa.bindparam("b_edited_at", type_=m.c.edited_at.type),
+            change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type),
+            **{col: sa.bindparam(f"b_{col}", type_=m.c[col].type) for col in stamp_cols}), updates)
+        self.summary.statuses_applied += len(updates)
+        self.summary.message_ids.update(u["b_id"] for u in updates)
+
+    def _status_change(self, row, reports: list[StatusReport], stamp_cols) -> dict | None:
+        status = row.status
+        stamps = {col: row._mapping[col] for col in stamp_cols}
+        error_code, error_text, edited_at = row.error_code, row.error_text, row.edited_at
+        pending = sorted(reports, key=lambda r: (r.at or self.now))
+        moved = True
+        while moved:  # apply in any order until nothing moves: the result never goes backwards
+            moved = False
+            for r in pending:
+                new = FROM_WAZZUP.get(r.status)
+                if new and can_move(status, new):
+                    status, moved = new, True
+                    stamps[TIMESTAMP_COLUMN[new]] = stamps[TIMESTAMP_COLUMN[new]] or r.at or self.now
+                    if new == "failed":
+                        error_code, error_text = r.error_code, r.error_text
+        for r in pending:
+            new = FROM_WAZZUP.get(r.status)
+            if r.status == "edited":
+                edited_at = edited_at or r.at or self.now
+            # A late "delivered" after "read" still records when it was delivered.
+            elif new in DELIVERY_RANK and status in DELIVERY_RANK and DELIVERY_RANK[new] <= DELIVERY_RANK[status]:
+                stamps[TIMESTAMP_COLUMN[new]] = stamps[TIMESTAMP_COLUMN[new]] or r.at or self.now
+        before = (row.status, row.error_code, row.error_text, row.edited_at, *[row._mapping[c] for c in stamp_cols])
+        after = (status, error_code, error_text, edited_at, *[stamps[c] for c in stamp_cols])
+        if before == after:
+            return None
+        return {"b_id": row.id, "b_status": status, "b_error_code": error_code, "b_error_text": error_text,
+                "b_edited_at": edited_at, "b_seq": self.seq, **{f"b_{c}": stamps[c] for c in stamp_cols}}
+
+    # ------------------------------------------------------------------ parking
+
+    def _park(self, items) -> None:
+        rows = sorted(({"kind": kind, "wazzup_message_id": wid, "chat_id": chat_id, "dedupe_key": key[:200],
+                        "item": raw_json(raw), "received_at": self.now}
+                       for kind, wid, chat_id, key, raw in items), key=lambda r: r["dedupe_key"])
+        insert_ignore(self.conn, self.t["parked"], rows)
+        self.summary.parked.extend(r["wazzup_message_id"] for r in rows)
+        log.info("webhook items parked until their message is known", extra={"context": {
+            "kinds": sorted({r["kind"] for r in rows}), "wazzup_message_ids": [r["wazzup_message_id"] for r in rows][:50]}})
+
+    def _take_parked(self, condition, limit: int | None = None) -> list:
+        p = self.t["parked"]
+        stmt = sa.select(p).where(condition).order_by(p.c.id)
+        rows = self.conn.execute(stmt.limit(limit) if limit else stmt).all()
+        for part in _chunks([r.id for r in rows]):
+            self.conn.execute(sa.delete(p).where(p.c.id.in_(part)))
+        return rows
+
+    def _replay(self, rows) -> None:
+        echoes = [parse_message(json.loads(r.item)) for r in rows if r.kind == "echo"]
+        statuses = [parse_status(json.loads(r.item)) for r in rows if r.kind == "status"]
+        self.store_messages(echoes, allow_park=False)
+        self.apply_statuses(statuses, allow_park=False)
+
+    def apply_parked(self, wazzup_message_ids) -> None:
+        ids = sorted(set(wazzup_message_ids))
+        if not ids:
+            return
+        self.lock()
+        p = self.t["parked"]
+        rows = []
+        for part in _chunks(ids):
+            rows.extend(self._take_parked(p.c.wazzup_message_id.in_(part)))
+        if rows:
+            log.info("parked items applied", extra={"context": {
+                "wazzup_message_ids": sorted({r.wazzup_message_id for r in rows})[:50], "count": len(rows)}})
+            self._replay(rows)
+        # Echoes parked in these chats that were not the send: once no send is in flight there,
+        # they were typed on the phone, so they become outgoing messages.
+        wm = self.t["messages"]
+        chat_ids = set()
+        for part in _chunks(ids):
+            chat_ids.update(self.conn.execute(sa.select(wm.c.chat_id).where(wm.c.wazzup_message_id.in_(part)))
+                            .scalars())
+        if chat_ids:
+            self.release_echoes(chat_ids)
+
+    def release_echoes(self, chat_ids=None, older_than: datetime | None = None, limit: int = 200) -> None:
+        """Parked echoes become outgoing messages once their chat has no send in flight (or they aged)."""
+        p, wm, m = self.t["parked"], self.t["messages"], self.messages
+        in_flight = (sa.select(wm.c.message_id).join(m, m.c.id == wm.c.message_id)
+                     .where(wm.c.chat_id == p.c.chat_id, wm.c.wazzup_message_id.is_(None),
+                            m.c.status.in_(IN_FLIGHT)).exists())
+        conditions = []
+        if chat_ids is not None:
+            conditions.append(sa.and_(p.c.chat_id.in_(sorted(chat_ids)), ~in_flight))
+        if older_than is not None:
+            conditions.append(p.c.received_at < older_than)
+        if not conditions:
+            conditions.append(~in_flight)
+        rows = self._take_parked(sa.and_(p.c.kind == "echo", sa.or_(*conditions)), limit)
+        if rows:
+            log.info("parked echoes released as outgoing messages", extra={"context": {
+                "wazzup_message_ids": [r.wazzup_message_id for r in rows][:50]}})
+            self._replay(rows)
+
+    def expire_parked(self, limit: int = 200) -> None:
+        """Housekeeping: statuses parked over a day are dropped (logged); stale echoes are released."""
+        p = self.t["parked"]
+        cutoff = self.now - PARKED_TTL
+        expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff), limit)
+        if expired:
+            self.summary.expired.extend(r.wazzup_message_id for r in expired)
+            log.warning("parked statuses expired: their message never became known", extra={"context": {
+                "count": len(expired), "wazzup_message_ids": [r.wazzup_message_id for r in expired][:50]}})
+        self.release_echoes(older_than=cutoff, limit=limit)
+
+
+def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = False) -> Summary:
+    """Write one parsed delivery in ``tx``; returns what happened (for the log and the answer)."""
+    writer = Writer(tx, state, now)
+    if delivery.empty and not housekeeping:
+        return writer.summary
+    writer.lock()
+    writer.store_channels(delivery.channels)
+    writer.store_quarantine(delivery.quarantined)
+    writer.store_messages(delivery.messages)
+    writer.apply_statuses(delivery.statuses)
+    if housekeeping:
+        writer.expire_parked()
+    return writer.finish()

@@ -1,0 +1,117 @@
+"""``POST /api/webhook`` and ``POST /api/wazzup24/webhook``: Wazzup's deliveries, stored once.
+
+Order of work: the secret (401, nothing read), the body (413 over the limit, 400 when it is not a
+JSON object), ``{"test": true}`` (200 at once), item-by-item validation, then one write
+transaction for the whole delivery. A database failure propagates: the host answers 503, the
+transaction is rolled back, and Wazzup delivers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import falcon
+from marshmallow import Schema, fields
+
+from wazzup_plugin.inbound.auth import is_authorized
+from wazzup_plugin.inbound.parse import parse_delivery
+from wazzup_plugin.inbound.store import store_delivery
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_EVERY = timedelta(minutes=1)   # expire parked items at most this often per process
+_HOUSEKEEPING_KEY = "inbound.housekeeping_at"
+
+
+class WebhookAnswerSchema(Schema):
+    ok = fields.Boolean(required=True)
+    new_messages = fields.Integer()
+    duplicates = fields.Integer()
+    statuses_applied = fields.Integer()
+    parked = fields.Integer()
+    quarantined = fields.Integer()
+    channels = fields.Integer()
+
+
+def _error(status: int):
+    return {"description": {400: "the body is not a JSON object", 401: "missing or wrong webhook secret",
+                            413: "the body is over the size limit",
+                            503: "database unavailable: nothing stored, deliver again"}[status],
+            "content": {"application/json": {"schema": "Error"}}}
+
+
+class WebhookResource:
+    openapi = {"post": {
+        "summary": "Wazzup24 webhook: messages, statuses, channel updates (no agent authentication)",
+        "description": "Wazzup24 API v3 deliveries. When WAZZUP24_WEBHOOK_SECRET is set, send it as "
+                       "?token=<secret> or Authorization: Bearer <secret>. Items that do not fit are "
+                       "quarantined; the rest is stored. {\"test\": true} is answered 200 at once.",
+        "parameters": [{"in": "query", "name": "token", "required": False, "schema": {"type": "string"},
+                        "description": "the webhook secret"}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": True}}}},
+        "responses": {"200": {"description": "stored (or a test request)",
+                              "content": {"application/json": {"schema": WebhookAnswerSchema}}},
+                      **{str(code): _error(code) for code in (400, 401, 413, 503)}},
+    }}
+
+    def __init__(self, helpdesk, state):
+        self.helpdesk = helpdesk
+        self.state = state
+
+    def on_post(self, req, resp):
+        if not is_authorized(self.state.settings.webhook_secret, req):
+            log.warning("webhook delivery refused: missing or wrong secret",
+                        extra={"context": {"remote_addr": req.remote_addr}})
+            raise falcon.HTTPUnauthorized(
+                title="unauthorized",
+                description="This webhook needs its secret: ?token=<WAZZUP24_WEBHOOK_SECRET> or "
+                            "'Authorization: Bearer <secret>'.")
+        body = self._read_json(req)
+        if body.get("test") is True:
+            log.info("webhook test request answered")
+            resp.media = {"ok": True}
+            return
+
+        delivery = parse_delivery(body)
+        with self.helpdesk.db.write() as tx:
+            summary = store_delivery(tx, self.state, delivery, self.helpdesk.clock(),
+                                     housekeeping=self._housekeeping_due())
+        context = summary.context()
+        for key, notice in delivery.notices.items():
+            log.info("webhook %s received and acknowledged (not handled: this helpdesk creates chats itself)",
+                     key, extra={"context": {"kind": key, "source": notice.get("source") if isinstance(
+                         notice, dict) else None}})
+        log.info("webhook delivery stored", extra={"context": context})
+        resp.media = {"ok": True, **{k: context[k] for k in (
+            "new_messages", "duplicates", "statuses_applied", "parked", "quarantined", "channels")}}
+
+    def _read_json(self, req) -> dict:
+        limit = self.helpdesk.config.max_body_bytes
+        # Content-Length over the limit is refused by the host before we get here; a chunked body
+        # is read at most one byte past the limit.
+        raw = req.bounded_stream.read(limit + 1)
+        if len(raw) > limit:
+            raise falcon.HTTPContentTooLarge(
+                title="payload_too_large", description=f"The request body is larger than the limit of {limit} bytes.")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise falcon.HTTPBadRequest(title="bad_request",
+                                        description="The body must be a JSON object (it is not valid JSON).")
+        if not isinstance(body, dict):
+            raise falcon.HTTPBadRequest(title="bad_request",
+                                        description="The body must be a JSON object, got "
+                                                    f"{type(body).__name__ if body is not None else 'null'}.")
+        return body
+
+    def _housekeeping_due(self) -> bool:
+        """Parked items expire on deliveries, at most once a minute per process (bounded work)."""
+        now = self.helpdesk.clock()
+        last = self.state.extras.get(_HOUSEKEEPING_KEY)
+        if last is not None and now - last < HOUSEKEEPING_EVERY:
+            return False
+        self.state.extras[_HOUSEKEEPING_KEY] = now
+        return True

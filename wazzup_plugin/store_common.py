@@ -1,0 +1,54 @@
+"""Set-based write helpers shared by the plugin's flows (dialect-aware, no host import)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def _dialect_insert(conn: sa.Connection, table: sa.Table):
+    name = conn.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"insert-or-ignore is not implemented for {name}")
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
+    """Insert rows, silently skipping any that hit a unique constraint (never check-then-insert).
+
+    Callers pass rows sorted by their unique key, so that concurrent PostgreSQL transactions take
+    index locks in the same order and cannot deadlock.
+    """
+    if rows:
+        conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), list(rows))
+
+
+def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iterable[str],
+           update: Iterable[str], where=None) -> None:
+    """Insert rows or update ``update`` columns of the row with the same ``key``.
+
+    ``where(table, excluded)`` optionally returns a condition the update must meet (e.g. "newer").
+    """
+    if not rows:
+        return
+    stmt = _dialect_insert(conn, table)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: excluded[c] for c in update},
+        where=where(table, excluded) if where is not None else None)
+    conn.execute(stmt, list(rows))
+
+
+def host_tables(state) -> tuple[sa.Table, sa.Table]:
+    """The host's ``chats`` and ``messages`` tables, found through the plugin's own foreign keys.
+
+    For code that receives only ``(tx, state)`` (e.g. ``apply_parked``), not ``helpdesk``.
+    """
+    wm = state.tables["messages"]
+    chats = next(iter(wm.c.chat_id.foreign_keys)).column.table
+    messages = next(iter(wm.c.message_id.foreign_keys)).column.table
+    return chats, messages
