@@ -269,3 +269,168 @@ def build_app(config, engine, http, clock):
         return create_app(cfg, pm, engine=engine, http=http, clock=clock)
 
     return build
+
+
+# ---------------------------------------------------------------- inbound webhook (Wazzup24 deliveries)
+
+
+@pytest.fixture
+def deliver(client):
+    """POST a delivery to the webhook: ``deliver(payload("incoming_text"))``; bytes/str go as they are."""
+
+    def post(body, path="/api/webhook", headers=None, params=None):
+        if isinstance(body, (bytes, str)):
+            return client.simulate_post(path, body=body, headers={"Content-Type": "application/json",
+                                                                  **(headers or {})}, params=params)
+        return client.simulate_post(path, json=body, headers=headers, params=params)
+
+    return post
+
+
+class WazzupRows:
+    """Reads what the webhook stored: host rows joined with the plugin's, as dicts."""
+
+    def __init__(self, helpdesk):
+        from wazzup_plugin.state import get_state
+
+        self.db = helpdesk.db
+        self.t = get_state(helpdesk).tables
+        self.chats_t, self.messages_t = helpdesk.tables.chats, helpdesk.tables.messages
+
+    def _all(self, stmt):
+        with self.db.read() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def message(self, wazzup_message_id):
+        rows = self.messages(wazzup_message_id=wazzup_message_id)
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    def messages(self, **where):
+        m, wm = self.messages_t, self.t["messages"]
+        stmt = sa.select(m, wm.c.wazzup_message_id, wm.c.crm_message_id, wm.c.is_echo, wm.c.version_at,
+                         wm.c.author_id, wm.c.sent_from_app).join(wm, wm.c.message_id == m.c.id, isouter=True)
+        for name, value in where.items():
+            stmt = stmt.where((wm.c[name] if name in wm.c else m.c[name]) == value)
+        return self._all(stmt.order_by(m.c.id))
+
+    def chats(self):
+        c, wc = self.chats_t, self.t["chats"]
+        return self._all(sa.select(c, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id, wc.c.contact_name)
+                         .join(wc, wc.c.chat_id == c.c.id).order_by(c.c.id))
+
+    def table(self, name):
+        return self._all(sa.select(self.t[name]))
+
+
+@pytest.fixture
+def wazzup_rows(helpdesk):
+    return WazzupRows(helpdesk)
+
+
+@pytest.fixture
+def outgoing_send(helpdesk):
+    """Store an agent's send as the outbound flow does: host row (out, queued) + wazzup_messages
+    with ``crm_message_id`` and no Wazzup id yet. ``settle(wazzup_id)`` records the id as a 201 does
+    and calls ``apply_parked`` in the same transaction."""
+    import uuid
+
+    from wazzup_plugin.inbound.parked import apply_parked
+    from wazzup_plugin.state import get_state
+
+    state = get_state(helpdesk)
+
+    class Send:
+        def __init__(self, chat_id, text="Your order is ready"):
+            now = helpdesk.clock()
+            self.crm_message_id = str(uuid.uuid4())
+            with helpdesk.db.write() as tx:
+                self.id = tx.conn.execute(sa.insert(helpdesk.tables.messages).values(
+                    chat_id=chat_id, direction="out", status="queued", type="text", text=text, created_at=now,
+                    queued_at=now, change_seq=tx.change_seq)).inserted_primary_key[0]
+                tx.conn.execute(sa.insert(state.tables["messages"]).values(
+                    message_id=self.id, chat_id=chat_id, wazzup_message_id=None, is_echo=False,
+                    crm_message_id=self.crm_message_id))
+                tx.touched(chat_ids=[chat_id], message_ids=[self.id])
+
+        def settle(self, wazzup_message_id, status="accepted"):
+            with helpdesk.db.write() as tx:
+                tx.conn.execute(sa.update(state.tables["messages"]).where(
+                    state.tables["messages"].c.message_id == self.id).values(wazzup_message_id=wazzup_message_id))
+                tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == self.id)
+                                .values(status=status, accepted_at=helpdesk.clock(), change_seq=tx.change_seq))
+                apply_parked(tx, state, [wazzup_message_id])
+
+        def fail(self):
+            with helpdesk.db.write() as tx:
+                tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == self.id)
+                                .values(status="failed", failed_at=helpdesk.clock(), change_seq=tx.change_seq))
+
+    return Send
+
+
+@pytest.fixture
+def gunicorn_host(tmp_path):
+    """Start real gunicorn (``--no-control-socket``) on a free 127.0.0.1 port, the app built from env.
+
+    ``host = gunicorn_host({"HELPDESK_DATABASE_URL": url}, workers=2)`` → ``host.url``, ``host.logs``
+    (``access``, ``app``, ``stderr`` paths). Runs in ``tmp_path`` (no stray ``.env``); stopped by PID.
+    """
+    from types import SimpleNamespace
+
+    procs = []
+
+    def start(env: dict, workers: int = 2):
+        url, proc, logs = _start_gunicorn(tmp_path, env, workers)
+        procs.append(proc)
+        return SimpleNamespace(url=url, logs=logs, proc=proc)
+
+    yield start
+    for proc in procs:
+        _stop_process(proc)
+
+
+def _start_gunicorn(tmp_path, env: dict, workers: int = 2, timeout: float = 60.0):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logs = {"access": tmp_path / "access.log", "app": tmp_path / "app.log", "stderr": tmp_path / "gunicorn.err"}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+    full_env.update({"HELPDESK_LOG_FILE": str(logs["app"]), **env})
+    err = open(logs["stderr"], "wb")
+    proc = subprocess.Popen([
+        sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
+        "--bind", f"127.0.0.1:{port}", "--access-logfile", str(logs["access"]),
+        "--logger-class", "host_stub.gunicorn_logging.MaskingLogger", "host_stub.wsgi:create_wsgi_app()"],
+        cwd=tmp_path, env=full_env, stdout=err, stderr=subprocess.STDOUT)
+    err.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gunicorn exited: " + logs["stderr"].read_text(errors="replace")[-2000:])
+        try:
+            if requests.get(url + "/api/health", timeout=2).status_code == 200:
+                return url, proc, logs
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    _stop_process(proc)
+    raise RuntimeError("gunicorn did not become healthy: " + logs["stderr"].read_text(errors="replace")[-2000:])
+
+
+def _stop_process(proc, timeout: float = 15.0) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
