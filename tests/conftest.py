@@ -434,3 +434,66 @@ def _stop_process(proc, timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+
+# ---------------------------------------------------------------- outbound (send, outbox, connection)
+
+CHANNEL_ID = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+
+
+@pytest.fixture
+def wazzup_url():
+    """The test Wazzup API's base URL (what ``wazzup_api`` mocks)."""
+    return WAZZUP_API
+
+
+@pytest.fixture
+def api_key():
+    return API_KEY
+
+
+@pytest.fixture
+def channel_id():
+    """The channel of chats made by ``make_wazzup_chat``; the only active WhatsApp channel in the fixtures."""
+    return CHANNEL_ID
+
+
+@pytest.fixture
+def api_payload():
+    """Load a Wazzup API answer: ``api_payload("channels_one_active")`` (tests/fixtures/wazzup/api/)."""
+
+    def load(name: str):
+        return json.loads((FIXTURES / "wazzup" / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+@pytest.fixture
+def make_wazzup_chat(helpdesk, make_chat):
+    """A ``wazzup`` chat with its Wazzup identity; ``channel_id=None`` leaves the identity row out."""
+
+    def make(wazzup_chat_id="79011112233", channel_id=CHANNEL_ID, chat_type="whatsapp", title="Ivan",
+             phone="79011112233"):
+        from wazzup_plugin.state import get_state
+
+        chat_id = make_chat(type="wazzup", title=title, phone=phone)
+        if channel_id is not None:
+            table = get_state(helpdesk).tables["chats"]
+            with helpdesk.db.write() as tx:
+                tx.conn.execute(sa.insert(table).values(chat_id=chat_id, channel_id=channel_id, chat_type=chat_type,
+                                                        wazzup_chat_id=wazzup_chat_id, contact_name=title))
+        return chat_id
+
+    return make
+
+
+@pytest.fixture
+def outbox_ctx(helpdesk, clock):
+    """The outbound flow's objects on the fake clock; the rate limiter's waits move the clock."""
+    from wazzup_plugin.outbound.context import outbound
+
+    ctx = outbound(helpdesk)
+    ctx.limiter.sleep = clock.advance
+    return ctx
+
+

@@ -1,5 +1,57 @@
-"""Tables of the outbound flow (outbox, idempotency keys, rate limit)."""
+"""Tables of the outbound flow: the outbox, idempotency keys and the shared rate limiter."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from wazzup_plugin.types import UTCDateTime
 
 
 def define_outbound_tables(metadata, table) -> dict:
-    return {}
+    return {
+        # One row per outgoing message that went through Wazzup: the durable retry state and the lease.
+        "outbox": table(metadata, "wazzup_outbox",
+            sa.Column("message_id", sa.Integer, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("chat_id", sa.Integer, sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+            # pending → done. Done rows stay for the chat info and for audits.
+            sa.Column("state", sa.String(16), nullable=False),
+            sa.Column("crm_message_id", sa.String(64), nullable=False),
+            # The channel and reply target are fixed at the first attempt, so a retry repeats it exactly.
+            sa.Column("channel_id", sa.String(64)),
+            sa.Column("chat_type", sa.String(32)),
+            sa.Column("wazzup_chat_id", sa.String(200)),
+            sa.Column("ref_message_id", sa.String(64)),
+            sa.Column("attempts", sa.Integer, nullable=False, default=0),
+            # First attempt with this crmMessageId: Wazzup's 60-s dedupe window is counted from it.
+            sa.Column("first_attempt_at", UTCDateTime()),
+            # Set before each call, cleared after: still set under an expired lease = the holder died mid-call.
+            sa.Column("attempt_started_at", UTCDateTime()),
+            # Some attempt may have reached Wazzup: later retries only inside the dedupe window.
+            sa.Column("maybe_sent", sa.Boolean, nullable=False, default=False),
+            sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+            sa.Column("lease_owner", sa.String(80)),
+            sa.Column("lease_until", UTCDateTime()),
+            sa.Column("last_error", sa.String(500)),
+            sa.Column("resent_as", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
+            sa.Column("created_at", UTCDateTime(), nullable=False),
+            sa.Column("updated_at", UTCDateTime(), nullable=False),
+            sa.Index("ix_wazzup_outbox_due", "state", "next_attempt_at"),
+        ),
+        # Idempotency-Key per agent: a repeated request returns the first result and sends nothing.
+        "idempotency": table(metadata, "wazzup_idempotency_keys",
+            sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("key", sa.String(200), primary_key=True),
+            sa.Column("request_hash", sa.String(64), nullable=False),
+            sa.Column("message_id", sa.Integer, sa.ForeignKey("messages.id", ondelete="CASCADE")),
+            sa.Column("response_status", sa.Integer),
+            sa.Column("response_body", sa.Text),
+            sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+        ),
+        # One row per limiter: the current time slot and how many calls it has had; a 429 blocks all.
+        "rate_limit": table(metadata, "wazzup_rate_limit",
+            sa.Column("name", sa.String(32), primary_key=True),
+            sa.Column("slot", sa.BigInteger, nullable=False),
+            sa.Column("count", sa.Integer, nullable=False),
+            sa.Column("blocked_until", UTCDateTime()),
+        ),
+    }

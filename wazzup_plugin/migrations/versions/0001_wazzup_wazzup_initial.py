@@ -2,7 +2,7 @@
 
 Revision ID: 0001_wazzup
 Revises: 
-Create Date: 2026-11-26 13:32:14.565733
+Create Date: 2026-11-26 13:43:24.643250
 """
 from alembic import op
 import sqlalchemy as sa
@@ -25,6 +25,41 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('channel_id', name=op.f('pk_wazzup_channels'))
     )
+    op.create_table('wazzup_parked',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('wazzup_message_id', sa.String(length=64), nullable=False),
+    sa.Column('chat_id', sa.Integer(), nullable=True),
+    sa.Column('dedupe_key', sa.String(length=200), nullable=False),
+    sa.Column('item', sa.Text(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wazzup_parked')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_wazzup_parked_dedupe_key'))
+    )
+    with op.batch_alter_table('wazzup_parked', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wazzup_parked_chat_id'), ['chat_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wazzup_parked_received_at'), ['received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_wazzup_parked_wazzup_message_id'), ['wazzup_message_id'], unique=False)
+
+    op.create_table('wazzup_quarantine',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('section', sa.String(length=32), nullable=False),
+    sa.Column('wazzup_message_id', sa.String(length=64), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('item', sa.Text(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wazzup_quarantine'))
+    )
+    with op.batch_alter_table('wazzup_quarantine', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wazzup_quarantine_received_at'), ['received_at'], unique=False)
+
+    op.create_table('wazzup_rate_limit',
+    sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('slot', sa.BigInteger(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.Column('blocked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_wazzup_rate_limit'))
+    )
     op.create_table('wazzup_chats',
     sa.Column('chat_id', sa.Integer(), nullable=False),
     sa.Column('channel_id', sa.String(length=64), nullable=False),
@@ -35,6 +70,21 @@ def upgrade():
     sa.PrimaryKeyConstraint('chat_id', name=op.f('pk_wazzup_chats')),
     sa.UniqueConstraint('channel_id', 'chat_type', 'wazzup_chat_id', name='uq_wazzup_chats_channel_type_chat')
     )
+    op.create_table('wazzup_idempotency_keys',
+    sa.Column('agent_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('message_id', sa.Integer(), nullable=True),
+    sa.Column('response_status', sa.Integer(), nullable=True),
+    sa.Column('response_body', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_wazzup_idempotency_keys_agent_id_agents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_wazzup_idempotency_keys_message_id_messages'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('agent_id', 'key', name=op.f('pk_wazzup_idempotency_keys'))
+    )
+    with op.batch_alter_table('wazzup_idempotency_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wazzup_idempotency_keys_created_at'), ['created_at'], unique=False)
+
     op.create_table('wazzup_messages',
     sa.Column('message_id', sa.Integer(), nullable=False),
     sa.Column('chat_id', sa.Integer(), nullable=False),
@@ -54,15 +104,62 @@ def upgrade():
     with op.batch_alter_table('wazzup_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wazzup_messages_chat_id'), ['chat_id'], unique=False)
 
+    op.create_table('wazzup_outbox',
+    sa.Column('message_id', sa.Integer(), nullable=False),
+    sa.Column('chat_id', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('crm_message_id', sa.String(length=64), nullable=False),
+    sa.Column('channel_id', sa.String(length=64), nullable=True),
+    sa.Column('chat_type', sa.String(length=32), nullable=True),
+    sa.Column('wazzup_chat_id', sa.String(length=200), nullable=True),
+    sa.Column('ref_message_id', sa.String(length=64), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('first_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attempt_started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('maybe_sent', sa.Boolean(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('lease_owner', sa.String(length=80), nullable=True),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('resent_as', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_wazzup_outbox_chat_id_chats'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_wazzup_outbox_message_id_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['resent_as'], ['messages.id'], name=op.f('fk_wazzup_outbox_resent_as_messages'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('message_id', name=op.f('pk_wazzup_outbox'))
+    )
+    with op.batch_alter_table('wazzup_outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_wazzup_outbox_due', ['state', 'next_attempt_at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('wazzup_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_wazzup_outbox_due')
+
+    op.drop_table('wazzup_outbox')
     with op.batch_alter_table('wazzup_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_wazzup_messages_chat_id'))
 
     op.drop_table('wazzup_messages')
+    with op.batch_alter_table('wazzup_idempotency_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wazzup_idempotency_keys_created_at'))
+
+    op.drop_table('wazzup_idempotency_keys')
     op.drop_table('wazzup_chats')
+    op.drop_table('wazzup_rate_limit')
+    with op.batch_alter_table('wazzup_quarantine', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wazzup_quarantine_received_at'))
+
+    op.drop_table('wazzup_quarantine')
+    with op.batch_alter_table('wazzup_parked', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wazzup_parked_wazzup_message_id'))
+        batch_op.drop_index(batch_op.f('ix_wazzup_parked_received_at'))
+        batch_op.drop_index(batch_op.f('ix_wazzup_parked_chat_id'))
+
+    op.drop_table('wazzup_parked')
     op.drop_table('wazzup_channels')
     # ### end Alembic commands ###

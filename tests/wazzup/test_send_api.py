@@ -1,0 +1,236 @@
+"""POST /api/chats/{chat}/wazzup24/send: store first, send with our crmMessageId, answer honestly."""
+
+import json
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from wazzup_plugin.state import get_state
+
+WAZZUP_ID = "f66c53a6-957a-46b2-b41b-5a2ef4844bcb"
+
+
+@pytest.fixture
+def chat(make_wazzup_chat):
+    return make_wazzup_chat()
+
+
+def send(client, auth, chat_id, body, headers=None):
+    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json=body, headers={**auth, **(headers or {})})
+
+
+def sent_bodies(wazzup_api):
+    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
+
+
+def outbox_row(helpdesk, message_id):
+    o = get_state(helpdesk).tables["outbox"]
+    with helpdesk.db.read() as conn:
+        return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
+
+
+def test_accepted_send_answers_201_with_the_wazzup_id(client, auth, chat, wazzup_api, wazzup_url, api_payload,
+                                                      channel_id, agent):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("message_created"), status=201)
+    result = send(client, auth, chat, {"text": "Hello, Ivan"})
+    assert result.status_code == 201
+    message = result.json
+    assert (message["status"], message["direction"], message["wazzup_message_id"]) == ("accepted", "out", WAZZUP_ID)
+    assert message["accepted_at"] and message["queued_at"] and message["author_name"] == "Alice Agent"
+    [body] = sent_bodies(wazzup_api)
+    assert body == {"channelId": channel_id, "chatType": "whatsapp", "chatId": "79011112233", "text": "Hello, Ivan",
+                    "crmMessageId": message["wazzup_crm_message_id"], "crmUserId": str(agent["id"])}
+    # The host's own message list shows the same message with the plugin's fields.
+    listed = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
+    assert [(m["id"], m["status"], m["wazzup_message_id"]) for m in listed] == [(message["id"], "accepted", WAZZUP_ID)]
+
+
+def test_the_message_is_stored_before_wazzup_is_called(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+    seen = {}
+
+    def callback(request):
+        m = helpdesk.tables.messages
+        with helpdesk.db.read() as conn:
+            seen["rows"] = conn.execute(sa.select(m.c.status, m.c.text)).all()
+        return 201, {}, json.dumps({"messageId": WAZZUP_ID})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
+    assert send(client, auth, chat, {"text": "stored first"}).status_code == 201
+    assert [tuple(r) for r in seen["rows"]] == [("queued", "stored first")]
+
+
+def test_content_uri_is_sent_with_a_guessed_type_and_name(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    result = send(client, auth, chat, {"content_uri": "https://files.example.com/a/invoice%20May.pdf"})
+    assert result.status_code == 201
+    assert (result.json["type"], result.json["content_name"]) == ("document", "invoice May.pdf")
+    assert sent_bodies(wazzup_api)[0]["contentUri"] == "https://files.example.com/a/invoice%20May.pdf"
+    assert "text" not in sent_bodies(wazzup_api)[0]
+
+
+def test_reply_to_sends_the_quoted_messages_wazzup_id(client, auth, chat, wazzup_api, wazzup_url, make_message,
+                                                      helpdesk):
+    quoted = make_message(chat, "question?")
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["messages"]).values(
+            message_id=quoted, chat_id=chat, wazzup_message_id="in-1", is_echo=False))
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    assert send(client, auth, chat, {"text": "answer", "reply_to": quoted}).status_code == 201
+    assert sent_bodies(wazzup_api)[0]["refMessageId"] == "in-1"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "_schema"),
+    ({"text": "a", "content_uri": "https://x.example/a.png"}, "_schema"),
+    ({"text": "x" * 10_001}, "text"),
+    ({"text": "   "}, "text"),
+    ({"content_uri": "ftp://x.example/a.png"}, "content_uri"),
+    ({"content_uri": "javascript:alert(1)"}, "content_uri"),
+    ({"text": "a", "reply_to": "7"}, "reply_to"),
+    ({"text": "a", "reply_to": 999999}, "reply_to"),
+])
+def test_bad_bodies_are_422_with_fields_and_nothing_stored(client, auth, chat, wazzup_api, helpdesk, body, field):
+    result = send(client, auth, chat, body)
+    assert result.status_code == 422
+    assert result.json["status"] == 422 and field in result.json["fields"]
+    assert len(wazzup_api.calls) == 0
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+def test_text_limit_counts_code_points_not_bytes(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    assert send(client, auth, chat, {"text": "ж" * 9_999 + "😀"}).status_code == 201
+    assert send(client, auth, chat, {"text": "😀" * 10_001}).status_code == 422
+
+
+def test_not_json_is_400(client, auth, chat):
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", body="{nope",
+                                  headers={**auth, "Content-Type": "application/json"})
+    assert result.status_code == 400
+    assert result.json["code"] == "invalid_body"
+
+
+def test_unknown_chat_is_404_and_another_type_is_409(client, auth, make_chat):
+    assert send(client, auth, 4242, {"text": "a"}).status_code == 404
+    internal = make_chat(type="internal")
+    result = send(client, auth, internal, {"text": "a"})
+    assert result.status_code == 409
+    assert result.json["code"] == "wrong_chat_type"
+
+
+def test_send_needs_an_agent(client, chat):
+    assert client.simulate_post(f"/api/chats/{chat}/wazzup24/send", json={"text": "a"}).status_code == 401
+
+
+@pytest.mark.parametrize("fixture, status, code", [
+    ("error_bad_contact", 422, "BAD_CONTACT"),
+    ("error_text_too_long", 422, "MESSAGE_TEXT_TOO_LONG"),
+    ("error_invalid_message_data", 422, "INVALID_MESSAGE_DATA"),
+    ("error_channel_not_found", 409, "CHANNEL_NOT_FOUND"),
+])
+def test_permanent_refusal_keeps_the_message_failed_and_answers_4xx_with_wazzups_code(
+        client, auth, chat, wazzup_api, wazzup_url, api_payload, helpdesk, fixture, status, code):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload(fixture), status=400)
+    result = send(client, auth, chat, {"text": "hi"})
+    assert result.status_code == status
+    assert result.json["wazzup_code"] == code
+    assert result.json["code"] == "wazzup_" + code.lower()
+    assert result.json["message"]
+    stored = result.json["data"]["message"]
+    assert (stored["id"], stored["status"], stored["error_code"]) == (result.json["message_id"], "failed", code)
+    assert stored["error_text"] and stored["failed_at"]
+    assert outbox_row(helpdesk, stored["id"]).state == "done"
+
+
+def test_wazzup_refusing_our_key_is_502_not_401(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", status=401)
+    result = send(client, auth, chat, {"text": "hi"})
+    assert result.status_code == 502
+    assert result.json["code"] == "wazzup_auth_failed"
+    assert "WAZZUP24_API_KEY" in result.json["message"]
+    assert result.json["data"]["message"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("failure", [requests.ConnectionError("refused"), requests.ReadTimeout("hung")])
+def test_transient_failure_answers_202_and_leaves_it_queued_for_the_worker(
+        client, auth, chat, wazzup_api, wazzup_url, helpdesk, failure):
+    wazzup_api.post(f"{wazzup_url}/v3/message", body=failure)
+    result = send(client, auth, chat, {"text": "hi"})
+    assert result.status_code == 202
+    assert result.json["status"] == "queued"
+    row = outbox_row(helpdesk, result.json["id"])
+    assert (row.state, row.lease_owner, row.attempts) == ("pending", None, 1)
+    assert row.next_attempt_at > helpdesk.clock()
+
+
+def test_429_answers_202(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", status=429, headers={"Retry-After": "3"})
+    assert send(client, auth, chat, {"text": "hi"}).status_code == 202
+
+
+def test_repeated_crm_message_id_means_accepted(client, auth, chat, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_repeated_camel"), status=400)
+    result = send(client, auth, chat, {"text": "hi"})
+    assert result.status_code == 201
+    assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
+
+
+def test_idempotency_key_repeat_returns_the_first_result_and_sends_nothing(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first = send(client, auth, chat, {"text": "once"}, {"Idempotency-Key": "k-1"})
+    again = send(client, auth, chat, {"text": "once"}, {"Idempotency-Key": "k-1"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert len(sent_bodies(wazzup_api)) == 1
+    reused = send(client, auth, chat, {"text": "something else"}, {"Idempotency-Key": "k-1"})
+    assert (reused.status_code, reused.json["code"]) == (422, "idempotency_key_reused")
+
+
+def test_idempotency_repeat_of_a_refusal_is_the_same_refusal(client, auth, chat, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
+    first = send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "k-2"})
+    again = send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "k-2"})
+    assert (first.status_code, again.status_code) == (422, 422)
+    assert again.json == first.json
+    assert len(sent_bodies(wazzup_api)) == 1
+
+
+def test_idempotency_keys_are_scoped_per_agent(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+    from host_stub.auth import create_agent, create_token
+
+    with helpdesk.db.write() as tx:
+        bob = create_agent(tx.conn, "bob", "correct horse battery", "Bob", helpdesk.clock())
+        bob_token = create_token(tx.conn, bob, "t", helpdesk.clock())
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "other-id"}, status=201)
+    assert send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "same"}).status_code == 201
+    bobs = send(client, {"Authorization": f"Bearer {bob_token}"}, chat, {"text": "x"}, {"Idempotency-Key": "same"})
+    assert bobs.status_code == 201
+    assert len(sent_bodies(wazzup_api)) == 2
+
+
+def test_a_webhook_status_that_came_first_is_never_downgraded(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+    """The status webhook can beat the 201: the send must not move 'sent' back to 'accepted'."""
+    m = helpdesk.tables.messages
+
+    def callback(request):
+        with helpdesk.db.write() as tx:
+            tx.conn.execute(sa.update(m).values(status="sent", sent_at=helpdesk.clock(), change_seq=tx.change_seq))
+        return 201, {}, json.dumps({"messageId": WAZZUP_ID})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
+    result = send(client, auth, chat, {"text": "fast"})
+    assert result.status_code == 201
+    assert (result.json["status"], result.json["wazzup_message_id"]) == ("sent", WAZZUP_ID)
+
+
+def test_not_configured_is_503_and_nothing_is_stored(client, auth, chat, helpdesk, wazzup_api):
+    from wazzup_plugin.outbound.context import outbound
+
+    outbound(helpdesk).client = None  # as if WAZZUP24_API_KEY were unset
+    result = send(client, auth, chat, {"text": "hi"})
+    assert (result.status_code, result.json["code"]) == (503, "wazzup_not_configured")
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0

@@ -1,0 +1,289 @@
+"""The Wazzup24 API v3 client: one place that speaks HTTP to Wazzup.
+
+Every failure becomes one of four typed errors (the seed's four cases):
+
+- :class:`WazzupAuthError` — Wazzup refused our API key (401; 403 for a key not allowed on a route).
+- :class:`WazzupUnavailable` — no usable answer: connection refused, timeout, dropped connection,
+  429, 5xx. ``maybe_sent`` tells the outbox whether the request may have reached Wazzup (a read
+  timeout, a dropped connection, a 5xx) or surely did not (connection refused, connect timeout, 429).
+- :class:`WazzupApiError` — Wazzup answered with an error code (``BAD_CONTACT`` ...).
+- :class:`WazzupInvalidData` — our side: bad input to the client, or an answer we cannot read.
+
+The API key travels only in the ``Authorization`` header; error messages are built from our own
+words and Wazzup's error fields, and are passed through :meth:`WazzupClient.redact` anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+import requests
+import urllib3.exceptions
+
+log = logging.getLogger(__name__)
+
+MASK = "***"
+
+
+def normalize_code(code: str | None) -> str:
+    """``REPEATED_CRM_MESSAGE_ID`` and ``repeatedCrmMessageId`` compare equal."""
+    return (code or "").replace("_", "").replace("-", "").lower()
+
+
+class WazzupError(Exception):
+    """Base of every client error. ``operation`` names the call (``send_message``)."""
+
+    maybe_sent = False
+
+    def __init__(self, message: str, *, operation: str = "", http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.http_status = http_status
+
+
+class WazzupAuthError(WazzupError):
+    """Wazzup refused our API key: an upstream configuration problem, not the agent's."""
+
+
+class WazzupUnavailable(WazzupError):
+    """Wazzup could not be reached or did not answer usefully; worth retrying later."""
+
+    def __init__(self, message: str, *, maybe_sent: bool, retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.maybe_sent = maybe_sent
+        self.retry_after = retry_after
+
+
+class WazzupRateLimited(WazzupUnavailable):
+    """429 from Wazzup, or our own limiter would have had to wait too long: nothing was sent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, maybe_sent=False, retry_after=retry_after, **kw)
+
+
+class WazzupApiError(WazzupError):
+    """Wazzup answered with an error object: ``code``, ``description``, ``data``, ``request_id``."""
+
+    def __init__(self, code: str, description: str = "", *, data: Any = None, request_id: str | None = None,
+                 http_status: int | None = None, operation: str = ""):
+        super().__init__(f"Wazzup error {code}" + (f": {description}" if description else ""),
+                         operation=operation, http_status=http_status)
+        self.code = code
+        self.description = description
+        self.data = data
+        self.request_id = request_id
+
+    def is_code(self, *codes: str) -> bool:
+        mine = normalize_code(self.code)
+        return any(mine == normalize_code(c) for c in codes)
+
+
+class WazzupInvalidData(WazzupError):
+    """Bad input given to the client, or an answer from Wazzup we cannot read."""
+
+
+class RateLimiter:
+    """What the client needs of a limiter (see ``outbound/ratelimit.py``); this one never waits."""
+
+    def acquire(self) -> None:
+        return None
+
+    def blocked(self, seconds: float) -> None:
+        return None
+
+
+def _reason_chain(exc: BaseException):
+    """The exception and everything it wraps (requests → urllib3 → socket)."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        stack.append(getattr(e, "reason", None))
+        stack.append(e.__cause__)
+        stack.append(e.__context__)
+
+
+def classify_connection_error(exc: requests.RequestException) -> bool:
+    """True when the request may have reached Wazzup (so a blind retry could send twice)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.Timeout):  # read timeout: the request went out, no answer came
+        return True
+    for e in _reason_chain(exc):
+        # No TCP connection was ever made: the request surely did not go out.
+        if isinstance(e, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError,
+                          ConnectionRefusedError, urllib3.exceptions.ConnectTimeoutError)):
+            return False
+    return True  # dropped connection, reset, broken answer: assume it may have been sent
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value.strip()), 3600.0))
+    except ValueError:
+        return None  # an HTTP date: rare; one window is the fallback
+
+
+class WazzupClient:
+    """Wazzup24 API v3 over an injected ``requests.Session``.
+
+    ``clock`` is a monotonic seconds callable, used only to measure latency.
+    """
+
+    def __init__(self, session: requests.Session, base_url: str, api_key: str, *, connect_timeout: float = 5.0,
+                 read_timeout: float = 20.0, rate_limiter: RateLimiter | None = None,
+                 clock: Callable[[], float] = time.monotonic, rate_window: float = 5.0):
+        if not api_key:
+            raise WazzupInvalidData("no Wazzup API key configured (WAZZUP24_API_KEY)")
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = (connect_timeout, read_timeout)
+        self.rate_limiter = rate_limiter or RateLimiter()
+        self.clock = clock
+        self.rate_window = rate_window
+        self.last_latency_ms: float | None = None
+
+    # ------------------------------------------------------------ routes
+
+    def channels(self) -> list[dict]:
+        data = self._request("GET", "/v3/channels", operation="channels")
+        if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
+            raise WazzupInvalidData("Wazzup's channel list is not a list of objects", operation="channels")
+        return data
+
+    def send_message(self, body: dict) -> dict:
+        """``POST /v3/message``. Returns ``{"messageId": str | None, "chatId": ...}``.
+
+        A 2xx whose body we cannot read still means "accepted" (``messageId`` None: the id comes
+        with the echo), so it is never reported as a failure that could lead to a second send.
+        """
+        if not body.get("channelId") or not body.get("chatType"):
+            raise WazzupInvalidData("a message needs channelId and chatType", operation="send_message")
+        if ("text" in body) == ("contentUri" in body):
+            raise WazzupInvalidData("a message needs exactly one of text and contentUri", operation="send_message")
+        data = self._request("POST", "/v3/message", json_body=body, operation="send_message", lenient=True)
+        if not isinstance(data, dict):
+            data = {}
+        message_id = data.get("messageId")
+        if message_id is not None and not isinstance(message_id, str):
+            message_id = str(message_id)
+        if not message_id:
+            log.warning("Wazzup accepted a message without a readable messageId; it will be matched by its echo")
+        return {"messageId": message_id or None, "chatId": data.get("chatId")}
+
+    def get_webhooks(self) -> dict:
+        data = self._request("GET", "/v3/webhooks", operation="get_webhooks")
+        if not isinstance(data, dict):
+            raise WazzupInvalidData("Wazzup's webhook settings are not an object", operation="get_webhooks")
+        return data
+
+    def set_webhooks(self, uri: str, subscriptions: dict) -> dict:
+        if len(uri) > 200:
+            raise WazzupInvalidData("Wazzup accepts webhook URLs of at most 200 characters", operation="set_webhooks")
+        data = self._request("PATCH", "/v3/webhooks", json_body={"webhooksUri": uri, "subscriptions": subscriptions},
+                             operation="set_webhooks", lenient=True)
+        return data if isinstance(data, dict) else {}
+
+    def iframe(self, body: dict) -> str:
+        data = self._request("POST", "/v3/iframe", json_body=body, operation="iframe")
+        url = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise WazzupInvalidData("Wazzup's iframe answer has no usable url", operation="iframe")
+        return url
+
+    # ------------------------------------------------------------ plumbing
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._api_key, MASK) if self._api_key else text
+
+    def _request(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False):
+        self.rate_limiter.acquire()
+        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        started = self.clock()
+        try:
+            response = self.session.request(method, self.base_url + path, json=json_body, headers=headers,
+                                            timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            self.last_latency_ms = None
+            maybe_sent = classify_connection_error(exc) if method != "GET" else False
+            kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or lost the connection"
+            raise WazzupUnavailable(self.redact(f"Wazzup {kind} ({type(exc).__name__}) on {method} {path}"),
+                                    maybe_sent=maybe_sent, operation=operation) from None
+        self.last_latency_ms = round((self.clock() - started) * 1000, 1)
+        status = response.status_code
+        if 200 <= status < 300:
+            return self._json(response, operation, lenient)
+        if status in (401, 403):
+            why = ("refused our API key (401): check WAZZUP24_API_KEY" if status == 401 else
+                   "does not allow this API key on this route (403): a Sidecar key?")
+            raise WazzupAuthError(f"Wazzup {why}", operation=operation, http_status=status)
+        if status == 429:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            self.rate_limiter.blocked(retry_after if retry_after is not None else self.rate_window)
+            raise WazzupRateLimited(f"Wazzup's rate limit was hit (429) on {method} {path}",
+                                    retry_after=retry_after, operation=operation, http_status=429)
+        if status >= 500:
+            raise WazzupUnavailable(f"Wazzup answered {status} on {method} {path}", maybe_sent=method != "GET",
+                                    operation=operation, http_status=status)
+        if 300 <= status < 400:
+            raise WazzupInvalidData(f"Wazzup answered a redirect ({status}); check WAZZUP24_API_URL",
+                                    operation=operation, http_status=status)
+        raise self._api_error(response, operation)
+
+    def _json(self, response, operation: str, lenient: bool):
+        if not response.content:
+            if lenient:
+                return None
+            raise WazzupInvalidData(f"Wazzup's answer to {operation} is empty", operation=operation,
+                                    http_status=response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            if lenient:
+                return None
+            raise WazzupInvalidData(f"Wazzup's answer to {operation} is not JSON", operation=operation,
+                                    http_status=response.status_code) from None
+
+    def _api_error(self, response, operation: str) -> WazzupApiError:
+        body: Any = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        code, description, data, request_id = f"HTTP_{response.status_code}", "", None, None
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, dict):  # the iframe route nests it: {"error": {"code": ...}}
+                code = str(err.get("code") or code)
+                description = str(err.get("description") or err.get("message") or "")
+            elif isinstance(err, str) and err:
+                code = err
+            description = description or str(body.get("description") or "")
+            data = body.get("data")
+            request_id = body.get("requestId")
+        return WazzupApiError(self.redact(code)[:100], self.redact(description)[:500], data=_safe(data, self),
+                              request_id=str(request_id)[:100] if request_id else None,
+                              http_status=response.status_code, operation=operation)
+
+
+def _safe(data, client: WazzupClient):
+    """Wazzup's ``data`` with our key masked, should it ever echo it back."""
+    if data is None:
+        return None
+    try:
+        return json.loads(client.redact(json.dumps(data)))
+    except (TypeError, ValueError):
+        return None

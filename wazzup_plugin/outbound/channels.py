@@ -1,0 +1,55 @@
+"""Which Wazzup channel a message goes out through.
+
+The chat's own channel (the one its messages came in on); else ``WAZZUP24_CHANNEL_ID``; else the
+only active WhatsApp channel of the account; else a clear error naming the channels found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WHATSAPP_TRANSPORTS = ("whatsapp", "wapi")
+
+
+class ChannelSelectionError(Exception):
+    """No channel can be chosen; the message says why and lists what was found."""
+
+    code = "CHANNEL_NOT_SELECTED"
+
+
+@dataclass(frozen=True)
+class SelectedChannel:
+    channel_id: str
+    source: str  # "chat", "setting" or "account"
+    transport: str | None = None
+    state: str | None = None
+
+
+def is_active(channel: dict) -> bool:
+    return str(channel.get("state") or "").lower() == "active"
+
+
+def describe(channels: list[dict]) -> str:
+    if not channels:
+        return "the account has no channels"
+    return "; ".join(f"{c.get('channelId')} ({c.get('transport')}, {c.get('plainId') or '-'}, {c.get('state')})"
+                     for c in channels)
+
+
+def select_channel(chat_channel_id: str | None, setting_channel_id: str | None, list_channels) -> SelectedChannel:
+    """``list_channels()`` is called only when neither the chat nor the settings name a channel."""
+    if chat_channel_id:
+        return SelectedChannel(chat_channel_id, "chat")
+    if setting_channel_id:
+        return SelectedChannel(setting_channel_id, "setting")
+    channels = list_channels()
+    candidates = [c for c in channels
+                  if str(c.get("transport") or "").lower() in WHATSAPP_TRANSPORTS and is_active(c)]
+    if len(candidates) == 1:
+        c = candidates[0]
+        return SelectedChannel(str(c["channelId"]), "account", c.get("transport"), c.get("state"))
+    if not candidates:
+        raise ChannelSelectionError(f"No active WhatsApp channel to send through ({describe(channels)}). "
+                                    "Connect one in Wazzup, or set WAZZUP24_CHANNEL_ID.")
+    raise ChannelSelectionError(f"Several active WhatsApp channels ({describe(candidates)}): "
+                                "set WAZZUP24_CHANNEL_ID to the one to send through.")

@@ -1,0 +1,155 @@
+"""``helpdesk-stub wazzup24 worker | test-connection | channels | set-webhook``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+from wazzup_plugin.client import WazzupError
+
+EXIT_OK, EXIT_PROBLEM, EXIT_NOT_CONFIGURED = 0, 1, 2
+
+
+def _ctx():
+    from wazzup_plugin.outbound.context import outbound
+
+    return outbound(click.get_current_context().obj.helpdesk())
+
+
+@click.command("worker", help="Send queued Wazzup24 messages and retry failed attempts (runs until stopped).")
+@click.option("--once", is_flag=True, help="attempt what is due now, then exit")
+@click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="seconds between looks at the outbox when idle")
+def worker_command(once, poll_seconds):
+    from wazzup_plugin.outbound import worker
+
+    ctx = _ctx()
+    if once:
+        outcomes = worker.run_once(ctx, worker.worker_id(), batch=100)
+        click.echo(f"attempted {len(outcomes)} message(s)")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(ctx, stop, poll_seconds=poll_seconds)
+
+
+@click.command("test-connection", help="Check the Wazzup24 connection: key, channels, webhook. "
+                                       "Exit 0 ok, 1 a problem, 2 not configured.")
+def test_connection_command():
+    from wazzup_plugin.outbound.connection import check_connection
+
+    report = check_connection(_ctx(), use_cache=False)
+    status = report["status"]
+    click.echo(f"Wazzup24 connection: {status.upper()}")
+    click.echo(f"  API URL:        {report['api_url']}")
+    if report["reason"]:
+        click.echo(f"  Reason:         {report['reason']}")
+    key = {True: "valid", False: "REFUSED by Wazzup", None: "unknown"}[report["key_valid"]]
+    click.echo(f"  API key:        {key if report['configured'] else 'not set (WAZZUP24_API_KEY)'}")
+    if report["latency_ms"] is not None:
+        click.echo(f"  Latency:        {report['latency_ms']:.0f} ms")
+    for c in report["channels"]:
+        click.echo(f"  Channel:        {c['channel_id']} {c['transport']} {c['plain_id'] or '-'} [{c['state']}]")
+    if report["selected_channel"]:
+        sc = report["selected_channel"]
+        click.echo(f"  Sending via:    {sc['channel_id']} (from {sc['source']})")
+    hook = report["webhook"]
+    click.echo(f"  Our webhook:    {hook['our_url'] or 'not set (WAZZUP24_WEBHOOK_URL)'}"
+               f"{'' if hook['protected'] else ' (UNPROTECTED: no secret)'}")
+    if hook["registration"] is not None:
+        click.echo(f"  At Wazzup:      {hook['registered_url'] or 'none'} ({hook['registration']})")
+    for warning in report["warnings"]:
+        click.echo(f"  ! {warning}")
+    if status == "not_configured":
+        raise SystemExit(EXIT_NOT_CONFIGURED)
+    if status != "ok":
+        raise SystemExit(EXIT_PROBLEM)
+
+
+@click.command("channels", help="List the Wazzup24 account's channels and which one sends.")
+def channels_command():
+    from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+
+    ctx = _ctx()
+    if ctx.client is None:
+        click.echo("WAZZUP24_API_KEY is not set.", err=True)
+        raise SystemExit(EXIT_NOT_CONFIGURED)
+    try:
+        channels = ctx.client.channels()
+    except WazzupError as exc:
+        click.echo(f"Could not list channels: {exc.message}", err=True)
+        raise SystemExit(EXIT_PROBLEM) from None
+    try:
+        selected = select_channel(None, ctx.settings.channel_id, lambda: channels).channel_id
+    except ChannelSelectionError as exc:
+        selected, note = None, str(exc)
+    else:
+        note = None
+    if not channels:
+        click.echo("The account has no channels.")
+    for c in channels:
+        mark = "*" if str(c.get("channelId")) == selected else " "
+        click.echo(f"{mark} {c.get('channelId')}  {c.get('transport') or '-':<10} {c.get('plainId') or '-':<16} "
+                   f"{c.get('state')}")
+    if selected:
+        click.echo(f"* = the channel new chats send through")
+    if note:
+        click.echo(note, err=True)
+
+
+@click.command("set-webhook", help="Register this helpdesk's webhook (WAZZUP24_WEBHOOK_URL plus the secret) at Wazzup.")
+@click.option("--url", help="the public URL of /api/webhook (default: WAZZUP24_WEBHOOK_URL)")
+@click.option("--yes", is_flag=True, help="replace a URL that is not ours without asking")
+def set_webhook_command(url, yes):
+    from wazzup_plugin.outbound import webhook_setup as ws
+
+    ctx = _ctx()
+    settings = ctx.settings
+    if ctx.client is None:
+        click.echo("WAZZUP24_API_KEY is not set.", err=True)
+        raise SystemExit(EXIT_NOT_CONFIGURED)
+    url = url or settings.webhook_url
+    if not url:
+        click.echo("No webhook URL: set WAZZUP24_WEBHOOK_URL (e.g. https://helpdesk.example.com/api/webhook) "
+                   "or pass --url.", err=True)
+        raise SystemExit(EXIT_NOT_CONFIGURED)
+    if not url.lower().startswith(("https://", "http://")):
+        raise click.BadParameter("must be an http(s) URL", param_hint="--url")
+    secret = settings.webhook_secret
+    if not secret:
+        secret = ws.new_secret()
+        click.echo("No WAZZUP24_WEBHOOK_SECRET was set; made one. Add this line to .env and restart the helpdesk,\n"
+                   "or it will not check the secret:\n")
+        click.echo(f"WAZZUP24_WEBHOOK_SECRET={secret}\n")
+    ours = ws.with_secret(url, secret)
+    if len(ours) > ws.MAX_URL:
+        click.echo(f"The URL with its secret is {len(ours)} characters; Wazzup accepts at most {ws.MAX_URL}.", err=True)
+        raise SystemExit(EXIT_PROBLEM)
+    try:
+        registered = ctx.client.get_webhooks().get("webhooksUri") or None
+    except WazzupError as exc:
+        click.echo(f"Could not read the current webhook: {exc.message}", err=True)
+        raise SystemExit(EXIT_PROBLEM) from None
+    if ws.compare(registered, ours) == "other" and not yes:
+        click.echo(f"Wazzup currently delivers to {ws.mask_url(registered)}, which is not this helpdesk. "
+                   "The account has only one webhook URL.")
+        if not click.confirm("Replace it with this helpdesk's URL?", default=False):
+            click.echo("Left unchanged.")
+            raise SystemExit(EXIT_PROBLEM)
+    try:
+        result = ws.register(ctx.client, url, secret)
+    except WazzupError as exc:
+        click.echo(f"Could not register the webhook: {exc.message}", err=True)
+        raise SystemExit(EXIT_PROBLEM) from None
+    click.echo(f"Webhook: {result.url_masked}")
+    click.echo(result.message)
+    if not result.ok:
+        raise SystemExit(EXIT_PROBLEM)
+
+
+def add_commands(group) -> None:
+    for command in (worker_command, test_connection_command, channels_command, set_webhook_command):
+        group.add_command(command)

@@ -1,0 +1,137 @@
+"""Is Wazzup24 usable? The connection report behind ``GET /api/wazzup24/connection`` and the CLI.
+
+``status``: ``ok`` (key valid, a usable channel, our webhook registered and protected), ``degraded``
+(the key works but something needs attention: see ``warnings``), ``error`` (Wazzup unusable: bad
+key, no network, an API error; see ``reason``), ``not_configured`` (no API key). Reports are cached
+per process for ``WAZZUP24_CONNECTION_CACHE_SECONDS`` so polling UIs cannot exhaust the rate limit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from marshmallow import Schema, fields
+
+from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupUnavailable
+from wazzup_plugin.outbound.channels import ChannelSelectionError, is_active, select_channel
+from wazzup_plugin.outbound.context import outbound
+from wazzup_plugin.outbound.webhook_setup import compare, mask_url, with_secret
+
+log = logging.getLogger(__name__)
+
+
+def stored_channels(ctx) -> list[dict]:
+    """Channel states the inbound webhook recorded from ``channelsUpdates``."""
+    t = ctx.state.tables["channels"]
+    with ctx.helpdesk.db.read() as conn:
+        rows = conn.execute(sa.select(t).order_by(t.c.channel_id)).all()
+    return [{"channel_id": r.channel_id, "transport": r.transport, "plain_id": r.plain_id, "state": r.state,
+             "tier": r.tier, "updated_at": r.updated_at.isoformat() if r.updated_at else None} for r in rows]
+
+
+def check_connection(ctx, use_cache: bool = True) -> dict:
+    if not use_cache:
+        return _check(ctx)
+    return ctx.cached("connection", lambda: _check(ctx))
+
+
+def _check(ctx) -> dict:
+    s = ctx.settings
+    ours = with_secret(s.webhook_url, s.webhook_secret) if s.webhook_url else None
+    report = {
+        "status": "ok", "configured": s.configured, "key_valid": None, "api_url": s.api_url, "latency_ms": None,
+        "channels": [], "stored_channel_states": stored_channels(ctx), "selected_channel": None,
+        "webhook": {"our_url": mask_url(ours, s.webhook_secret), "registered_url": None, "registration": None,
+                    "protected": bool(s.webhook_secret)},
+        "warnings": [], "reason": None, "checked_at": ctx.clock().isoformat(),
+    }
+    warnings = report["warnings"]
+    if not s.webhook_secret:
+        warnings.append("The webhook is unprotected: WAZZUP24_WEBHOOK_SECRET is not set "
+                        "(`helpdesk-stub wazzup24 set-webhook` makes one).")
+    if ctx.client is None:
+        report.update(status="not_configured", reason="WAZZUP24_API_KEY is not set: incoming messages are received, "
+                                                      "sending is off.")
+        return report
+    try:
+        channels = ctx.client.channels()
+    except WazzupError as exc:
+        report.update(status="error", reason=exc.message, latency_ms=ctx.client.last_latency_ms)
+        if isinstance(exc, WazzupAuthError):
+            report["key_valid"] = False
+        elif not isinstance(exc, WazzupUnavailable):
+            report["key_valid"] = True  # Wazzup answered past authentication
+        log.warning("Wazzup24 connection check failed: %s", exc.message,
+                    extra={"context": {"status": "error", "operation": exc.operation}})
+        return report
+    report.update(key_valid=True, latency_ms=ctx.client.last_latency_ms)
+    report["channels"] = [{"channel_id": c.get("channelId"), "transport": c.get("transport"),
+                           "plain_id": c.get("plainId"), "state": c.get("state"), "active": is_active(c)}
+                          for c in channels]
+    try:
+        selected = select_channel(None, s.channel_id, lambda: channels)
+        listed = next((c for c in channels if str(c.get("channelId")) == selected.channel_id), None)
+        report["selected_channel"] = {"channel_id": selected.channel_id, "source": selected.source,
+                                      "state": listed.get("state") if listed else None}
+        if listed is None:
+            warnings.append(f"WAZZUP24_CHANNEL_ID {selected.channel_id} is not among the account's channels.")
+        elif not is_active(listed):
+            warnings.append(f"The selected channel is {listed.get('state')!r}, not active: messages cannot be sent.")
+    except ChannelSelectionError as exc:
+        warnings.append(str(exc))
+    if not s.webhook_url:
+        warnings.append("WAZZUP24_WEBHOOK_URL is not set, so Wazzup cannot deliver incoming messages here.")
+    try:
+        registered = ctx.client.get_webhooks().get("webhooksUri") or None
+    except WazzupError as exc:
+        warnings.append(f"Could not read the webhook registered at Wazzup: {exc.message}")
+    else:
+        verdict = compare(registered, ours)
+        report["webhook"].update(registered_url=mask_url(registered, s.webhook_secret), registration=verdict)
+        if verdict == "none":
+            warnings.append("No webhook is registered at Wazzup: run `helpdesk-stub wazzup24 set-webhook`.")
+        elif verdict == "other" and s.webhook_url:
+            warnings.append("Wazzup delivers to another URL (the account has only one): run "
+                            "`helpdesk-stub wazzup24 set-webhook` if this helpdesk should receive.")
+        elif verdict == "stale_secret":
+            warnings.append("The webhook registered at Wazzup carries another secret: run "
+                            "`helpdesk-stub wazzup24 set-webhook`.")
+    if warnings:
+        report["status"] = "degraded"
+    log.info("Wazzup24 connection checked: %s", report["status"],
+             extra={"context": {"status": report["status"], "latency_ms": report["latency_ms"]}})
+    return report
+
+
+class ConnectionSchema(Schema):
+    status = fields.String(metadata={"description": "ok, degraded, error or not_configured"})
+    configured = fields.Boolean()
+    key_valid = fields.Boolean(allow_none=True)
+    api_url = fields.String()
+    latency_ms = fields.Float(allow_none=True)
+    channels = fields.List(fields.Dict())
+    stored_channel_states = fields.List(fields.Dict())
+    selected_channel = fields.Dict(allow_none=True)
+    webhook = fields.Dict(metadata={"description": "our_url, registered_url (secrets masked), registration "
+                                                   "(same, stale_secret, other, none), protected"})
+    warnings = fields.List(fields.String())
+    reason = fields.String(allow_none=True)
+    checked_at = fields.String()
+
+
+class ConnectionResource:
+    openapi = {"get": {
+        "summary": "Wazzup24 connection status",
+        "description": "Key validity, channels and their states, the selected channel, the webhook registered "
+                       "at Wazzup against ours (secrets masked), latency and the reason when something is wrong. "
+                       "Cached briefly.",
+        "responses": {"200": {"description": "the report", "content": {"application/json": {"schema": ConnectionSchema}}}},
+    }}
+
+    def __init__(self, helpdesk, state):
+        self.helpdesk = helpdesk
+        self.state = state
+
+    def on_get(self, req, resp):
+        resp.media = check_connection(outbound(self.helpdesk, self.state))

@@ -1,0 +1,372 @@
+"""The durable outbox: store first, then send; retry without ever sending twice.
+
+A message is written (host ``messages`` row ``queued``, ``wazzup_messages`` with our
+``crmMessageId``, an outbox row) and committed before Wazzup is called. Whoever calls Wazzup for a
+row holds its lease (the web request for the first attempt, a worker for retries), and records the
+attempt *before* the call, so a process killed mid-call leaves a row that the next holder treats as
+"may have been sent".
+
+Retry rules (DESIGN.md §4):
+- surely not sent (connection refused, connect timeout, 429): retry any time, with backoff, for up
+  to :data:`MAX_QUEUE_AGE`; then ``failed`` (``NOT_SENT``), visible to the agent, who may resend.
+- maybe sent (read timeout, dropped connection, 5xx): retry with the same ``crmMessageId`` only while
+  Wazzup's 60-second dedupe window since the first attempt is surely still open; past it,
+  ``unknown`` unless an echo or a status already moved the message on.
+- ``REPEATED_CRM_MESSAGE_ID``: an earlier attempt went out: ``accepted`` (the id comes with the echo).
+- any other Wazzup error, or Wazzup refusing our key: ``failed`` with the code and a human text.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, WazzupInvalidData,
+                                  WazzupRateLimited, WazzupUnavailable, normalize_code)
+from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+from wazzup_plugin.statuses import TIMESTAMP_COLUMN, can_move
+
+log = logging.getLogger(__name__)
+
+DEDUPE_WINDOW = timedelta(seconds=60)
+MAX_QUEUE_AGE = timedelta(hours=1)
+SURE_BACKOFF = (2, 5, 15, 30, 60, 120, 300)
+MAYBE_BACKOFF = (2, 4, 8, 16)
+
+# Wazzup's codes explained to agents; Wazzup's own description is the fallback.
+HUMAN_TEXT = {normalize_code(k): v for k, v in {
+    "BAD_CONTACT": "The number is not on WhatsApp, or the customer's app is too old.",
+    "MESSAGE_TEXT_TOO_LONG": "The text is longer than WhatsApp allows (10,000 characters).",
+    "MESSAGE_ONLY_TEXT_OR_CONTENT": "A message carries either text or a file, not both.",
+    "MESSAGE_NOTHING_TO_SEND": "The message is empty.",
+    "MESSAGE_WRONG_CONTENT_TYPE": "WhatsApp does not accept this kind of file.",
+    "MESSAGE_DOWNLOAD_CONTENT_ERROR": "Wazzup could not download the file from its link.",
+    "MESSAGES_CONTENT_SIZE_EXCEEDED": "The file is larger than Wazzup accepts (10 MB).",
+    "INVALID_MESSAGE_DATA": "Wazzup found the message data invalid.",
+    "WRONG_TRANSPORT": "The chat's type does not match the channel's messenger.",
+    "CHANNEL_NOT_FOUND": "The channel is not part of this Wazzup integration.",
+    "CHANNEL_BLOCKED": "The channel is switched off in Wazzup.",
+    "CHANNEL_WAPI_REJECTED": "The WhatsApp Business channel is blocked.",
+    "CHANNEL_NO_MONEY": "The Wazzup subscription for this channel is not paid.",
+    "MESSAGE_CHANNEL_UNAVAILABLE": "The channel's phone is unavailable; check it, then resend.",
+    "CHANNEL_LIMIT_EXCEEDED": "The channel's limit of active dialogues is reached.",
+    "BALANCE_IS_EMPTY": "The WhatsApp Business balance is empty.",
+    "MESSAGES_IS_SPAM": "Wazzup held the message back as spam.",
+    "MESSAGES_NOT_TEXT_FIRST": "This Wazzup plan cannot write to a customer first.",
+    "CHAT_NO_ACCESS": "This Wazzup account has no access to the chat.",
+    "REFERENCE_MESSAGE_NOT_FOUND": "Wazzup does not know the message replied to.",
+    "TEMPLATE_REJECTED": "The template is restricted; try another or wait for the customer to write.",
+}.items()}
+CHANNEL_CODES = {normalize_code(c) for c in (
+    "CHANNEL_NOT_FOUND", "CHANNEL_BLOCKED", "CHANNEL_WAPI_REJECTED", "CHANNEL_NO_MONEY", "MESSAGE_CHANNEL_UNAVAILABLE",
+    "CHANNEL_LIMIT_EXCEEDED", "BALANCE_IS_EMPTY", "WRONG_TRANSPORT", "CHANNEL_NOT_SELECTED")}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt led to. ``kind``: accepted, failed, retry, unknown, busy (not ours to try)."""
+
+    kind: str
+    message_id: int
+    wazzup_message_id: str | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    retry_at: datetime | None = None
+    auth_failure: bool = False
+    channel_problem: bool = False
+
+
+def new_crm_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def lease_seconds(ctx) -> float:
+    return ctx.settings.connect_timeout + ctx.settings.read_timeout + ctx.limiter.max_wait + 30
+
+
+def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
+            content_name=None, message_type="text", ref_message_id=None, author_agent_id=None,
+            author_name=None) -> int:
+    """Store an outgoing message and its outbox row (in the caller's transaction); returns its id."""
+    helpdesk, tables = ctx.helpdesk, ctx.state.tables
+    message_id = tx.conn.execute(sa.insert(helpdesk.tables.messages).values(
+        chat_id=chat_id, direction="out", status="queued", type=message_type, text=text, content_uri=content_uri,
+        content_name=content_name, author_agent_id=author_agent_id, author_name=author_name, created_at=now,
+        queued_at=now, change_seq=tx.change_seq,
+    )).inserted_primary_key[0]
+    crm_id = new_crm_message_id()
+    tx.conn.execute(sa.insert(tables["messages"]).values(
+        message_id=message_id, chat_id=chat_id, crm_message_id=crm_id, is_echo=False, sent_from_app=False,
+        ref_message_id=ref_message_id))
+    tx.conn.execute(sa.insert(tables["outbox"]).values(
+        message_id=message_id, chat_id=chat_id, state="pending", crm_message_id=crm_id, ref_message_id=ref_message_id,
+        attempts=0, maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now,
+        lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None))
+    preview = (text or content_name or content_uri or "")[:200]
+    chats = helpdesk.tables.chats
+    tx.conn.execute(sa.update(chats).where(chats.c.id == chat_id).values(
+        last_message_at=now, last_activity_at=now, last_message_preview=preview, change_seq=tx.change_seq))
+    tx.touched(chat_ids=[chat_id], message_ids=[message_id])
+    return message_id
+
+
+# ---------------------------------------------------------------- claiming
+
+
+def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
+    """Lease up to ``limit`` due rows to ``owner``; rows leased by others are skipped, never shared.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side; on SQLite the write
+    transaction (``BEGIN IMMEDIATE``) serialises claimers. A row whose lease expired with an attempt
+    still marked in flight belonged to a holder that died mid-call: it is flagged ``maybe_sent``.
+    """
+    o = ctx.state.tables["outbox"]
+    now = ctx.clock()
+    with ctx.helpdesk.db.write() as tx:
+        rows = tx.conn.execute(
+            sa.select(o.c.message_id, o.c.attempt_started_at)
+            .where(o.c.state == "pending", o.c.next_attempt_at <= now,
+                   sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now))
+            .order_by(o.c.next_attempt_at, o.c.message_id).limit(limit)
+            .with_for_update(skip_locked=True)).all()
+        for row in rows:
+            values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_seconds(ctx)),
+                      "updated_at": now}
+            if row.attempt_started_at is not None:
+                values.update(maybe_sent=True, attempt_started_at=None)
+                log.warning("Wazzup24 send interrupted mid-call by a stopped process; treating it as maybe sent",
+                            extra={"context": {"message_id": row.message_id}})
+            tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id).values(**values))
+    return [r.message_id for r in rows]
+
+
+# ---------------------------------------------------------------- one attempt
+
+
+def attempt(ctx, message_id: int, owner: str) -> Outcome:
+    """Try to send one leased message once, and record what happened."""
+    helpdesk, tables = ctx.helpdesk, ctx.state.tables
+    o, wc = tables["outbox"], tables["chats"]
+    with helpdesk.db.read() as conn:
+        row = conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
+        if row is None or row.state != "pending" or row.lease_owner != owner:
+            return Outcome("busy", message_id)
+        message = conn.execute(sa.select(helpdesk.tables.messages).where(
+            helpdesk.tables.messages.c.id == message_id)).first()
+        chat = conn.execute(sa.select(wc).where(wc.c.chat_id == row.chat_id)).first()
+        phone = conn.execute(sa.select(helpdesk.tables.chats.c.phone).where(
+            helpdesk.tables.chats.c.id == row.chat_id)).scalar()
+    now = ctx.clock()
+    if message is None or message.status != "queued":
+        # An echo or a status settled it while it waited (or it is gone): nothing left to send.
+        return _settle(ctx, row, owner, Outcome("done", message_id))
+    if ctx.client is None:
+        return _settle(ctx, row, owner, _retry(ctx, row, now, maybe_sent=False,
+                                               error="WAZZUP24_API_KEY is not set", retry_after=60))
+    if row.maybe_sent and not _window_open(ctx, row.first_attempt_at, now):
+        return _settle(ctx, row, owner, _unknown(message_id))
+    if not row.maybe_sent and now - row.created_at > MAX_QUEUE_AGE:
+        return _settle(ctx, row, owner, Outcome(
+            "failed", message_id, error_code="NOT_SENT",
+            error_text="Wazzup could not be reached for an hour; nothing was sent. Resend it when Wazzup is back."))
+
+    channel_id, chat_type, wazzup_chat_id = row.channel_id, row.chat_type, row.wazzup_chat_id
+    if channel_id is None:
+        try:
+            selected = select_channel(chat.channel_id if chat else None, ctx.settings.channel_id, ctx.list_channels)
+        except ChannelSelectionError as exc:
+            return _settle(ctx, row, owner, Outcome("failed", message_id, error_code=exc.code,
+                                                    error_text=str(exc), channel_problem=True))
+        except WazzupError as exc:
+            return _settle(ctx, row, owner, _failure(ctx, row, now, exc, before_send=True))
+        channel_id = selected.channel_id
+        chat_type = (chat.chat_type if chat else None) or "whatsapp"
+        wazzup_chat_id = chat.wazzup_chat_id if chat else "".join(ch for ch in (phone or "") if ch.isdigit())
+        if not wazzup_chat_id:
+            return _settle(ctx, row, owner, Outcome("failed", message_id, error_code="NO_RECIPIENT",
+                                                    error_text="The chat has neither a Wazzup chat id nor a phone."))
+
+    row = _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id)
+    if row is None:
+        return Outcome("busy", message_id)
+    body = {"channelId": channel_id, "chatType": chat_type, "chatId": wazzup_chat_id,
+            "crmMessageId": row.crm_message_id}
+    if message.content_uri:
+        body["contentUri"] = message.content_uri
+    else:
+        body["text"] = message.text or ""
+    if row.ref_message_id:
+        body["refMessageId"] = row.ref_message_id
+    if message.author_agent_id is not None:
+        body["crmUserId"] = str(message.author_agent_id)
+    context = {"chat_id": row.chat_id, "message_id": message_id, "crm_message_id": row.crm_message_id,
+               "attempt": row.attempts}
+    try:
+        answer = ctx.client.send_message(body)
+    except WazzupApiError as exc:
+        if exc.is_code("REPEATED_CRM_MESSAGE_ID"):
+            log.info("Wazzup24 says an earlier attempt already went out (REPEATED_CRM_MESSAGE_ID): accepted",
+                     extra={"context": context})
+            return _settle(ctx, row, owner, Outcome("accepted", message_id))
+        outcome = _failure(ctx, row, now, exc)
+    except WazzupError as exc:
+        outcome = _failure(ctx, row, now, exc)
+    except Exception:  # a bug between us and the socket: assume the worst, retry carefully
+        log.exception("unexpected error while sending through Wazzup24", extra={"context": context})
+        outcome = _retry(ctx, row, now, maybe_sent=True, error="unexpected error")
+    else:
+        outcome = Outcome("accepted", message_id, wazzup_message_id=answer["messageId"])
+    settled = _settle(ctx, row, owner, outcome)
+    _log_outcome(settled, context, ctx.client.last_latency_ms)
+    return settled
+
+
+def _window_open(ctx, first_attempt_at, now) -> bool:
+    """Whether a retry sent now surely reaches Wazzup inside its dedupe window."""
+    if first_attempt_at is None:
+        return True
+    margin = timedelta(seconds=ctx.settings.connect_timeout + ctx.limiter.max_wait + 2)
+    return now + margin < first_attempt_at + DEDUPE_WINDOW
+
+
+def _unknown(message_id: int) -> Outcome:
+    return Outcome("unknown", message_id, error_code="MAYBE_SENT",
+                   error_text="Wazzup did not confirm the message and it can no longer be retried safely: "
+                              "it may or may not have reached the customer. Resend it if it did not.")
+
+
+def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None) -> Outcome:
+    maybe_sent = maybe_sent or row.maybe_sent
+    n = row.attempts  # attempts already counted, this one included
+    if maybe_sent:
+        delay = MAYBE_BACKOFF[min(max(n - 1, 0), len(MAYBE_BACKOFF) - 1)]
+    else:
+        delay = SURE_BACKOFF[min(max(n - 1, 0), len(SURE_BACKOFF) - 1)]
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    retry_at = now + timedelta(seconds=delay)
+    if maybe_sent:
+        first = row.first_attempt_at or now
+        if not _window_open(ctx, first, retry_at):
+            # Retry at the last safe moment, or give the verdict now if there is none.
+            last_safe = first + DEDUPE_WINDOW - timedelta(
+                seconds=ctx.settings.connect_timeout + ctx.limiter.max_wait + 3)
+            if last_safe <= now:
+                return _unknown(row.message_id)
+            retry_at = last_safe
+    return Outcome("retry", row.message_id, error_text=error[:500], retry_at=retry_at,
+                   error_code="MAYBE_SENT" if maybe_sent else "NOT_SENT")
+
+
+def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outcome:
+    if isinstance(exc, WazzupAuthError):
+        return Outcome("failed", row.message_id, error_code="WAZZUP_AUTH", error_text=exc.message, auth_failure=True)
+    if isinstance(exc, WazzupRateLimited):
+        return _retry(ctx, row, now, maybe_sent=False, error=exc.message,
+                      retry_after=exc.retry_after if exc.retry_after is not None else ctx.settings.rate_window)
+    if isinstance(exc, WazzupUnavailable):
+        return _retry(ctx, row, now, maybe_sent=exc.maybe_sent and not before_send, error=exc.message)
+    if isinstance(exc, WazzupApiError):
+        code = exc.code.upper()
+        text = HUMAN_TEXT.get(normalize_code(code)) or exc.description or f"Wazzup refused the message ({code})."
+        return Outcome("failed", row.message_id, error_code=code[:100], error_text=text[:1000],
+                       channel_problem=normalize_code(code) in CHANNEL_CODES)
+    if isinstance(exc, WazzupInvalidData):
+        return Outcome("failed", row.message_id, error_code="INVALID_DATA", error_text=exc.message[:1000])
+    return _retry(ctx, row, now, maybe_sent=True, error=exc.message)
+
+
+def _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id):
+    """Record the attempt before the call: whoever finds it unfinished knows it may have gone out.
+
+    Returns the updated row, or None when the lease is no longer ours."""
+    o = ctx.state.tables["outbox"]
+    with ctx.helpdesk.db.write() as tx:
+        done = tx.conn.execute(sa.update(o).where(
+            o.c.message_id == row.message_id, o.c.lease_owner == owner, o.c.state == "pending",
+            o.c.lease_until > now,
+        ).values(attempts=o.c.attempts + 1, attempt_started_at=now,
+                 first_attempt_at=sa.func.coalesce(o.c.first_attempt_at, now),
+                 lease_until=now + timedelta(seconds=lease_seconds(ctx)),
+                 channel_id=channel_id, chat_type=chat_type, wazzup_chat_id=wazzup_chat_id, updated_at=now)).rowcount
+        if done != 1:
+            return None
+        return tx.conn.execute(sa.select(o).where(o.c.message_id == row.message_id)).first()
+
+
+# ---------------------------------------------------------------- recording the result
+
+
+def _settle(ctx, row, owner, outcome: Outcome) -> Outcome:
+    helpdesk, tables = ctx.helpdesk, ctx.state.tables
+    o = tables["outbox"]
+    now = ctx.clock()
+    with helpdesk.db.write() as tx:
+        current = tx.conn.execute(sa.select(o).where(o.c.message_id == row.message_id).with_for_update()).first()
+        if current is None or current.state != "pending" or current.lease_owner != owner:
+            return Outcome("busy", row.message_id)
+        values = {"lease_owner": None, "lease_until": None, "attempt_started_at": None, "updated_at": now}
+        if outcome.kind == "retry":
+            values.update(next_attempt_at=outcome.retry_at, last_error=outcome.error_text,
+                          maybe_sent=current.maybe_sent or outcome.error_code == "MAYBE_SENT")
+        else:
+            values.update(state="done", last_error=outcome.error_text)
+        tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id).values(**values))
+        if outcome.kind == "accepted":
+            _accept(tx, ctx, row, outcome.wazzup_message_id, now)
+        elif outcome.kind in ("failed", "unknown"):
+            move_status(tx, helpdesk, row.message_id, outcome.kind, now,
+                        error_code=outcome.error_code, error_text=outcome.error_text)
+    return outcome
+
+
+def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
+    from wazzup_plugin.inbound.parked import apply_parked
+
+    w = ctx.state.tables["messages"]
+    if wazzup_message_id:
+        taken = tx.conn.execute(sa.select(w.c.message_id).where(w.c.wazzup_message_id == wazzup_message_id)).scalar()
+        if taken is None:
+            tx.conn.execute(sa.update(w).where(w.c.message_id == row.message_id, w.c.wazzup_message_id.is_(None))
+                            .values(wazzup_message_id=wazzup_message_id))
+        elif taken != row.message_id:
+            log.warning("Wazzup24 message id already belongs to another stored message; keeping both",
+                        extra={"context": {"message_id": row.message_id, "wazzup_message_id": wazzup_message_id,
+                                           "other_message_id": taken}})
+    move_status(tx, ctx.helpdesk, row.message_id, "accepted", now)
+    tx.touched(chat_ids=[row.chat_id], message_ids=[row.message_id])
+    if wazzup_message_id:
+        apply_parked(tx, ctx.state, [wazzup_message_id])
+
+
+def move_status(tx, helpdesk, message_id: int, new: str, now, **values) -> bool:
+    """Move a message forward (never back: a webhook may already have advanced it)."""
+    m = helpdesk.tables.messages
+    current = tx.conn.execute(sa.select(m.c.status, m.c.chat_id).where(m.c.id == message_id)).first()
+    if current is None or not can_move(current.status, new):
+        return False
+    tx.conn.execute(sa.update(m).where(m.c.id == message_id, m.c.status == current.status).values(
+        status=new, **{TIMESTAMP_COLUMN[new]: now}, change_seq=tx.change_seq, **values))
+    tx.touched(chat_ids=[current.chat_id], message_ids=[message_id])
+    return True
+
+
+def _log_outcome(outcome: Outcome, context: dict, latency_ms) -> None:
+    context = {**context, "status": outcome.kind, "latency_ms": latency_ms}
+    if outcome.wazzup_message_id:
+        context["wazzup_message_id"] = outcome.wazzup_message_id
+    if outcome.kind == "accepted":
+        log.info("Wazzup24 message sent successfully (chat_id=%s message_id=%s wazzup_message_id=%s)",
+                 context["chat_id"], context["message_id"], outcome.wazzup_message_id, extra={"context": context})
+    elif outcome.kind == "retry":
+        context.update(retry_at=outcome.retry_at.isoformat() if outcome.retry_at else None)
+        log.warning("Wazzup24 send will be retried (chat_id=%s message_id=%s): %s", context["chat_id"],
+                    context["message_id"], outcome.error_text, extra={"context": context})
+    else:
+        context.update(error_code=outcome.error_code)
+        log.warning("Wazzup24 send %s (chat_id=%s message_id=%s): %s %s", outcome.kind, context["chat_id"],
+                    context["message_id"], outcome.error_code, outcome.error_text, extra={"context": context})

@@ -1,0 +1,91 @@
+"""A rate limiter shared by every process of a deployment, kept in the database.
+
+Wazzup allows 500 requests per 5 seconds. The window is cut into ``k`` slots (``k`` = 10, fewer for
+tiny limits) and each slot admits ``limit // k`` calls, counted on one row updated in a short write
+transaction (``BEGIN IMMEDIATE`` on SQLite, a row lock on PostgreSQL). Any 5-second span then
+overlaps at most ``k + 1`` slots, so at most ``limit + limit // k`` calls: 495 for the default 450,
+under Wazzup's 500 however their window is aligned. A 429 blocks every process for Retry-After
+(or one window).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import timedelta
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from wazzup_plugin.client import WazzupRateLimited
+
+log = logging.getLogger(__name__)
+
+
+class DbRateLimiter:
+    def __init__(self, db, table: sa.Table, limit: int, window: float, clock: Callable, *,
+                 sleep: Callable[[float], None] = time.sleep, max_wait: float = 10.0, name: str = "api"):
+        self.db = db
+        self.table = table
+        self.slots = max(1, min(10, limit))
+        self.per_slot = max(1, limit // self.slots)
+        self.slot_seconds = window / self.slots
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self.max_wait = max_wait
+        self.name = name
+
+    def acquire(self) -> None:
+        """Take one call from the budget, waiting a little if needed; else raise WazzupRateLimited."""
+        waited = 0.0
+        # Bounded: at most enough tries to cover max_wait (and a few more for clock skew).
+        for _ in range(int(self.max_wait / self.slot_seconds) + 5):
+            wait = self.try_acquire()
+            if wait <= 0:
+                return
+            if waited + wait > self.max_wait:
+                break
+            self.sleep(wait)
+            waited += wait
+        log.warning("Wazzup24 rate limit: no budget within %.1f s", self.max_wait,
+                    extra={"context": {"limiter": self.name}})
+        raise WazzupRateLimited("our rate limit for Wazzup is exhausted for now; nothing was sent",
+                                retry_after=self.slot_seconds)
+
+    def try_acquire(self) -> float:
+        """0 when a call may go now; else the seconds to wait."""
+        now = self.clock()
+        slot = math.floor(now.timestamp() / self.slot_seconds)
+        t = self.table
+        with self.db.write() as tx:
+            row = tx.conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
+            if row is None:
+                tx.conn.execute(self._insert_ignore(tx.conn))
+                row = tx.conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
+            if row.blocked_until is not None and row.blocked_until > now:
+                return max((row.blocked_until - now).total_seconds(), 0.001)
+            count = row.count if row.slot == slot else 0
+            if count >= self.per_slot:
+                return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
+            tx.conn.execute(sa.update(t).where(t.c.name == self.name).values(slot=slot, count=count + 1))
+            return 0.0
+
+    def blocked(self, seconds: float) -> None:
+        """Wazzup said 429: no process calls it until ``seconds`` have passed."""
+        until = self.clock() + timedelta(seconds=max(seconds, self.slot_seconds))
+        t = self.table
+        with self.db.write() as tx:
+            tx.conn.execute(self._insert_ignore(tx.conn))
+            tx.conn.execute(sa.update(t).where(t.c.name == self.name,
+                                               sa.or_(t.c.blocked_until.is_(None), t.c.blocked_until < until))
+                            .values(blocked_until=until))
+        log.warning("Wazzup24 answered 429: pausing calls for %.1f s", seconds,
+                    extra={"context": {"limiter": self.name}})
+
+    def _insert_ignore(self, conn):
+        values = {"name": self.name, "slot": 0, "count": 0}
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        return insert(self.table).values(**values).on_conflict_do_nothing()

@@ -1,0 +1,273 @@
+"""``POST /api/chats/{chat_id}/wazzup24/send`` and ``.../messages/{message_id}/resend``.
+
+The message is stored and committed first, then this request makes the first attempt itself
+(holding the outbox lease). Answers: 201 accepted by Wazzup; 202 stored and waiting for a retry
+by the worker; 4xx when Wazzup refused it for good (the message stays ``failed`` with the reason);
+502 when Wazzup refused our API key; 503 when no API key is configured (nothing is stored then:
+the agent keeps the text and nothing is silently lost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import uuid
+from urllib.parse import unquote, urlsplit
+
+import falcon
+import sqlalchemy as sa
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from wazzup_plugin.chat_type import CHAT_TYPE
+from wazzup_plugin.outbound import outbox
+from wazzup_plugin.outbound.context import outbound
+from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
+from wazzup_plugin.outbound.serialize import message_json
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 10_000  # WhatsApp's limit, in Unicode code points (len() of a str), as the UI counts
+MAX_KEY = 200
+_EXTENSIONS = {
+    "image": ("jpg", "jpeg", "png", "gif", "webp", "bmp", "heic"),
+    "video": ("mp4", "mov", "3gp", "avi", "mkv", "webm", "m4v"),
+    "audio": ("mp3", "ogg", "oga", "opus", "m4a", "aac", "wav", "amr"),
+}
+
+
+def _http_url(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValidationError("must be an http(s) URL")
+
+
+class SendSchema(Schema):
+    text = fields.String(allow_none=True, validate=validate.Length(max=MAX_TEXT),
+                         metadata={"description": f"message text, at most {MAX_TEXT} characters (code points)"})
+    content_uri = fields.String(allow_none=True, validate=[validate.Length(max=2000), _http_url],
+                                metadata={"description": "public http(s) URL of a file Wazzup downloads"})
+    content_name = fields.String(allow_none=True, validate=validate.Length(max=500),
+                                 metadata={"description": "file name shown in the helpdesk (default: from the URL)"})
+    reply_to = fields.Integer(allow_none=True, strict=True, validate=validate.Range(1, 2**62),
+                              metadata={"description": "id of a message in this chat to quote"})
+
+    @validates_schema
+    def exactly_one(self, data, **kwargs):
+        text, uri = data.get("text"), data.get("content_uri")
+        if text is not None and not text.strip():
+            raise ValidationError("must not be blank", field_name="text")
+        if (text is None) == (uri is None):
+            raise ValidationError("send exactly one of text and content_uri", field_name="_schema")
+
+
+_SEND = SendSchema()
+
+
+def guess_type(uri: str) -> tuple[str, str]:
+    """The message type and file name a content URI suggests (Wazzup decides the real type)."""
+    name = unquote(posixpath.basename(urlsplit(uri).path)) or "file"
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    for kind, extensions in _EXTENSIONS.items():
+        if ext in extensions:
+            return kind, name[:500]
+    return "document", name[:500]
+
+
+OPENAPI_ERRORS = {
+    "202": {"description": "stored; Wazzup could not be reached, the worker retries it",
+            "content": {"application/json": {"schema": "Message"}}},
+    "404": error_response("no such chat or message"),
+    "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress"),
+    "422": error_response("bad body, or Wazzup refused the message (code in wazzup_code)"),
+    "502": error_response("Wazzup refused our API key"),
+    "503": error_response("Wazzup24 is not configured (WAZZUP24_API_KEY)"),
+}
+IDEMPOTENCY_PARAM = {"in": "header", "name": "Idempotency-Key", "required": False,
+                     "schema": {"type": "string", "maxLength": MAX_KEY},
+                     "description": "repeat a request safely: a repeat returns the first result and sends nothing"}
+
+
+class _SendBase:
+    def __init__(self, helpdesk, state):
+        self.helpdesk = helpdesk
+        self.state = state
+
+    def _chat(self, conn, chat_id: int):
+        chats = self.helpdesk.tables.chats
+        chat = conn.execute(sa.select(chats.c.id, chats.c.type).where(chats.c.id == chat_id)).first()
+        if chat is None:
+            raise Problem(404, "not_found", f"Chat {chat_id} does not exist.")
+        if chat.type != CHAT_TYPE:
+            raise Problem(409, "wrong_chat_type",
+                          f"Chat {chat_id} is a {chat.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
+        return chat
+
+    def _run(self, req, resp, request_data: dict, store):
+        """Idempotency, storing (``store(tx, ctx, now, owner)`` → message id), the first attempt, the answer."""
+        ctx = outbound(self.helpdesk, self.state)
+        agent = req.context.agent
+        key = (req.get_header("Idempotency-Key") or "").strip() or None
+        if key is not None and (len(key) > MAX_KEY or not key.isprintable()):
+            raise Problem(422, "invalid_header", f"Idempotency-Key must be 1-{MAX_KEY} printable characters.",
+                          fields={"Idempotency-Key": ["invalid"]})
+        request_hash = hashlib.sha256(json.dumps({"path": req.path, "body": request_data}, sort_keys=True,
+                                                 default=str).encode()).hexdigest()
+        if ctx.client is None:
+            raise Problem(503, "wazzup_not_configured",
+                          "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
+        owner = f"web:{uuid.uuid4().hex[:16]}"
+        idem = self.state.tables["idempotency"]
+        for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
+            try:
+                with self.helpdesk.db.write() as tx:
+                    if key is not None:
+                        first = tx.conn.execute(sa.select(idem).where(idem.c.agent_id == agent.id,
+                                                                      idem.c.key == key)).first()
+                        if first is not None:
+                            return self._replay(resp, first, request_hash)
+                    now = ctx.clock()
+                    message_id = store(tx, ctx, now, owner)
+                    if key is not None:
+                        tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
+                                                               message_id=message_id, created_at=now))
+                break
+            except sa.exc.IntegrityError:
+                if key is None:
+                    raise
+        log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
+                 extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
+                                    "agent_id": agent.id, "status": "queued"}})
+        result = outbox.attempt(ctx, message_id, owner)
+        status, body = self._answer(ctx, result)
+        if key is not None:
+            with self.helpdesk.db.write() as tx:
+                tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
+                                .values(response_status=status, response_body=json.dumps(body)))
+        self._write(resp, status, body)
+
+    @staticmethod
+    def _write(resp, status: int, body: dict) -> None:
+        resp.status = falcon.code_to_http_status(status)
+        resp.media = body
+
+    def _replay(self, resp, first, request_hash: str) -> None:
+        if first.request_hash != request_hash:
+            raise Problem(422, "idempotency_key_reused",
+                          "This Idempotency-Key was already used for a different request.")
+        if first.response_status is None:
+            raise Problem(409, "idempotency_in_progress",
+                          "A request with this Idempotency-Key is still being processed; repeat it shortly.")
+        self._write(resp, first.response_status, json.loads(first.response_body))
+
+    def _answer(self, ctx, result: outbox.Outcome) -> tuple[int, dict]:
+        with self.helpdesk.db.read() as conn:
+            message = message_json(conn, self.helpdesk, self.state, result.message_id)
+        if result.kind == "failed":
+            code = result.error_code or "UNKNOWN"
+            if result.auth_failure:
+                status, our_code = 502, "wazzup_auth_failed"
+                text = ("Wazzup refused the helpdesk's API key, so the message was not sent; an administrator "
+                        "must check WAZZUP24_API_KEY. The message is kept as failed and can be resent.")
+            else:
+                status = 409 if result.channel_problem else 422
+                our_code = "wazzup_" + code.lower()
+                text = f"Wazzup did not send the message: {result.error_text} ({code})"
+            return status, {"status": status, "code": our_code, "message": text, "message_id": result.message_id,
+                            "wazzup_code": code, "data": {"message": message}}
+        return (201 if result.kind in ("accepted", "done") else 202), message
+
+
+class SendResource(_SendBase):
+    openapi = {"post": {
+        "summary": "Send a message to a Wazzup24 chat",
+        "description": "Exactly one of text and content_uri. Stored first, then sent with our crmMessageId. "
+                       "201: Wazzup accepted it; 202: stored and retried by the worker. A permanent refusal "
+                       "keeps the message as failed and answers 4xx with Wazzup's code.",
+        "parameters": [IDEMPOTENCY_PARAM],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SendSchema}}},
+        "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
+                      **OPENAPI_ERRORS},
+    }}
+
+    @answers_problems
+    def on_post(self, req, resp, chat_id):
+        data = load_body(_SEND, req)
+        w = self.state.tables["messages"]
+        m = self.helpdesk.tables.messages
+        with self.helpdesk.db.read() as conn:
+            self._chat(conn, chat_id)
+            ref = None
+            if data.get("reply_to") is not None:
+                quoted = conn.execute(sa.select(m.c.id, m.c.chat_id, w.c.wazzup_message_id)
+                                      .select_from(m.outerjoin(w, w.c.message_id == m.c.id))
+                                      .where(m.c.id == data["reply_to"])).first()
+                if quoted is None or quoted.chat_id != chat_id:
+                    raise Problem(422, "invalid_body", "The request body is not valid.",
+                                  fields={"reply_to": ["no such message in this chat"]})
+                if not quoted.wazzup_message_id:
+                    raise Problem(422, "invalid_body", "The request body is not valid.",
+                                  fields={"reply_to": ["this message has no Wazzup id yet, so it cannot be quoted"]})
+                ref = quoted.wazzup_message_id
+        agent = req.context.agent
+        if data.get("content_uri") is not None:
+            message_type, name = guess_type(data["content_uri"])
+            name = data.get("content_name") or name
+        else:
+            message_type, name = "text", None
+
+        def store(tx, ctx, now, owner):
+            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=data.get("text"),
+                                  content_uri=data.get("content_uri"), content_name=name, message_type=message_type,
+                                  ref_message_id=ref, author_agent_id=agent.id,
+                                  author_name=agent.display_name or agent.username)
+
+        self._run(req, resp, {**data, "chat_id": chat_id}, store)
+
+
+class ResendResource(_SendBase):
+    openapi = {"post": {
+        "summary": "Resend a failed or unknown message as a new attempt",
+        "description": "Creates a new outgoing message with the same content and a new crmMessageId; "
+                       "the original stays as it was. A message can be resent once.",
+        "parameters": [IDEMPOTENCY_PARAM],
+        "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
+                      **OPENAPI_ERRORS},
+    }}
+
+    @answers_problems
+    def on_post(self, req, resp, chat_id, message_id):
+        m, w = self.helpdesk.tables.messages, self.state.tables["messages"]
+        o = self.state.tables["outbox"]
+        with self.helpdesk.db.read() as conn:
+            self._chat(conn, chat_id)
+            original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
+                                    .where(m.c.id == message_id, m.c.chat_id == chat_id)).first()
+        if original is None:
+            raise Problem(404, "not_found", f"Message {message_id} is not in chat {chat_id}.")
+        if original.direction != "out" or original.status not in ("failed", "unknown"):
+            raise Problem(409, "not_resendable",
+                          f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
+        agent = req.context.agent
+
+        def store(tx, ctx, now, owner):
+            new_id = outbox.enqueue(
+                tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
+                content_uri=original.content_uri, content_name=original.content_name, message_type=original.type,
+                ref_message_id=original.ref_message_id, author_agent_id=agent.id,
+                author_name=agent.display_name or agent.username)
+            claimed = tx.conn.execute(sa.update(o).where(o.c.message_id == message_id, o.c.resent_as.is_(None))
+                                      .values(resent_as=new_id, updated_at=now)).rowcount
+            if not claimed:
+                exists = tx.conn.execute(sa.select(o.c.resent_as).where(o.c.message_id == message_id)).first()
+                if exists is None:  # a message that never went through the outbox (e.g. an old import)
+                    tx.conn.execute(sa.insert(o).values(
+                        message_id=message_id, chat_id=chat_id, state="done", crm_message_id="-", attempts=0,
+                        maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now, resent_as=new_id))
+                else:
+                    raise Problem(409, "already_resent",
+                                  f"Message {message_id} was already resent as message {exists.resent_as}.")
+            return new_id
+
+        self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store)
