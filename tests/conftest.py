@@ -262,13 +262,175 @@ def pm_with():
 
 @pytest.fixture
 def build_app(config, engine, http, clock):
-    """``build_app(pm, **settings)``: another app on the same database (settings: env overrides)."""
+    """``build_app(pm, config_fields={...}, **settings)``: another app on the same database.
 
-    def build(pm, **settings):
-        cfg = Config(database_url=config.database_url, env={**config.env, **settings})
+    ``settings`` override environment settings; ``config_fields`` set ``Config`` fields directly."""
+
+    def build(pm, config_fields=None, **settings):
+        cfg = Config(database_url=config.database_url, env={**config.env, **settings}, **(config_fields or {}))
         return create_app(cfg, pm, engine=engine, http=http, clock=clock)
 
     return build
+
+
+# ---------------------------------------------------------------- sandbox (the Wazzup24 emulator)
+
+
+class WebhookReceiver:
+    """A tiny HTTP server that records what is posted to it (a stand-in for our webhook).
+
+    ``answers``: statuses to answer, one per request in order (then 200). ``wait_for(n)`` waits,
+    bounded, until n bodies arrived.
+    """
+
+    def __init__(self):
+        import threading
+
+        from wazzup_plugin.sandbox.server import _Handler, _ThreadingServer
+
+        self.bodies: list = []
+        self.headers: list[dict] = []
+        self.answers: list[int] = []
+        self._cond = threading.Condition()
+        receiver = self
+
+        def app(environ, start_response):
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(size) if size else b""
+            with receiver._cond:
+                receiver.bodies.append(json.loads(raw) if raw else None)
+                receiver.headers.append({k[5:].replace("_", "-").title(): v for k, v in environ.items()
+                                         if k.startswith("HTTP_")} | {"Content-Type": environ.get("CONTENT_TYPE")})
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                receiver._cond.notify_all()
+            start_response(f"{status} X", [("Content-Type", "application/json")])
+            return [b"{}"]
+
+        self._httpd = _ThreadingServer(("127.0.0.1", 0), _Handler)
+        self._httpd.set_app(app)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/webhook"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.bodies) >= count, timeout)
+            return list(self.bodies)
+
+    def stop(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def webhook_receiver():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def sandbox_config():
+    """The sandbox's behaviour for a test: our test key, statuses at once (tests change it freely)."""
+    from wazzup_plugin.sandbox.config import SandboxConfig
+
+    return SandboxConfig(api_key=API_KEY, status_delays=(0.0, 0.0, 0.0), webhook_backoff=0.0)
+
+
+@pytest.fixture
+def sandbox_app(sandbox_config, clock, http):
+    """The sandbox in process, on the fake clock, with no sender thread: call ``sandbox.sender.pump()``."""
+    from wazzup_plugin.sandbox.app import create_sandbox_app
+
+    return create_sandbox_app(sandbox_config, clock=clock, http=http, start_sender=False)
+
+
+@pytest.fixture
+def sandbox(sandbox_app):
+    return sandbox_app.sandbox
+
+
+@pytest.fixture
+def sandbox_client(sandbox_app):
+    return falcon.testing.TestClient(sandbox_app)
+
+
+@pytest.fixture
+def sandbox_server(sandbox_config):
+    """The sandbox over real HTTP on a free port (real clock, sender thread on); ``.url``, ``.app.sandbox``."""
+    from wazzup_plugin.sandbox.app import create_sandbox_app
+    from wazzup_plugin.sandbox.server import SandboxServer
+
+    session = requests.Session()
+    app = create_sandbox_app(sandbox_config, http=session)
+    server = SandboxServer(app, "127.0.0.1", 0).start()
+    app.sandbox.update_config({"public_url": server.url})
+    yield server
+    server.stop()
+    session.close()
+
+
+# ---------------------------------------------------------------- outbound (send, outbox, connection)
+
+CHANNEL_ID = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+
+
+@pytest.fixture
+def wazzup_url():
+    """The test Wazzup API's base URL (what ``wazzup_api`` mocks)."""
+    return WAZZUP_API
+
+
+@pytest.fixture
+def api_key():
+    return API_KEY
+
+
+@pytest.fixture
+def channel_id():
+    """The channel of chats made by ``make_wazzup_chat``; the only active WhatsApp channel in the fixtures."""
+    return CHANNEL_ID
+
+
+@pytest.fixture
+def api_payload():
+    """Load a Wazzup API answer: ``api_payload("channels_one_active")`` (tests/fixtures/wazzup/api/)."""
+
+    def load(name: str):
+        return json.loads((FIXTURES / "wazzup" / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+@pytest.fixture
+def make_wazzup_chat(helpdesk, make_chat):
+    """A ``wazzup`` chat with its Wazzup identity; ``channel_id=None`` leaves the identity row out."""
+
+    def make(wazzup_chat_id="79011112233", channel_id=CHANNEL_ID, chat_type="whatsapp", title="Ivan",
+             phone="79011112233"):
+        from wazzup_plugin.state import get_state
+
+        chat_id = make_chat(type="wazzup", title=title, phone=phone)
+        if channel_id is not None:
+            table = get_state(helpdesk).tables["chats"]
+            with helpdesk.db.write() as tx:
+                tx.conn.execute(sa.insert(table).values(chat_id=chat_id, channel_id=channel_id, chat_type=chat_type,
+                                                        wazzup_chat_id=wazzup_chat_id, contact_name=title))
+        return chat_id
+
+    return make
+
+
+@pytest.fixture
+def outbox_ctx(helpdesk, clock):
+    """The outbound flow's objects on the fake clock; the rate limiter's waits move the clock."""
+    from wazzup_plugin.outbound.context import outbound
+
+    ctx = outbound(helpdesk)
+    ctx.limiter.sleep = clock.advance
+    return ctx
 
 
 # ---------------------------------------------------------------- inbound webhook (Wazzup24 deliveries)
@@ -434,66 +596,3 @@ def _stop_process(proc, timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
-
-
-# ---------------------------------------------------------------- outbound (send, outbox, connection)
-
-CHANNEL_ID = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
-
-
-@pytest.fixture
-def wazzup_url():
-    """The test Wazzup API's base URL (what ``wazzup_api`` mocks)."""
-    return WAZZUP_API
-
-
-@pytest.fixture
-def api_key():
-    return API_KEY
-
-
-@pytest.fixture
-def channel_id():
-    """The channel of chats made by ``make_wazzup_chat``; the only active WhatsApp channel in the fixtures."""
-    return CHANNEL_ID
-
-
-@pytest.fixture
-def api_payload():
-    """Load a Wazzup API answer: ``api_payload("channels_one_active")`` (tests/fixtures/wazzup/api/)."""
-
-    def load(name: str):
-        return json.loads((FIXTURES / "wazzup" / "api" / f"{name}.json").read_text(encoding="utf-8"))
-
-    return load
-
-
-@pytest.fixture
-def make_wazzup_chat(helpdesk, make_chat):
-    """A ``wazzup`` chat with its Wazzup identity; ``channel_id=None`` leaves the identity row out."""
-
-    def make(wazzup_chat_id="79011112233", channel_id=CHANNEL_ID, chat_type="whatsapp", title="Ivan",
-             phone="79011112233"):
-        from wazzup_plugin.state import get_state
-
-        chat_id = make_chat(type="wazzup", title=title, phone=phone)
-        if channel_id is not None:
-            table = get_state(helpdesk).tables["chats"]
-            with helpdesk.db.write() as tx:
-                tx.conn.execute(sa.insert(table).values(chat_id=chat_id, channel_id=channel_id, chat_type=chat_type,
-                                                        wazzup_chat_id=wazzup_chat_id, contact_name=title))
-        return chat_id
-
-    return make
-
-
-@pytest.fixture
-def outbox_ctx(helpdesk, clock):
-    """The outbound flow's objects on the fake clock; the rate limiter's waits move the clock."""
-    from wazzup_plugin.outbound.context import outbound
-
-    ctx = outbound(helpdesk)
-    ctx.limiter.sleep = clock.advance
-    return ctx
-
-
