@@ -1,0 +1,136 @@
+"""``helpdesk-stub``: database, agents, tokens, plugins, plugin groups, .env, startup errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import falcon.testing
+import pytest
+from click.testing import CliRunner
+
+from host_stub.cli import build_cli, main
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch, isolated_logging):
+    """Run commands in an empty directory (no stray .env) against a fresh SQLite file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # main() copies .env values into os.environ
+    for name in [n for n in os.environ if n.startswith(("HELPDESK_", "WAZZUP24_"))]:
+        monkeypatch.delenv(name)
+    return {"HELPDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+
+
+@pytest.fixture
+def run(cli_env, pm_with):
+    def invoke(*args, input=None, env=None):
+        return CliRunner().invoke(build_cli(pm_with()), list(args), input=input, env={**cli_env, **(env or {})})
+
+    return invoke
+
+
+def test_db_upgrade_applies_the_host_and_plugin_migrations(run):
+    result = run("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert "0001_host" in result.output and "0001_wazzup" in result.output
+
+
+def test_users_create_reads_the_password_from_stdin(run):
+    run("db", "upgrade")
+    result = run("users", "create", "bob", "--password-stdin", input="a long password\n")
+    assert result.exit_code == 0, result.output
+    assert "created agent bob" in result.output
+
+
+def test_users_create_prompts_for_the_password_twice(run):
+    run("db", "upgrade")
+    result = run("users", "create", "carol", input="secret password\nsecret password\n")
+    assert result.exit_code == 0, result.output
+    assert "secret password" not in result.output
+
+
+def test_users_create_refuses_short_passwords_and_duplicates(run):
+    run("db", "upgrade")
+    short = run("users", "create", "dave", "--password-stdin", input="short\n")
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    run("users", "create", "dave", "--password-stdin", input="long enough pw\n")
+    again = run("users", "create", "dave", "--password-stdin", input="long enough pw\n")
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_tokens_create_prints_only_a_working_token(run, cli_env, pm_with):
+    from host_stub.app import create_app
+    from host_stub.config import Config
+
+    run("db", "upgrade")
+    run("users", "create", "erin", "--password-stdin", input="long enough pw\n")
+    result = CliRunner().invoke(build_cli(pm_with()), ["tokens", "create", "erin"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n" and token.startswith("hdt_")
+    app = create_app(Config(database_url=cli_env["HELPDESK_DATABASE_URL"]), pm_with())
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/api/chats", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_tokens_create_for_an_unknown_agent_says_how_to_create_one(run):
+    run("db", "upgrade")
+    result = run("tokens", "create", "nobody")
+    assert result.exit_code != 0 and "helpdesk-stub users create nobody" in result.output
+
+
+def test_plugins_lists_enabled_plugins_with_versions(run):
+    import wazzup_plugin
+
+    result = run("plugins")
+    assert result.exit_code == 0
+    assert result.output == f"wazzup24 {wazzup_plugin.__version__} (contract 1)\n"
+
+
+def test_plugin_command_group_is_available(run):
+    result = run("wazzup24", "--help")
+    assert result.exit_code == 0, result.output
+    assert "Wazzup24" in result.output
+
+
+def test_serve_defaults_to_port_8000(run):
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    assert "8000" in result.output and "--no-workers" in result.output and "--workers" in result.output
+
+
+def test_dotenv_is_read_and_the_environment_wins(cli_env, tmp_path, monkeypatch):
+    from host_stub.config import Config
+
+    (tmp_path / ".env").write_text("HELPDESK_LOG_LEVEL=DEBUG\nHELPDESK_LOG_FORMAT=json\nWAZZUP24_CHANNEL_ID=from-file\n")
+    monkeypatch.setenv("HELPDESK_LOG_FORMAT", "text")
+    config = Config.from_env()
+    assert config.log_level == "DEBUG"          # from .env
+    assert config.log_format == "text"          # the environment wins
+    assert config.env["WAZZUP24_CHANNEL_ID"] == "from-file"  # plugins see .env values too
+
+
+def test_main_reads_dotenv_for_the_commands(cli_env, tmp_path, capsys):
+    (tmp_path / ".env").write_text(f"HELPDESK_DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.sqlite3'}\n")
+    main(["db", "upgrade"])
+    assert "0001_host" in capsys.readouterr().out
+    assert (tmp_path / "from-dotenv.sqlite3").exists()
+
+
+def test_main_reports_a_startup_error_clearly(cli_env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HELPDESK_PLUGINS", "telegram")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plugins"])
+    assert exit_info.value.code == 2
+    assert "Error: HELPDESK_PLUGINS names telegram, which is not installed" in capsys.readouterr().err
+
+
+def test_helpdesk_stub_console_script_runs(tmp_path):
+    script = Path(sys.executable).parent / "helpdesk-stub"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "db", "users", "tokens", "plugins", "wazzup24"):
+        assert command in result.stdout

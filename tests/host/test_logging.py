@@ -1,0 +1,114 @@
+"""Logging: configured once (level, text or JSON, optional file), secrets masked in every line."""
+
+import io
+import json
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from host_stub.config import Config
+from host_stub.logging_setup import SecretsFilter, configure_logging
+
+API_KEY = "wz-live-key-5f1e2d3c4b5a6978"
+SECRET = "hook-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def configured(isolated_logging):
+    """Logging configured from settings holding an API key and a webhook secret; returns the stream."""
+    def configure(**fields):
+        stream = io.StringIO()
+        config = Config(env={"WAZZUP24_API_KEY": API_KEY, "WAZZUP24_WEBHOOK_SECRET": SECRET}, **fields)
+        configure_logging(config, stream=stream)
+        return stream
+
+    return configure
+
+
+def test_text_lines_carry_level_logger_message_and_context(configured):
+    stream = configured()
+    logging.getLogger("wazzup_plugin.outbound").info("sent message %s", 42, extra={"context": {"chat_id": 7}})
+    line = stream.getvalue().strip()
+    assert " INFO wazzup_plugin.outbound: sent message 42 chat_id=7" in line
+
+
+def test_json_lines_are_one_object_per_record(configured):
+    stream = configured(log_format="json")
+    logging.getLogger("host_stub.test").warning("hello", extra={"context": {"message_id": 3}})
+    entry = json.loads(stream.getvalue())
+    assert (entry["level"], entry["logger"], entry["message"], entry["message_id"]) == (
+        "WARNING", "host_stub.test", "hello", 3)
+
+
+def test_level_is_honoured(configured):
+    stream = configured(log_level="WARNING")
+    logging.getLogger("host_stub.test").info("quiet")
+    logging.getLogger("host_stub.test").warning("loud")
+    assert "quiet" not in stream.getvalue() and "loud" in stream.getvalue()
+
+
+def test_log_file_is_written(configured, tmp_path):
+    path = tmp_path / "helpdesk.log"
+    configured(log_file=str(path))
+    logging.getLogger("host_stub.test").warning("to the file with %s", API_KEY)
+    logging.getLogger().handlers[-1].flush()
+    text = path.read_text()
+    assert "to the file with ***" in text and API_KEY not in text
+
+
+def test_configuring_again_replaces_the_handler(configured):
+    configured()
+    configured()
+    assert [h.get_name() for h in logging.getLogger().handlers].count("helpdesk") == 1
+
+
+@pytest.mark.parametrize("emit", [
+    lambda log: log.info("calling Wazzup with key %s", API_KEY),
+    lambda log: log.info(f"webhook secret is {SECRET}"),
+    lambda log: log.info("request", extra={"context": {"api_key": API_KEY}}),
+    lambda log: log.info("headers: Authorization: Bearer hdt_abcdefghijklmnop1234"),
+    lambda log: log.info("GET /api/webhook?token=hdt_abcdefghijkl&x=1"),
+    lambda log: log.info("settings api_key=unlisted-key-123456"),
+])
+def test_secrets_never_reach_a_log_line(configured, emit):
+    stream = configured(log_format="json")
+    emit(logging.getLogger("wazzup_plugin.test"))
+    line = stream.getvalue()
+    for secret in (API_KEY, SECRET, "hdt_abcdefghijk", "unlisted-key-123456"):
+        assert secret not in line
+    assert "***" in line
+
+
+def test_secrets_in_exceptions_are_masked_too(configured):
+    stream = configured()
+    try:
+        raise RuntimeError(f"Wazzup refused key {API_KEY}")
+    except RuntimeError:
+        logging.getLogger("wazzup_plugin.test").exception("send failed")
+    assert API_KEY not in stream.getvalue() and "Wazzup refused key ***" in stream.getvalue()
+
+
+def test_short_values_are_not_treated_as_secrets():
+    masking = SecretsFilter(["abc", "", "long-enough-secret"])
+    assert masking.mask("abc and long-enough-secret") == "abc and ***"
+
+
+def test_gunicorn_access_log_masks_query_secrets_and_drops_credentials(monkeypatch):
+    from gunicorn.config import Config as GunicornConfig
+
+    from host_stub.gunicorn_logging import MaskingLogger
+
+    monkeypatch.setenv("WAZZUP24_WEBHOOK_SECRET", SECRET)
+    logger = MaskingLogger(GunicornConfig())
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": f"/api/webhook?token={SECRET}", "SERVER_PROTOCOL": "HTTP/1.1",
+               "PATH_INFO": "/api/webhook", "QUERY_STRING": f"token={SECRET}", "REMOTE_ADDR": "127.0.0.1"}
+    request = SimpleNamespace(headers=[("AUTHORIZATION", "Bearer hdt_abcdefghijklmnop"), ("COOKIE", "s=1")])
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
+    atoms = logger.atoms(response, request, environ, timedelta(milliseconds=5))
+    rendered = json.dumps(atoms, default=str)
+    assert SECRET not in rendered and "hdt_abcdefghijklmnop" not in rendered
+    assert atoms["r"] == "POST /api/webhook?token=*** HTTP/1.1"
+    assert atoms["q"] == "token=***"
+    assert "{authorization}i" not in atoms and "{cookie}i" not in atoms
