@@ -185,7 +185,7 @@ class WebhooksResource:
         status, error = sb.sender.post_once({"test": True}, url=uri)
         if status != 200:
             wazzup_error(resp, "testPostNotPassed", "URI does not return 200 OK on test request",
-                         {"status": status} if error is None else {"status": None, "reason": error})
+                         {"statusCode": status} if error is None else {"statusCode": None, "reason": error})
             return
         with sb.lock:
             sb.webhook_uri = uri
@@ -214,7 +214,12 @@ class IframeResource:
         if scope == "card" and not (isinstance(body.get("filter"), list) and body["filter"]):
             bad.append("filter")
         if bad:
-            wazzup_error(resp, "VALIDATION_ERROR", "Iframe data is invalid", {"fields": bad})
+            if self.sandbox.config.iframe_error_nested:   # the shape a third-party client reports
+                resp.status = 400
+                resp.media = {"error": {"code": "INVALID_IFRAME_DATA", "description": "Iframe data is invalid",
+                                        "fields": bad}}
+            else:
+                wazzup_error(resp, "VALIDATION_ERROR", "Iframe data is invalid", {"fields": bad})
             return
         base = self.sandbox.config.public_url.rstrip("/")
         resp.media = {"url": f"{base}/_sandbox/iframe/{uuid.uuid4().hex}"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 DEFAULT_CHANNEL_ID = "b96a353b-06f5-4cac-8413-ba1d8e93f981"
 DEFAULT_PLAIN_ID = "79865784457"
@@ -66,11 +66,13 @@ class SandboxConfig:
     duplicate_statuses: bool = False       # deliver each status twice
     statuses_before_201: bool = False      # post the whole sequence before answering the send
     echo: str = "off"
+    echo_crm_message_id: bool = False      # whether an echo carries the send's crmMessageId (UNCONFIRMED)
     bad_contacts: tuple[str, ...] = ()     # chatIds for which a send ends in BAD_CONTACT
     bad_contact_mode: str = "webhook"
     combine_deliveries: bool = False       # one delivery carries everything due at once
     webhook_bools_as_strings: bool = True  # GET /v3/webhooks shows "true"/"false" as the docs do
     webhook_content_type: str = "application/json; charset-utf-8"   # sic, as documented
+    iframe_error_nested: bool = False      # iframe errors as {"error": {"code": ...}} (third-party report)
     crm_key: str | None = None             # sent as Authorization: Bearer on deliveries when set
     webhook_timeout: float = 30.0          # Wazzup waits 30 s
     webhook_attempts: int = 4              # attempts per delivery before it is given up

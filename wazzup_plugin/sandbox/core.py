@@ -120,6 +120,8 @@ class Sandbox:
         extra = {"sentFromApp": False}
         if record["crmUserId"]:
             extra["authorId"] = record["crmUserId"]
+        if self.config.echo_crm_message_id and record["crmMessageId"] is not None:
+            extra["crmMessageId"] = record["crmMessageId"]
         return deliveries.incoming_message(
             channel_id=record["channelId"], chat_id=record["chatId"], chat_type=record["chatType"],
             text=record["text"], content_uri=record["contentUri"], message_id=record["messageId"],

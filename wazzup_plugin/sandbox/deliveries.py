@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+MEDIA_TYPES = {"image": (".jpg", ".jpeg", ".png", ".gif", ".webp", ".was"),
+               "video": (".mp4", ".mov", ".3gp", ".webm"),
+               "audio": (".mp3", ".ogg", ".oga", ".opus", ".m4a", ".wav", ".aac")}
+
+
+def media_type(content_uri: str) -> str:
+    """The message type Wazzup would give a file, guessed from its name (a document when unsure)."""
+    path = urlsplit(content_uri).path.lower()
+    query = urlsplit(content_uri).query.lower()   # Wazzup's store puts the name in ?filename=
+    for type_, endings in MEDIA_TYPES.items():
+        if path.endswith(endings) or any(query.endswith(e) for e in endings):
+            return type_
+    return "document"
 
 
 def incoming_message(*, channel_id: str, chat_id: str, text: str | None = None, content_uri: str | None = None,
@@ -26,7 +42,7 @@ def incoming_message(*, channel_id: str, chat_id: str, text: str | None = None, 
         "chatType": chat_type,
         "chatId": chat_id,
         "dateTime": iso(at or datetime.now(timezone.utc)),
-        "type": type or ("text" if content_uri is None else "image"),
+        "type": type or ("text" if content_uri is None else media_type(content_uri)),
         "isEcho": is_echo,
         "contact": {"name": name or chat_id},
         "status": "sent" if is_echo else "inbound",
