@@ -43,6 +43,27 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iter
     conn.execute(stmt, list(rows))
 
 
+def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> list[int]:
+    """Insert rows in one batch and return their integer primary keys, in the order of ``rows``.
+
+    PostgreSQL: one ``INSERT ... RETURNING`` per batch, ordered by SQLAlchemy's sentinel form.
+    SQLite cannot order a batched ``RETURNING`` (SQLAlchemy falls back to a statement per row),
+    so the ids are assigned here, after the current maximum: safe because a SQLite write
+    transaction (``BEGIN IMMEDIATE``) excludes every other writer; outside one, a clash fails
+    loudly on the primary key instead of mixing rows up.
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    (pk,) = table.primary_key.columns
+    if conn.dialect.name == "sqlite":
+        start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(pk), 0))).scalar_one() + 1
+        ids = list(range(start, start + len(rows)))
+        conn.execute(sa.insert(table), [{**row, pk.name: i} for row, i in zip(rows, ids)])
+        return ids
+    return list(conn.execute(sa.insert(table).returning(pk, sort_by_parameter_order=True), rows).scalars())
+
+
 def host_tables(state) -> tuple[sa.Table, sa.Table]:
     """The host's ``chats`` and ``messages`` tables, found through the plugin's own foreign keys.
 

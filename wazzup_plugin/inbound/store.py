@@ -26,7 +26,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.store_common import host_tables, insert_ignore, upsert
+from wazzup_plugin.store_common import host_tables, insert_ignore, insert_returning_ids, upsert
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +233,7 @@ class Writer:
 
         missing = [k for k in keys if k not in found]
         if missing:
-            created = self.conn.execute(
-                sa.insert(c).returning(c.c.id, sort_by_parameter_order=True),
-                [self._new_chat_row(latest[k]) for k in missing]).scalars().all()
+            created = insert_returning_ids(self.conn, c, [self._new_chat_row(latest[k]) for k in missing])
             mine = dict(zip(missing, created))
             insert_ignore(self.conn, wc, [
                 {"chat_id": mine[k], "channel_id": k[0], "chat_type": k[1], "wazzup_chat_id": k[2],
@@ -354,8 +352,7 @@ class Writer:
         if not fresh:
             return []
         m, wm = self.messages, self.t["messages"]
-        ids = self.conn.execute(sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
-                                [self._message_row(x, chat_of[x.chat_key]) for x in fresh]).scalars().all()
+        ids = insert_returning_ids(self.conn, m, [self._message_row(x, chat_of[x.chat_key]) for x in fresh])
         mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
         insert_ignore(self.conn, wm, [
             {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key], "wazzup_message_id": x.message_id,
@@ -572,18 +569,14 @@ class Writer:
             self.release_echoes(chat_ids)
 
     def release_echoes(self, chat_ids=None, older_than: datetime | None = None, limit: int = 200) -> None:
-        """Parked echoes become outgoing messages once their chat has no send in flight (or they aged)."""
+        """Parked echoes become outgoing messages once their chat (of ``chat_ids``, else any chat)
+        has no send in flight, or once they are older than ``older_than``."""
         p, wm, m = self.t["parked"], self.t["messages"], self.messages
         in_flight = (sa.select(wm.c.message_id).join(m, m.c.id == wm.c.message_id)
                      .where(wm.c.chat_id == p.c.chat_id, wm.c.wazzup_message_id.is_(None),
                             m.c.status.in_(IN_FLIGHT)).exists())
-        conditions = []
-        if chat_ids is not None:
-            conditions.append(sa.and_(p.c.chat_id.in_(sorted(chat_ids)), ~in_flight))
-        if older_than is not None:
-            conditions.append(p.c.received_at < older_than)
-        if not conditions:
-            conditions.append(~in_flight)
+        settled = ~in_flight if chat_ids is None else sa.and_(p.c.chat_id.in_(sorted(chat_ids)), ~in_flight)
+        conditions = [settled] if older_than is None else [settled, p.c.received_at < older_than]
         rows = self._take_parked(sa.and_(p.c.kind == "echo", sa.or_(*conditions)), limit)
         if rows:
             log.info("parked echoes released as outgoing messages", extra={"context": {
@@ -591,7 +584,8 @@ class Writer:
             self._replay(rows)
 
     def expire_parked(self, limit: int = 200) -> None:
-        """Housekeeping: statuses parked over a day are dropped (logged); stale echoes are released."""
+        """Housekeeping: statuses parked over a day are dropped (logged); echoes are released once their
+        chat has no send in flight (e.g. it failed) or after a day: a message is never dropped."""
         p = self.t["parked"]
         cutoff = self.now - PARKED_TTL
         expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff), limit)

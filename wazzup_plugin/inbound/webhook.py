@@ -90,9 +90,11 @@ class WebhookResource:
 
     def _read_json(self, req) -> dict:
         limit = self.helpdesk.config.max_body_bytes
-        # Content-Length over the limit is refused by the host before we get here; a chunked body
-        # is read at most one byte past the limit.
-        raw = req.bounded_stream.read(limit + 1)
+        # Content-Length over the limit is refused by the host before we get here. A chunked body
+        # (no Content-Length; the server marks its input terminated) is read to at most one byte
+        # past the limit.
+        chunked = req.content_length is None and req.env.get("wsgi.input_terminated")
+        raw = (req.stream if chunked else req.bounded_stream).read(limit + 1)
         if len(raw) > limit:
             raise falcon.HTTPContentTooLarge(
                 title="payload_too_large", description=f"The request body is larger than the limit of {limit} bytes.")

@@ -1,0 +1,201 @@
+"""The webhook's `statuses`, and what waits for a message id: parked statuses and echoes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from wazzup_plugin.sandbox.deliveries import delivery, incoming_message, status_update
+
+CHANNEL = "b96a353b-06f5-4cac-8413-ba1d8e93f981"
+PHONE = "79161234567"
+
+
+@pytest.fixture
+def chat_id(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_text"))
+    return wazzup_rows.chats()[0]["id"]
+
+
+@pytest.fixture
+def sent(outgoing_send, chat_id):
+    """An agent's message that Wazzup accepted as WZ-1."""
+    send = outgoing_send(chat_id)
+    send.settle("WZ-1")
+    return send
+
+
+def at(minute: int) -> datetime:
+    return datetime(2026, 11, 26, 12, minute, tzinfo=timezone.utc)
+
+
+def test_statuses_move_forward_with_a_timestamp_each(deliver, wazzup_rows, sent):
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="sent", at=at(1))]))
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="delivered", at=at(2))]))
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="read", at=at(3))]))
+    message = wazzup_rows.message("WZ-1")
+    assert message["status"] == "read"
+    assert (message["sent_at"], message["delivered_at"], message["read_at"]) == (at(1), at(2), at(3))
+
+
+def test_a_late_status_never_moves_a_message_backwards(deliver, wazzup_rows, sent):
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="read", at=at(3))]))
+    result = deliver(delivery(statuses=[status_update(message_id="WZ-1", status="sent", at=at(1)),
+                                        status_update(message_id="WZ-1", status="delivered", at=at(2))]))
+    assert result.status_code == 200
+    message = wazzup_rows.message("WZ-1")
+    assert message["status"] == "read"
+    assert message["read_at"] == at(3)
+    assert message["delivered_at"] == at(2)  # the report is still a fact worth its time
+
+
+def test_statuses_in_one_delivery_apply_in_any_order(deliver, wazzup_rows, sent):
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="read", at=at(3)),
+                               status_update(message_id="WZ-1", status="sent", at=at(1)),
+                               status_update(message_id="WZ-1", status="delivered", at=at(2))]))
+    assert wazzup_rows.message("WZ-1")["status"] == "read"
+
+
+def test_repeated_status_changes_nothing(deliver, wazzup_rows, sent):
+    body = delivery(statuses=[status_update(message_id="WZ-1", status="delivered", at=at(2))])
+    deliver(body)
+    first = wazzup_rows.message("WZ-1")
+    assert deliver(body).json["statuses_applied"] == 0
+    assert wazzup_rows.message("WZ-1") == first
+
+
+def test_error_status_is_stored_as_failed_with_code_and_description(deliver, payload, wazzup_rows, outgoing_send,
+                                                                    chat_id):
+    send = outgoing_send(chat_id)
+    send.settle("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")
+    deliver(payload("statuses_error"))
+    message = wazzup_rows.message("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")
+    assert message["status"] == "failed"
+    assert (message["error_code"], message["error_text"]) == ("BAD_CONTACT", "Account with this chatId does not exist")
+    assert message["failed_at"] == datetime(2025, 2, 5, 6, 1, 9, 120000, tzinfo=timezone.utc)
+    deliver(delivery(statuses=[status_update(message_id="f66c53a6-957a-46b2-b41b-5a2ef4844bcb", status="read")]))
+    assert wazzup_rows.message("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")["status"] == "failed"
+
+
+def test_edited_status_marks_the_message_edited_without_changing_its_status(deliver, payload, wazzup_rows,
+                                                                            outgoing_send, chat_id):
+    send = outgoing_send(chat_id)
+    send.settle("be3dc577-60c4-4fc8-83a5-8c358e0bfe15")
+    deliver(payload("statuses_edited"))
+    message = wazzup_rows.message("be3dc577-60c4-4fc8-83a5-8c358e0bfe15")
+    assert message["edited_at"] == datetime(2025, 2, 5, 6, 5, tzinfo=timezone.utc)
+    assert message["status"] == "accepted"
+
+
+def test_messages_and_statuses_in_one_delivery(deliver, payload, wazzup_rows, outgoing_send, chat_id):
+    send = outgoing_send(chat_id)
+    send.settle("be3dc577-60c4-4fc8-83a5-8c358e0bfe15")
+    result = deliver(payload("messages_and_statuses"))
+    assert result.status_code == 200
+    assert result.json["new_messages"] == 2 and result.json["statuses_applied"] == 1
+    assert wazzup_rows.message("be3dc577-60c4-4fc8-83a5-8c358e0bfe15")["status"] == "read"
+    assert {m["text"] for m in wazzup_rows.messages(direction="in")} >= {"First", "Second"}
+
+
+def test_status_before_the_send_call_returns_is_parked_and_applied_when_the_id_is_known(
+        deliver, wazzup_rows, outgoing_send, chat_id):
+    send = outgoing_send(chat_id)
+    result = deliver(delivery(statuses=[status_update(message_id="WZ-early", status="delivered", at=at(2))]))
+    assert result.json["parked"] == 1
+    assert [p["wazzup_message_id"] for p in wazzup_rows.table("parked")] == ["WZ-early"]
+    assert wazzup_rows.messages(direction="out")[0]["status"] == "queued"
+
+    send.settle("WZ-early")  # the outbound flow learns the id and calls apply_parked in its transaction
+
+    message = wazzup_rows.message("WZ-early")
+    assert (message["status"], message["delivered_at"]) == ("delivered", at(2))
+    assert wazzup_rows.table("parked") == []
+
+
+def test_redelivered_parked_status_is_parked_once(deliver, wazzup_rows, chat_id):
+    body = delivery(statuses=[status_update(message_id="WZ-x", status="sent")])
+    deliver(body)
+    deliver(body)
+    assert len(wazzup_rows.table("parked")) == 1
+
+
+def test_parked_statuses_expire_after_a_day_and_are_logged(deliver, wazzup_rows, chat_id, clock, caplog):
+    deliver(delivery(statuses=[status_update(message_id="WZ-never", status="sent")]))
+    clock.advance(hours=23)
+    deliver(delivery(statuses=[status_update(message_id="WZ-other", status="sent")]))
+    assert len(wazzup_rows.table("parked")) == 2
+    clock.advance(hours=2)
+    with caplog.at_level("WARNING", logger="wazzup_plugin.inbound.store"):
+        deliver(delivery(statuses=[status_update(message_id="WZ-third", status="sent")]))
+    assert sorted(p["wazzup_message_id"] for p in wazzup_rows.table("parked")) == ["WZ-other", "WZ-third"]
+    [record] = [r for r in caplog.records if "expired" in r.getMessage()]
+    assert record.context["wazzup_message_ids"] == ["WZ-never"]
+
+
+def test_echo_that_beats_the_send_answer_is_parked_and_merged_when_the_send_settles(
+        deliver, wazzup_rows, outgoing_send, chat_id):
+    send = outgoing_send(chat_id, text="On its way")
+    echo = incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="On its way", message_id="WZ-2", is_echo=True)
+    echo["status"] = "delivered"
+    result = deliver(delivery(messages=[echo]))
+    assert result.json["parked"] == 1
+    assert len(wazzup_rows.messages(direction="out")) == 1
+
+    send.settle("WZ-2")
+
+    [message] = wazzup_rows.messages(direction="out")
+    assert (message["id"], message["wazzup_message_id"], message["status"]) == (send.id, "WZ-2", "delivered")
+    assert wazzup_rows.table("parked") == []
+
+
+def test_parked_echo_that_was_not_our_send_becomes_an_outgoing_message_when_the_send_settles(
+        deliver, wazzup_rows, outgoing_send, chat_id):
+    send = outgoing_send(chat_id, text="From the helpdesk")
+    phone_echo = incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="From the phone", message_id="WZ-phone",
+                                  is_echo=True)
+    deliver(delivery(messages=[phone_echo]))
+    send.settle("WZ-helpdesk")
+
+    out = {m["wazzup_message_id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert set(out) == {"WZ-helpdesk", "WZ-phone"}
+    assert (out["WZ-phone"]["text"], out["WZ-phone"]["is_echo"]) == ("From the phone", True)
+    assert wazzup_rows.table("parked") == []
+
+
+def test_parked_echo_is_released_when_the_send_fails_or_a_day_passes(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                    clock):
+    send = outgoing_send(chat_id)
+    deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="typed on phone",
+                                                message_id="WZ-p", is_echo=True)]))
+    send.fail()  # nothing in flight any more, yet nobody called apply_parked
+    clock.advance(minutes=2)
+    deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
+    assert wazzup_rows.message("WZ-p")["text"] == "typed on phone"
+
+
+def test_stale_parked_echo_is_released_even_with_a_send_stuck_in_flight(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                        clock):
+    outgoing_send(chat_id)
+    deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="typed on phone",
+                                                message_id="WZ-p", is_echo=True)]))
+    clock.advance(hours=25)
+    deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
+    assert wazzup_rows.message("WZ-p")["direction"] == "out"
+
+
+def test_status_parked_for_a_phone_echo_applies_when_the_echo_arrives(deliver, wazzup_rows, chat_id):
+    deliver(delivery(statuses=[status_update(message_id="WZ-ph", status="read", at=at(5))]))
+    deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="hi", message_id="WZ-ph",
+                                                is_echo=True, at=at(4))]))
+    message = wazzup_rows.message("WZ-ph")
+    assert (message["status"], message["read_at"]) == ("read", at(5))
+    assert wazzup_rows.table("parked") == []
+
+
+def test_status_changes_are_visible_to_pollers(deliver, wazzup_rows, sent, client, auth, chat_id):
+    seq = wazzup_rows.message("WZ-1")["change_seq"]
+    deliver(delivery(statuses=[status_update(message_id="WZ-1", status="delivered")]))
+    items = client.simulate_get(f"/api/chats/{chat_id}/messages", params={"changed_since": seq},
+                                headers=auth).json["items"]
+    assert [(m["wazzup_message_id"], m["status"]) for m in items] == [("WZ-1", "delivered")]
