@@ -136,6 +136,53 @@ def serving(app_spec: str, env: dict[str, str], **kwargs):
         server.stop()
 
 
+class Background:
+    """Any long-running command of ours (a sandbox, an outbox worker), stopped by its PID."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], name: str, ready_url: str | None = None,
+                 cwd: Path | None = None, timeout: float = 30.0):
+        self.cwd = cwd or scratch_dir(f"{name}-")
+        self.log_path = self.cwd / f"{name}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+        full_env.update(env)
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=self.cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        if ready_url:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    requests.get(ready_url, timeout=2)
+                    return
+                except requests.RequestException:
+                    time.sleep(0.1)
+            self.stop()
+            raise RuntimeError(f"{name} did not start; its log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if not self._log.closed:
+            self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # ---------------------------------------------------------------- wrk
 
 

@@ -29,13 +29,24 @@ CHATS = 1000
 BATCH = 100
 REDELIVERY_POOL = 2000
 WEBHOOK = "/api/webhook"
+WARMUP_SECONDS = 1
+WARMUP_RUN_OFFSET = 2**30  # warm-up ids never collide with measured ones
 
 
-def _wrk(server: Server, args, batch: int, run: int, pool: int | None = None) -> WrkResult:
+def _wrk(server: Server, args, batch: int, run: int, pool: int | None = None,
+         duration: float | None = None) -> WrkResult:
     body = payloads.webhook_body_lua(batch=batch, chats=CHATS, run=run, pool=pool)
     script = lua_script("POST", WEBHOOK, webhook_headers(), body_lua=body)
-    return run_wrk(server.url + WEBHOOK, script, duration=args.duration, connections=args.connections,
-                   threads=args.threads, per_request=batch)
+    return run_wrk(server.url + WEBHOOK, script, duration=duration or args.duration,
+                   connections=args.connections, threads=args.threads, per_request=batch)
+
+
+def _case(server: Server, args, batch: int, run: int, pool: int | None = None, count=None):
+    """Warm up (other ids), then measure; with ``count``, also the rows the measured run added."""
+    _wrk(server, args, batch, run + WARMUP_RUN_OFFSET, pool=pool, duration=WARMUP_SECONDS)
+    before = count() if count else 0
+    result = _wrk(server, args, batch, run, pool=pool)
+    return result, (count() - before if count else None)
 
 
 def _count(url: str, table_name: str) -> int:
@@ -58,32 +69,29 @@ def preload(server_url: str, run: int, pool: int, batch: int = 100) -> None:
             resp.raise_for_status()
 
 
-def measure(backend: str, args) -> dict[str, WrkResult | int]:
+def measure(backend: str, args) -> dict:
     """Every case on one database; returns results by case name plus stored-row checks."""
     results: dict = {}
-    run_base = random.randrange(1, 2**30)
+    run_base = random.randrange(1, 2**29)
     with Server("bench.apps:bare_app()", {}, name="bare") as server:
-        results["a"] = _wrk(server, args, 1, run_base)
+        results["a"], _ = _case(server, args, 1, run_base)
     with throwaway_database(backend, "probe") as url:
         apps.create_probe_table(url)
         with Server("bench.apps:probe_app()", {"BENCH_DATABASE_URL": url}, name="probe") as server:
-            results["b"] = _wrk(server, args, 1, run_base)
-            results["b100"] = _wrk(server, args, BATCH, run_base + 1)
+            results["b"], _ = _case(server, args, 1, run_base)
+            results["b100"], _ = _case(server, args, BATCH, run_base + 1)
     with throwaway_database(backend, "ingest") as url:
         create_product_schema(url)
+        count = lambda: _count(url, "messages")  # noqa: E731
         with Server(PRODUCT_APP, product_env(url), name=f"product-{backend}", ready_path="/api/health") as server:
-            before = _count(url, "messages")
-            results["c"] = _wrk(server, args, 1, run_base + 2)
-            results["c_stored"] = _count(url, "messages") - before
-            before = _count(url, "messages")
-            results["d"] = _wrk(server, args, BATCH, run_base + 3)
-            results["d_stored"] = _count(url, "messages") - before
+            results["c"], results["c_stored"] = _case(server, args, 1, run_base + 2, count=count)
+            results["d"], results["d_stored"] = _case(server, args, BATCH, run_base + 3, count=count)
+            # The redelivery pool is stored first, warm-up included, so every measured id is a repeat.
             preload(server.url, run_base + 4, REDELIVERY_POOL)
-            before = _count(url, "messages")
-            results["e"] = _wrk(server, args, 1, run_base + 4, pool=REDELIVERY_POOL)
-            results["e_stored"] = _count(url, "messages") - before
+            preload(server.url, run_base + 4 + WARMUP_RUN_OFFSET, REDELIVERY_POOL)
+            results["e"], results["e_stored"] = _case(server, args, 1, run_base + 4, pool=REDELIVERY_POOL,
+                                                      count=count)
             results["chats"] = _count(url, "chats")
-            results["log_tail"] = server.log_tail(5)
     return results
 
 

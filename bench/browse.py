@@ -1,0 +1,191 @@
+"""Browsing a large helpdesk: the chat list, a deep cursor page, a chat's latest 50 messages.
+
+    .venv/bin/python -m bench.browse --db both
+
+Data is generated in bulk (bench/bulk.py): first 10,000 chats and 100,000 messages, measured; then
+grown in the same database to 100,000 chats and 1,000,000 messages, measured again. Each page's
+p50 is compared with the health endpoint's p50 measured alongside (same server, same moment).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from datetime import datetime
+
+import requests
+import sqlalchemy as sa
+
+from bench import bulk
+from bench.common import PRODUCT_APP, parser, print_section, product_env
+from bench.databases import backends, create_product_schema, product_plugin_manager, throwaway_database
+from bench.harness import Server, WrkResult, lua_script, run_wrk
+from bench.report import Row, Section, Target, ratio, table
+
+SIZES = ((10_000, 100_000), (100_000, 1_000_000))
+PAGE = 50
+# Latency, not throughput: a few connections keep queueing out of the figures.
+BROWSE_CONNECTIONS = 4
+WARMUP_SECONDS = 1
+HOT_CHAT = bulk.HOT_CHAT
+
+
+def make_token(url: str) -> str:
+    from host_stub.auth import create_agent, create_token
+    from host_stub.db import make_engine
+    from host_stub.models import utcnow
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            agent_id = create_agent(conn, "bench", "bench-password-1", "Bench Agent", utcnow())
+            return create_token(conn, agent_id, "bench", utcnow())
+    finally:
+        engine.dispose()
+
+
+def _b64_json(cursor: str):
+    return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
+def _b64(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def deep_cursor(server_url: str, headers: dict, url: str, position: int) -> tuple[str, int]:
+    """A chat-list cursor pointing ``position`` chats deep, and the id of the chat that follows it.
+
+    The cursor's layout is the API's business: take a real one from a one-item page and swap the
+    sort key of that item for the key of the chat at ``position``.
+    """
+    first = requests.get(f"{server_url}/api/chats", params={"limit": 1}, headers=headers, timeout=30)
+    first.raise_for_status()
+    page = first.json()
+    item, cursor = page["items"][0], page["next_cursor"]
+    engine = sa.create_engine(url)
+    chats = bulk.tables(product_plugin_manager())["chats"]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(chats.c.id, chats.c.last_activity_at)
+                                .order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
+                                .offset(position - 1).limit(2)).all()
+    finally:
+        engine.dispose()
+    (deep_id, deep_at), (next_id, _) = rows
+    deep_at = deep_at if deep_at.tzinfo else deep_at.replace(tzinfo=bulk.START.tzinfo)
+    key = []
+    for value in _b64_json(cursor):
+        if value == item["id"] and isinstance(value, int):
+            key.append(deep_id)
+        elif isinstance(value, str) and _is_time(value):
+            key.append(deep_at.isoformat())
+        else:
+            key.append(value)
+    cursor = _b64(key)
+    check = requests.get(f"{server_url}/api/chats", params={"limit": 1, "cursor": cursor}, headers=headers,
+                         timeout=60)
+    check.raise_for_status()
+    got = check.json()["items"][0]["id"]
+    if got != next_id:
+        raise RuntimeError(f"deep cursor lands on chat {got}, expected {next_id}")
+    return cursor, position
+
+
+def _is_time(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _get(server: Server, path: str, headers: dict, args) -> WrkResult:
+    script = lua_script("GET", path, headers)
+    options = dict(connections=min(args.connections, BROWSE_CONNECTIONS), threads=min(args.threads, 2))
+    run_wrk(server.url + path, script, duration=WARMUP_SECONDS, **options)
+    return run_wrk(server.url + path, script, duration=args.duration, **options)
+
+
+def measure(backend: str, args) -> dict:
+    results = {}
+    pm = product_plugin_manager()
+    with throwaway_database(backend, "browse") as url:
+        create_product_schema(url)
+        token = make_token(url)
+        headers = {"Authorization": f"Bearer {token}"}
+        done_chats = done_messages = 0
+        for step, (n_chats, n_messages) in enumerate(SIZES, start=1):
+            seconds = bulk.grow(url, pm, (done_chats + 1, n_chats), (done_messages + 1, n_messages), n_chats, step)
+            done_chats, done_messages = n_chats, n_messages
+            with Server(PRODUCT_APP, product_env(url), name=f"browse-{backend}", ready_path="/api/health") as server:
+                cursor, depth = deep_cursor(server.url, headers, url, n_chats // 2)
+                paths = {
+                    "health": "/api/health",
+                    "chat list, first page": f"/api/chats?limit={PAGE}",
+                    f"chat list, cursor page": f"/api/chats?limit={PAGE}&cursor={cursor}",
+                    "a chat's latest 50 messages": f"/api/chats/{HOT_CHAT}/messages?limit={PAGE}",
+                }
+                for name, path in paths.items():
+                    results[(n_chats, name)] = _get(server, path, headers, args)
+            results[(n_chats, "generated in")] = seconds
+            results[(n_chats, "depth")] = depth
+    return results
+
+
+PAGES = ("chat list, first page", "chat list, cursor page", "a chat's latest 50 messages")
+
+
+def section(args) -> Section:
+    small, large = SIZES[0][0], SIZES[-1][0]
+    sec = Section("Browse", intro=(
+        f"The product's API over gunicorn (2 sync workers), wrk {min(args.connections, BROWSE_CONNECTIONS)} "
+        f"connections, {args.duration:g} s per page, pages of {PAGE}. Data generated in bulk: "
+        + ", then ".join(f"{c:,} chats / {m:,} messages" for c, m in SIZES)
+        + f" in the same database (a tenth of the messages in 100 busy chats; the messages page reads "
+          f"chat {HOT_CHAT}, one of them). The cursor page starts half-way down the list. PostgreSQL is "
+          "ANALYZEd after loading (autovacuum would do it shortly); SQLite is left as the product leaves it."))
+    for backend in backends(args.db):
+        r = measure(backend, args)
+        rows = []
+        for n_chats, n_messages in SIZES:
+            health = r[(n_chats, "health")]
+            for name in ("health", *PAGES):
+                w = r[(n_chats, name)]
+                rows.append(Row(f"{n_chats:,} chats · {name}", {
+                    "req/s": w.rps, "p50 ms": w.p50_ms, "p99 ms": w.p99_ms,
+                    "p50 / health p50": ratio(w.p50_ms, health.p50_ms),
+                    "non-2xx": w.non2xx + w.socket_errors}))
+        sec.tables.append(f"**{backend}** (generated in "
+                          + ", ".join(f"{r[(c, 'generated in')]:.0f} s" for c, _ in SIZES) + ")\n\n"
+                          + table(rows, ["req/s", "p50 ms", "p99 ms", "p50 / health p50", "non-2xx"]))
+        growth_rows = []
+        for name in PAGES:
+            g = ratio(ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms),
+                      ratio(r[(small, name)].p50_ms, r[(small, "health")].p50_ms))
+            growth_rows.append(Row(name, {"p50 growth (raw)": ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms),
+                                          "growth vs health": g}))
+            sec.targets.append(Target(f"{backend}: {name} p50 ≤ 3 × health p50 at {large:,} chats",
+                                      ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms), 3.0,
+                                      at_least=False))
+            sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats", g, 1.5,
+                                      at_least=False))
+        sec.tables.append(table(growth_rows, ["p50 growth (raw)", "growth vs health"],
+                                first=f"{backend}: growth {small:,} → {large:,} chats"))
+        for key, w in r.items():
+            if isinstance(w, WrkResult) and not w.ok:
+                sec.notes.append(f"{backend} {key}: {w.non2xx} non-2xx, {w.socket_errors} socket errors.")
+    sec.notes.append("Growth vs health divides each size's page/health ratio, so a machine that got busier "
+                     "between the two sizes does not count as growth; the raw p50 ratio is shown beside it.")
+    return sec
+
+
+def main(argv=None) -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    print_section(section(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Profile one benchmarked request in-process with pyinstrument (not part of ``bench.all``).
+
+    .venv/bin/python -m bench.profile browse-cursor --db sqlite
+    .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 300
+
+The app is built exactly as gunicorn builds it (``create_app`` over the product's settings) and
+called through Falcon's test client, so the profile shows our code, not the network.
+pyinstrument is a benchmark tool, not a product dependency: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from contextlib import ExitStack
+
+import falcon.testing
+
+from bench import bulk, payloads
+from bench.common import product_env, webhook_headers
+from bench.databases import create_product_schema, product_plugin_manager, throwaway_database
+from bench.harness import free_port
+
+CASES = ("browse-first", "browse-cursor", "browse-messages", "ingest-1", "ingest-100", "ingest-redelivery", "send")
+
+
+def build_app(url: str, **env_extra):
+    from host_stub.app import create_app
+    from host_stub.config import Config
+
+    env = product_env(url, **env_extra)
+    config = Config.from_env(env, dotenv_path=None)
+    return create_app(config, product_plugin_manager())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("case", choices=CASES)
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--chats", type=int, default=100_000, help="browse: chats generated")
+    p.add_argument("--html", help="write pyinstrument's HTML report here too")
+    args = p.parse_args(argv)
+    from pyinstrument import Profiler
+
+    with ExitStack() as stack:
+        url = stack.enter_context(throwaway_database(args.db, "profile"))
+        create_product_schema(url)
+        extra = {}
+        if args.case == "send":  # a real sandbox on the far side of the wire, limits out of the way
+            from bench.send import SANDBOX_KEY, start_sandbox
+
+            sandbox, sandbox_url = start_sandbox(free_port(), 1_000_000, 1.0)
+            stack.callback(sandbox.stop)
+            extra = dict(api_url=sandbox_url, WAZZUP24_API_KEY=SANDBOX_KEY, WAZZUP24_RATE_LIMIT="500",
+                         WAZZUP24_RATE_WINDOW="0.1")
+        app = build_app(url, **extra)
+        client = falcon.testing.TestClient(app)
+        call = _prepare(args, url, client)
+        for i in range(10):  # warm-up: imports, caches, statement compilation
+            call(i)
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for i in range(10, 10 + args.requests):
+            call(i)
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+        if args.html:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(profiler.output_html())
+        app.helpdesk.db.engine.dispose()
+    return 0
+
+
+def _prepare(args, url, client):
+    if args.case.startswith("browse"):
+        from bench.browse import make_token
+
+        n_messages = args.chats * 10
+        bulk.grow(url, product_plugin_manager(), (1, args.chats), (1, n_messages), args.chats, 1)
+        headers = {"Authorization": f"Bearer {make_token(url)}"}
+        if args.case == "browse-messages":
+            return lambda i: _ok(client.simulate_get(f"/api/chats/{bulk.HOT_CHAT}/messages",
+                                                     params={"limit": 50}, headers=headers))
+        if args.case == "browse-first":
+            return lambda i: _ok(client.simulate_get("/api/chats", params={"limit": 50}, headers=headers))
+        cursor = _deep_cursor(client, headers, args.chats // 2)
+        return lambda i: _ok(client.simulate_get("/api/chats", params={"limit": 50, "cursor": cursor},
+                                                 headers=headers))
+    if args.case == "send":
+        from bench.browse import make_token
+        from bench.send import CHATS, TEXT
+
+        headers = {"Authorization": f"Bearer {make_token(url)}"}
+        items = [payloads.message_item(payloads.message_id(1, 0, k), payloads.chat_id(k, CHATS)) for k in range(CHATS)]
+        _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
+        chats = [c["id"] for c in _ok(client.simulate_get("/api/chats", headers=headers)).json["items"]]
+        return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
+                                                  json={"text": TEXT}, headers=headers))
+    run = random.randrange(1, 2**30)
+    batch = 100 if args.case == "ingest-100" else 1
+    pool = 500 if args.case == "ingest-redelivery" else None
+
+    def body(i):
+        ks = [(i * batch + j) % pool if pool else i * batch + j for j in range(batch)]
+        return payloads.delivery_body([payloads.message_item(payloads.message_id(run, 0, k),
+                                                             payloads.chat_id(k, 1000)) for k in ks])
+
+    if pool:
+        for start in range(0, pool, 100):
+            items = [payloads.message_item(payloads.message_id(run, 0, k), payloads.chat_id(k, 1000))
+                     for k in range(start, start + 100)]
+            _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
+    return lambda i: _ok(client.simulate_post("/api/webhook", body=body(i), headers=webhook_headers()))
+
+
+def _deep_cursor(client, headers, position: int) -> str:
+    cursor = None
+    remaining = position
+    while remaining > 0:  # page with the biggest pages the API allows
+        limit = min(200, remaining)
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        cursor = _ok(client.simulate_get("/api/chats", params=params, headers=headers)).json["next_cursor"]
+        remaining -= limit
+    return cursor
+
+
+def _ok(result):
+    if result.status_code >= 300:
+        raise RuntimeError(f"{result.status}: {result.text[:500]}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
