@@ -1,0 +1,123 @@
+"""GET /api/wazzup24/connection: one honest report of whether Wazzup24 works, secrets masked."""
+
+import json
+
+import pytest
+import requests
+
+from wazzup_plugin.outbound.webhook_setup import compare, mask_url, with_secret
+
+SECRET = "0123456789abcdef0123456789abcdef"
+OUR_URL = "https://helpdesk.example.com/api/webhook"
+
+
+@pytest.fixture
+def settings(settings):
+    return {**settings, "WAZZUP24_WEBHOOK_URL": OUR_URL, "WAZZUP24_WEBHOOK_SECRET": SECRET}
+
+
+def connection(client, auth):
+    result = client.simulate_get("/api/wazzup24/connection", headers=auth)
+    assert result.status_code == 200
+    assert SECRET not in result.text
+    return result.json
+
+
+def test_all_good_is_ok_with_channels_selection_webhook_and_latency(client, auth, wazzup_api, wazzup_url,
+                                                                    api_payload, channel_id):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    report = connection(client, auth)
+    assert (report["status"], report["key_valid"], report["reason"], report["warnings"]) == ("ok", True, None, [])
+    assert [c["state"] for c in report["channels"]] == ["active", "active", "qr"]
+    assert report["selected_channel"] == {"channel_id": channel_id, "source": "account", "state": "active"}
+    assert report["webhook"] == {"our_url": f"{OUR_URL}?token=***", "registered_url": f"{OUR_URL}?token=***",
+                                 "registration": "same", "protected": True}
+    assert report["latency_ms"] is not None
+
+
+def test_a_refused_key_is_error_with_key_invalid(client, auth, wazzup_api, wazzup_url):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", status=401)
+    report = connection(client, auth)
+    assert (report["status"], report["key_valid"]) == ("error", False)
+    assert "WAZZUP24_API_KEY" in report["reason"]
+
+
+def test_no_network_is_error_with_the_reason(client, auth, wazzup_api, wazzup_url):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectTimeout("timed out"))
+    report = connection(client, auth)
+    assert (report["status"], report["key_valid"]) == ("error", None)
+    assert "timed out" in report["reason"]
+
+
+def test_another_integrations_webhook_and_an_inactive_channel_are_degraded(
+        client, auth, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_none_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_other"))
+    report = connection(client, auth)
+    assert report["status"] == "degraded"
+    assert report["webhook"]["registration"] == "other"
+    assert "ZZZsecret" not in json.dumps(report)  # the other integration's secret is masked too
+    assert any("No active WhatsApp channel" in w for w in report["warnings"])
+    assert any("another URL" in w for w in report["warnings"])
+
+
+def test_stored_channel_states_from_the_webhook_are_shown(client, auth, wazzup_api, wazzup_url, api_payload,
+                                                          helpdesk, clock, channel_id):
+    import sqlalchemy as sa
+
+    from wazzup_plugin.state import get_state
+
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id=channel_id, transport="whatsapp", state="phoneUnavailable", updated_at=clock()))
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    report = connection(client, auth)
+    assert [(c["channel_id"], c["state"]) for c in report["stored_channel_states"]] == [(channel_id, "phoneUnavailable")]
+
+
+def test_reports_are_cached_briefly(client, auth, wazzup_api, wazzup_url, api_payload, clock):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    for _ in range(5):
+        connection(client, auth)
+    assert len(wazzup_api.calls) == 2
+    clock.advance(11)
+    connection(client, auth)
+    assert len(wazzup_api.calls) == 4
+
+
+def test_connection_needs_an_agent(client):
+    assert client.simulate_get("/api/wazzup24/connection").status_code == 401
+
+
+def test_url_helpers_mask_and_compare():
+    ours = with_secret(OUR_URL, SECRET)
+    assert ours == f"{OUR_URL}?token={SECRET}"
+    assert mask_url(ours) == f"{OUR_URL}?token=***"
+    assert mask_url("https://x.example/hook/" + SECRET, SECRET) == "https://x.example/hook/***"
+    assert compare(ours, ours) == "same"
+    assert compare(with_secret(OUR_URL + "/", "another-secret-xxxxxxxx"), ours) == "stale_secret"
+    assert compare("https://crm.other.example/hook", ours) == "other"
+    assert compare(None, ours) == "none"
+
+
+class TestNotConfigured:
+    @pytest.fixture
+    def settings(self):
+        return {"WAZZUP24_API_URL": "https://api.wazzup.test"}
+
+    def test_no_key_is_not_configured_and_calls_nothing(self, client, auth, wazzup_api):
+        report = connection(client, auth)
+        assert (report["status"], report["configured"]) == ("not_configured", False)
+        assert "WAZZUP24_API_KEY" in report["reason"]
+        assert report["webhook"]["protected"] is False
+        assert len(wazzup_api.calls) == 0
+
+    def test_send_without_a_key_is_503_and_stores_nothing(self, client, auth, make_wazzup_chat):
+        chat = make_wazzup_chat()
+        result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", json={"text": "x"}, headers=auth)
+        assert (result.status_code, result.json["code"]) == (503, "wazzup_not_configured")
+        messages = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
+        assert messages == []

@@ -1,0 +1,141 @@
+"""``helpdesk-stub wazzup24 test-connection | channels | set-webhook | worker``."""
+
+import json
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from host_stub.cli import build_cli
+
+SECRET = "0123456789abcdef0123456789abcdef"
+OUR_URL = "https://helpdesk.example.com/api/webhook"
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path, engine, database_url, api_key, wazzup_url):
+    """Environment for a CLI run on the test database; returns the dict to tweak per test."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    env = {"HELPDESK_DATABASE_URL": database_url, "WAZZUP24_API_KEY": api_key, "WAZZUP24_API_URL": wazzup_url,
+           "WAZZUP24_WEBHOOK_URL": OUR_URL, "WAZZUP24_WEBHOOK_SECRET": SECRET}
+    for key in list(__import__("os").environ):
+        if key.startswith(("WAZZUP24_", "HELPDESK_")):
+            monkeypatch.delenv(key)
+    yield env
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "helpdesk"]:
+        root.removeHandler(handler)  # it writes to the runner's stream, closed after the run
+
+
+@pytest.fixture
+def run(cli_env, pm, monkeypatch):
+    def invoke(*args, input=None, **env):
+        for key, value in {**cli_env, **env}.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        return CliRunner().invoke(build_cli(pm), ["wazzup24", *args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def patched(wazzup_api):
+    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.method == "PATCH"]
+
+
+def test_test_connection_ok_exits_0_with_a_readable_report(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    result = run("test-connection")
+    assert result.exit_code == 0, result.output
+    assert "Wazzup24 connection: OK" in result.output
+    assert "API key:        valid" in result.output
+    assert "e0629e11-0f67-4567-92a9-2237e91ec1b9 whatsapp 79865784457 [active]" in result.output
+    assert f"{OUR_URL}?token=***" in result.output
+    assert SECRET not in result.output
+
+
+def test_test_connection_with_a_refused_key_exits_1(run, wazzup_api, wazzup_url):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", status=401)
+    result = run("test-connection")
+    assert result.exit_code == 1
+    assert "REFUSED" in result.output and "ERROR" in result.output
+
+
+def test_test_connection_not_configured_exits_2(run, wazzup_api):
+    result = run("test-connection", WAZZUP24_API_KEY=None)
+    assert result.exit_code == 2
+    assert "NOT_CONFIGURED" in result.output and "WAZZUP24_API_KEY" in result.output
+    assert len(wazzup_api.calls) == 0
+
+
+def test_channels_lists_them_and_marks_the_sending_one(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    result = run("channels")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("* e0629e11-0f67-4567-92a9-2237e91ec1b9")
+    assert lines[2].startswith("  0b9f6a55") and lines[2].endswith("qr")
+
+
+def test_set_webhook_without_a_secret_makes_one_and_prints_the_env_line(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_none"))
+    wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_patched"))
+    result = run("set-webhook", WAZZUP24_WEBHOOK_SECRET=None)
+    assert result.exit_code == 0, result.output
+    [body] = patched(wazzup_api)
+    assert body["subscriptions"] == {"messagesAndStatuses": True, "channelsUpdates": True,
+                                     "contactsAndDealsCreation": False, "templateStatus": False}
+    token = parse_qs(urlsplit(body["webhooksUri"]).query)["token"][0]
+    assert len(token) >= 16
+    assert f"WAZZUP24_WEBHOOK_SECRET={token}" in result.output
+    assert "test POST got 200" in result.output
+
+
+def test_set_webhook_asks_before_replacing_another_integrations_url(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_other"))
+    wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_patched"))
+    declined = run("set-webhook", input="n\n")
+    assert declined.exit_code == 1 and "not this helpdesk" in declined.output
+    assert "ZZZsecret" not in declined.output
+    assert patched(wazzup_api) == []
+    accepted = run("set-webhook", input="y\n")
+    assert accepted.exit_code == 0
+    assert run("set-webhook", "--yes").exit_code == 0
+    assert [b["webhooksUri"] for b in patched(wazzup_api)] == [f"{OUR_URL}?token={SECRET}"] * 2
+
+
+def test_set_webhook_reports_a_failed_test_post(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("error_test_post_not_passed"), status=400)
+    result = run("set-webhook", "--url", "https://other.example.com/api/webhook", "--yes")
+    assert result.exit_code == 1
+    assert "test POST" in result.output and "did not get 200" in result.output
+    assert SECRET not in result.output
+
+
+def test_set_webhook_refuses_urls_over_200_characters(run, wazzup_api):
+    result = run("set-webhook", "--url", "https://helpdesk.example.com/" + "a" * 150)
+    assert result.exit_code == 1
+    assert "at most 200" in result.output
+    assert len(wazzup_api.calls) == 0
+
+
+def test_worker_once_sends_what_is_queued(run, helpdesk, make_wazzup_chat, outbox_ctx, wazzup_api, wazzup_url):
+    from datetime import datetime, timedelta, timezone
+
+    from wazzup_plugin.outbound import outbox
+
+    chat = make_wazzup_chat()
+    with helpdesk.db.write() as tx:
+        # Queued a moment ago on the real clock (the CLI's), never attempted.
+        outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=datetime.now(timezone.utc) - timedelta(seconds=1),
+                       lease_owner=None, text="later")
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-cli"}, status=201)
+    result = run("worker", "--once")
+    assert result.exit_code == 0, result.output
+    assert "attempted 1 message" in result.output
+    with helpdesk.db.read() as conn:
+        assert conn.execute(helpdesk.tables.messages.select()).first().status == "accepted"

@@ -1,0 +1,258 @@
+"""The outbox: a message is never sent twice and never silently dropped, whatever Wazzup does.
+
+``FlakyWazzup`` plays Wazzup's side: it delivers a message to the customer when a request reaches
+it, dedupes a repeated ``crmMessageId`` for 60 seconds (as Wazzup documents), and fails in the
+ways a network fails: refusing connections, hanging after receiving, answering 5xx, dropping the
+connection after accepting. Time is the fake clock; the worker runs step by step.
+"""
+
+import json
+import random
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+import requests
+import sqlalchemy as sa
+import urllib3.exceptions
+
+from wazzup_plugin.outbound import outbox, worker
+from wazzup_plugin.state import get_state
+
+
+def refused():
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(
+        None, "/v3/message", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
+
+
+def dropped():
+    return requests.ConnectionError(urllib3.exceptions.ProtocolError(
+        "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
+
+
+class FlakyWazzup:
+    def __init__(self, clock, script=()):
+        self.clock = clock
+        self.script = list(script)
+        self.delivered = Counter()  # crmMessageId → deliveries to the customer
+        self.first_seen = {}
+        self.calls = []  # (time, crmMessageId, mode)
+
+    def __call__(self, request):
+        body = json.loads(request.body)
+        crm = body["crmMessageId"]
+        mode = self.script.pop(0) if self.script else "ok"
+        now = self.clock()
+        self.calls.append((now, crm, mode))
+        if mode == "refuse":
+            return refused()
+        if mode == "429":
+            return 429, {}, ""
+        seen = self.first_seen.get(crm)
+        if seen is not None and now - seen < timedelta(seconds=60):
+            answer = (400, {}, json.dumps({"status": 400, "error": "REPEATED_CRM_MESSAGE_ID",
+                                           "description": "You have already sent message with same crmMessageId"}))
+        else:
+            self.delivered[crm] += 1
+            self.first_seen[crm] = now
+            answer = (201, {}, json.dumps({"messageId": f"wz-{crm}-{self.delivered[crm]}", "chatId": body["chatId"]}))
+        if mode == "hang":
+            return requests.ReadTimeout("read timed out")
+        if mode == "drop":
+            return dropped()
+        if mode == "5xx":
+            return 502, {}, "Bad Gateway"
+        return answer
+
+
+@pytest.fixture
+def flaky(clock, wazzup_api, wazzup_url):
+    fake = FlakyWazzup(clock)
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=fake)
+    return fake
+
+
+@pytest.fixture
+def chat(make_wazzup_chat):
+    return make_wazzup_chat()
+
+
+def send(client, auth, chat_id, text="hi"):
+    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json={"text": text}, headers=auth)
+
+
+def run_worker_for(ctx, clock, seconds, step=1.0):
+    owner = worker.worker_id()
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+        worker.run_once(ctx, owner)
+
+
+def message(helpdesk, message_id):
+    m = helpdesk.tables.messages
+    w = get_state(helpdesk).tables["messages"]
+    with helpdesk.db.read() as conn:
+        return conn.execute(sa.select(m, w.c.wazzup_message_id, w.c.crm_message_id)
+                            .select_from(m.join(w, w.c.message_id == m.c.id)).where(m.c.id == message_id)).first()
+
+
+def outbox_row(helpdesk, message_id):
+    o = get_state(helpdesk).tables["outbox"]
+    with helpdesk.db.read() as conn:
+        return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
+
+
+def test_refused_connections_are_retried_with_backoff_until_wazzup_is_back(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["refuse", "refuse", "refuse"]
+    result = send(client, auth, chat)
+    assert result.status_code == 202
+    run_worker_for(outbox_ctx, clock, 60)
+    stored = message(helpdesk, result.json["id"])
+    assert stored.status == "accepted"
+    assert len(flaky.calls) == 4
+    assert {crm for _, crm, _ in flaky.calls} == {stored.crm_message_id}
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(flaky.calls, flaky.calls[1:])]
+    assert gaps == sorted(gaps) and gaps[0] >= 2  # backoff grows
+    assert flaky.delivered[stored.crm_message_id] == 1
+
+
+def test_a_hang_after_sending_is_retried_with_the_same_crm_id_and_the_repeat_means_accepted(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["hang"]
+    result = send(client, auth, chat)
+    assert result.status_code == 202
+    run_worker_for(outbox_ctx, clock, 10)
+    stored = message(helpdesk, result.json["id"])
+    assert (stored.status, stored.wazzup_message_id) == ("accepted", None)  # the id comes with the echo
+    assert [mode for _, _, mode in flaky.calls] == ["hang", "ok"]
+    assert flaky.delivered[stored.crm_message_id] == 1
+
+
+@pytest.mark.parametrize("mode", ["hang", "5xx", "drop"])
+def test_maybe_sent_failures_stop_inside_the_dedupe_window_and_become_unknown(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk, mode):
+    flaky.script = [mode] * 100
+    result = send(client, auth, chat)
+    start = clock()
+    run_worker_for(outbox_ctx, clock, 180)
+    stored = message(helpdesk, result.json["id"])
+    assert stored.status == "unknown"
+    assert stored.unknown_at is not None and stored.error_code == "MAYBE_SENT"
+    assert flaky.delivered[stored.crm_message_id] == 1
+    assert len(flaky.calls) >= 2
+    assert all(at - start < timedelta(seconds=60) for at, _, _ in flaky.calls)
+    assert outbox_row(helpdesk, stored.id).state == "done"
+
+
+def test_surely_unsent_messages_fail_visibly_after_an_hour(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["refuse"] * 1000
+    result = send(client, auth, chat)
+    run_worker_for(outbox_ctx, clock, 3900, step=30)
+    stored = message(helpdesk, result.json["id"])
+    assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
+    assert sum(flaky.delivered.values()) == 0
+
+
+def test_429_waits_at_least_retry_after(client, auth, chat, outbox_ctx, clock, helpdesk, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", status=429, headers={"Retry-After": "30"})
+    result = send(client, auth, chat)
+    assert result.status_code == 202
+    row = outbox_row(helpdesk, result.json["id"])
+    assert row.next_attempt_at - clock() >= timedelta(seconds=30)
+    assert row.maybe_sent is False
+
+
+def test_a_message_an_echo_settled_while_queued_is_not_sent_again(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["refuse"]
+    result = send(client, auth, chat)
+    m = helpdesk.tables.messages
+    with helpdesk.db.write() as tx:  # what the inbound flow does when a status/echo settles it
+        tx.conn.execute(sa.update(m).where(m.c.id == result.json["id"])
+                        .values(status="sent", sent_at=clock(), change_seq=tx.change_seq))
+    run_worker_for(outbox_ctx, clock, 30)
+    assert len(flaky.calls) == 1
+    assert outbox_row(helpdesk, result.json["id"]).state == "done"
+    assert message(helpdesk, result.json["id"]).status == "sent"
+
+
+def test_a_worker_killed_mid_call_leaves_a_row_the_next_worker_treats_as_maybe_sent(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["refuse"]
+    result = send(client, auth, chat)  # queued; due in 2 s
+    message_id = result.json["id"]
+    clock.advance(3)
+    assert outbox.claim_due(outbox_ctx, "dead-worker") == [message_id]
+    row = outbox_row(helpdesk, message_id)
+    # The dead worker recorded its attempt, then died before knowing the answer.
+    assert outbox._start_attempt(outbox_ctx, row, "dead-worker", clock(), "c", "whatsapp", "79011112233") is not None
+    assert outbox.claim_due(outbox_ctx, "live-worker") == []  # still leased
+    clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+    assert outbox.claim_due(outbox_ctx, "live-worker") == [message_id]
+    assert outbox_row(helpdesk, message_id).maybe_sent is True
+    # Past the dedupe window, a maybe-sent message is never sent again: it becomes unknown.
+    outcome = outbox.attempt(outbox_ctx, message_id, "live-worker")
+    assert outcome.kind == "unknown"
+    assert len(flaky.calls) == 1
+
+
+def test_the_dead_workers_late_answer_cannot_overwrite_the_new_holder(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    flaky.script = ["refuse"]
+    message_id = send(client, auth, chat).json["id"]
+    clock.advance(3)
+    outbox.claim_due(outbox_ctx, "slow")
+    clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+    outbox.claim_due(outbox_ctx, "fast")
+    assert outbox.attempt(outbox_ctx, message_id, "slow").kind == "busy"
+    assert outbox.attempt(outbox_ctx, message_id, "fast").kind == "accepted"
+    assert len(flaky.calls) == 2
+
+
+def test_many_messages_through_random_failures_are_each_delivered_at_most_once_and_all_settle(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    rng = random.Random(4)
+    flaky.script = [rng.choice(["ok", "refuse", "429", "hang", "5xx", "drop", "refuse", "hang"]) for _ in range(400)]
+    ids = [send(client, auth, chat, f"message {i}").json.get("id") or send(client, auth, chat).json["id"]
+           for i in range(25)]
+    run_worker_for(outbox_ctx, clock, 4000, step=20)
+    statuses = Counter()
+    for message_id in ids:
+        stored = message(helpdesk, message_id)
+        statuses[stored.status] += 1
+        delivered = flaky.delivered[stored.crm_message_id]
+        assert delivered <= 1, f"message {message_id} reached the customer {delivered} times"
+        assert stored.status in ("accepted", "unknown", "failed")
+        if stored.status == "failed":
+            assert stored.error_code == "NOT_SENT" and delivered == 0
+        if stored.status == "accepted":
+            assert delivered == 1
+        assert outbox_row(helpdesk, message_id).state == "done"
+    assert statuses["accepted"] > 0
+
+
+def test_two_claimers_never_take_the_same_row(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    import threading
+
+    flaky.script = ["refuse"] * 20
+    ids = {send(client, auth, chat, f"m{i}").json["id"] for i in range(20)}
+    clock.advance(5)
+    claimed: dict[str, list[int]] = {}
+    barrier = threading.Barrier(4)
+
+    def claim(name):
+        barrier.wait(5)
+        got = []
+        for _ in range(10):
+            got += outbox.claim_due(outbox_ctx, name, limit=3)
+        claimed[name] = got
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    everything = [mid for got in claimed.values() for mid in got]
+    assert len(everything) == len(set(everything)) == len(ids)
+    assert set(everything) == ids

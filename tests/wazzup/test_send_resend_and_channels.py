@@ -1,0 +1,154 @@
+"""Resending failed/unknown messages, and choosing the channel a message goes out through."""
+
+import dataclasses
+import json
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+
+
+def send(client, auth, chat_id, body=None, headers=None):
+    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json=body or {"text": "hi"},
+                                headers={**auth, **(headers or {})})
+
+
+def resend(client, auth, chat_id, message_id, headers=None):
+    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/messages/{message_id}/resend",
+                                headers={**auth, **(headers or {})})
+
+
+def bodies(wazzup_api):
+    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
+
+
+def test_resend_of_a_failed_message_is_a_new_attempt_with_a_new_crm_id(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload):
+    chat = make_wazzup_chat()
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
+    failed = send(client, auth, chat, {"text": "try me"}).json["data"]["message"]
+    wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
+    result = resend(client, auth, chat, failed["id"])
+    assert result.status_code == 201
+    assert (result.json["status"], result.json["text"], result.json["wazzup_message_id"]) == ("accepted", "try me", "wz-2")
+    assert result.json["id"] != failed["id"]
+    first, second = bodies(wazzup_api)
+    assert first["crmMessageId"] != second["crmMessageId"]
+    # The original keeps its history; it can be resent only once.
+    again = resend(client, auth, chat, failed["id"])
+    assert (again.status_code, again.json["code"]) == (409, "already_resent")
+    assert len(bodies(wazzup_api)) == 2
+
+
+def test_resend_of_an_unknown_message(client, auth, make_wazzup_chat, make_message, wazzup_api, wazzup_url):
+    chat = make_wazzup_chat()
+    lost = make_message(chat, "lost?", direction="out", status="unknown")
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-3"}, status=201)
+    result = resend(client, auth, chat, lost)
+    assert (result.status_code, result.json["text"]) == (201, "lost?")
+
+
+@pytest.mark.parametrize("status, direction", [("accepted", "out"), ("queued", "out"), ("inbound", "in")])
+def test_only_failed_or_unknown_outgoing_messages_can_be_resent(client, auth, make_wazzup_chat, make_message,
+                                                                 wazzup_api, status, direction):
+    chat = make_wazzup_chat()
+    message_id = make_message(chat, "x", direction=direction, status=status)
+    result = resend(client, auth, chat, message_id)
+    assert (result.status_code, result.json["code"]) == (409, "not_resendable")
+    assert len(wazzup_api.calls) == 0
+
+
+def test_resend_of_a_message_in_another_chat_is_404(client, auth, make_wazzup_chat, make_message):
+    one, two = make_wazzup_chat(), make_wazzup_chat(wazzup_chat_id="79022223344")
+    message_id = make_message(one, "x", direction="out", status="failed")
+    assert resend(client, auth, two, message_id).status_code == 404
+
+
+# ---------------------------------------------------------------- channel selection
+
+
+def test_the_chats_own_channel_wins(client, auth, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk):
+    chat = make_wazzup_chat(channel_id="chat-channel")
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
+    assert send(client, auth, chat).status_code == 201
+    assert bodies(wazzup_api)[0]["channelId"] == "chat-channel"
+
+
+def test_a_chat_without_identity_uses_the_setting_then_the_only_active_whatsapp_channel(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, helpdesk, channel_id):
+    from wazzup_plugin.outbound.context import outbound
+
+    chat = make_wazzup_chat(channel_id=None, phone="+7 (901) 111-22-33")
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
+    assert send(client, auth, chat).status_code == 201
+    sent = bodies(wazzup_api)[0]
+    assert (sent["channelId"], sent["chatType"], sent["chatId"]) == (channel_id, "whatsapp", "79011112233")
+    ctx = outbound(helpdesk)
+    ctx.state.settings = dataclasses.replace(ctx.settings, channel_id="from-setting")
+    wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
+    assert send(client, auth, chat).status_code == 201
+    assert bodies(wazzup_api)[-1]["channelId"] == "from-setting"
+
+
+@pytest.mark.parametrize("fixture, words", [("channels_two_active", "Several active WhatsApp channels"),
+                                            ("channels_none_active", "No active WhatsApp channel")])
+def test_no_single_channel_is_a_clear_error_naming_the_channels(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, fixture, words):
+    chat = make_wazzup_chat(channel_id=None)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload(fixture))
+    result = send(client, auth, chat)
+    assert result.status_code == 409
+    assert result.json["wazzup_code"] == "CHANNEL_NOT_SELECTED"
+    assert words in result.json["message"] and "0b9f6a55-77c2-4f61-8c0e-5d8b2a9e3c10" in result.json["message"]
+    assert "WAZZUP24_CHANNEL_ID" in result.json["message"]
+    assert result.json["data"]["message"]["status"] == "failed"
+    assert bodies(wazzup_api) == []
+
+
+def test_channel_list_unreachable_queues_the_message(client, auth, make_wazzup_chat, wazzup_api, wazzup_url):
+    chat = make_wazzup_chat(channel_id=None)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectionError("down"))
+    result = send(client, auth, chat)
+    assert (result.status_code, result.json["status"]) == (202, "queued")
+
+
+def test_select_channel_order_and_case_insensitive_states(api_payload):
+    never = lambda: pytest.fail("the channel list must not be fetched")  # noqa: E731
+    assert select_channel("own", "setting", never).source == "chat"
+    assert select_channel(None, "setting", never).channel_id == "setting"
+    chosen = select_channel(None, None, lambda: api_payload("channels_one_active"))
+    assert (chosen.channel_id, chosen.source) == ("e0629e11-0f67-4567-92a9-2237e91ec1b9", "account")
+    with pytest.raises(ChannelSelectionError, match="Several"):  # "ACTIVE" counts as active
+        select_channel(None, None, lambda: api_payload("channels_two_active"))
+    with pytest.raises(ChannelSelectionError, match="no channels"):
+        select_channel(None, None, lambda: [])
+
+
+def test_the_channel_list_is_cached_between_sends(client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload):
+    chat = make_wazzup_chat(channel_id=None)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
+    assert send(client, auth, chat).status_code == send(client, auth, chat).status_code == 201
+    assert sum(c.request.url.endswith("/v3/channels") for c in wazzup_api.calls) == 1
+
+
+def test_sent_messages_keep_their_channel_on_retries(client, auth, make_wazzup_chat, wazzup_api, wazzup_url,
+                                                     api_payload, outbox_ctx, clock, helpdesk):
+    from wazzup_plugin.outbound import worker
+
+    chat = make_wazzup_chat(channel_id=None)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.post(f"{wazzup_url}/v3/message", body=requests.ReadTimeout("slow"))
+    assert send(client, auth, chat).status_code == 202
+    wazzup_api.replace("GET", f"{wazzup_url}/v3/channels", json=api_payload("channels_two_active"))
+    wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
+    clock.advance(30)  # the channel cache expired too
+    worker.run_once(outbox_ctx, "w")
+    first, second = bodies(wazzup_api)
+    assert first["channelId"] == second["channelId"] and first["crmMessageId"] == second["crmMessageId"]
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(helpdesk.tables.messages.c.status)).scalar() == "accepted"
