@@ -49,7 +49,7 @@ def wazzup_chat_rows(first: int, last: int):
 def message_chat(m: int, n_chats: int) -> int:
     """The chat message ``m`` belongs to (deterministic)."""
     if m % 10 == 0:
-        return (m // 10) % HOT_CHATS + 1
+        return (m // 10) % min(HOT_CHATS, n_chats) + 1
     return (m * 7919) % n_chats + 1
 
 
