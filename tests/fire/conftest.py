@@ -64,3 +64,33 @@ def pg_cluster():
             cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
 
+
+
+@pytest.fixture
+def sandbox():
+    """A factory: ``sandbox(clock=None, **SandboxConfig fields)`` runs the Wazzup emulator on a free port.
+
+    In this process (threads), so a test can read its counts directly and share a FakeClock with it.
+    """
+    import requests
+
+    from wazzup_plugin.sandbox.app import create_sandbox_app
+    from wazzup_plugin.sandbox.config import SandboxConfig
+    from wazzup_plugin.sandbox.server import SandboxServer
+
+    servers = []
+
+    def start(clock=None, **config):
+        app = create_sandbox_app(SandboxConfig(api_key=FIRE_API_KEY, **config), clock=clock, http=requests.Session())
+        server = SandboxServer(app, "127.0.0.1", 0).start()
+        app.sandbox.update_config({"public_url": server.url})
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_clock_sandbox: the sandbox keeps real time (a worker process is involved)")
