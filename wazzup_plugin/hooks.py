@@ -46,8 +46,10 @@ def register_routes(helpdesk):
 @hookimpl
 def register_commands(cli):
     from wazzup_plugin.cli import wazzup24_group
+    from wazzup_plugin.sandbox import add_top_level_commands
 
     cli.add_command(wazzup24_group())
+    add_top_level_commands(cli)  # `helpdesk-stub demo`
 
 
 @hookimpl

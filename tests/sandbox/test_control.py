@@ -151,3 +151,12 @@ def test_the_cli_drives_a_running_sandbox(sandbox_server, webhook_receiver):
     assert json.loads(result.output)["total"] == 0
     assert runner.invoke(sandbox_ctl, [*url, "reset"]).exit_code == 0
     assert runner.invoke(sandbox_ctl, ["--url", "http://127.0.0.1:9", "received"]).exit_code != 0
+
+
+def test_the_sandbox_serves_media_customers_can_send(sandbox_client):
+    photo = sandbox_client.simulate_get("/_sandbox/media/photo.png")
+    assert photo.status_code == 200 and photo.headers["Content-Type"] == "image/png"
+    assert photo.content.startswith(b"\x89PNG\r\n\x1a\n")
+    invoice = sandbox_client.simulate_get("/_sandbox/media/invoice.pdf")
+    assert invoice.content.startswith(b"%PDF-") and invoice.content.rstrip().endswith(b"%%EOF")
+    assert sandbox_client.simulate_get("/_sandbox/media/secret.txt").status_code == 404

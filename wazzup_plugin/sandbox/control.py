@@ -8,7 +8,7 @@
 - ``GET /_sandbox/received[?crmMessageId=]`` what the API accepted (and how often per crmMessageId);
 - ``GET /_sandbox/deliveries`` the webhook deliveries and their outcomes;
 - ``GET``/``PATCH /_sandbox/config`` the behaviour (variants, delays...); ``POST /_sandbox/reset``;
-- ``GET /_sandbox/health``.
+- ``GET /_sandbox/health``; ``GET /_sandbox/media/{photo.png,invoice.pdf}`` files customers can send.
 The control API needs no key: the sandbox listens on 127.0.0.1 and is never a production service.
 """
 
@@ -20,6 +20,7 @@ from wazzup_plugin.sandbox.api import read_json
 from wazzup_plugin.sandbox.config import SandboxConfigError
 from wazzup_plugin.sandbox.core import Sandbox, SandboxError
 from wazzup_plugin.sandbox.faults import FaultError
+from wazzup_plugin.sandbox.media import MediaResource
 from wazzup_plugin.sandbox import deliveries
 
 BODILESS_TYPES = ("missing_call", "unsupported", "unknown")
@@ -182,4 +183,5 @@ def control_routes(sandbox: Sandbox) -> list[tuple[str, object]]:
         ("/_sandbox/config", ConfigResource(sandbox)),
         ("/_sandbox/reset", ResetResource(sandbox)),
         ("/_sandbox/iframe/{token}", IframePageResource(sandbox)),
+        ("/_sandbox/media/{name}", MediaResource()),
     ]

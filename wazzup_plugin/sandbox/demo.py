@@ -1,0 +1,359 @@
+"""``helpdesk-stub demo``: the helpdesk and a local Wazzup24 sandbox, wired together, in one command.
+
+It keeps everything in a data folder (default ``./demo-data``): the SQLite database, a ``.env`` with
+the settings it made (API key, webhook secret, URLs), the demo agent's credentials and the logs of
+the processes it runs. It drives the host only through the host's own CLI (``db upgrade``,
+``users create``, ``tokens create``, ``serve``) and the plugin's (``wazzup24 sandbox``,
+``wazzup24 set-webhook``), so it works for any host that installs this plugin with that CLI.
+
+Each child runs in a process group of its own; Ctrl-C (or SIGTERM) stops every group, waiting a
+bounded time before killing what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+import requests
+
+from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+AGENT = "demo"
+STOP_SECONDS = 10
+READY_SECONDS = 60
+SEED = [  # (phone, name, what they write; "echo:" lines were typed on the company's phone)
+    ("79161234567", "Ivan Petrov", ["Hello! Is my order #1042 ready?", "echo:Hi Ivan, it ships today.",
+                                    "Great, thank you!"]),
+    ("79261234568", "Maria Ivanova", ["Good afternoon, the parcel arrived damaged", "media:photo.png"]),
+    ("79031234569", "Olga Smirnova", ["Здравствуйте! Можно поменять адрес доставки? 🙏", "media:invoice.pdf"]),
+]
+CHATTER = ["Any news?", "Thanks!", "Can I pay by card?", "What are your opening hours?",
+           "Спасибо, всё получила 👍", "Is delivery free?", "I'd like to change my order"]
+
+
+class DemoError(click.ClickException):
+    pass
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_port(host: str, port: int, option: str) -> int:
+    if port == 0:
+        return free_port(host)
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise DemoError(f"port {port} on {host} is busy; pass {option} 0 for any free port") from None
+    return port
+
+
+def host_cli(prog: str) -> list[str]:
+    """How to run the host's CLI again in a child process (its console script's entry point)."""
+    for ep in entry_points(group="console_scripts"):
+        if ep.name == prog:
+            module, _, func = ep.value.partition(":")
+            return [sys.executable, "-c", f"from {module} import {func} as main; main()"]
+    return [sys.executable, sys.argv[0]]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    lines = ["# Written by `helpdesk-stub demo`: settings of the demo helpdesk and its sandbox.",
+             "# Run helpdesk-stub commands from this folder to act on the demo."]
+    lines += [f"{k}={v}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"the {what} stopped while starting; see {log}:\n{tail(log)}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise DemoError(f"the {what} did not answer on {url} within {READY_SECONDS} s; see {log}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ---------------------------------------------------------------- the demo
+
+
+class Demo:
+    def __init__(self, data_dir: Path, host: str, port: int, sandbox_port: int, prog: str, out=click.echo):
+        self.data = data_dir.resolve()
+        self.host = host
+        self.port = port
+        self.sandbox_port = sandbox_port
+        self.cli = host_cli(prog)
+        self.echo = out
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.logs = self.data / "logs"
+        self.stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.host}:{self.sandbox_port}"
+
+    # ------------------------------------------------------------ settings
+
+    def prepare(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.db_file = self.data / "helpdesk.sqlite3"
+        fresh = not self.db_file.exists()
+        old = {} if fresh else read_env_file(self.data / ".env")
+        secret = old.get("WAZZUP24_WEBHOOK_SECRET") or secrets.token_urlsafe(24)
+        self.settings = {
+            "HELPDESK_DATABASE_URL": f"sqlite:///{self.db_file}",
+            "HELPDESK_SECRET_KEY": old.get("HELPDESK_SECRET_KEY") or secrets.token_urlsafe(32),
+            "HELPDESK_SQLITE_SYNCHRONOUS": "NORMAL",
+            "WAZZUP24_API_URL": self.sandbox_url,
+            "WAZZUP24_API_KEY": old.get("WAZZUP24_API_KEY") or "sandbox-" + secrets.token_hex(16),
+            "WAZZUP24_WEBHOOK_SECRET": secret,
+            "WAZZUP24_WEBHOOK_URL": f"{self.url}/api/webhook?token={secret}",
+            "WAZZUP24_SANDBOX_URL": self.sandbox_url,
+        }
+        write_env_file(self.data / ".env", self.settings)
+        creds_file = self.data / "demo.json"
+        self.creds = {} if fresh or not creds_file.is_file() else json.loads(creds_file.read_text("utf-8"))
+        # The children see exactly these settings: none of the caller's HELPDESK_/WAZZUP24_ values
+        # (a real API key in the caller's .env must never meet the demo).
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+        self.env.update(self.settings)
+        self.env["WAZZUP24_CHANNEL_ID"] = ""
+
+    def save_creds(self) -> None:
+        path = self.data / "demo.json"
+        path.write_text(json.dumps(self.creds, indent=2), encoding="utf-8")
+        path.chmod(0o600)
+
+    # ------------------------------------------------------------ processes
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.cli, *args], input=stdin, capture_output=True, text=True, env=self.env,
+                              cwd=self.data, timeout=timeout)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen([*self.cli, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env, cwd=self.data, start_new_session=True)
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def shutdown(self) -> None:
+        """Stop every child's process group: TERM, a bounded wait, then KILL."""
+        self.stop.set()
+        for _, proc in reversed(self.procs):
+            self._signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for _, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout=5)
+            self._signal(proc, signal.SIGKILL)    # stragglers of the group (workers of a killed master)
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, sig) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ------------------------------------------------------------ steps
+
+    def start_sandbox(self) -> None:
+        proc = self.start("sandbox", "wazzup24", "sandbox", "--host", self.host, "--port", str(self.sandbox_port),
+                          "--api-key", self.settings["WAZZUP24_API_KEY"], "--status-delays", "1,3,6")
+        wait_until_up(f"{self.sandbox_url}/_sandbox/health", proc, "sandbox", self.logs / "sandbox.log")
+
+    def migrate_and_create_agent(self) -> None:
+        done = self.run("db", "upgrade")
+        if done.returncode != 0:
+            raise DemoError(f"migrations failed:\n{done.stderr.strip()}")
+        if not self.creds.get("password"):
+            self.creds = {"agent": AGENT, "password": secrets.token_urlsafe(9)}
+            made = self.run("users", "create", AGENT, "--display-name", "Demo Agent", "--password-stdin",
+                            stdin=self.creds["password"] + "\n")
+            if made.returncode != 0:
+                raise DemoError(f"could not create the demo agent (delete {self.data} to start over):\n"
+                                f"{made.stderr.strip()}")
+            self.creds.pop("token", None)
+        if not self.creds.get("token"):
+            made = self.run("tokens", "create", AGENT, "--label", "demo")
+            if made.returncode != 0:
+                raise DemoError(f"could not create an API token:\n{made.stderr.strip()}")
+            self.creds["token"] = made.stdout.strip().splitlines()[-1]
+        self.save_creds()
+
+    def start_helpdesk(self) -> None:
+        proc = self.start("helpdesk", "serve", "--host", self.host, "--port", str(self.port), "--workers", "2",
+                          "--no-migrate")
+        wait_until_up(f"{self.url}/api/health", proc, "helpdesk", self.logs / "helpdesk.log")
+
+    def register_webhook(self) -> None:
+        done = self.run("wazzup24", "set-webhook", "--yes")
+        if done.returncode != 0:
+            raise DemoError("could not register the webhook at the sandbox:\n"
+                            f"{(done.stdout + done.stderr).strip()}")
+
+    def write(self, **spec) -> dict:
+        resp = requests.post(f"{self.sandbox_url}/_sandbox/customer-messages", json=spec, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
+    def seed(self) -> None:
+        if self.creds.get("seeded"):
+            return
+        for phone, name, lines in SEED:
+            for line in lines:
+                spec = {"chatId": phone, "name": name, "channelId": DEFAULT_CHANNEL_ID}
+                if line.startswith("echo:"):
+                    spec.update(text=line[5:], isEcho=True, authorName="Demo Agent")
+                elif line.startswith("media:"):
+                    spec.update(contentUri=f"{self.sandbox_url}/_sandbox/media/{line[6:]}")
+                else:
+                    spec.update(text=line)
+                result = self.write(**spec)
+                if result["delivery"]["state"] != "delivered":
+                    raise DemoError(f"the helpdesk did not take a seeded message: {result['delivery']}")
+        self.reply_through_the_api()
+        self.creds["seeded"] = True
+        self.save_creds()
+
+    def reply_through_the_api(self) -> None:
+        """One answer sent the product's way (outbox → sandbox → ticks), so a newcomer sees it work."""
+        auth = {"Authorization": f"Bearer {self.creds['token']}"}
+        try:
+            chats = requests.get(f"{self.url}/api/chats", headers=auth, timeout=10).json().get("items", [])
+            maria = next((c for c in chats if c.get("phone") == SEED[1][0] or c.get("wazzup_chat_id") == SEED[1][0]),
+                         None)
+            if maria is not None:
+                requests.post(f"{self.url}/api/chats/{maria['id']}/wazzup24/send", headers=auth, timeout=10,
+                              json={"text": "So sorry, Maria! A replacement is on its way today."})
+        except (requests.RequestException, ValueError):
+            pass  # the seeded chats are there; the reply is a bonus
+
+    def chatter(self) -> None:
+        """Now and then a customer writes (``--chatty``)."""
+        rng = random.Random()
+        while not self.stop.wait(rng.uniform(15, 40)):
+            try:
+                if rng.random() < 0.25:
+                    self.write(text=rng.choice(CHATTER), channelId=DEFAULT_CHANNEL_ID)
+                else:
+                    phone, name, _ = rng.choice(SEED)
+                    self.write(text=rng.choice(CHATTER), chatId=phone, name=name, channelId=DEFAULT_CHANNEL_ID)
+            except requests.RequestException:
+                pass
+
+    def banner(self) -> None:
+        out = self.echo
+        out("")
+        out("The Wazzup24 helpdesk demo is running.")
+        out(f"  Open:       {self.url}/")
+        out(f"  Sign in:    {self.creds['agent']} / {self.creds['password']}")
+        out(f"  API token:  {self.creds['token']}")
+        out(f"              curl -H 'Authorization: Bearer {self.creds['token']}' {self.url}/api/chats")
+        out(f"  Sandbox:    {self.sandbox_url}  (a local Wazzup24; make a customer write:")
+        out(f"              helpdesk-stub wazzup24 sandbox-ctl --url {self.sandbox_url} write 'Hello!')")
+        out(f"  Data:       {self.data}  (delete it to start over; logs in {self.logs})")
+        out("Press Ctrl-C to stop.")
+
+    def supervise(self) -> int:
+        """Until Ctrl-C, SIGTERM or a child's death; returns the exit code."""
+        while not self.stop.wait(0.5):
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    self.echo(f"the {name} stopped (exit {proc.returncode}); see {self.logs / (name + '.log')}:\n"
+                              f"{tail(self.logs / (name + '.log'))}", err=True)
+                    return 1
+        return 0
+
+
+@click.command("demo", help="Run the helpdesk with a local Wazzup24 sandbox, seeded with chats: "
+                            "the whole product on 127.0.0.1, in one command. Ctrl-C stops it.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-data"),
+              show_default=True, help="database, settings, credentials and logs")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="the helpdesk's port (0: any free port)")
+@click.option("--sandbox-port", type=click.IntRange(0, 65535), default=8100, show_default=True,
+              help="the sandbox's port (0: any free port)")
+@click.option("--chatty", is_flag=True, help="keep a customer writing now and then")
+@click.pass_context
+def demo_command(ctx, data_dir, host, port, sandbox_port, chatty):
+    port = check_port(host, port, "--port")
+    sandbox_port = check_port(host, sandbox_port, "--sandbox-port")
+    demo = Demo(data_dir, host, port, sandbox_port, ctx.find_root().info_name or "helpdesk-stub")
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+        demo.stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        demo.prepare()
+        click.echo(f"Starting the sandbox on {demo.sandbox_url} and the helpdesk on {demo.url} ...", err=True)
+        steps = (demo.start_sandbox, demo.migrate_and_create_agent, demo.start_helpdesk, demo.register_webhook,
+                 demo.seed)
+        for step in steps:
+            if stopping.is_set():
+                break
+            step()
+        if not stopping.is_set():
+            demo.banner()
+            if chatty:
+                threading.Thread(target=demo.chatter, name="demo-chatter", daemon=True).start()
+            code = demo.supervise()
+    finally:
+        click.echo("Stopping ...", err=True)
+        demo.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        click.echo("Stopped.", err=True)
+    if code:
+        raise click.exceptions.Exit(code)
