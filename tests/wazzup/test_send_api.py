@@ -234,3 +234,16 @@ def test_not_configured_is_503_and_nothing_is_stored(client, auth, chat, helpdes
     assert (result.status_code, result.json["code"]) == (503, "wazzup_not_configured")
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+def test_outbound_routes_are_in_the_openapi_document(client):
+    from openapi_spec_validator import validate
+
+    document = client.simulate_get("/api/openapi.json").json
+    validate(document)
+    send_op = document["paths"]["/api/chats/{chat_id}/wazzup24/send"]["post"]
+    assert set(send_op["responses"]) >= {"201", "202", "404", "409", "422", "502", "503"}
+    assert "requestBody" in send_op
+    for path in ("/api/chats/{chat_id}/wazzup24/messages/{message_id}/resend", "/api/chats/{chat_id}/wazzup24/info",
+                 "/api/wazzup24/connection"):
+        assert path in document["paths"]

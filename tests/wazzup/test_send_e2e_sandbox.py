@@ -1,0 +1,113 @@
+"""End to end over real HTTP: gunicorn serving the helpdesk, the sandbox playing Wazzup24.
+
+A message sent by an agent reaches the sandbox once, its statuses come back through the real
+webhook; when the sandbox hangs, drops the connection, fails or refuses connections, the send
+answers 202, the outbox worker (a real process) finishes the job, and the sandbox saw it once.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+SECRET = "e2e-webhook-secret-0123456789"
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key, tmp_path):
+    """The helpdesk under gunicorn talking to the sandbox; ``live.send(text)``, ``live.start_worker()``."""
+    from types import SimpleNamespace
+
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+    env = {"HELPDESK_DATABASE_URL": database_url, "WAZZUP24_API_KEY": api_key, "WAZZUP24_API_URL": sandbox_server.url,
+           "WAZZUP24_WEBHOOK_SECRET": SECRET, "WAZZUP24_CONNECT_TIMEOUT": "1", "WAZZUP24_READ_TIMEOUT": "1.5"}
+    host = gunicorn_host(env, workers=2)
+    env["WAZZUP24_WEBHOOK_URL"] = f"{host.url}/api/webhook"
+    chat = make_wazzup_chat(channel_id=None)  # the channel comes from the sandbox's GET /v3/channels
+    workers = []
+
+    def cli(*args):
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+        return subprocess.run([sys.executable, "-m", "host_stub", "wazzup24", *args], cwd=tmp_path,
+                              env={**full, **env}, capture_output=True, text=True, timeout=60)
+
+    def start_worker():
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+        log = open(tmp_path / "worker.log", "ab")
+        workers.append(subprocess.Popen([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"],
+                                        cwd=tmp_path, env={**full, **env}, stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+
+    def send(text):
+        return requests.post(f"{host.url}/api/chats/{chat}/wazzup24/send", json={"text": text},
+                             headers=agent["headers"], timeout=30)
+
+    def message(message_id):
+        items = requests.get(f"{host.url}/api/chats/{chat}/messages", headers=agent["headers"], timeout=10).json()
+        return next(m for m in items["items"] if m["id"] == message_id)
+
+    def sandbox(method, path, **kwargs):
+        result = requests.request(method, sandbox_server.url + path, timeout=10, **kwargs)
+        result.raise_for_status()
+        return result.json()
+
+    yield SimpleNamespace(host=host, chat=chat, cli=cli, start_worker=start_worker, send=send, message=message,
+                          sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
+    for proc in workers:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_a_message_goes_out_once_and_its_ticks_come_back_through_the_webhook(live):
+    registered = live.cli("set-webhook", "--yes")
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    assert SECRET not in registered.stdout
+    result = live.send("Hello from the helpdesk")
+    assert result.status_code == 201, result.text
+    sent = result.json()
+    assert sent["status"] == "accepted" and sent["wazzup_message_id"]
+    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": sent["wazzup_crm_message_id"]})
+    assert received["accepted"] == 1
+    assert received["messages"][0]["channelId"] == live.channel_id
+    wait_for(lambda: live.message(sent["id"])["status"] == "read", what="the read tick")
+    connection = live.cli("test-connection")
+    assert connection.returncode == 0, connection.stdout
+    assert "Wazzup24 connection: OK" in connection.stdout and SECRET not in connection.stdout
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "slow", "seconds": 4, "path": "/v3/message"},              # accepted, then our read timeout
+    {"kind": "drop", "path": "/v3/message"},                            # accepted, then the connection drops
+    {"kind": "fail", "status": 502, "path": "/v3/message", "afterAccept": True},   # accepted, then a 5xx
+    {"kind": "fail", "status": 500, "path": "/v3/message"},             # a 5xx before accepting
+    {"kind": "downtime", "seconds": 2, "mode": "refuse"},               # connections refused
+], ids=["hang", "drop", "accept-then-5xx", "5xx", "refused"])
+def test_the_worker_finishes_interrupted_sends_without_sending_twice(live, fault):
+    live.sandbox("POST", "/_sandbox/faults", json=fault)
+    result = live.send(f"through a {fault['kind']} fault")
+    assert result.status_code == 202, result.text
+    queued = result.json()
+    assert queued["status"] == "queued"
+    live.start_worker()
+    settled = wait_for(lambda: (m := live.message(queued["id"]))["status"] != "queued" and m, timeout=30,
+                       what="the worker to settle the message")
+    assert settled["status"] in ("accepted", "sent", "delivered", "read"), settled
+    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": queued["wazzup_crm_message_id"]})
+    assert received["accepted"] == 1
