@@ -269,3 +269,9 @@ def test_stored_chat_and_message_appear_in_the_host_api(deliver, payload, client
     messages = client.simulate_get(f"/api/chats/{chats[0]['id']}/messages", headers=auth).json["items"]
     assert [(m["direction"], m["status"], m["wazzup_message_id"]) for m in messages] == [
         ("in", "inbound", "caa1f2b4-cce3-424c-86cd-05f4e2a95073")]
+
+
+def test_a_name_that_is_just_the_number_never_renames_a_chat(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_text"))
+    deliver(payload("incoming_image"))  # contact.name is "79161234567", as WhatsApp may send it
+    assert wazzup_rows.chats()[0]["title"] == "Ivan Petrov"

@@ -86,6 +86,10 @@ def chat_phone(msg: Message) -> str | None:
     return digits[:32] or None
 
 
+def _is_just_the_number(name: str, msg: Message) -> bool:
+    return not re.search(r"[^\d\s+()\-]", name) or name == msg.chat_id
+
+
 def _version(msg: Message) -> tuple:
     """Which copy of one message is newest: a deletion beats an edit beats the original."""
     return (2 if msg.is_deleted else 1 if msg.is_edited else 0, msg.at.timestamp() if msg.at else 0.0)
@@ -280,6 +284,8 @@ class Writer:
             if msg.is_echo or row["chat_id"] in self.summary.chats_created:
                 continue
             name = msg.contact_name if msg.contact_name and msg.contact_name != row["contact_name"] else None
+            if name and _is_just_the_number(name, msg):
+                name = None  # WhatsApp may send the number as the name: never rename a chat to it
             avatar = msg.avatar_uri if msg.avatar_uri and msg.avatar_uri != row["avatar_uri"] else None
             if name or avatar:
                 changes.append((row["chat_id"], name, avatar))
@@ -294,9 +300,10 @@ class Writer:
                 avatar_uri=sa.func.coalesce(sa.bindparam("b_avatar", type_=c.c.avatar_uri.type), c.c.avatar_uri),
                 change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)),
             [{"b_id": cid, "b_title": name, "b_avatar": avatar, "b_seq": self.seq} for cid, name, avatar in changes])
-        self.conn.execute(
-            sa.update(wc).where(wc.c.chat_id == sa.bindparam("b_id")).values(contact_name=sa.bindparam("b_name")),
-            [{"b_id": cid, "b_name": name} for cid, name, _ in changes if name])
+        renamed = [{"b_id": cid, "b_name": name} for cid, name, _ in changes if name]
+        if renamed:
+            self.conn.execute(sa.update(wc).where(wc.c.chat_id == sa.bindparam("b_id"))
+                              .values(contact_name=sa.bindparam("b_name")), renamed)
         self.summary.chat_ids.update(cid for cid, _, _ in changes)
 
     def _park_echoes_of_sends_in_flight(self, fresh: list[Message], chat_of: dict) -> list[Message]:
@@ -375,6 +382,8 @@ class Writer:
 
     def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
         """Last message, preview, activity and unread count of each chat that got messages."""
+        if not stored:
+            return
         per_chat: dict[int, list[Message]] = defaultdict(list)
         for msg in stored:
             per_chat[chat_of[msg.chat_key]].append(msg)
