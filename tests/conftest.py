@@ -424,6 +424,24 @@ def make_wazzup_chat(helpdesk, make_chat):
 
 
 @pytest.fixture
+def network_error():
+    """A network failure as ``requests`` raises it: ``network_error("refused")`` (nothing went out),
+    ``"dropped"`` (the connection broke after the request was sent), ``"read_timeout"``, ``"connect_timeout"``."""
+    import urllib3.exceptions
+
+    def make(kind: str) -> requests.RequestException:
+        if kind == "refused":
+            return requests.ConnectionError(urllib3.exceptions.MaxRetryError(
+                None, "/v3/message", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
+        if kind == "dropped":
+            return requests.ConnectionError(urllib3.exceptions.ProtocolError(
+                "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
+        return {"read_timeout": requests.ReadTimeout, "connect_timeout": requests.ConnectTimeout}[kind](kind)
+
+    return make
+
+
+@pytest.fixture
 def outbox_ctx(helpdesk, clock):
     """The outbound flow's objects on the fake clock; the rate limiter's waits move the clock."""
     from wazzup_plugin.outbound.context import outbound

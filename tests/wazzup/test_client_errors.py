@@ -4,8 +4,6 @@ import json
 
 import pytest
 import requests
-import responses
-import urllib3.exceptions
 
 from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupClient, WazzupInvalidData,
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
@@ -37,16 +35,6 @@ def limiter():
 def wazzup(http, limiter, api_key, wazzup_url):
     assert (api_key, wazzup_url) == (API_KEY, WAZZUP_API)
     return WazzupClient(http, WAZZUP_API, API_KEY, connect_timeout=1.5, read_timeout=7, rate_limiter=limiter)
-
-
-def _refused():
-    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(
-        None, "/v3/message", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
-
-
-def _dropped():
-    return requests.ConnectionError(urllib3.exceptions.ProtocolError(
-        "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
 
 
 def test_every_call_carries_the_bearer_key_and_both_timeouts(wazzup, wazzup_api, api_payload, limiter):
@@ -137,14 +125,12 @@ def test_429_is_rate_limited_surely_not_sent_and_blocks_the_limiter(wazzup, wazz
 
 
 @pytest.mark.parametrize("failure, maybe_sent", [
-    (_refused(), False),
-    (requests.ConnectTimeout("connect timed out"), False),
-    (requests.ReadTimeout("read timed out"), True),
-    (_dropped(), True),
-    (requests.exceptions.ChunkedEncodingError("broken answer"), True),
-])
-def test_connection_failures_say_whether_the_message_may_have_gone_out(wazzup, wazzup_api, failure, maybe_sent):
-    wazzup_api.post(f"{WAZZUP_API}/v3/message", body=failure)
+    ("refused", False), ("connect_timeout", False), ("read_timeout", True), ("dropped", True), ("broken", True)])
+def test_connection_failures_say_whether_the_message_may_have_gone_out(wazzup, wazzup_api, network_error, failure,
+                                                                       maybe_sent):
+    error = (requests.exceptions.ChunkedEncodingError("broken answer") if failure == "broken"
+             else network_error(failure))
+    wazzup_api.post(f"{WAZZUP_API}/v3/message", body=error)
     with pytest.raises(WazzupUnavailable) as caught:
         wazzup.send_message(SEND)
     assert caught.value.maybe_sent is maybe_sent

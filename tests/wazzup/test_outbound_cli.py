@@ -139,3 +139,7 @@ def test_worker_once_sends_what_is_queued(run, helpdesk, make_wazzup_chat, outbo
     assert "attempted 1 message" in result.output
     with helpdesk.db.read() as conn:
         assert conn.execute(helpdesk.tables.messages.select()).first().status == "accepted"
+
+
+def test_serve_runs_the_outbox_worker_beside_gunicorn(helpdesk):
+    assert [(w.name, w.argv) for w in helpdesk.registrations.workers] == [("wazzup24-outbox", ("wazzup24", "worker"))]

@@ -12,27 +12,16 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-import requests
 import sqlalchemy as sa
-import urllib3.exceptions
 
 from wazzup_plugin.outbound import outbox, worker
 from wazzup_plugin.state import get_state
 
 
-def refused():
-    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(
-        None, "/v3/message", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
-
-
-def dropped():
-    return requests.ConnectionError(urllib3.exceptions.ProtocolError(
-        "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
-
-
 class FlakyWazzup:
-    def __init__(self, clock, script=()):
+    def __init__(self, clock, network_error, script=()):
         self.clock = clock
+        self.network_error = network_error
         self.script = list(script)
         self.delivered = Counter()  # crmMessageId → deliveries to the customer
         self.first_seen = {}
@@ -45,7 +34,7 @@ class FlakyWazzup:
         now = self.clock()
         self.calls.append((now, crm, mode))
         if mode == "refuse":
-            return refused()
+            return self.network_error("refused")
         if mode == "429":
             return 429, {}, ""
         seen = self.first_seen.get(crm)
@@ -57,17 +46,17 @@ class FlakyWazzup:
             self.first_seen[crm] = now
             answer = (201, {}, json.dumps({"messageId": f"wz-{crm}-{self.delivered[crm]}", "chatId": body["chatId"]}))
         if mode == "hang":
-            return requests.ReadTimeout("read timed out")
+            return self.network_error("read_timeout")
         if mode == "drop":
-            return dropped()
+            return self.network_error("dropped")
         if mode == "5xx":
             return 502, {}, "Bad Gateway"
         return answer
 
 
 @pytest.fixture
-def flaky(clock, wazzup_api, wazzup_url):
-    fake = FlakyWazzup(clock)
+def flaky(clock, wazzup_api, wazzup_url, network_error):
+    fake = FlakyWazzup(clock, network_error)
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=fake)
     return fake
 
@@ -256,3 +245,24 @@ def test_two_claimers_never_take_the_same_row(client, auth, chat, flaky, outbox_
     everything = [mid for got in claimed.values() for mid in got]
     assert len(everything) == len(set(everything)) == len(ids)
     assert set(everything) == ids
+
+
+def test_the_worker_loop_sends_until_stopped(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    import threading
+
+    flaky.script = ["refuse"]
+    message_id = send(client, auth, chat).json["id"]
+    clock.advance(5)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(outbox_ctx, stop), kwargs={"poll_seconds": 0.01})
+    thread.start()
+    try:
+        for _ in range(500):
+            if message(helpdesk, message_id).status == "accepted":
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert message(helpdesk, message_id).status == "accepted"

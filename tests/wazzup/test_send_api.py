@@ -247,3 +247,15 @@ def test_outbound_routes_are_in_the_openapi_document(client):
     for path in ("/api/chats/{chat_id}/wazzup24/messages/{message_id}/resend", "/api/chats/{chat_id}/wazzup24/info",
                  "/api/wazzup24/connection"):
         assert path in document["paths"]
+
+
+def test_idempotency_keys_are_forgotten_after_a_day(client, auth, chat, wazzup_api, wazzup_url, outbox_ctx, clock):
+    from wazzup_plugin.outbound.outbox import purge_idempotency_keys
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-next-day"}, status=201)
+    send(client, auth, chat, {"text": "a"}, {"Idempotency-Key": "daily"})
+    assert purge_idempotency_keys(outbox_ctx) == 0
+    clock.advance(hours=25)
+    assert purge_idempotency_keys(outbox_ctx) == 1
+    assert send(client, auth, chat, {"text": "a"}, {"Idempotency-Key": "daily"}).json["wazzup_message_id"] == "wz-next-day"

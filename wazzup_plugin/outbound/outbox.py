@@ -36,6 +36,7 @@ DEDUPE_WINDOW = timedelta(seconds=60)
 MAX_QUEUE_AGE = timedelta(hours=1)
 SURE_BACKOFF = (2, 5, 15, 30, 60, 120, 300)
 MAYBE_BACKOFF = (2, 4, 8, 16)
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 # Wazzup's codes explained to agents; Wazzup's own description is the fallback.
 HUMAN_TEXT = {normalize_code(k): v for k, v in {
@@ -112,6 +113,17 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
         last_message_at=now, last_activity_at=now, last_message_preview=preview, change_seq=tx.change_seq))
     tx.touched(chat_ids=[chat_id], message_ids=[message_id])
     return message_id
+
+
+def purge_idempotency_keys(ctx, limit: int = 1000) -> int:
+    """Forget Idempotency-Keys older than a day (a client repeats a request within minutes)."""
+    t = ctx.state.tables["idempotency"]
+    cutoff = ctx.clock() - IDEMPOTENCY_TTL
+    with ctx.helpdesk.db.write() as tx:
+        old = tx.conn.execute(sa.select(t.c.agent_id, t.c.key).where(t.c.created_at < cutoff).limit(limit)).all()
+        for row in old:
+            tx.conn.execute(sa.delete(t).where(t.c.agent_id == row.agent_id, t.c.key == row.key))
+    return len(old)
 
 
 # ---------------------------------------------------------------- claiming

@@ -136,6 +136,9 @@ class _SendBase:
             except sa.exc.IntegrityError:
                 if key is None:
                     raise
+        else:
+            raise Problem(409, "idempotency_in_progress",
+                          "A request with this Idempotency-Key is still being processed; repeat it shortly.")
         log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})

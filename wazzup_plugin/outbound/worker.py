@@ -28,8 +28,12 @@ def run_once(ctx, owner: str, batch: int = 10) -> list[outbox.Outcome]:
     return outcomes
 
 
+HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys
+
+
 def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10) -> None:
     owner = worker_id()
+    loops = 0
     log.info("Wazzup24 outbox worker started", extra={"context": {"worker": owner}})
     if ctx.client is None:
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
@@ -39,6 +43,12 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
+        if loops % HOUSEKEEPING_EVERY == 0:
+            try:
+                outbox.purge_idempotency_keys(ctx)
+            except Exception:
+                log.exception("Wazzup24 outbox housekeeping failed")
+        loops += 1
         if len(outcomes) < batch:
             stop.wait(poll_seconds)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})
