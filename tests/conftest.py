@@ -554,7 +554,8 @@ def gunicorn_host(tmp_path):
     """Start real gunicorn (``--no-control-socket``) on a free 127.0.0.1 port, the app built from env.
 
     ``host = gunicorn_host({"HELPDESK_DATABASE_URL": url}, workers=2)`` → ``host.url``, ``host.logs``
-    (``access``, ``app``, ``stderr`` paths). Runs in ``tmp_path`` (no stray ``.env``); stopped by PID.
+    (``access``, ``app``, ``stderr`` paths), ``host.stop()`` (e.g. to flush logs before reading them).
+    Runs in ``tmp_path`` (no stray ``.env``); stopped by PID.
     """
     from types import SimpleNamespace
 
@@ -563,7 +564,7 @@ def gunicorn_host(tmp_path):
     def start(env: dict, workers: int = 2):
         url, proc, logs = _start_gunicorn(tmp_path, env, workers)
         procs.append(proc)
-        return SimpleNamespace(url=url, logs=logs, proc=proc)
+        return SimpleNamespace(url=url, logs=logs, proc=proc, stop=lambda: _stop_process(proc))
 
     yield start
     for proc in procs:
