@@ -70,7 +70,8 @@ class Id(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         if not value or len(value) > self.max_length or _CONTROL.search(value) or clean_text(value) != value:
-            raise ValidationError(f"must be a non-empty string of at most {self.max_length} printable characters")
+            raise ValidationError(
+                f"must be a non-empty string of at most {self.max_length} printable characters")
         return value
 
 

@@ -32,7 +32,8 @@ def _setting(name: str) -> str | None:
 
 
 def build_body(*, phone: str, name: str | None, text: str | None, content_uri: str | None, type_: str | None,
-               channel_id: str, chat_type: str = "whatsapp", echo: bool = False, message_id: str | None = None) -> dict:
+               channel_id: str, chat_type: str = "whatsapp", echo: bool = False,
+               message_id: str | None = None) -> dict:
     return delivery(messages=[incoming_message(
         channel_id=channel_id, chat_id=phone, chat_type=chat_type, text=text, content_uri=content_uri,
         type=type_, name=name, is_echo=echo, message_id=message_id or str(uuid.uuid4()))])
@@ -48,15 +49,15 @@ def post_delivery(session: requests.Session, url: str, body: dict, secret: str |
 
 
 @click.command("simulate-incoming", help="Post a Wazzup-shaped incoming message to a running helpdesk.")
-@click.option("--phone", required=True, help="the customer's number, digits (Wazzup's chatId), e.g. 79161234567")
+@click.option("--phone", required=True, help="the customer's number (Wazzup's chatId), e.g. 79161234567")
 @click.option("--name", default=None, help="the contact's name (default: the phone)")
 @click.option("--text", default=None, help="the message text")
 @click.option("--content-uri", default=None, help="a media link (http/https); makes a media message")
 @click.option("--type", "type_", type=click.Choice(TYPES), default=None,
               help="message type (default: text, or image with --content-uri)")
 @click.option("--echo", is_flag=True, help="as if typed on the company phone (isEcho: outgoing)")
-@click.option("--message-id", default=None, help="Wazzup messageId (default: random; repeat one to test dedupe)")
-@click.option("--channel-id", default=None, help="default: WAZZUP24_CHANNEL_ID, else a fixed simulated channel")
+@click.option("--message-id", default=None, help="Wazzup messageId (default: random; repeat to test dedupe)")
+@click.option("--channel-id", default=None, help="default: WAZZUP24_CHANNEL_ID, else a fixed simulated one")
 @click.option("--url", default=DEFAULT_URL, show_default=True, help="the helpdesk's webhook URL")
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="seconds to wait for the answer")
 def simulate_incoming(phone, name, text, content_uri, type_, echo, message_id, channel_id, url, timeout):
@@ -73,8 +74,8 @@ def simulate_incoming(phone, name, text, content_uri, type_, echo, message_id, c
         try:
             resp = post_delivery(session, url, body, _setting("WAZZUP24_WEBHOOK_SECRET"), timeout)
         except requests.RequestException as exc:
-            raise click.ClickException(f"could not reach {url}: {type(exc).__name__}. Is the helpdesk running "
-                                       "(helpdesk-stub serve)?") from None
+            raise click.ClickException(f"could not reach {url}: {type(exc).__name__}. "
+                                       "Is the helpdesk running (helpdesk-stub serve)?") from None
     if resp.status_code != 200:
         try:
             reason = resp.json().get("message")

@@ -157,8 +157,8 @@ class Writer:
         rows = [{"channel_id": u.channel_id, "state": u.state, "tier": u.tier, "transport": u.transport,
                  "updated_at": u.at or self.now} for _, u in sorted(latest.items())]
         # An older report never overwrites a newer one (Wazzup does not promise the order).
-        upsert(self.conn, self.t["channels"], rows, key=["channel_id"], update=["state", "tier", "updated_at"],
-               where=lambda t, ex: t.c.updated_at <= ex.updated_at)
+        upsert(self.conn, self.t["channels"], rows, key=["channel_id"],
+               update=["state", "tier", "updated_at"], where=lambda t, ex: t.c.updated_at <= ex.updated_at)
         self.summary.channels += len(rows)
 
     def store_quarantine(self, items: list[Quarantined]) -> None:
@@ -261,8 +261,8 @@ class Writer:
         found = {}
         for part in _chunks(keys):
             rows = self.conn.execute(
-                sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id, wc.c.contact_name,
-                          c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
+                sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
+                          wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
                 .join(c, c.c.id == wc.c.chat_id)
                 .where(sa.tuple_(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id).in_(part))).mappings()
             found.update({(r["channel_id"], r["chat_type"], r["wazzup_chat_id"]): dict(r) for r in rows})
@@ -297,9 +297,11 @@ class Writer:
         self.conn.execute(
             sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
                 title=sa.func.coalesce(sa.bindparam("b_title", type_=c.c.title.type), c.c.title),
-                avatar_uri=sa.func.coalesce(sa.bindparam("b_avatar", type_=c.c.avatar_uri.type), c.c.avatar_uri),
+                avatar_uri=sa.func.coalesce(sa.bindparam("b_avatar", type_=c.c.avatar_uri.type),
+                                            c.c.avatar_uri),
                 change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)),
-            [{"b_id": cid, "b_title": name, "b_avatar": avatar, "b_seq": self.seq} for cid, name, avatar in changes])
+            [{"b_id": cid, "b_title": name, "b_avatar": avatar, "b_seq": self.seq}
+             for cid, name, avatar in changes])
         renamed = [{"b_id": cid, "b_name": name} for cid, name, _ in changes if name]
         if renamed:
             self.conn.execute(sa.update(wc).where(wc.c.chat_id == sa.bindparam("b_id"))
@@ -338,8 +340,9 @@ class Writer:
             "chat_id": chat_id, "direction": "out" if msg.is_echo else "in", "type": msg.type, "text": text,
             "content_uri": msg.content_uri, "content_name": name,
             "content_type": mimetypes.guess_type(name)[0] if name else None,
-            "author_name": msg.author_name if msg.is_echo else None, "messenger_at": at, "created_at": self.now,
-            "edited_at": self.now if msg.is_edited else None, "deleted_at": self.now if msg.is_deleted else None,
+            "author_name": msg.author_name if msg.is_echo else None, "messenger_at": at,
+            "created_at": self.now, "edited_at": self.now if msg.is_edited else None,
+            "deleted_at": self.now if msg.is_deleted else None,
             "previous_text": msg.old_text if (msg.is_edited or msg.is_deleted) else None,
             "error_code": None, "error_text": None, "change_seq": self.seq,
             **{col: None for col in TIMESTAMP_COLUMN.values()},
@@ -362,9 +365,10 @@ class Writer:
         ids = insert_returning_ids(self.conn, m, [self._message_row(x, chat_of[x.chat_key]) for x in fresh])
         mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
         insert_ignore(self.conn, wm, [
-            {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key], "wazzup_message_id": x.message_id,
-             "crm_message_id": None, "is_echo": x.is_echo, "sent_from_app": x.sent_from_app,
-             "author_id": x.author_id, "ref_message_id": x.ref_message_id, "version_at": x.at or self.now}
+            {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key],
+             "wazzup_message_id": x.message_id, "crm_message_id": None, "is_echo": x.is_echo,
+             "sent_from_app": x.sent_from_app, "author_id": x.author_id, "ref_message_id": x.ref_message_id,
+             "version_at": x.at or self.now}
             for x in fresh])
         winners = {}
         for part in _chunks(sorted(mine)):
@@ -404,8 +408,8 @@ class Writer:
         self.conn.execute(sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
             unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
             last_message_at=sa.bindparam("b_last_at", type_=c.c.last_message_at.type),
-            last_message_preview=sa.func.coalesce(sa.bindparam("b_preview", type_=c.c.last_message_preview.type),
-                                                  c.c.last_message_preview),
+            last_message_preview=sa.func.coalesce(
+                sa.bindparam("b_preview", type_=c.c.last_message_preview.type), c.c.last_message_preview),
             last_activity_at=sa.bindparam("b_activity", type_=c.c.last_activity_at.type),
             change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)), updates)
         self.summary.chat_ids.update(per_chat)
@@ -520,9 +524,10 @@ class Writer:
             if r.status == "edited":
                 edited_at = edited_at or r.at or self.now
             # A late "delivered" after "read" still records when it was delivered.
-            elif new in DELIVERY_RANK and status in DELIVERY_RANK and DELIVERY_RANK[new] <= DELIVERY_RANK[status]:
+            elif DELIVERY_RANK.get(new, 99) <= DELIVERY_RANK.get(status, 0):
                 stamps[TIMESTAMP_COLUMN[new]] = stamps[TIMESTAMP_COLUMN[new]] or r.at or self.now
-        before = (row.status, row.error_code, row.error_text, row.edited_at, *[row._mapping[c] for c in stamp_cols])
+        before = (row.status, row.error_code, row.error_text, row.edited_at,
+                  *[row._mapping[c] for c in stamp_cols])
         after = (status, error_code, error_text, edited_at, *[stamps[c] for c in stamp_cols])
         if before == after:
             return None
@@ -538,7 +543,8 @@ class Writer:
         insert_ignore(self.conn, self.t["parked"], rows)
         self.summary.parked.extend(r["wazzup_message_id"] for r in rows)
         log.info("webhook items parked until their message is known", extra={"context": {
-            "kinds": sorted({r["kind"] for r in rows}), "wazzup_message_ids": [r["wazzup_message_id"] for r in rows][:50]}})
+            "kinds": sorted({r["kind"] for r in rows}),
+            "wazzup_message_ids": [r["wazzup_message_id"] for r in rows][:50]}})
 
     def _take_parked(self, condition, limit: int | None = None) -> list:
         p = self.t["parked"]

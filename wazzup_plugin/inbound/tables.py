@@ -25,7 +25,7 @@ def define_inbound_tables(metadata, table) -> dict:
         # Items that did not fit the documented shape: kept with the reason, never silently lost.
         "quarantine": table(metadata, "wazzup_quarantine",
             sa.Column("id", sa.Integer, primary_key=True),
-            sa.Column("section", sa.String(32), nullable=False),         # messages, statuses, channelsUpdates...
+            sa.Column("section", sa.String(32), nullable=False),         # messages, statuses, ...
             sa.Column("wazzup_message_id", sa.String(64)),               # when the item had a usable one
             sa.Column("reason", sa.Text, nullable=False),
             sa.Column("item", sa.Text, nullable=False),

@@ -97,7 +97,8 @@ class WebhookResource:
         raw = (req.stream if chunked else req.bounded_stream).read(limit + 1)
         if len(raw) > limit:
             raise falcon.HTTPContentTooLarge(
-                title="payload_too_large", description=f"The request body is larger than the limit of {limit} bytes.")
+                title="payload_too_large",
+                description=f"The request body is larger than the limit of {limit} bytes.")
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
