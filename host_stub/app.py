@@ -85,6 +85,13 @@ def host_routes(helpdesk: Helpdesk, serializer: Serializer, openapi_factory) -> 
     ]
 
 
+def _startup_error(exc: Exception) -> StartupError:
+    """A plugin's own refusal (a ValueError naming a setting) reads as is; anything else says what it was."""
+    if isinstance(exc, ValueError):
+        return StartupError(str(exc))
+    return StartupError(f"a plugin failed while the helpdesk was built: {type(exc).__name__}: {exc}")
+
+
 def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> falcon.App:
     """Build the helpdesk: validate plugins and settings, wire routes; serve nothing yet."""
     from host_stub.openapi import build_openapi
@@ -112,7 +119,7 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     except StartupError:
         raise
     except Exception as exc:  # a plugin's own validation (e.g. of its settings) failed
-        raise StartupError(str(exc)) from exc
+        raise _startup_error(exc) from exc
     chat_out = extend_schema(ChatSchema, {k: v for fs in regs.chat_fields for k, v in fs.fields.items()}, "Chat")
     message_out = extend_schema(MessageSchema, {k: v for fs in regs.message_fields for k, v in fs.fields.items()},
                                 "Message")
@@ -141,6 +148,6 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     except StartupError:
         raise
     except Exception as exc:
-        raise StartupError(str(exc)) from exc
+        raise _startup_error(exc) from exc
     app.helpdesk = helpdesk
     return app

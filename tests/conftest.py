@@ -58,9 +58,10 @@ def clock():
 # ---------------------------------------------------------------- databases
 
 
-def _worker_database_url(worker_id: str) -> str:
+def _worker_database_url(worker_id: str, run_id: str) -> str:
     url = make_url(PG_URL)
-    name = f"{url.database or 'test'}_hd_{worker_id}".replace("-", "_")
+    # The run id keeps concurrent test runs (several people, one server) out of each other's databases.
+    name = f"{url.database or 'test'}_hd_{run_id}_{worker_id}".replace("-", "_").lower()
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -70,11 +71,11 @@ def _worker_database_url(worker_id: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_database_url(worker_id):
-    """A PostgreSQL database for this test worker, or skip with the reason."""
+def pg_database_url(worker_id, testrun_uid):
+    """A PostgreSQL database for this test worker and run, or skip with the reason."""
     if not PG_URL:
         pytest.skip("PostgreSQL tests need HELPDESK_TEST_DATABASE_URL (CI sets it)")
-    url = _worker_database_url(worker_id)
+    url = _worker_database_url(worker_id, testrun_uid[:10])
     yield url
     admin = sa.create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
