@@ -75,8 +75,11 @@ class ChatsResource:
         if "cursor" in query:
             at, last_id = decode_cursor(query["cursor"], "a", (str, int))
             at = _parse_time(at)
-            stmt = stmt.where(sa.or_(chats.c.last_activity_at < at,
-                                     sa.and_(chats.c.last_activity_at == at, chats.c.id < last_id)))
+            # "(a < at) or (a = at and id < last_id)", written with a plain upper bound first so the
+            # activity index seeks straight to the cursor; with the bare OR, SQLite and PostgreSQL
+            # walk the index from the newest chat down, and a deep page costs time linear in its depth.
+            stmt = stmt.where(chats.c.last_activity_at <= at,
+                              sa.or_(chats.c.last_activity_at < at, chats.c.id < last_id))
         return stmt.order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
 
 
