@@ -318,7 +318,8 @@ class Writer:
         if not parked:
             return fresh
         self._park([("echo", m.message_id, chat_of[m.chat_key], f"e:{m.message_id}", m.raw) for m in parked])
-        return [m for m in fresh if m not in parked]
+        parked_ids = {m.message_id for m in parked}  # ids are unique within fresh; cheap to compare
+        return [m for m in fresh if m.message_id not in parked_ids]
 
     def _chats_with_sends_in_flight(self, chat_ids) -> set[int]:
         wm, m = self.t["messages"], self.messages
@@ -379,7 +380,9 @@ class Writer:
             self.conn.execute(sa.delete(m).where(m.c.id.in_(lost)))
         stored = [x for x in fresh if winners.get(x.message_id) == mine[x.message_id]]
         self.summary.new.extend(x.message_id for x in stored)
-        self.summary.duplicates.extend(x.message_id for x in fresh if x not in stored)
+        # By id: comparing Message dataclasses field by field made this quadratic in the delivery's size.
+        stored_ids = {x.message_id for x in stored}
+        self.summary.duplicates.extend(x.message_id for x in fresh if x.message_id not in stored_ids)
         self.summary.message_ids.update(mine[x.message_id] for x in stored)
         self._follow_chats(stored, chat_of)
         return [x.message_id for x in stored]
