@@ -10,7 +10,8 @@
  *                                  it may return {destroy()} to stop its timers.
  *   registerMessageAction(action)  {id, label, appliesTo(message, chat), run(message, chat, ctx)}:
  *                                  a button on matching messages (e.g. a channel's "Resend").
- *   api(path, {method, body})      fetch with the session's CSRF token; resolves {ok, status, data}.
+ *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
+ *                                  (status 0: the server could not be reached).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
  */
 (function () {
@@ -42,7 +43,7 @@
     panel: null,                 // the open chat's plugin panel instance
     pollTimer: null,
     polling: false,
-    lastReadPost: 0
+    readInFlight: null            // the chat whose "read" is being posted
   };
   var panels = {};
   var messageActions = [];
@@ -108,6 +109,7 @@
     options = options || {};
     var method = (options.method || "GET").toUpperCase();
     var headers = { "Accept": "application/json" };
+    Object.keys(options.headers || {}).forEach(function (k) { headers[k] = options.headers[k]; });
     var init = { method: method, headers: headers, credentials: "same-origin" };
     if (method !== "GET" && method !== "HEAD") {
       if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
@@ -287,7 +289,14 @@
       state.listCursor = r.data.next_cursor;
       r.data.items.forEach(function (c) { state.chats.set(c.id, c); });
       renderList();
+      fillListView();
     });
+  }
+
+  /** A tall window may show the whole page: keep loading until the list can scroll (or ends). */
+  function fillListView() {
+    var box = $("chat-scroll");
+    if (state.listCursor && box.scrollHeight - box.scrollTop - box.clientHeight < 200) loadMoreChats();
   }
 
   function oldestLoadedChat() {
@@ -300,6 +309,8 @@
   function mergeChats(items) {
     var oldest = oldestLoadedChat();
     items.forEach(function (c) {
+      var known = state.chats.get(c.id);
+      if (known && known.change_seq > c.change_seq) return;  // an older answer than what is shown
       var inRange = !state.listCursor || !oldest || compareChats(c, oldest) <= 0;
       if (inRange) state.chats.set(c.id, c);
       else state.chats.delete(c.id);
@@ -458,11 +469,10 @@
   }
 
   function markRead(c) {
-    if (!c.unread_count || document.hidden) return;
-    var now = Date.now();
-    if (now - state.lastReadPost < POLL_MS) return;
-    state.lastReadPost = now;
+    if (!c.unread_count || document.hidden || state.readInFlight === c.id) return;
+    state.readInFlight = c.id;
     api("/api/chats/" + c.id + "/read", { method: "POST" }).then(function (r) {
+      state.readInFlight = null;
       if (r.ok) mergeChats([r.data]);
     });
   }
@@ -559,8 +569,15 @@
     var oldestId = null;
     state.messages.forEach(function (m) { if (oldestId === null || m.id < oldestId) oldestId = m.id; });
     items.forEach(function (m) {
+      var before = state.messages.get(m.id);
+      if (before && before.change_seq > m.change_seq) return;  // an older answer than what is shown
+      // A message the agent saw going out has failed since: say so, with the messenger's reason.
+      if (before && m.direction === "out" && m.status === "failed" && before.status !== "failed") {
+        notify("Not delivered: " + (m.error_text || "the messenger refused the message") +
+          (m.error_code ? " (" + m.error_code + ")" : ""), "error");
+      }
       // A change to a message older than the loaded history is not shown until it is paged in.
-      if (state.messages.has(m.id) || oldestId === null || m.id > oldestId || !state.msgCursor) {
+      if (before || oldestId === null || m.id > oldestId || !state.msgCursor) {
         state.messages.set(m.id, m);
       }
     });
@@ -879,11 +896,12 @@
         if (state.chat) markRead(state.chat);
       }
     });
-    // Infinite scroll: the "load more" button loads itself when it scrolls into view.
+    // Infinite scroll: the "load more" button at the end of the list loads the next page as it
+    // scrolls into view (it stays a button for keyboards and for browsers without the observer).
     if ("IntersectionObserver" in window) {
       new IntersectionObserver(function (entries) {
         if (entries.some(function (e) { return e.isIntersecting; })) loadMoreChats();
-      }).observe($("chat-list-more"));
+      }, { root: $("chat-scroll"), rootMargin: "0px 0px 200px 0px" }).observe($("chat-list-more"));
     }
     api("/api/session").then(function (r) {
       if (r.ok) signedIn(r.data);

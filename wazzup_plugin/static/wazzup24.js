@@ -34,6 +34,13 @@
     return svg;
   }
 
+  /** A random key for Idempotency-Key: repeating a send whose answer was lost never sends twice. */
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return "ui-" + Array.from(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
   /** Code points, like Python's len(): an emoji is one character, not two UTF-16 units. */
   function codePoints(text) {
     return Array.from(text).length;
@@ -65,8 +72,8 @@
     ["reason", "message"].forEach(function (k) {
       if (typeof data[k] === "string" && data[k] && parts.indexOf(data[k]) < 0) parts.push(data[k]);
     });
-    if (Array.isArray(data.problems)) {
-      data.problems.forEach(function (p) { if (typeof p === "string") parts.push(p); });
+    if (Array.isArray(data.warnings)) {
+      data.warnings.forEach(function (w) { if (typeof w === "string") parts.push(w); });
     }
     return parts.join(" ");
   }
@@ -142,8 +149,10 @@
     var textarea = el("textarea", "wz-input");
     textarea.id = "wz-text-" + chat.id;
     textarea.rows = 1;
-    textarea.placeholder = "Write a message (Enter sends, Shift+Enter: new line)";
-    textarea.setAttribute("aria-describedby", counter.id);
+    textarea.placeholder = "Write a message…";
+    var hint = el("span", "visually-hidden", "Enter sends; Shift+Enter starts a new line.");
+    hint.id = "wz-hint-" + chat.id;
+    textarea.setAttribute("aria-describedby", hint.id + " " + counter.id);
     label.htmlFor = textarea.id;
 
     var linkToggle = el("button", "btn btn-ghost wz-link-toggle");
@@ -169,6 +178,7 @@
     linkRow.appendChild(linkInput);
 
     form.appendChild(label);
+    form.appendChild(hint);
     form.appendChild(linkToggle);
     form.appendChild(textarea);
     form.appendChild(send);
@@ -177,6 +187,7 @@
     root.appendChild(form);
 
     var sending = false;
+    var sendKey = null;   // kept only while the same message is retried after a lost answer
 
     function update() {
       var count = codePoints(textarea.value);
@@ -218,8 +229,13 @@
       sending = true;
       send.textContent = "Sending…";
       update();
-      host.api("/api/chats/" + chat.id + "/wazzup24/send", { method: "POST", body: built.payload }).then(function (r) {
+      sendKey = sendKey || newKey();
+      host.api("/api/chats/" + chat.id + "/wazzup24/send", {
+        method: "POST", body: built.payload, headers: { "Idempotency-Key": sendKey }
+      }).then(function (r) {
         sending = false;
+        // An answer came: the next send is a new message (unless the first is still in progress).
+        if (r.status !== 0 && !(r.data && r.data.code === "idempotency_in_progress")) sendKey = null;
         send.textContent = "Send";
         if (r.ok) {
           textarea.value = "";
@@ -241,8 +257,13 @@
       });
     }
 
-    textarea.addEventListener("input", update);
-    linkInput.addEventListener("input", update);
+    function edited() {
+      sendKey = null;  // another text is another message
+      update();
+    }
+
+    textarea.addEventListener("input", edited);
+    linkInput.addEventListener("input", edited);
     textarea.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
         event.preventDefault();

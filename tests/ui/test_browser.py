@@ -1,0 +1,269 @@
+"""The agent UI in a real browser (Chromium via Playwright) against gunicorn and the Wazzup24 sandbox.
+
+Every wait is bounded (Playwright's expect with a timeout); nothing asserts how long anything took.
+Screenshots of the list and of a chat, at desktop width and at 360 px, go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+
+from tests.ui.conftest import WAIT_MS, screenshot, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
+expect.set_options(timeout=WAIT_MS)
+
+
+def new_phone() -> str:
+    return "7" + "".join(secrets.choice("0123456789") for _ in range(10))
+
+
+def chat_item(page, title: str):
+    return page.locator(".chat-item", has_text=title)
+
+
+def open_chat(page, title: str):
+    chat_item(page, title).get_by_role("button").click()
+    expect(page.locator("#chat-title")).to_have_text(title)
+
+
+def composer(page):
+    return page.get_by_label(re.compile(r"^Message to "))
+
+
+def reply(page, text: str):
+    box = composer(page)
+    box.fill(text)
+    box.press("Enter")
+
+
+def bubble(page, text: str):
+    return page.locator(".msg", has_text=text)
+
+
+def test_an_agent_signs_in_and_a_wrong_password_is_refused(browser_page, live):
+    page = browser_page
+    page.goto(live.url + "/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("alice")
+    page.get_by_label("Password", exact=True).fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#login-message")).to_have_text("The name or the password is wrong.")
+    sign_in(page, live.url)
+    expect(page.locator("#agent-name")).to_have_text("Alice Agent")
+    page.reload()  # the session cookie keeps the agent signed in
+    expect(page.locator("#app-view")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#login-message")).to_have_text("You have signed out.")
+    page.reload()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_an_incoming_message_appears_live_and_opening_the_chat_marks_it_read(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Hello, is my order ready?", chatId=phone, name="Olga Live")
+    item = chat_item(page, "Olga Live")
+    expect(item).to_be_visible()                     # no reload: the list polls changed_since
+    expect(item.locator(".chat-item-preview")).to_have_text("Hello, is my order ready?")
+    expect(item.locator(".badge")).to_have_text("1")
+    expect(item.locator(".chat-item-icon")).to_have_attribute("src", "/static/plugins/wazzup24/whatsapp.svg")
+    expect(page.locator(".chat-item").first).to_contain_text("Olga Live")   # newest activity first
+    open_chat(page, "Olga Live")
+    expect(bubble(page, "Hello, is my order ready?")).to_have_class(re.compile(r"\bmsg-in\b"))
+    expect(item.locator(".badge")).to_have_count(0)
+    assert live.chat_by_phone(phone)["unread_count"] == 0
+    live.customer_writes("And one more question", chatId=phone)
+    expect(bubble(page, "And one more question")).to_be_visible()   # the open chat polls too
+    expect(page.locator(".msg").last).to_contain_text("And one more question")
+    expect(item.locator(".chat-item-preview")).to_have_text("And one more question")
+    expect(item.locator(".badge")).to_have_count(0)                 # read while the agent looks at it
+
+
+def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Can you call me back?", chatId=phone, name="Pavel Ticks")
+    expect(chat_item(page, "Pavel Ticks").locator(".badge")).to_have_text("1")
+    screenshot(page, "list-desktop")
+    open_chat(page, "Pavel Ticks")
+    expect(page.locator(".wz-dot")).to_have_attribute("data-status", "ok")
+    box = composer(page)
+    box.fill("Of course, in five minutes.")
+    box.press("Shift+Enter")                          # a new line, not a send
+    box.type("Alice")
+    expect(box).to_have_value("Of course, in five minutes.\nAlice")
+    box.press("Enter")
+    expect(page.locator(".toast-success")).to_contain_text("Sent")
+    expect(box).to_have_value("")
+    sent = bubble(page, "Of course, in five minutes.")
+    expect(sent).to_have_class(re.compile(r"\bmsg-out\b"))
+    expect(sent).to_have_attribute("data-status", "accepted")
+    message_id = int(sent.get_attribute("data-message-id"))
+    chat_id = live.chat_by_phone(phone)["id"]
+    wazzup_id = live.message(chat_id, message_id)["wazzup_message_id"]
+    assert wazzup_id
+    for status in ("sent", "delivered", "read"):
+        live.post_status(wazzup_id, status)
+        expect(sent).to_have_attribute("data-status", status, timeout=WAIT_MS)
+        expect(sent.locator(f".ticks-{status}")).to_be_visible()
+    expect(sent.locator(".ticks-read")).to_have_attribute("aria-label", "Read")
+    color = sent.locator(".ticks-read").evaluate("node => getComputedStyle(node).color")
+    assert color == "rgb(14, 165, 233)"  # read ticks are blue
+    screenshot(page, "chat-desktop")
+
+
+def test_a_bad_contact_refused_at_once_shows_wazzups_reason_and_keeps_the_text(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Write to me", chatId=phone, name="Boris Reject")
+    live.sandbox("PATCH", "/_sandbox/config", json={"bad_contacts": [phone], "bad_contact_mode": "reject"})
+    try:
+        open_chat(page, "Boris Reject")
+        reply(page, "This will bounce")
+        toast = page.locator(".toast-error")
+        expect(toast).to_contain_text(re.compile(r"Not sent: .+ \(BAD_CONTACT\)"))
+        expect(composer(page)).to_have_value("This will bounce")      # kept for the agent to fix or retry
+        failed = bubble(page, "This will bounce")
+        expect(failed).to_have_attribute("data-status", "failed")
+        expect(failed.locator(".msg-error")).to_contain_text(re.compile(r"Not delivered: \w+"))
+        expect(failed.get_by_role("button", name="Resend")).to_be_visible()
+    finally:
+        live.sandbox("PATCH", "/_sandbox/config", json={"bad_contacts": [], "bad_contact_mode": "webhook"})
+
+
+def test_a_bad_contact_reported_later_by_webhook_notifies_and_offers_resend(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Hi there", chatId=phone, name="Vera Webhook")
+    open_chat(page, "Vera Webhook")
+    reply(page, "Thanks for writing")
+    sent = bubble(page, "Thanks for writing")
+    expect(sent).to_have_attribute("data-status", "accepted")
+    chat_id = live.chat_by_phone(phone)["id"]
+    message_id = int(sent.get_attribute("data-message-id"))
+    wazzup_id = live.message(chat_id, message_id)["wazzup_message_id"]
+    live.post_status(wazzup_id, "error", {"error": "BAD_CONTACT", "description": "Account with this chatId does not exist"})
+    expect(sent).to_have_attribute("data-status", "failed")
+    expect(page.locator(".toast-error")).to_contain_text("Account with this chatId does not exist")
+    expect(sent.locator(".msg-error")).to_contain_text("Account with this chatId does not exist")
+    sent.get_by_role("button", name="Resend").click()
+    expect(page.locator(".toast").last).to_contain_text(re.compile("Sent again|Queued again|Resend failed"))
+    screenshot(page, "chat-failed-desktop")
+
+
+def test_the_connection_indicator_is_green_and_turns_red_with_a_wrong_key(playwright_browser, browser_page, live):
+    page = sign_in(browser_page, live.url)
+    phone = new_phone()
+    live.customer_writes("Is anyone there?", chatId=phone, name="Key Check")
+    open_chat(page, "Key Check")
+    dot = page.locator(".wz-dot")
+    expect(dot).to_have_attribute("data-status", "ok")
+    expect(dot).to_have_class(re.compile(r"\bwz-dot-ok\b"))
+
+    wrong = live.start_host(WAZZUP24_API_KEY="wrong-key-0123456789abcdef")   # same database, a wrong key
+    other = sign_in(playwright_browser.new_page(viewport={"width": 1280, "height": 800}), wrong)
+    try:
+        open_chat(other, "Key Check")
+        red = other.locator(".wz-dot")
+        expect(red).to_have_attribute("data-status", "error")
+        expect(red).to_have_class(re.compile(r"\bwz-dot-bad\b"))
+        expect(red).to_have_attribute("aria-label", re.compile(r"Wazzup24 connection failed: .+"))
+        assert red.get_attribute("title") == red.get_attribute("aria-label")
+        reply(other, "Sending with a refused key")
+        expect(other.locator(".toast-error")).to_contain_text("Wazzup24 refused the request")
+        expect(composer(other)).to_have_value("Sending with a refused key")
+    finally:
+        other.context.close()
+
+
+def test_a_script_payload_stays_inert_and_shows_literally(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    payload = "<img src=x onerror=alert('xss')><script>alert('xss2')</script>"
+    name = "<b onmouseover=alert(3)>Mallory</b>"
+    live.customer_writes(payload, chatId=phone, name=name)
+    item = chat_item(page, "Mallory")
+    expect(item.locator(".chat-item-title")).to_have_text(name)
+    expect(item.locator(".chat-item-preview")).to_have_text(payload)
+    open_chat(page, name)
+    shown = bubble(page, "onerror")
+    expect(shown.locator(".msg-text")).to_have_text(payload)
+    reply(page, payload)
+    expect(bubble(page, "xss2")).to_have_count(2)
+    item.hover()
+    assert page.locator("img[src='x'], #message-list script, b[onmouseover]").count() == 0
+    assert page.dialogs == []
+    assert page.page_errors == []
+
+
+def test_the_list_filters_by_type_searches_and_pages(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Searching for me?", chatId=phone, name="Zoe Search")
+    expect(chat_item(page, "Zoe Search")).to_be_visible()
+    page.get_by_label("Search chats by name or phone").fill(phone[-6:])
+    expect(page.locator(".chat-item")).to_have_count(1)
+    expect(page.locator(".chat-item")).to_contain_text("Zoe Search")
+    page.get_by_label("Search chats by name or phone").fill("zoe sea")
+    expect(page.locator(".chat-item")).to_have_count(1)
+    page.get_by_label("Search chats by name or phone").fill("")
+    page.get_by_label("Channel").select_option("internal")
+    expect(chat_item(page, "Zoe Search")).to_have_count(0)
+    expect(page.locator(".chat-item[data-type='wazzup']")).to_have_count(0)
+    page.get_by_label("Channel").select_option("")
+    expect(chat_item(page, "Zoe Search")).to_be_visible()
+
+
+def test_a_long_list_loads_page_by_page_as_it_scrolls(signed_in, live):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.ui.seed import add_chat, helpdesk_for
+
+    helpdesk = helpdesk_for(live.database_url)
+    start = datetime.now(timezone.utc) - timedelta(days=30)
+    for i in range(120):
+        add_chat(helpdesk, type="internal", title=f"Archive {i:03d}", at=start + timedelta(minutes=i),
+                 preview=f"archived thread {i}")
+    helpdesk.db.engine.dispose()
+    page = signed_in
+    page.get_by_label("Search chats by name or phone").fill("Archive")
+    items = page.locator(".chat-item")
+    expect(items).to_have_count(50)                              # one page, never the whole list
+    expect(items.first).to_contain_text("Archive 119")           # newest activity first
+    internal_icon = next(t["icon"] for t in live.api("/api/chat-types")["items"] if t["name"] == "internal")
+    expect(items.first.locator(".chat-item-icon")).to_have_attribute("src", internal_icon)
+    page.locator("#chat-list-more").scroll_into_view_if_needed()
+    expect(items).to_have_count(100)
+    page.locator("#chat-list-more").scroll_into_view_if_needed()
+    expect(items).to_have_count(120)
+    expect(items.last).to_contain_text("Archive 000")
+    expect(page.locator("#chat-list-more")).to_be_hidden()
+
+
+def test_on_a_narrow_screen_the_list_and_the_chat_take_turns(playwright_browser, live):
+    context = playwright_browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    try:
+        sign_in(page, live.url)
+        phone = new_phone()
+        live.customer_writes("Writing from my phone", chatId=phone, name="Nina Narrow")
+        expect(chat_item(page, "Nina Narrow")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        screenshot(page, "list-360")
+        open_chat(page, "Nina Narrow")
+        expect(page.locator("#list-pane")).to_be_hidden()
+        reply(page, "Answering at 360 px")
+        expect(bubble(page, "Answering at 360 px")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        screenshot(page, "chat-360")
+        page.get_by_role("button", name="Back to the chat list").click()
+        expect(page.locator("#list-pane")).to_be_visible()
+    finally:
+        context.close()
