@@ -215,8 +215,7 @@ def attempt(ctx, message_id: int, owner: str) -> Outcome:
         body["refMessageId"] = row.ref_message_id
     if message.author_agent_id is not None:
         body["crmUserId"] = str(message.author_agent_id)
-    context = {"chat_id": row.chat_id, "message_id": message_id, "crm_message_id": row.crm_message_id,
-               "attempt": row.attempts}
+    context = {"chat_id": row.chat_id, "message_id": message_id, "crm_message_id": row.crm_message_id}
     try:
         answer = ctx.client.send_message(body)
     except WazzupApiError as exc:
@@ -232,9 +231,7 @@ def attempt(ctx, message_id: int, owner: str) -> Outcome:
         outcome = _retry(ctx, row, now, maybe_sent=True, error="unexpected error")
     else:
         outcome = Outcome("accepted", message_id, wazzup_message_id=answer["messageId"])
-    settled = _settle(ctx, row, owner, outcome)
-    _log_outcome(settled, context, ctx.client.last_latency_ms)
-    return settled
+    return _settle(ctx, row, owner, outcome, latency_ms=ctx.client.last_latency_ms)
 
 
 def _window_open(ctx, first_attempt_at, now) -> bool:
@@ -313,7 +310,17 @@ def _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id):
 # ---------------------------------------------------------------- recording the result
 
 
-def _settle(ctx, row, owner, outcome: Outcome) -> Outcome:
+def _settle(ctx, row, owner, outcome: Outcome, latency_ms=None) -> Outcome:
+    """Record the outcome (only while the lease is still ours), then log it."""
+    settled = _record(ctx, row, owner, outcome)
+    if settled.kind != "busy":
+        context = {"chat_id": row.chat_id, "message_id": row.message_id, "crm_message_id": row.crm_message_id,
+                   "attempt": row.attempts}
+        _log_outcome(settled, context, latency_ms)
+    return settled
+
+
+def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     o = tables["outbox"]
     now = ctx.clock()
@@ -374,6 +381,9 @@ def _log_outcome(outcome: Outcome, context: dict, latency_ms) -> None:
     if outcome.kind == "accepted":
         log.info("Wazzup24 message sent successfully (chat_id=%s message_id=%s wazzup_message_id=%s)",
                  context["chat_id"], context["message_id"], outcome.wazzup_message_id, extra={"context": context})
+    elif outcome.kind == "done":
+        log.info("Wazzup24 send settled by a webhook before it was retried (chat_id=%s message_id=%s)",
+                 context["chat_id"], context["message_id"], extra={"context": context})
     elif outcome.kind == "retry":
         context.update(retry_at=outcome.retry_at.isoformat() if outcome.retry_at else None)
         log.warning("Wazzup24 send will be retried (chat_id=%s message_id=%s): %s", context["chat_id"],
