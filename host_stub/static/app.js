@@ -124,7 +124,7 @@
         if (text) {
           try { data = JSON.parse(text); } catch (e) { data = { message: text.slice(0, 300) }; }
         }
-        if (resp.status === 401 && path !== "/api/session") sessionLost(data);
+        if (resp.status === 401 && path !== "/api/session") sessionLost();
         return { ok: resp.ok, status: resp.status, data: data };
       });
     }, function () {
@@ -181,9 +181,9 @@
     $("login-username").focus();
   }
 
-  function sessionLost(data) {
-    if (!state.agent) return;
-    showLogin((data && data.message) || "Your session has ended; sign in again.");
+  function sessionLost() {
+    // The server's 401 message speaks to API clients (Bearer tokens); an agent needs this one.
+    if (state.agent) showLogin("Your session has ended; sign in again.");
   }
 
   function signedIn(session) {

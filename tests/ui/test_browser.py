@@ -267,3 +267,111 @@ def test_on_a_narrow_screen_the_list_and_the_chat_take_turns(playwright_browser,
         expect(page.locator("#list-pane")).to_be_visible()
     finally:
         context.close()
+
+
+def test_every_kind_of_message_status_and_marker_is_shown(signed_in, live):
+    from tests.ui.seed import helpdesk_for, showcase
+
+    helpdesk = helpdesk_for(live.database_url)
+    showcase(helpdesk)
+    helpdesk.db.engine.dispose()
+    page = signed_in
+    # Media stay where Wazzup stores them; the browser here has no internet, so answer for the store.
+    photo = live.http.get(live.sandbox_url + "/_sandbox/media/photo.png", timeout=10).content
+    page.route("https://store.wazzup24.com/**", lambda route: route.fulfill(
+        status=200, content_type="image/png", body=photo))
+    page.get_by_label("Search chats by name or phone").fill("Maria Ivanova")
+    open_chat(page, "Maria Ivanova")
+    image = page.locator(".msg[data-type='image'] img.msg-image")
+    expect(image).to_have_attribute("src", "https://store.wazzup24.com/parcel.jpg")
+    expect(image).to_have_attribute("alt", "parcel.jpg")
+    page.wait_for_function("() => document.querySelector('img.msg-image').naturalWidth > 0", timeout=WAIT_MS)
+    document = page.locator(".msg[data-type='document'] a.msg-document")
+    expect(document).to_have_text("invoice-1042.pdf")
+    expect(document).to_have_attribute("href", "https://store.wazzup24.com/invoice-1042.pdf")
+    expect(page.locator(".msg[data-type='audio'] audio[controls]")).to_have_count(1)
+    expect(page.locator(".msg[data-type='geo'] a.msg-geo-link")).to_have_attribute(
+        "href", re.compile(r"^https://www\.openstreetmap\.org/\?mlat=55\.7558&mlon=37\.6173"))
+    contact = page.locator(".msg[data-type='vcard'] .msg-contact")
+    expect(contact.locator(".msg-contact-name")).to_have_text("Ivan Petrov")
+    expect(contact.locator(".msg-contact-phone")).to_have_text("+79990001122")
+    expect(page.locator(".msg[data-type='unsupported'] .msg-placeholder")).to_contain_text("cannot be shown here")
+    edited = bubble(page, "Sorry, wrong number").locator(".msg-edited")
+    expect(edited).to_have_attribute("title", "Before the edit: Sorry, wrong numbr")
+    expect(bubble(page, "This was removed").locator(".msg-deleted-marker")).to_have_text("deleted")
+    for text, status in [("Good afternoon, Maria", "read"), ("It is on its way.", "delivered"),
+                         ("Tracking: RU123456789", "sent"), ("Anything else?", "accepted"),
+                         ("Please rate us", "failed"), ("Are you still there?", "unknown"), ("One moment", "queued")]:
+        expect(bubble(page, text)).to_have_attribute("data-status", status)
+        expect(bubble(page, text).locator(f".ticks-{status}")).to_have_count(1)
+    expect(bubble(page, "Please rate us").locator(".msg-error")).to_have_text(
+        "Not delivered: The contact does not exist in WhatsApp")
+    expect(bubble(page, "Are you still there?").locator(".msg-hint")).to_contain_text("could not confirm")
+    for text in ("Please rate us", "Are you still there?"):                      # the plugin's action
+        expect(bubble(page, text).get_by_role("button", name="Resend")).to_be_visible()
+    expect(bubble(page, "It is on its way.").get_by_role("button", name="Resend")).to_have_count(0)
+    expect(page.locator(".msg-in .ticks")).to_have_count(0)
+    page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+    screenshot(page, "chat-media-desktop")
+
+    page.get_by_label("Search chats by name or phone").fill("Old Telegram chat")
+    open_chat(page, "Old Telegram chat")                            # its plugin is not installed
+    expect(page.locator("#chat-icon")).to_have_attribute("src", "/static/icons/unknown.svg")
+    expect(page.locator(".panel-note")).to_contain_text("not installed")
+    expect(page.locator(".wz-panel")).to_have_count(0)
+
+
+def test_older_history_loads_when_scrolling_up(signed_in, live):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.ui.seed import add_chat, add_message, helpdesk_for
+
+    helpdesk = helpdesk_for(live.database_url)
+    start = datetime.now(timezone.utc) - timedelta(days=2)
+    chat = add_chat(helpdesk, title="Long History", phone=new_phone(), at=start)
+    for i in range(130):
+        add_message(helpdesk, chat, text=f"History {i:03d}", direction="in" if i % 2 else "out",
+                    status=None if i % 2 else "read", at=start + timedelta(minutes=i))
+    helpdesk.db.engine.dispose()
+    page = signed_in
+    page.get_by_label("Search chats by name or phone").fill("Long History")
+    open_chat(page, "Long History")
+    messages = page.locator(".msg")
+    expect(messages).to_have_count(50)
+    expect(messages.last).to_contain_text("History 129")
+    for count in (100, 130):
+        page.locator("#messages").evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
+        expect(messages).to_have_count(count)
+    expect(messages.first).to_contain_text("History 000")
+
+
+def test_the_counter_counts_code_points_and_stops_a_text_over_the_limit(signed_in, live):
+    page = signed_in
+    live.customer_writes("Send me a long one", chatId=new_phone(), name="Long Text")
+    open_chat(page, "Long Text")
+    box, counter, send = composer(page), page.locator(".wz-counter"), page.get_by_role("button", name="Send", exact=True)
+    box.fill("\U0001F600" * 5000)                  # 10,000 UTF-16 units, 5,000 characters: no counter yet
+    expect(counter).to_be_hidden()
+    expect(send).to_be_enabled()
+    box.fill("\U0001F600" * 9500)
+    expect(counter).to_have_text("9,500 / 10,000")
+    box.fill("\U0001F600" * 10000)
+    expect(counter).to_have_text("10,000 / 10,000")
+    expect(send).to_be_enabled()
+    box.fill("\U0001F600" * 10001)
+    expect(counter).to_have_text("10,001 / 10,000")
+    expect(counter).to_have_class(re.compile(r"\bwz-over\b"))
+    expect(send).to_be_disabled()
+    box.press("Enter")                             # Enter does not send a text over the limit
+    expect(page.locator(".msg-out")).to_have_count(0)
+    box.fill("   ")
+    expect(send).to_be_disabled()                  # nor a blank one
+
+
+def test_a_lost_session_returns_to_the_sign_in_form(signed_in, live):
+    page = signed_in
+    page.context.clear_cookies()                   # e.g. the session expired or was signed out elsewhere
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()   # the next poll answers 401
+    expect(page.locator("#login-message")).to_contain_text("sign in again")
+    sign_in(page, live.url)
+    expect(page.locator(".chat-item").first).to_be_visible()
