@@ -33,7 +33,7 @@ def test_all_good_is_ok_with_channels_selection_webhook_and_latency(client, auth
     assert report["selected_channel"] == {"channel_id": channel_id, "source": "account", "state": "active"}
     assert report["webhook"] == {"our_url": f"{OUR_URL}?token=***", "registered_url": f"{OUR_URL}?token=***",
                                  "registration": "same", "protected": True}
-    assert report["latency_ms"] is not None
+    assert report["latency_ms"] is not None and report["webhook_protected"] is True
 
 
 def test_a_refused_key_is_error_with_key_invalid(client, auth, wazzup_api, wazzup_url):
@@ -112,7 +112,7 @@ class TestNotConfigured:
         report = connection(client, auth)
         assert (report["status"], report["configured"]) == ("not_configured", False)
         assert "WAZZUP24_API_KEY" in report["reason"]
-        assert report["webhook"]["protected"] is False
+        assert report["webhook"]["protected"] is report["webhook_protected"] is False
         assert len(wazzup_api.calls) == 0
 
     def test_send_without_a_key_is_503_and_stores_nothing(self, client, auth, make_wazzup_chat):

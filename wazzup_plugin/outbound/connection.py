@@ -44,6 +44,7 @@ def _check(ctx) -> dict:
         "channels": [], "stored_channel_states": stored_channels(ctx), "selected_channel": None,
         "webhook": {"our_url": mask_url(ours, s.webhook_secret), "registered_url": None, "registration": None,
                     "protected": bool(s.webhook_secret)},
+        "webhook_protected": bool(s.webhook_secret),
         "warnings": [], "reason": None, "checked_at": ctx.clock().isoformat(),
     }
     warnings = report["warnings"]
@@ -115,6 +116,7 @@ class ConnectionSchema(Schema):
     selected_channel = fields.Dict(allow_none=True)
     webhook = fields.Dict(metadata={"description": "our_url, registered_url (secrets masked), registration "
                                                    "(same, stale_secret, other, none), protected"})
+    webhook_protected = fields.Boolean(metadata={"description": "whether WAZZUP24_WEBHOOK_SECRET guards the webhook"})
     warnings = fields.List(fields.String())
     reason = fields.String(allow_none=True)
     checked_at = fields.String()
