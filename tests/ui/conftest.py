@@ -1,6 +1,6 @@
 """Browser-test fixtures: Debian's Chromium through Playwright, against real servers.
 
-``live`` (one per test module): the Wazzup24 sandbox over real HTTP on 127.0.0.1, and the helpdesk
+``live`` (one per test process): the Wazzup24 sandbox over real HTTP on 127.0.0.1, and the helpdesk
 under gunicorn (file SQLite, migrated by ``helpdesk-stub db upgrade``) talking to it, with its
 webhook registered at the sandbox by ``helpdesk-stub wazzup24 set-webhook``. The sandbox sends no
 statuses by itself here (tests post each one), so what a test waits for never races a timer.
@@ -43,7 +43,7 @@ def _cli(cwd, env: dict, *args, stdin: str | None = None) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser():
     """Chromium driven by Playwright (sync API); skipped with the reason when either is missing."""
     if not os.path.exists(CHROMIUM):
@@ -55,9 +55,13 @@ def playwright_browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(tmp_path_factory):
-    """The sandbox and the helpdesk under gunicorn, wired together; see the module docstring."""
+    """The sandbox and the helpdesk under gunicorn, wired together; see the module docstring.
+
+    Once per test process: under pytest-xdist a module's tests may be spread over workers and
+    interleaved with other modules, and starting the stack again each time would be slow.
+    """
     from tests.conftest import _stop_process
     from wazzup_plugin.sandbox.app import create_sandbox_app
     from wazzup_plugin.sandbox.config import SandboxConfig
