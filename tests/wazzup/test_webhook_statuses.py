@@ -163,7 +163,7 @@ def test_parked_echo_that_was_not_our_send_becomes_an_outgoing_message_when_the_
     assert wazzup_rows.table("parked") == []
 
 
-def test_parked_echo_is_released_when_the_send_fails_or_a_day_passes(deliver, wazzup_rows, outgoing_send, chat_id,
+def test_parked_echo_is_released_once_the_send_in_its_chat_failed(deliver, wazzup_rows, outgoing_send, chat_id,
                                                                     clock):
     send = outgoing_send(chat_id)
     deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="typed on phone",
