@@ -375,3 +375,41 @@ def test_a_lost_session_returns_to_the_sign_in_form(signed_in, live):
     expect(page.locator("#login-message")).to_contain_text("sign in again")
     sign_in(page, live.url)
     expect(page.locator(".chat-item").first).to_be_visible()
+
+
+def test_the_panel_is_disabled_while_a_send_is_in_flight(signed_in, live):
+    page = signed_in
+    live.customer_writes("Take your time", chatId=new_phone(), name="Slow Wazzup")
+    open_chat(page, "Slow Wazzup")
+    live.sandbox("POST", "/_sandbox/faults", json={"kind": "slow", "seconds": 2, "path": "/v3/message",
+                                                   "afterAccept": True})
+    try:
+        box, send = composer(page), page.get_by_role("button", name=re.compile(r"^Send(ing…)?$"))
+        box.fill("Wazzup is slow today")
+        box.press("Enter")
+        expect(send).to_be_disabled()
+        expect(send).to_have_text("Sending…")
+        expect(box).not_to_be_editable()
+        expect(page.locator(".toast-success")).to_contain_text("Sent")
+        expect(send).to_have_text("Send")
+        expect(box).to_be_editable()
+        expect(box).to_have_value("")
+    finally:
+        live.sandbox("DELETE", "/_sandbox/faults")
+
+
+def test_the_indicator_turns_amber_with_the_reason_when_the_channel_needs_attention(signed_in, live):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+    page = signed_in
+    live.customer_writes("Hello?", chatId=new_phone(), name="Amber Check")
+    live.sandbox("PATCH", f"/_sandbox/channels/{DEFAULT_CHANNEL_ID}", json={"state": "qr"})
+    try:
+        open_chat(page, "Amber Check")
+        dot = page.locator(".wz-dot")
+        expect(dot).to_have_attribute("data-status", "degraded")
+        expect(dot).to_have_class(re.compile(r"\bwz-dot-warn\b"))
+        expect(dot).to_have_attribute("title", re.compile(r"Wazzup24 works with problems: .*No active WhatsApp channel"))
+        expect(page.locator(".wz-status-text")).to_have_text("Wazzup24 works with problems")
+    finally:
+        live.sandbox("PATCH", f"/_sandbox/channels/{DEFAULT_CHANNEL_ID}", json={"state": "active"})
