@@ -190,6 +190,12 @@ class GunicornServer:
         os.kill(victim, signal.SIGKILL)
         return victim
 
+    def tracebacks(self, limit: int = 3) -> str:
+        """The last few tracebacks in the server's logs, for failure messages."""
+        text = self.logs()
+        blocks = [b for b in text.split("Traceback (most recent call last):")[1:]]
+        return "\n---\n".join(b[-1500:] for b in blocks[-limit:]) or "(no tracebacks in the logs)"
+
     def logs(self) -> str:
         text = ""
         for path in (self.error_log, self.access_log, self.output_log):

@@ -18,16 +18,17 @@ def fire_database_url(request, tmp_path):
 
 
 def test_2000_messages_delivered_3_times_by_8_clients_are_stored_exactly_once(gunicorn, fire_database_url):
-    # 2,000 distinct messages in 200 chats, 5 per delivery; each delivery sent 3 times, shuffled,
+    # 2,000 distinct messages in 200 chats, 10 per delivery; each delivery sent 3 times, shuffled,
     # so copies of one delivery and the first messages of one chat race in different workers.
-    workload = inbound_workload(chats=200, per_chat=10, per_delivery=5, repeat=3, seed=2000)
+    workload = inbound_workload(chats=200, per_chat=10, per_delivery=10, repeat=3, seed=2000)
     server = gunicorn(fire_database_url, workers=4, WAZZUP24_WEBHOOK_SECRET=FIRE_WEBHOOK_SECRET)
     sender = ParallelSender(server.url + "/api/webhook", clients=8,
                             headers={"Authorization": f"Bearer {FIRE_WEBHOOK_SECRET}"})
 
     report = sender.send(workload.bodies)
 
-    assert not report.failed, f"deliveries not accepted: {sorted(set(report.failed))}"
-    assert not report.seen_5xx, f"the webhook answered 5xx under concurrency: {report.seen_5xx[:10]}"
+    assert not report.failed, f"deliveries not accepted: {sorted(set(report.failed))}\n{server.tracebacks()}"
+    assert not report.seen_5xx, (f"the webhook answered 5xx under concurrency: {report.seen_5xx[:10]}\n"
+                                 f"{server.tracebacks()}")
     assert report.connection_errors == 0
     assert_exactly_once(fire_database_url, workload)

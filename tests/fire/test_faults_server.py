@@ -46,7 +46,8 @@ def test_worker_killed_during_load_loses_and_duplicates_nothing(gunicorn, fire_d
         thread.join(timeout=60)
 
     assert kills, "the load ended before a worker could be killed"
-    assert not report.failed, f"deliveries never accepted after redelivery: {sorted(set(report.failed))}"
+    assert not report.failed, (f"deliveries never accepted after redelivery: {sorted(set(report.failed))}\n"
+                               f"{server.tracebacks()}")
     # Wazzup redelivers what was not answered 200; the final state is the same whatever died when.
     assert_exactly_once(fire_database_url, workload)
     assert server.proc.poll() is None, "the gunicorn master died"
@@ -84,7 +85,8 @@ def test_database_restart_during_load_answers_5xx_then_recovers_without_loss(gun
     thread.join(timeout=300)
     report = result["report"]
 
-    assert not report.failed, f"deliveries never accepted after the restart: {sorted(set(report.failed))}"
+    assert not report.failed, (f"deliveries never accepted after the restart: {sorted(set(report.failed))}\n"
+                               f"{server.tracebacks()}")
     assert report.retried_5xx > 0, "no delivery saw the outage: the test did not test it"
     assert requests.get(server.url + "/api/health", timeout=10).status_code == 200
     assert_exactly_once(url, workload)

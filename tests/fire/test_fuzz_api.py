@@ -12,7 +12,10 @@ import uuid
 import pytest
 import responses
 import schemathesis
-from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+from hypothesis import HealthCheck, given
+from hypothesis.errors import Unsatisfiable
+from hypothesis import settings as hypothesis_settings
 
 from wazzup_plugin.sandbox.deliveries import delivery, incoming_message, status_update
 
@@ -24,7 +27,7 @@ WAZZUP_API = "https://api.wazzup.test"
 
 
 @pytest.fixture
-def settings(settings):  # noqa: F811 - the app's settings fixture, with the webhook protected
+def settings(settings):  # the app settings fixture, with the webhook protected
     settings["WAZZUP24_WEBHOOK_SECRET"] = FIRE_WEBHOOK_SECRET
     return settings
 
@@ -53,19 +56,34 @@ def seeded(client, auth, wazzup_api):
     client.simulate_post("/api/webhook", json=status, params={"token": FIRE_WEBHOOK_SECRET})
 
 
-@pytest.fixture
-def api_schema(app, seeded):
-    return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+MODES = {"positive": GenerationMode.POSITIVE, "negative": GenerationMode.NEGATIVE}
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+def test_every_operation_answers_as_documented(app, seeded, auth):
+    # (schemathesis.pytest.from_fixture does not run under pytest 9, so operations are walked here.)
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert any("/wazzup24/" in op.path for op in operations), "the plugin's operations are not documented"
+    failures = {}
+    for operation in operations:
+        for mode_name, mode in MODES.items():
+            @hypothesis_settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                                 suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def check(case):
+                if case.path in ("/api/webhook", "/api/wazzup24/webhook"):
+                    case.query = {**(case.query or {}), "token": FIRE_WEBHOOK_SECRET}
+                excluded = []
+                if (case.query or {}).get("cursor") is not None:
+                    # Cursors are opaque: one the server never gave out is rightly refused (422), which
+                    # no schema can express; every other check still runs on these cases.
+                    excluded = [schemathesis.checks.positive_data_acceptance]
+                case.call_and_validate(headers=dict(auth), excluded_checks=excluded)  # every other check
 
-
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_as_documented(case, auth):
-    headers = dict(auth)
-    if case.path in ("/api/webhook", "/api/wazzup24/webhook"):
-        case.query = {**(case.query or {}), "token": FIRE_WEBHOOK_SECRET}
-    case.call_and_validate(headers=headers)
+            try:
+                check()
+            except Unsatisfiable:
+                continue  # an operation without inputs has no invalid variant to generate
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every finding, report all
+                failures[f"{mode_name} {operation.method.upper()} {operation.path}"] = str(exc)[:1500]
+    assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
