@@ -207,7 +207,7 @@ class GunicornServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGQUIT)  # gunicorn's quick shutdown: tests need no graceful drain
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
