@@ -162,22 +162,24 @@ def section(args) -> Section:
                           + table(rows, ["req/s", "p50 ms", "p99 ms", "p50 / health p50", "non-2xx"]))
         growth_rows = []
         for name in PAGES:
-            g = ratio(ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms),
-                      ratio(r[(small, name)].p50_ms, r[(small, "health")].p50_ms))
-            growth_rows.append(Row(name, {"p50 growth (raw)": ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms),
-                                          "growth vs health": g}))
+            g = ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms)
+            growth_rows.append(Row(name, {"p50 growth": g, "health p50 growth": ratio(
+                r[(large, "health")].p50_ms, r[(small, "health")].p50_ms), "page/health growth": ratio(
+                ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms),
+                ratio(r[(small, name)].p50_ms, r[(small, "health")].p50_ms))}))
             sec.targets.append(Target(f"{backend}: {name} p50 ≤ 3 × health p50 at {large:,} chats",
                                       ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms), 3.0,
                                       at_least=False))
             sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats", g, 1.5,
                                       at_least=False))
-        sec.tables.append(table(growth_rows, ["p50 growth (raw)", "growth vs health"],
+        sec.tables.append(table(growth_rows, ["p50 growth", "health p50 growth", "page/health growth"],
                                 first=f"{backend}: growth {small:,} → {large:,} chats"))
         for key, w in r.items():
             if isinstance(w, WrkResult) and not w.ok:
                 sec.notes.append(f"{backend} {key}: {w.non2xx} non-2xx, {w.socket_errors} socket errors.")
-    sec.notes.append("Growth vs health divides each size's page/health ratio, so a machine that got busier "
-                     "between the two sizes does not count as growth; the raw p50 ratio is shown beside it.")
+    sec.notes.append("Growth is the page's p50 at the large size over its p50 at the small size. The health "
+                     "endpoint's own growth is shown beside it: when it moved too, the machine's load changed "
+                     "between the two sizes, and page/health growth is the fairer reading.")
     return sec
 
 

@@ -54,21 +54,27 @@ class Server:
     def __init__(self, app_spec: str, env: dict[str, str], workers: int = 2, cwd: Path | None = None,
                  ready_path: str = "/", name: str = "server", timeout: float = 30.0):
         self.app_spec = app_spec
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.cwd = cwd or scratch_dir(f"{name}-")
         self.log_path = self.cwd / f"{name}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
         full_env.update(env)
         full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-        # cwd is a scratch directory so that a developer's .env never changes what is measured.
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
-             "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}", "--timeout", "120",
-             "--graceful-timeout", "5", app_spec],
-            cwd=self.cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_ready(ready_path, timeout, workers)
+        for attempt in range(3):  # a free port can be taken by someone else before gunicorn binds it
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            # cwd is a scratch directory so that a developer's .env never changes what is measured.
+            self._log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
+                 "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}", "--timeout", "120",
+                 "--graceful-timeout", "5", app_spec],
+                cwd=self.cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+            try:
+                self._wait_ready(ready_path, timeout, workers)
+                return
+            except RuntimeError:
+                if attempt == 2 or "Address already in use" not in self.log_tail():
+                    raise
 
     def _wait_ready(self, path: str, timeout: float, workers: int) -> None:
         deadline = time.monotonic() + timeout
