@@ -49,7 +49,7 @@ def _agent_json(agent) -> dict:
 class SessionResource:
     openapi = {
         "post": {"summary": "Sign in: sets the session cookie and returns the CSRF token",
-                 "requestBody": {"content": {_JSON: {"schema": LoginSchema}}},
+                 "requestBody": {"required": True, "content": {_JSON: {"schema": LoginSchema}}},
                  "responses": {"200": {"description": "signed in", "content": {_JSON: {"schema": SessionOutSchema}}},
                                "400": {"description": "the body is not a JSON object",
                                        "content": {_JSON: {"schema": ErrorSchema}}},
@@ -61,7 +61,7 @@ class SessionResource:
                               "401": {"description": "not signed in", "content": {_JSON: {"schema": ErrorSchema}}}}},
         "delete": {"summary": "Sign out: ends the session and clears the cookie",
                    "responses": {"204": {"description": "signed out"},
-                                 "400": {"description": "an API token, not a UI session",
+                                 "409": {"description": "signed in with an API token, not a UI session",
                                          "content": {_JSON: {"schema": ErrorSchema}}},
                                  "401": {"description": "not signed in",
                                          "content": {_JSON: {"schema": ErrorSchema}}},
@@ -97,7 +97,7 @@ class SessionResource:
     def on_delete(self, req, resp):
         agent = self._auth.authenticate(req)  # checks the CSRF token: DELETE is a write
         if agent.via != "session":
-            raise ApiError(falcon.HTTP_400, "not_a_session",
+            raise ApiError(falcon.HTTP_409, "not_a_session",
                            "Signing out ends a UI session; API tokens are revoked separately.")
         sessions = AgentSession.__table__
         token = req.get_cookie_values(SESSION_COOKIE)[0]

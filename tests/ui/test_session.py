@@ -126,7 +126,7 @@ def test_logout_ends_only_that_session(client, agent):
 
 def test_logout_with_an_api_token_is_refused(client, auth):
     result = client.simulate_delete("/api/session", headers=auth)
-    assert result.status_code == 400
+    assert result.status_code == 409
     assert result.json["code"] == "not_a_session"
 
 
