@@ -17,6 +17,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fire_support import FIRE_API_KEY, GunicornServer, PgCluster, _pg_bin, prepare_database  # noqa: E402
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def fire_database_url(request, tmp_path):
+    """SQLite in a file, or this test run's PostgreSQL database on the shared server (skipped without one)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database_url")
+    return f"sqlite:///{tmp_path / 'fire.sqlite3'}"
+
+
 @pytest.fixture
 def gunicorn(tmp_path):
     """A factory: ``gunicorn(database_url, workers=4, **env)`` starts a server; all stop at the end."""

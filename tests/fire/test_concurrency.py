@@ -9,14 +9,6 @@ from fire_support import FIRE_WEBHOOK_SECRET, ParallelSender, assert_exactly_onc
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def fire_database_url(request, tmp_path):
-    """SQLite in a file, or the PostgreSQL test database of this worker (the shared server)."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database_url")
-    return f"sqlite:///{tmp_path / 'fire.sqlite3'}"
-
-
 def test_2000_messages_delivered_3_times_by_8_clients_are_stored_exactly_once(gunicorn, fire_database_url):
     # 2,000 distinct messages in 200 chats, 10 per delivery; each delivery sent 3 times, shuffled,
     # so copies of one delivery and the first messages of one chat race in different workers.

@@ -14,13 +14,6 @@ from fire_support import ParallelSender, assert_exactly_once, inbound_workload, 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def fire_database_url(request, tmp_path):
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database_url")
-    return f"sqlite:///{tmp_path / 'fire.sqlite3'}"
-
-
 def test_worker_killed_during_load_loses_and_duplicates_nothing(gunicorn, fire_database_url):
     workload = inbound_workload(chats=60, per_chat=10, per_delivery=5, repeat=3, seed=31)
     server = gunicorn(fire_database_url, workers=3)

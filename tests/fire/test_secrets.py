@@ -36,7 +36,7 @@ def test_secrets_stay_out_of_logs_responses_and_error_pages(gunicorn, tmp_path):
                           WAZZUP24_WEBHOOK_URL=f"https://helpdesk.example/api/webhook?token={FIRE_WEBHOOK_SECRET}")
         token = create_agent_token(url)
         auth = {"Authorization": f"Bearer {token}"}
-        base, hook = server.url, server.url + "/api/webhook"
+        base = server.url
         body = delivery(messages=[incoming_message(channel_id=CHANNEL_ID, chat_id="79160000201", text="hi",
                                                    message_id=str(uuid.uuid4()))])
         responses_seen = []

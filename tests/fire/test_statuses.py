@@ -34,13 +34,6 @@ PHASES = [  # sandbox behaviour for each quarter of the sends
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def fire_database_url(request, tmp_path):
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database_url")
-    return f"sqlite:///{tmp_path / 'fire.sqlite3'}"
-
-
 class Poller(threading.Thread):
     """Reads every chat's changes as the UI does and records each status transition it sees."""
 
