@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fire_support import FIRE_API_KEY, GunicornServer, PgCluster, _pg_bin, prepare_database  # noqa: E402
+from fire_support import FIRE_API_KEY, GunicornServer, PgCluster, pg_bin, prepare_database  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -57,7 +57,7 @@ def gunicorn(tmp_path):
 @pytest.fixture
 def pg_cluster():
     """A running throwaway PostgreSQL cluster of this test's own; removed afterwards."""
-    bindir = _pg_bin()
+    bindir = pg_bin()
     if bindir is None:
         pytest.skip("the throwaway PostgreSQL cluster needs PostgreSQL's binaries in /usr/lib/postgresql "
                     "(apt-get install postgresql; .ci/run installs it)")

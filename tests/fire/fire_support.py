@@ -221,7 +221,7 @@ class GunicornServer:
 # ---------------------------------------------------------------- a throwaway PostgreSQL
 
 
-def _pg_bin() -> Path | None:
+def pg_bin() -> Path | None:
     if not PG_BIN_ROOT.is_dir():
         return None
     versions = sorted((p for p in PG_BIN_ROOT.iterdir() if (p / "bin" / "initdb").exists()),
