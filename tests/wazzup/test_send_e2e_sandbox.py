@@ -82,7 +82,8 @@ def test_a_message_goes_out_once_and_its_ticks_come_back_through_the_webhook(liv
     result = live.send("Hello from the helpdesk")
     assert result.status_code == 201, result.text
     sent = result.json()
-    assert sent["status"] == "accepted" and sent["wazzup_message_id"]
+    # A status webhook may beat the 201 (the sandbox sends ticks at once): it is applied, never lost.
+    assert sent["status"] in ("accepted", "sent", "delivered", "read") and sent["wazzup_message_id"]
     received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": sent["wazzup_crm_message_id"]})
     assert received["accepted"] == 1
     assert received["messages"][0]["channelId"] == live.channel_id
