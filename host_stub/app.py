@@ -13,7 +13,7 @@ from host_stub.auth import AuthMiddleware
 from host_stub.config import Config
 from host_stub.db import Database, make_engine
 from host_stub.errors import StartupError, http_error_handler, unexpected_error_handler
-from host_stub.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from host_stub.middleware import BodyLimitMiddleware, PathIdRangeMiddleware, SecurityHeadersMiddleware
 from host_stub.models import utcnow
 from host_stub.plugins import plugin_manifests
 from host_stub.registry import RouteInfo, collect
@@ -130,6 +130,7 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     app = HelpdeskApp(middleware=[
         BodyLimitMiddleware(config.max_body_bytes),
         AuthMiddleware(helpdesk, {r.template for r in regs.routes if r.public}),
+        PathIdRangeMiddleware(),
         SecurityHeadersMiddleware(),
     ])
     app.req_options.strip_url_path_trailing_slash = True

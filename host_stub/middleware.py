@@ -49,3 +49,19 @@ class SecurityHeadersMiddleware:
         resp.set_header("Content-Security-Policy", self.CSP)
         if req.path.startswith("/api/"):
             resp.set_header("Cache-Control", "no-store")
+
+
+class PathIdRangeMiddleware:
+    """A whole number in a path that no database id column can hold names nothing: 404.
+
+    Path ids (``{chat_id:int}``) are looked up in Integer primary keys, which are 32-bit on
+    PostgreSQL and 64-bit on SQLite; a larger number would reach the driver and fail there (a 500)
+    instead of simply finding no row.
+    """
+
+    LIMIT = 2**31 - 1
+
+    def process_resource(self, req, resp, resource, params):
+        for name, value in params.items():
+            if isinstance(value, int) and not -self.LIMIT <= value <= self.LIMIT:
+                raise ApiError(falcon.HTTP_404, "not_found", f"There is nothing with {name} {value}.")
