@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from wazzup_plugin.sandbox.deliveries import delivery, incoming_message, status_update
 
@@ -199,3 +200,40 @@ def test_status_changes_are_visible_to_pollers(deliver, wazzup_rows, sent, clien
     items = client.simulate_get(f"/api/chats/{chat_id}/messages", params={"changed_since": seq},
                                 headers=auth).json["items"]
     assert [(m["wazzup_message_id"], m["status"]) for m in items] == [("WZ-1", "delivered")]
+
+
+def test_echo_after_a_send_settled_without_an_id_settles_that_send(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                     helpdesk):
+    # REPEATED_CRM_MESSAGE_ID: Wazzup says an earlier attempt went out but gives no id; the echo brings it.
+    send = outgoing_send(chat_id, text="Repeat-safe reply")
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == send.id)
+                        .values(status="accepted", change_seq=tx.change_seq))
+    echo = incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="Repeat-safe reply", message_id="WZ-late",
+                            is_echo=True)
+    echo["status"] = "delivered"
+    deliver(delivery(messages=[echo]))
+    [message] = wazzup_rows.messages(direction="out")
+    assert (message["id"], message["wazzup_message_id"], message["status"]) == (send.id, "WZ-late", "delivered")
+
+
+def test_echo_parked_during_a_send_that_became_unknown_settles_it(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                   helpdesk):
+    from wazzup_plugin.inbound.parked import send_settled
+    from wazzup_plugin.state import get_state
+
+    send = outgoing_send(chat_id, text="Maybe sent")
+    deliver(delivery(messages=[
+        incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="Maybe sent", message_id="WZ-ours", is_echo=True),
+        incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="typed on phone", message_id="WZ-phone",
+                         is_echo=True)]))
+    assert len(wazzup_rows.table("parked")) == 2
+    with helpdesk.db.write() as tx:  # as the outbox records a fate unclear past the dedupe window
+        tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == send.id)
+                        .values(status="unknown", change_seq=tx.change_seq))
+        send_settled(tx, get_state(helpdesk), [chat_id])
+    out = {m["wazzup_message_id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert set(out) == {"WZ-ours", "WZ-phone"}
+    assert out["WZ-ours"]["id"] == send.id
+    assert out["WZ-ours"]["status"] == "sent"
+    assert wazzup_rows.table("parked") == []

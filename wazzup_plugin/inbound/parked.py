@@ -27,3 +27,19 @@ def apply_parked(tx, state, wazzup_message_ids) -> None:
     writer = Writer(tx, state, now(state))
     writer.apply_parked(wazzup_message_ids)
     writer.finish()
+
+
+def send_settled(tx, state, chat_ids) -> None:
+    """A send in these chats ended without a Wazzup id (failed, unknown, or accepted as a repeat).
+
+    The outbound flow calls this in the transaction that records it. Echoes parked in those chats
+    while the send was in flight are looked at again: one with the send's content settles it (see
+    ``Writer._adopt_echoes_of_sends_without_id``), the others become outgoing messages once no
+    other send is in flight there.
+    """
+    from wazzup_plugin.inbound.store import Writer
+
+    writer = Writer(tx, state, now(state))
+    writer.lock()
+    writer.release_echoes(set(chat_ids))
+    writer.finish()

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500                      # ids per IN (...) list: far below every database's parameter limit
 PARKED_TTL = timedelta(days=1)
-# Sends that may still learn their Wazzup id: an echo in their chat may be one of them.
-IN_FLIGHT = ("queued", "accepted", "unknown")
+# Sends whose Wazzup answer may still come: an echo in their chat is parked until it does.
+IN_FLIGHT = ("queued",)
+# Sends settled without a Wazzup id (REPEATED_CRM_MESSAGE_ID, or a fate unclear past the dedupe window):
+# no answer will bring the id, so an echo with the same content is taken as that send.
+SETTLED_WITHOUT_ID = ("accepted", "unknown")
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
 
@@ -184,6 +187,7 @@ class Writer:
                 newest[msg.message_id] = msg
         existing = self._stored_messages(newest)
         self._match_own_sends(newest, existing)
+        self._adopt_echoes_of_sends_without_id(newest, existing)
         fresh = [m for wid, m in sorted(newest.items()) if wid not in existing]
         known = [m for wid, m in sorted(newest.items()) if wid in existing]
 
@@ -223,6 +227,46 @@ class Writer:
                           [{"b_id": r.message_id, "b_wid": echoes[r.crm_message_id].message_id}
                            for r in sorted(rows, key=lambda r: r.message_id)])
         existing.update(self._stored_messages({echoes[r.crm_message_id].message_id: 1 for r in rows}))
+
+    def _adopt_echoes_of_sends_without_id(self, by_id: dict[str, Message], existing: dict) -> None:
+        """An echo whose content equals a send of ours that settled without a Wazzup id is that send.
+
+        The send went out (Wazzup said REPEATED_CRM_MESSAGE_ID), or may have (unknown); the echo both
+        proves it and brings the id, so it settles the send instead of becoming a second copy.
+        """
+        echoes = [m for wid, m in sorted(by_id.items()) if m.is_echo and wid not in existing
+                  and (m.text is not None or m.content_uri is not None)]
+        if not echoes:
+            return
+        wm, m, wc = self.t["messages"], self.messages, self.t["chats"]
+        keys = sorted({e.chat_key for e in echoes})
+        candidates: dict[tuple, list] = {}
+        for part in _chunks(keys):
+            rows = self.conn.execute(
+                sa.select(wm.c.message_id, m.c.text, m.c.content_uri, wc.c.channel_id, wc.c.chat_type,
+                          wc.c.wazzup_chat_id)
+                .join(m, m.c.id == wm.c.message_id).join(wc, wc.c.chat_id == wm.c.chat_id)
+                .where(wm.c.wazzup_message_id.is_(None), m.c.direction == "out",
+                       m.c.status.in_(SETTLED_WITHOUT_ID),
+                       sa.tuple_(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id).in_(part))
+                .order_by(wm.c.message_id))
+            for r in rows:
+                candidates.setdefault((r.channel_id, r.chat_type, r.wazzup_chat_id), []).append(r)
+        adopted = []
+        for echo in echoes:
+            sends = candidates.get(echo.chat_key, [])
+            match = next((r for r in sends if (echo.text is not None and r.text == echo.text)
+                          or (echo.content_uri is not None and r.content_uri == echo.content_uri)), None)
+            if match is not None:
+                sends.remove(match)
+                adopted.append({"b_id": match.message_id, "b_wid": echo.message_id})
+        if not adopted:
+            return
+        self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id"), wm.c.wazzup_message_id.is_(None))
+                          .values(wazzup_message_id=sa.bindparam("b_wid")), adopted)
+        log.info("echoes settled sends that had no Wazzup id", extra={"context": {
+            "message_ids": [a["b_id"] for a in adopted], "wazzup_message_ids": [a["b_wid"] for a in adopted]}})
+        existing.update(self._stored_messages({a["b_wid"]: 1 for a in adopted}))
 
     def _ensure_chats(self, items: list[Message]) -> dict[tuple, int]:
         """The host chat of each (channel, chat type, chat id), created once even under races."""

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, WazzupInvalidData,
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
 from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+from wazzup_plugin.inbound.parked import apply_parked, send_settled
 from wazzup_plugin.statuses import TIMESTAMP_COLUMN, can_move
 
 log = logging.getLogger(__name__)
@@ -340,12 +341,11 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         elif outcome.kind in ("failed", "unknown"):
             move_status(tx, helpdesk, row.message_id, outcome.kind, now,
                         error_code=outcome.error_code, error_text=outcome.error_text)
+            send_settled(tx, ctx.state, [row.chat_id])
     return outcome
 
 
 def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
-    from wazzup_plugin.inbound.parked import apply_parked
-
     w = ctx.state.tables["messages"]
     if wazzup_message_id:
         taken = tx.conn.execute(sa.select(w.c.message_id).where(w.c.wazzup_message_id == wazzup_message_id)).scalar()
@@ -360,6 +360,8 @@ def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
     tx.touched(chat_ids=[row.chat_id], message_ids=[row.message_id])
     if wazzup_message_id:
         apply_parked(tx, ctx.state, [wazzup_message_id])
+    else:
+        send_settled(tx, ctx.state, [row.chat_id])  # an echo parked meanwhile may bring the id
 
 
 def move_status(tx, helpdesk, message_id: int, new: str, now, **values) -> bool:
