@@ -15,13 +15,14 @@ import sys
 import time
 from datetime import datetime
 
+import falcon.testing
 import requests
 import sqlalchemy as sa
 
 from bench import bulk
-from bench.common import PRODUCT_APP, parser, print_section, product_env
+from bench.common import PRODUCT_APP, build_app, parser, print_section, product_env
 from bench.databases import backends, create_product_schema, product_plugin_manager, throwaway_database
-from bench.harness import Server, WrkResult, lua_script, run_wrk
+from bench.harness import Server, WrkResult, lua_script, percentile, run_wrk
 from bench.report import Row, Section, Target, ratio, table
 
 SIZES = ((10_000, 100_000), (100_000, 1_000_000))
@@ -29,6 +30,7 @@ PAGE = 50
 # Latency, not throughput: a few connections keep queueing out of the figures.
 BROWSE_CONNECTIONS = 4
 WARMUP_SECONDS = 1
+IN_PROCESS_WARMUP, IN_PROCESS_CALLS = 20, 200
 HOT_CHAT = bulk.HOT_CHAT
 
 
@@ -129,9 +131,34 @@ def measure(backend: str, args) -> dict:
                 }
                 for name, path in paths.items():
                     results[(n_chats, name)] = _get(server, path, headers, args)
+            results.update({(n_chats, name, "in-process"): ms for name, ms in in_process(url, paths, headers).items()})
             results[(n_chats, "generated in")] = seconds
             results[(n_chats, "depth")] = depth
     return results
+
+
+def in_process(url: str, paths: dict[str, str], headers: dict) -> dict[str, float]:
+    """p50 (ms) of each path called through Falcon's test client in this process: the server's own work
+    without the network, the workers' queue or wrk, so it moves far less with the machine's load."""
+    app = build_app(url)
+    client = falcon.testing.TestClient(app)
+    out = {}
+    try:
+        for name, path in paths.items():
+            route, _, query = path.partition("?")
+            for _ in range(IN_PROCESS_WARMUP):
+                client.simulate_get(route, query_string=query, headers=headers)
+            samples = []
+            for _ in range(IN_PROCESS_CALLS):
+                start = time.perf_counter()
+                result = client.simulate_get(route, query_string=query, headers=headers)
+                samples.append((time.perf_counter() - start) * 1000)
+                if result.status_code != 200:
+                    raise RuntimeError(f"{path}: {result.status}")
+            out[name] = percentile(samples, 50)
+    finally:
+        app.helpdesk.db.engine.dispose()
+    return out
 
 
 PAGES = ("chat list, first page", "chat list, cursor page", "a chat's latest 50 messages")
@@ -156,30 +183,34 @@ def section(args) -> Section:
                 rows.append(Row(f"{n_chats:,} chats · {name}", {
                     "req/s": w.rps, "p50 ms": w.p50_ms, "p99 ms": w.p99_ms,
                     "p50 / health p50": ratio(w.p50_ms, health.p50_ms),
+                    "in-process p50 ms": r[(n_chats, name, "in-process")],
                     "non-2xx": w.non2xx + w.socket_errors}))
         sec.tables.append(f"**{backend}** (generated in "
                           + ", ".join(f"{r[(c, 'generated in')]:.0f} s" for c, _ in SIZES) + ")\n\n"
-                          + table(rows, ["req/s", "p50 ms", "p99 ms", "p50 / health p50", "non-2xx"]))
+                          + table(rows, ["req/s", "p50 ms", "p99 ms", "p50 / health p50", "in-process p50 ms",
+                                         "non-2xx"]))
         growth_rows = []
         for name in PAGES:
-            g = ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms)
-            growth_rows.append(Row(name, {"p50 growth": g, "health p50 growth": ratio(
-                r[(large, "health")].p50_ms, r[(small, "health")].p50_ms), "page/health growth": ratio(
-                ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms),
-                ratio(r[(small, name)].p50_ms, r[(small, "health")].p50_ms))}))
+            g = ratio(r[(large, name, "in-process")], r[(small, name, "in-process")])
+            growth_rows.append(Row(name, {
+                "in-process p50 growth": g,
+                "wrk p50 growth": ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms),
+                "wrk health p50 growth": ratio(r[(large, "health")].p50_ms, r[(small, "health")].p50_ms)}))
             sec.targets.append(Target(f"{backend}: {name} p50 ≤ 3 × health p50 at {large:,} chats",
                                       ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms), 3.0,
                                       at_least=False))
-            sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats", g, 1.5,
-                                      at_least=False))
-        sec.tables.append(table(growth_rows, ["p50 growth", "health p50 growth", "page/health growth"],
+            sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats (in-process p50)", g,
+                                      1.5, at_least=False))
+        sec.tables.append(table(growth_rows, ["in-process p50 growth", "wrk p50 growth", "wrk health p50 growth"],
                                 first=f"{backend}: growth {small:,} → {large:,} chats"))
         for key, w in r.items():
             if isinstance(w, WrkResult) and not w.ok:
                 sec.notes.append(f"{backend} {key}: {w.non2xx} non-2xx, {w.socket_errors} socket errors.")
-    sec.notes.append("Growth is the page's p50 at the large size over its p50 at the small size. The health "
-                     "endpoint's own growth is shown beside it: when it moved too, the machine's load changed "
-                     "between the two sizes, and page/health growth is the fairer reading.")
+    sec.notes.append("Growth is a page's p50 at the large size over its p50 at the small size. The verdict uses "
+                     f"the in-process p50 ({IN_PROCESS_CALLS} calls through Falcon's test client right after the "
+                     "wrk runs): it is the server's own work on the bigger data, while the wrk p50 also carries "
+                     "the shared machine's load of that minute — the health endpoint's own wrk growth, shown "
+                     "beside it, says how much the load moved between the two sizes.")
     return sec
 
 

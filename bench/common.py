@@ -37,6 +37,17 @@ def product_env(database_url: str, api_url: str = "http://127.0.0.1:9", **extra:
     return env
 
 
+def build_app(url: str, **env_extra):
+    """The product's WSGI app built in this process exactly as gunicorn builds it (for in-process timing)."""
+    from host_stub.app import create_app
+    from host_stub.config import Config
+
+    from bench.databases import product_plugin_manager
+
+    config = Config.from_env(product_env(url, **env_extra), dotenv_path=None)
+    return create_app(config, product_plugin_manager())
+
+
 def webhook_headers() -> dict[str, str]:
     return {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_SECRET}"}
 

@@ -19,20 +19,11 @@ from contextlib import ExitStack
 import falcon.testing
 
 from bench import bulk, payloads
-from bench.common import product_env, webhook_headers
+from bench.common import build_app, webhook_headers
 from bench.databases import create_product_schema, product_plugin_manager, throwaway_database
 from bench.harness import free_port
 
 CASES = ("browse-first", "browse-cursor", "browse-messages", "ingest-1", "ingest-100", "ingest-redelivery", "send")
-
-
-def build_app(url: str, **env_extra):
-    from host_stub.app import create_app
-    from host_stub.config import Config
-
-    env = product_env(url, **env_extra)
-    config = Config.from_env(env, dotenv_path=None)
-    return create_app(config, product_plugin_manager())
 
 
 def main(argv=None) -> int:
