@@ -51,10 +51,19 @@ class Helpdesk:
         self.db = Database(engine, on_commit=self._changes_committed)
         self.plugin_state: dict = {}
         self.registrations = None
+        self.serializer = None  # set by create_app once every plugin's fields are known
 
     @property
     def chat_types(self):
         return self.registrations.chat_types
+
+    def serialize_chats(self, conn, rows) -> list[dict]:
+        """Chat rows as the API serves them (host columns plus every plugin's fields)."""
+        return self.serializer.chats(conn, rows)
+
+    def serialize_messages(self, conn, rows) -> list[dict]:
+        """Message rows as the API serves them (host columns plus every plugin's fields)."""
+        return self.serializer.messages(conn, rows)
 
     def plugins(self) -> list[dict]:
         return plugin_manifests(self.pm)
@@ -123,7 +132,8 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     chat_out = extend_schema(ChatSchema, {k: v for fs in regs.chat_fields for k, v in fs.fields.items()}, "Chat")
     message_out = extend_schema(MessageSchema, {k: v for fs in regs.message_fields for k, v in fs.fields.items()},
                                 "Message")
-    serializer_box["s"] = Serializer(chat_out, message_out, regs.chat_fields, regs.message_fields)
+    serializer_box["s"] = helpdesk.serializer = Serializer(chat_out, message_out, regs.chat_fields,
+                                                           regs.message_fields)
     components = {"Chat": chat_out, "Message": message_out,
                   "ChatPage": page_schema("ChatPage", chat_out), "MessagePage": page_schema("MessagePage", message_out)}
 

@@ -36,6 +36,9 @@ The ``helpdesk`` argument is a facade with these attributes (see ``host_stub.app
     The registry of chat types (``get(name)``, ``names()``).
 ``plugin_state``
     A dict keyed by plugin name where a plugin keeps objects it built in ``startup``.
+``serialize_chats(conn, rows)`` / ``serialize_messages(conn, rows)``
+    Rows of ``tables.chats`` / ``tables.messages`` as the API serves them, every plugin's fields
+    included, so a plugin's own routes answer with exactly the host's JSON.
 """
 
 from __future__ import annotations

@@ -52,3 +52,7 @@ class Helpdesk(Protocol):
     http: requests.Session
     clock: Callable[[], datetime]
     plugin_state: dict[str, Any]
+
+    def serialize_messages(self, conn: sa.Connection, rows: list) -> list[dict]: ...
+
+    def serialize_chats(self, conn: sa.Connection, rows: list) -> list[dict]: ...

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from wazzup_plugin.inbound.parked import CLOCK_KEY
+from wazzup_plugin.routing import Route
 
 WEBHOOK_PATHS = ("/api/webhook", "/api/wazzup24/webhook")  # the seed's URL, and ours
-
-
-@dataclass(frozen=True)
-class Route:
-    template: str
-    resource: object
-    suffix: str | None = None
-    public: bool = False
 
 
 def routes(helpdesk, state) -> list:

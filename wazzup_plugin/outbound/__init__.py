@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Route:
-    template: str
-    resource: object
-    suffix: str | None = None
-    public: bool = False
-
-
-@dataclass(frozen=True)
-class Worker:
-    name: str
-    argv: tuple[str, ...]
+from wazzup_plugin.routing import Route, Worker
 
 
 def routes(helpdesk, state) -> list:

@@ -166,7 +166,7 @@ class _SendBase:
 
     def _answer(self, ctx, result: outbox.Outcome) -> tuple[int, dict]:
         with self.helpdesk.db.read() as conn:
-            message = message_json(conn, self.helpdesk, self.state, result.message_id)
+            message = message_json(conn, self.helpdesk, result.message_id)
         if result.kind == "failed":
             code = result.error_code or "UNKNOWN"
             if result.auth_failure:
