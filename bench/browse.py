@@ -20,7 +20,7 @@ import requests
 import sqlalchemy as sa
 
 from bench import bulk
-from bench.common import PRODUCT_APP, build_app, parser, print_section, product_env
+from bench.common import PRODUCT_APP, build_app, product_env, run_section
 from bench.databases import backends, create_product_schema, product_plugin_manager, throwaway_database
 from bench.harness import Server, WrkResult, lua_script, percentile, run_wrk
 from bench.report import Row, Section, Target, ratio, table
@@ -215,9 +215,7 @@ def section(args) -> Section:
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    print_section(section(args))
-    return 0
+    return run_section(__doc__, section, argv)
 
 
 if __name__ == "__main__":

@@ -54,3 +54,10 @@ def webhook_headers() -> dict[str, str]:
 
 def print_section(section) -> None:
     print(section.markdown(), flush=True)
+
+
+def run_section(doc: str, section, argv=None) -> int:
+    """A benchmark module's command: options from :func:`parser`, the section printed as Markdown."""
+    args = parser(doc.splitlines()[0]).parse_args(argv)
+    print_section(section(args))
+    return 0

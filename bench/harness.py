@@ -48,7 +48,50 @@ def scratch_dir(prefix: str) -> Path:
 # ---------------------------------------------------------------- the server
 
 
-class Server:
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """Our environment without any HELPDESK_/WAZZUP24_ setting of the caller's, plus ``env``."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+    full.update(env)
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full.get("PYTHONPATH")]))
+    return full
+
+
+class _Child:
+    """A process of ours with its output in a log file; stopped by its PID (TERM, then KILL)."""
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    def _spawn(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        # cwd is a scratch directory so that a developer's .env never changes what is measured.
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=child_env(env), stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if not self._log.closed:
+            self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Server(_Child):
     """A gunicorn master with sync workers serving one WSGI app; stop it with :meth:`stop`."""
 
     def __init__(self, app_spec: str, env: dict[str, str], workers: int = 2, cwd: Path | None = None,
@@ -56,19 +99,12 @@ class Server:
         self.app_spec = app_spec
         self.cwd = cwd or scratch_dir(f"{name}-")
         self.log_path = self.cwd / f"{name}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
-        full_env.update(env)
-        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
         for attempt in range(3):  # a free port can be taken by someone else before gunicorn binds it
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
-            # cwd is a scratch directory so that a developer's .env never changes what is measured.
-            self._log = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
-                 "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}", "--timeout", "120",
-                 "--graceful-timeout", "5", app_spec],
-                cwd=self.cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+            self._spawn([sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
+                         "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}", "--timeout", "120",
+                         "--graceful-timeout", "5", app_spec], env, self.cwd)
             try:
                 self._wait_ready(ready_path, timeout, workers)
                 return
@@ -110,27 +146,6 @@ class Server:
                 continue
         return sizes
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 @contextmanager
@@ -142,18 +157,14 @@ def serving(app_spec: str, env: dict[str, str], **kwargs):
         server.stop()
 
 
-class Background:
-    """Any long-running command of ours (a sandbox, an outbox worker), stopped by its PID."""
+class Background(_Child):
+    """Any long-running command of ours (a sandbox, an outbox worker)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], name: str, ready_url: str | None = None,
                  cwd: Path | None = None, timeout: float = 30.0):
         self.cwd = cwd or scratch_dir(f"{name}-")
         self.log_path = self.cwd / f"{name}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
-        full_env.update(env)
-        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=self.cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._spawn(argv, env, self.cwd)
         if ready_url:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -164,29 +175,6 @@ class Background:
                     time.sleep(0.1)
             self.stop()
             raise RuntimeError(f"{name} did not start; its log:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if not self._log.closed:
-            self._log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 # ---------------------------------------------------------------- wrk

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from bench import payloads
-from bench.common import PRODUCT_APP, parser, print_section, product_env, webhook_headers
+from bench.common import PRODUCT_APP, product_env, run_section, webhook_headers
 from bench.databases import backends, create_product_schema, throwaway_database
 from bench.harness import Server
 from bench.report import Row, Section, Target, table
@@ -83,9 +83,7 @@ def section(args) -> Section:
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    print_section(section(args))
-    return 0
+    return run_section(__doc__, section, argv)
 
 
 if __name__ == "__main__":

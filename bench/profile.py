@@ -11,7 +11,6 @@ pyinstrument is a benchmark tool, not a product dependency: ``pip install -e '.[
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from contextlib import ExitStack

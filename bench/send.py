@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from bench import payloads
 from bench.browse import make_token
-from bench.common import PRODUCT_APP, parser, print_section, product_env, webhook_headers
+from bench.common import PRODUCT_APP, product_env, run_section, webhook_headers
 from bench.databases import backends, create_product_schema, throwaway_database
 from bench.harness import Background, Server, free_port, percentile
 from bench.report import Row, Section, Target, ratio, table
@@ -198,9 +198,7 @@ def section(args) -> Section:
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    print_section(section(args))
-    return 0
+    return run_section(__doc__, section, argv)
 
 
 if __name__ == "__main__":
