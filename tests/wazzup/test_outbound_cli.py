@@ -143,3 +143,10 @@ def test_worker_once_sends_what_is_queued(run, helpdesk, make_wazzup_chat, outbo
 
 def test_serve_runs_the_outbox_worker_beside_gunicorn(helpdesk):
     assert [(w.name, w.argv) for w in helpdesk.registrations.workers] == [("wazzup24-outbox", ("wazzup24", "worker"))]
+
+
+def test_an_unparseable_api_url_is_a_settings_error_naming_the_variable():
+    from wazzup_plugin.settings import SettingsError, WazzupSettings
+
+    with pytest.raises(SettingsError, match="WAZZUP24_API_URL"):
+        WazzupSettings.from_env({"WAZZUP24_API_URL": "http://[unclosed"})

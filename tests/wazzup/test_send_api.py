@@ -259,3 +259,10 @@ def test_idempotency_keys_are_forgotten_after_a_day(client, auth, chat, wazzup_a
     clock.advance(hours=25)
     assert purge_idempotency_keys(outbox_ctx) == 1
     assert send(client, auth, chat, {"text": "a"}, {"Idempotency-Key": "daily"}).json["wazzup_message_id"] == "wz-next-day"
+
+
+@pytest.mark.parametrize("uri", ["http://[unclosed/a.png", "https://example.com/a b.png", "https://example.com/a.png\n"])
+def test_send_refuses_a_link_that_is_not_a_clean_http_url_with_422(client, auth, chat, uri):
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", json={"content_uri": uri}, headers=auth)
+    assert result.status_code == 422
+    assert "content_uri" in result.json["fields"]

@@ -333,3 +333,14 @@ def test_any_payload_shape_gives_no_5xx_and_every_item_is_stored_parked_or_quara
         assert item["messageId"] in stored | parked | quarantined, item
     for item in statuses:
         assert item["messageId"] in parked | quarantined, item
+
+
+@pytest.mark.parametrize("uri", ["http://[broken/photo.jpg", "https://[::1/a.png", "javascript:alert(1)"])
+def test_unparseable_media_link_is_dropped_and_the_message_still_stored(deliver, wazzup_rows, uri):
+    # An unclosed IPv6 bracket makes urllib raise: it must cost the link, never the delivery.
+    item = incoming_message(channel_id="b96a353b-06f5-4cac-8413-ba1d8e93f981", chat_id="79161234567",
+                            content_uri=uri, message_id="WZ-odd-link", avatar_uri=uri)
+    result = deliver(delivery(messages=[item]))
+    assert result.status_code == 200
+    message = wazzup_rows.message("WZ-odd-link")
+    assert message["content_uri"] is None

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -43,6 +44,10 @@ def http_uri(value, max_length: int = 2000) -> str | None:
         return None
     value = value.strip()
     if not re.match(r"(?i)^https?://[^\s/?#]+", value) or _CONTROL.search(value):
+        return None
+    try:
+        urlsplit(value)  # what later code reads it with; an unclosed "[" host raises
+    except ValueError:
         return None
     return value
 

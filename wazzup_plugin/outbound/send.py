@@ -9,6 +9,8 @@ the agent keeps the text and nothing is silently lost).
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 import logging
@@ -37,29 +39,58 @@ _EXTENSIONS = {
 }
 
 
+# Blank characters, spelt out: regex engines disagree about \s (Python, ECMAScript and Rust each
+# have their own set), so the OpenAPI patterns and the server use this one list literally.
+_BLANK = "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" \
+         "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_NOT_BLANK = f"[^{_BLANK}]"
+_URL_CHAR = f"[^{_BLANK}\x00-\x1f\x7f-\x9f]"  # no blanks or controls: urlsplit would drop some silently
+_HTTP_URL = re.compile(f"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#{_BLANK}\x00-\x1f\x7f-\x9f]+{_URL_CHAR}*$")
+
+
 def _http_url(value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    try:
+        netloc = urlsplit(value).netloc
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        netloc = ""
+    if not _HTTP_URL.fullmatch(value) or not netloc:
         raise ValidationError("must be an http(s) URL")
 
 
 class SendSchema(Schema):
-    text = fields.String(allow_none=True, validate=validate.Length(max=MAX_TEXT),
+    text = fields.String(validate=validate.Length(max=MAX_TEXT),
                          metadata={"description": f"message text, at most {MAX_TEXT} characters (code points)"})
-    content_uri = fields.String(allow_none=True, validate=[validate.Length(max=2000), _http_url],
+    content_uri = fields.String(validate=[validate.Length(max=2000), _http_url],
                                 metadata={"description": "public http(s) URL of a file Wazzup downloads"})
-    content_name = fields.String(allow_none=True, validate=validate.Length(max=500),
+    content_name = fields.String(validate=validate.Length(max=500),
                                  metadata={"description": "file name shown in the helpdesk (default: from the URL)"})
-    reply_to = fields.Integer(allow_none=True, strict=True, validate=validate.Range(1, 2**62),
+    reply_to = fields.Integer(strict=True, validate=validate.Range(1, 2**62),
                               metadata={"description": "id of a message in this chat to quote"})
 
     @validates_schema
     def exactly_one(self, data, **kwargs):
         text, uri = data.get("text"), data.get("content_uri")
-        if text is not None and not text.strip():
+        if text is not None and not text.strip(_BLANK):
             raise ValidationError("must not be blank", field_name="text")
         if (text is None) == (uri is None):
             raise ValidationError("send exactly one of text and content_uri", field_name="_schema")
+
+
+# The request body as the OpenAPI document states it (marshmallow cannot express "exactly one of").
+SEND_BODY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": _NOT_BLANK,
+                 "description": f"message text, at most {MAX_TEXT} characters (code points); not blank"},
+        "content_uri": {"type": "string", "maxLength": 2000, "pattern": _HTTP_URL.pattern,
+                        "description": "public http(s) URL of a file Wazzup downloads"},
+        "content_name": {"type": "string", "maxLength": 500,
+                         "description": "file name shown in the helpdesk (default: from the URL)"},
+        "reply_to": {"type": "integer", "minimum": 1, "maximum": 2**62,
+                     "description": "id of a message in this chat to quote"},
+    },
+    "oneOf": [{"required": ["text"]}, {"required": ["content_uri"]}],
+}
 
 
 _SEND = SendSchema()
@@ -76,6 +107,7 @@ def guess_type(uri: str) -> tuple[str, str]:
 
 
 OPENAPI_ERRORS = {
+    "400": error_response("the body is not a JSON object"),
     "202": {"description": "stored; Wazzup could not be reached, the worker retries it",
             "content": {"application/json": {"schema": "Message"}}},
     "404": error_response("no such chat or message"),
@@ -189,7 +221,7 @@ class SendResource(_SendBase):
                        "201: Wazzup accepted it; 202: stored and retried by the worker. A permanent refusal "
                        "keeps the message as failed and answers 4xx with Wazzup's code.",
         "parameters": [IDEMPOTENCY_PARAM],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": SendSchema}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": SEND_BODY_SCHEMA}}},
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
                       **OPENAPI_ERRORS},
     }}

@@ -23,8 +23,11 @@ MEDIA_TYPES = {"image": (".jpg", ".jpeg", ".png", ".gif", ".webp", ".was"),
 
 def media_type(content_uri: str) -> str:
     """The message type Wazzup would give a file, guessed from its name (a document when unsure)."""
-    path = urlsplit(content_uri).path.lower()
-    query = urlsplit(content_uri).query.lower()   # Wazzup's store puts the name in ?filename=
+    try:
+        parts = urlsplit(content_uri)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: nothing to guess from
+        return "document"
+    path, query = parts.path.lower(), parts.query.lower()   # Wazzup's store puts the name in ?filename=
     for type_, endings in MEDIA_TYPES.items():
         if path.endswith(endings) or any(query.endswith(e) for e in endings):
             return type_
