@@ -27,6 +27,20 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) ->
         conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), list(rows))
 
 
+def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence[dict],
+                            column: sa.Column) -> set:
+    """Like :func:`insert_ignore`, and returns ``column`` of the rows this statement inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL, SQLite >= 3.35): a row skipped on
+    a conflict returns nothing, so the result is exactly the rows this transaction won, without
+    selecting them again. Unordered: callers match by the returned value.
+    """
+    if not rows:
+        return set()
+    stmt = _dialect_insert(conn, table).on_conflict_do_nothing().returning(column)
+    return set(conn.execute(stmt, list(rows)).scalars())
+
+
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iterable[str],
            update: Iterable[str], where=None) -> None:
     """Insert rows or update ``update`` columns of the row with the same ``key``.
@@ -56,6 +70,8 @@ def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[di
     if not rows:
         return []
     (pk,) = table.primary_key.columns
+    if len(rows) == 1:  # one row: its RETURNING needs no order (and SQLite needs no max() first)
+        return [conn.execute(sa.insert(table).returning(pk), rows[0]).scalar_one()]
     if conn.dialect.name == "sqlite":
         start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(pk), 0))).scalar_one() + 1
         ids = list(range(start, start + len(rows)))

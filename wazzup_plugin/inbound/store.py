@@ -26,7 +26,8 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.store_common import host_tables, insert_ignore, insert_returning_ids, upsert
+from wazzup_plugin.store_common import (host_tables, insert_ignore, insert_ignore_returning, insert_returning_ids,
+                                        upsert)
 
 log = logging.getLogger(__name__)
 
@@ -409,20 +410,17 @@ class Writer:
         m, wm = self.messages, self.t["messages"]
         ids = insert_returning_ids(self.conn, m, [self._message_row(x, chat_of[x.chat_key]) for x in fresh])
         mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
-        insert_ignore(self.conn, wm, [
+        # The rows this insert-or-ignore returns are exactly the ones we won (no re-select).
+        won = insert_ignore_returning(self.conn, wm, [
             {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key],
              "wazzup_message_id": x.message_id, "crm_message_id": None, "is_echo": x.is_echo,
              "sent_from_app": x.sent_from_app, "author_id": x.author_id, "ref_message_id": x.ref_message_id,
              "version_at": x.at or self.now}
-            for x in fresh])
-        winners = {}
-        for part in _chunks(sorted(mine)):
-            winners.update(self.conn.execute(sa.select(wm.c.wazzup_message_id, wm.c.message_id)
-                                             .where(wm.c.wazzup_message_id.in_(part))).all())
-        lost = [host_id for wid, host_id in mine.items() if winners.get(wid) != host_id]
+            for x in fresh], wm.c.message_id)
+        lost = [host_id for host_id in mine.values() if host_id not in won]
         if lost:  # another worker stored the same message first: drop our copy
             self.conn.execute(sa.delete(m).where(m.c.id.in_(lost)))
-        stored = [x for x in fresh if winners.get(x.message_id) == mine[x.message_id]]
+        stored = [x for x in fresh if mine[x.message_id] in won]
         self.summary.new.extend(x.message_id for x in stored)
         # By id: comparing Message dataclasses field by field made this quadratic in the delivery's size.
         stored_ids = {x.message_id for x in stored}
@@ -613,6 +611,10 @@ class Writer:
             return
         self.lock()
         p = self.t["parked"]
+        # Nearly always nothing is parked: one cheap look (under the counter's lock, which every
+        # writer that parks holds too) spares the lookups by id, the chats and the echo release.
+        if self.conn.execute(sa.select(p.c.id).limit(1)).first() is None:
+            return
         rows = []
         for part in _chunks(ids):
             rows.extend(self._take_parked(p.c.wazzup_message_id.in_(part)))
