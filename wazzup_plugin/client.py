@@ -163,8 +163,11 @@ class WazzupClient:
             raise WazzupInvalidData("Wazzup's channel list is not a list of objects", operation="channels")
         return data
 
-    def send_message(self, body: dict) -> dict:
+    def send_message(self, body: dict, *, budget_taken: bool = False) -> dict:
         """``POST /v3/message``. Returns ``{"messageId": str | None, "chatId": ...}``.
+
+        ``budget_taken``: the caller already took this call from the rate limiter (the outbox does,
+        in the transaction that records the attempt), so it is not taken a second time.
 
         A 2xx whose body we cannot read still means "accepted" (``messageId`` None: the id comes
         with the echo), so it is never reported as a failure that could lead to a second send.
@@ -173,7 +176,8 @@ class WazzupClient:
             raise WazzupInvalidData("a message needs channelId and chatType", operation="send_message")
         if ("text" in body) == ("contentUri" in body):
             raise WazzupInvalidData("a message needs exactly one of text and contentUri", operation="send_message")
-        data = self._request("POST", "/v3/message", json_body=body, operation="send_message", lenient=True)
+        data = self._request("POST", "/v3/message", json_body=body, operation="send_message", lenient=True,
+                             budget_taken=budget_taken)
         if not isinstance(data, dict):
             data = {}
         message_id = data.get("messageId")
@@ -208,8 +212,10 @@ class WazzupClient:
     def redact(self, text: str) -> str:
         return text.replace(self._api_key, MASK) if self._api_key else text
 
-    def _request(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False):
-        self.rate_limiter.acquire()
+    def _request(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False,
+                 budget_taken: bool = False):
+        if not budget_taken:
+            self.rate_limiter.acquire()
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
         started = self.clock()
         try:

@@ -93,7 +93,14 @@ def lease_seconds(ctx) -> float:
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
             content_name=None, message_type="text", ref_message_id=None, author_agent_id=None,
             author_name=None) -> int:
-    """Store an outgoing message and its outbox row (in the caller's transaction); returns its id."""
+    """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
+
+    With a ``lease_owner`` (the caller attempts the message as soon as this commits) the first
+    attempt is recorded here too whenever that needs no call to Wazzup and the rate limiter grants
+    a call right now: the stored message, the attempt marker and the call's budget then share one
+    commit (one fsync) before Wazzup is called, and :func:`attempt` goes straight to the call.
+    Otherwise :func:`attempt` records the attempt itself, as for a retry.
+    """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     message_id = tx.conn.execute(sa.insert(helpdesk.tables.messages).values(
         chat_id=chat_id, direction="out", status="queued", type=message_type, text=text, content_uri=content_uri,
@@ -104,16 +111,72 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     tx.conn.execute(sa.insert(tables["messages"]).values(
         message_id=message_id, chat_id=chat_id, crm_message_id=crm_id, is_echo=False, sent_from_app=False,
         ref_message_id=ref_message_id))
-    tx.conn.execute(sa.insert(tables["outbox"]).values(
+    outbox_row = dict(
         message_id=message_id, chat_id=chat_id, state="pending", crm_message_id=crm_id, ref_message_id=ref_message_id,
         attempts=0, maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now,
-        lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None))
+        lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None)
+    if lease_owner:
+        target = _first_attempt_now(tx.conn, ctx, chat_id)
+        if target is not None:
+            channel_id, chat_type, wazzup_chat_id = target
+            outbox_row.update(attempts=1, attempt_started_at=now, first_attempt_at=now, channel_id=channel_id,
+                              chat_type=chat_type, wazzup_chat_id=wazzup_chat_id)
+    tx.conn.execute(sa.insert(tables["outbox"]).values(**outbox_row))
     preview = (text or content_name or content_uri or "")[:200]
     chats = helpdesk.tables.chats
     tx.conn.execute(sa.update(chats).where(chats.c.id == chat_id).values(
         last_message_at=now, last_activity_at=now, last_message_preview=preview, change_seq=tx.change_seq))
     tx.touched(chat_ids=[chat_id], message_ids=[message_id])
     return message_id
+
+
+class _NotCached(Exception):
+    """Choosing the channel would need Wazzup's channel list, and it is not cached."""
+
+
+def _not_cached():
+    raise _NotCached
+
+
+def _first_attempt_now(conn, ctx, chat_id: int) -> tuple[str, str, str] | None:
+    """The first attempt's target when it can be recorded in the storing transaction, having taken
+    the call from the rate limiter there; None when :func:`attempt` must do it (Wazzup's channel
+    list is needed and not cached, the chat has no recipient, or no budget is free right now: a
+    wait never happens inside a write transaction)."""
+    if not _budget_ours(ctx):
+        return None
+    try:
+        target = _target(conn, ctx, chat_id, lambda: ctx.cached("channels", _not_cached))
+    except (_NotCached, ChannelSelectionError, WazzupError):
+        return None
+    if target is None or ctx.limiter.take(conn) > 0:
+        return None
+    return target
+
+
+def _budget_ours(ctx) -> bool:
+    """Whether the client counts its calls on ``ctx.limiter`` (so a call taken there is the client's)."""
+    return ctx.client is not None and getattr(ctx.client, "rate_limiter", None) is ctx.limiter
+
+
+def _target(conn, ctx, chat_id: int, list_channels) -> tuple[str, str, str] | None:
+    """(channel id, chat type, Wazzup chat id) of a chat's next send; None when it has no recipient.
+
+    Raises ChannelSelectionError, or a WazzupError from ``list_channels`` (called only when
+    neither the chat nor the settings name a channel)."""
+    wc = ctx.state.tables["chats"]
+    chat = conn.execute(sa.select(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id)
+                        .where(wc.c.chat_id == chat_id)).first()
+    selected = select_channel(chat.channel_id if chat else None, ctx.settings.channel_id, list_channels)
+    if chat is not None:
+        chat_type, wazzup_chat_id = chat.chat_type or "whatsapp", chat.wazzup_chat_id
+    else:
+        chats = ctx.helpdesk.tables.chats
+        phone = conn.execute(sa.select(chats.c.phone).where(chats.c.id == chat_id)).scalar()
+        chat_type, wazzup_chat_id = "whatsapp", "".join(ch for ch in (phone or "") if ch.isdigit())
+    if not wazzup_chat_id:
+        return None
+    return selected.channel_id, chat_type, wazzup_chat_id
 
 
 def purge_idempotency_keys(ctx, limit: int = 1000) -> int:
@@ -163,16 +226,13 @@ def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
 def attempt(ctx, message_id: int, owner: str) -> Outcome:
     """Try to send one leased message once, and record what happened."""
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
-    o, wc = tables["outbox"], tables["chats"]
+    o = tables["outbox"]
     with helpdesk.db.read() as conn:
         row = conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
         if row is None or row.state != "pending" or row.lease_owner != owner:
             return Outcome("busy", message_id)
         message = conn.execute(sa.select(helpdesk.tables.messages).where(
             helpdesk.tables.messages.c.id == message_id)).first()
-        chat = conn.execute(sa.select(wc).where(wc.c.chat_id == row.chat_id)).first()
-        phone = conn.execute(sa.select(helpdesk.tables.chats.c.phone).where(
-            helpdesk.tables.chats.c.id == row.chat_id)).scalar()
     now = ctx.clock()
     if message is None or message.status != "queued":
         # An echo or a status settled it while it waited (or it is gone): nothing left to send.
@@ -188,24 +248,31 @@ def attempt(ctx, message_id: int, owner: str) -> Outcome:
             error_text="Wazzup could not be reached for an hour; nothing was sent. Resend it when Wazzup is back."))
 
     channel_id, chat_type, wazzup_chat_id = row.channel_id, row.chat_type, row.wazzup_chat_id
-    if channel_id is None:
-        try:
-            selected = select_channel(chat.channel_id if chat else None, ctx.settings.channel_id, ctx.list_channels)
-        except ChannelSelectionError as exc:
-            return _settle(ctx, row, owner, Outcome("failed", message_id, error_code=exc.code,
-                                                    error_text=str(exc), channel_problem=True))
-        except WazzupError as exc:
-            return _settle(ctx, row, owner, _failure(ctx, row, now, exc, before_send=True))
-        channel_id = selected.channel_id
-        chat_type = (chat.chat_type if chat else None) or "whatsapp"
-        wazzup_chat_id = chat.wazzup_chat_id if chat else "".join(ch for ch in (phone or "") if ch.isdigit())
-        if not wazzup_chat_id:
-            return _settle(ctx, row, owner, Outcome("failed", message_id, error_code="NO_RECIPIENT",
-                                                    error_text="The chat has neither a Wazzup chat id nor a phone."))
-
-    row = _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id)
-    if row is None:
-        return Outcome("busy", message_id)
+    if row.attempt_started_at is not None:
+        # Under our own lease only enqueue() leaves an attempt marked (claim_due() and _record()
+        # clear it): it recorded this first attempt and took its call from the limiter in the
+        # commit that stored the message.
+        if row.lease_until is None or row.lease_until <= now:
+            return Outcome("busy", message_id)
+        budget_taken = True
+    else:
+        if channel_id is None:
+            try:
+                with helpdesk.db.read() as conn:
+                    target = _target(conn, ctx, row.chat_id, ctx.list_channels)
+            except ChannelSelectionError as exc:
+                return _settle(ctx, row, owner, Outcome("failed", message_id, error_code=exc.code,
+                                                        error_text=str(exc), channel_problem=True))
+            except WazzupError as exc:
+                return _settle(ctx, row, owner, _failure(ctx, row, now, exc, before_send=True))
+            if target is None:
+                return _settle(ctx, row, owner, Outcome("failed", message_id, error_code="NO_RECIPIENT",
+                                                        error_text="The chat has neither a Wazzup chat id nor a phone."))
+            channel_id, chat_type, wazzup_chat_id = target
+        started = _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id)
+        if started is None:
+            return Outcome("busy", message_id)
+        row, budget_taken = started
     body = {"channelId": channel_id, "chatType": chat_type, "chatId": wazzup_chat_id,
             "crmMessageId": row.crm_message_id}
     if message.content_uri:
@@ -218,7 +285,7 @@ def attempt(ctx, message_id: int, owner: str) -> Outcome:
         body["crmUserId"] = str(message.author_agent_id)
     context = {"chat_id": row.chat_id, "message_id": message_id, "crm_message_id": row.crm_message_id}
     try:
-        answer = ctx.client.send_message(body)
+        answer = ctx.client.send_message(body, budget_taken=budget_taken)
     except WazzupApiError as exc:
         if exc.is_code("REPEATED_CRM_MESSAGE_ID"):
             log.info("Wazzup24 says an earlier attempt already went out (REPEATED_CRM_MESSAGE_ID): accepted",
@@ -293,19 +360,23 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
 def _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id):
     """Record the attempt before the call: whoever finds it unfinished knows it may have gone out.
 
-    Returns the updated row, or None when the lease is no longer ours."""
+    The call's rate-limit budget is taken in the same commit when it is free now (else the client
+    waits for it, outside any transaction). Returns (the updated row, whether the budget was taken),
+    or None when the lease is no longer ours."""
     o = ctx.state.tables["outbox"]
     with ctx.helpdesk.db.write() as tx:
-        done = tx.conn.execute(sa.update(o).where(
+        started = tx.conn.execute(sa.update(o).where(
             o.c.message_id == row.message_id, o.c.lease_owner == owner, o.c.state == "pending",
             o.c.lease_until > now,
         ).values(attempts=o.c.attempts + 1, attempt_started_at=now,
                  first_attempt_at=sa.func.coalesce(o.c.first_attempt_at, now),
                  lease_until=now + timedelta(seconds=lease_seconds(ctx)),
-                 channel_id=channel_id, chat_type=chat_type, wazzup_chat_id=wazzup_chat_id, updated_at=now)).rowcount
-        if done != 1:
+                 channel_id=channel_id, chat_type=chat_type, wazzup_chat_id=wazzup_chat_id, updated_at=now)
+            .returning(*o.c)).first()
+        if started is None:
             return None
-        return tx.conn.execute(sa.select(o).where(o.c.message_id == row.message_id)).first()
+        budget_taken = _budget_ours(ctx) and ctx.limiter.take(tx.conn) <= 0
+    return started, budget_taken
 
 
 # ---------------------------------------------------------------- recording the result
@@ -341,7 +412,8 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         elif outcome.kind in ("failed", "unknown"):
             move_status(tx, helpdesk, row.message_id, outcome.kind, now,
                         error_code=outcome.error_code, error_text=outcome.error_text)
-            send_settled(tx, ctx.state, [row.chat_id])
+            if _anything_parked(tx, ctx, row.chat_id):
+                send_settled(tx, ctx.state, [row.chat_id])
     return outcome
 
 
@@ -359,9 +431,25 @@ def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
     move_status(tx, ctx.helpdesk, row.message_id, "accepted", now)
     tx.touched(chat_ids=[row.chat_id], message_ids=[row.message_id])
     if wazzup_message_id:
-        apply_parked(tx, ctx.state, [wazzup_message_id])
-    else:
+        if taken not in (None, row.message_id) or _anything_parked(tx, ctx, row.chat_id, wazzup_message_id):
+            apply_parked(tx, ctx.state, [wazzup_message_id])
+    elif _anything_parked(tx, ctx, row.chat_id):
         send_settled(tx, ctx.state, [row.chat_id])  # an echo parked meanwhile may bring the id
+
+
+def _anything_parked(tx, ctx, chat_id: int, wazzup_message_id: str | None = None) -> bool:
+    """Whether ``apply_parked``/``send_settled`` would find anything for this send: an item parked
+    under its Wazzup id, or an echo parked in its chat. Almost always nothing, and one EXISTS costs
+    less than their lookups.
+
+    The change counter is taken first, as they do: a delivery parking an item holds it from its
+    first statement, so it has either committed before we look or waits until we commit."""
+    p = ctx.state.tables["parked"]
+    _ = tx.change_seq
+    condition = sa.and_(p.c.kind == "echo", p.c.chat_id == chat_id)
+    if wazzup_message_id:
+        condition = sa.or_(condition, p.c.wazzup_message_id == wazzup_message_id)
+    return bool(tx.conn.execute(sa.select(sa.exists().where(condition))).scalar())
 
 
 def move_status(tx, helpdesk, message_id: int, new: str, now, **values) -> bool:

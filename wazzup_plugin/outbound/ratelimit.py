@@ -57,21 +57,30 @@ class DbRateLimiter:
 
     def try_acquire(self) -> float:
         """0 when a call may go now; else the seconds to wait."""
+        with self.db.write() as tx:
+            return self.take(tx.conn)
+
+    def take(self, conn) -> float:
+        """:meth:`try_acquire` inside the caller's write transaction (its commit makes the call count).
+
+        The send path takes its call this way in the transaction that records the attempt, so a
+        send commits once before calling Wazzup instead of twice. Never waits: the caller waits
+        (outside its transaction) when this returns more than 0.
+        """
         now = self.clock()
         slot = math.floor(now.timestamp() / self.slot_seconds)
         t = self.table
-        with self.db.write() as tx:
-            row = tx.conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
-            if row is None:
-                tx.conn.execute(self._insert_ignore(tx.conn))
-                row = tx.conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
-            if row.blocked_until is not None and row.blocked_until > now:
-                return max((row.blocked_until - now).total_seconds(), 0.001)
-            count = row.count if row.slot == slot else 0
-            if count >= self.per_slot:
-                return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
-            tx.conn.execute(sa.update(t).where(t.c.name == self.name).values(slot=slot, count=count + 1))
-            return 0.0
+        row = conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
+        if row is None:
+            conn.execute(self._insert_ignore(conn))
+            row = conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
+        if row.blocked_until is not None and row.blocked_until > now:
+            return max((row.blocked_until - now).total_seconds(), 0.001)
+        count = row.count if row.slot == slot else 0
+        if count >= self.per_slot:
+            return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
+        conn.execute(sa.update(t).where(t.c.name == self.name).values(slot=slot, count=count + 1))
+        return 0.0
 
     def blocked(self, seconds: float) -> None:
         """Wazzup said 429: no process calls it until ``seconds`` have passed."""

@@ -1,0 +1,87 @@
+"""A send commits once before calling Wazzup (message, attempt marker and rate-limit call together)
+and once after; the guarantees of the longer path still hold."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from wazzup_plugin.outbound import outbox
+from wazzup_plugin.state import get_state
+
+WAZZUP_ID = "f66c53a6-957a-46b2-b41b-5a2ef4844bcb"
+CUSTOMER = "79011112233"
+
+
+@pytest.fixture
+def chat(make_wazzup_chat):
+    return make_wazzup_chat(wazzup_chat_id=CUSTOMER)
+
+
+def send(client, auth, chat_id, text="hi"):
+    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json={"text": text}, headers=auth)
+
+
+def calls_counted(helpdesk) -> int:
+    rl = get_state(helpdesk).tables["rate_limit"]
+    with helpdesk.db.read() as conn:
+        return sum(conn.execute(sa.select(rl.c.count)).scalars())
+
+
+def test_the_attempt_and_its_rate_limit_call_are_committed_before_wazzup_is_called(
+        client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+    o = get_state(helpdesk).tables["outbox"]
+    seen = {}
+
+    def callback(request):
+        with helpdesk.db.read() as conn:  # another connection: sees only what was committed
+            seen["outbox"] = [tuple(r) for r in conn.execute(sa.select(
+                o.c.attempts, o.c.attempt_started_at.is_not(None), o.c.channel_id, o.c.wazzup_chat_id))]
+        seen["calls counted"] = calls_counted(helpdesk)
+        return 201, {}, json.dumps({"messageId": WAZZUP_ID})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
+    assert send(client, auth, chat).status_code == 201
+    assert seen["outbox"] == [(1, True, json.loads(wazzup_api.calls[0].request.body)["channelId"], CUSTOMER)]
+    assert seen["calls counted"] == 1
+    assert calls_counted(helpdesk) == 1  # the call was counted once, not again by the client
+
+
+def test_a_send_whose_process_died_after_storing_is_treated_as_maybe_sent(
+        chat, wazzup_api, outbox_ctx, clock, helpdesk):
+    with helpdesk.db.write() as tx:  # what the send route commits before calling Wazzup; then the process dies
+        message_id = outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner="web:died", text="hi")
+    assert outbox.claim_due(outbox_ctx, "worker") == []  # still leased to the dead request
+    clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+    assert outbox.claim_due(outbox_ctx, "worker") == [message_id]
+    o = get_state(helpdesk).tables["outbox"]
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(o.c.maybe_sent).where(o.c.message_id == message_id)).scalar() is True
+    # Past Wazzup's dedupe window it is never sent again: the agent sees it as unknown.
+    assert outbox.attempt(outbox_ctx, message_id, "worker").kind == "unknown"
+    assert len(wazzup_api.calls) == 0
+
+
+@pytest.mark.parametrize("answer, status", [
+    ((201, {"messageId": WAZZUP_ID}), "accepted"),
+    ((201, {}), "accepted"),  # accepted without a readable id
+    ((400, {"error": "BAD_CONTACT", "description": "no WhatsApp"}), "failed"),
+])
+def test_an_echo_typed_on_the_phone_during_a_send_is_released_when_the_send_settles(
+        client, auth, chat, wazzup_api, wazzup_url, helpdesk, deliver, payload, channel_id, answer, status):
+    echo = payload("echo_from_phone")
+    echo["messages"][0].update(channelId=channel_id, chatId=CUSTOMER, messageId="WZ-phone", text="From the phone")
+
+    def callback(request):
+        assert deliver(echo).json["parked"] == 1  # a send is in flight in this chat: the echo waits
+        return answer[0], {}, json.dumps(answer[1])
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
+    result = send(client, auth, chat, text="From the helpdesk")
+    m = helpdesk.tables.messages
+    with helpdesk.db.read() as conn:
+        out = {r.text: r.status for r in conn.execute(sa.select(m.c.text, m.c.status).where(m.c.direction == "out"))}
+        parked = conn.execute(sa.select(sa.func.count()).select_from(get_state(helpdesk).tables["parked"])).scalar()
+    assert result.status_code in (201, 422)
+    assert out == {"From the helpdesk": status, "From the phone": "sent"}
+    assert parked == 0
