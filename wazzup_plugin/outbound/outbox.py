@@ -29,7 +29,7 @@ from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, 
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
 from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
 from wazzup_plugin.inbound.parked import apply_parked, send_settled
-from wazzup_plugin.statuses import TIMESTAMP_COLUMN, can_move
+from wazzup_plugin.statuses import TIMESTAMP_COLUMN, TRANSITIONS, can_move
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,16 @@ class Outcome:
     retry_at: datetime | None = None
     auth_failure: bool = False
     channel_problem: bool = False
+
+
+@dataclass(frozen=True)
+class _Message:
+    """What an attempt needs of the host's message row."""
+
+    status: str
+    text: str | None
+    content_uri: str | None
+    author_agent_id: int | None
 
 
 def new_crm_message_id() -> str:
@@ -226,13 +236,17 @@ def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
 def attempt(ctx, message_id: int, owner: str) -> Outcome:
     """Try to send one leased message once, and record what happened."""
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
-    o = tables["outbox"]
-    with helpdesk.db.read() as conn:
-        row = conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
-        if row is None or row.state != "pending" or row.lease_owner != owner:
-            return Outcome("busy", message_id)
-        message = conn.execute(sa.select(helpdesk.tables.messages).where(
-            helpdesk.tables.messages.c.id == message_id)).first()
+    o, m = tables["outbox"], helpdesk.tables.messages
+    with helpdesk.db.read() as conn:  # the outbox row and what is sent, in one query
+        row = conn.execute(sa.select(o, m.c.status.label("m_status"), m.c.text.label("m_text"),
+                                     m.c.content_uri.label("m_content_uri"),
+                                     m.c.author_agent_id.label("m_author_agent_id"))
+                           .select_from(o.outerjoin(m, m.c.id == o.c.message_id))
+                           .where(o.c.message_id == message_id)).first()
+    if row is None or row.state != "pending" or row.lease_owner != owner:
+        return Outcome("busy", message_id)
+    message = None if row.m_status is None else _Message(row.m_status, row.m_text, row.m_content_uri,
+                                                           row.m_author_agent_id)
     now = ctx.clock()
     if message is None or message.status != "queued":
         # An echo or a status settled it while it waited (or it is gone): nothing left to send.
@@ -396,17 +410,20 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     o = tables["outbox"]
     now = ctx.clock()
+    values = {"lease_owner": None, "lease_until": None, "attempt_started_at": None, "updated_at": now}
+    if outcome.kind == "retry":
+        values.update(next_attempt_at=outcome.retry_at, last_error=outcome.error_text)
+        if outcome.error_code == "MAYBE_SENT":
+            values.update(maybe_sent=True)  # once maybe sent, always (it is never cleared)
+    else:
+        values.update(state="done", last_error=outcome.error_text)
     with helpdesk.db.write() as tx:
-        current = tx.conn.execute(sa.select(o).where(o.c.message_id == row.message_id).with_for_update()).first()
-        if current is None or current.state != "pending" or current.lease_owner != owner:
+        # Only while the lease is still ours: the row lock the UPDATE takes makes the check and the write one step.
+        mine = tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id, o.c.state == "pending",
+                                                  o.c.lease_owner == owner)
+                               .values(**values).returning(o.c.message_id)).first()
+        if mine is None:
             return Outcome("busy", row.message_id)
-        values = {"lease_owner": None, "lease_until": None, "attempt_started_at": None, "updated_at": now}
-        if outcome.kind == "retry":
-            values.update(next_attempt_at=outcome.retry_at, last_error=outcome.error_text,
-                          maybe_sent=current.maybe_sent or outcome.error_code == "MAYBE_SENT")
-        else:
-            values.update(state="done", last_error=outcome.error_text)
-        tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id).values(**values))
         if outcome.kind == "accepted":
             _accept(tx, ctx, row, outcome.wazzup_message_id, now)
         elif outcome.kind in ("failed", "unknown"):
@@ -455,13 +472,18 @@ def _anything_parked(tx, ctx, chat_id: int, wazzup_message_id: str | None = None
 def move_status(tx, helpdesk, message_id: int, new: str, now, **values) -> bool:
     """Move a message forward (never back: a webhook may already have advanced it)."""
     m = helpdesk.tables.messages
-    current = tx.conn.execute(sa.select(m.c.status, m.c.chat_id).where(m.c.id == message_id)).first()
-    if current is None or not can_move(current.status, new):
+    # One conditional UPDATE: it moves the message only from a status that may move to ``new``.
+    chat_id = tx.conn.execute(sa.update(m).where(m.c.id == message_id, m.c.status.in_(_MOVES_TO[new])).values(
+        status=new, **{TIMESTAMP_COLUMN[new]: now}, change_seq=tx.change_seq, **values)
+        .returning(m.c.chat_id)).scalar()
+    if chat_id is None:
         return False
-    tx.conn.execute(sa.update(m).where(m.c.id == message_id, m.c.status == current.status).values(
-        status=new, **{TIMESTAMP_COLUMN[new]: now}, change_seq=tx.change_seq, **values))
-    tx.touched(chat_ids=[current.chat_id], message_ids=[message_id])
+    tx.touched(chat_ids=[chat_id], message_ids=[message_id])
     return True
+
+
+# For each status, the statuses a message may move to it from (statuses.can_move, inverted).
+_MOVES_TO = {new: sorted(old for old in TRANSITIONS if can_move(old, new)) for new in TIMESTAMP_COLUMN}
 
 
 def _log_outcome(outcome: Outcome, context: dict, latency_ms) -> None:
