@@ -305,12 +305,21 @@ class Writer:
         wc, c = self.t["chats"], self.chats
         found = {}
         for part in _chunks(keys):
+            # One IN per key column, not a row-value IN: SQLite answers ``(a, b, c) IN (VALUES ...)``
+            # of two or more keys by scanning every chat, while per-column INs seek the unique index.
+            # The result may hold other combinations of those values: only the asked keys are kept.
+            wanted = set(part)
             rows = self.conn.execute(
                 sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
                           wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
                 .join(c, c.c.id == wc.c.chat_id)
-                .where(sa.tuple_(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id).in_(part))).mappings()
-            found.update({(r["channel_id"], r["chat_type"], r["wazzup_chat_id"]): dict(r) for r in rows})
+                .where(wc.c.channel_id.in_(sorted({k[0] for k in part})),
+                       wc.c.chat_type.in_(sorted({k[1] for k in part})),
+                       wc.c.wazzup_chat_id.in_(sorted({k[2] for k in part})))).mappings()
+            for r in rows:
+                key = (r["channel_id"], r["chat_type"], r["wazzup_chat_id"])
+                if key in wanted:
+                    found[key] = dict(r)
         return found
 
     def _new_chat_row(self, msg: Message) -> dict:
