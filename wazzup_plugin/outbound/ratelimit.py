@@ -70,17 +70,24 @@ class DbRateLimiter:
         now = self.clock()
         slot = math.floor(now.timestamp() / self.slot_seconds)
         t = self.table
-        row = conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
-        if row is None:
+        for _ in range(2):  # the second round only after creating the row on first use
+            # Granting is one conditional UPDATE (its row lock serialises every process): not
+            # blocked by a 429, and either a new slot or one with calls left.
+            granted = conn.execute(sa.update(t).where(
+                t.c.name == self.name,
+                sa.or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
+                sa.or_(t.c.slot != slot, t.c.count < self.per_slot),
+            ).values(count=sa.case((t.c.slot == slot, t.c.count + 1), else_=1), slot=slot)
+             .returning(t.c.name)).first()
+            if granted is not None:
+                return 0.0
+            row = conn.execute(sa.select(t).where(t.c.name == self.name)).first()
+            if row is not None:
+                break
             conn.execute(self._insert_ignore(conn))
-            row = conn.execute(sa.select(t).where(t.c.name == self.name).with_for_update()).first()
         if row.blocked_until is not None and row.blocked_until > now:
             return max((row.blocked_until - now).total_seconds(), 0.001)
-        count = row.count if row.slot == slot else 0
-        if count >= self.per_slot:
-            return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
-        conn.execute(sa.update(t).where(t.c.name == self.name).values(slot=slot, count=count + 1))
-        return 0.0
+        return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
 
     def blocked(self, seconds: float) -> None:
         """Wazzup said 429: no process calls it until ``seconds`` have passed."""
