@@ -35,10 +35,20 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
     a conflict returns nothing, so the result is exactly the rows this transaction won, without
     selecting them again. Unordered: callers match by the returned value.
     """
+    rows = list(rows)
     if not rows:
         return set()
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        # A batched RETURNING is one long multi-row VALUES statement that psycopg re-parses in
+        # Python on every call (its query cache stops at 4 KB): for many rows a plain executemany
+        # (one short prepared statement) and a select of the rows by ``column`` cost less.
+        # ``column`` must hold values unique to this transaction (e.g. ids it just allocated).
+        insert_ignore(conn, table, rows)
+        values = [row[column.name] for row in rows]
+        return {v for i in range(0, len(values), 500)
+                for v in conn.execute(sa.select(column).where(column.in_(values[i:i + 500]))).scalars()}
     stmt = _dialect_insert(conn, table).on_conflict_do_nothing().returning(column)
-    return set(conn.execute(stmt, list(rows)).scalars())
+    return set(conn.execute(stmt, rows).scalars())
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iterable[str],
@@ -60,7 +70,8 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iter
 def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> list[int]:
     """Insert rows in one batch and return their integer primary keys, in the order of ``rows``.
 
-    PostgreSQL: one ``INSERT ... RETURNING`` per batch, ordered by SQLAlchemy's sentinel form.
+    PostgreSQL: the ids are drawn from the key's own sequence first (other writers draw from it
+    too, never the same value), then the rows are inserted with them.
     SQLite cannot order a batched ``RETURNING`` (SQLAlchemy falls back to a statement per row),
     so the ids are assigned here, after the current maximum: safe because a SQLite write
     transaction (``BEGIN IMMEDIATE``) excludes every other writer; outside one, a clash fails
@@ -77,7 +88,14 @@ def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[di
         ids = list(range(start, start + len(rows)))
         conn.execute(sa.insert(table), [{**row, pk.name: i} for row, i in zip(rows, ids)])
         return ids
-    return list(conn.execute(sa.insert(table).returning(pk, sort_by_parameter_order=True), rows).scalars())
+    # PostgreSQL: the ids from the key's sequence in one short query, then a plain executemany
+    # (a batched, ordered RETURNING is a long statement psycopg re-parses in Python on every call).
+    ids = list(conn.execute(
+        sa.text("SELECT nextval(pg_get_serial_sequence(:table, :column)) AS id "
+                "FROM generate_series(1, :n) ORDER BY id"),
+        {"table": table.fullname, "column": pk.name, "n": len(rows)}).scalars())
+    conn.execute(sa.insert(table), [{**row, pk.name: i} for row, i in zip(rows, ids)])
+    return ids
 
 
 def host_tables(state) -> tuple[sa.Table, sa.Table]:
