@@ -282,12 +282,20 @@ class Writer:
 
         missing = [k for k in keys if k not in found]
         if missing:
-            created = insert_returning_ids(self.conn, c, [self._new_chat_row(latest[k]) for k in missing])
+            new_rows = [self._new_chat_row(latest[k]) for k in missing]
+            created = insert_returning_ids(self.conn, c, new_rows)
             mine = dict(zip(missing, created))
-            insert_ignore(self.conn, wc, [
+            won = insert_ignore_returning(self.conn, wc, [
                 {"chat_id": mine[k], "channel_id": k[0], "chat_type": k[1], "wazzup_chat_id": k[2],
-                 "contact_name": latest[k].contact_name} for k in missing])
-            winners = self._find_chats(missing)
+                 "contact_name": latest[k].contact_name} for k in missing], wc.c.chat_id)
+            # The chats we created are known as written; only those another worker won are read back.
+            winners = self._find_chats([k for k in missing if mine[k] not in won])
+            for k, row in zip(missing, new_rows):
+                if mine[k] in won:
+                    winners[k] = {"chat_id": mine[k], "channel_id": k[0], "chat_type": k[1], "wazzup_chat_id": k[2],
+                                  "contact_name": latest[k].contact_name, "avatar_uri": row["avatar_uri"],
+                                  "last_message_at": row["last_message_at"],
+                                  "last_activity_at": row["last_activity_at"]}
             lost = [cid for k, cid in mine.items() if winners[k]["chat_id"] != cid]
             if lost:  # another worker created the same chat first: drop our copy, use theirs
                 self.conn.execute(sa.delete(c).where(c.c.id.in_(lost)))
@@ -304,6 +312,8 @@ class Writer:
     def _find_chats(self, keys) -> dict[tuple, dict]:
         wc, c = self.t["chats"], self.chats
         found = {}
+        if not keys:
+            return found
         for part in _chunks(keys):
             # One IN per key column, not a row-value IN: SQLite answers ``(a, b, c) IN (VALUES ...)``
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
