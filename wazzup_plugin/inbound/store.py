@@ -123,6 +123,9 @@ class Summary:
         }
 
 
+_STATEMENTS_KEY = "inbound.statements"
+
+
 class Writer:
     """One delivery (or one ``apply_parked`` call) written inside the caller's transaction."""
 
@@ -130,6 +133,8 @@ class Writer:
         self.tx = tx
         self.conn: sa.Connection = tx.conn
         self.t = state.tables
+        # Hot statements are built once per app (SQLAlchemy's building is a third of a small statement's cost).
+        self._statements = state.extras.setdefault(_STATEMENTS_KEY, {})
         self.chats, self.messages = host_tables(state)
         self.now = now
         self.summary = Summary()
@@ -149,6 +154,12 @@ class Writer:
         if s.chat_ids or s.message_ids:
             self.tx.touched(chat_ids=s.chat_ids, message_ids=s.message_ids)
         return s
+
+    def _statement(self, name: str, build):
+        stmt = self._statements.get(name)
+        if stmt is None:
+            stmt = self._statements[name] = build()
+        return stmt
 
     # ------------------------------------------------------------------ channels, quarantine
 
@@ -204,11 +215,13 @@ class Writer:
     def _stored_messages(self, by_id) -> dict[str, sa.Row]:
         wm, m = self.t["messages"], self.messages
         found = {}
+        stmt = self._statement("stored_messages", lambda: (
+            sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
+                      m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
+            .join(m, m.c.id == wm.c.message_id)
+            .where(wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True)))))
         for part in _chunks(sorted(by_id)):
-            rows = self.conn.execute(
-                sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
-                          m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
-                .join(m, m.c.id == wm.c.message_id).where(wm.c.wazzup_message_id.in_(part)))
+            rows = self.conn.execute(stmt, {"b_wids": part})
             found.update({r.wazzup_message_id: r for r in rows})
         return found
 
@@ -319,13 +332,16 @@ class Writer:
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
             # The result may hold other combinations of those values: only the asked keys are kept.
             wanted = set(part)
-            rows = self.conn.execute(
+            stmt = self._statement("find_chats", lambda: (
                 sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
                           wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
                 .join(c, c.c.id == wc.c.chat_id)
-                .where(wc.c.channel_id.in_(sorted({k[0] for k in part})),
-                       wc.c.chat_type.in_(sorted({k[1] for k in part})),
-                       wc.c.wazzup_chat_id.in_(sorted({k[2] for k in part})))).mappings()
+                .where(wc.c.channel_id.in_(sa.bindparam("b_channels", expanding=True)),
+                       wc.c.chat_type.in_(sa.bindparam("b_types", expanding=True)),
+                       wc.c.wazzup_chat_id.in_(sa.bindparam("b_chats", expanding=True)))))
+            rows = self.conn.execute(stmt, {"b_channels": sorted({k[0] for k in part}),
+                                            "b_types": sorted({k[1] for k in part}),
+                                            "b_chats": sorted({k[2] for k in part})}).mappings()
             for r in rows:
                 key = (r["channel_id"], r["chat_type"], r["wazzup_chat_id"])
                 if key in wanted:
@@ -469,13 +485,14 @@ class Writer:
                 "b_activity": max(held["last_activity_at"], last_at), "b_seq": self.seq,
             })
         c = self.chats
-        self.conn.execute(sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+        stmt = self._statement("follow_chats", lambda: sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
             unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
             last_message_at=sa.bindparam("b_last_at", type_=c.c.last_message_at.type),
             last_message_preview=sa.func.coalesce(
                 sa.bindparam("b_preview", type_=c.c.last_message_preview.type), c.c.last_message_preview),
             last_activity_at=sa.bindparam("b_activity", type_=c.c.last_activity_at.type),
-            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)), updates)
+            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)))
+        self.conn.execute(stmt, updates)
         self.summary.chat_ids.update(per_chat)
 
     def _update_known(self, known: list[Message], existing: dict) -> None:
@@ -632,7 +649,7 @@ class Writer:
         p = self.t["parked"]
         # Nearly always nothing is parked: one cheap look (under the counter's lock, which every
         # writer that parks holds too) spares the lookups by id, the chats and the echo release.
-        if self.conn.execute(sa.select(p.c.id).limit(1)).first() is None:
+        if self.conn.execute(self._statement("any_parked", lambda: sa.select(p.c.id).limit(1))).first() is None:
             return
         rows = []
         for part in _chunks(ids):
