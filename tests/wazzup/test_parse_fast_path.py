@@ -1,8 +1,8 @@
-"""The hand-written fast path of message validation agrees with the marshmallow schema.
+"""The hand-written fast paths of item validation agree with the marshmallow schemas.
 
-The fast path (``parse._fast_load_message``) exists for speed only: for any item it either returns
-exactly what ``MessageItemSchema().load`` returns, or declines (None) and leaves the item to
-marshmallow. It never accepts an item marshmallow rejects.
+The fast paths (``parse._fast_load_message``, ``parse._fast_load_status``) exist for speed only: for
+any item each either returns exactly what its schema's ``load`` returns, or declines (None) and leaves
+the item to marshmallow. Neither accepts an item marshmallow rejects.
 """
 
 from __future__ import annotations
@@ -97,3 +97,64 @@ def items(draw):
 @given(items())
 def test_fast_path_agrees_with_marshmallow_on_generated_items(item):
     _assert_agree(item)
+
+
+def _status_marshmallow(item):
+    try:
+        return parse._STATUS.load(item)
+    except ValidationError:
+        return None
+
+
+def _fixture_status_items():
+    for path in sorted(FIXTURES.glob("*.json")):
+        body = json.loads(path.read_text())
+        if isinstance(body, dict) and isinstance(body.get("statuses"), list):
+            for item in body["statuses"]:
+                yield path.name, item
+
+
+def test_status_fast_path_accepts_every_fixture_status_as_marshmallow_does(monkeypatch):
+    items = list(_fixture_status_items())
+    assert len(items) >= 3
+    for name, item in items:
+        fast = parse._fast_load_status(item)
+        assert fast is not None, name
+        assert fast == parse._STATUS.load(item), name
+    reports = [parse.parse_status(item) for _, item in items]
+    monkeypatch.setattr(parse, "_fast_load_status", lambda raw: None)
+    assert reports == [parse.parse_status(item) for _, item in items]
+
+
+def test_status_fast_path_declines_what_marshmallow_rejects():
+    base = {"messageId": "m-1", "status": "read", "timestamp": "2025-01-02T03:04:05Z"}
+    odd = [{**base, "messageId": ""}, {**base, "status": "lost"}, {**base, "status": None},
+           {**base, "timestamp": "soon"}, {**base, "error": "BAD"}, {**base, "error": {"error": 1}},
+           {k: v for k, v in base.items() if k != "status"}]
+    for item in odd:
+        assert parse._fast_load_status(item) is None, item
+        assert _status_marshmallow(item) is None, item
+
+
+STATUS_FIELDS = sorted(parse.StatusItemSchema().fields) + ["unknownKey"]
+
+
+@st.composite
+def status_items(draw):
+    item = {"messageId": draw(st.sampled_from(["m-1", "", "m" * 65, "a\x00b"])),
+            "status": draw(st.sampled_from(["read", " Delivered ", "error", "edited", "lost"])),
+            "timestamp": draw(st.sampled_from(["2025-01-02T03:04:05", 1735787045000, "x", None]))}
+    for name in draw(st.lists(st.sampled_from(STATUS_FIELDS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            item.pop(name, None)
+        else:
+            item[name] = draw(json_values)
+    return item
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(status_items())
+def test_status_fast_path_agrees_with_marshmallow_on_generated_items(item):
+    fast = parse._fast_load_status(item)
+    if fast is not None:
+        assert fast == _status_marshmallow(item), item

@@ -329,8 +329,9 @@ def _fast_nested(value, texts, raws=()):
 _FAST_TEXTS = (("text", None), ("authorName", 300), ("authorId", 200), ("crmMessageId", 64))
 _FAST_BOOLS = ("isEcho", "sentFromApp", "isEdited", "isDeleted")
 _FAST_RAWS = ("contentUri", "quotedMessage")
+_FAST_ERROR = (("error", 100), ("description", 1000))
 _FAST_NESTED = (("contact", (("name", 300), ("phone", 32), ("username", 200)), ("avatarUri",)),
-                ("error", (("error", 100), ("description", 1000)), ()),
+                ("error", _FAST_ERROR, ()),
                 ("oldInfo", (("oldText", None), ("oldAuthorId", 200), ("oldAuthorName", 300)), ()))
 
 
@@ -405,8 +406,24 @@ def parse_message(raw: dict) -> Message:
     )
 
 
+def _fast_load_status(raw: dict) -> dict | None:
+    """``StatusItemSchema().load(raw)`` for the usual status item; None when anything is unusual."""
+    try:
+        d = {"messageId": _fast_id(raw["messageId"], 64), "status": _fast_enum(raw["status"], STATUS_REPORTS)}
+        if "timestamp" in raw:
+            value = raw["timestamp"]
+            d["timestamp"] = None if value is None else parse_time(value)
+        if "error" in raw:
+            d["error"] = _fast_nested(raw["error"], _FAST_ERROR)
+    except (_Unusual, KeyError, ValidationError):
+        return None
+    return d
+
+
 def parse_status(raw: dict) -> StatusReport:
-    d = _STATUS.load(raw)
+    d = _fast_load_status(raw)
+    if d is None:
+        d = _STATUS.load(raw)
     error = d.get("error") or {}
     return StatusReport(raw=raw, message_id=d["messageId"], status=d["status"], at=d.get("timestamp"),
                         error_code=error.get("error"), error_text=error.get("description"))
