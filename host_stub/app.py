@@ -81,16 +81,16 @@ class HelpdeskApp(falcon.App):
     helpdesk: Helpdesk
 
 
-def host_routes(helpdesk: Helpdesk, serializer: Serializer, openapi_factory) -> list[RouteInfo]:
+def host_routes(helpdesk: Helpdesk, openapi_factory) -> list[RouteInfo]:
     return [
         RouteInfo("/api/health", HealthResource(helpdesk), public=True, plugin="host"),
         RouteInfo("/api/openapi.json", OpenApiResource(openapi_factory), public=True, plugin="host"),
         RouteInfo("/api/chat-types", ChatTypesResource(helpdesk), plugin="host"),
         RouteInfo("/api/plugins", PluginsResource(helpdesk), plugin="host"),
-        RouteInfo("/api/chats", ChatsResource(helpdesk, serializer), plugin="host"),
-        RouteInfo("/api/chats/{chat_id:int}", ChatResource(helpdesk, serializer), plugin="host"),
-        RouteInfo("/api/chats/{chat_id:int}/read", ChatReadResource(helpdesk, serializer), plugin="host"),
-        RouteInfo("/api/chats/{chat_id:int}/messages", MessagesResource(helpdesk, serializer), plugin="host"),
+        RouteInfo("/api/chats", ChatsResource(helpdesk), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}", ChatResource(helpdesk), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}/read", ChatReadResource(helpdesk), plugin="host"),
+        RouteInfo("/api/chats/{chat_id:int}/messages", MessagesResource(helpdesk), plugin="host"),
     ]
 
 
@@ -109,20 +109,11 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     config.validate()
     helpdesk = Helpdesk(config, pm, engine=engine, http=http, clock=clock)
     host_field_names = {"chat": set(ChatSchema._declared_fields), "message": set(MessageSchema._declared_fields)}
-    # Routes and fields are collected before the serializer exists, so resources get it late-bound.
-    serializer_box: dict = {}
-
-    class LateSerializer:
-        def chats(self, conn, rows):
-            return serializer_box["s"].chats(conn, rows)
-
-        def messages(self, conn, rows):
-            return serializer_box["s"].messages(conn, rows)
 
     def openapi_factory():
         return build_openapi(helpdesk.registrations.routes, components, "Helpdesk API", __version__)
 
-    routes = host_routes(helpdesk, LateSerializer(), openapi_factory)
+    routes = host_routes(helpdesk, openapi_factory)
     try:
         helpdesk.registrations = regs = collect(pm, helpdesk, host_field_names, routes + ui_routes(helpdesk))
     except StartupError:
@@ -132,8 +123,9 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     chat_out = extend_schema(ChatSchema, {k: v for fs in regs.chat_fields for k, v in fs.fields.items()}, "Chat")
     message_out = extend_schema(MessageSchema, {k: v for fs in regs.message_fields for k, v in fs.fields.items()},
                                 "Message")
-    serializer_box["s"] = helpdesk.serializer = Serializer(chat_out, message_out, regs.chat_fields,
-                                                           regs.message_fields)
+    # Resources were built before every plugin's fields were known; they serialize through the
+    # helpdesk, which has the serializer from here on.
+    helpdesk.serializer = Serializer(chat_out, message_out, regs.chat_fields, regs.message_fields)
     components = {"Chat": chat_out, "Message": message_out,
                   "ChatPage": page_schema("ChatPage", chat_out), "MessagePage": page_schema("MessagePage", message_out)}
 

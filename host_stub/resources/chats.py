@@ -30,9 +30,8 @@ class ChatsResource:
                       "422": {"description": "bad query", "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
-    def __init__(self, helpdesk, serializer):
+    def __init__(self, helpdesk):
         self.helpdesk = helpdesk
-        self.serializer = serializer
 
     def on_get(self, req, resp):
         query = load_query(_QUERY, req)
@@ -51,7 +50,7 @@ class ChatsResource:
             rows = conn.execute(stmt.limit(limit + 1)).mappings().all()
             more = len(rows) > limit
             rows = rows[:limit]
-            items = self.serializer.chats(conn, rows)
+            items = self.helpdesk.serialize_chats(conn, rows)
         next_cursor = None
         if more:
             last = rows[-1]
@@ -117,14 +116,13 @@ class ChatResource:
                                       "content": {"application/json": {"schema": ErrorSchema}}}}},
     }
 
-    def __init__(self, helpdesk, serializer):
+    def __init__(self, helpdesk):
         self.helpdesk = helpdesk
-        self.serializer = serializer
 
     def on_get(self, req, resp, chat_id):
         with self.helpdesk.db.read() as conn:
             row = get_chat_row(self.helpdesk, conn, chat_id)
-            resp.media = self.serializer.chats(conn, [row])[0]
+            resp.media = self.helpdesk.serialize_chats(conn, [row])[0]
 
 
 class ChatReadResource:
@@ -134,9 +132,8 @@ class ChatReadResource:
                       "404": {"description": "no such chat", "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
-    def __init__(self, helpdesk, serializer):
+    def __init__(self, helpdesk):
         self.helpdesk = helpdesk
-        self.serializer = serializer
 
     def on_post(self, req, resp, chat_id):
         chats = self.helpdesk.tables.chats
@@ -147,7 +144,7 @@ class ChatReadResource:
                                 .values(unread_count=0, change_seq=tx.change_seq))
                 tx.touched(chat_ids=[chat_id])
                 row = get_chat_row(self.helpdesk, tx.conn, chat_id)
-            resp.media = self.serializer.chats(tx.conn, [row])[0]
+            resp.media = self.helpdesk.serialize_chats(tx.conn, [row])[0]
 
 
 def get_chat_row(helpdesk, conn, chat_id: int):

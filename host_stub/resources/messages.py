@@ -27,9 +27,8 @@ class MessagesResource:
                       "422": {"description": "bad query", "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
-    def __init__(self, helpdesk, serializer):
+    def __init__(self, helpdesk):
         self.helpdesk = helpdesk
-        self.serializer = serializer
 
     def on_get(self, req, resp, chat_id):
         query = load_query(_QUERY, req)
@@ -61,7 +60,7 @@ class MessagesResource:
             rows = rows[:limit]
             if mode == "b":
                 rows = list(reversed(rows))
-            items = self.serializer.messages(conn, rows)
+            items = self.helpdesk.serialize_messages(conn, rows)
         next_cursor = None
         if more:
             if mode == "c":
