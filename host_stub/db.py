@@ -91,7 +91,10 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._on_commit = on_commit
-        self._counter = ChangeCounter.__table__
+        self._counter = c = ChangeCounter.__table__
+        # Built once: every write takes the counter, and building the statement cost as much as running it.
+        self._take_counter = sa.update(c).where(c.c.id == 1).values(value=c.c.value + 1).returning(c.c.value)
+        self._read_counter = sa.select(c.c.value).where(c.c.id == 1)
         self._writers = WriterQueue.for_engine(engine)
 
     @contextmanager
@@ -114,9 +117,7 @@ class Database:
     def next_change_seq(self, conn: sa.Connection) -> int:
         """Take the next counter value; its row stays locked until this transaction ends."""
         c = self._counter
-        value = conn.execute(
-            sa.update(c).where(c.c.id == 1).values(value=c.c.value + 1).returning(c.c.value)
-        ).scalar_one_or_none()
+        value = conn.execute(self._take_counter).scalar_one_or_none()
         if value is None:
             # First write ever: create the row. A concurrent creator makes this fail on the
             # primary key, and then the update above is safe to repeat.
@@ -133,7 +134,7 @@ class Database:
             return self.current_change_seq_in(conn)
 
     def current_change_seq_in(self, conn: sa.Connection) -> int:
-        return conn.execute(sa.select(self._counter.c.value).where(self._counter.c.id == 1)).scalar() or 0
+        return conn.execute(self._read_counter).scalar() or 0
 
 
 class WriterQueue:
