@@ -75,6 +75,50 @@ def test_a_deactivated_agents_token_is_refused(client, helpdesk, agent, auth):
     assert client.simulate_get("/api/chats", headers=auth).status_code == 401
 
 
+def test_a_token_accepted_before_is_refused_once_revoked_expired_or_its_agent_deactivated(client, helpdesk, agent,
+                                                                                           clock):
+    """The lookup is built once per app; each request still reads the token's current state."""
+    tokens, agents = helpdesk.metadata.tables["api_tokens"], helpdesk.tables.agents
+    with helpdesk.db.write() as tx:
+        revoked = create_token(tx.conn, agent["id"], "revoked", clock())
+        expiring = create_token(tx.conn, agent["id"], "expiring", clock(), timedelta(minutes=5))
+        kept = create_token(tx.conn, agent["id"], "kept", clock())
+
+    def status(token):
+        return client.simulate_get("/api/chats", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert [status(t) for t in (revoked, expiring, kept)] == [200, 200, 200]
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(tokens).where(tokens.c.token_sha256 == token_digest(revoked))
+                        .values(revoked_at=clock()))
+    clock.advance(minutes=5)
+    assert [status(t) for t in (revoked, expiring, kept)] == [401, 401, 200]
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(agents).values(is_active=False))
+    assert status(kept) == 401
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(agents).values(is_active=True))
+    assert status(kept) == 200
+
+
+def test_a_session_accepted_before_is_refused_once_expired_or_its_agent_deactivated(client, helpdesk, agent, clock):
+    from host_stub.auth import SESSION_COOKIE, create_session
+
+    with helpdesk.db.write() as tx:
+        short, _ = create_session(tx.conn, agent["id"], clock(), timedelta(minutes=5))
+        long, _ = create_session(tx.conn, agent["id"], clock(), timedelta(hours=5))
+
+    def status(cookie):
+        return client.simulate_get("/api/chats", cookies={SESSION_COOKIE: cookie}).status_code
+
+    assert [status(short), status(long), status("not-a-session")] == [200, 200, 401]
+    clock.advance(minutes=5)
+    assert [status(short), status(long)] == [401, 200]
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(helpdesk.tables.agents).values(is_active=False))
+    assert status(long) == 401
+
+
 def _sample_path(template: str) -> str:
     path = re.sub(r"{\w+:int[^}]*}", "1", template)
     return re.sub(r"{\w+[^}]*}", "x", path)
