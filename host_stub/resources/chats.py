@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 
@@ -32,22 +33,35 @@ class ChatsResource:
 
     def __init__(self, helpdesk):
         self.helpdesk = helpdesk
+        # One statement per shape of query (listing, filters, cursor), built at first use: building
+        # a statement costs about as much as running it. Values go in as parameters.
+        self._statements: dict[tuple, sa.Select] = {}
 
     def on_get(self, req, resp):
         query = load_query(_QUERY, req)
-        chats = self.helpdesk.tables.chats
         limit = query["limit"]
         by_changes = "changed_since" in query
-        stmt = sa.select(chats)
+        params = {"b_limit": limit + 1}
         if "type" in query:
-            stmt = stmt.where(chats.c.type == query["type"])
-        if query.get("q", "").strip():
-            stmt = stmt.where(search_condition(chats, query["q"].strip()))
-        stmt = self._changes(stmt, chats, query) if by_changes else self._by_activity(stmt, chats, query)
+            params["b_type"] = query["type"]
+        q = query.get("q", "").strip()
+        if q:
+            params.update(search_params(q))
+        if by_changes:
+            params["b_since"] = query["changed_since"]
+            if "cursor" in query:
+                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", (int, int))
+        elif "cursor" in query:
+            at, params["b_last_id"] = decode_cursor(query["cursor"], "a", (str, int))
+            params["b_at"] = _parse_time(at)
+        shape = (by_changes, "b_type" in params, "b_title" in params, "b_phone" in params, "cursor" in query)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            stmt = self._statements[shape] = _list_statement(self.helpdesk.tables.chats, *shape)
         with self.helpdesk.db.read() as conn:
             # Read the counter first: everything at or below it is committed and will be in the result.
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
-            rows = conn.execute(stmt.limit(limit + 1)).mappings().all()
+            rows = row_dicts(conn.execute(stmt, params))
             more = len(rows) > limit
             rows = rows[:limit]
             items = self.helpdesk.serialize_chats(conn, rows)
@@ -58,43 +72,64 @@ class ChatsResource:
                            else encode_cursor("a", last["last_activity_at"].isoformat(), last["id"]))
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
 
-    @staticmethod
-    def _changes(stmt, chats, query):
-        """What was created or changed after the counter value, in change order."""
-        stmt = stmt.where(chats.c.change_seq > query["changed_since"])
-        if "cursor" in query:
-            seq, last_id = decode_cursor(query["cursor"], "c", (int, int))
-            stmt = stmt.where(sa.or_(chats.c.change_seq > seq,
-                                     sa.and_(chats.c.change_seq == seq, chats.c.id > last_id)))
-        return stmt.order_by(chats.c.change_seq, chats.c.id)
 
-    @staticmethod
-    def _by_activity(stmt, chats, query):
-        """Newest activity first; ties broken by id so that no chat is skipped or repeated."""
-        if "cursor" in query:
-            at, last_id = decode_cursor(query["cursor"], "a", (str, int))
-            at = _parse_time(at)
+def row_dicts(result) -> list[dict]:
+    """A result's rows as plain dicts (much cheaper to make, and to read, than row mappings)."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row)) for row in result]
+
+
+def _list_statement(chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool, after_cursor: bool):
+    """The chat list's statement for one shape of query; its values are the ``b_*`` parameters."""
+    stmt = sa.select(chats)
+    if by_type:
+        stmt = stmt.where(chats.c.type == sa.bindparam("b_type", type_=chats.c.type.type))
+    if by_title:
+        stmt = stmt.where(search_condition(chats, by_phone))
+    if by_changes:
+        # What was created or changed after the counter value, in change order.
+        seq, last_id = (sa.bindparam("b_seq", type_=chats.c.change_seq.type),
+                        sa.bindparam("b_last_id", type_=chats.c.id.type))
+        stmt = stmt.where(chats.c.change_seq > sa.bindparam("b_since", type_=chats.c.change_seq.type))
+        if after_cursor:
+            stmt = stmt.where(sa.or_(chats.c.change_seq > seq, sa.and_(chats.c.change_seq == seq, chats.c.id > last_id)))
+        stmt = stmt.order_by(chats.c.change_seq, chats.c.id)
+    else:
+        # Newest activity first; ties broken by id so that no chat is skipped or repeated.
+        if after_cursor:
+            at = sa.bindparam("b_at", type_=chats.c.last_activity_at.type)
             # "(a < at) or (a = at and id < last_id)", written with a plain upper bound first so the
             # activity index seeks straight to the cursor; with the bare OR, SQLite and PostgreSQL
             # walk the index from the newest chat down, and a deep page costs time linear in its depth.
             stmt = stmt.where(chats.c.last_activity_at <= at,
-                              sa.or_(chats.c.last_activity_at < at, chats.c.id < last_id))
-        return stmt.order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
+                              sa.or_(chats.c.last_activity_at < at,
+                                     chats.c.id < sa.bindparam("b_last_id", type_=chats.c.id.type)))
+        stmt = stmt.order_by(chats.c.last_activity_at.desc(), chats.c.id.desc())
+    return stmt.limit(sa.bindparam("b_limit", type_=sa.Integer))
 
 
 _PHONE_CHARS = re.compile(r"^[\d\s+()./-]+$")
 
 
-def search_condition(chats, q: str):
+def search_params(q: str) -> dict:
     """``q`` matches the title (case-insensitive, any alphabet) or, when it looks like a phone
-    number (digits and + - ( ) . spaces, at least 3 digits), the phone with formatting ignored."""
-    condition = sa.func.lower(chats.c.title).like(f"%{_escape_like(q.lower())}%", escape="\\")
+    number (digits and + - ( ) . spaces, at least 3 digits), the phone with formatting ignored:
+    the ``b_title`` (and ``b_phone``) patterns of :func:`search_condition`."""
+    params = {"b_title": f"%{_escape_like(q.lower())}%"}
     digits = "".join(ch for ch in q if ch.isdigit())
     if _PHONE_CHARS.match(q) and len(digits) >= 3:
+        params["b_phone"] = f"%{digits}%"
+    return params
+
+
+def search_condition(chats, by_phone: bool):
+    """The search's condition on ``b_title`` (and, ``by_phone``, ``b_phone``): see :func:`search_params`."""
+    condition = sa.func.lower(chats.c.title).like(sa.bindparam("b_title", type_=chats.c.title.type), escape="\\")
+    if by_phone:
         phone = chats.c.phone
         for ch in ("+", " ", "-", "(", ")", "."):
             phone = sa.func.replace(phone, ch, "")
-        condition = sa.or_(condition, phone.like(f"%{digits}%"))
+        condition = sa.or_(condition, phone.like(sa.bindparam("b_phone", type_=chats.c.phone.type)))
     return condition
 
 
@@ -148,8 +183,24 @@ class ChatReadResource:
 
 
 def get_chat_row(helpdesk, conn, chat_id: int):
-    chats = helpdesk.tables.chats
-    row = conn.execute(sa.select(chats).where(chats.c.id == chat_id)).mappings().first()
+    row = conn.execute(_chat_statements(helpdesk.tables.chats)[0], {"b_id": chat_id}).mappings().first()
     if row is None:
-        raise ApiError(falcon.HTTP_404, "chat_not_found", f"There is no chat {chat_id}.")
+        raise _chat_not_found(chat_id)
     return row
+
+
+def check_chat_exists(helpdesk, conn, chat_id: int) -> None:
+    """404 unless the chat exists (reads only its id)."""
+    if conn.execute(_chat_statements(helpdesk.tables.chats)[1], {"b_id": chat_id}).first() is None:
+        raise _chat_not_found(chat_id)
+
+
+def _chat_not_found(chat_id: int) -> ApiError:
+    return ApiError(falcon.HTTP_404, "chat_not_found", f"There is no chat {chat_id}.")
+
+
+@functools.lru_cache(maxsize=32)
+def _chat_statements(chats) -> tuple[sa.Select, sa.Select]:
+    """One chat by id (every column; the id alone), built once per app's chats table."""
+    return (sa.select(chats).where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)),
+            sa.select(chats.c.id).where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)))

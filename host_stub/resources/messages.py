@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from host_stub.errors import ApiError
 from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
-from host_stub.resources.chats import get_chat_row
+from host_stub.resources.chats import check_chat_exists, row_dicts
 from host_stub.schemas import ErrorSchema, MessageListQuerySchema
 from host_stub.validation import load_query
 
@@ -29,37 +29,37 @@ class MessagesResource:
 
     def __init__(self, helpdesk):
         self.helpdesk = helpdesk
+        # One statement per mode (with or without a cursor), built at first use; values are parameters.
+        self._statements: dict[tuple, sa.Select] = {}
 
     def on_get(self, req, resp, chat_id):
         query = load_query(_QUERY, req)
-        messages = self.helpdesk.tables.messages
         limit = query["limit"]
         mode = _mode(query)
-        stmt = sa.select(messages).where(messages.c.chat_id == chat_id)
+        params = {"b_chat_id": chat_id, "b_limit": limit + 1}
         if mode == "c":
-            stmt = stmt.where(messages.c.change_seq > query["changed_since"])
+            params["b_since"] = query["changed_since"]
             if "cursor" in query:
-                seq, last_id = decode_cursor(query["cursor"], "c", (int, int))
-                stmt = stmt.where(sa.or_(messages.c.change_seq > seq,
-                                         sa.and_(messages.c.change_seq == seq, messages.c.id > last_id)))
-            stmt = stmt.order_by(messages.c.change_seq, messages.c.id)
+                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", (int, int))
         elif mode == "f":
             after = query.get("after", 0)
             if "cursor" in query:
                 after = max(after, decode_cursor(query["cursor"], "f", (int,))[0])
-            stmt = stmt.where(messages.c.id > after).order_by(messages.c.id)
-        else:  # "b": the latest page, or older history before the cursor
-            if "cursor" in query:
-                stmt = stmt.where(messages.c.id < decode_cursor(query["cursor"], "b", (int,))[0])
-            stmt = stmt.order_by(messages.c.id.desc())
+            params["b_after"] = after
+        elif "cursor" in query:  # "b": older history before the cursor
+            params["b_before"] = decode_cursor(query["cursor"], "b", (int,))[0]
+        shape = (mode, "b_seq" in params or "b_before" in params)
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            stmt = self._statements[shape] = _page_statement(self.helpdesk.tables.messages, *shape)
         with self.helpdesk.db.read() as conn:
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
-            get_chat_row(self.helpdesk, conn, chat_id)
-            rows = conn.execute(stmt.limit(limit + 1)).mappings().all()
+            check_chat_exists(self.helpdesk, conn, chat_id)
+            rows = row_dicts(conn.execute(stmt, params))
             more = len(rows) > limit
             rows = rows[:limit]
             if mode == "b":
-                rows = list(reversed(rows))
+                rows.reverse()
             items = self.helpdesk.serialize_messages(conn, rows)
         next_cursor = None
         if more:
@@ -70,6 +70,26 @@ class MessagesResource:
             else:
                 next_cursor = encode_cursor("b", rows[0]["id"])
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
+
+
+def _page_statement(messages, mode: str, after_cursor: bool):
+    """A page of one chat's messages in a mode (``c``, ``f`` or ``b``); values are the ``b_*`` parameters."""
+    stmt = sa.select(messages).where(messages.c.chat_id == sa.bindparam("b_chat_id", type_=messages.c.chat_id.type))
+    if mode == "c":
+        seq_type = messages.c.change_seq.type
+        stmt = stmt.where(messages.c.change_seq > sa.bindparam("b_since", type_=seq_type))
+        if after_cursor:
+            seq = sa.bindparam("b_seq", type_=seq_type)
+            stmt = stmt.where(sa.or_(messages.c.change_seq > seq, sa.and_(
+                messages.c.change_seq == seq, messages.c.id > sa.bindparam("b_last_id", type_=messages.c.id.type))))
+        stmt = stmt.order_by(messages.c.change_seq, messages.c.id)
+    elif mode == "f":
+        stmt = stmt.where(messages.c.id > sa.bindparam("b_after", type_=messages.c.id.type)).order_by(messages.c.id)
+    else:  # "b": the latest page, or older history before the cursor
+        if after_cursor:
+            stmt = stmt.where(messages.c.id < sa.bindparam("b_before", type_=messages.c.id.type))
+        stmt = stmt.order_by(messages.c.id.desc())
+    return stmt.limit(sa.bindparam("b_limit", type_=sa.Integer))
 
 
 def _mode(query) -> str:
