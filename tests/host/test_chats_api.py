@@ -128,3 +128,24 @@ def test_chats_with_equal_activity_are_neither_skipped_nor_repeated(client, auth
 def test_reading_an_unknown_chat_is_404(client, auth):
     result = client.simulate_post("/api/chats/424242/read", headers=auth)
     assert result.status_code == 404 and result.json["code"] == "chat_not_found"
+
+
+def test_one_app_answers_each_search_filter_and_page_with_its_own_values(client, auth, make_chat, clock):
+    """Statements are built once per shape of query; the values of every request still apply."""
+    start = clock()
+    ivan = make_chat(type="wazzup", title="Иван Петров", phone="79991234567", at=start)
+    acme = make_chat(type="wazzup", title="Acme 100%", phone="4915100000000", at=start + timedelta(minutes=1))
+    note = make_chat(type="internal", title="Support 555", at=start + timedelta(minutes=2))
+
+    def ids(**params):
+        return [c["id"] for c in client.simulate_get("/api/chats", params=params, headers=auth).json["items"]]
+
+    assert ids(q="иван") == [ivan] and ids(q="acme") == [acme] and ids(q="nobody") == []
+    assert ids(q="+7 (999) 123") == [ivan] and ids(q="49151") == [acme] and ids(q="555") == [note]
+    assert ids(type="wazzup") == [acme, ivan] and ids(type="internal") == [note] and ids(type="sms") == []
+    assert ids(type="wazzup", q="acme") == [acme] and ids(type="internal", q="acme") == []
+    assert ids(limit=1) == [note] and ids(limit=2) == [note, acme] and ids(limit=3) == [note, acme, ivan]
+    first = client.simulate_get("/api/chats", params={"limit": 1}, headers=auth).json["next_cursor"]
+    second = client.simulate_get("/api/chats", params={"limit": 1, "cursor": first}, headers=auth).json["next_cursor"]
+    assert ids(limit=5, cursor=first) == [acme, ivan] and ids(limit=5, cursor=second) == [ivan]
+    assert ids(changed_since=0) == [ivan, acme, note] and ids(changed_since=2) == [note]

@@ -105,3 +105,21 @@ def test_after_and_changed_since_together_are_refused(client, auth, make_chat):
 def test_messages_of_an_unknown_chat_is_404(client, auth):
     result = client.simulate_get("/api/chats/424242/messages", headers=auth)
     assert result.status_code == 404 and result.json["code"] == "chat_not_found"
+
+
+def test_one_app_answers_each_chat_mode_and_cursor_with_its_own_values(client, auth, make_chat, make_message):
+    """Statements are built once per mode; the chat, cursor and limit of every request still apply."""
+    first, second = make_chat(title="one"), make_chat(title="two")
+    a = [make_message(first, text=f"a{i}") for i in range(4)]
+    b = [make_message(second, text=f"b{i}") for i in range(3)]
+
+    def ids(chat_id, **params):
+        return [m["id"] for m in _get(client, auth, chat_id, **params)["items"]]
+
+    assert ids(first) == a and ids(second) == b
+    assert ids(first, limit=2) == a[2:] and ids(second, limit=1) == b[2:]
+    assert ids(first, limit=1, cursor=_get(client, auth, first, limit=1)["next_cursor"]) == a[2:3]
+    assert ids(second, limit=5, cursor=_get(client, auth, second, limit=1)["next_cursor"]) == b[:2]
+    assert ids(first, after=a[1]) == a[2:] and ids(second, after=b[0]) == b[1:]
+    assert ids(first, changed_since=0) == a and ids(second, changed_since=0) == b
+    assert client.simulate_get("/api/chats/424242/messages", headers=auth).status_code == 404

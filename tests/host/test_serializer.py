@@ -89,8 +89,9 @@ def test_pages_from_stored_deliveries_are_byte_identical_to_marshmallow(helpdesk
 
 def test_host_and_wazzup_fields_are_all_formatted_without_marshmallow(helpdesk):
     for dump in (helpdesk.serializer._chat_dump, helpdesk.serializer._message_dump):
-        assert dump.plan is not None
-        assert [name for _, name, kind, _ in dump.plan if kind == "marshmallow"] == []
+        kinds = {name: kind for _, name, kind, _ in dump.plan}
+        assert set(kinds.values()) == {"int", "text", "iso"} | ({"raw"} if "wazzup_is_echo" in kinds else set())
+        assert kinds["created_at"] == "iso" and kinds["id"] == "int"
 
 
 # ---------------------------------------------------------------- generated rows
@@ -234,6 +235,21 @@ def test_only_and_exclude_of_the_schema_instance_are_kept():
     rows = [_anything_row(1)]
     _assert_same_json(_Anything(many=True, only=("id", "renamed", "shout")), rows)
     _assert_same_json(_Anything(many=True, exclude=("tags", "address")), rows)
+
+
+class _Stamped(Schema):
+    class Meta:
+        datetimeformat = "timestamp"
+
+    at = fields.AwareDateTime()
+    iso_at = fields.DateTime(format="iso8601")
+
+
+def test_a_schema_wide_datetime_format_is_kept():
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.timezone.utc)
+    rows = [{"at": at, "iso_at": at}, {"at": None, "iso_at": at.replace(tzinfo=None)}]
+    _assert_same_json(_Stamped(many=True), rows)
+    assert [kind for *_, kind, _ in CompiledDump(_Stamped(many=True)).plan] == ["formatted", "iso"]
 
 
 class _Hooked(Schema):
