@@ -2,8 +2,9 @@
 
 Every statement works on a whole delivery at once (batched ``IN`` selects, executemany inserts
 and updates), never a query per message. Rows are created with insert-or-ignore under unique
-constraints — never check-then-insert — and written in key order. The first thing a write does is
-take the host's change counter (``tx.change_seq``): its row lock is held to commit, so on
+constraints — never check-then-insert — and written in key order. A delivery's read-only lookups
+(its stored messages and chats, ``prefetch``) run before its write lock; the first thing a write
+does is take the host's change counter (``tx.change_seq``): its row lock is held to commit, so on
 PostgreSQL concurrent deliveries queue there exactly as ``BEGIN IMMEDIATE`` makes them queue on
 SQLite. The unique constraints stay the real guard; losers of a race delete their own extra rows.
 """
@@ -99,6 +100,16 @@ def _version(msg: Message) -> tuple:
     return (2 if msg.is_deleted else 1 if msg.is_edited else 0, msg.at.timestamp() if msg.at else 0.0)
 
 
+def newest_copies(items: list[Message]) -> dict[str, Message]:
+    """Several copies of one message in a delivery: the newest one speaks."""
+    newest: dict[str, Message] = {}
+    for msg in items:
+        held = newest.get(msg.message_id)
+        if held is None or _version(msg) > _version(held):
+            newest[msg.message_id] = msg
+    return newest
+
+
 @dataclass
 class Summary:
     new: list[str] = field(default_factory=list)          # Wazzup ids stored for the first time
@@ -189,28 +200,46 @@ class Writer:
 
     # ------------------------------------------------------------------ messages
 
-    def store_messages(self, items: list[Message], allow_park: bool = True) -> None:
+    def store_messages(self, items: list[Message], allow_park: bool = True,
+                       prefetched: "Prefetched | None" = None) -> None:
         if not items:
             return
-        newest: dict[str, Message] = {}
-        for msg in items:  # several copies of one message in a delivery: the newest one speaks
-            held = newest.get(msg.message_id)
-            if held is None or _version(msg) > _version(held):
-                newest[msg.message_id] = msg
-        existing = self._stored_messages(newest)
+        newest = newest_copies(items)
+        if prefetched is None:
+            existing = self._stored_messages(newest)
+        else:
+            existing = self._stored_after_prefetch(newest, prefetched)
         self._match_own_sends(newest, existing)
         self._adopt_echoes_of_sends_without_id(newest, existing)
         fresh = [m for wid, m in sorted(newest.items()) if wid not in existing]
         known = [m for wid, m in sorted(newest.items()) if wid in existing]
 
-        chat_of = self._ensure_chats(fresh) if fresh else {}
+        chat_of = self._ensure_chats(fresh, prefetched.chats if prefetched else None) if fresh else {}
         if allow_park and fresh:
             fresh = self._park_echoes_of_sends_in_flight(fresh, chat_of)
-        inserted = self._insert_messages(fresh, chat_of)
+        inserted = self._insert_messages(fresh, chat_of, apply_lost_edits=prefetched is not None)
         self._update_known(known, existing)
         if inserted:
             # Statuses (or echoes) that were waiting for these ids.
             self.apply_parked(inserted)
+
+    def _stored_after_prefetch(self, newest: dict[str, Message], prefetched: "Prefetched") -> dict[str, sa.Row]:
+        """Stored rows of this delivery's messages, reusing what the lookup before the transaction found.
+
+        A message found then is still stored (messages are never deleted); its row is reused as is for
+        a plain copy, which changes nothing. Echoes (they settle sends and carry statuses) and edits or
+        deletions need the row as it is now, so they are looked up again. A message not found then
+        may have been stored since: the insert-or-ignore finds that out (``_insert_messages``).
+        """
+        existing, again = {}, {}
+        for wid, msg in newest.items():
+            if msg.is_echo or (wid in prefetched.stored and (msg.is_edited or msg.is_deleted)):
+                again[wid] = msg
+            elif wid in prefetched.stored:
+                existing[wid] = prefetched.stored[wid]
+        if again:
+            existing.update(self._stored_messages(again))
+        return existing
 
     def _stored_messages(self, by_id) -> dict[str, sa.Row]:
         wm, m = self.t["messages"], self.messages
@@ -282,8 +311,11 @@ class Writer:
             "message_ids": [a["b_id"] for a in adopted], "wazzup_message_ids": [a["b_wid"] for a in adopted]}})
         existing.update(self._stored_messages({a["b_wid"]: 1 for a in adopted}))
 
-    def _ensure_chats(self, items: list[Message]) -> dict[tuple, int]:
-        """The host chat of each (channel, chat type, chat id), created once even under races."""
+    def _ensure_chats(self, items: list[Message], prefetched: dict | None = None) -> dict[tuple, int]:
+        """The host chat of each (channel, chat type, chat id), created once even under races.
+
+        ``prefetched``: chats found before the transaction (chats are never deleted, so they still
+        exist); only the others are looked up here."""
         wc, c = self.t["chats"], self.chats
         latest: dict[tuple, Message] = {}
         for msg in items:
@@ -291,7 +323,11 @@ class Writer:
             if held is None or (msg.at or self.now) >= (held.at or self.now):
                 latest[msg.chat_key] = msg
         keys = sorted(latest)
-        found = self._find_chats(keys)
+        if prefetched is None:
+            found = self._find_chats(keys)
+        else:
+            found = {k: dict(prefetched[k]) for k in keys if k in prefetched}
+            found.update(self._find_chats([k for k in keys if k not in found]))
 
         missing = [k for k in keys if k not in found]
         if missing:
@@ -319,7 +355,6 @@ class Writer:
                     self.summary.chat_ids.add(mine[k])
 
         self._refresh_contacts(latest, found)
-        self._chat_state = {row["chat_id"]: row for row in found.values()}
         return {k: row["chat_id"] for k, row in found.items()}
 
     def _find_chats(self, keys) -> dict[tuple, dict]:
@@ -439,7 +474,13 @@ class Writer:
                 row["error_code"], row["error_text"] = msg.error_code, msg.error_text
         return row
 
-    def _insert_messages(self, fresh: list[Message], chat_of: dict) -> list[str]:
+    def _insert_messages(self, fresh: list[Message], chat_of: dict, apply_lost_edits: bool = False) -> list[str]:
+        """Insert the messages not stored yet; returns the Wazzup ids this transaction stored.
+
+        ``apply_lost_edits``: the stored rows were looked up before this transaction, so a message
+        another delivery stored since is lost here; if this copy edits or deletes it, the change is
+        applied to the stored row as ``_update_known`` would have.
+        """
         if not fresh:
             return []
         m, wm = self.messages, self.t["messages"]
@@ -459,13 +500,22 @@ class Writer:
         self.summary.new.extend(x.message_id for x in stored)
         # By id: comparing Message dataclasses field by field made this quadratic in the delivery's size.
         stored_ids = {x.message_id for x in stored}
-        self.summary.duplicates.extend(x.message_id for x in fresh if x.message_id not in stored_ids)
+        lost_copies = [x for x in fresh if x.message_id not in stored_ids]
+        changes = [x for x in lost_copies if x.is_edited or x.is_deleted] if apply_lost_edits else []
+        if changes:
+            self._update_known(changes, self._stored_messages({x.message_id: x for x in changes}))
+        changed = {x.message_id for x in changes}
+        self.summary.duplicates.extend(x.message_id for x in lost_copies if x.message_id not in changed)
         self.summary.message_ids.update(mine[x.message_id] for x in stored)
         self._follow_chats(stored, chat_of)
         return [x.message_id for x in stored]
 
     def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
-        """Last message, preview, activity and unread count of each chat that got messages."""
+        """Last message, preview, activity and unread count of each chat that got messages.
+
+        Relative to the row as it is when the update runs (never to a copy read earlier): a delivery
+        may look its chats up before its write transaction, and another may have moved them since.
+        """
         if not stored:
             return
         per_chat: dict[int, list[Message]] = defaultdict(list)
@@ -474,25 +524,27 @@ class Writer:
         updates = []
         for chat_id, msgs in sorted(per_chat.items()):
             last = max(msgs, key=lambda x: x.at or self.now)
-            last_at = last.at or self.now
-            held = self._chat_state[chat_id]
             text = last.text if last.text else (None if last.content_uri else placeholder(last))
-            newer = held["last_message_at"] is None or last_at >= held["last_message_at"]
             updates.append({
-                "b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo),
-                "b_last_at": last_at if newer else held["last_message_at"],
-                "b_preview": preview(text, last.type, content_name(last.content_uri)) if newer else None,
-                "b_activity": max(held["last_activity_at"], last_at), "b_seq": self.seq,
+                "b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
+                "b_preview": preview(text, last.type, content_name(last.content_uri)), "b_seq": self.seq,
             })
         c = self.chats
-        stmt = self._statement("follow_chats", lambda: sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
-            unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
-            last_message_at=sa.bindparam("b_last_at", type_=c.c.last_message_at.type),
-            last_message_preview=sa.func.coalesce(
-                sa.bindparam("b_preview", type_=c.c.last_message_preview.type), c.c.last_message_preview),
-            last_activity_at=sa.bindparam("b_activity", type_=c.c.last_activity_at.type),
-            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)))
-        self.conn.execute(stmt, updates)
+
+        def build():
+            last_at = sa.bindparam("b_last_at", type_=c.c.last_message_at.type)
+            newer = sa.or_(c.c.last_message_at.is_(None), c.c.last_message_at <= last_at)
+            # Every SET expression sees the row as it was before this UPDATE (SQLite and PostgreSQL).
+            return sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+                unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
+                last_message_at=sa.case((newer, last_at), else_=c.c.last_message_at),
+                last_message_preview=sa.case(
+                    (newer, sa.bindparam("b_preview", type_=c.c.last_message_preview.type)),
+                    else_=c.c.last_message_preview),
+                last_activity_at=sa.case((c.c.last_activity_at < last_at, last_at), else_=c.c.last_activity_at),
+                change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type))
+
+        self.conn.execute(self._statement("follow_chats", build), updates)
         self.summary.chat_ids.update(per_chat)
 
     def _update_known(self, known: list[Message], existing: dict) -> None:
@@ -696,15 +748,83 @@ class Writer:
         self.release_echoes(older_than=cutoff, limit=limit)
 
 
-def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = False) -> Summary:
-    """Write one parsed delivery in ``tx``; returns what happened (for the log and the answer)."""
+@dataclass
+class Prefetched:
+    """What a delivery's read-only lookups found before its writes: rows committed by then.
+
+    Chats and stored messages are never deleted, so whatever was found still exists when the
+    delivery writes; what was not found is decided under the write lock (insert-or-ignore under the
+    unique constraints, as always). Taking these lookups out of the write lock shortens the time
+    every other writer waits (SQLite: the whole write transaction; PostgreSQL: the change counter).
+    """
+
+    stored: dict[str, sa.Row]
+    chats: dict[tuple, dict]
+
+    def nothing_to_write(self, delivery) -> bool:
+        """Plain copies of stored messages and nothing else: the delivery changes nothing."""
+        return (not (delivery.statuses or delivery.channels or delivery.quarantined) and bool(delivery.messages)
+                and all(m.message_id in self.stored and not (m.is_echo or m.is_edited or m.is_deleted)
+                        for m in delivery.messages))
+
+
+class _LookupsOnly:
+    """A transaction stand-in for lookups before the write: it has a connection and no counter."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    @property
+    def change_seq(self):
+        raise RuntimeError("lookups before the write take no change counter")
+
+
+def prefetch(conn, state, delivery, now: datetime) -> Prefetched:
+    """Look up the delivery's stored messages and chats, writing nothing and taking no lock."""
+    reader = Writer(_LookupsOnly(conn), state, now)
+    newest = newest_copies(delivery.messages)
+    stored = reader._stored_messages(newest) if newest else {}
+    keys = sorted({m.chat_key for wid, m in newest.items() if wid not in stored})
+    return Prefetched(stored=stored, chats=reader._find_chats(keys) if keys else {})
+
+
+def write_delivery(db, state, delivery, now: datetime, housekeeping: bool = False) -> Summary:
+    """Store one parsed delivery: its lookups first, then one write transaction (or none at all).
+
+    SQLite's write transaction holds the database's single write lock from ``BEGIN IMMEDIATE``, so
+    the lookups run in a read transaction before it. PostgreSQL's write lock is the change counter,
+    taken at the first write, so the lookups run in the same transaction before it.
+    A delivery of plain copies of stored messages writes nothing.
+    """
+    if delivery.empty and not housekeeping:
+        return Summary()
+    if db.dialect == "sqlite":
+        with db.read() as conn:
+            found = prefetch(conn, state, delivery, now)
+        if not housekeeping and found.nothing_to_write(delivery):
+            return Summary(duplicates=sorted(newest_copies(delivery.messages)))
+        with db.write() as tx:
+            return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
+    with db.write() as tx:
+        found = prefetch(tx.conn, state, delivery, now)
+        return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
+
+
+def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = False,
+                   prefetched: Prefetched | None = None) -> Summary:
+    """Write one parsed delivery in ``tx``; returns what happened (for the log and the answer).
+
+    ``prefetched``: the delivery's lookups, made before ``tx`` began (SQLite) or in ``tx`` before
+    any write (PostgreSQL); without it, everything is looked up under the change counter."""
     writer = Writer(tx, state, now)
     if delivery.empty and not housekeeping:
         return writer.summary
+    if prefetched is not None and not housekeeping and prefetched.nothing_to_write(delivery):
+        return Summary(duplicates=sorted(newest_copies(delivery.messages)))
     writer.lock()
     writer.store_channels(delivery.channels)
     writer.store_quarantine(delivery.quarantined)
-    writer.store_messages(delivery.messages)
+    writer.store_messages(delivery.messages, prefetched=prefetched)
     writer.apply_statuses(delivery.statuses)
     if housekeeping:
         writer.expire_parked()

@@ -1,8 +1,8 @@
 """``POST /api/webhook`` and ``POST /api/wazzup24/webhook``: Wazzup's deliveries, stored once.
 
 Order of work: the secret (401, nothing read), the body (413 over the limit, 400 when it is not a
-JSON object), ``{"test": true}`` (200 at once), item-by-item validation, then one write
-transaction for the whole delivery. A database failure propagates: the host answers 503, the
+JSON object), ``{"test": true}`` (200 at once), item-by-item validation, the delivery's lookups,
+then one write transaction for the whole delivery (none when it only repeats stored messages). A database failure propagates: the host answers 503, the
 transaction is rolled back, and Wazzup delivers again.
 """
 
@@ -17,7 +17,7 @@ from marshmallow import Schema, fields
 
 from wazzup_plugin.inbound.auth import is_authorized
 from wazzup_plugin.inbound.parse import parse_delivery
-from wazzup_plugin.inbound.store import store_delivery
+from wazzup_plugin.inbound.store import write_delivery
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,8 @@ class WebhookResource:
             return
 
         delivery = parse_delivery(body)
-        with self.helpdesk.db.write() as tx:
-            summary = store_delivery(tx, self.state, delivery, self.helpdesk.clock(),
-                                     housekeeping=self._housekeeping_due())
+        summary = write_delivery(self.helpdesk.db, self.state, delivery, self.helpdesk.clock(),
+                                 housekeeping=self._housekeeping_due())
         context = summary.context()
         for key, notice in delivery.notices.items():
             log.info("webhook %s received and acknowledged (not handled: this helpdesk creates chats itself)",
