@@ -17,6 +17,21 @@ def _dialect_insert(conn: sa.Connection, table: sa.Table):
     raise NotImplementedError(f"insert-or-ignore is not implemented for {name}")
 
 
+# Statements these helpers run on every delivery and send, built once per (dialect, table, column):
+# building an INSERT ... ON CONFLICT ... RETURNING cost as much as running it on SQLite.
+# Kept in the table's own ``info``: every app has its own tables, and its statements go with them.
+_BUILT_KEY = "wazzup24.built_statements"
+
+
+def _built(kind: str, conn: sa.Connection, table: sa.Table, column: sa.Column | None, build):
+    per_table = table.info.setdefault(_BUILT_KEY, {})
+    key = (kind, conn.dialect.name, column.name if column is not None else None)
+    stmt = per_table.get(key)
+    if stmt is None:
+        stmt = per_table[key] = build()
+    return stmt
+
+
 def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     """Insert rows, silently skipping any that hit a unique constraint (never check-then-insert).
 
@@ -24,7 +39,8 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) ->
     index locks in the same order and cannot deadlock.
     """
     if rows:
-        conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), list(rows))
+        conn.execute(_built("ignore", conn, table, None, lambda: _dialect_insert(conn, table).on_conflict_do_nothing()),
+                     list(rows))
 
 
 def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence[dict],
@@ -47,7 +63,8 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
         values = [row[column.name] for row in rows]
         return {v for i in range(0, len(values), 500)
                 for v in conn.execute(sa.select(column).where(column.in_(values[i:i + 500]))).scalars()}
-    stmt = _dialect_insert(conn, table).on_conflict_do_nothing().returning(column)
+    stmt = _built("ignore-returning", conn, table, column,
+                  lambda: _dialect_insert(conn, table).on_conflict_do_nothing().returning(column))
     return set(conn.execute(stmt, rows).scalars())
 
 
@@ -82,7 +99,8 @@ def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[di
         return []
     (pk,) = table.primary_key.columns
     if len(rows) == 1:  # one row: its RETURNING needs no order (and SQLite needs no max() first)
-        return [conn.execute(sa.insert(table).returning(pk), rows[0]).scalar_one()]
+        stmt = _built("insert-returning", conn, table, pk, lambda: sa.insert(table).returning(pk))
+        return [conn.execute(stmt, rows[0]).scalar_one()]
     if conn.dialect.name == "sqlite":
         start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(pk), 0))).scalar_one() + 1
         ids = list(range(start, start + len(rows)))
