@@ -244,11 +244,16 @@ class Writer:
     def _stored_messages(self, by_id) -> dict[str, sa.Row]:
         wm, m = self.t["messages"], self.messages
         found = {}
-        stmt = self._statement("stored_messages", lambda: (
-            sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
-                      m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
-            .join(m, m.c.id == wm.c.message_id)
-            .where(wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True)))))
+        select = (sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
+                            m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
+                  .join(m, m.c.id == wm.c.message_id))
+        if len(by_id) == 1:  # the usual delivery: ``=`` spares the per-call rewrite of an expanding IN
+            (wid,) = by_id
+            stmt = self._statement("stored_message", lambda: select.where(
+                wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type)))
+            return {r.wazzup_message_id: r for r in self.conn.execute(stmt, {"b_wid": wid})}
+        stmt = self._statement("stored_messages", lambda: select.where(
+            wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True))))
         for part in _chunks(sorted(by_id)):
             rows = self.conn.execute(stmt, {"b_wids": part})
             found.update({r.wazzup_message_id: r for r in rows})
@@ -362,18 +367,26 @@ class Writer:
         found = {}
         if not keys:
             return found
+        select = (sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
+                            wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
+                  .join(c, c.c.id == wc.c.chat_id))
+        if len(keys) == 1:  # the usual delivery: ``=`` spares the per-call rewrite of three expanding INs
+            stmt = self._statement("find_chat", lambda: select.where(
+                wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
+                wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
+                wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type)))
+            (key,) = keys
+            row = self.conn.execute(stmt, {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]}).mappings().first()
+            return {key: dict(row)} if row is not None else {}
         for part in _chunks(keys):
             # One IN per key column, not a row-value IN: SQLite answers ``(a, b, c) IN (VALUES ...)``
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
             # The result may hold other combinations of those values: only the asked keys are kept.
             wanted = set(part)
-            stmt = self._statement("find_chats", lambda: (
-                sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
-                          wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
-                .join(c, c.c.id == wc.c.chat_id)
-                .where(wc.c.channel_id.in_(sa.bindparam("b_channels", expanding=True)),
-                       wc.c.chat_type.in_(sa.bindparam("b_types", expanding=True)),
-                       wc.c.wazzup_chat_id.in_(sa.bindparam("b_chats", expanding=True)))))
+            stmt = self._statement("find_chats", lambda: select.where(
+                wc.c.channel_id.in_(sa.bindparam("b_channels", expanding=True)),
+                wc.c.chat_type.in_(sa.bindparam("b_types", expanding=True)),
+                wc.c.wazzup_chat_id.in_(sa.bindparam("b_chats", expanding=True))))
             rows = self.conn.execute(stmt, {"b_channels": sorted({k[0] for k in part}),
                                             "b_types": sorted({k[1] for k in part}),
                                             "b_chats": sorted({k[2] for k in part})}).mappings()
