@@ -45,9 +45,44 @@ class UTCDateTime(sa.TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    # The two processors below do exactly what the methods above do, fused with the dialect's own
+    # processor into one function per dialect: a page of 50 messages converts 600 of these values,
+    # and TypeDecorator's generic wrapper (two calls and a dialect check per value) was most of it.
+
+    def bind_processor(self, dialect):
+        inner = self.impl_instance.bind_processor(dialect)
+        naive = dialect.name == "sqlite"
+        utc = timezone.utc
+
+        def process(value):
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given; use aware UTC datetimes")
+            if value.tzinfo is not utc:
+                value = value.astimezone(utc)
+            if naive:
+                value = value.replace(tzinfo=None)
+            return inner(value) if inner else value
+
+        return process
+
+    def result_processor(self, dialect, coltype):
+        inner = self.impl_instance.result_processor(dialect, coltype)
+        utc = timezone.utc
+
+        def process(value):
+            if inner is not None:
+                value = inner(value)
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                return value.replace(tzinfo=utc)
+            return value if value.tzinfo is utc else value.astimezone(utc)
+
+        return process
 
 
 class Base(DeclarativeBase):

@@ -1,0 +1,48 @@
+"""UTCDateTime's fused processors give exactly what its process_* methods give (host and plugin copies)."""
+
+from datetime import timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql, sqlite
+
+from host_stub.models import UTCDateTime as HostUTCDateTime
+from wazzup_plugin.types import UTCDateTime as PluginUTCDateTime
+
+DIALECTS = [sqlite.dialect(), postgresql.psycopg.dialect()]
+aware = st.datetimes(timezones=st.timezones(), allow_imaginary=False)
+
+
+def _generic(t, dialect):
+    """What TypeDecorator does with the process_* methods and the dialect's own processors."""
+    impl = t.dialect_impl(dialect).impl_instance
+    inner_bind, inner_result = impl.bind_processor(dialect), impl.result_processor(dialect, None)
+    bind = lambda v: (inner_bind or (lambda x: x))(t.process_bind_param(v, dialect))  # noqa: E731
+    result = lambda v: t.process_result_value((inner_result or (lambda x: x))(v), dialect)  # noqa: E731
+    return bind, result
+
+
+@pytest.mark.parametrize("cls", [HostUTCDateTime, PluginUTCDateTime])
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@given(value=aware)
+def test_fused_processors_match_the_process_methods(cls, dialect, value):
+    t = cls()
+    bind, result = t.dialect_impl(dialect).bind_processor(dialect), t.dialect_impl(dialect).result_processor(dialect, None)
+    generic_bind, generic_result = _generic(t, dialect)
+    stored = bind(value)
+    assert stored == generic_bind(value)
+    back = result(stored)
+    assert back == generic_result(stored) and back.tzinfo is timezone.utc and back == value
+
+
+@pytest.mark.parametrize("cls", [HostUTCDateTime, PluginUTCDateTime])
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_none_passes_and_naive_datetimes_are_refused(cls, dialect):
+    from datetime import datetime
+
+    t = cls()
+    bind, result = t.dialect_impl(dialect).bind_processor(dialect), t.dialect_impl(dialect).result_processor(dialect, None)
+    assert bind(None) is None and result(None) is None
+    with pytest.raises(ValueError, match="naive datetime"):
+        bind(datetime(2025, 1, 1))
