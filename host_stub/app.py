@@ -13,6 +13,7 @@ from host_stub.auth import AuthMiddleware
 from host_stub.config import Config
 from host_stub.db import Database, make_engine
 from host_stub.errors import StartupError, http_error_handler, unexpected_error_handler
+from host_stub import json_media
 from host_stub.middleware import BodyLimitMiddleware, PathIdRangeMiddleware, SecurityHeadersMiddleware
 from host_stub.models import utcnow
 from host_stub.plugins import plugin_manifests
@@ -136,6 +137,7 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
         SecurityHeadersMiddleware(),
     ])
     app.req_options.strip_url_path_trailing_slash = True
+    json_media.install(app)
     app.add_error_handler(Exception, unexpected_error_handler)
     app.add_error_handler(falcon.HTTPError, http_error_handler)
     for route in regs.routes:
