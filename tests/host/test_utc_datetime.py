@@ -46,3 +46,20 @@ def test_none_passes_and_naive_datetimes_are_refused(cls, dialect):
     assert bind(None) is None and result(None) is None
     with pytest.raises(ValueError, match="naive datetime"):
         bind(datetime(2025, 1, 1))
+
+
+@pytest.mark.parametrize("cls", [HostUTCDateTime, PluginUTCDateTime])
+@pytest.mark.parametrize("text", ["2025-05-06 14:18:00", "2025-05-06 14:18:00.5", "2025-05-06T14:18:00.000001",
+                                  "2025-05-06 14:18:00.000001+03:00", "not a date at all"])
+def test_sqlite_text_in_other_formats_reads_as_the_generic_path_reads_it(cls, text):
+    dialect = sqlite.dialect()
+    t = cls()
+    fused = t.dialect_impl(dialect).result_processor(dialect, None)
+    _, generic = _generic(t, dialect)
+    try:
+        expected = generic(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            fused(text)
+    else:
+        assert fused(text) == expected
