@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ TOKEN_PREFIX = "hdt_"
 SESSION_COOKIE = "helpdesk_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
 # scrypt: memory-hard, in the standard library; ~50 ms per check on these machines.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -119,9 +121,22 @@ class AuthMiddleware:
 
     def process_resource(self, req, resp, resource, params):
         req.context.agent = None
+        req.context.read_conn = None
         if resource is None or req.uri_template in self.public_templates:
             return
+        if req.method in READ_ONLY_METHODS and getattr(resource, "shares_request_read", False):
+            # A page read by GET: the agent's lookup and the page share one read transaction
+            # (one connection checkout, one BEGIN/COMMIT; on PostgreSQL three round trips fewer).
+            stack = ExitStack()
+            req.context.read_stack = stack
+            req.context.read_conn = stack.enter_context(self.helpdesk.db.read())
         req.context.agent = self.authenticate(req)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        stack = getattr(req.context, "read_stack", None)
+        if stack is not None:  # runs on every outcome, errors included
+            req.context.read_stack = req.context.read_conn = None
+            stack.close()
 
     def authenticate(self, req) -> AuthenticatedAgent:
         header = req.get_header("Authorization")
@@ -129,13 +144,13 @@ class AuthMiddleware:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
-            agent = self._by_token(token.strip())
+            agent = self._by_token(req, token.strip())
             if agent is None:
                 raise _unauthorized("The API token is invalid, expired or revoked.")
             return agent
         cookie = req.get_cookie_values(SESSION_COOKIE)
         if cookie:
-            agent = self._by_session(cookie[0])
+            agent = self._by_session(req, cookie[0])
             if agent is None:
                 raise _unauthorized("Your session has expired; sign in again.")
             if req.method not in SAFE_METHODS:
@@ -146,21 +161,35 @@ class AuthMiddleware:
             return agent
         raise _unauthorized("Authentication required: send 'Authorization: Bearer <token>'.")
 
-    def _by_token(self, token: str):
+    def _by_token(self, req, token: str):
         now, digest = self.helpdesk.clock(), token_digest(token)
-        with self.helpdesk.db.read() as conn:
+        with request_read(req, self.helpdesk.db) as conn:
             row = conn.execute(self._token_stmt, {"b_digest": digest}).first()
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
         return AuthenticatedAgent(row.id, row.username, row.display_name, "token")
 
-    def _by_session(self, token: str):
+    def _by_session(self, req, token: str):
         now, digest = self.helpdesk.clock(), token_digest(token)
-        with self.helpdesk.db.read() as conn:
+        with request_read(req, self.helpdesk.db) as conn:
             row = conn.execute(self._session_stmt, {"b_digest": digest}).first()
         if row is None or row.expires_at <= now:
             return None
         return AuthenticatedAgent(row.id, row.username, row.display_name, "session", row.csrf_token)
+
+
+@contextmanager
+def request_read(req, db):
+    """The request's shared read transaction when it has one (see ``AuthMiddleware``), else a new one.
+
+    Resources opt in with ``shares_request_read = True``; only their GET and HEAD requests share.
+    """
+    conn = getattr(req.context, "read_conn", None)
+    if conn is not None:
+        yield conn
+        return
+    with db.read() as conn:
+        yield conn
 
 
 def _unauthorized(message: str) -> ApiError:

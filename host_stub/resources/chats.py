@@ -9,6 +9,7 @@ from datetime import datetime
 import falcon
 import sqlalchemy as sa
 
+from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import decode_cursor, encode_cursor, invalid_cursor
 from host_stub.schemas import ChatListQuerySchema, ChatSchema, ErrorSchema
@@ -22,6 +23,7 @@ def _escape_like(text: str) -> str:
 
 
 class ChatsResource:
+    shares_request_read = True  # GET: the agent's lookup and the page in one read transaction
     openapi = {"get": {
         "summary": "List chats, newest activity first",
         "description": "Cursor pagination (limit, cursor → next_cursor). With changed_since=N: chats created "
@@ -58,7 +60,7 @@ class ChatsResource:
         stmt = self._statements.get(shape)
         if stmt is None:
             stmt = self._statements[shape] = _list_statement(self.helpdesk.tables.chats, *shape)
-        with self.helpdesk.db.read() as conn:
+        with request_read(req, self.helpdesk.db) as conn:
             # Read the counter first: everything at or below it is committed and will be in the result.
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
             rows = row_dicts(conn.execute(stmt, params))
@@ -144,6 +146,7 @@ def _parse_time(value: str) -> datetime:
 
 
 class ChatResource:
+    shares_request_read = True
     openapi = {
         "get": {"summary": "One chat",
                 "responses": {"200": {"description": "the chat", "content": {"application/json": {"schema": "Chat"}}},
@@ -155,7 +158,7 @@ class ChatResource:
         self.helpdesk = helpdesk
 
     def on_get(self, req, resp, chat_id):
-        with self.helpdesk.db.read() as conn:
+        with request_read(req, self.helpdesk.db) as conn:
             row = get_chat_row(self.helpdesk, conn, chat_id)
             resp.media = self.helpdesk.serialize_chats(conn, [row])[0]
 

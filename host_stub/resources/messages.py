@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 import sqlalchemy as sa
 
+from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
 from host_stub.resources.chats import check_chat_exists, row_dicts
@@ -15,6 +16,7 @@ _QUERY = MessageListQuerySchema()
 
 
 class MessagesResource:
+    shares_request_read = True  # GET: the agent's lookup and the page in one read transaction
     openapi = {"get": {
         "summary": "A chat's messages, oldest to newest within each page",
         "description": "Without after/changed_since: the latest `limit` messages; next_cursor pages to older "
@@ -52,10 +54,11 @@ class MessagesResource:
         stmt = self._statements.get(shape)
         if stmt is None:
             stmt = self._statements[shape] = _page_statement(self.helpdesk.tables.messages, *shape)
-        with self.helpdesk.db.read() as conn:
+        with request_read(req, self.helpdesk.db) as conn:
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
-            check_chat_exists(self.helpdesk, conn, chat_id)
             rows = row_dicts(conn.execute(stmt, params))
+            if not rows:  # a page with messages proves its chat exists; an empty one may be a 404
+                check_chat_exists(self.helpdesk, conn, chat_id)
             more = len(rows) > limit
             rows = rows[:limit]
             if mode == "b":

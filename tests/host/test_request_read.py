@@ -1,0 +1,51 @@
+"""GET pages share one read transaction between the agent's lookup and the page (host_stub/auth.py)."""
+
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.fixture
+def checkouts(engine):
+    """How many connections the pool hands out while the test runs."""
+    count = []
+    listener = lambda *args: count.append(1)  # noqa: E731
+    sa.event.listen(engine, "checkout", listener)
+    yield count
+    sa.event.remove(engine, "checkout", listener)
+
+
+@pytest.mark.parametrize("path", ["/api/chats", "/api/chats/{id}", "/api/chats/{id}/messages"])
+def test_a_page_takes_one_connection_for_the_agent_and_the_page(client, auth, make_chat, checkouts, path):
+    chat_id = make_chat(title="Ivan")
+    checkouts.clear()
+    answer = client.simulate_get(path.format(id=chat_id), headers=auth)
+    assert answer.status_code == 200
+    assert len(checkouts) == 1
+
+
+@pytest.mark.parametrize("path, headers, status", [
+    ("/api/chats", {"Authorization": "Bearer wrong"}, 401),
+    ("/api/chats/999999/messages", None, 404),
+    ("/api/chats", {"cursor": "broken"}, 422),
+])
+def test_the_shared_read_ends_with_the_request_whatever_its_outcome(client, auth, engine, path, headers, status):
+    if headers and "cursor" in headers:
+        answer = client.simulate_get(path, headers=auth, params=headers)
+    else:
+        answer = client.simulate_get(path, headers=headers or auth)
+    assert answer.status_code == status
+    assert engine.pool.checkedout() == 0
+    assert client.simulate_get("/api/chats", headers=auth).status_code == 200
+
+
+def test_writes_do_not_share_a_read(client, auth, make_chat, checkouts):
+    chat_id = make_chat(title="Ivan", unread=3)
+    checkouts.clear()
+    assert client.simulate_post(f"/api/chats/{chat_id}/read", headers=auth).status_code == 200
+    assert len(checkouts) >= 2  # the agent's lookup, then the write's own transaction
+
+
+def test_empty_message_page_of_an_existing_chat_is_empty_not_missing(client, auth, make_chat):
+    chat_id = make_chat(title="Quiet")
+    answer = client.simulate_get(f"/api/chats/{chat_id}/messages", headers=auth)
+    assert answer.status_code == 200 and answer.json["items"] == []
