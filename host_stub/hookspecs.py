@@ -87,6 +87,11 @@ def register_fields(helpdesk):
     document) and ``load(conn, ids)`` returning ``{id: {name: value}}`` for a batch of ids in
     one query (the host calls it once per page, never once per row). A field name used twice
     stops startup.
+
+    Optionally, when the fields are columns of one plugin table with at most one row per chat or
+    message, the item also has ``table``, ``key`` (that table's column equal to the chat's or
+    message's id) and ``columns`` (field name to column, for exactly the names in ``fields``):
+    the host then outer-joins the table into its page queries and does not call ``load`` for them.
     """
 
 

@@ -63,6 +63,12 @@ class FieldSet:
     fields: dict
     load: object
     plugin: str = ""
+    # Optional: the fields as columns of one plugin table holding at most one row per chat/message
+    # (``key`` is its column equal to the entity's id). The host then outer-joins them into its
+    # page queries instead of calling ``load`` (one query fewer per page).
+    table: object = None
+    key: object = None
+    columns: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,12 @@ def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: lis
                     raise StartupError(f"{entity} field {fname!r} is registered twice: by "
                                        f"{seen_fields[entity][fname]!r} and by {plugin!r}")
                 seen_fields[entity][fname] = plugin
-            fs = FieldSet(entity, dict(obj.fields), obj.load, plugin)
+            columns = getattr(obj, "columns", None)
+            if columns is not None and set(columns) != set(obj.fields):
+                raise StartupError(f"plugin {plugin!r}: {entity} field set columns {sorted(columns)} must name "
+                                   f"exactly its fields {sorted(obj.fields)}")
+            fs = FieldSet(entity, dict(obj.fields), obj.load, plugin, getattr(obj, "table", None),
+                          getattr(obj, "key", None), dict(columns) if columns is not None else None)
             (regs.chat_fields if entity == "chat" else regs.message_fields).append(fs)
 
     owners = {r.template: r.plugin for r in host_routes}

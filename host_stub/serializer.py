@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from marshmallow import Schema, fields
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from marshmallow.utils import missing
@@ -135,6 +136,18 @@ class Serializer:
         self._chat_fields = chat_fields
         self._message_fields = message_fields
 
+    def select(self, entity: str, table: sa.Table) -> sa.Select:
+        """``SELECT table.*`` plus the joinable plugin fields of ``entity``, labelled with their names.
+
+        Rows read with it already carry those fields, so ``chats``/``messages`` skip their ``load``."""
+        field_sets = self._chat_fields if entity == "chat" else self._message_fields
+        source, columns = table, []
+        for fs in field_sets:
+            if fs.columns is not None:
+                source = source.outerjoin(fs.table, fs.key == table.c.id)
+                columns.extend(column.label(name) for name, column in fs.columns.items())
+        return sa.select(table, *columns).select_from(source) if columns else sa.select(table)
+
     def chats(self, conn, rows) -> list[dict]:
         return self._dump(conn, rows, self._chat_dump, self._chat_fields)
 
@@ -146,9 +159,12 @@ class Serializer:
         items = [r.copy() if r.__class__ is dict else dict(r) for r in rows]
         if items and field_sets:
             ids = [item["id"] for item in items]
+            first = items[0]
             for fs in field_sets:
-                extra = fs.load(conn, ids) or {}
                 names = tuple(fs.fields)
+                if names and names[0] in first:  # read by a query that joined them (``select``)
+                    continue
+                extra = fs.load(conn, ids) or {}
                 for item in items:
                     values = extra.get(item["id"])
                     if values:

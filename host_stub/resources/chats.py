@@ -59,7 +59,9 @@ class ChatsResource:
         shape = (by_changes, "b_type" in params, "b_title" in params, "b_phone" in params, "cursor" in query)
         stmt = self._statements.get(shape)
         if stmt is None:
-            stmt = self._statements[shape] = _list_statement(self.helpdesk.tables.chats, *shape)
+            chats = self.helpdesk.tables.chats
+            stmt = self._statements[shape] = _list_statement(self.helpdesk.serializer.select("chat", chats), chats,
+                                                             *shape)
         with request_read(req, self.helpdesk.db) as conn:
             # Read the counter first: everything at or below it is committed and will be in the result.
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
@@ -81,9 +83,12 @@ def row_dicts(result) -> list[dict]:
     return [dict(zip(keys, row)) for row in result]
 
 
-def _list_statement(chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool, after_cursor: bool):
-    """The chat list's statement for one shape of query; its values are the ``b_*`` parameters."""
-    stmt = sa.select(chats)
+def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool,
+                    after_cursor: bool):
+    """The chat list's statement for one shape of query; its values are the ``b_*`` parameters.
+
+    ``base`` selects the chats with the plugins' joinable fields (``Serializer.select``)."""
+    stmt = base
     if by_type:
         stmt = stmt.where(chats.c.type == sa.bindparam("b_type", type_=chats.c.type.type))
     if by_title:
@@ -186,7 +191,8 @@ class ChatReadResource:
 
 
 def get_chat_row(helpdesk, conn, chat_id: int):
-    row = conn.execute(_chat_statements(helpdesk.tables.chats)[0], {"b_id": chat_id}).mappings().first()
+    row = conn.execute(_chat_statements(helpdesk.serializer, helpdesk.tables.chats)[0],
+                       {"b_id": chat_id}).mappings().first()
     if row is None:
         raise _chat_not_found(chat_id)
     return row
@@ -194,7 +200,7 @@ def get_chat_row(helpdesk, conn, chat_id: int):
 
 def check_chat_exists(helpdesk, conn, chat_id: int) -> None:
     """404 unless the chat exists (reads only its id)."""
-    if conn.execute(_chat_statements(helpdesk.tables.chats)[1], {"b_id": chat_id}).first() is None:
+    if conn.execute(_chat_statements(helpdesk.serializer, helpdesk.tables.chats)[1], {"b_id": chat_id}).first() is None:
         raise _chat_not_found(chat_id)
 
 
@@ -203,7 +209,7 @@ def _chat_not_found(chat_id: int) -> ApiError:
 
 
 @functools.lru_cache(maxsize=32)
-def _chat_statements(chats) -> tuple[sa.Select, sa.Select]:
-    """One chat by id (every column; the id alone), built once per app's chats table."""
-    return (sa.select(chats).where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)),
+def _chat_statements(serializer, chats) -> tuple[sa.Select, sa.Select]:
+    """One chat by id (every column and the plugins' joinable fields; the id alone), built once per app."""
+    return (serializer.select("chat", chats).where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)),
             sa.select(chats.c.id).where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)))

@@ -53,7 +53,9 @@ class MessagesResource:
         shape = (mode, "b_seq" in params or "b_before" in params)
         stmt = self._statements.get(shape)
         if stmt is None:
-            stmt = self._statements[shape] = _page_statement(self.helpdesk.tables.messages, *shape)
+            messages = self.helpdesk.tables.messages
+            stmt = self._statements[shape] = _page_statement(self.helpdesk.serializer.select("message", messages),
+                                                             messages, *shape)
         with request_read(req, self.helpdesk.db) as conn:
             change_seq = self.helpdesk.db.current_change_seq_in(conn)
             rows = row_dicts(conn.execute(stmt, params))
@@ -75,9 +77,11 @@ class MessagesResource:
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
 
 
-def _page_statement(messages, mode: str, after_cursor: bool):
-    """A page of one chat's messages in a mode (``c``, ``f`` or ``b``); values are the ``b_*`` parameters."""
-    stmt = sa.select(messages).where(messages.c.chat_id == sa.bindparam("b_chat_id", type_=messages.c.chat_id.type))
+def _page_statement(base: sa.Select, messages, mode: str, after_cursor: bool):
+    """A page of one chat's messages in a mode (``c``, ``f`` or ``b``); values are the ``b_*`` parameters.
+
+    ``base`` selects the messages with the plugins' joinable fields (``Serializer.select``)."""
+    stmt = base.where(messages.c.chat_id == sa.bindparam("b_chat_id", type_=messages.c.chat_id.type))
     if mode == "c":
         seq_type = messages.c.change_seq.type
         stmt = stmt.where(messages.c.change_seq > sa.bindparam("b_since", type_=seq_type))

@@ -26,6 +26,9 @@ class Item:
     entity: str = ""
     fields: dict | None = None
     load: object = None
+    table: object = None
+    key: object = None
+    columns: dict | None = None
     static_dir: str = ""
     scripts: tuple = ()
     styles: tuple = ()
@@ -203,3 +206,30 @@ def test_hook_changes_committed_listener_failure_never_fails_the_writer(build_ap
     with helpdesk.db.write() as tx:
         tx.touched(chat_ids=[1])
     assert "changes_committed listener failed" in caplog.text
+
+
+def test_hook_register_fields_with_columns_are_joined_into_pages_not_loaded(client, auth, deliver, payload, engine):
+    """The plugin's fields come with the page's own query: no separate lookup of its tables."""
+    deliver(payload("incoming_text"))
+    statements = []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        [chat] = client.simulate_get("/api/chats", headers=auth).json["items"]
+        [message] = client.simulate_get(f"/api/chats/{chat['id']}/messages", headers=auth).json["items"]
+        one = client.simulate_get(f"/api/chats/{chat['id']}", headers=auth).json
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert chat["wazzup_chat_id"] == one["wazzup_chat_id"] == "79161234567"
+    assert (message["wazzup_message_id"], message["wazzup_is_echo"]) == ("caa1f2b4-cce3-424c-86cd-05f4e2a95073", False)
+    assert not [s for s in statements if s.lstrip().startswith("SELECT wazzup_")]
+
+
+def test_hook_register_fields_refuses_columns_that_do_not_match_its_fields(build_app, pm_with, make_plugin):
+    table = sa.Table("sms_flags", sa.MetaData(), sa.Column("chat_id", sa.Integer, primary_key=True),
+                     sa.Column("flag", sa.String))
+    plugin = make_plugin("sms", register_fields=lambda helpdesk: [
+        Item(entity="chat", fields={"sms_flag": fields.String()}, load=lambda conn, ids: {},
+             table=table, key=table.c.chat_id, columns={"sms_other": table.c.flag})])
+    with pytest.raises(StartupError, match="columns .* must name exactly its fields"):
+        build_app(pm_with(plugin))
