@@ -78,6 +78,8 @@ class UTCDateTime(sa.TypeDecorator):
             def process_sqlite(value):
                 # SQLite keeps naive UTC as ISO text: one C call gives the aware value (~9x faster
                 # than the dialect's parser and a replace); anything unusual takes the general path.
+                if value is None:  # most of a message's stamps (queued_at ... unknown_at) are NULL
+                    return None
                 if value.__class__ is str:
                     try:
                         return parse(value + "+00:00")
