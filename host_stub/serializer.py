@@ -156,21 +156,24 @@ class Serializer:
 
     @staticmethod
     def _dump(conn, rows, dump, field_sets) -> list[dict]:
-        items = [r.copy() if r.__class__ is dict else dict(r) for r in rows]
-        if items and field_sets:
-            ids = [item["id"] for item in items]
-            first = items[0]
-            for fs in field_sets:
-                names = tuple(fs.fields)
-                if names and names[0] in first:  # read by a query that joined them (``select``)
-                    continue
-                extra = fs.load(conn, ids) or {}
-                for item in items:
-                    values = extra.get(item["id"])
-                    if values:
-                        for name in names:
-                            item[name] = values.get(name)
-                    else:
-                        for name in names:
-                            item[name] = None
+        rows = list(rows)
+        if not rows:
+            return []
+        first = rows[0]
+        to_load = [fs for fs in field_sets if fs.fields and next(iter(fs.fields)) not in first]
+        if not to_load:  # every plugin field came with the rows (``select``): dump them as they are
+            return dump(rows)
+        items = [r.copy() if r.__class__ is dict else dict(r) for r in rows]  # never change the caller's rows
+        ids = [item["id"] for item in items]
+        for fs in to_load:
+            names = tuple(fs.fields)
+            extra = fs.load(conn, ids) or {}
+            for item in items:
+                values = extra.get(item["id"])
+                if values:
+                    for name in names:
+                        item[name] = values.get(name)
+                else:
+                    for name in names:
+                        item[name] = None
         return dump(items)
