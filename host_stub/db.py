@@ -134,6 +134,10 @@ class Database:
                 return self.next_change_seq(conn)
         return value
 
+    def with_change_seq(self, stmt: sa.Select, label: str) -> sa.Select:
+        """``stmt`` with the counter's current value as one more column, read in the same snapshot."""
+        return stmt.add_columns(self._read_counter.scalar_subquery().label(label))
+
     def current_change_seq(self) -> int:
         with self.read() as conn:
             return self.current_change_seq_in(conn)

@@ -60,12 +60,11 @@ class ChatsResource:
         stmt = self._statements.get(shape)
         if stmt is None:
             chats = self.helpdesk.tables.chats
-            stmt = self._statements[shape] = _list_statement(self.helpdesk.serializer.select("chat", chats), chats,
-                                                             *shape)
+            base = self.helpdesk.db.with_change_seq(self.helpdesk.serializer.select("chat", chats), PAGE_SEQ)
+            stmt = self._statements[shape] = _list_statement(base, chats, *shape)
         with request_read(req, self.helpdesk.db) as conn:
-            # Read the counter first: everything at or below it is committed and will be in the result.
-            change_seq = self.helpdesk.db.current_change_seq_in(conn)
             rows = row_dicts(conn.execute(stmt, params))
+            change_seq = page_change_seq(self.helpdesk.db, conn, rows)
             more = len(rows) > limit
             rows = rows[:limit]
             items = self.helpdesk.serialize_chats(conn, rows)
@@ -75,6 +74,17 @@ class ChatsResource:
             next_cursor = (encode_cursor("c", last["change_seq"], last["id"]) if by_changes
                            else encode_cursor("a", last["last_activity_at"].isoformat(), last["id"]))
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
+
+
+# The counter comes with the page, read in the same snapshot: every change at or below it is
+# committed and in the result (a page without rows reads it on its own).
+PAGE_SEQ = "page_change_seq"
+
+
+def page_change_seq(db, conn, rows: list[dict]) -> int:
+    if rows:
+        return rows[0][PAGE_SEQ] or 0
+    return db.current_change_seq_in(conn)
 
 
 def row_dicts(result) -> list[dict]:
