@@ -23,13 +23,17 @@ def _dialect_insert(conn: sa.Connection, table: sa.Table):
 _BUILT_KEY = "wazzup24.built_statements"
 
 
-def _built(kind: str, conn: sa.Connection, table: sa.Table, column: sa.Column | None, build):
+def built(table: sa.Table, key, build):
+    """The statement ``build()`` makes, built once per ``table`` and ``key`` (values go in as parameters)."""
     per_table = table.info.setdefault(_BUILT_KEY, {})
-    key = (kind, conn.dialect.name, column.name if column is not None else None)
     stmt = per_table.get(key)
     if stmt is None:
         stmt = per_table[key] = build()
     return stmt
+
+
+def _built(kind: str, conn: sa.Connection, table: sa.Table, column: sa.Column | None, build):
+    return built(table, (kind, conn.dialect.name, column.name if column is not None else None), build)
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:

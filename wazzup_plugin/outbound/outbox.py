@@ -30,6 +30,7 @@ from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, 
 from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
 from wazzup_plugin.inbound.parked import apply_parked, send_settled
 from wazzup_plugin.statuses import TIMESTAMP_COLUMN, TRANSITIONS, can_move
+from wazzup_plugin.store_common import built
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +113,15 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     Otherwise :func:`attempt` records the attempt itself, as for a retry.
     """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
-    message_id = tx.conn.execute(sa.insert(helpdesk.tables.messages).values(
+    # Statements built once (their values are parameters): building them cost as much as running them.
+    m, w, o, chats = helpdesk.tables.messages, tables["messages"], tables["outbox"], helpdesk.tables.chats
+    message_id = tx.conn.execute(built(m, "enqueue", lambda: sa.insert(m)), dict(
         chat_id=chat_id, direction="out", status="queued", type=message_type, text=text, content_uri=content_uri,
         content_name=content_name, author_agent_id=author_agent_id, author_name=author_name, created_at=now,
         queued_at=now, change_seq=tx.change_seq,
     )).inserted_primary_key[0]
     crm_id = new_crm_message_id()
-    tx.conn.execute(sa.insert(tables["messages"]).values(
+    tx.conn.execute(built(w, "enqueue", lambda: sa.insert(w)), dict(
         message_id=message_id, chat_id=chat_id, crm_message_id=crm_id, is_echo=False, sent_from_app=False,
         ref_message_id=ref_message_id))
     outbox_row = dict(
@@ -131,11 +134,14 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
             channel_id, chat_type, wazzup_chat_id = target
             outbox_row.update(attempts=1, attempt_started_at=now, first_attempt_at=now, channel_id=channel_id,
                               chat_type=chat_type, wazzup_chat_id=wazzup_chat_id)
-    tx.conn.execute(sa.insert(tables["outbox"]).values(**outbox_row))
+    tx.conn.execute(built(o, "enqueue", lambda: sa.insert(o)), outbox_row)
     preview = (text or content_name or content_uri or "")[:200]
-    chats = helpdesk.tables.chats
-    tx.conn.execute(sa.update(chats).where(chats.c.id == chat_id).values(
-        last_message_at=now, last_activity_at=now, last_message_preview=preview, change_seq=tx.change_seq))
+    tx.conn.execute(built(chats, "enqueue", lambda: sa.update(chats).where(chats.c.id == sa.bindparam("b_id")).values(
+        last_message_at=sa.bindparam("b_at", type_=chats.c.last_message_at.type),
+        last_activity_at=sa.bindparam("b_at", type_=chats.c.last_activity_at.type),
+        last_message_preview=sa.bindparam("b_preview", type_=chats.c.last_message_preview.type),
+        change_seq=sa.bindparam("b_seq", type_=chats.c.change_seq.type))),
+        {"b_id": chat_id, "b_at": now, "b_preview": preview, "b_seq": tx.change_seq})
     tx.touched(chat_ids=[chat_id], message_ids=[message_id])
     return message_id
 
@@ -417,11 +423,15 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
             values.update(maybe_sent=True)  # once maybe sent, always (it is never cleared)
     else:
         values.update(state="done", last_error=outcome.error_text)
+    names = tuple(sorted(values))
+    stmt = built(o, ("record", names), lambda: sa.update(o).where(
+        o.c.message_id == sa.bindparam("b_message_id"), o.c.state == "pending",
+        o.c.lease_owner == sa.bindparam("b_owner", type_=o.c.lease_owner.type),
+    ).values(**{n: sa.bindparam(f"b_{n}", type_=o.c[n].type) for n in names}).returning(o.c.message_id))
     with helpdesk.db.write() as tx:
         # Only while the lease is still ours: the row lock the UPDATE takes makes the check and the write one step.
-        mine = tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id, o.c.state == "pending",
-                                                  o.c.lease_owner == owner)
-                               .values(**values).returning(o.c.message_id)).first()
+        mine = tx.conn.execute(stmt, {"b_message_id": row.message_id, "b_owner": owner,
+                                      **{f"b_{n}": v for n, v in values.items()}}).first()
         if mine is None:
             return Outcome("busy", row.message_id)
         if outcome.kind == "accepted":
@@ -463,19 +473,31 @@ def _anything_parked(tx, ctx, chat_id: int, wazzup_message_id: str | None = None
     first statement, so it has either committed before we look or waits until we commit."""
     p = ctx.state.tables["parked"]
     _ = tx.change_seq
-    condition = sa.and_(p.c.kind == "echo", p.c.chat_id == chat_id)
-    if wazzup_message_id:
-        condition = sa.or_(condition, p.c.wazzup_message_id == wazzup_message_id)
-    return bool(tx.conn.execute(sa.select(sa.exists().where(condition))).scalar())
+
+    def build():
+        condition = sa.and_(p.c.kind == "echo", p.c.chat_id == sa.bindparam("b_chat_id"))
+        if wazzup_message_id:
+            condition = sa.or_(condition, p.c.wazzup_message_id == sa.bindparam(
+                "b_wid", type_=p.c.wazzup_message_id.type))
+        return sa.select(sa.exists().where(condition))
+
+    stmt = built(p, ("anything_parked", bool(wazzup_message_id)), build)
+    params = {"b_chat_id": chat_id, **({"b_wid": wazzup_message_id} if wazzup_message_id else {})}
+    return bool(tx.conn.execute(stmt, params).scalar())
 
 
 def move_status(tx, helpdesk, message_id: int, new: str, now, **values) -> bool:
     """Move a message forward (never back: a webhook may already have advanced it)."""
     m = helpdesk.tables.messages
+    names = tuple(sorted(values))
     # One conditional UPDATE: it moves the message only from a status that may move to ``new``.
-    chat_id = tx.conn.execute(sa.update(m).where(m.c.id == message_id, m.c.status.in_(_MOVES_TO[new])).values(
-        status=new, **{TIMESTAMP_COLUMN[new]: now}, change_seq=tx.change_seq, **values)
-        .returning(m.c.chat_id)).scalar()
+    stmt = built(m, ("move_status", new, names), lambda: sa.update(m).where(
+        m.c.id == sa.bindparam("b_id"), m.c.status.in_(_MOVES_TO[new])).values(
+        status=new, **{TIMESTAMP_COLUMN[new]: sa.bindparam("b_at", type_=m.c[TIMESTAMP_COLUMN[new]].type)},
+        change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type),
+        **{n: sa.bindparam(f"b_{n}", type_=m.c[n].type) for n in names}).returning(m.c.chat_id))
+    chat_id = tx.conn.execute(stmt, {"b_id": message_id, "b_at": now, "b_seq": tx.change_seq,
+                                     **{f"b_{n}": v for n, v in values.items()}}).scalar()
     if chat_id is None:
         return False
     tx.touched(chat_ids=[chat_id], message_ids=[message_id])

@@ -37,6 +37,15 @@ class DbRateLimiter:
         self.sleep = sleep
         self.max_wait = max_wait
         self.name = name
+        t = table
+        # Built once: every send takes its call with this UPDATE (values are parameters).
+        slot = sa.bindparam("b_slot", type_=t.c.slot.type)
+        self._grant = (sa.update(t).where(
+            t.c.name == sa.bindparam("b_name", type_=t.c.name.type),
+            sa.or_(t.c.blocked_until.is_(None), t.c.blocked_until <= sa.bindparam("b_now", type_=t.c.blocked_until.type)),
+            sa.or_(t.c.slot != slot, t.c.count < sa.bindparam("b_per_slot", type_=t.c.count.type)),
+        ).values(count=sa.case((t.c.slot == slot, t.c.count + 1), else_=1), slot=slot).returning(t.c.name))
+        self._read = sa.select(t).where(t.c.name == sa.bindparam("b_name", type_=t.c.name.type))
 
     def acquire(self) -> None:
         """Take one call from the budget, waiting a little if needed; else raise WazzupRateLimited."""
@@ -73,15 +82,11 @@ class DbRateLimiter:
         for _ in range(2):  # the second round only after creating the row on first use
             # Granting is one conditional UPDATE (its row lock serialises every process): not
             # blocked by a 429, and either a new slot or one with calls left.
-            granted = conn.execute(sa.update(t).where(
-                t.c.name == self.name,
-                sa.or_(t.c.blocked_until.is_(None), t.c.blocked_until <= now),
-                sa.or_(t.c.slot != slot, t.c.count < self.per_slot),
-            ).values(count=sa.case((t.c.slot == slot, t.c.count + 1), else_=1), slot=slot)
-             .returning(t.c.name)).first()
+            granted = conn.execute(self._grant, {"b_name": self.name, "b_now": now, "b_slot": slot,
+                                                 "b_per_slot": self.per_slot}).first()
             if granted is not None:
                 return 0.0
-            row = conn.execute(sa.select(t).where(t.c.name == self.name)).first()
+            row = conn.execute(self._read, {"b_name": self.name}).first()
             if row is not None:
                 break
             conn.execute(self._insert_ignore(conn))
