@@ -90,7 +90,8 @@ def page_change_seq(db, conn, rows: list[dict]) -> int:
 def row_dicts(result) -> list[dict]:
     """A result's rows as plain dicts (much cheaper to make, and to read, than row mappings)."""
     keys = tuple(result.keys())
-    return [dict(zip(keys, row)) for row in result]
+    # ``all()`` fetches with one fetchall(); iterating fetches a row at a time.
+    return [dict(zip(keys, row)) for row in result.all()]
 
 
 def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool,
