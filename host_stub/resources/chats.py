@@ -63,8 +63,7 @@ class ChatsResource:
             base = self.helpdesk.db.with_change_seq(self.helpdesk.serializer.select("chat", chats), PAGE_SEQ)
             stmt = self._statements[shape] = _list_statement(base, chats, *shape)
         with request_read(req, self.helpdesk.db) as conn:
-            rows = row_dicts(conn.execute(stmt, params))
-            change_seq = page_change_seq(self.helpdesk.db, conn, rows)
+            rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
             more = len(rows) > limit
             rows = rows[:limit]
             items = self.helpdesk.serialize_chats(conn, rows)
@@ -81,10 +80,20 @@ class ChatsResource:
 PAGE_SEQ = "page_change_seq"
 
 
-def page_change_seq(db, conn, rows: list[dict]) -> int:
-    if rows:
-        return rows[0][PAGE_SEQ] or 0
-    return db.current_change_seq_in(conn)
+def page_rows(db, conn, stmt, params) -> tuple[list[dict], int]:
+    """A page's rows and the change counter they are complete up to.
+
+    A page with rows carries the counter in its own query (one snapshot). An empty page reads the
+    counter first and then the page again: on PostgreSQL every statement has its own snapshot, so a
+    counter read after an empty page could cover a change committed in between that the page never
+    showed, and a poller would skip it."""
+    rows = row_dicts(conn.execute(stmt, params))
+    if not rows:
+        seq = db.current_change_seq_in(conn)
+        rows = row_dicts(conn.execute(stmt, params))
+        if not rows:
+            return rows, seq
+    return rows, rows[0][PAGE_SEQ] or 0
 
 
 def row_dicts(result) -> list[dict]:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
-from host_stub.resources.chats import PAGE_SEQ, check_chat_exists, page_change_seq, row_dicts
+from host_stub.resources.chats import PAGE_SEQ, check_chat_exists, page_rows
 from host_stub.schemas import ErrorSchema, MessageListQuerySchema
 from host_stub.validation import load_query
 
@@ -57,8 +57,7 @@ class MessagesResource:
             base = self.helpdesk.db.with_change_seq(self.helpdesk.serializer.select("message", messages), PAGE_SEQ)
             stmt = self._statements[shape] = _page_statement(base, messages, *shape)
         with request_read(req, self.helpdesk.db) as conn:
-            rows = row_dicts(conn.execute(stmt, params))
-            change_seq = page_change_seq(self.helpdesk.db, conn, rows)
+            rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
             if not rows:  # a page with messages proves its chat exists; an empty one may be a 404
                 check_chat_exists(self.helpdesk, conn, chat_id)
             more = len(rows) > limit

@@ -49,3 +49,34 @@ def test_empty_message_page_of_an_existing_chat_is_empty_not_missing(client, aut
     chat_id = make_chat(title="Quiet")
     answer = client.simulate_get(f"/api/chats/{chat_id}/messages", headers=auth)
     assert answer.status_code == 200 and answer.json["items"] == []
+
+
+@pytest.mark.parametrize("path", ["/api/chats", "/api/chats/{id}/messages"])
+def test_a_change_committed_while_an_empty_page_is_read_is_not_skipped_by_pollers(
+        client, auth, helpdesk, make_chat, make_message, monkeypatch, path):
+    """On PostgreSQL each statement sees its own snapshot: the counter of an empty page must not
+    cover a change committed after the page was read."""
+    from host_stub.db import Database
+
+    chat_id = make_chat(title="Ivan")
+    url = path.format(id=chat_id)
+    since = client.simulate_get(url, headers=auth, params={"changed_since": 0}).json["change_seq"]
+    original = Database.current_change_seq_in
+    fired = []
+
+    def a_writer_commits_first(self, conn):
+        if not fired:
+            fired.append(1)
+            if path == "/api/chats":
+                make_chat(title="Maria")
+            else:
+                make_message(chat_id, text="Arrived in between")
+        return original(self, conn)
+
+    monkeypatch.setattr(Database, "current_change_seq_in", a_writer_commits_first)
+    first = client.simulate_get(url, headers=auth, params={"changed_since": since}).json
+    monkeypatch.setattr(Database, "current_change_seq_in", original)
+    later = client.simulate_get(url, headers=auth, params={"changed_since": first["change_seq"]}).json
+    assert fired
+    seen = first["items"] + later["items"]
+    assert len(seen) == 1 and (seen[0].get("title") == "Maria" or seen[0].get("text") == "Arrived in between")
