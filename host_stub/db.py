@@ -155,11 +155,19 @@ class WriterQueue:
     is released. SQLite's own lock still guards correctness (a process that does not use this
     queue, such as a migration, is simply not queued); the kernel drops a dead process's lock.
     A writer waits as long as the transaction ahead of it, and no transaction waits on the network.
+
+    One queue per file and process (every ``Database`` on the file shares it), so a write nested in
+    another in one thread is never queued behind itself. Each turn opens and closes its own
+    descriptor: nothing is kept per thread, and a forked child closes the turns it inherited.
     """
+
+    _by_path: dict[str, "WriterQueue"] = {}
+    _registry_lock = threading.Lock()
 
     def __init__(self, path: str):
         self.path = path
         self._local = threading.local()
+        self._warned = False
 
     @classmethod
     def for_engine(cls, engine: sa.Engine) -> "WriterQueue | None":
@@ -168,36 +176,57 @@ class WriterQueue:
         database = engine.url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-        return cls(os.path.abspath(database) + "-writers")
-
-    def _fd(self) -> int | None:
-        # flock excludes per open file, so each thread (and each forked process) opens its own.
-        held = getattr(self._local, "fd", None)
-        if held is not None and held[0] == os.getpid():
-            return held[1]
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:  # e.g. a read-only directory: SQLite's busy timeout still queues writers
-            log.warning("SQLite writers are not queued: %s", exc.strerror)
-            fd = None
-        self._local.fd = (os.getpid(), fd)
-        self._local.depth = 0
-        return fd
+        path = os.path.abspath(database) + "-writers"
+        with cls._registry_lock:
+            queue = cls._by_path.get(path)
+            if queue is None:
+                _close_inherited_turns_after_fork()
+                queue = cls._by_path[path] = cls(path)
+            return queue
 
     @contextmanager
     def turn(self):
-        fd = self._fd()
-        if fd is None or self._local.depth:
-            self._local.depth = getattr(self._local, "depth", 0) + 1
+        depth = getattr(self._local, "depth", 0)
+        fd = None
+        if depth == 0:
             try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._local.depth = 1
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:  # e.g. a read-only directory: SQLite's busy timeout still queues writers
+                if not self._warned:
+                    self._warned = True
+                    log.warning("SQLite writers are not queued: %s", exc.strerror)
         try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _TURNS_HELD.add(fd)
+            self._local.depth = depth + 1
             yield
         finally:
-            self._local.depth = 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._local.depth = depth
+            if fd is not None:
+                _TURNS_HELD.discard(fd)
+                os.close(fd)  # closing the descriptor ends the turn
+
+
+# Descriptors of turns in progress in this process. A child forked meanwhile shares their locks;
+# it closes its copies at once, so a parent that dies holding a turn does not keep the file locked.
+_TURNS_HELD: set[int] = set()
+_FORK_HOOK = []
+
+
+def _close_inherited_turns_after_fork() -> None:
+    if _FORK_HOOK:
+        return
+    _FORK_HOOK.append(True)
+
+    def close_inherited():
+        for fd in list(_TURNS_HELD):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _TURNS_HELD.clear()
+        for queue in WriterQueue._by_path.values():
+            queue._local = threading.local()  # the forking thread's depth is not the child's
+
+    os.register_at_fork(after_in_child=close_inherited)

@@ -95,3 +95,44 @@ def test_concurrent_writes_through_the_queue_all_commit(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(rows)).scalar() == 100
     engine.dispose()
+
+
+def test_every_database_on_one_file_shares_one_queue(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hd.db'}"
+    first, second = make_engine(url), make_engine(url)
+    try:
+        assert Database(first)._writers is Database(second)._writers
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_a_child_forked_during_a_turn_does_not_keep_the_file_locked(tmp_path):
+    import fcntl
+    import os
+    import signal
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'hd.db'}")
+    queue = WriterQueue.for_engine(engine)
+    ready_r, ready_w = os.pipe()
+    with queue.turn():
+        child = os.fork()
+        if child == 0:  # a process forked mid-turn that outlives the turn (e.g. a worker)
+            os.write(ready_w, b"1")  # fork has returned here: the child's fork hooks have run
+            signal.pause()
+            os._exit(0)
+    import select
+
+    assert select.select([ready_r], [], [], WAIT)[0], "the child did not start"
+    os.close(ready_r)
+    os.close(ready_w)
+    try:
+        fd = os.open(queue.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the next writer gets in at once
+        finally:
+            os.close(fd)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        engine.dispose()
