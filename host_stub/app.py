@@ -18,7 +18,7 @@ from host_stub.middleware import BodyLimitMiddleware, PathIdRangeMiddleware, Sec
 from host_stub.models import utcnow
 from host_stub.plugins import plugin_manifests
 from host_stub.registry import RouteInfo, collect
-from host_stub.resources.chats import ChatReadResource, ChatResource, ChatsResource
+from host_stub.resources.chats import PAGE_SEQ, ChatReadResource, ChatResource, ChatsResource
 from host_stub.resources.messages import MessagesResource
 from host_stub.resources.meta import ChatTypesResource, HealthResource, OpenApiResource, PluginsResource
 from host_stub.schema import assemble_metadata
@@ -109,7 +109,11 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
 
     config.validate()
     helpdesk = Helpdesk(config, pm, engine=engine, http=http, clock=clock)
-    host_field_names = {"chat": set(ChatSchema._declared_fields), "message": set(MessageSchema._declared_fields)}
+    # Plugin field names may clash neither with the host's JSON fields nor with the columns its page
+    # queries read (plugin fields can be joined into them).
+    host_field_names = {
+        "chat": {*ChatSchema._declared_fields, *helpdesk.tables.chats.c.keys(), PAGE_SEQ},
+        "message": {*MessageSchema._declared_fields, *helpdesk.tables.messages.c.keys(), PAGE_SEQ}}
 
     def openapi_factory():
         return build_openapi(helpdesk.registrations.routes, components, "Helpdesk API", __version__)

@@ -82,9 +82,12 @@ class UTCDateTime(sa.TypeDecorator):
                     return None
                 if value.__class__ is str:
                     try:
-                        return parse(value + "+00:00")
+                        parsed = parse(value + "+00:00")
                     except ValueError:
                         pass
+                    else:
+                        if parsed.tzinfo is not None:  # a date alone parses, ignoring the offset
+                            return parsed
                 return process(value)
         else:
             process_sqlite = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
+
 from host_stub.errors import StartupError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -114,6 +116,24 @@ def _per_plugin(pm, hook_name: str, **kwargs):
         yield impl.plugin_name, result
 
 
+def _check_joinable(plugin: str, entity: str, obj, columns: dict) -> None:
+    """A joined field set must be columns of its own table, keyed by a unique column (one row per id)."""
+    if set(columns) != set(obj.fields):
+        raise StartupError(f"plugin {plugin!r}: {entity} field set columns {sorted(columns)} must name "
+                           f"exactly its fields {sorted(obj.fields)}")
+    table, key = getattr(obj, "table", None), getattr(obj, "key", None)
+    if table is None or key is None:
+        raise StartupError(f"plugin {plugin!r}: a {entity} field set with columns needs its table and key")
+    foreign = sorted(name for name, col in {"key": key, **columns}.items() if getattr(col, "table", None) is not table)
+    if foreign:
+        raise StartupError(f"plugin {plugin!r}: {entity} field set {foreign} are not columns of {table.name!r}")
+    unique = key.primary_key and len(table.primary_key.columns) == 1 or any(
+        len(c.columns) == 1 and key in c.columns for c in table.constraints if isinstance(c, sa.UniqueConstraint))
+    if not unique:
+        raise StartupError(f"plugin {plugin!r}: {entity} field set key {key.name!r} of {table.name!r} is not unique, "
+                           "so joining it could repeat rows")
+
+
 def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: list[RouteInfo]) -> Registrations:
     regs = Registrations()
     for plugin, items in _per_plugin(pm, "register_chat_types", helpdesk=helpdesk):
@@ -132,9 +152,8 @@ def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: lis
                                        f"{seen_fields[entity][fname]!r} and by {plugin!r}")
                 seen_fields[entity][fname] = plugin
             columns = getattr(obj, "columns", None)
-            if columns is not None and set(columns) != set(obj.fields):
-                raise StartupError(f"plugin {plugin!r}: {entity} field set columns {sorted(columns)} must name "
-                                   f"exactly its fields {sorted(obj.fields)}")
+            if columns is not None:
+                _check_joinable(plugin, entity, obj, columns)
             fs = FieldSet(entity, dict(obj.fields), obj.load, plugin, getattr(obj, "table", None),
                           getattr(obj, "key", None), dict(columns) if columns is not None else None)
             (regs.chat_fields if entity == "chat" else regs.message_fields).append(fs)

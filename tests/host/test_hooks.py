@@ -233,3 +233,34 @@ def test_hook_register_fields_refuses_columns_that_do_not_match_its_fields(build
              table=table, key=table.c.chat_id, columns={"sms_other": table.c.flag})])
     with pytest.raises(StartupError, match="columns .* must name exactly its fields"):
         build_app(pm_with(plugin))
+
+
+def _flags_table():
+    meta = sa.MetaData()
+    flags = sa.Table("sms_flags", meta, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("chat_id", sa.Integer), sa.Column("flag", sa.String))
+    other = sa.Table("sms_other", meta, sa.Column("chat_id", sa.Integer, primary_key=True), sa.Column("x", sa.String))
+    return flags, other
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no key", "needs its table and key"),
+    ("foreign column", r"\['sms_flag'\] are not columns of 'sms_flags'"),
+    ("key not unique", "is not unique"),
+    ("host column name", "registered twice"),
+])
+def test_hook_register_fields_refuses_joined_field_sets_that_could_break_pages(build_app, pm_with, make_plugin,
+                                                                               case, message):
+    flags, other = _flags_table()
+    item = {"no key": dict(fields={"sms_flag": fields.String()}, table=flags, columns={"sms_flag": flags.c.flag}),
+            "foreign column": dict(fields={"sms_flag": fields.String()}, table=flags, key=flags.c.id,
+                                   columns={"sms_flag": other.c.x}),
+            "key not unique": dict(fields={"sms_flag": fields.String()}, table=flags, key=flags.c.chat_id,
+                                   columns={"sms_flag": flags.c.flag}),
+            "host column name": dict(fields={"author_agent_id": fields.String()}, table=flags, key=flags.c.id,
+                                     columns={"author_agent_id": flags.c.flag})}[case]
+    entity = "message" if case == "host column name" else "chat"
+    plugin = make_plugin("sms", register_fields=lambda helpdesk: [
+        Item(entity=entity, load=lambda conn, ids: {}, **item)])
+    with pytest.raises(StartupError, match=message):
+        build_app(pm_with(plugin))

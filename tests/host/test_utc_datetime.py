@@ -50,7 +50,8 @@ def test_none_passes_and_naive_datetimes_are_refused(cls, dialect):
 
 @pytest.mark.parametrize("cls", [HostUTCDateTime, PluginUTCDateTime])
 @pytest.mark.parametrize("text", ["2025-05-06 14:18:00", "2025-05-06 14:18:00.5", "2025-05-06T14:18:00.000001",
-                                  "2025-05-06 14:18:00.000001+03:00", "not a date at all"])
+                                  "2025-05-06 14:18:00.000001+03:00", "2025-05-06", "2025-W19-2",
+                                  "not a date at all"])
 def test_sqlite_text_in_other_formats_reads_as_the_generic_path_reads_it(cls, text):
     dialect = sqlite.dialect()
     t = cls()

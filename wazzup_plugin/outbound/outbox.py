@@ -429,6 +429,9 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         o.c.lease_owner == sa.bindparam("b_owner", type_=o.c.lease_owner.type),
     ).values(**{n: sa.bindparam(f"b_{n}", type_=o.c[n].type) for n in names}).returning(o.c.message_id))
     with helpdesk.db.write() as tx:
+        # The change counter first, as every writer takes it: a webhook echo of this send holds it and
+        # then updates the send's Wazzup row, so taking that row before the counter could deadlock.
+        _ = tx.change_seq
         # Only while the lease is still ours: the row lock the UPDATE takes makes the check and the write one step.
         mine = tx.conn.execute(stmt, {"b_message_id": row.message_id, "b_owner": owner,
                                       **{f"b_{n}": v for n, v in values.items()}}).first()
