@@ -60,3 +60,18 @@ def message_fields(tables) -> FieldSet:
     }, load, table=t, key=t.c.message_id, columns={
         "wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
         "wazzup_is_echo": t.c.is_echo})
+
+
+def resend_fields(tables) -> FieldSet:
+    """Which message resent this one (so the agent's Resend offer goes away once it is used)."""
+    t = tables["outbox"]
+    stmt = sa.select(t.c.message_id, t.c.resent_as).where(t.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
+
+    def load(conn, ids):
+        return {message_id: {"wazzup_resent_as": resent_as}
+                for message_id, resent_as in conn.execute(stmt, {"b_ids": ids})}
+
+    return FieldSet("message", {
+        "wazzup_resent_as": fields.Integer(allow_none=True, metadata={
+            "description": "the id of the message that resent this failed one (a message is resent once)"}),
+    }, load, table=t, key=t.c.message_id, columns={"wazzup_resent_as": t.c.resent_as})

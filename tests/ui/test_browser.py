@@ -154,6 +154,7 @@ def test_a_bad_contact_reported_later_by_webhook_notifies_and_offers_resend(sign
     expect(sent.locator(".msg-error")).to_contain_text("Account with this chatId does not exist")
     sent.get_by_role("button", name="Resend").click()
     expect(page.locator(".toast").last).to_contain_text(re.compile("Sent again|Queued again|Resend failed"))
+    expect(sent.get_by_role("button", name="Resend")).to_have_count(0)  # offered once: it points at its resend
     screenshot(page, "chat-failed-desktop")
 
 

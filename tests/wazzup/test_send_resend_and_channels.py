@@ -50,6 +50,19 @@ def test_resend_of_an_unknown_message(client, auth, make_wazzup_chat, make_messa
     assert (result.status_code, result.json["text"]) == (201, "lost?")
 
 
+def test_a_resent_message_names_its_replacement_and_pollers_see_it_change(
+        client, auth, make_wazzup_chat, make_message, wazzup_api, wazzup_url):
+    chat = make_wazzup_chat()
+    lost = make_message(chat, "lost?", direction="out", status="unknown")
+    page = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json
+    assert [m["wazzup_resent_as"] for m in page["items"]] == [None]
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-4"}, status=201)
+    new_id = resend(client, auth, chat, lost).json["id"]
+    changed = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth,
+                                  params={"changed_since": page["change_seq"]}).json["items"]
+    assert {m["id"]: m["wazzup_resent_as"] for m in changed} == {lost: new_id, new_id: None}
+
+
 @pytest.mark.parametrize("status, direction", [("accepted", "out"), ("queued", "out"), ("inbound", "in")])
 def test_only_failed_or_unknown_outgoing_messages_can_be_resent(client, auth, make_wazzup_chat, make_message,
                                                                  wazzup_api, status, direction):

@@ -303,6 +303,9 @@ class ResendResource(_SendBase):
                 else:
                     raise Problem(409, "already_resent",
                                   f"Message {message_id} was already resent as message {exists.resent_as}.")
+            # The original now shows what resent it (wazzup_resent_as): stamp it so pollers fetch it again.
+            tx.conn.execute(sa.update(m).where(m.c.id == message_id).values(change_seq=tx.change_seq))
+            tx.touched(chat_ids=[chat_id], message_ids=[message_id])
             return new_id
 
         self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store)

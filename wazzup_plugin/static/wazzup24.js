@@ -297,7 +297,8 @@
     id: "wazzup24-resend",
     label: "Resend",
     appliesTo: function (message, chat) {
-      return chat.type === "wazzup" && message.direction === "out" &&
+      // Offered once: a message already resent points at its replacement (wazzup_resent_as).
+      return chat.type === "wazzup" && message.direction === "out" && !message.wazzup_resent_as &&
         (message.status === "failed" || message.status === "unknown");
     },
     run: function (message, chat, ctx) {
