@@ -45,33 +45,22 @@ def chat_fields(tables) -> FieldSet:
 
 def message_fields(tables) -> FieldSet:
     t = tables["messages"]
-    stmt = (sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo)
+    stmt = (sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo, t.c.resent_as)
             .where(t.c.message_id.in_(sa.bindparam("b_ids", expanding=True))))
 
     def load(conn, ids):
         return {message_id: {"wazzup_message_id": wazzup_message_id, "wazzup_crm_message_id": crm_message_id,
-                             "wazzup_is_echo": is_echo}
-                for message_id, wazzup_message_id, crm_message_id, is_echo in conn.execute(stmt, {"b_ids": ids})}
+                             "wazzup_is_echo": is_echo, "wazzup_resent_as": resent_as}
+                for message_id, wazzup_message_id, crm_message_id, is_echo, resent_as
+                in conn.execute(stmt, {"b_ids": ids})}
 
     return FieldSet("message", {
         "wazzup_message_id": fields.String(metadata={"description": "the message's id in Wazzup24"}),
         "wazzup_crm_message_id": fields.String(metadata={"description": "our crmMessageId for sent messages"}),
         "wazzup_is_echo": fields.Boolean(metadata={"description": "sent from the phone or Wazzup's own window"}),
-    }, load, table=t, key=t.c.message_id, columns={
-        "wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
-        "wazzup_is_echo": t.c.is_echo})
-
-
-def resend_fields(tables) -> FieldSet:
-    """Which message resent this one (so the agent's Resend offer goes away once it is used)."""
-    t = tables["outbox"]
-    stmt = sa.select(t.c.message_id, t.c.resent_as).where(t.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
-
-    def load(conn, ids):
-        return {message_id: {"wazzup_resent_as": resent_as}
-                for message_id, resent_as in conn.execute(stmt, {"b_ids": ids})}
-
-    return FieldSet("message", {
         "wazzup_resent_as": fields.Integer(allow_none=True, metadata={
             "description": "the id of the message that resent this failed one (a message is resent once)"}),
-    }, load, table=t, key=t.c.message_id, columns={"wazzup_resent_as": t.c.resent_as})
+    }, load, table=t, key=t.c.message_id, columns={
+        "wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
+        "wazzup_is_echo": t.c.is_echo, "wazzup_resent_as": t.c.resent_as})
+

@@ -8,7 +8,7 @@ import pluggy
 
 from wazzup_plugin import __version__, inbound, outbound
 from wazzup_plugin.chat_type import UI_NAME, WazzupChatType
-from wazzup_plugin.fields import chat_fields, message_fields, resend_fields
+from wazzup_plugin.fields import chat_fields, message_fields
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
 from wazzup_plugin.tables import define_tables
 
@@ -34,7 +34,7 @@ def register_schema(metadata):
 @hookimpl
 def register_fields(helpdesk):
     tables = get_state(helpdesk).tables
-    return [chat_fields(tables), message_fields(tables), resend_fields(tables)]
+    return [chat_fields(tables), message_fields(tables)]
 
 
 @hookimpl

@@ -41,6 +41,8 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("ref_message_id", sa.String(64)),
             # The messenger time of the newest copy applied: an older copy never undoes a newer edit.
             sa.Column("version_at", UTCDateTime()),
+            # The message that resent this failed one (set once: a message is resent at most once).
+            sa.Column("resent_as", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
         ),
         "channels": _table(metadata, "wazzup_channels",
             sa.Column("channel_id", sa.String(64), primary_key=True),

@@ -274,7 +274,6 @@ class ResendResource(_SendBase):
     @answers_problems
     def on_post(self, req, resp, chat_id, message_id):
         m, w = self.helpdesk.tables.messages, self.state.tables["messages"]
-        o = self.state.tables["outbox"]
         with self.helpdesk.db.read() as conn:
             self._chat(conn, chat_id)
             original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
@@ -292,14 +291,14 @@ class ResendResource(_SendBase):
                 content_uri=original.content_uri, content_name=original.content_name, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
                 author_name=agent.display_name or agent.username)
-            claimed = tx.conn.execute(sa.update(o).where(o.c.message_id == message_id, o.c.resent_as.is_(None))
-                                      .values(resent_as=new_id, updated_at=now)).rowcount
+            # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
+            claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
+                                      .values(resent_as=new_id)).rowcount
             if not claimed:
-                exists = tx.conn.execute(sa.select(o.c.resent_as).where(o.c.message_id == message_id)).first()
-                if exists is None:  # a message that never went through the outbox (e.g. an old import)
-                    tx.conn.execute(sa.insert(o).values(
-                        message_id=message_id, chat_id=chat_id, state="done", crm_message_id="-", attempts=0,
-                        maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now, resent_as=new_id))
+                exists = tx.conn.execute(sa.select(w.c.resent_as).where(w.c.message_id == message_id)).first()
+                if exists is None:  # a message with no Wazzup row (e.g. an old import): it gets one now
+                    tx.conn.execute(sa.insert(w).values(message_id=message_id, chat_id=chat_id, is_echo=False,
+                                                        resent_as=new_id))
                 else:
                     raise Problem(409, "already_resent",
                                   f"Message {message_id} was already resent as message {exists.resent_as}.")

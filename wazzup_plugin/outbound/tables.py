@@ -32,7 +32,6 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("lease_owner", sa.String(80)),
             sa.Column("lease_until", UTCDateTime()),
             sa.Column("last_error", sa.String(500)),
-            sa.Column("resent_as", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
             sa.Column("created_at", UTCDateTime(), nullable=False),
             sa.Column("updated_at", UTCDateTime(), nullable=False),
             sa.Index("ix_wazzup_outbox_due", "state", "next_attempt_at"),

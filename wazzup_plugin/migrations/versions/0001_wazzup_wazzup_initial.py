@@ -2,7 +2,7 @@
 
 Revision ID: 0001_wazzup
 Revises: 
-Create Date: 2026-11-26 13:43:24.643250
+Create Date: 2026-11-26 18:12:55.649140
 """
 from alembic import op
 import sqlalchemy as sa
@@ -95,8 +95,10 @@ def upgrade():
     sa.Column('author_id', sa.String(length=200), nullable=True),
     sa.Column('ref_message_id', sa.String(length=64), nullable=True),
     sa.Column('version_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resent_as', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_wazzup_messages_chat_id_chats'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_wazzup_messages_message_id_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['resent_as'], ['messages.id'], name=op.f('fk_wazzup_messages_resent_as_messages'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('message_id', name=op.f('pk_wazzup_messages')),
     sa.UniqueConstraint('crm_message_id', name=op.f('uq_wazzup_messages_crm_message_id')),
     sa.UniqueConstraint('wazzup_message_id', name=op.f('uq_wazzup_messages_wazzup_message_id'))
@@ -121,12 +123,10 @@ def upgrade():
     sa.Column('lease_owner', sa.String(length=80), nullable=True),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.String(length=500), nullable=True),
-    sa.Column('resent_as', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_wazzup_outbox_chat_id_chats'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_wazzup_outbox_message_id_messages'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['resent_as'], ['messages.id'], name=op.f('fk_wazzup_outbox_resent_as_messages'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('message_id', name=op.f('pk_wazzup_outbox'))
     )
     with op.batch_alter_table('wazzup_outbox', schema=None) as batch_op:
