@@ -106,3 +106,18 @@ def test_chat_moved_after_the_lookup_keeps_its_newest_message_as_preview(deliver
     [chat] = wazzup_rows.chats()
     assert chat["last_message_preview"] != "Hello, is my order ready?"  # the newer image stays the preview
     assert chat["unread_count"] == 3
+
+
+def test_a_delivery_of_statuses_alone_opens_no_lookup_transaction(deliver, payload, engine):
+    """Statuses have nothing to look up before the write: one transaction, no read before it."""
+    deliver(payload("incoming_text"))
+    checkouts = []
+    listener = lambda *args: checkouts.append(1)  # noqa: E731
+    sa.event.listen(engine, "checkout", listener)
+    try:
+        answer = deliver({"statuses": [{"messageId": "caa1f2b4-cce3-424c-86cd-05f4e2a95073", "status": "read",
+                                        "timestamp": "2025-05-06T14:19:00.000Z"}]})
+    finally:
+        sa.event.remove(engine, "checkout", listener)
+    assert answer.status_code == 200
+    assert len(checkouts) == 1

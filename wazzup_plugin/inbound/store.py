@@ -27,8 +27,8 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.store_common import (host_tables, insert_ignore, insert_ignore_returning, insert_returning_ids,
-                                        upsert)
+from wazzup_plugin.store_common import (built, host_tables, insert_ignore, insert_ignore_returning,
+                                        insert_returning_ids, upsert)
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,6 @@ class Summary:
         }
 
 
-_STATEMENTS_KEY = "inbound.statements"
-
-
 class Writer:
     """One delivery (or one ``apply_parked`` call) written inside the caller's transaction."""
 
@@ -144,8 +141,6 @@ class Writer:
         self.tx = tx
         self.conn: sa.Connection = tx.conn
         self.t = state.tables
-        # Hot statements are built once per app (SQLAlchemy's building is a third of a small statement's cost).
-        self._statements = state.extras.setdefault(_STATEMENTS_KEY, {})
         self.chats, self.messages = host_tables(state)
         self.now = now
         self.summary = Summary()
@@ -167,10 +162,8 @@ class Writer:
         return s
 
     def _statement(self, name: str, build):
-        stmt = self._statements.get(name)
-        if stmt is None:
-            stmt = self._statements[name] = build()
-        return stmt
+        """A hot statement built once per app (SQLAlchemy's building is a third of a small statement's cost)."""
+        return built(self.t["messages"], ("inbound", name), build)
 
     # ------------------------------------------------------------------ channels, quarantine
 
@@ -812,14 +805,19 @@ def write_delivery(db, state, delivery, now: datetime, housekeeping: bool = Fals
     if delivery.empty and not housekeeping:
         return Summary()
     if db.dialect == "sqlite":
-        with db.read() as conn:
-            found = prefetch(conn, state, delivery, now)
+        if delivery.messages:  # statuses and channel reports have nothing to look up first
+            with db.read() as conn:
+                found = prefetch(conn, state, delivery, now)
+        else:
+            found = Prefetched(stored={}, chats={})
         if not housekeeping and found.nothing_to_write(delivery):
             return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         with db.write() as tx:
             return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
     with db.write() as tx:
         found = prefetch(tx.conn, state, delivery, now)
+        if not housekeeping and found.nothing_to_write(delivery):
+            return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
 
 
@@ -832,8 +830,6 @@ def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = Fals
     writer = Writer(tx, state, now)
     if delivery.empty and not housekeeping:
         return writer.summary
-    if prefetched is not None and not housekeeping and prefetched.nothing_to_write(delivery):
-        return Summary(duplicates=sorted(newest_copies(delivery.messages)))
     writer.lock()
     writer.store_channels(delivery.channels)
     writer.store_quarantine(delivery.quarantined)

@@ -2,8 +2,9 @@
 
 Order of work: the secret (401, nothing read), the body (413 over the limit, 400 when it is not a
 JSON object), ``{"test": true}`` (200 at once), item-by-item validation, the delivery's lookups,
-then one write transaction for the whole delivery (none when it only repeats stored messages). A database failure propagates: the host answers 503, the
-transaction is rolled back, and Wazzup delivers again.
+then one write transaction for the whole delivery (none when it only repeats stored messages).
+A database failure propagates: the host answers 503, the transaction is rolled back, and Wazzup
+delivers again.
 """
 
 from __future__ import annotations

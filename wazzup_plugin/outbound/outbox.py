@@ -472,8 +472,8 @@ def _anything_parked(tx, ctx, chat_id: int, wazzup_message_id: str | None = None
     under its Wazzup id, or an echo parked in its chat. Almost always nothing, and one EXISTS costs
     less than their lookups.
 
-    The change counter is taken first, as they do: a delivery parking an item holds it from its
-    first statement, so it has either committed before we look or waits until we commit."""
+    The change counter is taken first, as they do: a delivery decides what to park only while it
+    holds the counter, so it has either committed before we look or waits until we commit."""
     p = ctx.state.tables["parked"]
     _ = tx.change_seq
 
