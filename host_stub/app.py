@@ -18,8 +18,9 @@ from host_stub.middleware import BodyLimitMiddleware, PathIdRangeMiddleware, Sec
 from host_stub.models import utcnow
 from host_stub.plugins import plugin_manifests
 from host_stub.registry import RouteInfo, collect
-from host_stub.resources.chats import PAGE_SEQ, ChatReadResource, ChatResource, ChatsResource
+from host_stub.resources.chats import ChatReadResource, ChatResource, ChatsResource
 from host_stub.resources.messages import MessagesResource
+from host_stub.resources.pages import PAGE_SEQ
 from host_stub.resources.meta import ChatTypesResource, HealthResource, OpenApiResource, PluginsResource
 from host_stub.schema import assemble_metadata
 from host_stub.schemas import ChatSchema, MessageSchema, extend_schema, page_schema

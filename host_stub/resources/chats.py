@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import decode_cursor, encode_cursor, invalid_cursor
+from host_stub.resources.pages import page_rows, page_select
 from host_stub.schemas import ChatListQuerySchema, ChatSchema, ErrorSchema
 from host_stub.validation import load_query
 
@@ -60,8 +61,8 @@ class ChatsResource:
         stmt = self._statements.get(shape)
         if stmt is None:
             chats = self.helpdesk.tables.chats
-            base = self.helpdesk.db.with_change_seq(self.helpdesk.serializer.select("chat", chats), PAGE_SEQ)
-            stmt = self._statements[shape] = _list_statement(base, chats, *shape)
+            stmt = self._statements[shape] = _list_statement(page_select(self.helpdesk, "chat", chats), chats,
+                                                             *shape)
         with request_read(req, self.helpdesk.db) as conn:
             rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
             more = len(rows) > limit
@@ -75,39 +76,11 @@ class ChatsResource:
         resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
 
 
-# The counter comes with the page, read in the same snapshot: every change at or below it is
-# committed and in the result (a page without rows reads it on its own).
-PAGE_SEQ = "page_change_seq"
-
-
-def page_rows(db, conn, stmt, params) -> tuple[list[dict], int]:
-    """A page's rows and the change counter they are complete up to.
-
-    A page with rows carries the counter in its own query (one snapshot). An empty page reads the
-    counter first and then the page again: on PostgreSQL every statement has its own snapshot, so a
-    counter read after an empty page could cover a change committed in between that the page never
-    showed, and a poller would skip it."""
-    rows = row_dicts(conn.execute(stmt, params))
-    if not rows:
-        seq = db.current_change_seq_in(conn)
-        rows = row_dicts(conn.execute(stmt, params))
-        if not rows:
-            return rows, seq
-    return rows, rows[0][PAGE_SEQ] or 0
-
-
-def row_dicts(result) -> list[dict]:
-    """A result's rows as plain dicts (much cheaper to make, and to read, than row mappings)."""
-    keys = tuple(result.keys())
-    # ``all()`` fetches with one fetchall(); iterating fetches a row at a time.
-    return [dict(zip(keys, row)) for row in result.all()]
-
-
 def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool,
                     after_cursor: bool):
     """The chat list's statement for one shape of query; its values are the ``b_*`` parameters.
 
-    ``base`` selects the chats with the plugins' joinable fields (``Serializer.select``)."""
+    ``base`` selects the chats with the plugins' joinable fields and the counter (``page_select``)."""
     stmt = base
     if by_type:
         stmt = stmt.where(chats.c.type == sa.bindparam("b_type", type_=chats.c.type.type))

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
-from host_stub.resources.chats import PAGE_SEQ, check_chat_exists, page_rows
+from host_stub.resources.chats import check_chat_exists
+from host_stub.resources.pages import page_rows, page_select
 from host_stub.schemas import ErrorSchema, MessageListQuerySchema
 from host_stub.validation import load_query
 
@@ -54,8 +55,8 @@ class MessagesResource:
         stmt = self._statements.get(shape)
         if stmt is None:
             messages = self.helpdesk.tables.messages
-            base = self.helpdesk.db.with_change_seq(self.helpdesk.serializer.select("message", messages), PAGE_SEQ)
-            stmt = self._statements[shape] = _page_statement(base, messages, *shape)
+            stmt = self._statements[shape] = _page_statement(page_select(self.helpdesk, "message", messages),
+                                                             messages, *shape)
         with request_read(req, self.helpdesk.db) as conn:
             rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
             if not rows:  # a page with messages proves its chat exists; an empty one may be a 404
@@ -79,7 +80,7 @@ class MessagesResource:
 def _page_statement(base: sa.Select, messages, mode: str, after_cursor: bool):
     """A page of one chat's messages in a mode (``c``, ``f`` or ``b``); values are the ``b_*`` parameters.
 
-    ``base`` selects the messages with the plugins' joinable fields (``Serializer.select``)."""
+    ``base`` selects the messages with the plugins' joinable fields and the counter (``page_select``)."""
     stmt = base.where(messages.c.chat_id == sa.bindparam("b_chat_id", type_=messages.c.chat_id.type))
     if mode == "c":
         seq_type = messages.c.change_seq.type
