@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from wazzup_plugin.driver_sql import DriverStatement
+
 
 def _dialect_insert(conn: sa.Connection, table: sa.Table):
     name = conn.dialect.name
@@ -36,6 +38,12 @@ def _built(kind: str, conn: sa.Connection, table: sa.Table, column: sa.Column | 
     return built(table, (kind, conn.dialect.name, column.name if column is not None else None), build)
 
 
+def _driver_insert(kind: str, conn: sa.Connection, table: sa.Table, row: dict, build) -> DriverStatement:
+    """A one-row insert of ``row``'s columns, compiled once and run on the driver (see ``driver_sql``)."""
+    keys = tuple(row)
+    return built(table, (kind, "driver", conn.dialect.name, keys), lambda: DriverStatement(build(), conn.dialect, keys))
+
+
 def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     """Insert rows, silently skipping any that hit a unique constraint (never check-then-insert).
 
@@ -51,25 +59,27 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
                             column: sa.Column) -> set:
     """Like :func:`insert_ignore`, and returns ``column`` of the rows this statement inserted.
 
-    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL, SQLite >= 3.35): a row skipped on
-    a conflict returns nothing, so the result is exactly the rows this transaction won, without
-    selecting them again. Unordered: callers match by the returned value.
+    ``column`` must hold values unique to this transaction (e.g. ids it just allocated), so that a
+    row holding one of them is a row this statement inserted. Unordered: callers match by value.
     """
     rows = list(rows)
     if not rows:
         return set()
-    if len(rows) > 1 and conn.dialect.name == "postgresql":
-        # A batched RETURNING is one long multi-row VALUES statement that psycopg re-parses in
-        # Python on every call (its query cache stops at 4 KB): for many rows a plain executemany
-        # (one short prepared statement) and a select of the rows by ``column`` cost less.
-        # ``column`` must hold values unique to this transaction (e.g. ids it just allocated).
-        insert_ignore(conn, table, rows)
-        values = [row[column.name] for row in rows]
-        return {v for i in range(0, len(values), 500)
-                for v in conn.execute(sa.select(column).where(column.in_(values[i:i + 500]))).scalars()}
-    stmt = _built("ignore-returning", conn, table, column,
-                  lambda: _dialect_insert(conn, table).on_conflict_do_nothing().returning(column))
-    return set(conn.execute(stmt, rows).scalars())
+    ignore = lambda: _dialect_insert(conn, table).on_conflict_do_nothing()  # noqa: E731
+    if len(rows) == 1:  # the usual webhook delivery: ``ON CONFLICT DO NOTHING RETURNING``, on the driver
+        stmt = _driver_insert(f"ignore-returning-{column.name}", conn, table, rows[0],
+                              lambda: ignore().returning(column))
+        return {r[0] for r in stmt.rows(conn, rows[0])}
+    # Many rows: a batched RETURNING is one long multi-row VALUES statement that SQLAlchemy builds
+    # and psycopg re-parses in Python on every call; one short statement in an executemany costs
+    # less. The driver counts the rows it inserted: when that is all of them (the usual case), the
+    # winners are known; otherwise they are selected back by ``column``.
+    inserted = _driver_insert("ignore", conn, table, rows[0], ignore).many(conn, rows)
+    values = [row[column.name] for row in rows]
+    if inserted == len(rows):
+        return set(values)
+    return {v for i in range(0, len(values), 500)
+            for v in conn.execute(sa.select(column).where(column.in_(values[i:i + 500]))).scalars()}
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iterable[str],
@@ -103,20 +113,20 @@ def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[di
         return []
     (pk,) = table.primary_key.columns
     if len(rows) == 1:  # one row: its RETURNING needs no order (and SQLite needs no max() first)
-        stmt = _built("insert-returning", conn, table, pk, lambda: sa.insert(table).returning(pk))
-        return [conn.execute(stmt, rows[0]).scalar_one()]
+        stmt = _driver_insert("insert-returning", conn, table, rows[0], lambda: sa.insert(table).returning(pk))
+        return [stmt.rows(conn, rows[0])[0][0]]
     if conn.dialect.name == "sqlite":
         start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(pk), 0))).scalar_one() + 1
         ids = list(range(start, start + len(rows)))
-        conn.execute(sa.insert(table), [{**row, pk.name: i} for row, i in zip(rows, ids)])
-        return ids
-    # PostgreSQL: the ids from the key's sequence in one short query, then a plain executemany
-    # (a batched, ordered RETURNING is a long statement psycopg re-parses in Python on every call).
-    ids = list(conn.execute(
-        sa.text("SELECT nextval(pg_get_serial_sequence(:table, :column)) AS id "
-                "FROM generate_series(1, :n) ORDER BY id"),
-        {"table": table.fullname, "column": pk.name, "n": len(rows)}).scalars())
-    conn.execute(sa.insert(table), [{**row, pk.name: i} for row, i in zip(rows, ids)])
+    else:
+        # PostgreSQL: the ids from the key's sequence in one short query, then a plain executemany
+        # (a batched, ordered RETURNING is a long statement psycopg re-parses in Python on every call).
+        ids = list(conn.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence(:table, :column)) AS id "
+                    "FROM generate_series(1, :n) ORDER BY id"),
+            {"table": table.fullname, "column": pk.name, "n": len(rows)}).scalars())
+    with_ids = [{**row, pk.name: i} for row, i in zip(rows, ids)]
+    _driver_insert("insert", conn, table, with_ids[0], lambda: sa.insert(table)).many(conn, with_ids)
     return ids
 
 

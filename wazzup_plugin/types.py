@@ -7,6 +7,14 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 
+def _isoformat_is_sqlite_text(inner) -> bool:
+    """Whether the SQLite dialect writes naive UTC exactly as ``isoformat(" ", "microseconds")`` does."""
+    if inner is None:
+        return False
+    probes = (datetime(2026, 11, 26, 23, 5, 7, 42), datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999))
+    return all(inner(d) == d.isoformat(" ", "microseconds") for d in probes)
+
+
 class UTCDateTime(sa.TypeDecorator):
     """Aware UTC datetimes on every database (SQLite keeps naive UTC)."""
 
@@ -34,6 +42,19 @@ class UTCDateTime(sa.TypeDecorator):
         inner = self.impl_instance.bind_processor(dialect)
         naive = dialect.name == "sqlite"
         utc = timezone.utc
+        if naive and _isoformat_is_sqlite_text(inner):
+            def process_sqlite(value):
+                # The dialect's text, written by one C call: a delivery binds several stamps per
+                # message, inside the write lock, and the dialect's formatting was most of it.
+                if value is None:
+                    return None
+                if value.tzinfo is not utc:
+                    if value.tzinfo is None:
+                        raise ValueError("naive datetime given; use aware UTC datetimes")
+                    value = value.astimezone(utc)
+                return value.isoformat(" ", "microseconds")[:26]  # "YYYY-MM-DD HH:MM:SS.ffffff"
+
+            return process_sqlite
 
         def process(value):
             if value is None:

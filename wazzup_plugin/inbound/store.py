@@ -27,6 +27,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
+from wazzup_plugin.driver_sql import DriverStatement
 from wazzup_plugin.store_common import (built, host_tables, insert_ignore, insert_ignore_returning,
                                         insert_returning_ids, upsert)
 
@@ -164,6 +165,12 @@ class Writer:
     def _statement(self, name: str, build):
         """A hot statement built once per app (SQLAlchemy's building is a third of a small statement's cost)."""
         return built(self.t["messages"], ("inbound", name), build)
+
+    def _driver_statement(self, name: str, build) -> DriverStatement:
+        """A hot statement inside the write lock, compiled once and run on the driver (``driver_sql``)."""
+        dialect = self.conn.dialect
+        return built(self.t["messages"], ("inbound-driver", name, dialect.name),
+                     lambda: DriverStatement(build(), dialect))
 
     # ------------------------------------------------------------------ channels, quarantine
 
@@ -550,7 +557,7 @@ class Writer:
                 last_activity_at=sa.case((c.c.last_activity_at < last_at, last_at), else_=c.c.last_activity_at),
                 change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type))
 
-        self.conn.execute(self._statement("follow_chats", build), updates)
+        self._driver_statement("follow_chats", build).many(self.conn, updates)
         self.summary.chat_ids.update(per_chat)
 
     def _update_known(self, known: list[Message], existing: dict) -> None:
@@ -707,7 +714,7 @@ class Writer:
         p = self.t["parked"]
         # Nearly always nothing is parked: one cheap look (under the counter's lock, which every
         # writer that parks holds too) spares the lookups by id, the chats and the echo release.
-        if self.conn.execute(self._statement("any_parked", lambda: sa.select(p.c.id).limit(1))).first() is None:
+        if not self._driver_statement("any_parked", lambda: sa.select(p.c.id).limit(1)).rows(self.conn):
             return
         rows = []
         for part in _chunks(ids):

@@ -1,0 +1,92 @@
+"""DriverStatement: the webhook's hot statements on the driver's cursor behave as Connection.execute does."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from wazzup_plugin.driver_sql import DriverStatement
+from wazzup_plugin.types import UTCDateTime
+
+
+@pytest.fixture
+def scratch(engine):
+    metadata = sa.MetaData()
+    table = sa.Table("wazzup_driver_scratch", metadata,
+                     sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(50), nullable=False, unique=True),
+                     sa.Column("at", UTCDateTime()),
+                     sa.Column("hits", sa.Integer, nullable=False, server_default="0"))
+    metadata.create_all(engine)
+    yield table
+    metadata.drop_all(engine)
+
+
+def test_driver_insert_stores_what_sqlalchemy_stores(engine, scratch):
+    at = datetime(2026, 11, 26, 15, 4, 5, 123456, tzinfo=timezone(timedelta(hours=3)))
+    stmt = DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name", "at"))
+    with engine.begin() as conn:
+        [(driver_id,)] = stmt.rows(conn, {"name": "driver", "at": at})
+        sa_id = conn.execute(sa.insert(scratch).returning(scratch.c.id), {"name": "sqlalchemy", "at": at}).scalar_one()
+        raw = {name: conn.execute(sa.text("SELECT at FROM wazzup_driver_scratch WHERE id = :id"), {"id": i}).scalar_one()
+               for name, i in (("driver", driver_id), ("sqlalchemy", sa_id))}
+        read = dict(conn.execute(sa.select(scratch.c.name, scratch.c.at)).all())
+    assert raw["driver"] == raw["sqlalchemy"]  # the same stored text (SQLite) or value (PostgreSQL)
+    assert read["driver"] == read["sqlalchemy"] == at
+
+
+def test_driver_update_many_with_constants_and_named_parameters(engine, scratch):
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+        bump = DriverStatement(sa.update(scratch).where(scratch.c.name == sa.bindparam("b_name"))
+                               .values(hits=scratch.c.hits + 5), engine.dialect)
+        bump.many(conn, [{"b_name": "a"}, {"b_name": "c"}, {"b_name": "c"}])
+        assert dict(conn.execute(sa.select(scratch.c.name, scratch.c.hits)).all()) == {"a": 5, "b": 0, "c": 10}
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(engine, scratch):
+    stmt = DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name", "at"))
+    with engine.begin() as conn, pytest.raises(KeyError, match="at"):
+        stmt.rows(conn, {"name": "no stamp"})
+
+
+def test_driver_errors_become_sqlalchemy_errors_and_the_transaction_rolls_back(engine, scratch):
+    stmt = DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name",))
+    with engine.begin() as conn:
+        stmt.rows(conn, {"name": "taken"})
+    with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as conn:
+        stmt.rows(conn, {"name": "first of two"})
+        stmt.rows(conn, {"name": "taken"})
+    assert "INSERT INTO wazzup_driver_scratch" in caught.value.statement
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(scratch.c.name)).scalars().all() == ["taken"]
+
+
+def test_cursor_listeners_see_driver_statements(engine, scratch):
+    seen = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement.split()[0], executemany))
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with engine.begin() as conn:
+            DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name",)).rows(conn, {"name": "x"})
+            DriverStatement(sa.select(scratch.c.id), engine.dialect).rows(conn)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert seen == [("INSERT", False), ("SELECT", False)]
+
+
+def test_statements_needing_sqlalchemys_processing_are_refused(engine, scratch):
+    with pytest.raises(TypeError, match="not an integer"):
+        DriverStatement(sa.select(scratch.c.at), engine.dialect)
+    with_default = sa.Table("wazzup_driver_defaults", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                            sa.Column("n", sa.Integer, default=7))
+    with pytest.raises(TypeError, match="Python-side defaults"):
+        DriverStatement(sa.insert(with_default), engine.dialect, ("id",))
+
+
+def test_driver_statements_run_inside_a_transaction_only(engine, scratch):
+    with engine.connect() as conn, pytest.raises(RuntimeError, match="transaction"):
+        DriverStatement(sa.select(scratch.c.id), engine.dialect).rows(conn)
