@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from wazzup_plugin.driver_sql import DriverStatement
 
 
-def _dialect_insert(conn: sa.Connection, table: sa.Table):
+def dialect_insert(conn: sa.Connection, table: sa.Table):
     name = conn.dialect.name
     if name == "sqlite":
         return sqlite.insert(table)
@@ -51,7 +51,7 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) ->
     index locks in the same order and cannot deadlock.
     """
     if rows:
-        conn.execute(_built("ignore", conn, table, None, lambda: _dialect_insert(conn, table).on_conflict_do_nothing()),
+        conn.execute(_built("ignore", conn, table, None, lambda: dialect_insert(conn, table).on_conflict_do_nothing()),
                      list(rows))
 
 
@@ -65,7 +65,7 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
     rows = list(rows)
     if not rows:
         return set()
-    ignore = lambda: _dialect_insert(conn, table).on_conflict_do_nothing()  # noqa: E731
+    ignore = lambda: dialect_insert(conn, table).on_conflict_do_nothing()  # noqa: E731
     if len(rows) == 1:  # the usual webhook delivery: ``ON CONFLICT DO NOTHING RETURNING``, on the driver
         stmt = _driver_insert(f"ignore-returning-{column.name}", conn, table, rows[0],
                               lambda: ignore().returning(column))
@@ -90,7 +90,7 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iter
     """
     if not rows:
         return
-    stmt = _dialect_insert(conn, table)
+    stmt = dialect_insert(conn, table)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=list(key), set_={c: excluded[c] for c in update},
