@@ -7,33 +7,32 @@ driver's own 5-20 µs, and on SQLite every microsecond inside the lock is a micr
 writer waits. :class:`DriverStatement` compiles a statement once per dialect and keeps what
 SQLAlchemy would do per call that matters here:
 
-- parameters go through the column types' own bind processors (dates in UTC, as every other write);
+- parameters go through the column types' own bind processors, and results through their result
+  processors (dates in UTC, booleans as booleans), exactly as with ``Connection.execute``;
 - ``before_cursor_execute``/``after_cursor_execute`` listeners still see every statement;
 - driver errors become SQLAlchemy's (``IntegrityError``, ``OperationalError``…), and a lost
   connection is invalidated, exactly as ``Connection.execute`` would.
 
-It returns the driver's own values, so it is only for statements whose results need no type
-processing (integers, or no rows): anything else goes through ``Connection.execute``.
+:func:`run_together` runs statements that do not depend on each other's results in one round
+trip on PostgreSQL (psycopg's pipeline mode): on a loopback connection a round trip costs more than
+the statement itself.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
-
-_INTEGER_RESULTS = (sa.Integer,)
 
 
 class DriverStatement:
     """One SQLAlchemy statement compiled for one dialect, with its parameters in the driver's order."""
 
-    __slots__ = ("sql", "_order", "_processors", "_constants", "_positional")
+    __slots__ = ("sql", "_order", "_processors", "_constants", "_positional", "_row", "_results")
 
     def __init__(self, stmt, dialect: sa.Dialect, column_keys: Sequence[str] | None = None):
-        for column in getattr(stmt, "exported_columns", ()):
-            if not isinstance(column.type, _INTEGER_RESULTS):
-                raise TypeError(f"{column} is not an integer: its values need SQLAlchemy's result processing")
         compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
         if compiled.insert_prefetch or compiled.update_prefetch:
             # Python-side column defaults are filled in by SQLAlchemy's execution context.
@@ -51,6 +50,10 @@ class DriverStatement:
                 self._processors[name] = process
             if not bind.required and bind.callable is None:
                 self._constants[name] = bind.value  # e.g. the 1 in ``value + 1``
+        columns = getattr(stmt, "exported_columns", None)
+        self._row = namedtuple("DriverRow", list(columns.keys())) if columns else None
+        self._results = [(i, process) for i, column in enumerate(columns or ())
+                         if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))]
 
     def parameters(self, values: dict):
         """The driver's parameters for ``values`` (a missing key is an error, never a silent NULL)."""
@@ -64,12 +67,11 @@ class DriverStatement:
         return out if self._positional else dict(zip(self._order, out))
 
     def rows(self, conn: sa.Connection, values: dict | None = None) -> list[tuple]:
-        """Run once; the rows it returns (RETURNING, SELECT), as the driver's tuples."""
-        cursor = _run(conn, self.sql, self.parameters(values or {}), many=False)
-        try:
-            return cursor.fetchall() if cursor.description else []
-        finally:
-            cursor.close()
+        """Run once; the rows it returns (RETURNING, SELECT) as named tuples of processed values."""
+        with _cursor(conn) as cursor:
+            sql, params = _execute(conn, cursor, self.sql, self.parameters(values or {}), many=False)
+            with _translated(conn, cursor, sql, params):
+                return self._fetch(cursor)
 
     def many(self, conn: sa.Connection, rows: Sequence[dict]) -> int:
         """Run once per row in one ``executemany`` (statements that return nothing); the rows changed.
@@ -78,38 +80,97 @@ class DriverStatement:
         counts only the rows it inserted."""
         if not rows:
             return 0
-        cursor = _run(conn, self.sql, [self.parameters(r) for r in rows], many=True)
-        try:
+        with _cursor(conn) as cursor:
+            _execute(conn, cursor, self.sql, [self.parameters(r) for r in rows], many=True)
             return cursor.rowcount
-        finally:
+
+    def _fetch(self, cursor) -> list[tuple]:
+        if self._row is None or cursor.description is None:
+            return []
+        rows = cursor.fetchall()
+        make, results = self._row._make, self._results
+        if not results:
+            return [make(r) for r in rows]
+        out = []
+        for r in rows:
+            r = list(r)
+            for i, process in results:
+                r[i] = process(r[i])
+            out.append(make(r))
+        return out
+
+
+def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dict]]) -> list[list[tuple]]:
+    """Run statements whose parameters do not depend on each other's results; the rows of each.
+
+    PostgreSQL (psycopg with pipeline support): all of them in one round trip, the transaction's
+    ``BEGIN`` included when it is the first. Elsewhere, one after another.
+    """
+    dbapi_conn = _dbapi_connection(conn)
+    pipeline = getattr(dbapi_conn, "pipeline", None)
+    if pipeline is None or len(calls) < 2 or not _pipeline_supported():
+        return [stmt.rows(conn, values) for stmt, values in calls]
+    cursors = []
+    try:
+        with _translated(conn, None, ";\n".join(stmt.sql for stmt, _ in calls), None):
+            with pipeline():
+                for stmt, values in calls:
+                    cursor = dbapi_conn.cursor()
+                    cursors.append(cursor)
+                    _execute(conn, cursor, stmt.sql, stmt.parameters(values), many=False)
+            # Leaving the block synchronised the pipeline: every result is in its cursor.
+            return [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
+    finally:
+        for cursor in cursors:
             cursor.close()
 
 
-def _run(conn: sa.Connection, sql: str, params, many: bool):
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
+def _dbapi_connection(conn: sa.Connection):
     if not conn.in_transaction():
         raise RuntimeError("driver statements run inside the caller's transaction")
-    dbapi_conn = conn.connection.dbapi_connection
-    cursor = dbapi_conn.cursor()
-    dispatch = conn.dispatch
+    return conn.connection.dbapi_connection
+
+
+@contextmanager
+def _cursor(conn: sa.Connection):
+    cursor = _dbapi_connection(conn).cursor()
     try:
-        if dispatch.before_cursor_execute:  # tests stage races and failures here
-            for listener in dispatch.before_cursor_execute:
-                sql, params = listener(conn, cursor, sql, params, None, many)
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def _execute(conn: sa.Connection, cursor, sql: str, params, many: bool):
+    dispatch = conn.dispatch
+    if dispatch.before_cursor_execute:  # tests stage races and failures here
+        for listener in dispatch.before_cursor_execute:
+            sql, params = listener(conn, cursor, sql, params, None, many)
+    with _translated(conn, cursor, sql, params):
         if many:
             cursor.executemany(sql, params)
         else:
             cursor.execute(sql, params)
-        if dispatch.after_cursor_execute:
-            for listener in dispatch.after_cursor_execute:
-                listener(conn, cursor, sql, params, None, many)
-        return cursor
-    except conn.dialect.loaded_dbapi.Error as exc:
-        cursor.close()
-        lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+    if dispatch.after_cursor_execute:
+        for listener in dispatch.after_cursor_execute:
+            listener(conn, cursor, sql, params, None, many)
+    return sql, params
+
+
+@contextmanager
+def _translated(conn: sa.Connection, cursor, sql: str, params):
+    """Driver errors as SQLAlchemy's; a lost connection is invalidated (as ``Connection.execute`` does)."""
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
         if lost:
             conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
-                                         connection_invalidated=lost, dialect=conn.dialect) from exc
-    except BaseException:
-        cursor.close()
-        raise
+        raise sa.exc.DBAPIError.instance(sql, params, exc, error, connection_invalidated=lost,
+                                         dialect=conn.dialect) from exc

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from wazzup_plugin.driver_sql import DriverStatement
+from wazzup_plugin.driver_sql import DriverStatement, run_together
 from wazzup_plugin.types import UTCDateTime
 
 
@@ -78,9 +78,39 @@ def test_cursor_listeners_see_driver_statements(engine, scratch):
     assert seen == [("INSERT", False), ("SELECT", False)]
 
 
-def test_statements_needing_sqlalchemys_processing_are_refused(engine, scratch):
-    with pytest.raises(TypeError, match="not an integer"):
-        DriverStatement(sa.select(scratch.c.at), engine.dialect)
+def test_driver_rows_are_processed_as_sqlalchemy_processes_them(engine, scratch):
+    at = datetime(2026, 11, 26, 15, 4, 5, 123456, tzinfo=timezone(timedelta(hours=3)))
+    flag = sa.literal(True, sa.Boolean).label("flag")
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": "a", "at": at}, {"name": "b", "at": None}])
+        query = sa.select(scratch.c.name, scratch.c.at, scratch.c.hits, flag).order_by(scratch.c.name)
+        expected = [tuple(r) for r in conn.execute(query)]
+        rows = DriverStatement(query, engine.dialect).rows(conn)
+    assert rows == expected and rows[0].at.tzinfo is timezone.utc and rows[0].flag is True
+    assert (rows[0].name, rows[1].at) == ("a", None)
+
+
+def test_statements_run_together_give_each_its_own_rows(engine, scratch):
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": "a"}, {"name": "b"}])
+    by_name = DriverStatement(sa.select(scratch.c.id, scratch.c.name).where(scratch.c.name == sa.bindparam("b_name")),
+                              engine.dialect)
+    with engine.begin() as conn:
+        a, nobody, b = run_together(conn, [(by_name, {"b_name": "a"}), (by_name, {"b_name": "zz"}),
+                                           (by_name, {"b_name": "b"})])
+    assert ([r.name for r in a], nobody, [r.name for r in b]) == (["a"], [], ["b"])
+
+
+def test_an_error_in_statements_run_together_is_sqlalchemys(engine, scratch):
+    insert = DriverStatement(sa.insert(scratch), engine.dialect, ("name",))
+    count = DriverStatement(sa.select(sa.func.count()).select_from(scratch), engine.dialect)
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        run_together(conn, [(insert, {"name": "twice"}), (insert, {"name": "twice"}), (count, {})])
+    with engine.begin() as conn:
+        assert DriverStatement(sa.select(sa.func.count()).select_from(scratch), engine.dialect).rows(conn) == [(0,)]
+
+
+def test_statements_with_python_side_defaults_are_refused(engine):
     with_default = sa.Table("wazzup_driver_defaults", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                             sa.Column("n", sa.Integer, default=7))
     with pytest.raises(TypeError, match="Python-side defaults"):

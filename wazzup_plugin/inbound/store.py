@@ -27,7 +27,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.driver_sql import DriverStatement
+from wazzup_plugin.driver_sql import DriverStatement, run_together
 from wazzup_plugin.store_common import (built, dialect_insert, host_tables, insert_ignore, insert_ignore_returning,
                                         insert_returning_ids, upsert)
 
@@ -250,7 +250,7 @@ class Writer:
             # Statuses (or echoes) that were waiting for these ids.
             self.apply_parked(inserted)
 
-    def _stored_after_prefetch(self, newest: dict[str, Message], prefetched: "Prefetched") -> dict[str, sa.Row]:
+    def _stored_after_prefetch(self, newest: dict[str, Message], prefetched: "Prefetched") -> dict[str, tuple]:
         """Stored rows of this delivery's messages, reusing what the lookup before the transaction found.
 
         A message found then is still stored (messages are never deleted); its row is reused as is for
@@ -268,17 +268,49 @@ class Writer:
             existing.update(self._stored_messages(again))
         return existing
 
-    def _stored_messages(self, by_id) -> dict[str, sa.Row]:
+    def _stored_select(self) -> sa.Select:
         wm, m = self.t["messages"], self.messages
+        return (sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
+                          m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
+                .join(m, m.c.id == wm.c.message_id))
+
+    def _one_stored_message_statement(self) -> tuple[DriverStatement, str]:
+        """The stored row of one Wazzup id (``=``, on the driver: the usual delivery's lookup)."""
+        wm = self.t["messages"]
+        return self._driver_statement("stored_message", lambda: self._stored_select().where(
+            wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type))), "b_wid"
+
+    def _one_stored_message(self, wid: str) -> dict[str, tuple]:
+        stmt, param = self._one_stored_message_statement()
+        return {r.wazzup_message_id: r for r in stmt.rows(self.conn, {param: wid})}
+
+    def _one_chat_statement(self) -> DriverStatement:
+        """The chat of one (channel, chat type, chat id) key (``=``, on the driver)."""
+        wc = self.t["chats"]
+        return self._driver_statement("find_chat", lambda: self._chats_select().where(
+            wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
+            wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
+            wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type)))
+
+    @staticmethod
+    def _chat_found(key: tuple, rows) -> dict[tuple, dict]:
+        return {key: rows[0]._asdict()} if rows else {}
+
+    def lookup_one(self, wid: str, key: tuple) -> tuple[dict[str, tuple], dict[tuple, dict]]:
+        """One message's stored row and its chat, both looked up at once (PostgreSQL: one round trip)."""
+        stored, param = self._one_stored_message_statement()
+        stored_rows, chat_rows = run_together(self.conn, [
+            (stored, {param: wid}),
+            (self._one_chat_statement(), {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]})])
+        return {r.wazzup_message_id: r for r in stored_rows}, self._chat_found(key, chat_rows)
+
+    def _stored_messages(self, by_id) -> dict[str, tuple]:
+        wm = self.t["messages"]
         found = {}
-        select = (sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
-                            m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
-                  .join(m, m.c.id == wm.c.message_id))
-        if len(by_id) == 1:  # the usual delivery: ``=`` spares the per-call rewrite of an expanding IN
+        select = self._stored_select()
+        if len(by_id) == 1:  # the usual delivery
             (wid,) = by_id
-            stmt = self._statement("stored_message", lambda: select.where(
-                wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type)))
-            return {r.wazzup_message_id: r for r in self.conn.execute(stmt, {"b_wid": wid})}
+            return self._one_stored_message(wid)
         stmt = self._statement("stored_messages", lambda: select.where(
             wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True))))
         for part in _chunks(sorted(by_id)):
@@ -389,22 +421,22 @@ class Writer:
         self._refresh_contacts(latest, found)
         return {k: row["chat_id"] for k, row in found.items()}
 
-    def _find_chats(self, keys) -> dict[tuple, dict]:
+    def _chats_select(self) -> sa.Select:
         wc, c = self.t["chats"], self.chats
+        return (sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
+                          wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
+                .join(c, c.c.id == wc.c.chat_id))
+
+    def _find_chats(self, keys) -> dict[tuple, dict]:
+        wc = self.t["chats"]
         found = {}
         if not keys:
             return found
-        select = (sa.select(wc.c.chat_id, wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id,
-                            wc.c.contact_name, c.c.avatar_uri, c.c.last_message_at, c.c.last_activity_at)
-                  .join(c, c.c.id == wc.c.chat_id))
+        select = self._chats_select()
         if len(keys) == 1:  # the usual delivery: ``=`` spares the per-call rewrite of three expanding INs
-            stmt = self._statement("find_chat", lambda: select.where(
-                wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
-                wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
-                wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type)))
             (key,) = keys
-            row = self.conn.execute(stmt, {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]}).mappings().first()
-            return {key: dict(row)} if row is not None else {}
+            rows = self._one_chat_statement().rows(self.conn, {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]})
+            return self._chat_found(key, rows)
         for part in _chunks(keys):
             # One IN per key column, not a row-value IN: SQLite answers ``(a, b, c) IN (VALUES ...)``
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
@@ -799,7 +831,7 @@ class Prefetched:
     every other writer waits (SQLite: the whole write transaction; PostgreSQL: the change counter).
     """
 
-    stored: dict[str, sa.Row]
+    stored: dict[str, tuple]
     chats: dict[tuple, dict]
 
     def nothing_to_write(self, delivery) -> bool:
@@ -824,6 +856,10 @@ def prefetch(conn, state, delivery, now: datetime) -> Prefetched:
     """Look up the delivery's stored messages and chats, writing nothing and taking no lock."""
     reader = Writer(_LookupsOnly(conn), state, now)
     newest = newest_copies(delivery.messages)
+    if len(newest) == 1:  # the usual delivery: both lookups at once (PostgreSQL: one round trip)
+        ((wid, msg),) = newest.items()
+        stored, chats = reader.lookup_one(wid, msg.chat_key)
+        return Prefetched(stored=stored, chats={} if stored else chats)
     stored = reader._stored_messages(newest) if newest else {}
     keys = sorted({m.chat_key for wid, m in newest.items() if wid not in stored})
     return Prefetched(stored=stored, chats=reader._find_chats(keys) if keys else {})
