@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 
 import sqlalchemy as sa
 
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 class DriverStatement:
     """One SQLAlchemy statement compiled for one dialect, with its parameters in the driver's order."""
 
-    __slots__ = ("sql", "_order", "_processors", "_constants", "_positional", "_row", "_results")
+    __slots__ = ("sql", "_order", "_get", "_processors", "_constants", "_positional", "_row", "_results")
 
     def __init__(self, stmt, dialect: sa.Dialect, column_keys: Sequence[str] | None = None):
         compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
@@ -41,13 +42,17 @@ class DriverStatement:
         self._positional = compiled.positional
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         self._order = tuple(compiled.positiontup) if compiled.positional else tuple(binds)
-        self._processors = {}
+        # Values are picked by one C-level itemgetter, then only the typed ones are converted:
+        # a delivery of 100 messages converts 100 rows of 26 columns inside the write lock.
+        get = itemgetter(*self._order) if self._order else (lambda values: ())
+        self._get = get if len(self._order) != 1 else (lambda values: (get(values),))
+        self._processors = []  # (name, processor), each name once (SQLite's ``?`` repeats a reused name)
         self._constants = {}
-        for name in self._order:
+        for name in dict.fromkeys(self._order):
             bind = binds[name]
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
-                self._processors[name] = process
+                self._processors.append((name, process))
             if not bind.required and bind.callable is None:
                 self._constants[name] = bind.value  # e.g. the 1 in ``value + 1``
         columns = getattr(stmt, "exported_columns", None)
@@ -57,14 +62,13 @@ class DriverStatement:
 
     def parameters(self, values: dict):
         """The driver's parameters for ``values`` (a missing key is an error, never a silent NULL)."""
-        processors, constants = self._processors, self._constants
-        out = []
-        for name in self._order:
-            value = values[name] if name in values or name not in constants else constants[name]
-            if value is not None and name in processors:
-                value = processors[name](value)
-            out.append(value)
-        return out if self._positional else dict(zip(self._order, out))
+        values = {**self._constants, **values} if self._constants else dict(values)
+        for name, process in self._processors:
+            value = values[name]
+            if value is not None:
+                values[name] = process(value)
+        out = self._get(values)
+        return list(out) if self._positional else dict(zip(self._order, out))
 
     def rows(self, conn: sa.Connection, values: dict | None = None) -> list[tuple]:
         """Run once; the rows it returns (RETURNING, SELECT) as named tuples of processed values."""
