@@ -120,3 +120,17 @@ def test_statements_with_python_side_defaults_are_refused(engine):
 def test_driver_statements_run_inside_a_transaction_only(engine, scratch):
     with engine.connect() as conn, pytest.raises(RuntimeError, match="transaction"):
         DriverStatement(sa.select(scratch.c.id), engine.dialect).rows(conn)
+
+
+def test_a_lost_connection_is_invalidated_and_the_pool_recovers(engine, scratch, backend):
+    if backend != "postgres":
+        pytest.skip("a SQLite file has no server connection to lose")
+    select = DriverStatement(sa.select(scratch.c.id), engine.dialect)
+    with pytest.raises(sa.exc.OperationalError) as caught, engine.begin() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with engine.connect() as killer:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        select.rows(conn)
+    assert caught.value.connection_invalidated
+    with engine.begin() as conn:  # the dead connection left the pool: the next one works
+        assert select.rows(conn) == []
