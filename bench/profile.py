@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.profile browse-cursor --db sqlite
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 300
+    .venv/bin/python -m bench.profile ingest-1 --db sqlite --requests 3000 --timing   # no profiler: mean, p50
 
 The app is built exactly as gunicorn builds it (``create_app`` over the product's settings) and
 called through Falcon's test client, so the profile shows our code, not the network.
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
+import time
 from contextlib import ExitStack
 
 import falcon.testing
@@ -32,8 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--chats", type=int, default=100_000, help="browse: chats generated")
     p.add_argument("--html", help="write pyinstrument's HTML report here too")
+    p.add_argument("--timing", action="store_true",
+                   help="no profiler: time each request and print the mean and p50 (before/after figures)")
     args = p.parse_args(argv)
-    from pyinstrument import Profiler
 
     with ExitStack() as stack:
         url = stack.enter_context(throwaway_database(args.db, "profile"))
@@ -49,11 +53,27 @@ def main(argv=None) -> int:
         app = build_app(url, **extra)
         client = falcon.testing.TestClient(app)
         call = _prepare(args, url, client)
-        for i in range(10):  # warm-up: imports, caches, statement compilation
+        warmup = 10
+        for i in range(warmup):  # warm-up: imports, caches, statement compilation
             call(i)
+        if args.db == "postgres" and args.case.startswith("ingest"):
+            from bench.ingest import _analyze
+
+            # Planner statistics, as bench.ingest gives them after its warm-up, taken on tables of
+            # the size the measured requests will see (statistics of ten rows plan sequential scans).
+            warmup = max(10, args.requests)
+            for i in range(10, warmup):
+                call(i)
+            _analyze(url)
+        if args.timing:
+            _time(call, args, warmup)
+            app.helpdesk.db.engine.dispose()
+            return 0
+        from pyinstrument import Profiler
+
         profiler = Profiler(interval=0.0005)
         profiler.start()
-        for i in range(10, 10 + args.requests):
+        for i in range(warmup, warmup + args.requests):
             call(i)
         profiler.stop()
         print(profiler.output_text(unicode=True, color=False, show_all=False))
@@ -62,6 +82,17 @@ def main(argv=None) -> int:
                 f.write(profiler.output_html())
         app.helpdesk.db.engine.dispose()
     return 0
+
+
+def _time(call, args, start: int) -> None:
+    times = []
+    for i in range(start, start + args.requests):
+        t0 = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f"{args.case} on {args.db}: {len(times)} requests in-process, "
+          f"mean {statistics.fmean(times) * 1e3:.3f} ms, p50 {times[len(times) // 2] * 1e3:.3f} ms")
 
 
 def _prepare(args, url, client):

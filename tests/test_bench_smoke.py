@@ -90,3 +90,12 @@ def test_bulk_generated_chats_and_messages_page_through_the_api(database_url, en
     assert len(ids) == 5 and ids == sorted(ids)
     assert all(bulk.message_chat(i, 30) == bulk.HOT_CHAT for i in ids)
     assert messages["items"][-1]["wazzup_message_id"].startswith("00000000-0000-4000-8000-")
+
+
+@pytest.mark.parametrize("case", ["ingest-1", "ingest-100"])
+def test_profile_timing_mode_runs_a_case_in_process_without_the_profiler(case, capsys):
+    from bench import profile
+
+    assert profile.main([case, "--db", "sqlite", "--requests", "3", "--timing"]) == 0
+    assert re.search(rf"^{case} on sqlite: 3 requests in-process, mean [\d.]+ ms, p50 [\d.]+ ms$",
+                     capsys.readouterr().out, re.MULTILINE)
