@@ -87,5 +87,5 @@ def bare_app() -> falcon.App:
     return _app(BareWebhook())
 
 
-def probe_app() -> falcon.App:
-    return _app(ProbeWebhook(product_engine(os.environ["BENCH_DATABASE_URL"])))
+def probe_app(engine: sa.Engine | None = None) -> falcon.App:
+    return _app(ProbeWebhook(engine or product_engine(os.environ["BENCH_DATABASE_URL"])))

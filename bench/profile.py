@@ -12,6 +12,7 @@ pyinstrument is a benchmark tool, not a product dependency: ``pip install -e '.[
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -25,7 +26,8 @@ from bench.common import build_app, webhook_headers
 from bench.databases import create_product_schema, product_plugin_manager, throwaway_database
 from bench.harness import free_port
 
-CASES = ("browse-first", "browse-cursor", "browse-messages", "ingest-1", "ingest-100", "ingest-redelivery", "send")
+CASES = ("browse-first", "browse-cursor", "browse-messages", "ingest-1", "ingest-100", "ingest-redelivery", "send",
+         "probe-1", "probe-100")
 
 
 def main(argv=None) -> int:
@@ -50,13 +52,22 @@ def main(argv=None) -> int:
             stack.callback(sandbox.stop)
             extra = dict(api_url=sandbox_url, WAZZUP24_API_KEY=SANDBOX_KEY, WAZZUP24_RATE_LIMIT="500",
                          WAZZUP24_RATE_WINDOW="0.1")
-        app = build_app(url, **extra)
+        if args.case.startswith("probe"):  # the bare-stack baseline of bench.ingest, in-process
+            from bench.apps import create_probe_table, probe_app, product_engine
+
+            create_probe_table(url)
+            engine = product_engine(url)
+            app = probe_app(engine)
+        else:
+            app = build_app(url, **extra)
+            engine = app.helpdesk.db.engine
+        stack.callback(engine.dispose)
         client = falcon.testing.TestClient(app)
         call = _prepare(args, url, client)
         warmup = 10
         for i in range(warmup):  # warm-up: imports, caches, statement compilation
             call(i)
-        if args.db == "postgres" and args.case.startswith("ingest"):
+        if args.db == "postgres" and args.case.startswith(("ingest", "probe")):
             from bench.ingest import _analyze
 
             # Planner statistics, as bench.ingest gives them after its warm-up, taken on tables of
@@ -67,7 +78,6 @@ def main(argv=None) -> int:
             _analyze(url)
         if args.timing:
             _time(call, args, warmup)
-            app.helpdesk.db.engine.dispose()
             return 0
         from pyinstrument import Profiler
 
@@ -80,19 +90,45 @@ def main(argv=None) -> int:
         if args.html:
             with open(args.html, "w", encoding="utf-8") as f:
                 f.write(profiler.output_html())
-        app.helpdesk.db.engine.dispose()
     return 0
 
 
 def _time(call, args, start: int) -> None:
+    """Per request: wall time, this process's CPU and (PostgreSQL) the database server's CPU.
+
+    On a machine of two cores the server's CPU competes with the workers', so a flow that runs
+    more statements pays twice: in the driver and in the server.
+    """
     times = []
+    cpu0, server0 = time.process_time(), _postgres_cpu() if args.db == "postgres" else 0.0
     for i in range(start, start + args.requests):
         t0 = time.perf_counter()
         call(i)
         times.append(time.perf_counter() - t0)
+    n = len(times)
+    cpu = (time.process_time() - cpu0) / n
+    server = (_postgres_cpu() - server0) / n if args.db == "postgres" else None
     times.sort()
-    print(f"{args.case} on {args.db}: {len(times)} requests in-process, "
-          f"mean {statistics.fmean(times) * 1e3:.3f} ms, p50 {times[len(times) // 2] * 1e3:.3f} ms")
+    print(f"{args.case} on {args.db}: {n} requests in-process, "
+          f"mean {statistics.fmean(times) * 1e3:.3f} ms, p50 {times[n // 2] * 1e3:.3f} ms, "
+          f"our CPU {cpu * 1e3:.3f} ms" + (f", PostgreSQL's CPU {server * 1e3:.3f} ms" if server is not None else ""))
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (user + system), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def _prepare(args, url, client):
@@ -121,7 +157,7 @@ def _prepare(args, url, client):
         return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
                                                   json={"text": TEXT}, headers=headers))
     run = random.randrange(1, 2**30)
-    batch = 100 if args.case == "ingest-100" else 1
+    batch = 100 if args.case in ("ingest-100", "probe-100") else 1
     pool = 500 if args.case == "ingest-redelivery" else None
 
     def body(i):
