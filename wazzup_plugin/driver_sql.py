@@ -35,9 +35,9 @@ class DriverStatement:
 
     def __init__(self, stmt, dialect: sa.Dialect, column_keys: Sequence[str] | None = None):
         compiled = stmt.compile(dialect=dialect, column_keys=list(column_keys) if column_keys else None)
-        if compiled.insert_prefetch or compiled.update_prefetch:
-            # Python-side column defaults are filled in by SQLAlchemy's execution context.
-            raise TypeError(f"{stmt} has Python-side defaults for {compiled.insert_prefetch or compiled.update_prefetch}")
+        defaulted = compiled.insert_prefetch or compiled.update_prefetch
+        if defaulted:  # Python-side column defaults are filled in by SQLAlchemy's execution context
+            raise TypeError(f"{stmt} has Python-side defaults for {defaulted}")
         self.sql = compiled.string
         self._positional = compiled.positional
         binds = {name: bind for bind, name in compiled.bind_names.items()}

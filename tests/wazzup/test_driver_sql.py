@@ -28,7 +28,8 @@ def test_driver_insert_stores_what_sqlalchemy_stores(engine, scratch):
     with engine.begin() as conn:
         [(driver_id,)] = stmt.rows(conn, {"name": "driver", "at": at})
         sa_id = conn.execute(sa.insert(scratch).returning(scratch.c.id), {"name": "sqlalchemy", "at": at}).scalar_one()
-        raw = {name: conn.execute(sa.text("SELECT at FROM wazzup_driver_scratch WHERE id = :id"), {"id": i}).scalar_one()
+        stored_at = sa.text("SELECT at FROM wazzup_driver_scratch WHERE id = :id")
+        raw = {name: conn.execute(stored_at, {"id": i}).scalar_one()
                for name, i in (("driver", driver_id), ("sqlalchemy", sa_id))}
         read = dict(conn.execute(sa.select(scratch.c.name, scratch.c.at)).all())
     assert raw["driver"] == raw["sqlalchemy"]  # the same stored text (SQLite) or value (PostgreSQL)
@@ -71,7 +72,8 @@ def test_cursor_listeners_see_driver_statements(engine, scratch):
     sa.event.listen(engine, "before_cursor_execute", listener)
     try:
         with engine.begin() as conn:
-            DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name",)).rows(conn, {"name": "x"})
+            insert = DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name",))
+            insert.rows(conn, {"name": "x"})
             DriverStatement(sa.select(scratch.c.id), engine.dialect).rows(conn)
     finally:
         sa.event.remove(engine, "before_cursor_execute", listener)

@@ -774,7 +774,9 @@ class Writer:
         p = self.t["parked"]
         # Nearly always nothing is parked: one cheap look (under the counter's lock, which every
         # writer that parks holds too) spares the lookups by id, the chats and the echo release.
-        if self._nothing_parked or not self._driver_statement("any_parked", lambda: sa.select(p.c.id).limit(1)).rows(self.conn):
+        if self._nothing_parked:  # this transaction's own insert saw none, under the same lock
+            return
+        if not self._driver_statement("any_parked", lambda: sa.select(p.c.id).limit(1)).rows(self.conn):
             return
         rows = []
         for part in _chunks(ids):
