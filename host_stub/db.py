@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -114,11 +114,13 @@ class Database:
 
     @contextmanager
     def write(self):
-        # The connection is checked out before the writer's turn and returned after it: the turn
-        # (SQLite's write lock) covers the transaction alone, which every other writer waits for.
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        # The connection is checked out inside the writer's turn (a writer waiting for its turn holds
+        # no pool connection, so queued writers never starve readers) and goes back to the pool after
+        # the turn: its return (a reset) is no work for the lock every other writer waits for.
+        with ExitStack() as after_the_turn:
             with self._writers.turn() if self._writers else nullcontext():
+                conn = after_the_turn.enter_context(self.engine.connect())
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                 with conn.begin():
                     tx = WriteTx(conn, self)
                     yield tx
@@ -155,13 +157,14 @@ class Database:
 def _driver_scalar(conn: sa.Connection, sql: str):
     """The first column of the first row of ``sql`` (no parameters), run on the driver's cursor.
 
-    Cursor listeners still see the statement; driver errors become SQLAlchemy's, and a lost
-    connection is invalidated, as ``Connection.execute`` would do.
+    Cursor listeners still see the statement, and an error goes through SQLAlchemy's own handler
+    (private API, stable since 1.4) exactly as in ``Connection.execute``: wrapped as SQLAlchemy's,
+    ``handle_error`` listeners run, a lost connection invalidated.
     """
-    dbapi_conn = conn.connection.dbapi_connection
-    cursor = dbapi_conn.cursor()
     params = ()
+    cursor = None
     try:
+        cursor = conn.connection.dbapi_connection.cursor()
         dispatch = conn.dispatch
         if dispatch.before_cursor_execute:
             for listener in dispatch.before_cursor_execute:
@@ -172,14 +175,12 @@ def _driver_scalar(conn: sa.Connection, sql: str):
                 listener(conn, cursor, sql, params, None, False)
         row = cursor.fetchone()
         return row[0] if row is not None else None
-    except conn.dialect.loaded_dbapi.Error as exc:
-        lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
-                                         connection_invalidated=lost, dialect=conn.dialect) from exc
+    except BaseException as exc:
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+        raise  # the handler raises; this is never reached
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
 
 
 class WriterQueue:

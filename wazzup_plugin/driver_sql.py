@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 
 import sqlalchemy as sa
@@ -38,9 +38,14 @@ class DriverStatement:
         defaulted = compiled.insert_prefetch or compiled.update_prefetch
         if defaulted:  # Python-side column defaults are filled in by SQLAlchemy's execution context
             raise TypeError(f"{stmt} has Python-side defaults for {defaulted}")
+        if compiled.post_compile_params or compiled.literal_execute_params or compiled.escaped_bind_names:
+            # Expanding IN, literal-execute and escaped names are rewritten per call by SQLAlchemy.
+            raise TypeError(f"{stmt} needs SQLAlchemy's per-call rendering of its parameters")
         self.sql = compiled.string
         self._positional = compiled.positional
-        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        binds: dict[str, list] = {}
+        for bind, name in compiled.bind_names.items():
+            binds.setdefault(name, []).append(bind)
         self._order = tuple(compiled.positiontup) if compiled.positional else tuple(binds)
         # Values are picked by one C-level itemgetter, then only the typed ones are converted:
         # a delivery of 100 messages converts 100 rows of 26 columns inside the write lock.
@@ -49,24 +54,25 @@ class DriverStatement:
         self._processors = []  # (name, processor), each name once (SQLite's ``?`` repeats a reused name)
         self._constants = {}
         for name in dict.fromkeys(self._order):
-            bind = binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = None
+            for bind in binds[name]:  # as SQLAlchemy does: the last of a name's binds with a processor
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect) or process
+                if not bind.required and bind.callable is None:
+                    self._constants[name] = bind.value  # e.g. the 1 in ``value + 1``
             if process is not None:
                 self._processors.append((name, process))
-            if not bind.required and bind.callable is None:
-                self._constants[name] = bind.value  # e.g. the 1 in ``value + 1``
         columns = getattr(stmt, "exported_columns", None)
         self._row = namedtuple("DriverRow", list(columns.keys())) if columns else None
+        # The driver's type code is not known here: a type whose result processing needs it (e.g.
+        # Numeric on psycopg) raises now, at construction, never silently later.
         self._results = [(i, process) for i, column in enumerate(columns or ())
                          if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))]
 
     def parameters(self, values: dict):
         """The driver's parameters for ``values`` (a missing key is an error, never a silent NULL)."""
         values = {**self._constants, **values} if self._constants else dict(values)
-        for name, process in self._processors:
-            value = values[name]
-            if value is not None:
-                values[name] = process(value)
+        for name, process in self._processors:  # None too: a type may store it as something else
+            values[name] = process(values[name])
         out = self._get(values)
         return list(out) if self._positional else dict(zip(self._order, out))
 
@@ -75,7 +81,8 @@ class DriverStatement:
         with _cursor(conn) as cursor:
             sql, params = _execute(conn, cursor, self.sql, self.parameters(values or {}), many=False)
             with _translated(conn, cursor, sql, params):
-                return self._fetch(cursor)
+                fetched = self._fetch(cursor)
+        return self._process(fetched)
 
     def many(self, conn: sa.Connection, rows: Sequence[dict]) -> int:
         """Run once per row in one ``executemany`` (statements that return nothing); the rows changed.
@@ -88,11 +95,11 @@ class DriverStatement:
             _execute(conn, cursor, self.sql, [self.parameters(r) for r in rows], many=True)
             return cursor.rowcount
 
-    def _fetch(self, cursor) -> list[tuple]:
-        if self._row is None or cursor.description is None:
-            return []
-        rows = cursor.fetchall()
-        make, results = self._row._make, self._results
+    def _fetch(self, cursor) -> list:
+        return cursor.fetchall() if self._row is not None and cursor.description is not None else []
+
+    def _process(self, rows: list) -> list[tuple]:
+        make, results = self._row._make if self._row is not None else tuple, self._results
         if not results:
             return [make(r) for r in rows]
         out = []
@@ -115,18 +122,20 @@ def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dic
     if pipeline is None or len(calls) < 2 or not _pipeline_supported():
         return [stmt.rows(conn, values) for stmt, values in calls]
     cursors = []
-    try:
-        with _translated(conn, None, ";\n".join(stmt.sql for stmt, _ in calls), None):
+    # In a pipeline an error surfaces at a later call than the statement that caused it: it is
+    # reported against all of them.
+    with _translated(conn, None, ";\n".join(stmt.sql for stmt, _ in calls), None):
+        try:
             with pipeline():
                 for stmt, values in calls:
-                    cursor = dbapi_conn.cursor()
-                    cursors.append(cursor)
-                    _execute(conn, cursor, stmt.sql, stmt.parameters(values), many=False)
+                    cursors.append(dbapi_conn.cursor())
+                    _execute(conn, cursors[-1], stmt.sql, stmt.parameters(values), many=False, translate=False)
             # Leaving the block synchronised the pipeline: every result is in its cursor.
-            return [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
-    finally:
-        for cursor in cursors:
-            cursor.close()
+            fetched = [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    return [stmt._process(rows) for (stmt, _), rows in zip(calls, fetched)]
 
 
 def _pipeline_supported() -> bool:
@@ -143,19 +152,21 @@ def _dbapi_connection(conn: sa.Connection):
 
 @contextmanager
 def _cursor(conn: sa.Connection):
-    cursor = _dbapi_connection(conn).cursor()
+    dbapi_conn = _dbapi_connection(conn)
+    with _translated(conn, None, None, None):
+        cursor = dbapi_conn.cursor()
     try:
         yield cursor
     finally:
         cursor.close()
 
 
-def _execute(conn: sa.Connection, cursor, sql: str, params, many: bool):
+def _execute(conn: sa.Connection, cursor, sql: str, params, many: bool, translate: bool = True):
     dispatch = conn.dispatch
     if dispatch.before_cursor_execute:  # tests stage races and failures here
         for listener in dispatch.before_cursor_execute:
             sql, params = listener(conn, cursor, sql, params, None, many)
-    with _translated(conn, cursor, sql, params):
+    with _translated(conn, cursor, sql, params) if translate else nullcontext():
         if many:
             cursor.executemany(sql, params)
         else:
@@ -167,14 +178,16 @@ def _execute(conn: sa.Connection, cursor, sql: str, params, many: bool):
 
 
 @contextmanager
-def _translated(conn: sa.Connection, cursor, sql: str, params):
-    """Driver errors as SQLAlchemy's; a lost connection is invalidated (as ``Connection.execute`` does)."""
-    error = conn.dialect.loaded_dbapi.Error
+def _translated(conn: sa.Connection, cursor, sql: str | None, params):
+    """An error while the driver works goes through SQLAlchemy's own handler, as in ``Connection.execute``.
+
+    Driver errors become SQLAlchemy's (with the parameters hidden when the engine hides them),
+    ``handle_error`` listeners run, a lost connection is invalidated (the pool's older connections
+    with it), and an interrupt invalidates the connection it cut short. The handler is private
+    SQLAlchemy API (stable since 1.4); re-implementing it would drift from what it does.
+    """
     try:
         yield
-    except error as exc:
-        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-        if lost:
-            conn.invalidate(exc)
-        raise sa.exc.DBAPIError.instance(sql, params, exc, error, connection_invalidated=lost,
-                                         dialect=conn.dialect) from exc
+    except BaseException as exc:
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+        raise  # the handler raises; this is never reached

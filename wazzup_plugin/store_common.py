@@ -74,7 +74,8 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
     # and psycopg re-parses in Python on every call; one short statement in an executemany costs
     # less. The driver counts the rows it inserted: when that is all of them (the usual case), the
     # winners are known; otherwise they are selected back by ``column``.
-    inserted = _driver_insert("ignore", conn, table, rows[0], ignore).many(conn, rows)
+    # ``inline()``: no implicit RETURNING of the key (PostgreSQL adds one to a plain insert).
+    inserted = _driver_insert("ignore", conn, table, rows[0], lambda: ignore().inline()).many(conn, rows)
     values = [row[column.name] for row in rows]
     if inserted == len(rows):
         return set(values)
@@ -126,7 +127,7 @@ def insert_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[di
                     "FROM generate_series(1, :n) ORDER BY id"),
             {"table": table.fullname, "column": pk.name, "n": len(rows)}).scalars())
     with_ids = [{**row, pk.name: i} for row, i in zip(rows, ids)]
-    _driver_insert("insert", conn, table, with_ids[0], lambda: sa.insert(table)).many(conn, with_ids)
+    _driver_insert("insert", conn, table, with_ids[0], lambda: sa.insert(table).inline()).many(conn, with_ids)
     return ids
 
 

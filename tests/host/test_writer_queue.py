@@ -136,3 +136,36 @@ def test_a_child_forked_during_a_turn_does_not_keep_the_file_locked(tmp_path):
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
         engine.dispose()
+
+
+def test_writers_waiting_for_their_turn_hold_no_pool_connection(tmp_path):
+    # Two pool connections: one writer inside, one waiting for its turn; a reader must still get one.
+    engine = make_engine(f"sqlite:///{tmp_path / 'hd.db'}", pool_size=2, max_overflow=0, pool_timeout=1)
+    db = Database(engine)
+    inside, release, waiting_done = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with db.write():
+            inside.set()
+            release.wait(WAIT)
+
+    def second():
+        with db.write():
+            pass
+        waiting_done.set()
+
+    a, b = threading.Thread(target=first), threading.Thread(target=second)
+    try:
+        a.start()
+        assert inside.wait(WAIT)
+        b.start()
+        b.join(0.3)  # let the second writer reach its turn and wait there
+        assert not waiting_done.is_set()
+        with db.read() as conn:  # before the change, the waiting writer held the second connection
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        release.set()
+        a.join(WAIT)
+        b.join(WAIT)
+        engine.dispose()
+    assert waiting_done.is_set()

@@ -136,3 +136,61 @@ def test_a_lost_connection_is_invalidated_and_the_pool_recovers(engine, scratch,
     assert caught.value.connection_invalidated
     with engine.begin() as conn:  # the dead connection left the pool: the next one works
         assert select.rows(conn) == []
+
+
+def _sent_by_sqlalchemy(engine, conn, stmt, values):
+    sent = []
+    listener = lambda c, cursor, statement, parameters, *rest: sent.append(parameters)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        conn.execute(stmt, values)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    return sent[0]
+
+
+def test_a_bind_used_twice_is_converted_as_sqlalchemy_converts_it(engine, scratch):
+    at = datetime(2030, 1, 1, 5, 0, tzinfo=timezone(timedelta(hours=3)))
+    later = sa.bindparam("y")  # untyped: the comparison types one use, the other stays untyped
+    stmt = (sa.update(scratch).where(scratch.c.name == sa.bindparam("b_name"))
+            .values(at=sa.case((scratch.c.at < later, later), else_=scratch.c.at)))
+    values = {"b_name": "a", "y": at}
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), {"name": "a", "at": datetime(2029, 1, 1, tzinfo=timezone.utc)})
+        expected = _sent_by_sqlalchemy(engine, conn, stmt, values)
+        assert DriverStatement(stmt, engine.dialect).parameters(values) == (
+            list(expected) if isinstance(expected, (list, tuple)) else expected)
+
+
+def test_driver_errors_hide_parameters_when_the_engine_hides_them(database_url, scratch):
+    from host_stub.db import make_engine
+
+    hiding = make_engine(database_url, hide_parameters=True)
+    insert = DriverStatement(sa.insert(scratch), hiding.dialect, ("name",))
+    try:
+        with pytest.raises(sa.exc.IntegrityError) as caught, hiding.begin() as conn:
+            insert.many(conn, [{"name": "secret-value-1"}, {"name": "secret-value-1"}])
+    finally:
+        hiding.dispose()
+    # SQLAlchemy's own rendering; PostgreSQL's detail ("Key (name)=(…) already exists") is the server's text.
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(caught.value)
+    assert "'secret-value-1'" not in str(caught.value)
+
+
+def test_handle_error_listeners_see_driver_errors(engine, scratch):
+    seen = []
+    listener = lambda context: seen.append(type(context.original_exception).__name__)  # noqa: E731
+    sa.event.listen(engine, "handle_error", listener)
+    insert = DriverStatement(sa.insert(scratch), engine.dialect, ("name",))
+    try:
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            insert.many(conn, [{"name": "twice"}, {"name": "twice"}])
+    finally:
+        sa.event.remove(engine, "handle_error", listener)
+    assert len(seen) == 1 and ("Integrity" in seen[0] or "UniqueViolation" in seen[0])
+
+
+def test_statements_sqlalchemy_renders_per_call_are_refused(engine, scratch):
+    with pytest.raises(TypeError, match="per-call rendering"):
+        DriverStatement(sa.select(scratch.c.id).where(scratch.c.name.in_(sa.bindparam("names", expanding=True))),
+                        engine.dialect)
