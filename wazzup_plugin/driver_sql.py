@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 
 import sqlalchemy as sa
@@ -78,11 +77,7 @@ class DriverStatement:
 
     def rows(self, conn: sa.Connection, values: dict | None = None) -> list[tuple]:
         """Run once; the rows it returns (RETURNING, SELECT) as named tuples of processed values."""
-        with _cursor(conn) as cursor:
-            sql, params = _execute(conn, cursor, self.sql, self.parameters(values or {}), many=False)
-            with _translated(conn, cursor, sql, params):
-                fetched = self._fetch(cursor)
-        return self._process(fetched)
+        return self._process(_run(conn, self.sql, self.parameters(values or {}), False, self._fetch))
 
     def many(self, conn: sa.Connection, rows: Sequence[dict]) -> int:
         """Run once per row in one ``executemany`` (statements that return nothing); the rows changed.
@@ -91,9 +86,7 @@ class DriverStatement:
         counts only the rows it inserted."""
         if not rows:
             return 0
-        with _cursor(conn) as cursor:
-            _execute(conn, cursor, self.sql, [self.parameters(r) for r in rows], many=True)
-            return cursor.rowcount
+        return _run(conn, self.sql, [self.parameters(r) for r in rows], True, _rowcount)
 
     def _fetch(self, cursor) -> list:
         return cursor.fetchall() if self._row is not None and cursor.description is not None else []
@@ -121,20 +114,28 @@ def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dic
     pipeline = getattr(dbapi_conn, "pipeline", None)
     if pipeline is None or len(calls) < 2 or not _pipeline_supported():
         return [stmt.rows(conn, values) for stmt, values in calls]
-    cursors = []
     # In a pipeline an error surfaces at a later call than the statement that caused it: it is
     # reported against all of them.
-    with _translated(conn, None, ";\n".join(stmt.sql for stmt, _ in calls), None):
-        try:
-            with pipeline():
-                for stmt, values in calls:
-                    cursors.append(dbapi_conn.cursor())
-                    _execute(conn, cursors[-1], stmt.sql, stmt.parameters(values), many=False, translate=False)
-            # Leaving the block synchronised the pipeline: every result is in its cursor.
-            fetched = [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
-        finally:
-            for cursor in cursors:
-                cursor.close()
+    sql = ";\n".join(stmt.sql for stmt, _ in calls)
+    cursors = []
+    try:
+        with pipeline():
+            for stmt, values in calls:
+                cursors.append(dbapi_conn.cursor())
+                statement, params = _before(conn, cursors[-1], stmt.sql, stmt.parameters(values), False)
+                cursors[-1].execute(statement, params)
+                _after(conn, cursors[-1], statement, params, False)
+        # Leaving the block synchronised the pipeline: every result is in its cursor.
+        fetched = [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
+    except BaseException as exc:
+        # The driver's errors and interrupts go to SQLAlchemy's handler; a cursor listener's own
+        # exception reaches the caller as raised (as it does from a single statement).
+        if isinstance(exc, conn.dialect.loaded_dbapi.Error) or not isinstance(exc, Exception):
+            _handle(conn, exc, sql, None, None)
+        raise
+    finally:
+        for cursor in cursors:
+            cursor.close()
     return [stmt._process(rows) for (stmt, _), rows in zip(calls, fetched)]
 
 
@@ -150,44 +151,61 @@ def _dbapi_connection(conn: sa.Connection):
     return conn.connection.dbapi_connection
 
 
-@contextmanager
-def _cursor(conn: sa.Connection):
+def _rowcount(cursor) -> int:
+    return cursor.rowcount
+
+
+def _run(conn: sa.Connection, sql: str, params, many: bool, result):
+    """Execute on a cursor of the connection's driver connection; ``result(cursor)`` is returned.
+
+    Plain ``try`` blocks, not context managers: this runs for every statement inside the write lock.
+    """
     dbapi_conn = _dbapi_connection(conn)
-    with _translated(conn, None, None, None):
-        cursor = dbapi_conn.cursor()
     try:
-        yield cursor
+        cursor = dbapi_conn.cursor()
+    except BaseException as exc:
+        _handle(conn, exc, sql, params, None)
+    try:
+        sql, params = _before(conn, cursor, sql, params, many)
+        try:
+            if many:
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
+        except BaseException as exc:
+            _handle(conn, exc, sql, params, cursor)
+        _after(conn, cursor, sql, params, many)
+        try:
+            return result(cursor)
+        except BaseException as exc:
+            _handle(conn, exc, None, None, cursor)
     finally:
         cursor.close()
 
 
-def _execute(conn: sa.Connection, cursor, sql: str, params, many: bool, translate: bool = True):
+def _before(conn: sa.Connection, cursor, sql: str, params, many: bool):
     dispatch = conn.dispatch
     if dispatch.before_cursor_execute:  # tests stage races and failures here
         for listener in dispatch.before_cursor_execute:
             sql, params = listener(conn, cursor, sql, params, None, many)
-    with _translated(conn, cursor, sql, params) if translate else nullcontext():
-        if many:
-            cursor.executemany(sql, params)
-        else:
-            cursor.execute(sql, params)
-    if dispatch.after_cursor_execute:
-        for listener in dispatch.after_cursor_execute:
-            listener(conn, cursor, sql, params, None, many)
     return sql, params
 
 
-@contextmanager
-def _translated(conn: sa.Connection, cursor, sql: str | None, params):
+def _after(conn: sa.Connection, cursor, sql: str, params, many: bool) -> None:
+    dispatch = conn.dispatch
+    if dispatch.after_cursor_execute:
+        for listener in dispatch.after_cursor_execute:
+            listener(conn, cursor, sql, params, None, many)
+
+
+def _handle(conn: sa.Connection, exc: BaseException, sql: str | None, params, cursor):
     """An error while the driver works goes through SQLAlchemy's own handler, as in ``Connection.execute``.
 
     Driver errors become SQLAlchemy's (with the parameters hidden when the engine hides them),
     ``handle_error`` listeners run, a lost connection is invalidated (the pool's older connections
     with it), and an interrupt invalidates the connection it cut short. The handler is private
-    SQLAlchemy API (stable since 1.4); re-implementing it would drift from what it does.
+    SQLAlchemy API (stable since 1.4); re-implementing it would drift from what it does. Errors
+    raised by cursor listeners are not passed to it: they reach the caller as raised.
     """
-    try:
-        yield
-    except BaseException as exc:
-        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
-        raise  # the handler raises; this is never reached
+    conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+    raise exc  # the handler raises; this is never reached
