@@ -110,16 +110,15 @@ def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dic
     PostgreSQL (psycopg with pipeline support): all of them in one round trip, the transaction's
     ``BEGIN`` included when it is the first. Elsewhere, one after another.
     """
-    dbapi_conn = _dbapi_connection(conn)
-    pipeline = getattr(dbapi_conn, "pipeline", None)
-    if pipeline is None or len(calls) < 2 or not _pipeline_supported():
+    if len(calls) < 2 or not can_run_together(conn):
         return [stmt.rows(conn, values) for stmt, values in calls]
+    dbapi_conn = _dbapi_connection(conn)
     # In a pipeline an error surfaces at a later call than the statement that caused it: it is
     # reported against all of them.
     sql = ";\n".join(stmt.sql for stmt, _ in calls)
     cursors = []
     try:
-        with pipeline():
+        with dbapi_conn.pipeline():
             for stmt, values in calls:
                 cursors.append(dbapi_conn.cursor())
                 statement, params = _before(conn, cursors[-1], stmt.sql, stmt.parameters(values), False)
@@ -139,7 +138,13 @@ def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dic
     return [stmt._process(rows) for (stmt, _), rows in zip(calls, fetched)]
 
 
-def _pipeline_supported() -> bool:
+def can_run_together(conn: sa.Connection) -> bool:
+    """Whether :func:`run_together` saves round trips here (psycopg with pipeline support).
+
+    Where it does not, a caller can run its statements one by one and skip those it no longer needs.
+    """
+    if not hasattr(_dbapi_connection(conn), "pipeline"):
+        return False
     import psycopg
 
     return psycopg.Pipeline.is_supported()

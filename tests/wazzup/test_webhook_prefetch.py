@@ -121,3 +121,17 @@ def test_a_delivery_of_statuses_alone_opens_no_lookup_transaction(deliver, paylo
         sa.event.remove(engine, "checkout", listener)
     assert answer.status_code == 200
     assert len(checkouts) == 1
+
+
+def test_a_redelivered_message_is_looked_up_without_its_chat_where_lookups_cannot_be_pipelined(
+        deliver, payload, engine, backend):
+    deliver(payload("incoming_text"))
+    selects = []
+    listener = lambda conn, cursor, statement, *rest: selects.append(statement.split("FROM")[1].split()[0])  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert deliver(payload("incoming_text")).json["duplicates"] == 1
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    # PostgreSQL sends both lookups in one round trip; elsewhere the chat is not needed for a stored message.
+    assert selects == (["wazzup_messages", "wazzup_chats"] if backend == "postgres" else ["wazzup_messages"])

@@ -27,7 +27,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.driver_sql import DriverStatement, run_together
+from wazzup_plugin.driver_sql import DriverStatement, can_run_together, run_together
 from wazzup_plugin.store_common import (built, dialect_insert, host_tables, insert_ignore, insert_ignore_returning,
                                         insert_returning_ids, upsert)
 
@@ -274,15 +274,14 @@ class Writer:
                           m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
                 .join(m, m.c.id == wm.c.message_id))
 
-    def _one_stored_message_statement(self) -> tuple[DriverStatement, str]:
-        """The stored row of one Wazzup id (``=``, on the driver: the usual delivery's lookup)."""
+    def _one_stored_message_statement(self) -> DriverStatement:
+        """The stored row of one Wazzup id, ``b_wid`` (``=``, on the driver: the usual delivery's lookup)."""
         wm = self.t["messages"]
         return self._driver_statement("stored_message", lambda: self._stored_select().where(
-            wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type))), "b_wid"
+            wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type)))
 
     def _one_stored_message(self, wid: str) -> dict[str, tuple]:
-        stmt, param = self._one_stored_message_statement()
-        return {r.wazzup_message_id: r for r in stmt.rows(self.conn, {param: wid})}
+        return {r.wazzup_message_id: r for r in self._one_stored_message_statement().rows(self.conn, {"b_wid": wid})}
 
     def _one_chat_statement(self) -> DriverStatement:
         """The chat of one (channel, chat type, chat id) key (``=``, on the driver)."""
@@ -297,12 +296,18 @@ class Writer:
         return {key: rows[0]._asdict()} if rows else {}
 
     def lookup_one(self, wid: str, key: tuple) -> tuple[dict[str, tuple], dict[tuple, dict]]:
-        """One message's stored row and its chat, both looked up at once (PostgreSQL: one round trip)."""
-        stored, param = self._one_stored_message_statement()
+        """One message's stored row and, when it is not stored, its chat.
+
+        PostgreSQL: both at once, in one round trip. Elsewhere the chat is looked up only for a new
+        message (a redelivery needs no chat)."""
+        chat_values = {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]}
+        if not can_run_together(self.conn):
+            stored = self._one_stored_message(wid)
+            return stored, {} if stored else self._chat_found(key, self._one_chat_statement().rows(self.conn, chat_values))
         stored_rows, chat_rows = run_together(self.conn, [
-            (stored, {param: wid}),
-            (self._one_chat_statement(), {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]})])
-        return {r.wazzup_message_id: r for r in stored_rows}, self._chat_found(key, chat_rows)
+            (self._one_stored_message_statement(), {"b_wid": wid}), (self._one_chat_statement(), chat_values)])
+        stored = {r.wazzup_message_id: r for r in stored_rows}
+        return stored, {} if stored else self._chat_found(key, chat_rows)
 
     def _stored_messages(self, by_id) -> dict[str, tuple]:
         wm = self.t["messages"]
@@ -860,8 +865,7 @@ def prefetch(conn, state, delivery, now: datetime) -> Prefetched:
     newest = newest_copies(delivery.messages)
     if len(newest) == 1:  # the usual delivery: both lookups at once (PostgreSQL: one round trip)
         ((wid, msg),) = newest.items()
-        stored, chats = reader.lookup_one(wid, msg.chat_key)
-        return Prefetched(stored=stored, chats={} if stored else chats)
+        return Prefetched(*reader.lookup_one(wid, msg.chat_key))
     stored = reader._stored_messages(newest) if newest else {}
     keys = sorted({m.chat_key for wid, m in newest.items() if wid not in stored})
     return Prefetched(stored=stored, chats=reader._find_chats(keys) if keys else {})
