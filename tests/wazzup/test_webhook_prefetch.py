@@ -135,3 +135,28 @@ def test_a_redelivered_message_is_looked_up_without_its_chat_where_lookups_canno
         sa.event.remove(engine, "before_cursor_execute", listener)
     # PostgreSQL sends both lookups in one round trip; elsewhere the chat is not needed for a stored message.
     assert selects == (["wazzup_messages", "wazzup_chats"] if backend == "postgres" else ["wazzup_messages"])
+
+
+def test_a_new_message_in_a_known_chat_is_written_in_one_statement_on_postgresql(
+        deliver, payload, engine, backend, wazzup_rows):
+    first = payload("incoming_text")
+    first["messages"][0]["messageId"] = "0b8f9a4e-0000-4000-8000-000000000001"
+    deliver(first)  # the chat exists, with the same contact (no rename)
+    writes = []
+
+    def listener(conn, cursor, statement, *rest):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement.lstrip().split()[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        answer = deliver(payload("incoming_text")).json
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert answer["new_messages"] == 1
+    # The change counter, then: PostgreSQL one statement (message, Wazzup row and chat), elsewhere three.
+    assert writes == (["UPDATE", "WITH"] if backend == "postgres" else ["UPDATE", "INSERT", "INSERT", "UPDATE"])
+    [chat] = wazzup_rows.chats()
+    assert chat["unread_count"] == 2
+    assert chat["last_message_preview"] == "Hello, is my order ready?"
+    assert len(wazzup_rows.messages()) == 2

@@ -14,8 +14,9 @@ CHANNEL = "b96a353b-06f5-4cac-8413-ba1d8e93f981"
 
 @pytest.fixture
 def rival(helpdesk, engine, backend):
-    """``rival(table_name, write)``: just before our first INSERT into that table, ``write(conn)``
-    runs and commits on another connection (a worker that got there first)."""
+    """``rival(table_name, write)``: just before our first statement that inserts into that table
+    (on its own, or within a larger statement), ``write(conn)`` runs and commits on another
+    connection (a worker that got there first)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): no race to stage")
     armed = {}
@@ -25,7 +26,7 @@ def rival(helpdesk, engine, backend):
 
     def before(conn, cursor, statement, parameters, context, executemany):
         for name in list(armed):
-            if statement.lstrip().upper().startswith(f"INSERT INTO {name.upper()} "):
+            if f"INSERT INTO {name.upper()} " in statement.upper():
                 write = armed.pop(name)
                 with engine.begin() as other:
                     write(other)

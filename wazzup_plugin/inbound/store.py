@@ -57,6 +57,10 @@ def _chunks(values):
         yield values[i:i + CHUNK]
 
 
+def _unbounded(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    return sa.String() if isinstance(type_, sa.String) else type_
+
+
 def placeholder(msg: Message) -> str:
     if msg.type == "unknown":
         return f"[Unknown message type: {msg.raw_type}]" if msg.raw_type else "[Unknown message type]"
@@ -312,11 +316,10 @@ class Writer:
     def _stored_messages(self, by_id) -> dict[str, tuple]:
         wm = self.t["messages"]
         found = {}
-        select = self._stored_select()
         if len(by_id) == 1:  # the usual delivery
             (wid,) = by_id
             return self._one_stored_message(wid)
-        stmt = self._statement("stored_messages", lambda: select.where(
+        stmt = self._statement("stored_messages", lambda: self._stored_select().where(
             wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True))))
         for part in _chunks(sorted(by_id)):
             rows = self.conn.execute(stmt, {"b_wids": part})
@@ -437,7 +440,6 @@ class Writer:
         found = {}
         if not keys:
             return found
-        select = self._chats_select()
         if len(keys) == 1:  # the usual delivery: ``=`` spares the per-call rewrite of three expanding INs
             (key,) = keys
             rows = self._one_chat_statement().rows(self.conn, {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]})
@@ -447,7 +449,7 @@ class Writer:
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
             # The result may hold other combinations of those values: only the asked keys are kept.
             wanted = set(part)
-            stmt = self._statement("find_chats", lambda: select.where(
+            stmt = self._statement("find_chats", lambda: self._chats_select().where(
                 wc.c.channel_id.in_(sa.bindparam("b_channels", expanding=True)),
                 wc.c.chat_type.in_(sa.bindparam("b_types", expanding=True)),
                 wc.c.wazzup_chat_id.in_(sa.bindparam("b_chats", expanding=True))))
@@ -560,16 +562,18 @@ class Writer:
         """
         if not fresh:
             return []
-        m, wm = self.messages, self.t["messages"]
-        ids = insert_returning_ids(self.conn, m, [self._message_row(x, chat_of[x.chat_key]) for x in fresh])
-        mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
-        # The rows this insert-or-ignore returns are exactly the ones we won (no re-select).
-        won = self._insert_wazzup_messages([
-            {"message_id": mine[x.message_id], "chat_id": chat_of[x.chat_key],
-             "wazzup_message_id": x.message_id, "crm_message_id": None, "is_echo": x.is_echo,
-             "sent_from_app": x.sent_from_app, "author_id": x.author_id, "ref_message_id": x.ref_message_id,
-             "version_at": x.at or self.now}
-            for x in fresh])
+        m = self.messages
+        if len(fresh) == 1 and self.conn.dialect.name == "postgresql":
+            # The usual delivery on PostgreSQL: message, Wazzup row and chat in one statement.
+            mine, won = self._store_one_message_at_once(fresh[0], chat_of[fresh[0].chat_key])
+            followed = True
+        else:
+            ids = insert_returning_ids(self.conn, m, [self._message_row(x, chat_of[x.chat_key]) for x in fresh])
+            mine = {x.message_id: host_id for x, host_id in zip(fresh, ids)}
+            # The rows this insert-or-ignore returns are exactly the ones we won (no re-select).
+            won = self._insert_wazzup_messages([
+                {"message_id": mine[x.message_id], **self._wazzup_row(x, chat_of[x.chat_key])} for x in fresh])
+            followed = False
         lost = [host_id for host_id in mine.values() if host_id not in won]
         if lost:  # another worker stored the same message first: drop our copy
             self.conn.execute(sa.delete(m).where(m.c.id.in_(lost)))
@@ -584,44 +588,93 @@ class Writer:
         changed = {x.message_id for x in changes}
         self.summary.duplicates.extend(x.message_id for x in lost_copies if x.message_id not in changed)
         self.summary.message_ids.update(mine[x.message_id] for x in stored)
-        self._follow_chats(stored, chat_of)
+        if followed:
+            self.summary.chat_ids.update(chat_of[x.chat_key] for x in stored)
+        else:
+            self._follow_chats(stored, chat_of)
         return [x.message_id for x in stored]
 
-    def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
-        """Last message, preview, activity and unread count of each chat that got messages.
+    def _wazzup_row(self, msg: Message, chat_id: int) -> dict:
+        """The plugin's row of a new message, but for the host id it belongs to (``message_id``)."""
+        return {"chat_id": chat_id, "wazzup_message_id": msg.message_id, "crm_message_id": None,
+                "is_echo": msg.is_echo, "sent_from_app": msg.sent_from_app, "author_id": msg.author_id,
+                "ref_message_id": msg.ref_message_id, "version_at": msg.at or self.now}
+
+    def _store_one_message_at_once(self, msg: Message, chat_id: int) -> tuple[dict[str, int], set[int]]:
+        """PostgreSQL: insert one message, insert-or-ignore its Wazzup row and follow its chat, in one statement.
+
+        The separate statements cost a round trip each, and on a loopback connection a round trip
+        costs more than the statement. The chat follows only if the Wazzup row went in (another
+        delivery may have stored the same message since the lookup): then, as on the general path,
+        our host row is deleted by the caller. The statement also says whether anything is parked
+        (it runs under the change counter, as ``_insert_wazzup_messages`` does).
+        Returns ``({wazzup id: our host id}, {host id if ours won})``.
+        """
+        row = self._message_row(msg, chat_id)
+        values = {f"m_{k}": v for k, v in row.items()}
+        values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
+        values.update(self._chat_follow_values(chat_id, [msg]))
+        stmt = self._driver_statement(("store_one_at_once", tuple(row)),
+                                      lambda: self._one_message_at_once_statement(tuple(row)))
+        ((host_id, won, _followed, any_parked),) = stmt.rows(self.conn, values)
+        if won is not None and not any_parked:
+            self._nothing_parked = True
+        return {msg.message_id: host_id}, ({won} if won is not None else set())
+
+    def _one_message_at_once_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
+        m, wm, c = self.messages, self.t["messages"], self.chats
+        new = (sa.insert(m).values({k: sa.bindparam(f"m_{k}", type_=m.c[k].type) for k in message_columns})
+               .returning(m.c.id).cte("new_message"))
+        wazzup_columns = ("chat_id", "wazzup_message_id", "crm_message_id", "is_echo", "sent_from_app", "author_id",
+                          "ref_message_id", "version_at")
+        # Cast: in a SELECT list a parameter has no column to take its type from (a NULL would be
+        # text). Never to a bounded VARCHAR: that cast truncates silently, the column refuses.
+        won = (dialect_insert(self.conn, wm).from_select(
+            ["message_id", *wazzup_columns],
+            sa.select(new.c.id, *[sa.cast(sa.bindparam(f"w_{k}", type_=wm.c[k].type), _unbounded(wm.c[k].type))
+                                  for k in wazzup_columns]))
+            .on_conflict_do_nothing().returning(wm.c.message_id).cte("won"))
+        followed = (self._chat_follow_update().where(sa.exists(sa.select(won.c.message_id)))
+                    .returning(c.c.id).cte("followed"))
+        return sa.select(new.c.id, sa.select(won.c.message_id).scalar_subquery().label("won"),
+                         sa.select(followed.c.id).scalar_subquery().label("followed"),
+                         self._any_parked().label("any_parked"))
+
+    def _chat_follow_values(self, chat_id: int, msgs: list[Message]) -> dict:
+        """Parameters of ``_chat_follow_update`` for one chat and the messages it got."""
+        last = max(msgs, key=lambda x: x.at or self.now)
+        text = last.text if last.text else (None if last.content_uri else placeholder(last))
+        return {"b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
+                "b_preview": preview(text, last.type, content_name(last.content_uri)), "b_seq": self.seq}
+
+    def _chat_follow_update(self) -> sa.Update:
+        """Last message, preview, activity and unread count of one chat (``b_*`` parameters).
 
         Relative to the row as it is when the update runs (never to a copy read earlier): a delivery
         may look its chats up before its write transaction, and another may have moved them since.
         """
+        c = self.chats
+        last_at = sa.bindparam("b_last_at", type_=c.c.last_message_at.type)
+        newer = sa.or_(c.c.last_message_at.is_(None), c.c.last_message_at <= last_at)
+        # Every SET expression sees the row as it was before this UPDATE (SQLite and PostgreSQL).
+        return sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+            unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
+            last_message_at=sa.case((newer, last_at), else_=c.c.last_message_at),
+            last_message_preview=sa.case(
+                (newer, sa.bindparam("b_preview", type_=c.c.last_message_preview.type)),
+                else_=c.c.last_message_preview),
+            last_activity_at=sa.case((c.c.last_activity_at < last_at, last_at), else_=c.c.last_activity_at),
+            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type))
+
+    def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
+        """Follow each chat that got messages (``_chat_follow_update``), one executemany."""
         if not stored:
             return
         per_chat: dict[int, list[Message]] = defaultdict(list)
         for msg in stored:
             per_chat[chat_of[msg.chat_key]].append(msg)
-        updates = []
-        for chat_id, msgs in sorted(per_chat.items()):
-            last = max(msgs, key=lambda x: x.at or self.now)
-            text = last.text if last.text else (None if last.content_uri else placeholder(last))
-            updates.append({
-                "b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
-                "b_preview": preview(text, last.type, content_name(last.content_uri)), "b_seq": self.seq,
-            })
-        c = self.chats
-
-        def build():
-            last_at = sa.bindparam("b_last_at", type_=c.c.last_message_at.type)
-            newer = sa.or_(c.c.last_message_at.is_(None), c.c.last_message_at <= last_at)
-            # Every SET expression sees the row as it was before this UPDATE (SQLite and PostgreSQL).
-            return sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
-                unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
-                last_message_at=sa.case((newer, last_at), else_=c.c.last_message_at),
-                last_message_preview=sa.case(
-                    (newer, sa.bindparam("b_preview", type_=c.c.last_message_preview.type)),
-                    else_=c.c.last_message_preview),
-                last_activity_at=sa.case((c.c.last_activity_at < last_at, last_at), else_=c.c.last_activity_at),
-                change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type))
-
-        self._driver_statement("follow_chats", build).many(self.conn, updates)
+        updates = [self._chat_follow_values(chat_id, msgs) for chat_id, msgs in sorted(per_chat.items())]
+        self._driver_statement("follow_chats", self._chat_follow_update).many(self.conn, updates)
         self.summary.chat_ids.update(per_chat)
 
     def _update_known(self, known: list[Message], existing: dict) -> None:
