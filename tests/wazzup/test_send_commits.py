@@ -85,3 +85,29 @@ def test_an_echo_typed_on_the_phone_during_a_send_is_released_when_the_send_sett
     assert result.status_code in (201, 422)
     assert out == {"From the helpdesk": status, "From the phone": "sent"}
     assert parked == 0
+
+
+def test_the_inline_attempt_sends_what_was_stored_without_reading_it_back(
+        client, auth, chat, wazzup_api, wazzup_url, helpdesk, engine):
+    wazzup_api.add("POST", f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    outbox_reads = []
+
+    def listener(conn, cursor, statement, *rest):
+        if statement.lstrip().upper().startswith("SELECT") and "wazzup_outbox" in statement:
+            outbox_reads.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        answer = client.simulate_post(f"/api/chats/{chat}/wazzup24/send",
+                                      json={"text": "Привет"}, headers=auth)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert answer.status_code == 201, answer.text
+    assert outbox_reads == []
+    sent = json.loads(wazzup_api.calls[0].request.body)
+    o = get_state(helpdesk).tables["outbox"]
+    with helpdesk.db.read() as conn:
+        crm_id, chat_type, state = conn.execute(sa.select(o.c.crm_message_id, o.c.chat_type, o.c.state)).one()
+    assert (sent["text"], sent["chatId"], sent["chatType"], sent["crmMessageId"]) == ("Привет", CUSTOMER, chat_type, crm_id)
+    assert sent["crmUserId"] and state == "done"
+    assert answer.json["status"] == "accepted" and answer.json["wazzup_message_id"] == WAZZUP_ID

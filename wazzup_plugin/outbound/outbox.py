@@ -22,6 +22,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
@@ -103,7 +104,7 @@ def lease_seconds(ctx) -> float:
 
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
             content_name=None, message_type="text", ref_message_id=None, author_agent_id=None,
-            author_name=None) -> int:
+            author_name=None, written: dict | None = None) -> int:
     """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
 
     With a ``lease_owner`` (the caller attempts the message as soon as this commits) the first
@@ -111,6 +112,9 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     a call right now: the stored message, the attempt marker and the call's budget then share one
     commit (one fsync) before Wazzup is called, and :func:`attempt` goes straight to the call.
     Otherwise :func:`attempt` records the attempt itself, as for a retry.
+
+    ``written``: a dict that receives ``"row"``, the outbox row and message as :func:`attempt` reads
+    them, as this transaction writes them (valid once it commits: see ``attempt``'s ``as_written``).
     """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     # Statements built once (their values are parameters): building them cost as much as running them.
@@ -135,6 +139,10 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
             outbox_row.update(attempts=1, attempt_started_at=now, first_attempt_at=now, channel_id=channel_id,
                               chat_type=chat_type, wazzup_chat_id=wazzup_chat_id)
     tx.conn.execute(built(o, "enqueue", lambda: sa.insert(o)), outbox_row)
+    if written is not None:
+        written["row"] = _AttemptRow(**{
+            **{c.name: None for c in o.c}, **outbox_row, "m_status": "queued", "m_text": text,
+            "m_content_uri": content_uri, "m_author_agent_id": author_agent_id})
     preview = (text or content_name or content_uri or "")[:200]
     tx.conn.execute(built(chats, "enqueue", lambda: sa.update(chats).where(chats.c.id == sa.bindparam("b_id")).values(
         last_message_at=sa.bindparam("b_at", type_=chats.c.last_message_at.type),
@@ -144,6 +152,10 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
         {"b_id": chat_id, "b_at": now, "b_preview": preview, "b_seq": tx.change_seq})
     tx.touched(chat_ids=[chat_id], message_ids=[message_id])
     return message_id
+
+
+class _AttemptRow(SimpleNamespace):
+    """An outbox row with its message's ``m_*`` fields, as :func:`attempt` reads it (attribute access)."""
 
 
 class _NotCached(Exception):
@@ -239,16 +251,26 @@ def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
 # ---------------------------------------------------------------- one attempt
 
 
-def attempt(ctx, message_id: int, owner: str) -> Outcome:
-    """Try to send one leased message once, and record what happened."""
+def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
+    """Try to send one leased message once, and record what happened.
+
+    ``as_written``: the row :func:`enqueue` wrote under ``owner``'s lease, handed over by the caller
+    right after that commit (the send endpoint's inline attempt) instead of being read back. Nothing
+    else changes a message in between: no worker claims a leased row, no echo or status can name a
+    message not sent yet, a resend needs a failed or unknown one; and recording the outcome is
+    conditional on the lease, as always.
+    """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     o, m = tables["outbox"], helpdesk.tables.messages
-    with helpdesk.db.read() as conn:  # the outbox row and what is sent, in one query
-        row = conn.execute(sa.select(o, m.c.status.label("m_status"), m.c.text.label("m_text"),
-                                     m.c.content_uri.label("m_content_uri"),
-                                     m.c.author_agent_id.label("m_author_agent_id"))
-                           .select_from(o.outerjoin(m, m.c.id == o.c.message_id))
-                           .where(o.c.message_id == message_id)).first()
+    if as_written is not None and as_written.message_id == message_id:
+        row = as_written
+    else:
+        with helpdesk.db.read() as conn:  # the outbox row and what is sent, in one query
+            row = conn.execute(sa.select(o, m.c.status.label("m_status"), m.c.text.label("m_text"),
+                                         m.c.content_uri.label("m_content_uri"),
+                                         m.c.author_agent_id.label("m_author_agent_id"))
+                               .select_from(o.outerjoin(m, m.c.id == o.c.message_id))
+                               .where(o.c.message_id == message_id)).first()
     if row is None or row.state != "pending" or row.lease_owner != owner:
         return Outcome("busy", message_id)
     message = None if row.m_status is None else _Message(row.m_status, row.m_text, row.m_content_uri,

@@ -137,7 +137,7 @@ class _SendBase:
         return chat
 
     def _run(self, req, resp, request_data: dict, store):
-        """Idempotency, storing (``store(tx, ctx, now, owner)`` → message id), the first attempt, the answer."""
+        """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer."""
         ctx = outbound(self.helpdesk, self.state)
         agent = req.context.agent
         key = (req.get_header("Idempotency-Key") or "").strip() or None
@@ -160,7 +160,8 @@ class _SendBase:
                         if first is not None:
                             return self._replay(resp, first, request_hash)
                     now = ctx.clock()
-                    message_id = store(tx, ctx, now, owner)
+                    written = {}
+                    message_id = store(tx, ctx, now, owner, written)
                     if key is not None:
                         tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
                                                                message_id=message_id, created_at=now))
@@ -174,7 +175,8 @@ class _SendBase:
         log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})
-        result = outbox.attempt(ctx, message_id, owner)
+        # The row as this request wrote it, under its own lease: no need to read it back.
+        result = outbox.attempt(ctx, message_id, owner, as_written=written.get("row"))
         status, body = self._answer(ctx, result)
         if key is not None:
             with self.helpdesk.db.write() as tx:
@@ -252,11 +254,11 @@ class SendResource(_SendBase):
         else:
             message_type, name = "text", None
 
-        def store(tx, ctx, now, owner):
+        def store(tx, ctx, now, owner, written):
             return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=data.get("text"),
                                   content_uri=data.get("content_uri"), content_name=name, message_type=message_type,
                                   ref_message_id=ref, author_agent_id=agent.id,
-                                  author_name=agent.display_name or agent.username)
+                                  author_name=agent.display_name or agent.username, written=written)
 
         self._run(req, resp, {**data, "chat_id": chat_id}, store)
 
@@ -285,12 +287,12 @@ class ResendResource(_SendBase):
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
         agent = req.context.agent
 
-        def store(tx, ctx, now, owner):
+        def store(tx, ctx, now, owner, written):
             new_id = outbox.enqueue(
                 tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
                 content_uri=original.content_uri, content_name=original.content_name, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
-                author_name=agent.display_name or agent.username)
+                author_name=agent.display_name or agent.username, written=written)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount
