@@ -36,6 +36,12 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", **kwargs) -> sa.Engi
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
+    if url.startswith("postgresql") and "options" not in sa.engine.make_url(url).query:
+        # Sessions in UTC: psycopg then loads every timestamp with ``datetime.timezone.utc``, which
+        # ``UTCDateTime`` passes through as is. Under a named zone (often the server's default,
+        # e.g. Etc/UTC) each value carried a ZoneInfo and was converted again: a page of 50 chats
+        # holds 150 of them. Stored instants do not change; an operator's own ``options`` win.
+        kwargs.setdefault("connect_args", {}).setdefault("options", "-c TimeZone=UTC")
     return sa.create_engine(url, **kwargs)
 
 

@@ -1,5 +1,7 @@
 """Data: migrations match the models, the change counter, SQLite settings, disabled plugins."""
 
+from datetime import datetime, timezone
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -102,6 +104,22 @@ def test_a_failed_transaction_leaves_nothing_behind(helpdesk, make_chat):
             raise RuntimeError("boom")
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(chats.c.title).where(chats.c.id == chat_id)).scalar_one() == "before"
+
+
+def test_postgresql_sessions_run_in_utc_and_load_utc_datetimes(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL session setting")
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+        loaded = conn.exec_driver_sql("SELECT TIMESTAMPTZ '2026-11-27 05:30:00+03'").scalar()
+        assert loaded.tzinfo is timezone.utc and loaded == datetime(2026, 11, 27, 2, 30, tzinfo=timezone.utc)
+    engine.dispose()
+    separator = "&" if "?" in database_url else "?"
+    own = make_engine(f"{database_url}{separator}options=-c%20TimeZone%3DAsia/Yekaterinburg")
+    with own.connect() as conn:  # an operator's own session options are kept
+        assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "Asia/Yekaterinburg"
+    own.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_foreign_keys(tmp_path):
