@@ -64,16 +64,17 @@ class ChatsResource:
             stmt = self._statements[shape] = _list_statement(page_select(self.helpdesk, "chat", chats), chats,
                                                              *shape)
         with request_read(req, self.helpdesk.db) as conn:
-            rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
-            more = len(rows) > limit
-            rows = rows[:limit]
-            items = self.helpdesk.serialize_chats(conn, rows)
+            page = page_rows(self.helpdesk, conn, "chat", self.helpdesk.tables.chats, stmt, params)
+            more = len(page.rows) > limit
+            rows = page.rows[:limit]
+            items = page.items(self.helpdesk, conn, rows)
         next_cursor = None
         if more:
             last = rows[-1]
-            next_cursor = (encode_cursor("c", last["change_seq"], last["id"]) if by_changes
-                           else encode_cursor("a", last["last_activity_at"].isoformat(), last["id"]))
-        resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
+            next_cursor = (encode_cursor("c", page.value(last, "change_seq"), page.value(last, "id")) if by_changes
+                           else encode_cursor("a", page.value(last, "last_activity_at").isoformat(),
+                                              page.value(last, "id")))
+        resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": page.change_seq}
 
 
 def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool,

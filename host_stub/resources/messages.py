@@ -58,23 +58,23 @@ class MessagesResource:
             stmt = self._statements[shape] = _page_statement(page_select(self.helpdesk, "message", messages),
                                                              messages, *shape)
         with request_read(req, self.helpdesk.db) as conn:
-            rows, change_seq = page_rows(self.helpdesk.db, conn, stmt, params)
-            if not rows:  # a page with messages proves its chat exists; an empty one may be a 404
+            page = page_rows(self.helpdesk, conn, "message", self.helpdesk.tables.messages, stmt, params)
+            if not page.rows:  # a page with messages proves its chat exists; an empty one may be a 404
                 check_chat_exists(self.helpdesk, conn, chat_id)
-            more = len(rows) > limit
-            rows = rows[:limit]
+            more = len(page.rows) > limit
+            rows = page.rows[:limit]
             if mode == "b":
                 rows.reverse()
-            items = self.helpdesk.serialize_messages(conn, rows)
+            items = page.items(self.helpdesk, conn, rows)
         next_cursor = None
         if more:
             if mode == "c":
-                next_cursor = encode_cursor("c", rows[-1]["change_seq"], rows[-1]["id"])
+                next_cursor = encode_cursor("c", page.value(rows[-1], "change_seq"), page.value(rows[-1], "id"))
             elif mode == "f":
-                next_cursor = encode_cursor("f", rows[-1]["id"])
+                next_cursor = encode_cursor("f", page.value(rows[-1], "id"))
             else:
-                next_cursor = encode_cursor("b", rows[0]["id"])
-        resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": change_seq}
+                next_cursor = encode_cursor("b", page.value(rows[0], "id"))
+        resp.media = {"items": items, "next_cursor": next_cursor, "change_seq": page.change_seq}
 
 
 def _page_statement(base: sa.Select, messages, mode: str, after_cursor: bool):

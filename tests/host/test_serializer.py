@@ -143,6 +143,55 @@ def test_generated_message_rows_dump_like_marshmallow(rows):
     _assert_same_json(MESSAGE_OUT(many=True), rows)
 
 
+def _stored_sqlite_text(value):
+    """A value as SQLite stores it, for date columns (read as stored text by the pages)."""
+    from sqlalchemy.dialects import sqlite
+
+    from host_stub.models import UTCDateTime
+
+    if not isinstance(value, dt.datetime):
+        return value
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return UTCDateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())(aware)
+
+
+def _assert_sequences_dump_like_marshmallow(schema: Schema, rows: list, shuffle) -> None:
+    """Rows as a page fetches them (sequences in the order of the select's keys, SQLite's stamps as
+    stored text) dump exactly as marshmallow dumps the rows as mappings of what the types read."""
+    from host_stub.resources.pages import SQLITE_STAMPS
+
+    stamps = {name for name, field in schema.fields.items() if isinstance(field, fields.DateTime)}
+    keys = shuffle([*schema.fields, "page_change_seq"])
+    read = [{k: (_stored_sqlite_text(v) if k in stamps else v) for k, v in row.items()} for row in rows]
+    expected = schema.dump([{k: (SQLITE_STAMPS.value(v) if k in stamps and v is not None else v)
+                             for k, v in row.items()} for row in read], many=True)
+    sequences = [tuple(row.get(k, 1) for k in keys) for row in read]
+    got = CompiledDump(schema).sequences(tuple(keys), sequences, {k: SQLITE_STAMPS for k in stamps})
+    assert _bytes(got) == _bytes(expected)
+    plain = [tuple(row.get(k, 1) for k in keys) for row in rows]  # PostgreSQL: datetimes, nothing stored
+    assert _bytes(CompiledDump(schema).sequences(tuple(keys), plain, {})) == _bytes(schema.dump(rows, many=True))
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_rows(CHAT_OUT), data=st.data())
+def test_fetched_chat_rows_dump_like_marshmallow(rows, data):
+    _assert_sequences_dump_like_marshmallow(CHAT_OUT(many=True), rows, lambda keys: data.draw(st.permutations(keys)))
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_rows(MESSAGE_OUT), data=st.data())
+def test_fetched_message_rows_dump_like_marshmallow(rows, data):
+    _assert_sequences_dump_like_marshmallow(MESSAGE_OUT(many=True), rows, lambda keys: data.draw(st.permutations(keys)))
+
+
+def test_fetched_rows_that_need_a_mapping_are_not_dumped_from_sequences():
+    keys = tuple(_Anything._declared_fields)
+    assert CompiledDump(_Anything(many=True)).sequences(keys, [], {}) is None  # marshmallow looks fields up by name
+    chat = CompiledDump(CHAT_OUT(many=True))
+    assert chat.sequences(("id", "title"), [(1, "x")], {}) is None  # a field the row lacks
+    assert CompiledDump(_Stamped(many=True)).sequences(("at", "iso_at"), [], {"at": object()}) is None  # not ISO
+
+
 _odd = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                  st.decimals(allow_nan=False, allow_infinity=False, places=3), _texts,
                  _texts.map(lambda s: s.encode("utf-8")), _datetimes, st.dates())

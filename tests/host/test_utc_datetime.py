@@ -64,3 +64,21 @@ def test_sqlite_text_in_other_formats_reads_as_the_generic_path_reads_it(cls, te
             fused(text)
     else:
         assert fused(text) == expected
+
+
+@given(value=aware)
+def test_stored_sqlite_text_turns_into_the_answers_iso_string_directly(value):
+    from host_stub.models import sqlite_stamp_isoformat, sqlite_stamp_value
+
+    dialect = sqlite.dialect()
+    stored = HostUTCDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
+    assert sqlite_stamp_value(stored) == value
+    assert sqlite_stamp_isoformat(stored) == value.astimezone(timezone.utc).isoformat()
+
+
+@pytest.mark.parametrize("text", ["2026-11-27 03:05:07", "2026-11-27T03:05:07.5", "2026-11-27 03:05:07.000000"])
+def test_stored_sqlite_text_of_other_layouts_still_reads_as_its_datetime(text):
+    from host_stub.models import sqlite_stamp_isoformat, sqlite_stamp_value
+
+    assert sqlite_stamp_isoformat(text) == sqlite_stamp_value(text).isoformat()
+    assert sqlite_stamp_isoformat(None) is None
