@@ -20,7 +20,9 @@ The ``helpdesk`` argument is a facade with these attributes (see ``host_stub.app
     The host's validated configuration; ``config.env`` is the mapping of settings (the process
     environment over the ``.env`` file) in which plugins find their own ``PREFIX_*`` settings.
 ``db``
-    The database: ``db.engine``, ``db.read()`` (a connection in a read transaction),
+    The database: ``db.engine``, ``db.read()`` (a connection for reads: a read transaction on
+    SQLite; on PostgreSQL autocommit, each statement its own READ COMMITTED snapshot as in a
+    transaction),
     ``db.write()`` (a write transaction: ``BEGIN IMMEDIATE`` on SQLite, yields a ``WriteTx`` with
     ``.conn``, ``.change_seq`` — the value to stamp on every chat and message row written — and
     ``.touched(chat_ids=..., message_ids=...)`` to report what changed).

@@ -106,6 +106,32 @@ def test_a_failed_transaction_leaves_nothing_behind(helpdesk, make_chat):
         assert conn.execute(sa.select(chats.c.title).where(chats.c.id == chat_id)).scalar_one() == "before"
 
 
+def test_postgresql_reads_open_no_transaction_and_writes_still_do(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite reads are read transactions (one snapshot for every statement)")
+    import psycopg
+
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)  # one connection: reads and writes share it
+    db = Database(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS read_mode_probe")
+        conn.exec_driver_sql("CREATE TABLE read_mode_probe (x INTEGER)")
+    try:
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM read_mode_probe").scalar() == 0
+            assert conn.connection.dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pytest.raises(RuntimeError):
+            with db.write() as tx:  # the same pooled connection, transactional again: rolled back whole
+                tx.conn.exec_driver_sql("INSERT INTO read_mode_probe VALUES (1)")
+                raise RuntimeError("boom")
+        with db.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM read_mode_probe").scalar() == 0
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE read_mode_probe")
+        engine.dispose()
+
+
 def test_postgresql_sessions_run_in_utc_and_load_utc_datetimes(database_url):
     if not database_url.startswith("postgresql"):
         pytest.skip("a PostgreSQL session setting")
