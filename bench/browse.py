@@ -126,7 +126,7 @@ def measure(backend: str, args) -> dict:
                 paths = {
                     "health": "/api/health",
                     "chat list, first page": f"/api/chats?limit={PAGE}",
-                    f"chat list, cursor page": f"/api/chats?limit={PAGE}&cursor={cursor}",
+                    "chat list, cursor page": f"/api/chats?limit={PAGE}&cursor={cursor}",
                     "a chat's latest 50 messages": f"/api/chats/{HOT_CHAT}/messages?limit={PAGE}",
                 }
                 for name, path in paths.items():

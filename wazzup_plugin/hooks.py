@@ -7,7 +7,7 @@ from pathlib import Path
 import pluggy
 
 from wazzup_plugin import __version__, inbound, outbound
-from wazzup_plugin.chat_type import UI_NAME, WazzupChatType
+from wazzup_plugin.chat_type import WazzupChatType
 from wazzup_plugin.fields import chat_fields, message_fields
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
 from wazzup_plugin.tables import define_tables

@@ -13,7 +13,7 @@ from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import decode_cursor, encode_cursor, invalid_cursor
 from host_stub.resources.pages import page_rows, page_select
-from host_stub.schemas import ChatListQuerySchema, ChatSchema, ErrorSchema
+from host_stub.schemas import ChatListQuerySchema, ErrorSchema
 from host_stub.validation import load_query
 
 _QUERY = ChatListQuerySchema()

@@ -95,7 +95,7 @@ def channels_command():
         click.echo(f"{mark} {c.get('channelId')}  {c.get('transport') or '-':<10} {c.get('plainId') or '-':<16} "
                    f"{c.get('state')}")
     if selected:
-        click.echo(f"* = the channel new chats send through")
+        click.echo("* = the channel new chats send through")
     if note:
         click.echo(note, err=True)
 

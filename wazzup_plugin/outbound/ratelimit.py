@@ -78,7 +78,6 @@ class DbRateLimiter:
         """
         now = self.clock()
         slot = math.floor(now.timestamp() / self.slot_seconds)
-        t = self.table
         for _ in range(2):  # the second round only after creating the row on first use
             # Granting is one conditional UPDATE (its row lock serialises every process): not
             # blocked by a 429, and either a new slot or one with calls left.
