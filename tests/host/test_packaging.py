@@ -24,8 +24,21 @@ def test_one_distribution_declares_both_packages_the_entry_point_and_the_cli():
 def test_the_test_extra_holds_what_the_suite_imports():
     test_extra = " ".join(_pyproject()["project"]["optional-dependencies"]["test"])
     for requirement in ("pytest", "pytest-xdist", "responses", "hypothesis", "schemathesis", "playwright",
-                        "psycopg", "openapi-spec-validator"):
+                        "psycopg", "openapi-spec-validator", "pyflakes"):
         assert requirement in test_extra
+
+
+def test_the_code_has_no_unused_imports_or_names_and_no_undefined_ones():
+    """pyflakes over every package and the tests: what it reports is a bug or dead code."""
+    import io
+
+    from pyflakes.api import checkRecursive
+    from pyflakes.reporter import Reporter
+
+    out = io.StringIO()
+    found = checkRecursive([str(ROOT / d) for d in ("host_stub", "wazzup_plugin", "bench", "tests")],
+                           Reporter(out, out))
+    assert found == 0, out.getvalue()
 
 
 def test_setup_cfg_holds_tool_settings_only():
