@@ -36,13 +36,25 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", **kwargs) -> sa.Engi
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    if url.startswith("postgresql") and "options" not in sa.engine.make_url(url).query:
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _utc_session(dbapi_conn, record):
         # Sessions in UTC: psycopg then loads every timestamp with ``datetime.timezone.utc``, which
         # ``UTCDateTime`` passes through as is. Under a named zone (often the server's default,
         # e.g. Etc/UTC) each value carried a ZoneInfo and was converted again: a page of 50 chats
-        # holds 150 of them. Stored instants do not change; an operator's own ``options`` win.
-        kwargs.setdefault("connect_args", {}).setdefault("options", "-c TimeZone=UTC")
-    return sa.create_engine(url, **kwargs)
+        # holds 150 of them. Stored instants do not change. A statement per new connection, not a
+        # startup ``options``: that would replace the operator's PGOPTIONS or service settings.
+        # Where a pooler resets the session, values come in another zone and are converted, as before.
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+        dbapi_conn.commit()
 
 
 def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:

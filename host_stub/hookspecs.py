@@ -22,7 +22,8 @@ The ``helpdesk`` argument is a facade with these attributes (see ``host_stub.app
 ``db``
     The database: ``db.engine``, ``db.read()`` (a connection for reads: a read transaction on
     SQLite; on PostgreSQL autocommit, each statement its own READ COMMITTED snapshot as in a
-    transaction),
+    transaction, so a server-side cursor (``stream_results``), row locks or one snapshot across
+    statements need a transaction of their own: ``db.engine.begin()``),
     ``db.write()`` (a write transaction: ``BEGIN IMMEDIATE`` on SQLite, yields a ``WriteTx`` with
     ``.conn``, ``.change_seq`` — the value to stamp on every chat and message row written — and
     ``.touched(chat_ids=..., message_ids=...)`` to report what changed).

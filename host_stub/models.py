@@ -133,11 +133,13 @@ def sqlite_stamp_isoformat(text):
     ``"2026-11-27 03:05:07.000042"`` → ``"2026-11-27T03:05:07.000042+00:00"``; whole seconds drop
     the fraction, as ``isoformat`` does. A page of 50 messages holds ~200 stamps, and parsing each
     into a datetime only to format it again was a fifth of the page. The text's layout is checked
-    (it is what the type writes); text of any other layout takes the datetime path.
+    (it is what the type writes: separators and the fraction's digits); text of any other layout
+    takes the datetime path.
     """
     if text is None:
         return None
-    if text.__class__ is str and len(text) == 26 and text[10] == " " and text[19] == ".":
+    if (text.__class__ is str and len(text) == 26 and text[10] == " " and text[19] == "."
+            and text[13] == text[16] == ":" and text[20:].isdigit()):
         if text[20:] == "000000":
             return f"{text[:10]}T{text[11:19]}+00:00"
         return f"{text[:10]}T{text[11:]}+00:00"

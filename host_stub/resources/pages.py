@@ -38,8 +38,10 @@ class Page:
     stored: dict[str, StoredText]
 
     def value(self, row, key: str):
-        """One value of one row, as the column's type reads it (a stored stamp as a datetime)."""
-        value = row[self.keys.index(key)]
+        """One value of one row, as the column's type reads it (a stored stamp as a datetime).
+
+        A key the select names twice reads its last column, as a dict of the row would."""
+        value = row[len(self.keys) - 1 - self.keys[::-1].index(key)]
         how = self.stored.get(key)
         return how.value(value) if how is not None else value
 

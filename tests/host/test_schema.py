@@ -142,9 +142,10 @@ def test_postgresql_sessions_run_in_utc_and_load_utc_datetimes(database_url):
         assert loaded.tzinfo is timezone.utc and loaded == datetime(2026, 11, 27, 2, 30, tzinfo=timezone.utc)
     engine.dispose()
     separator = "&" if "?" in database_url else "?"
-    own = make_engine(f"{database_url}{separator}options=-c%20TimeZone%3DAsia/Yekaterinburg")
-    with own.connect() as conn:  # an operator's own session options are kept
-        assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "Asia/Yekaterinburg"
+    own = make_engine(f"{database_url}{separator}options=-c%20statement_timeout%3D1234")
+    with own.connect() as conn:  # an operator's own session options are kept beside it
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1234ms"
+        assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
     own.dispose()
 
 

@@ -72,7 +72,7 @@ def test_stored_sqlite_text_turns_into_the_answers_iso_string_directly(value):
 
     dialect = sqlite.dialect()
     stored = HostUTCDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
-    assert sqlite_stamp_value(stored) == value
+    assert sqlite_stamp_value(stored) == value.astimezone(timezone.utc)  # (a time in a DST fold equals no other zone)
     assert sqlite_stamp_isoformat(stored) == value.astimezone(timezone.utc).isoformat()
 
 
@@ -82,3 +82,13 @@ def test_stored_sqlite_text_of_other_layouts_still_reads_as_its_datetime(text):
 
     assert sqlite_stamp_isoformat(text) == sqlite_stamp_value(text).isoformat()
     assert sqlite_stamp_isoformat(None) is None
+
+
+def test_stored_sqlite_text_that_only_looks_like_a_stamp_is_not_passed_off_as_one():
+    from host_stub.models import sqlite_stamp_isoformat, sqlite_stamp_value
+
+    text = "2026-11-27 03:05:07.000+01"  # 26 characters, not what the type writes
+    with pytest.raises(Exception) as read:
+        sqlite_stamp_value(text)
+    with pytest.raises(read.type):
+        sqlite_stamp_isoformat(text)
