@@ -12,10 +12,6 @@ SQLAlchemy would do per call that matters here:
 - ``before_cursor_execute``/``after_cursor_execute`` listeners still see every statement;
 - driver errors become SQLAlchemy's (``IntegrityError``, ``OperationalError``…), and a lost
   connection is invalidated, exactly as ``Connection.execute`` would.
-
-:func:`run_together` runs statements that do not depend on each other's results in one round
-trip on PostgreSQL (psycopg's pipeline mode): on a loopback connection a round trip costs more than
-the statement itself.
 """
 
 from __future__ import annotations
@@ -102,52 +98,6 @@ class DriverStatement:
                 r[i] = process(r[i])
             out.append(make(r))
         return out
-
-
-def run_together(conn: sa.Connection, calls: Sequence[tuple[DriverStatement, dict]]) -> list[list[tuple]]:
-    """Run statements whose parameters do not depend on each other's results; the rows of each.
-
-    PostgreSQL (psycopg with pipeline support): all of them in one round trip, the transaction's
-    ``BEGIN`` included when it is the first. Elsewhere, one after another.
-    """
-    if len(calls) < 2 or not can_run_together(conn):
-        return [stmt.rows(conn, values) for stmt, values in calls]
-    dbapi_conn = _dbapi_connection(conn)
-    # In a pipeline an error surfaces at a later call than the statement that caused it: it is
-    # reported against all of them.
-    sql = ";\n".join(stmt.sql for stmt, _ in calls)
-    cursors = []
-    try:
-        with dbapi_conn.pipeline():
-            for stmt, values in calls:
-                cursors.append(dbapi_conn.cursor())
-                statement, params = _before(conn, cursors[-1], stmt.sql, stmt.parameters(values), False)
-                cursors[-1].execute(statement, params)
-                _after(conn, cursors[-1], statement, params, False)
-        # Leaving the block synchronised the pipeline: every result is in its cursor.
-        fetched = [stmt._fetch(cursor) for (stmt, _), cursor in zip(calls, cursors)]
-    except BaseException as exc:
-        # The driver's errors and interrupts go to SQLAlchemy's handler; a cursor listener's own
-        # exception reaches the caller as raised (as it does from a single statement).
-        if isinstance(exc, conn.dialect.loaded_dbapi.Error) or not isinstance(exc, Exception):
-            _handle(conn, exc, sql, None, None)
-        raise
-    finally:
-        for cursor in cursors:
-            cursor.close()
-    return [stmt._process(rows) for (stmt, _), rows in zip(calls, fetched)]
-
-
-def can_run_together(conn: sa.Connection) -> bool:
-    """Whether :func:`run_together` saves round trips here (psycopg with pipeline support).
-
-    Where it does not, a caller can run its statements one by one and skip those it no longer needs.
-    """
-    if not hasattr(_dbapi_connection(conn), "pipeline"):
-        return False
-    import psycopg
-
-    return psycopg.Pipeline.is_supported()
 
 
 def _dbapi_connection(conn: sa.Connection):

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from wazzup_plugin.driver_sql import DriverStatement, can_run_together, run_together
+from wazzup_plugin.driver_sql import DriverStatement
 from wazzup_plugin.types import UTCDateTime
 
 
@@ -90,27 +90,6 @@ def test_driver_rows_are_processed_as_sqlalchemy_processes_them(engine, scratch)
         rows = DriverStatement(query, engine.dialect).rows(conn)
     assert rows == expected and rows[0].at.tzinfo is timezone.utc and rows[0].flag is True
     assert (rows[0].name, rows[1].at) == ("a", None)
-
-
-def test_statements_run_together_give_each_its_own_rows(engine, scratch, backend):
-    with engine.begin() as conn:
-        conn.execute(sa.insert(scratch), [{"name": "a"}, {"name": "b"}])
-    by_name = DriverStatement(sa.select(scratch.c.id, scratch.c.name).where(scratch.c.name == sa.bindparam("b_name")),
-                              engine.dialect)
-    with engine.begin() as conn:
-        assert can_run_together(conn) == (backend == "postgres")  # the pipeline is what is tested there
-        a, nobody, b = run_together(conn, [(by_name, {"b_name": "a"}), (by_name, {"b_name": "zz"}),
-                                           (by_name, {"b_name": "b"})])
-    assert ([r.name for r in a], nobody, [r.name for r in b]) == (["a"], [], ["b"])
-
-
-def test_an_error_in_statements_run_together_is_sqlalchemys(engine, scratch):
-    insert = DriverStatement(sa.insert(scratch), engine.dialect, ("name",))
-    count = DriverStatement(sa.select(sa.func.count()).select_from(scratch), engine.dialect)
-    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
-        run_together(conn, [(insert, {"name": "twice"}), (insert, {"name": "twice"}), (count, {})])
-    with engine.begin() as conn:
-        assert DriverStatement(sa.select(sa.func.count()).select_from(scratch), engine.dialect).rows(conn) == [(0,)]
 
 
 def test_statements_with_python_side_defaults_are_refused(engine):

@@ -15,7 +15,7 @@ import json
 import logging
 import mimetypes
 import re
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
@@ -27,7 +27,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.driver_sql import DriverStatement, can_run_together, run_together
+from wazzup_plugin.driver_sql import DriverStatement
 from wazzup_plugin.store_common import (built, dialect_insert, host_tables, insert_ignore, insert_ignore_returning,
                                         insert_returning_ids, upsert)
 
@@ -278,22 +278,28 @@ class Writer:
                           m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
                 .join(m, m.c.id == wm.c.message_id))
 
+    def _one_stored_message_statement_select(self) -> sa.Select:
+        wm = self.t["messages"]
+        return self._stored_select().where(
+            wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type))
+
     def _one_stored_message_statement(self) -> DriverStatement:
         """The stored row of one Wazzup id, ``b_wid`` (``=``, on the driver: the usual delivery's lookup)."""
-        wm = self.t["messages"]
-        return self._driver_statement("stored_message", lambda: self._stored_select().where(
-            wm.c.wazzup_message_id == sa.bindparam("b_wid", type_=wm.c.wazzup_message_id.type)))
+        return self._driver_statement("stored_message", self._one_stored_message_statement_select)
 
     def _one_stored_message(self, wid: str) -> dict[str, tuple]:
         return {r.wazzup_message_id: r for r in self._one_stored_message_statement().rows(self.conn, {"b_wid": wid})}
 
-    def _one_chat_statement(self) -> DriverStatement:
-        """The chat of one (channel, chat type, chat id) key (``=``, on the driver)."""
+    def _one_chat_select(self) -> sa.Select:
         wc = self.t["chats"]
-        return self._driver_statement("find_chat", lambda: self._chats_select().where(
+        return self._chats_select().where(
             wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
             wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
-            wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type)))
+            wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type))
+
+    def _one_chat_statement(self) -> DriverStatement:
+        """The chat of one (channel, chat type, chat id) key (``=``, on the driver)."""
+        return self._driver_statement("find_chat", self._one_chat_select)
 
     @staticmethod
     def _chat_found(key: tuple, rows) -> dict[tuple, dict]:
@@ -302,16 +308,32 @@ class Writer:
     def lookup_one(self, wid: str, key: tuple) -> tuple[dict[str, tuple], dict[tuple, dict]]:
         """One message's stored row and, when it is not stored, its chat.
 
-        PostgreSQL: both at once, in one round trip. Elsewhere the chat is looked up only for a new
-        message (a redelivery needs no chat)."""
+        Over a network (PostgreSQL): both in one statement, one round trip. On SQLite, where a
+        statement costs no round trip, the chat is looked up only for a new message (a redelivery
+        needs no chat)."""
         chat_values = {"b_channel": key[0], "b_type": key[1], "b_chat": key[2]}
-        if not can_run_together(self.conn):
+        if self.conn.dialect.name == "sqlite":
             stored = self._one_stored_message(wid)
             return stored, {} if stored else self._chat_found(key, self._one_chat_statement().rows(self.conn, chat_values))
-        stored_rows, chat_rows = run_together(self.conn, [
-            (self._one_stored_message_statement(), {"b_wid": wid}), (self._one_chat_statement(), chat_values)])
-        stored = {r.wazzup_message_id: r for r in stored_rows}
-        return stored, {} if stored else self._chat_found(key, chat_rows)
+        stmt, stored_row, chat_row = self._one_message_and_chat_statement()
+        (row,) = stmt.rows(self.conn, {"b_wid": wid, **chat_values})
+        n = len(stored_row._fields)
+        if row[0] is not None:  # the stored message's id (a primary key: never NULL when found)
+            return {wid: stored_row._make(row[:n])}, {}
+        return {}, ({} if row[n] is None else {key: chat_row._make(row[n:])._asdict()})
+
+    def _one_message_and_chat_statement(self):
+        """``(statement, stored row type, chat row type)``: the stored row of one Wazzup id and the chat
+        of one key side by side in one row (NULLs for a miss; both keys are unique)."""
+        def build():
+            stored = self._one_stored_message_statement_select().subquery("stored")
+            chat = self._one_chat_select().subquery("chat")
+            one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+            stmt = (sa.select(*[c.label(f"s_{c.name}") for c in stored.c], *[c.label(f"c_{c.name}") for c in chat.c])
+                    .select_from(one.outerjoin(stored, sa.true()).outerjoin(chat, sa.true())))
+            return (DriverStatement(stmt, self.conn.dialect), namedtuple("StoredRow", [c.name for c in stored.c]),
+                    namedtuple("ChatRow", [c.name for c in chat.c]))
+        return built(self.t["messages"], ("inbound-driver", "stored_message_and_chat", self.conn.dialect.name), build)
 
     def _stored_messages(self, by_id) -> dict[str, tuple]:
         wm = self.t["messages"]
@@ -916,7 +938,7 @@ def prefetch(conn, state, delivery, now: datetime) -> Prefetched:
     """Look up the delivery's stored messages and chats, writing nothing and taking no lock."""
     reader = Writer(_LookupsOnly(conn), state, now)
     newest = newest_copies(delivery.messages)
-    if len(newest) == 1:  # the usual delivery: both lookups at once (PostgreSQL: one round trip)
+    if len(newest) == 1:  # the usual delivery: both lookups at once (PostgreSQL: one statement)
         ((wid, msg),) = newest.items()
         return Prefetched(*reader.lookup_one(wid, msg.chat_key))
     stored = reader._stored_messages(newest) if newest else {}
