@@ -132,6 +132,56 @@ def test_postgresql_reads_open_no_transaction_and_writes_still_do(database_url):
         engine.dispose()
 
 
+def _pings(engine, monkeypatch) -> list:
+    pings = []
+    real = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda dbapi_conn: pings.append(1) or real(dbapi_conn))
+    return pings
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+
+def _terminate(database_url, pid) -> None:
+    killer = sa.create_engine(database_url)
+    with killer.begin() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    killer.dispose()
+
+
+def test_a_pooled_connection_is_pinged_only_when_idle_past_the_window(database_url, monkeypatch):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to check")
+    recent = make_engine(database_url, alive_bypass_seconds=3600, pool_size=1, max_overflow=0)
+    pings = _pings(recent, monkeypatch)
+    first = _backend_pid(recent)
+    assert [_backend_pid(recent) for _ in range(3)] == [first] * 3 and pings == []  # in use moments ago
+    recent.dispose()
+    idle = make_engine(database_url, alive_bypass_seconds=0, pool_size=1, max_overflow=0)
+    pings = _pings(idle, monkeypatch)
+    pid = _backend_pid(idle)
+    _terminate(database_url, pid)  # the server drops it while it sits in the pool
+    assert _backend_pid(idle) != pid and pings  # pinged, found dead, replaced: the request never saw it
+    idle.dispose()
+
+
+def test_a_connection_dropped_within_the_window_fails_one_request_and_the_pool_recovers(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to drop")
+    engine = make_engine(database_url, alive_bypass_seconds=3600, pool_size=2, max_overflow=0)
+    db = Database(engine)
+    pid = _backend_pid(engine)
+    _terminate(database_url, pid)
+    with pytest.raises(sa.exc.DBAPIError) as failed:
+        with db.write() as tx:
+            tx.conn.exec_driver_sql("SELECT 1")
+    assert failed.value.connection_invalidated
+    assert _backend_pid(engine) != pid  # the next request reconnects
+    engine.dispose()
+
+
 def test_postgresql_sessions_run_in_utc_and_load_utc_datetimes(database_url):
     if not database_url.startswith("postgresql"):
         pytest.skip("a PostgreSQL session setting")
