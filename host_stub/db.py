@@ -66,8 +66,7 @@ def _ping_unless_recently_used(engine: sa.Engine, bypass_seconds: float) -> None
 
     @event.listens_for(engine, "checkin")
     def _returned(dbapi_conn, record):
-        if record is not None:
-            record.info["returned_at"] = clock()
+        record.info["returned_at"] = clock()
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn, record, proxy):

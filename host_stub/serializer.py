@@ -53,7 +53,7 @@ class CompiledDump:
         None when this layout cannot be dumped so (a field marshmallow dumps itself needs a mapping,
         a field the keys lack, stored text under a field of another format): make dicts then.
         """
-        layout = (keys, tuple(sorted(stored.items())))
+        layout = (keys, tuple(stored.items()))
         one = self._by_layout.get(layout, _UNSET)
         if one is _UNSET:
             one = self._by_layout[layout] = (
@@ -183,6 +183,7 @@ class Serializer:
         self._message_dump = CompiledDump(message_schema(many=True))
         self._chat_fields = chat_fields
         self._message_fields = message_fields
+        self._stored_columns: dict[tuple, dict[str, StoredText]] = {}
 
     def select(self, entity: str, table: sa.Table, stored: StoredText | None = None) -> sa.Select:
         """``SELECT table.*`` plus the joinable plugin fields of ``entity``, labelled with their names.
@@ -196,16 +197,19 @@ class Serializer:
             if fs.columns is not None:
                 source = source.outerjoin(fs.table, fs.key == table.c.id)
                 columns.extend(column.label(name) for name, column in fs.columns.items())
-        own = [sa.type_coerce(c, sa.String()).label(c.name) if stored is not None and isinstance(c.type, UTCDateTime)
-               else c for c in table.c]
+        as_text = self.stored_columns(table, stored)
+        own = [sa.type_coerce(c, sa.String()).label(c.name) if c.name in as_text else c for c in table.c]
         return sa.select(*own, *columns).select_from(source)
 
-    @staticmethod
-    def stored_columns(table: sa.Table, stored: StoredText | None) -> dict[str, StoredText]:
-        """The columns :meth:`select` reads as stored text when given ``stored``."""
+    def stored_columns(self, table: sa.Table, stored: StoredText | None) -> dict[str, StoredText]:
+        """The columns :meth:`select` reads as stored text when given ``stored`` (worked out once per table)."""
         if stored is None:
             return {}
-        return {c.name: stored for c in table.c if isinstance(c.type, UTCDateTime)}
+        found = self._stored_columns.get((table, stored))
+        if found is None:
+            found = self._stored_columns[(table, stored)] = {
+                c.name: stored for c in table.c if isinstance(c.type, UTCDateTime)}
+        return found
 
     def page(self, entity: str, conn, keys: tuple[str, ...], rows, stored: Mapping[str, StoredText]) -> list[dict]:
         """Rows of :meth:`select` as fetched (sequences in the order of ``keys``), as the API serves them."""

@@ -658,6 +658,8 @@ class Writer:
             .on_conflict_do_nothing().returning(wm.c.message_id).cte("won"))
         followed = (self._chat_follow_update().where(sa.exists(sa.select(won.c.message_id)))
                     .returning(c.c.id).cte("followed"))
+        # ``followed`` is selected although nobody reads it: SQLAlchemy leaves out a CTE the
+        # statement does not reference, and PostgreSQL runs every data-modifying CTE it is given.
         return sa.select(new.c.id, sa.select(won.c.message_id).scalar_subquery().label("won"),
                          sa.select(followed.c.id).scalar_subquery().label("followed"),
                          self._any_parked().label("any_parked"))
