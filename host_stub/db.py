@@ -134,12 +134,24 @@ class WriteTx:
     chat_ids: set[int] = field(default_factory=set)
     message_ids: set[int] = field(default_factory=set)
     _seq: int | None = None
+    # ``Database.write_one_statement``: the statement takes the counter itself (``change_seq_cte``).
+    one_statement: bool = False
 
     @property
     def change_seq(self) -> int:
         if self._seq is None:
+            if self.one_statement:
+                raise RuntimeError("a one-statement write takes the counter inside its statement "
+                                   "(db.change_seq_cte()) and hands the value to adopt_change_seq()")
             self._seq = self._db.next_change_seq(self.conn)
         return self._seq
+
+    def change_seq_cte(self) -> sa.CTE:
+        return self._db.change_seq_cte()
+
+    def adopt_change_seq(self, value: int) -> None:
+        """The counter value a one-statement write took inside its statement (``change_seq_cte``)."""
+        self._seq = value
 
     def touched(self, chat_ids=(), message_ids=()) -> None:
         self.chat_ids.update(chat_ids)
@@ -161,6 +173,7 @@ class Database:
                         .values(value=c.c.value + sa.literal_column("1")).returning(c.c.value))
         self._take_counter_sql = take_counter.compile(dialect=engine.dialect).string
         self._read_counter = sa.select(c.c.value).where(c.c.id == 1)
+        self._counter_cte = None
         self._writers = WriterQueue.for_engine(engine)
         self._reads_autocommit = self.dialect == "postgresql"
 
@@ -190,6 +203,51 @@ class Database:
                     yield tx
         if self._on_commit and (tx.chat_ids or tx.message_ids):
             self._on_commit(tx.chat_ids, tx.message_ids)
+
+    @contextmanager
+    def write_one_statement(self):
+        """PostgreSQL: a write made of one statement, which commits by itself (autocommit).
+
+        A statement is atomic on its own, so ``BEGIN`` and ``COMMIT`` would cost two round trips and
+        buy nothing; and a counter taken inside the statement holds its lock only while the statement
+        runs and commits, not across round trips. Yields a ``WriteTx`` whose ``conn`` runs each
+        statement as its own transaction: reads may come first; the one statement that writes takes
+        the counter through ``change_seq_cte()`` and hands the value to ``tx.adopt_change_seq()``.
+        A write that needs more than one statement uses ``write()``.
+        """
+        if self.dialect != "postgresql":
+            raise NotImplementedError("one-statement writes need PostgreSQL (data-modifying WITH)")
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            with conn.begin():  # no BEGIN on the wire in autocommit; driver statements ask for it
+                tx = WriteTx(conn, self, one_statement=True)
+                yield tx
+        if self._on_commit and (tx.chat_ids or tx.message_ids):
+            self._on_commit(tx.chat_ids, tx.message_ids)
+
+    def change_seq_cte(self) -> sa.CTE:
+        """PostgreSQL: the counter taken inside one statement, as a CTE named ``change_seq``.
+
+        Its columns: ``value``, the value taken (its row stays locked until the statement commits),
+        and ``seen``, the counter in the statement's own snapshot. Under READ COMMITTED a statement
+        reads a snapshot taken when it starts, before it waits for the counter; ``value == seen + 1``
+        says no other write committed in between (every write takes the counter), so whatever else
+        the statement read is as current as if it had taken the counter first. Otherwise its reads
+        may miss that write; its writes stay safe (an update re-reads the newest row, a unique
+        constraint sees every commit). No row at all: the counter does not exist yet (the first
+        write ever, through ``write()``, creates it). Every write the statement makes must depend on
+        this CTE's row, so that the counter is taken before anything else is written.
+        """
+        if self._counter_cte is None:
+            c = self._counter
+            seen = c.alias("counter_seen")
+            self._counter_cte = (
+                sa.update(c).where(c.c.id == sa.literal_column("1"))
+                .values(value=c.c.value + sa.literal_column("1"))
+                .returning(c.c.value, sa.select(seen.c.value).where(seen.c.id == sa.literal_column("1"))
+                           .scalar_subquery().label("seen"))
+                .cte("change_seq"))
+        return self._counter_cte
 
     def next_change_seq(self, conn: sa.Connection) -> int:
         """Take the next counter value; its row stays locked until this transaction ends."""

@@ -132,6 +132,69 @@ def test_postgresql_reads_open_no_transaction_and_writes_still_do(database_url):
         engine.dispose()
 
 
+def test_a_one_statement_write_takes_the_counter_inside_its_statement_and_commits_by_itself(helpdesk, make_chat):
+    db, chats = helpdesk.db, helpdesk.tables.chats
+    if db.dialect != "postgresql":  # SQLite has no data-modifying WITH
+        with pytest.raises(NotImplementedError):
+            with db.write_one_statement():
+                pass
+        return
+    import psycopg
+
+    chat_id = make_chat(title="before")
+    before = db.current_change_seq()
+    committed = []
+    db._on_commit, on_commit = (lambda chat_ids, message_ids: committed.append(chat_ids)), db._on_commit
+    try:
+        with db.write_one_statement() as tx:
+            with pytest.raises(RuntimeError, match="inside its statement"):
+                tx.change_seq  # a counter taken as a statement of its own would commit at once
+            seq = tx.change_seq_cte()
+            moved = (sa.update(chats).where(chats.c.id == chat_id)
+                     .values(title="after", change_seq=sa.select(seq.c.value).scalar_subquery())
+                     .returning(chats.c.id).cte("moved"))
+            value, seen, _ = tx.conn.execute(
+                sa.select(seq.c.value, seq.c.seen, sa.select(moved.c.id).scalar_subquery()).select_from(seq)).one()
+            tx.adopt_change_seq(value)
+            tx.touched(chat_ids=[chat_id])
+            assert tx.change_seq == value == seen + 1 == before + 1
+            # Committed by the statement itself: no transaction is open, and another session sees it.
+            assert tx.conn.connection.dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            with db.engine.connect() as other:
+                assert other.execute(sa.select(chats.c.title, chats.c.change_seq)
+                                     .where(chats.c.id == chat_id)).one() == ("after", value)
+    finally:
+        db._on_commit = on_commit
+    assert committed == [{chat_id}]
+    with db.write() as tx:  # the pooled connection is transactional again
+        assert tx.change_seq == before + 2
+        assert tx.conn.connection.dbapi_connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+def test_the_counter_taken_inside_a_statement_tells_a_snapshot_older_than_the_lock(helpdesk, database_url):
+    """``seen`` is the counter in the statement's snapshot; a write that commits while the statement
+    waits for the counter makes ``value`` run ahead of ``seen + 1``."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one-statement writes are PostgreSQL's")
+    import threading
+
+    db = helpdesk.db
+    with db.write() as tx:
+        tx.change_seq  # the counter exists
+    holder = db.engine.connect()
+    holder.begin()
+    holder.exec_driver_sql("UPDATE change_counter SET value = value + 1")  # another write holds the counter
+    release = threading.Timer(0.5, lambda: (holder.commit(), holder.close()))
+    release.start()
+    try:
+        with db.write_one_statement() as tx:
+            seq = tx.change_seq_cte()
+            value, seen = tx.conn.execute(sa.select(seq.c.value, seq.c.seen)).one()
+    finally:
+        release.join()
+    assert value == seen + 2
+
+
 def _pings(engine, monkeypatch) -> list:
     pings = []
     real = engine.dialect.do_ping

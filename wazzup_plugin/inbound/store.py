@@ -7,6 +7,8 @@ constraints — never check-then-insert — and written in key order. A delivery
 does is take the host's change counter (``tx.change_seq``): its row lock is held to commit, so on
 PostgreSQL concurrent deliveries queue there exactly as ``BEGIN IMMEDIATE`` makes them queue on
 SQLite. The unique constraints stay the real guard; losers of a race delete their own extra rows.
+On PostgreSQL the usual delivery, one new incoming message in a known chat, is one statement in
+autocommit that takes the counter itself (``_write_in_one_statement``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,21 @@ def _chunks(values):
 
 def _unbounded(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
     return sa.String() if isinstance(type_, sa.String) else type_
+
+
+# The plugin's columns of a new message's Wazzup row, but for the host id it belongs to.
+WAZZUP_COLUMNS = ("chat_id", "wazzup_message_id", "crm_message_id", "is_echo", "sent_from_app", "author_id",
+                  "ref_message_id", "version_at")
+
+
+def _selected_parameters(table: sa.Table, prefix: str, columns) -> list:
+    """``prefix + column`` parameters as a SELECT list for ``INSERT … SELECT``, each cast to its column's type.
+
+    In a SELECT list a parameter has no column to take its type from (a NULL would be text). Never
+    cast to a bounded VARCHAR: that cast truncates silently, where the column refuses.
+    """
+    return [sa.cast(sa.bindparam(f"{prefix}{k}", type_=table.c[k].type), _unbounded(table.c[k].type))
+            for k in columns]
 
 
 def placeholder(msg: Message) -> str:
@@ -128,6 +145,16 @@ class Summary:
     chats_created: list[int] = field(default_factory=list)
     chat_ids: set[int] = field(default_factory=set)
     message_ids: set[int] = field(default_factory=set)
+
+    def add(self, other: "Summary") -> None:
+        """Fold in what a later transaction of the same delivery did."""
+        for name in ("new", "duplicates", "edited", "parked", "expired", "chats_created"):
+            getattr(self, name).extend(getattr(other, name))
+        self.statuses_applied += other.statuses_applied
+        self.quarantined += other.quarantined
+        self.channels += other.channels
+        self.chat_ids |= other.chat_ids
+        self.message_ids |= other.message_ids
 
     def context(self, limit: int = 50) -> dict:
         return {
@@ -491,9 +518,9 @@ class Writer:
                 "last_message_preview": "", "last_activity_at": self.now, "created_at": self.now,
                 "change_seq": self.seq}
 
-    def _refresh_contacts(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> None:
-        """A contact renamed or with a new avatar: the chat follows (incoming messages only)."""
-        wc, c = self.t["chats"], self.chats
+    def contact_changes(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> list[tuple]:
+        """``(chat id, new name or None, new avatar or None)`` of each chat whose contact was renamed
+        or got a new avatar (incoming messages only); ``found``'s rows are updated to match."""
         changes = []
         for key, msg in latest.items():
             row = found[key]
@@ -507,6 +534,12 @@ class Writer:
                 changes.append((row["chat_id"], name, avatar))
                 row["contact_name"] = name or row["contact_name"]
                 row["avatar_uri"] = avatar or row["avatar_uri"]
+        return changes
+
+    def _refresh_contacts(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> None:
+        """A contact renamed or with a new avatar: the chat follows (incoming messages only)."""
+        wc, c = self.t["chats"], self.chats
+        changes = self.contact_changes(latest, found)
         if not changes:
             return
         changes.sort()
@@ -547,7 +580,9 @@ class Writer:
             ).scalars())
         return busy
 
-    def _message_row(self, msg: Message, chat_id: int) -> dict:
+    def _message_row(self, msg: Message, chat_id: int, stamped: bool = True) -> dict:
+        """The host row of a new message; ``stamped=False``: without ``change_seq`` (a one-statement
+        write takes the counter inside its statement)."""
         at = msg.at or self.now
         text = msg.text
         if not text and not msg.content_uri:
@@ -561,9 +596,11 @@ class Writer:
             "created_at": self.now, "edited_at": self.now if msg.is_edited else None,
             "deleted_at": self.now if msg.is_deleted else None,
             "previous_text": msg.old_text if (msg.is_edited or msg.is_deleted) else None,
-            "error_code": None, "error_text": None, "change_seq": self.seq,
+            "error_code": None, "error_text": None,
             **{col: None for col in TIMESTAMP_COLUMN.values()},
         }
+        if stamped:
+            row["change_seq"] = self.seq
         if not msg.is_echo:
             row["status"] = "inbound"
         else:  # typed on the phone or in Wazzup's window: an outgoing message with its ticks
@@ -647,14 +684,8 @@ class Writer:
         m, wm, c = self.messages, self.t["messages"], self.chats
         new = (sa.insert(m).values({k: sa.bindparam(f"m_{k}", type_=m.c[k].type) for k in message_columns})
                .returning(m.c.id).cte("new_message"))
-        wazzup_columns = ("chat_id", "wazzup_message_id", "crm_message_id", "is_echo", "sent_from_app", "author_id",
-                          "ref_message_id", "version_at")
-        # Cast: in a SELECT list a parameter has no column to take its type from (a NULL would be
-        # text). Never to a bounded VARCHAR: that cast truncates silently, the column refuses.
         won = (dialect_insert(self.conn, wm).from_select(
-            ["message_id", *wazzup_columns],
-            sa.select(new.c.id, *[sa.cast(sa.bindparam(f"w_{k}", type_=wm.c[k].type), _unbounded(wm.c[k].type))
-                                  for k in wazzup_columns]))
+            ["message_id", *WAZZUP_COLUMNS], sa.select(new.c.id, *_selected_parameters(wm, "w_", WAZZUP_COLUMNS)))
             .on_conflict_do_nothing().returning(wm.c.message_id).cte("won"))
         followed = (self._chat_follow_update().where(sa.exists(sa.select(won.c.message_id)))
                     .returning(c.c.id).cte("followed"))
@@ -664,18 +695,84 @@ class Writer:
                          sa.select(followed.c.id).scalar_subquery().label("followed"),
                          self._any_parked().label("any_parked"))
 
-    def _chat_follow_values(self, chat_id: int, msgs: list[Message]) -> dict:
-        """Parameters of ``_chat_follow_update`` for one chat and the messages it got."""
+    def store_in_one_statement(self, msg: Message, chat_id: int) -> "OneStatement | None":
+        """PostgreSQL, in ``db.write_one_statement()``: one new message in a known chat, the counter
+        taken inside the statement (see ``_in_one_statement``). ``None``: nothing was stored (the
+        counter does not exist yet, or another delivery stored the message since the lookup)."""
+        row = self._message_row(msg, chat_id, stamped=False)
+        values = {f"m_{k}": v for k, v in row.items()}
+        values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
+        values.update(self._chat_follow_values(chat_id, [msg], stamped=False))
+        stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
+        rows = stmt.rows(self.conn, values)
+        if not rows:
+            return None
+        ((seq, seen, host_id, _followed, parked),) = rows
+        self.tx.adopt_change_seq(seq)
+        if host_id is None:
+            return None
+        self.summary.new.append(msg.message_id)
+        self.summary.message_ids.add(host_id)
+        self.summary.chat_ids.add(chat_id)
+        self.finish()
+        return OneStatement(host_id=host_id, current=seq == seen + 1, parked=bool(parked))
+
+    def parked_for(self, wazzup_message_id: str) -> bool:
+        """Whether anything is parked under this Wazzup id (one indexed look)."""
+        p = self.t["parked"]
+        stmt = self._driver_statement("parked_for", lambda: sa.select(p.c.id).where(
+            p.c.wazzup_message_id == sa.bindparam("b_wid", type_=p.c.wazzup_message_id.type)).limit(1))
+        return bool(stmt.rows(self.conn, {"b_wid": wazzup_message_id}))
+
+    def _in_one_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
+        """``WITH change_seq AS (UPDATE counter …), won AS (INSERT INTO wazzup_messages … SELECT
+        nextval(…) FROM change_seq ON CONFLICT DO NOTHING), new_message AS (INSERT INTO messages …
+        SELECT … FROM won, change_seq), followed AS (UPDATE chats … WHERE EXISTS (new_message))``.
+
+        The Wazzup row goes first, with the host id drawn from the host's sequence: the statement
+        commits by itself, so a message another delivery stored since the lookup must leave no host
+        row behind (nothing could delete it afterwards in the same transaction). Foreign keys are
+        checked at the end of the statement, when the host row exists. Every write reads the
+        counter's row, so the counter is taken first, as in every other write.
+        """
+        m, wm, c = self.messages, self.t["messages"], self.chats
+        seq = self.tx.change_seq_cte()
+        (pk,) = m.primary_key.columns
+        next_id = sa.func.nextval(sa.func.pg_get_serial_sequence(sa.literal(m.fullname), sa.literal(pk.name)))
+        won = (dialect_insert(self.conn, wm).from_select(
+            ["message_id", *WAZZUP_COLUMNS],
+            sa.select(next_id, *_selected_parameters(wm, "w_", WAZZUP_COLUMNS)).select_from(seq))
+            .on_conflict_do_nothing().returning(wm.c.message_id).cte("won"))
+        new = (sa.insert(m).from_select(
+            [pk.name, *message_columns, "change_seq"],
+            sa.select(won.c.message_id, *_selected_parameters(m, "m_", message_columns), seq.c.value)
+            .select_from(won.join(seq, sa.true())))
+            .returning(m.c.id).cte("new_message"))
+        followed = (self._chat_follow_update(seq=sa.select(seq.c.value).scalar_subquery())
+                    .where(sa.exists(sa.select(new.c.id))).returning(c.c.id).cte("followed"))
+        p = self.t["parked"]
+        parked = sa.exists().where(p.c.wazzup_message_id == sa.bindparam("w_wazzup_message_id"))
+        return sa.select(seq.c.value.label("seq"), seq.c.seen, sa.select(new.c.id).scalar_subquery().label("host_id"),
+                         sa.select(followed.c.id).scalar_subquery().label("followed"),
+                         parked.label("parked")).select_from(seq)
+
+    def _chat_follow_values(self, chat_id: int, msgs: list[Message], stamped: bool = True) -> dict:
+        """Parameters of ``_chat_follow_update`` for one chat and the messages it got (``stamped=False``:
+        without ``b_seq``, for a statement that takes the counter itself)."""
         last = max(msgs, key=lambda x: x.at or self.now)
         text = last.text if last.text else (None if last.content_uri else placeholder(last))
-        return {"b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
-                "b_preview": preview(text, last.type, content_name(last.content_uri)), "b_seq": self.seq}
+        values = {"b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
+                  "b_preview": preview(text, last.type, content_name(last.content_uri))}
+        if stamped:
+            values["b_seq"] = self.seq
+        return values
 
-    def _chat_follow_update(self) -> sa.Update:
+    def _chat_follow_update(self, seq=None) -> sa.Update:
         """Last message, preview, activity and unread count of one chat (``b_*`` parameters).
 
         Relative to the row as it is when the update runs (never to a copy read earlier): a delivery
         may look its chats up before its write transaction, and another may have moved them since.
+        ``seq``: an expression for ``change_seq`` (default: the ``b_seq`` parameter).
         """
         c = self.chats
         last_at = sa.bindparam("b_last_at", type_=c.c.last_message_at.type)
@@ -688,7 +785,7 @@ class Writer:
                 (newer, sa.bindparam("b_preview", type_=c.c.last_message_preview.type)),
                 else_=c.c.last_message_preview),
             last_activity_at=sa.case((c.c.last_activity_at < last_at, last_at), else_=c.c.last_activity_at),
-            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type))
+            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type) if seq is None else seq)
 
     def _follow_chats(self, stored: list[Message], chat_of: dict) -> None:
         """Follow each chat that got messages (``_chat_follow_update``), one executemany."""
@@ -892,10 +989,25 @@ class Writer:
                 "wazzup_message_ids": [r.wazzup_message_id for r in rows][:50]}})
             self._replay(rows)
 
+    def apply_parked_of_known(self, limit: int = 200) -> None:
+        """Housekeeping: statuses parked for a message that is stored by now are applied.
+
+        The delivery that stores a message applies what is parked for it; a delivery written in one
+        statement looks again in a second transaction, and a process stopped between the two leaves
+        such a status behind."""
+        p, wm = self.t["parked"], self.t["messages"]
+        known = sa.exists().where(wm.c.wazzup_message_id == p.c.wazzup_message_id)
+        rows = self._take_parked(sa.and_(p.c.kind == "status", known), limit)
+        if rows:
+            log.info("parked statuses of stored messages applied", extra={"context": {
+                "wazzup_message_ids": sorted({r.wazzup_message_id for r in rows})[:50], "count": len(rows)}})
+            self._replay(rows)
+
     def expire_parked(self, limit: int = 200) -> None:
         """Housekeeping: statuses parked over a day are dropped (logged); echoes are released once their
         chat has no send in flight (e.g. it failed) or after a day: a message is never dropped."""
         p = self.t["parked"]
+        self.apply_parked_of_known(limit)
         cutoff = self.now - PARKED_TTL
         expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff), limit)
         if expired:
@@ -903,6 +1015,17 @@ class Writer:
             log.warning("parked statuses expired: their message never became known", extra={"context": {
                 "count": len(expired), "wazzup_message_ids": [r.wazzup_message_id for r in expired][:50]}})
         self.release_echoes(older_than=cutoff, limit=limit)
+
+
+@dataclass(frozen=True)
+class OneStatement:
+    """A message stored by ``Writer.store_in_one_statement``. ``current``: the statement's snapshot was
+    as current as the counter it took (see ``Database.change_seq_cte``); ``parked``: it saw something
+    parked under the message's Wazzup id."""
+
+    host_id: int
+    current: bool
+    parked: bool
 
 
 @dataclass
@@ -968,11 +1091,63 @@ def write_delivery(db, state, delivery, now: datetime, housekeeping: bool = Fals
             return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         with db.write() as tx:
             return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
+    found = None
+    if not housekeeping and _one_plain_message(delivery):
+        summary, found = _write_in_one_statement(db, state, delivery, now)
+        if summary is not None:
+            return summary
     with db.write() as tx:
-        found = prefetch(tx.conn, state, delivery, now)
-        if not housekeeping and found.nothing_to_write(delivery):
-            return Summary(duplicates=sorted(newest_copies(delivery.messages)))
+        if found is None:
+            found = prefetch(tx.conn, state, delivery, now)
+            if not housekeeping and found.nothing_to_write(delivery):
+                return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
+
+
+def _one_plain_message(delivery) -> bool:
+    """One incoming message and nothing else: the usual delivery."""
+    return (len(delivery.messages) == 1 and not delivery.messages[0].is_echo
+            and not (delivery.statuses or delivery.channels or delivery.quarantined))
+
+
+def _write_in_one_statement(db, state, delivery, now: datetime) -> tuple[Summary | None, Prefetched | None]:
+    """PostgreSQL: the usual delivery as two round trips, its lookup and one statement, in autocommit.
+
+    In a transaction it took five (``BEGIN``, the lookup, the counter, the write, ``COMMIT``), and
+    the counter's lock was held across three of them. A message already stored answers from the
+    lookup alone. Returns ``(summary, None)`` when done, else ``(None, lookups)`` for the
+    transaction to carry on with: a new chat, a contact's new name or avatar, a message another
+    delivery stored since the lookup, or the very first write (no counter yet).
+    Echoes parked in the chat are not looked at: an incoming message settles no send; they are
+    released when the send settles, or by housekeeping.
+    """
+    (msg,) = delivery.messages
+    with db.write_one_statement() as tx:
+        found = prefetch(tx.conn, state, delivery, now)
+        if found.nothing_to_write(delivery):
+            return Summary(duplicates=[msg.message_id]), None
+        chat = found.chats.get(msg.chat_key)
+        if msg.message_id in found.stored or chat is None:
+            return None, found
+        writer = Writer(tx, state, now)
+        if writer.contact_changes({msg.chat_key: msg}, {msg.chat_key: dict(chat)}):
+            return None, found
+        stored = writer.store_in_one_statement(msg, chat["chat_id"])
+        if stored is None:
+            return None, found
+        summary = writer.summary
+        # The statement's snapshot may predate a write that committed while it waited for the
+        # counter, and that write may have parked a status of this very message: look again, now
+        # that the message is committed (a delivery parking from now on finds the message instead).
+        parked = stored.parked or (not stored.current and writer.parked_for(msg.message_id))
+    if parked:
+        # Applied under the counter, in a transaction of its own. Should the process stop right
+        # here, housekeeping applies what is parked for a stored message (``apply_parked_of_known``).
+        with db.write() as tx:
+            writer = Writer(tx, state, now)
+            writer.apply_parked([msg.message_id])
+            summary.add(writer.finish())
+    return summary, None
 
 
 def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = False,

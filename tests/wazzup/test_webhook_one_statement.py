@@ -1,0 +1,164 @@
+"""PostgreSQL writes the usual delivery (one new incoming message in a known chat) as one statement in
+autocommit, the change counter taken inside it (``store._write_in_one_statement``). What its snapshot
+cannot see is looked at again, and housekeeping covers a process stopped in between."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from wazzup_plugin.sandbox.deliveries import delivery, status_update
+from wazzup_plugin.state import get_state
+
+TEXT_ID = "caa1f2b4-cce3-424c-86cd-05f4e2a95073"  # the message of the incoming_text fixture
+
+
+@pytest.fixture
+def known_chat(deliver, payload, wazzup_rows):
+    """The chat of the incoming_text fixture, with another message in it (same contact: no rename)."""
+    first = payload("incoming_text")
+    first["messages"][0]["messageId"] = "0b8f9a4e-0000-4000-8000-000000000001"
+    deliver(first)
+    return wazzup_rows.chats()[0]["id"]
+
+
+@pytest.fixture
+def statements(engine):
+    """The first word of every statement but SELECTs, as sent, in order."""
+    seen = []
+
+    def listener(conn, cursor, statement, *rest):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement.lstrip().split()[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    yield seen
+    sa.event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_status_parked_before_its_message_is_applied_when_the_message_arrives(
+        deliver, payload, wazzup_rows, known_chat):
+    edited = status_update(message_id=TEXT_ID, status="edited")
+    assert deliver(delivery(statuses=[edited])).json["parked"] == 1
+
+    answer = deliver(payload("incoming_text")).json
+    assert answer["new_messages"] == 1
+    assert wazzup_rows.message(TEXT_ID)["edited_at"] is not None
+    assert wazzup_rows.table("parked") == []
+
+
+def test_a_plain_new_message_writes_one_statement_and_looks_at_nothing_parked_again(
+        deliver, payload, known_chat, backend, statements):
+    assert deliver(payload("incoming_text")).json["new_messages"] == 1
+    assert statements == (["WITH"] if backend == "postgres" else ["UPDATE", "INSERT", "INSERT", "UPDATE"])
+
+
+@pytest.fixture
+def write_commits_while_waiting(helpdesk, engine, backend):
+    """``arm(park=bool)``: when our one statement is sent, another write holds the change counter
+    (and, with ``park``, parks an "edited" status of the incoming_text message), and commits half a
+    second later, while the statement waits for the counter. Its snapshot predates that commit.
+    Returns a list that says, once the delivery is made, whether the statement went out first."""
+    if backend != "postgres":
+        pytest.skip("SQLite writes in BEGIN IMMEDIATE: nothing commits between a write's reads and its lock")
+    parked = get_state(helpdesk).tables["parked"]
+    counter = sa.table("change_counter", sa.column("id"), sa.column("value"))
+    committed = threading.Event()
+    sent_first, threads, listeners = [], [], []
+    # Its own engine: the other write's statements are not ours (the ``statements`` fixture listens on ours).
+    others = sa.create_engine(engine.url.render_as_string(hide_password=False))
+
+    def arm(park: bool):
+        def before(conn, cursor, statement, *rest):
+            if not statement.lstrip().upper().startswith("WITH CHANGE_SEQ") or sent_first:
+                return
+            other = others.connect()
+            other.begin()
+            other.execute(sa.update(counter).where(counter.c.id == 1).values(value=counter.c.value + 1))
+            if park:
+                item = status_update(message_id=TEXT_ID, status="edited")
+                other.execute(sa.insert(parked).values(kind="status", wazzup_message_id=TEXT_ID, chat_id=None,
+                                                       dedupe_key=f"s:{TEXT_ID}:edited", item=json.dumps(item),
+                                                       received_at=helpdesk.clock()))
+
+            def commit_later():
+                time.sleep(0.5)  # the statement is sent meanwhile and waits for the counter's row
+                committed.set()
+                other.commit()
+                other.close()
+
+            threads.append(threading.Thread(target=commit_later))
+            threads[-1].start()
+            sent_first.append(not committed.is_set())
+
+        sa.event.listen(engine, "before_cursor_execute", before)
+        listeners.append(before)
+        return sent_first
+
+    yield arm
+    for before in listeners:
+        sa.event.remove(engine, "before_cursor_execute", before)
+    for thread in threads:
+        thread.join(5)
+    others.dispose()
+
+
+def test_a_status_parked_while_the_statement_waits_for_the_counter_is_applied(
+        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting):
+    sent_first = write_commits_while_waiting(park=True)
+    answer = deliver(payload("incoming_text")).json
+    assert sent_first == [True]
+    assert answer["new_messages"] == 1
+    assert wazzup_rows.message(TEXT_ID)["edited_at"] is not None
+    assert wazzup_rows.table("parked") == []
+    assert statements[0] == "WITH" and "UPDATE" in statements[1:]  # applied under the counter
+
+
+def test_a_write_committed_while_the_statement_waits_costs_one_look_when_nothing_was_parked(
+        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting):
+    sent_first = write_commits_while_waiting(park=False)
+    assert deliver(payload("incoming_text")).json["new_messages"] == 1
+    assert sent_first == [True]
+    assert statements == ["WITH"]  # looked again (a SELECT), wrote nothing more
+    assert wazzup_rows.message(TEXT_ID)["edited_at"] is None
+
+
+def test_housekeeping_applies_a_status_parked_for_a_message_stored_since(
+        deliver, payload, helpdesk, wazzup_rows, known_chat, clock):
+    """As if the process stopped between a one-statement write and its second look at what is parked."""
+    deliver(delivery(statuses=[status_update(message_id=TEXT_ID, status="edited")]))
+    tables = get_state(helpdesk).tables
+    now = helpdesk.clock()
+    with helpdesk.db.write() as tx:
+        message_id = tx.conn.execute(sa.insert(helpdesk.tables.messages).values(
+            chat_id=known_chat, direction="in", status="inbound", type="text", text="Hello, is my order ready?",
+            created_at=now, change_seq=tx.change_seq)).inserted_primary_key[0]
+        tx.conn.execute(sa.insert(tables["messages"]).values(
+            message_id=message_id, chat_id=known_chat, wazzup_message_id=TEXT_ID, is_echo=False))
+    assert len(wazzup_rows.table("parked")) == 1
+
+    clock.advance(minutes=5)  # housekeeping runs with the next delivery
+    deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
+    assert wazzup_rows.message(TEXT_ID)["edited_at"] is not None
+    assert [p["wazzup_message_id"] for p in wazzup_rows.table("parked")] == ["WZ-unrelated"]
+
+
+def test_a_message_is_stored_when_the_change_counter_does_not_exist_yet(
+        deliver, payload, helpdesk, engine, wazzup_rows, known_chat):
+    with engine.begin() as conn:  # the counter's row is made by the first write ever
+        conn.execute(sa.text("DELETE FROM change_counter"))
+    assert deliver(payload("incoming_text")).json["new_messages"] == 1
+    assert wazzup_rows.message(TEXT_ID)["change_seq"] == helpdesk.db.current_change_seq() == 1
+
+
+def test_a_renamed_contact_renames_the_chat_along_with_the_new_message(deliver, payload, wazzup_rows, known_chat):
+    renamed = payload("incoming_text")
+    renamed["messages"][0]["contact"]["name"] = "Ivan Petrov (work)"
+    assert deliver(renamed).json["new_messages"] == 1
+    [chat] = wazzup_rows.chats()
+    assert chat["title"] == "Ivan Petrov (work)"
+    assert chat["unread_count"] == 2
