@@ -136,13 +136,18 @@ class WriteTx:
     _seq: int | None = None
     # ``Database.write_one_statement``: the statement takes the counter itself (``change_seq_cte``).
     one_statement: bool = False
+    # The value that statement took, once it ran (committed with it: nothing else may be stamped with it).
+    taken_seq: int | None = None
 
     @property
     def change_seq(self) -> int:
+        if self.one_statement:
+            # Before the statement a counter taken on its own would commit at once; after it, its
+            # value is committed and its lock released: a later write stamped with it would be
+            # invisible to a poller that has read past it.
+            raise RuntimeError("a one-statement write takes the counter inside its statement "
+                               "(db.change_seq_cte()) and hands the value to adopt_change_seq()")
         if self._seq is None:
-            if self.one_statement:
-                raise RuntimeError("a one-statement write takes the counter inside its statement "
-                                   "(db.change_seq_cte()) and hands the value to adopt_change_seq()")
             self._seq = self._db.next_change_seq(self.conn)
         return self._seq
 
@@ -151,7 +156,7 @@ class WriteTx:
 
     def adopt_change_seq(self, value: int) -> None:
         """The counter value a one-statement write took inside its statement (``change_seq_cte``)."""
-        self._seq = value
+        self.taken_seq = value
 
     def touched(self, chat_ids=(), message_ids=()) -> None:
         self.chat_ids.update(chat_ids)
@@ -217,13 +222,18 @@ class Database:
         """
         if self.dialect != "postgresql":
             raise NotImplementedError("one-statement writes need PostgreSQL (data-modifying WITH)")
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            with conn.begin():  # no BEGIN on the wire in autocommit; driver statements ask for it
-                tx = WriteTx(conn, self, one_statement=True)
-                yield tx
-        if self._on_commit and (tx.chat_ids or tx.message_ids):
-            self._on_commit(tx.chat_ids, tx.message_ids)
+        tx = None
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                with conn.begin():  # no BEGIN on the wire in autocommit; driver statements ask for it
+                    tx = WriteTx(conn, self, one_statement=True)
+                    yield tx
+        finally:
+            # What the statement wrote is committed the moment it returns: announced even when
+            # something after it (a look at what is parked, say) fails.
+            if self._on_commit and tx is not None and (tx.chat_ids or tx.message_ids):
+                self._on_commit(tx.chat_ids, tx.message_ids)
 
     def change_seq_cte(self) -> sa.CTE:
         """PostgreSQL: the counter taken inside one statement, as a CTE named ``change_seq``.

@@ -132,19 +132,23 @@ def test_postgresql_reads_open_no_transaction_and_writes_still_do(database_url):
         engine.dispose()
 
 
-def test_a_one_statement_write_takes_the_counter_inside_its_statement_and_commits_by_itself(helpdesk, make_chat):
-    db, chats = helpdesk.db, helpdesk.tables.chats
-    if db.dialect != "postgresql":  # SQLite has no data-modifying WITH
+def test_a_one_statement_write_takes_the_counter_inside_its_statement_and_commits_by_itself(helpdesk, make_chat,
+                                                                                           database_url):
+    if helpdesk.db.dialect != "postgresql":  # SQLite has no data-modifying WITH
         with pytest.raises(NotImplementedError):
-            with db.write_one_statement():
+            with helpdesk.db.write_one_statement():
                 pass
         return
     import psycopg
 
+    chats = helpdesk.tables.chats
     chat_id = make_chat(title="before")
-    before = db.current_change_seq()
+    # One pooled connection: the write after the statement gets the very one that ran in autocommit.
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    elsewhere = sa.create_engine(database_url)
     committed = []
-    db._on_commit, on_commit = (lambda chat_ids, message_ids: committed.append(chat_ids)), db._on_commit
+    db = Database(engine, on_commit=lambda chat_ids, message_ids: committed.append(chat_ids))
+    before = db.current_change_seq()
     try:
         with db.write_one_statement() as tx:
             with pytest.raises(RuntimeError, match="inside its statement"):
@@ -157,18 +161,45 @@ def test_a_one_statement_write_takes_the_counter_inside_its_statement_and_commit
                 sa.select(seq.c.value, seq.c.seen, sa.select(moved.c.id).scalar_subquery()).select_from(seq)).one()
             tx.adopt_change_seq(value)
             tx.touched(chat_ids=[chat_id])
-            assert tx.change_seq == value == seen + 1 == before + 1
+            assert tx.taken_seq == value == seen + 1 == before + 1
+            with pytest.raises(RuntimeError, match="inside its statement"):
+                tx.change_seq  # still: the value taken is committed, a later write would not hold it
             # Committed by the statement itself: no transaction is open, and another session sees it.
-            assert tx.conn.connection.dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            with db.engine.connect() as other:
+            autocommitted = tx.conn.connection.dbapi_connection
+            assert autocommitted.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            with elsewhere.connect() as other:
                 assert other.execute(sa.select(chats.c.title, chats.c.change_seq)
                                      .where(chats.c.id == chat_id)).one() == ("after", value)
+        assert committed == [{chat_id}]
+        with db.write() as tx:  # the same pooled connection, transactional again
+            assert tx.conn.connection.dbapi_connection is autocommitted
+            assert tx.change_seq == before + 2
+            assert autocommitted.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     finally:
-        db._on_commit = on_commit
-    assert committed == [{chat_id}]
-    with db.write() as tx:  # the pooled connection is transactional again
-        assert tx.change_seq == before + 2
-        assert tx.conn.connection.dbapi_connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        engine.dispose()
+        elsewhere.dispose()
+
+
+def test_changes_committed_by_a_one_statement_write_are_announced_even_if_a_later_read_fails(helpdesk,
+                                                                                               database_url):
+    if helpdesk.db.dialect != "postgresql":
+        pytest.skip("one-statement writes are PostgreSQL's")
+    committed = []
+    engine = make_engine(database_url)
+    db = Database(engine, on_commit=lambda chat_ids, message_ids: committed.append(message_ids))
+    with db.write() as tx:
+        tx.change_seq  # the counter exists
+    try:
+        with pytest.raises(sa.exc.ProgrammingError):
+            with db.write_one_statement() as tx:
+                seq = tx.change_seq_cte()
+                (value,) = tx.conn.execute(sa.select(seq.c.value)).one()
+                tx.adopt_change_seq(value)
+                tx.touched(message_ids=[42])  # what the committed statement wrote
+                tx.conn.exec_driver_sql("SELECT * FROM no_such_table")  # a later look fails
+    finally:
+        engine.dispose()
+    assert committed == [{42}]
 
 
 def test_the_counter_taken_inside_a_statement_tells_a_snapshot_older_than_the_lock(helpdesk, database_url):

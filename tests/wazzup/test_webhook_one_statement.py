@@ -11,6 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from wazzup_plugin.inbound.store import Writer
 from wazzup_plugin.sandbox.deliveries import delivery, status_update
 from wazzup_plugin.state import get_state
 
@@ -107,11 +108,29 @@ def write_commits_while_waiting(helpdesk, engine, backend):
     others.dispose()
 
 
+@pytest.fixture
+def one_statement_results(monkeypatch):
+    """What each one-statement write returned (``OneStatement``: was its snapshot current?)."""
+    results = []
+    real = Writer.store_in_one_statement
+
+    def spy(self, msg, chat_id):
+        result = real(self, msg, chat_id)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(Writer, "store_in_one_statement", spy)
+    return results
+
+
 def test_a_status_parked_while_the_statement_waits_for_the_counter_is_applied(
-        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting):
+        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting, one_statement_results):
     sent_first = write_commits_while_waiting(park=True)
     answer = deliver(payload("incoming_text")).json
     assert sent_first == [True]
+    # The statement did not see the parked status: its snapshot predates the other write's commit.
+    [result] = one_statement_results
+    assert (result.current, result.parked) == (False, False)
     assert answer["new_messages"] == 1
     assert wazzup_rows.message(TEXT_ID)["edited_at"] is not None
     assert wazzup_rows.table("parked") == []
@@ -119,12 +138,53 @@ def test_a_status_parked_while_the_statement_waits_for_the_counter_is_applied(
 
 
 def test_a_write_committed_while_the_statement_waits_costs_one_look_when_nothing_was_parked(
-        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting):
+        deliver, payload, wazzup_rows, known_chat, statements, write_commits_while_waiting, one_statement_results):
     sent_first = write_commits_while_waiting(park=False)
     assert deliver(payload("incoming_text")).json["new_messages"] == 1
     assert sent_first == [True]
+    assert [r.current for r in one_statement_results] == [False]
     assert statements == ["WITH"]  # looked again (a SELECT), wrote nothing more
     assert wazzup_rows.message(TEXT_ID)["edited_at"] is None
+
+
+def test_the_statement_writes_nothing_before_it_holds_the_counter(deliver, payload, helpdesk, engine, wazzup_rows,
+                                                                 known_chat, backend):
+    """While another write holds the counter, the waiting statement has inserted no Wazzup row: a third
+    session stores the same message without waiting for it, and the statement then loses cleanly."""
+    if backend != "postgres":
+        pytest.skip("SQLite writes in BEGIN IMMEDIATE: the whole write waits for the lock")
+    others = sa.create_engine(engine.url.render_as_string(hide_password=False))
+    holder = others.connect()
+    holder.begin()
+    holder.exec_driver_sql("UPDATE change_counter SET value = value + 1")
+    answers = []
+    delivering = threading.Thread(target=lambda: answers.append(deliver(payload("incoming_text")).json))
+    delivering.start()
+    try:
+        for _ in range(100):  # until our statement waits for the counter's row (bounded: 10 s)
+            with others.connect() as conn:
+                if conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND query LIKE :ours"), {"ours": "%INSERT INTO wazzup_messages%"}).scalar():
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the one statement never waited for the counter")
+        tables, now = get_state(helpdesk).tables, helpdesk.clock()
+        with others.begin() as third:
+            third.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a Wazzup row of ours would block this
+            message_id = third.execute(sa.insert(helpdesk.tables.messages).values(
+                chat_id=known_chat, direction="in", status="inbound", type="text", text="stored by a third session",
+                created_at=now, change_seq=0)).inserted_primary_key[0]
+            third.execute(sa.insert(tables["messages"]).values(
+                message_id=message_id, chat_id=known_chat, wazzup_message_id=TEXT_ID, is_echo=False))
+    finally:
+        holder.commit()
+        holder.close()
+        delivering.join(10)
+        others.dispose()
+    assert answers and (answers[0]["new_messages"], answers[0]["duplicates"]) == (0, 1)
+    assert wazzup_rows.message(TEXT_ID)["text"] == "stored by a third session"
+    assert len(wazzup_rows.messages()) == 2  # the known chat's first message and the third session's: no orphan
 
 
 def test_housekeeping_applies_a_status_parked_for_a_message_stored_since(

@@ -995,13 +995,17 @@ class Writer:
         The delivery that stores a message applies what is parked for it; a delivery written in one
         statement looks again in a second transaction, and a process stopped between the two leaves
         such a status behind."""
-        p, wm = self.t["parked"], self.t["messages"]
-        known = sa.exists().where(wm.c.wazzup_message_id == p.c.wazzup_message_id)
-        rows = self._take_parked(sa.and_(p.c.kind == "status", known), limit)
+        p = self.t["parked"]
+        rows = self._take_parked(sa.and_(p.c.kind == "status", self._parked_message_known()), limit)
         if rows:
             log.info("parked statuses of stored messages applied", extra={"context": {
                 "wazzup_message_ids": sorted({r.wazzup_message_id for r in rows})[:50], "count": len(rows)}})
             self._replay(rows)
+
+    def _parked_message_known(self):
+        """A parked item's message is stored (a condition on ``wazzup_parked``)."""
+        p, wm = self.t["parked"], self.t["messages"]
+        return sa.exists().where(wm.c.wazzup_message_id == p.c.wazzup_message_id)
 
     def expire_parked(self, limit: int = 200) -> None:
         """Housekeeping: statuses parked over a day are dropped (logged); echoes are released once their
@@ -1009,7 +1013,9 @@ class Writer:
         p = self.t["parked"]
         self.apply_parked_of_known(limit)
         cutoff = self.now - PARKED_TTL
-        expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff), limit)
+        # A status whose message is known by now is applied (above, ``limit`` at a time), never expired.
+        expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff,
+                                            ~self._parked_message_known()), limit)
         if expired:
             self.summary.expired.extend(r.wazzup_message_id for r in expired)
             log.warning("parked statuses expired: their message never became known", extra={"context": {
