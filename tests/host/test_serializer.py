@@ -111,7 +111,10 @@ MESSAGE_OUT = _wazzup_schema(MessageSchema, wazzup_message_fields, "Message")
 _zones = st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=3)),
                           dt.timezone(dt.timedelta(hours=-5, minutes=-30)), None])
 # As the databases return them: aware UTC (the column type), naive (a raw SQLite value), other offsets.
-_datetimes = st.builds(lambda d, tz: d.replace(tzinfo=tz), st.datetimes(), _zones)
+# A stored stamp is a UTC instant: a local time within a day of year 1 or 9999 has none (0001-01-01
+# 00:00+03:00 is before year 1 in UTC), and the webhook refuses times outside 1970-9000 anyway.
+_datetimes = st.builds(lambda d, tz: d.replace(tzinfo=tz),
+                       st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)), _zones)
 # Any unicode a database can hold: every plane, control characters, quotes; not lone surrogates.
 _texts = st.text(st.characters(blacklist_categories=("Cs",)))
 
