@@ -142,23 +142,24 @@ def in_process(url: str, paths: dict[str, str], headers: dict) -> dict[str, floa
     without the network, the workers' queue or wrk, so it moves far less with the machine's load."""
     app = build_app(url)
     client = falcon.testing.TestClient(app)
-    out = {}
+    calls = {name: path.partition("?")[::2] for name, path in paths.items()}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
     try:
-        for name, path in paths.items():
-            route, _, query = path.partition("?")
-            for _ in range(IN_PROCESS_WARMUP):
+        for _ in range(IN_PROCESS_WARMUP):
+            for route, query in calls.values():
                 client.simulate_get(route, query_string=query, headers=headers)
-            samples = []
-            for _ in range(IN_PROCESS_CALLS):
+        # Round-robin, one call of each path per round: the machine's speed in that minute weighs on
+        # every path alike, so a page's p50 over health's p50 is the page's own cost.
+        for _ in range(IN_PROCESS_CALLS):
+            for name, (route, query) in calls.items():
                 start = time.perf_counter()
                 result = client.simulate_get(route, query_string=query, headers=headers)
-                samples.append((time.perf_counter() - start) * 1000)
+                samples[name].append((time.perf_counter() - start) * 1000)
                 if result.status_code != 200:
-                    raise RuntimeError(f"{path}: {result.status}")
-            out[name] = percentile(samples, 50)
+                    raise RuntimeError(f"{paths[name]}: {result.status}")
     finally:
         app.helpdesk.db.engine.dispose()
-    return out
+    return {name: percentile(values, 50) for name, values in samples.items()}
 
 
 PAGES = ("chat list, first page", "chat list, cursor page", "a chat's latest 50 messages")
@@ -191,26 +192,33 @@ def section(args) -> Section:
                                          "non-2xx"]))
         growth_rows = []
         for name in PAGES:
-            g = ratio(r[(large, name, "in-process")], r[(small, name, "in-process")])
+            own = {n: ratio(r[(n, name, "in-process")], r[(n, "health", "in-process")]) for n in (small, large)}
+            g = ratio(own[large], own[small])
             growth_rows.append(Row(name, {
-                "in-process p50 growth": g,
+                "in-process p50 growth, over health's": g,
+                "in-process p50 growth": ratio(r[(large, name, "in-process")], r[(small, name, "in-process")]),
+                "in-process health growth": ratio(r[(large, "health", "in-process")],
+                                                  r[(small, "health", "in-process")]),
                 "wrk p50 growth": ratio(r[(large, name)].p50_ms, r[(small, name)].p50_ms),
                 "wrk health p50 growth": ratio(r[(large, "health")].p50_ms, r[(small, "health")].p50_ms)}))
             sec.targets.append(Target(f"{backend}: {name} p50 ≤ 3 × health p50 at {large:,} chats",
                                       ratio(r[(large, name)].p50_ms, r[(large, "health")].p50_ms), 3.0,
                                       at_least=False))
-            sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats (in-process p50)", g,
-                                      1.5, at_least=False))
-        sec.tables.append(table(growth_rows, ["in-process p50 growth", "wrk p50 growth", "wrk health p50 growth"],
+            sec.targets.append(Target(f"{backend}: {name} growth {small:,} → {large:,} chats (in-process p50 "
+                                      "over health's)", g, 1.5, at_least=False))
+        sec.tables.append(table(growth_rows, ["in-process p50 growth, over health's", "in-process p50 growth",
+                                              "in-process health growth", "wrk p50 growth", "wrk health p50 growth"],
                                 first=f"{backend}: growth {small:,} → {large:,} chats"))
         for key, w in r.items():
             if isinstance(w, WrkResult) and not w.ok:
                 sec.notes.append(f"{backend} {key}: {w.non2xx} non-2xx, {w.socket_errors} socket errors.")
     sec.notes.append("Growth is a page's p50 at the large size over its p50 at the small size. The verdict uses "
-                     f"the in-process p50 ({IN_PROCESS_CALLS} calls through Falcon's test client right after the "
-                     "wrk runs): it is the server's own work on the bigger data, while the wrk p50 also carries "
-                     "the shared machine's load of that minute — the health endpoint's own wrk growth, shown "
-                     "beside it, says how much the load moved between the two sizes.")
+                     f"the in-process p50 ({IN_PROCESS_CALLS} rounds through Falcon's test client right after the "
+                     "wrk runs, one call of each path per round), taken over the health endpoint's p50 of the "
+                     "same rounds: the two sizes are measured minutes apart, and the machine's speed moved by up "
+                     "to twice between them (the health endpoint's own growth, shown beside it), which a page's "
+                     "raw growth carries and its growth over health's cancels. The wrk p50 also carries the "
+                     "shared machine's load of that minute.")
     return sec
 
 
