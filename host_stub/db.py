@@ -136,8 +136,6 @@ class WriteTx:
     _seq: int | None = None
     # ``Database.write_one_statement``: the statement takes the counter itself (``change_seq_cte``).
     one_statement: bool = False
-    # The value that statement took, once it ran (committed with it: nothing else may be stamped with it).
-    taken_seq: int | None = None
 
     @property
     def change_seq(self) -> int:
@@ -146,17 +144,13 @@ class WriteTx:
             # value is committed and its lock released: a later write stamped with it would be
             # invisible to a poller that has read past it.
             raise RuntimeError("a one-statement write takes the counter inside its statement "
-                               "(db.change_seq_cte()) and hands the value to adopt_change_seq()")
+                               "(tx.change_seq_cte())")
         if self._seq is None:
             self._seq = self._db.next_change_seq(self.conn)
         return self._seq
 
     def change_seq_cte(self) -> sa.CTE:
         return self._db.change_seq_cte()
-
-    def adopt_change_seq(self, value: int) -> None:
-        """The counter value a one-statement write took inside its statement (``change_seq_cte``)."""
-        self.taken_seq = value
 
     def touched(self, chat_ids=(), message_ids=()) -> None:
         self.chat_ids.update(chat_ids)
@@ -217,8 +211,8 @@ class Database:
         buy nothing; and a counter taken inside the statement holds its lock only while the statement
         runs and commits, not across round trips. Yields a ``WriteTx`` whose ``conn`` runs each
         statement as its own transaction: reads may come first; the one statement that writes takes
-        the counter through ``change_seq_cte()`` and hands the value to ``tx.adopt_change_seq()``.
-        A write that needs more than one statement uses ``write()``.
+        the counter through ``tx.change_seq_cte()``. A write that needs more than one statement uses
+        ``write()``.
         """
         if self.dialect != "postgresql":
             raise NotImplementedError("one-statement writes need PostgreSQL (data-modifying WITH)")

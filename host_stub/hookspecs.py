@@ -29,9 +29,9 @@ The ``helpdesk`` argument is a facade with these attributes (see ``host_stub.app
     ``.touched(chat_ids=..., message_ids=...)`` to report what changed), and on PostgreSQL
     ``db.write_one_statement()`` (a write made of one statement that commits by itself, with no
     ``BEGIN``/``COMMIT`` round trips: its ``WriteTx`` has no ``.change_seq`` of its own; the statement
-    takes the counter through ``tx.change_seq_cte()``, a CTE with ``value`` and ``seen``, and the
-    caller hands ``value`` to ``tx.adopt_change_seq()``; ``value != seen + 1`` means the statement's
-    snapshot predates a write that committed while it waited for the counter).
+    takes the counter through ``tx.change_seq_cte()``, a CTE with ``value`` and ``seen``;
+    ``value != seen + 1`` means the statement's snapshot predates a write that committed while it
+    waited for the counter).
 ``tables``
     The host's SQLAlchemy tables: ``chats``, ``messages``, ``agents``.
 ``metadata``

@@ -52,12 +52,6 @@ def test_a_status_parked_before_its_message_is_applied_when_the_message_arrives(
     assert wazzup_rows.table("parked") == []
 
 
-def test_a_plain_new_message_writes_one_statement_and_looks_at_nothing_parked_again(
-        deliver, payload, known_chat, backend, statements):
-    assert deliver(payload("incoming_text")).json["new_messages"] == 1
-    assert statements == (["WITH"] if backend == "postgres" else ["UPDATE", "INSERT", "INSERT", "UPDATE"])
-
-
 @pytest.fixture
 def write_commits_while_waiting(helpdesk, engine, backend):
     """``arm(park=bool)``: when our one statement is sent, another write holds the change counter

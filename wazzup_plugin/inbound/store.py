@@ -669,16 +669,22 @@ class Writer:
         (it runs under the change counter, as ``_insert_wazzup_messages`` does).
         Returns ``({wazzup id: our host id}, {host id if ours won})``.
         """
-        row = self._message_row(msg, chat_id)
-        values = {f"m_{k}": v for k, v in row.items()}
-        values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
-        values.update(self._chat_follow_values(chat_id, [msg]))
+        row, values = self._one_message_values(msg, chat_id)
         stmt = self._driver_statement(("store_one_at_once", tuple(row)),
                                       lambda: self._one_message_at_once_statement(tuple(row)))
         ((host_id, won, _followed, any_parked),) = stmt.rows(self.conn, values)
         if won is not None and not any_parked:
             self._nothing_parked = True
         return {msg.message_id: host_id}, ({won} if won is not None else set())
+
+    def _one_message_values(self, msg: Message, chat_id: int, stamped: bool = True) -> tuple[dict, dict]:
+        """``(host row, parameters)`` of the one-message statements: the host row as ``m_*``, the
+        Wazzup row as ``w_*``, the chat's follow-up as ``b_*`` (``stamped``: see ``_message_row``)."""
+        row = self._message_row(msg, chat_id, stamped)
+        values = {f"m_{k}": v for k, v in row.items()}
+        values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
+        values.update(self._chat_follow_values(chat_id, [msg], stamped))
+        return row, values
 
     def _one_message_at_once_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
         m, wm, c = self.messages, self.t["messages"], self.chats
@@ -699,23 +705,19 @@ class Writer:
         """PostgreSQL, in ``db.write_one_statement()``: one new message in a known chat, the counter
         taken inside the statement (see ``_in_one_statement``). ``None``: nothing was stored (the
         counter does not exist yet, or another delivery stored the message since the lookup)."""
-        row = self._message_row(msg, chat_id, stamped=False)
-        values = {f"m_{k}": v for k, v in row.items()}
-        values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
-        values.update(self._chat_follow_values(chat_id, [msg], stamped=False))
+        row, values = self._one_message_values(msg, chat_id, stamped=False)
         stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
         rows = stmt.rows(self.conn, values)
         if not rows:
             return None
         ((seq, seen, host_id, _followed, parked),) = rows
-        self.tx.adopt_change_seq(seq)
         if host_id is None:
             return None
         self.summary.new.append(msg.message_id)
         self.summary.message_ids.add(host_id)
         self.summary.chat_ids.add(chat_id)
         self.finish()
-        return OneStatement(host_id=host_id, current=seq == seen + 1, parked=bool(parked))
+        return OneStatement(current=seq == seen + 1, parked=bool(parked))
 
     def parked_for(self, wazzup_message_id: str) -> bool:
         """Whether anything is parked under this Wazzup id (one indexed look)."""
@@ -1029,7 +1031,6 @@ class OneStatement:
     as current as the counter it took (see ``Database.change_seq_cte``); ``parked``: it saw something
     parked under the message's Wazzup id."""
 
-    host_id: int
     current: bool
     parked: bool
 
