@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,7 @@ class Server(_Child):
     def __init__(self, app_spec: str, env: dict[str, str], workers: int = 2, cwd: Path | None = None,
                  ready_path: str = "/", name: str = "server", timeout: float = 30.0):
         self.app_spec = app_spec
+        self.ready_path = ready_path
         self.cwd = cwd or scratch_dir(f"{name}-")
         self.log_path = self.cwd / f"{name}.log"
         for attempt in range(3):  # a free port can be taken by someone else before gunicorn binds it
@@ -199,6 +201,19 @@ class WrkResult:
     @property
     def ok(self) -> bool:
         return self.non2xx == 0 and self.socket_errors == 0
+
+
+def combine_runs(runs: list[WrkResult]) -> WrkResult:
+    """Several short runs of one case as one result: throughput over their summed time; p50 and p99
+    the median of the runs' own (percentiles of separate runs cannot be merged exactly)."""
+    seconds = sum(r.seconds for r in runs)
+    count = sum(r.requests for r in runs)
+    return WrkResult(
+        requests=count, seconds=seconds, rps=count / seconds if seconds else 0.0,
+        p50_ms=statistics.median(r.p50_ms for r in runs), p99_ms=statistics.median(r.p99_ms for r in runs),
+        mean_ms=sum(r.mean_ms * r.requests for r in runs) / count if count else 0.0,
+        non2xx=sum(r.non2xx for r in runs), socket_errors=sum(r.socket_errors for r in runs),
+        per_request=runs[0].per_request)
 
 
 LUA_COMMON = r"""

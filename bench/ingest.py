@@ -9,12 +9,19 @@ Cases (gunicorn, 2 sync workers, the same wrk settings for all):
   c     the product's webhook, one new message per delivery, over 1,000 chats
   d     the product's webhook, 100 new messages per delivery
   e     the product's webhook, redelivery of messages it already stored (one per delivery)
+
+Cases a-d run in rounds of short runs, all servers up at once, the order reversed every other round:
+a case and its baseline are measured seconds apart, so a drift in the shared machine's speed moves
+both, and each ratio's verdict is the median of the rounds' own ratios (their spread is shown).
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 import sys
+import time
+from contextlib import ExitStack
 
 import requests
 import sqlalchemy as sa
@@ -22,7 +29,7 @@ import sqlalchemy as sa
 from bench import apps, payloads
 from bench.common import PRODUCT_APP, product_env, run_section, webhook_headers
 from bench.databases import backends, create_product_schema, throwaway_database
-from bench.harness import Server, WrkResult, lua_script, run_wrk
+from bench.harness import Server, WrkResult, combine_runs, lua_script, run_wrk
 from bench.report import Row, Section, Target, ratio, table
 
 CHATS = 1000
@@ -31,6 +38,10 @@ REDELIVERY_POOL = 2000
 WEBHOOK = "/api/webhook"
 WARMUP_SECONDS = 1
 WARMUP_RUN_OFFSET = 2**30  # warm-up ids never collide with measured ones
+ROUNDS = 5
+ROUND_RUN_STRIDE = 8  # each round's ids: the case's run + round × stride (cases use offsets 0-4)
+PAIRS = {"c/a": ("c", "a", "rps"), "c/b": ("c", "b", "rps"), "p99 c/b": ("c", "b", "p99_ms"),
+         "d/b100": ("d", "b100", "msgs_per_s")}
 
 
 def _wrk(server: Server, args, batch: int, run: int, pool: int | None = None,
@@ -51,6 +62,58 @@ def _case(server: Server, args, batch: int, run: int, pool: int | None = None, c
     before = count() if count else 0
     result = _wrk(server, args, batch, run, pool=pool)
     return result, (count() - before if count else None)
+
+
+def round_seconds(args) -> float:
+    """Each round's run of a case: together the rounds last about twice ``--duration``."""
+    return max(1.0, round(2 * args.duration / ROUNDS))
+
+
+def _rounds(cases: dict, args, count, settle) -> dict:
+    """Warm every case up, then run them in ``ROUNDS`` rounds, reversing the order every other round.
+
+    ``cases`` maps a name to (server, batch, run, counts rows); returns each name's list of runs and,
+    where rows are counted, the rows its runs added."""
+    for server, batch, run, _ in cases.values():
+        _wrk(server, args, batch, run + WARMUP_RUN_OFFSET, duration=WARMUP_SECONDS)
+    if settle:
+        settle()
+    runs: dict = {name: [] for name in cases}
+    stored = {name: 0 for name, (_, _, _, counted) in cases.items() if counted}
+    names = list(cases)
+    for i in range(ROUNDS):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            server, batch, run, counted = cases[name]
+            before = count() if counted else 0
+            runs[name].append(_wrk(server, args, batch, run + i * ROUND_RUN_STRIDE, duration=round_seconds(args)))
+            after = _after_tail(server, count if counted else None)
+            if counted:
+                stored[name] += after - before
+    return {"runs": runs, "stored": stored}
+
+
+def _after_tail(server: Server, count=None, timeout: float = 10.0) -> int:
+    """Let the requests wrk left queued at its end finish, so that they neither slow the next case's run
+    nor count as its rows: one request behind them, then (with ``count``) rows until they stop growing.
+    Returns the last count (0 without ``count``)."""
+    requests.get(server.url + server.ready_path, timeout=timeout)
+    if count is None:
+        return 0
+    last, deadline = count(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = count()
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def paired_ratios(runs: dict) -> dict[str, list[float]]:
+    """Each ratio of ``PAIRS`` round by round (a case over the baseline measured beside it)."""
+    return {label: [getattr(x, attr) / getattr(y, attr) if getattr(y, attr) else 0.0
+                    for x, y in zip(runs[num], runs[den])]
+            for label, (num, den, attr) in PAIRS.items()}
 
 
 def _count(url: str, table_name: str) -> int:
@@ -94,27 +157,30 @@ def measure(backend: str, args) -> dict:
     """Every case on one database; returns results by case name plus stored-row checks."""
     results: dict = {}
     run_base = random.randrange(1, 2**29)
-    with Server("bench.apps:bare_app()", {}, name="bare") as server:
-        results["a"], _ = _case(server, args, 1, run_base)
-    with throwaway_database(backend, "probe") as url:
-        apps.create_probe_table(url)
-        with Server("bench.apps:probe_app()", {"BENCH_DATABASE_URL": url}, name="probe") as server:
-            results["b"], _ = _case(server, args, 1, run_base)
-            results["b100"], _ = _case(server, args, BATCH, run_base + 1)
-    with throwaway_database(backend, "ingest") as url:
+    with ExitStack() as stack:
+        bare = stack.enter_context(Server("bench.apps:bare_app()", {}, name="bare"))
+        probe_url = stack.enter_context(throwaway_database(backend, "probe"))
+        apps.create_probe_table(probe_url)
+        probe = stack.enter_context(Server("bench.apps:probe_app()", {"BENCH_DATABASE_URL": probe_url}, name="probe"))
+        url = stack.enter_context(throwaway_database(backend, "ingest"))
         create_product_schema(url)
+        product = stack.enter_context(Server(PRODUCT_APP, product_env(url), name=f"product-{backend}",
+                                             ready_path="/api/health"))
         count = lambda: _count(url, "messages")  # noqa: E731
         settle = (lambda: _analyze(url)) if backend == "postgres" else None
-        with Server(PRODUCT_APP, product_env(url), name=f"product-{backend}", ready_path="/api/health") as server:
-            results["c"], results["c_stored"] = _case(server, args, 1, run_base + 2, count=count, settle=settle)
-            results["d"], results["d_stored"] = _case(server, args, BATCH, run_base + 3, count=count,
-                                                      settle=settle)
-            # The redelivery pool is stored first, warm-up included, so every measured id is a repeat.
-            preload(server.url, run_base + 4, REDELIVERY_POOL)
-            preload(server.url, run_base + 4 + WARMUP_RUN_OFFSET, REDELIVERY_POOL)
-            results["e"], results["e_stored"] = _case(server, args, 1, run_base + 4, pool=REDELIVERY_POOL,
-                                                      count=count, settle=settle)
-            results["chats"] = _count(url, "chats")
+        cases = {"a": (bare, 1, run_base, False), "b": (probe, 1, run_base, False),
+                 "b100": (probe, BATCH, run_base + 1, False), "c": (product, 1, run_base + 2, True),
+                 "d": (product, BATCH, run_base + 3, True)}
+        measured = _rounds(cases, args, count, settle)
+        results["runs"] = measured["runs"]
+        results.update({name: combine_runs(runs) for name, runs in measured["runs"].items()})
+        results.update({f"{name}_stored": rows for name, rows in measured["stored"].items()})
+        # The redelivery pool is stored first, warm-up included, so every measured id is a repeat.
+        preload(product.url, run_base + 4, REDELIVERY_POOL)
+        preload(product.url, run_base + 4 + WARMUP_RUN_OFFSET, REDELIVERY_POOL)
+        results["e"], results["e_stored"] = _case(product, args, 1, run_base + 4, pool=REDELIVERY_POOL,
+                                                  count=count, settle=settle)
+        results["chats"] = _count(url, "chats")
     return results
 
 
@@ -130,12 +196,16 @@ LABELS = {
 
 def section(args) -> Section:
     sec = Section("Webhook ingest", intro=(
-        f"gunicorn with 2 sync workers; wrk {args.threads} threads, {args.connections} connections, "
-        f"{args.duration:g} s per case. New messages spread over {CHATS:,} chats; the redelivery case cycles "
+        f"gunicorn with 2 sync workers; wrk {args.threads} threads, {args.connections} connections. Cases a-d: "
+        f"all servers up at once, {ROUNDS} rounds of {round_seconds(args):g} s per case, the order reversed every "
+        "other round, so that a case and its baseline are measured seconds apart; a case's req/s is over all its "
+        "rounds, its p50 and p99 the median of its rounds', and each ratio's verdict is the median of the rounds' "
+        f"own ratios (min-max beside it). Case e: one {args.duration:g} s run after them. "
+        f"New messages spread over {CHATS:,} chats; the redelivery case cycles "
         f"through {REDELIVERY_POOL:,} messages stored just before. The probe uses the product's engine "
         "settings (SQLite: WAL, synchronous=FULL, the product's default). `stored` counts rows the case "
         "added to `messages` (a completed request has always committed, so stored ≥ requests × batch). "
-        "On PostgreSQL the product's database is ANALYZEd after each warm-up, as autovacuum would be within "
+        "On PostgreSQL the product's database is ANALYZEd after the warm-ups, as autovacuum would be within "
         "a minute: a throwaway database has no planner statistics and would plan sequential scans."))
     for backend in backends(args.db):
         r = measure(backend, args)
@@ -149,16 +219,17 @@ def section(args) -> Section:
             }))
         sec.tables.append(f"**{backend}**\n\n" + table(
             rows, ["req/s", "msg/s", "p50 ms", "p99 ms", "requests", "non-2xx", "stored"]))
-        a, b, b100, c, d, e = (r[k] for k in ("a", "b", "b100", "c", "d", "e"))
-        sec.tables.append(table([Row(backend, {
-            "c/a req/s": ratio(c.rps, a.rps), "c/b req/s": ratio(c.rps, b.rps),
-            "p99 c/b": ratio(c.p99_ms, b.p99_ms), "d/b100 msg/s": ratio(d.msgs_per_s, b100.msgs_per_s),
-            "e/c req/s": ratio(e.rps, c.rps)})],
-            ["c/a req/s", "c/b req/s", "p99 c/b", "d/b100 msg/s", "e/c req/s"], first="ratios"))
+        c, e = r["c"], r["e"]
+        paired = paired_ratios(r["runs"])
+        median = {label: statistics.median(values) for label, values in paired.items()}
+        spread = {f"{label} min-max": f"{min(values):.2f}-{max(values):.2f}" for label, values in paired.items()}
+        sec.tables.append(table([Row(backend, {**median, "e/c req/s": ratio(e.rps, c.rps)})],
+                                [*PAIRS, "e/c req/s"], first="ratios (median of rounds)"))
+        sec.tables.append(table([Row(backend, spread)], list(spread), first="ratios over the rounds"))
         sec.targets += [
-            Target(f"{backend}: c ≥ 0.7 × b (req/s)", ratio(c.rps, b.rps), 0.7),
-            Target(f"{backend}: p99(c) ≤ 3 × p99(b)", ratio(c.p99_ms, b.p99_ms), 3.0, at_least=False),
-            Target(f"{backend}: d ≥ 0.5 × b100 (msg/s)", ratio(d.msgs_per_s, b100.msgs_per_s), 0.5),
+            Target(f"{backend}: c ≥ 0.7 × b (req/s)", median["c/b"], 0.7),
+            Target(f"{backend}: p99(c) ≤ 3 × p99(b)", median["p99 c/b"], 3.0, at_least=False),
+            Target(f"{backend}: d ≥ 0.5 × b100 (msg/s)", median["d/b100"], 0.5),
             Target(f"{backend}: e ≥ 1.0 × c (req/s)", ratio(e.rps, c.rps), 1.0),
         ]
         for case in ("a", "b", "b100", "c", "d", "e"):

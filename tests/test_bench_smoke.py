@@ -99,3 +99,20 @@ def test_profile_timing_mode_runs_a_case_in_process_without_the_profiler(case, c
     assert profile.main([case, "--db", "sqlite", "--requests", "3", "--timing"]) == 0
     assert re.search(rf"^{case} on sqlite: 3 requests in-process, mean [\d.]+ ms, p50 [\d.]+ ms, our CPU [\d.]+ ms$",
                      capsys.readouterr().out, re.MULTILINE)
+
+
+def test_ingest_ratios_pair_each_round_with_the_baseline_measured_beside_it():
+    from bench.harness import WrkResult, combine_runs
+    from bench.ingest import paired_ratios
+
+    def run(rps, p99, per_request=1):
+        return WrkResult(requests=int(rps * 2), seconds=2.0, rps=rps, p50_ms=1.0, p99_ms=p99, mean_ms=1.0,
+                         non2xx=0, socket_errors=0, per_request=per_request)
+
+    # The machine slows down in the second round: both cases move, their ratio does not.
+    runs = {"a": [run(1000, 2), run(500, 4)], "b": [run(800, 3), run(400, 6)], "c": [run(600, 6), run(300, 12)],
+            "b100": [run(10, 30, 100), run(5, 60, 100)], "d": [run(4, 60, 100), run(2, 120, 100)]}
+    ratios = paired_ratios(runs)
+    assert ratios["c/b"] == [0.75, 0.75] and ratios["p99 c/b"] == [2.0, 2.0] and ratios["d/b100"] == [0.4, 0.4]
+    combined = combine_runs(runs["c"])
+    assert combined.requests == 1800 and combined.rps == 450.0 and combined.p99_ms == 9.0
