@@ -266,3 +266,21 @@ def test_send_refuses_a_link_that_is_not_a_clean_http_url_with_422(client, auth,
     result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", json={"content_uri": uri}, headers=auth)
     assert result.status_code == 422
     assert "content_uri" in result.json["fields"]
+
+
+def test_a_wazzup_id_that_already_belongs_to_a_stored_message_is_logged_and_both_messages_are_kept(
+        client, auth, chat, wazzup_api, wazzup_url, make_message, helpdesk, caplog):
+    earlier = make_message(chat, "a customer's message")
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["messages"]).values(
+            message_id=earlier, chat_id=chat, wazzup_message_id=WAZZUP_ID, is_echo=False))
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    with caplog.at_level("WARNING", logger="wazzup_plugin"):
+        result = send(client, auth, chat, {"text": "answer"})
+    assert result.status_code == 201
+    assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
+    listed = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
+    assert [(m["id"], m["wazzup_message_id"]) for m in listed] == [(earlier, WAZZUP_ID), (result.json["id"], None)]
+    [warning] = [r for r in caplog.records if "already belongs to another stored message" in r.getMessage()]
+    assert warning.context == {"message_id": result.json["id"], "wazzup_message_id": WAZZUP_ID,
+                               "other_message_id": earlier}
