@@ -472,11 +472,8 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
 def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
     w = ctx.state.tables["messages"]
     if wazzup_message_id:
-        taken = tx.conn.execute(sa.select(w.c.message_id).where(w.c.wazzup_message_id == wazzup_message_id)).scalar()
-        if taken is None:
-            tx.conn.execute(sa.update(w).where(w.c.message_id == row.message_id, w.c.wazzup_message_id.is_(None))
-                            .values(wazzup_message_id=wazzup_message_id))
-        elif taken != row.message_id:
+        taken = _claim_wazzup_id(tx.conn, w, row.message_id, wazzup_message_id)
+        if taken not in (None, row.message_id):
             log.warning("Wazzup24 message id already belongs to another stored message; keeping both",
                         extra={"context": {"message_id": row.message_id, "wazzup_message_id": wazzup_message_id,
                                            "other_message_id": taken}})
@@ -487,6 +484,24 @@ def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
             apply_parked(tx, ctx.state, [wazzup_message_id])
     elif _anything_parked(tx, ctx, row.chat_id):
         send_settled(tx, ctx.state, [row.chat_id])  # an echo parked meanwhile may bring the id
+
+
+def _claim_wazzup_id(conn, w, message_id: int, wazzup_message_id: str) -> int | None:
+    """Give the send's Wazzup row the id Wazzup answered with, unless a row already holds it.
+
+    Returns ``None`` when the id was free (it is ours now, or our row already had another id), else
+    the message holding it (ours or another). One conditional UPDATE in the usual case: it runs
+    under the change counter, where every round trip holds up every other writer."""
+    other = w.alias("holder")
+    claim = built(w, "claim_wazzup_id", lambda: sa.update(w).where(
+        w.c.message_id == sa.bindparam("b_message_id"), w.c.wazzup_message_id.is_(None),
+        ~sa.exists().where(other.c.wazzup_message_id == sa.bindparam("b_wid", type_=w.c.wazzup_message_id.type)),
+    ).values(wazzup_message_id=sa.bindparam("b_wid")).returning(w.c.message_id))
+    if conn.execute(claim, {"b_message_id": message_id, "b_wid": wazzup_message_id}).first() is not None:
+        return None
+    holder = built(w, "wazzup_id_holder", lambda: sa.select(w.c.message_id).where(
+        w.c.wazzup_message_id == sa.bindparam("b_wid", type_=w.c.wazzup_message_id.type)))
+    return conn.execute(holder, {"b_wid": wazzup_message_id}).scalar()
 
 
 def _anything_parked(tx, ctx, chat_id: int, wazzup_message_id: str | None = None) -> bool:
