@@ -193,8 +193,9 @@ def _target(conn, ctx, chat_id: int, list_channels) -> tuple[str, str, str] | No
     Raises ChannelSelectionError, or a WazzupError from ``list_channels`` (called only when
     neither the chat nor the settings name a channel)."""
     wc = ctx.state.tables["chats"]
-    chat = conn.execute(sa.select(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id)
-                        .where(wc.c.chat_id == chat_id)).first()
+    chat = conn.execute(built(wc, "send_target", lambda: sa.select(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id)
+                              .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
+                        {"b_chat_id": chat_id}).first()
     selected = select_channel(chat.channel_id if chat else None, ctx.settings.channel_id, list_channels)
     if chat is not None:
         chat_type, wazzup_chat_id = chat.chat_type or "whatsapp", chat.wazzup_chat_id

@@ -27,6 +27,7 @@ from wazzup_plugin.outbound import outbox
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
+from wazzup_plugin.store_common import built
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ class _SendBase:
 
     def _chat(self, conn, chat_id: int):
         chats = self.helpdesk.tables.chats
-        chat = conn.execute(sa.select(chats.c.id, chats.c.type).where(chats.c.id == chat_id)).first()
+        chat = conn.execute(built(chats, "send_chat", lambda: sa.select(chats.c.id, chats.c.type).where(
+            chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type))), {"b_id": chat_id}).first()
         if chat is None:
             raise Problem(404, "not_found", f"Chat {chat_id} does not exist.")
         if chat.type != CHAT_TYPE:
