@@ -216,3 +216,18 @@ def test_a_renamed_contact_renames_the_chat_along_with_the_new_message(deliver, 
     [chat] = wazzup_rows.chats()
     assert chat["title"] == "Ivan Petrov (work)"
     assert chat["unread_count"] == 2
+
+
+def test_a_later_transactions_summary_folds_into_the_deliverys_every_field():
+    from dataclasses import fields
+
+    from wazzup_plugin.inbound.store import Summary
+
+    first = Summary(new=["m1"], statuses_applied=1, chat_ids={1}, message_ids={10})
+    later = Summary(**{f.name: ({2} if f.type == "set[int]" else ["x"] if f.type.startswith("list") else 3)
+                       for f in fields(Summary)})
+    first.add(later)
+    assert first.new == ["m1", "x"] and first.duplicates == ["x"] and first.chats_created == ["x"]
+    assert (first.statuses_applied, first.quarantined, first.channels) == (4, 3, 3)
+    assert first.chat_ids == {1, 2} and first.message_ids == {10, 2}
+    assert all(getattr(first, f.name) for f in fields(Summary))  # nothing left out

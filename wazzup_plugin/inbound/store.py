@@ -18,7 +18,7 @@ import logging
 import mimetypes
 import re
 from collections import defaultdict, namedtuple
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -147,14 +147,11 @@ class Summary:
     message_ids: set[int] = field(default_factory=set)
 
     def add(self, other: "Summary") -> None:
-        """Fold in what a later transaction of the same delivery did."""
-        for name in ("new", "duplicates", "edited", "parked", "expired", "chats_created"):
-            getattr(self, name).extend(getattr(other, name))
-        self.statuses_applied += other.statuses_applied
-        self.quarantined += other.quarantined
-        self.channels += other.channels
-        self.chat_ids |= other.chat_ids
-        self.message_ids |= other.message_ids
+        """Fold in what a later transaction of the same delivery did: lists and counts add up, sets
+        join (every field, so a field added later is folded too)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, mine | theirs if isinstance(mine, set) else mine + theirs)
 
     def context(self, limit: int = 50) -> dict:
         return {

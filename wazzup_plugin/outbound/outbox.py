@@ -493,11 +493,14 @@ def _claim_wazzup_id(conn, w, message_id: int, wazzup_message_id: str) -> int | 
     Returns ``None`` when the id was free (it is ours now, or our row already had another id), else
     the message holding it (ours or another). One conditional UPDATE in the usual case: it runs
     under the change counter, where every round trip holds up every other writer."""
-    other = w.alias("holder")
-    claim = built(w, "claim_wazzup_id", lambda: sa.update(w).where(
-        w.c.message_id == sa.bindparam("b_message_id"), w.c.wazzup_message_id.is_(None),
-        ~sa.exists().where(other.c.wazzup_message_id == sa.bindparam("b_wid", type_=w.c.wazzup_message_id.type)),
-    ).values(wazzup_message_id=sa.bindparam("b_wid")).returning(w.c.message_id))
+    def build_claim():
+        holder = w.alias("holder")
+        return sa.update(w).where(
+            w.c.message_id == sa.bindparam("b_message_id"), w.c.wazzup_message_id.is_(None),
+            ~sa.exists().where(holder.c.wazzup_message_id == sa.bindparam("b_wid", type_=w.c.wazzup_message_id.type)),
+        ).values(wazzup_message_id=sa.bindparam("b_wid")).returning(w.c.message_id)
+
+    claim = built(w, "claim_wazzup_id", build_claim)
     if conn.execute(claim, {"b_message_id": message_id, "b_wid": wazzup_message_id}).first() is not None:
         return None
     holder = built(w, "wazzup_id_holder", lambda: sa.select(w.c.message_id).where(
