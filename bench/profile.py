@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                 call(i)
             _analyze(url)
         if args.timing:
-            _time(call, args, warmup)
+            _time(call, args, warmup, engine)
             return 0
         from pyinstrument import Profiler
 
@@ -93,25 +93,41 @@ def main(argv=None) -> int:
     return 0
 
 
-def _time(call, args, start: int) -> None:
-    """Per request: wall time, this process's CPU and (PostgreSQL) the database server's CPU.
+def _time(call, args, start: int, engine) -> None:
+    """Per request: wall time, this process's CPU and (PostgreSQL) the database server's CPU and
+    the WAL it wrote.
 
     On a machine of two cores the server's CPU competes with the workers', so a flow that runs
-    more statements pays twice: in the driver and in the server.
+    more statements pays twice: in the driver and in the server. WAL bytes are the one figure here
+    that the machine's load cannot move: every row, index entry and commit record is in them, so
+    they compare two schemas or two ways of writing exactly.
     """
+    postgres = args.db == "postgres"
     times = []
-    cpu0, server0 = time.process_time(), _postgres_cpu() if args.db == "postgres" else 0.0
+    wal0 = _wal_lsn(engine) if postgres else 0
+    cpu0, server0 = time.process_time(), _postgres_cpu() if postgres else 0.0
     for i in range(start, start + args.requests):
         t0 = time.perf_counter()
         call(i)
         times.append(time.perf_counter() - t0)
     n = len(times)
     cpu = (time.process_time() - cpu0) / n
-    server = (_postgres_cpu() - server0) / n if args.db == "postgres" else None
+    server = (_postgres_cpu() - server0) / n if postgres else None
+    wal = (_wal_lsn(engine) - wal0) / n if postgres else None
     times.sort()
     print(f"{args.case} on {args.db}: {n} requests in-process, "
           f"mean {statistics.fmean(times) * 1e3:.3f} ms, p50 {times[n // 2] * 1e3:.3f} ms, "
-          f"our CPU {cpu * 1e3:.3f} ms" + (f", PostgreSQL's CPU {server * 1e3:.3f} ms" if server is not None else ""))
+          f"our CPU {cpu * 1e3:.3f} ms" + (f", PostgreSQL's CPU {server * 1e3:.3f} ms, "
+                                         f"WAL {wal:,.0f} bytes" if postgres else ""))
+
+
+def _wal_lsn(engine) -> int:
+    """The server's current WAL position in bytes (shared by every database of the server: run
+    nothing else against it while measuring)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
 
 
 def _postgres_cpu() -> float:
