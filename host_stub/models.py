@@ -209,7 +209,9 @@ class Chat(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(sa.String(32))
     title: Mapped[str] = mapped_column(sa.String(300), default="")
-    phone: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    # Not indexed: search matches it with LIKE '%digits%' on the number stripped of its formatting,
+    # which no index serves, and every chat update would pay for the index all the same.
+    phone: Mapped[str | None] = mapped_column(sa.String(32))
     avatar_uri: Mapped[str | None] = mapped_column(sa.String(2000))
     unread_count: Mapped[int] = mapped_column(default=0)
     last_message_at: Mapped[datetime | None]

@@ -34,7 +34,8 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             # Wazzup's id: the key that makes redeliveries harmless. NULL while a send is in flight.
             sa.Column("wazzup_message_id", sa.String(64), unique=True),
             # Our id sent as crmMessageId: Wazzup rejects a repeat within 60 s, so retries never duplicate.
-            sa.Column("crm_message_id", sa.String(64), unique=True),
+            # Unique where set (index below): incoming messages, nearly all rows, have none.
+            sa.Column("crm_message_id", sa.String(64)),
             sa.Column("is_echo", sa.Boolean, nullable=False, default=False),
             sa.Column("sent_from_app", sa.Boolean),
             sa.Column("author_id", sa.String(200)),
@@ -43,6 +44,11 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("version_at", UTCDateTime()),
             # The message that resent this failed one (set once: a message is resent at most once).
             sa.Column("resent_as", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
+            # Partial: a NULL entry per incoming message would cost every delivery an index write and
+            # the table an index as big as its key's, for rows nothing ever looks up by this column.
+            sa.Index("uq_wazzup_messages_crm_message_id", "crm_message_id", unique=True,
+                     postgresql_where=sa.text("crm_message_id IS NOT NULL"),
+                     sqlite_where=sa.text("crm_message_id IS NOT NULL")),
         ),
         "channels": _table(metadata, "wazzup_channels",
             sa.Column("channel_id", sa.String(64), primary_key=True),

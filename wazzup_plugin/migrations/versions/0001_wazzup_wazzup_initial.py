@@ -2,7 +2,7 @@
 
 Revision ID: 0001_wazzup
 Revises: 
-Create Date: 2026-11-26 18:12:55.649140
+Create Date: 2026-11-27 11:51:21.067454
 """
 from alembic import op
 import sqlalchemy as sa
@@ -100,11 +100,11 @@ def upgrade():
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_wazzup_messages_message_id_messages'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['resent_as'], ['messages.id'], name=op.f('fk_wazzup_messages_resent_as_messages'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('message_id', name=op.f('pk_wazzup_messages')),
-    sa.UniqueConstraint('crm_message_id', name=op.f('uq_wazzup_messages_crm_message_id')),
     sa.UniqueConstraint('wazzup_message_id', name=op.f('uq_wazzup_messages_wazzup_message_id'))
     )
     with op.batch_alter_table('wazzup_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_wazzup_messages_chat_id'), ['chat_id'], unique=False)
+        batch_op.create_index('uq_wazzup_messages_crm_message_id', ['crm_message_id'], unique=True, postgresql_where=sa.text('crm_message_id IS NOT NULL'), sqlite_where=sa.text('crm_message_id IS NOT NULL'))
 
     op.create_table('wazzup_outbox',
     sa.Column('message_id', sa.Integer(), nullable=False),
@@ -142,6 +142,7 @@ def downgrade():
 
     op.drop_table('wazzup_outbox')
     with op.batch_alter_table('wazzup_messages', schema=None) as batch_op:
+        batch_op.drop_index('uq_wazzup_messages_crm_message_id', postgresql_where=sa.text('crm_message_id IS NOT NULL'), sqlite_where=sa.text('crm_message_id IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_wazzup_messages_chat_id'))
 
     op.drop_table('wazzup_messages')
