@@ -8,6 +8,7 @@ connection after accepting. Time is the fake clock; the worker runs step by step
 
 import json
 import random
+import re
 from collections import Counter
 from datetime import timedelta
 
@@ -266,3 +267,51 @@ def test_the_worker_loop_sends_until_stopped(client, auth, chat, flaky, outbox_c
         thread.join(10)
     assert not thread.is_alive()
     assert message(helpdesk, message_id).status == "accepted"
+
+
+def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due; the claim can use it
+    # only when its query states the index's condition as a literal (SQLite cannot prove it from a
+    # bound parameter, nor can a PostgreSQL prepared statement's generic plan).
+    flaky.script = ["ok", "ok", "ok", "refuse", "refuse"]
+    statuses = [send(client, auth, chat, text=f"message {i}").status_code for i in range(5)]
+    assert statuses == [201, 201, 201, 202, 202]
+    engine = helpdesk.db.engine
+    claims = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM wazzup_outbox" in statement:
+            claims.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        clock.advance(60)
+        assert len(outbox.claim_due(outbox_ctx, "claimer")) == 2
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = claims
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+        else:
+            plan = _generic_plan(conn, statement, parameters)
+    assert "ix_wazzup_outbox_due" in plan, plan
+
+
+def _generic_plan(conn, statement: str, parameters: dict) -> str:
+    """PostgreSQL's plan of ``statement`` as a prepared statement reused past its fifth run may get:
+    generic, made without the parameters' values."""
+    names = []
+
+    def placeholder(match):
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    conn.exec_driver_sql("PREPARE claim AS " + re.sub(r"%\((\w+)\)s", placeholder, statement))
+    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    conn.exec_driver_sql("SET enable_seqscan = off")  # five rows: a scan would win on cost alone
+    values = ", ".join(f"'{parameters[n].isoformat()}'" if hasattr(parameters[n], "isoformat") else repr(parameters[n])
+                       for n in names)
+    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim({values})"))

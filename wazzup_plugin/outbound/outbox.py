@@ -234,7 +234,9 @@ def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
     with ctx.helpdesk.db.write() as tx:
         rows = tx.conn.execute(
             sa.select(o.c.message_id, o.c.attempt_started_at)
-            .where(o.c.state == "pending", o.c.next_attempt_at <= now,
+            # 'pending' as a literal: only then can the planner prove the partial index's condition
+            # (a bound value would do for one plan, but not for a prepared statement's generic plan).
+            .where(o.c.state == sa.literal_column("'pending'"), o.c.next_attempt_at <= now,
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now))
             .order_by(o.c.next_attempt_at, o.c.message_id).limit(limit)
             .with_for_update(skip_locked=True)).all()

@@ -34,7 +34,10 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("last_error", sa.String(500)),
             sa.Column("created_at", UTCDateTime(), nullable=False),
             sa.Column("updated_at", UTCDateTime(), nullable=False),
-            sa.Index("ix_wazzup_outbox_due", "state", "next_attempt_at"),
+            # Pending rows only, in claiming order: done rows, every message ever sent, stay out of
+            # it, so it stays as small as the backlog and settling a send writes no entry into it.
+            sa.Index("ix_wazzup_outbox_due", "next_attempt_at", "message_id",
+                     postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'")),
         ),
         # Idempotency-Key per agent: a repeated request returns the first result and sends nothing.
         "idempotency": table(metadata, "wazzup_idempotency_keys",
