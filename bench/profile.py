@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.profile browse-cursor --db sqlite
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 300
     .venv/bin/python -m bench.profile ingest-1 --db sqlite --requests 3000 --timing   # no profiler: mean, p50
+    .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 1500 --timing --wal-records
 
 The app is built exactly as gunicorn builds it (``create_app`` over the product's settings) and
 called through Falcon's test client, so the profile shows our code, not the network.
@@ -39,6 +40,9 @@ def main(argv=None) -> int:
     p.add_argument("--html", help="write pyinstrument's HTML report here too")
     p.add_argument("--timing", action="store_true",
                    help="no profiler: time each request and print the mean and p50 (before/after figures)")
+    p.add_argument("--wal-records", action="store_true",
+                   help="with --timing on PostgreSQL: the WAL each request wrote, by relation and record "
+                        "(pg_waldump; the server must run on this machine with its pg_wal readable)")
     args = p.parse_args(argv)
 
     with ExitStack() as stack:
@@ -113,12 +117,49 @@ def _time(call, args, start: int, engine) -> None:
     n = len(times)
     cpu = (time.process_time() - cpu0) / n
     server = (_postgres_cpu() - server0) / n if postgres else None
-    wal = (_wal_lsn(engine) - wal0) / n if postgres else None
+    wal1 = _wal_lsn(engine) if postgres else 0
+    wal = (wal1 - wal0) / n
     times.sort()
     print(f"{args.case} on {args.db}: {n} requests in-process, "
           f"mean {statistics.fmean(times) * 1e3:.3f} ms, p50 {times[n // 2] * 1e3:.3f} ms, "
           f"our CPU {cpu * 1e3:.3f} ms" + (f", PostgreSQL's CPU {server * 1e3:.3f} ms, "
                                          f"WAL {wal:,.0f} bytes" if postgres else ""))
+    if postgres and args.wal_records:
+        _print_wal_records(engine, wal0, wal1, n)
+
+
+def _print_wal_records(engine, start: int, end: int, n: int) -> None:
+    """What ``pg_waldump`` read between two WAL positions, per request: records and bytes by
+    relation and record type (full-page images included), largest first."""
+    import re
+    import shutil
+    import subprocess
+    from collections import Counter
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        wal_dir = Path(conn.execute(sa.text("SHOW data_directory")).scalar_one()) / "pg_wal"
+        major = conn.execute(sa.text("SHOW server_version_num")).scalar_one()[:-4]
+        names = dict(conn.execute(sa.text("SELECT pg_relation_filenode(oid)::text, relname FROM pg_class "
+                                          "WHERE pg_relation_filenode(oid) IS NOT NULL")).all())
+    waldump = shutil.which("pg_waldump") or f"/usr/lib/postgresql/{major}/bin/pg_waldump"
+    lsn = lambda v: f"{v >> 32:X}/{v & 0xFFFFFFFF:X}"  # noqa: E731
+    out = subprocess.run([waldump, "-p", str(wal_dir), "-s", lsn(start), "-e", lsn(end)],
+                         capture_output=True, text=True, check=True).stdout
+    record = re.compile(r"rmgr: (\S+)\s+len \(rec/tot\):\s+\d+/\s*(\d+).*?desc: (\S+)(?:.*?rel \d+/\d+/(\d+))?")
+    count, size = Counter(), Counter()
+    for line in out.splitlines():
+        m = record.search(line)
+        if m:
+            key = (names.get(m.group(4), m.group(4) or "-"), f"{m.group(1)}/{m.group(3)}")
+            count[key] += 1
+            size[key] += int(m.group(2))
+    print("| relation | record | per request | bytes per request |\n|---|---|---|---|")
+    for key in sorted(size, key=lambda k: -size[k]):
+        if size[key] / n >= 10:  # the rest: page splits and the like, now and then
+            print(f"| {key[0]} | {key[1]} | {count[key] / n:.2f} | {size[key] / n:,.0f} |")
 
 
 def _wal_lsn(engine) -> int:
@@ -127,7 +168,7 @@ def _wal_lsn(engine) -> int:
     import sqlalchemy as sa
 
     with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
+        return int(conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one())
 
 
 def _postgres_cpu() -> float:

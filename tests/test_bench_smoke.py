@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -101,6 +102,17 @@ def test_profile_timing_mode_runs_a_case_in_process_without_the_profiler(case, c
                      capsys.readouterr().out, re.MULTILINE)
 
 
+@pytest.mark.skipif(not os.environ.get("HELPDESK_TEST_DATABASE_URL"),
+                    reason="PostgreSQL tests need HELPDESK_TEST_DATABASE_URL (CI sets it)")
+def test_profile_timing_on_postgresql_reports_the_wal_each_request_wrote(capsys):
+    from bench import profile
+
+    assert profile.main(["probe-1", "--db", "postgres", "--requests", "3", "--timing"]) == 0
+    found = re.search(r"^probe-1 on postgres: 3 requests in-process, .*, PostgreSQL's CPU [\d.]+ ms, "
+                      r"WAL ([\d,]+) bytes$", capsys.readouterr().out, re.MULTILINE)
+    assert found and int(found.group(1).replace(",", "")) >= 200  # a row, its key and a commit at the least
+
+
 def test_ingest_ratios_pair_each_round_with_the_baseline_measured_beside_it():
     from bench.harness import WrkResult, combine_runs
     from bench.ingest import paired_ratios
@@ -116,3 +128,18 @@ def test_ingest_ratios_pair_each_round_with_the_baseline_measured_beside_it():
     assert ratios["c/b"] == [0.75, 0.75] and ratios["p99 c/b"] == [2.0, 2.0] and ratios["d/b100"] == [0.4, 0.4]
     combined = combine_runs(runs["c"])
     assert combined.requests == 1800 and combined.rps == 450.0 and combined.p99_ms == 9.0
+
+
+def test_browse_pages_are_compared_round_by_round_with_the_health_run_beside_them():
+    from bench.browse import over_health
+    from bench.harness import WrkResult, alternating_rounds
+
+    def run(p50):
+        return WrkResult(requests=100, seconds=2.0, rps=50.0, p50_ms=p50, p99_ms=2 * p50, mean_ms=p50,
+                         non2xx=0, socket_errors=0)
+
+    # The machine halves its speed after the first round: each round's ratio stays the page's own.
+    runs = {"health": [run(1.0), run(2.0), run(2.0)], "page": [run(2.5), run(5.0), run(5.0)]}
+    assert over_health(runs, "page") == [2.5, 2.5, 2.5]
+    orders = [order for _, order in alternating_rounds(["health", "page"], 3)]
+    assert orders == [["health", "page"], ["page", "health"], ["health", "page"]]
