@@ -203,6 +203,21 @@ class WrkResult:
         return self.non2xx == 0 and self.socket_errors == 0
 
 
+ROUNDS = 5  # cases measured side by side: this many short runs each, interleaved
+
+
+def round_seconds(args) -> float:
+    """Each round's run of a case: together the rounds last about twice ``--duration``."""
+    return max(1.0, round(2 * args.duration / ROUNDS))
+
+
+def alternating_rounds(names: list, rounds: int):
+    """The order of each round: ``names``, reversed every other round, so that no case always runs
+    first (or right after a given other) while the machine's speed drifts."""
+    for i in range(rounds):
+        yield i, (names if i % 2 == 0 else names[::-1])
+
+
 def combine_runs(runs: list[WrkResult]) -> WrkResult:
     """Several short runs of one case as one result: throughput over their summed time; p50 and p99
     the median of the runs' own (percentiles of separate runs cannot be merged exactly)."""

@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from bench import apps, payloads
 from bench.common import PRODUCT_APP, product_env, run_section, webhook_headers
 from bench.databases import backends, create_product_schema, throwaway_database
-from bench.harness import Server, WrkResult, combine_runs, lua_script, run_wrk
+from bench.harness import (ROUNDS, Server, WrkResult, alternating_rounds, combine_runs, lua_script,
+                           round_seconds, run_wrk)
 from bench.report import Row, Section, Target, ratio, table
 
 CHATS = 1000
@@ -38,7 +39,6 @@ REDELIVERY_POOL = 2000
 WEBHOOK = "/api/webhook"
 WARMUP_SECONDS = 1
 WARMUP_RUN_OFFSET = 2**30  # warm-up ids never collide with measured ones
-ROUNDS = 5
 ROUND_RUN_STRIDE = 8  # each round's ids: the case's run + round × stride (cases use offsets 0-4)
 PAIRS = {"c/a": ("c", "a", "rps"), "c/b": ("c", "b", "rps"), "p99 c/b": ("c", "b", "p99_ms"),
          "d/b100": ("d", "b100", "msgs_per_s")}
@@ -64,11 +64,6 @@ def _case(server: Server, args, batch: int, run: int, pool: int | None = None, c
     return result, (count() - before if count else None)
 
 
-def round_seconds(args) -> float:
-    """Each round's run of a case: together the rounds last about twice ``--duration``."""
-    return max(1.0, round(2 * args.duration / ROUNDS))
-
-
 def _rounds(cases: dict, args, count, settle) -> dict:
     """Warm every case up, then run them in ``ROUNDS`` rounds, reversing the order every other round.
 
@@ -80,9 +75,8 @@ def _rounds(cases: dict, args, count, settle) -> dict:
         settle()
     runs: dict = {name: [] for name in cases}
     stored = {name: 0 for name, (_, _, _, counted) in cases.items() if counted}
-    names = list(cases)
-    for i in range(ROUNDS):
-        for name in (names if i % 2 == 0 else names[::-1]):
+    for i, order in alternating_rounds(list(cases), ROUNDS):
+        for name in order:
             server, batch, run, counted = cases[name]
             before = count() if counted else 0
             runs[name].append(_wrk(server, args, batch, run + i * ROUND_RUN_STRIDE, duration=round_seconds(args)))
