@@ -24,7 +24,7 @@ from bench import bulk
 from bench.common import PRODUCT_APP, build_app, product_env, run_section
 from bench.databases import backends, create_product_schema, product_plugin_manager, throwaway_database
 from bench.harness import (ROUNDS, Server, WrkResult, alternating_rounds, combine_runs, lua_script, percentile,
-                           round_seconds, run_wrk)
+                           round_ratios, round_seconds, run_wrk)
 from bench.report import Row, Section, Target, ratio, table
 
 SIZES = ((10_000, 100_000), (100_000, 1_000_000))
@@ -121,7 +121,7 @@ def _get_rounds(server: Server, paths: dict[str, str], headers: dict, args) -> d
 
 def over_health(runs: dict[str, list[WrkResult]], name: str) -> list[float]:
     """A page's p50 over the health endpoint's p50, round by round."""
-    return [page.p50_ms / health.p50_ms if health.p50_ms else 0.0 for page, health in zip(runs[name], runs["health"])]
+    return round_ratios(runs[name], runs["health"], "p50_ms")
 
 
 def measure(backend: str, args) -> dict:

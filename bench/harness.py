@@ -218,6 +218,11 @@ def alternating_rounds(names: list, rounds: int):
         yield i, (names if i % 2 == 0 else names[::-1])
 
 
+def round_ratios(runs: list[WrkResult], baseline: list[WrkResult], attr: str) -> list[float]:
+    """``attr`` of each round's run over the baseline's run of the same round."""
+    return [getattr(x, attr) / getattr(y, attr) if getattr(y, attr) else 0.0 for x, y in zip(runs, baseline)]
+
+
 def combine_runs(runs: list[WrkResult]) -> WrkResult:
     """Several short runs of one case as one result: throughput over their summed time; p50 and p99
     the median of the runs' own (percentiles of separate runs cannot be merged exactly)."""

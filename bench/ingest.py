@@ -30,7 +30,7 @@ from bench import apps, payloads
 from bench.common import PRODUCT_APP, product_env, run_section, webhook_headers
 from bench.databases import backends, create_product_schema, throwaway_database
 from bench.harness import (ROUNDS, Server, WrkResult, alternating_rounds, combine_runs, lua_script,
-                           round_seconds, run_wrk)
+                           round_ratios, round_seconds, run_wrk)
 from bench.report import Row, Section, Target, ratio, table
 
 CHATS = 1000
@@ -105,9 +105,7 @@ def _after_tail(server: Server, count=None, timeout: float = 10.0) -> int:
 
 def paired_ratios(runs: dict) -> dict[str, list[float]]:
     """Each ratio of ``PAIRS`` round by round (a case over the baseline measured beside it)."""
-    return {label: [getattr(x, attr) / getattr(y, attr) if getattr(y, attr) else 0.0
-                    for x, y in zip(runs[num], runs[den])]
-            for label, (num, den, attr) in PAIRS.items()}
+    return {label: round_ratios(runs[num], runs[den], attr) for label, (num, den, attr) in PAIRS.items()}
 
 
 def _count(url: str, table_name: str) -> int:

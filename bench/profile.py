@@ -15,12 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import ExitStack
+from pathlib import Path
 
 import falcon.testing
+import sqlalchemy as sa
 
 from bench import bulk, payloads
 from bench.common import build_app, webhook_headers
@@ -131,14 +137,6 @@ def _time(call, args, start: int, engine) -> None:
 def _print_wal_records(engine, start: int, end: int, n: int) -> None:
     """What ``pg_waldump`` read between two WAL positions, per request: records and bytes by
     relation and record type (full-page images included), largest first."""
-    import re
-    import shutil
-    import subprocess
-    from collections import Counter
-    from pathlib import Path
-
-    import sqlalchemy as sa
-
     with engine.connect() as conn:
         wal_dir = Path(conn.execute(sa.text("SHOW data_directory")).scalar_one()) / "pg_wal"
         major = conn.execute(sa.text("SHOW server_version_num")).scalar_one()[:-4]
@@ -165,8 +163,6 @@ def _print_wal_records(engine, start: int, end: int, n: int) -> None:
 def _wal_lsn(engine) -> int:
     """The server's current WAL position in bytes (shared by every database of the server: run
     nothing else against it while measuring)."""
-    import sqlalchemy as sa
-
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one())
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 # bench/ is run from the repository root and is not an installed package.
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -111,6 +112,33 @@ def test_profile_timing_on_postgresql_reports_the_wal_each_request_wrote(capsys)
     found = re.search(r"^probe-1 on postgres: 3 requests in-process, .*, PostgreSQL's CPU [\d.]+ ms, "
                       r"WAL ([\d,]+) bytes$", capsys.readouterr().out, re.MULTILINE)
     assert found and int(found.group(1).replace(",", "")) >= 200  # a row, its key and a commit at the least
+
+
+def _readable_pg_wal() -> bool:
+    """Whether the test server runs here with its WAL readable (what ``--wal-records`` needs)."""
+    from bench.databases import throwaway_database
+    from host_stub.db import make_engine
+
+    with throwaway_database("postgres", "walcheck") as url:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                data = conn.execute(sa.text("SHOW data_directory")).scalar_one()
+        finally:
+            engine.dispose()
+    return os.access(os.path.join(data, "pg_wal"), os.R_OK)
+
+
+@pytest.mark.skipif(not os.environ.get("HELPDESK_TEST_DATABASE_URL"),
+                    reason="PostgreSQL tests need HELPDESK_TEST_DATABASE_URL (CI sets it)")
+def test_profile_wal_records_break_the_wal_down_by_relation(capsys):
+    from bench import profile
+
+    if not _readable_pg_wal():
+        pytest.skip("the PostgreSQL server's pg_wal is not readable from here")
+    assert profile.main(["probe-1", "--db", "postgres", "--requests", "3", "--timing", "--wal-records"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\| bench_probe_messages \| Heap/INSERT \| [\d.]+ \| [\d,]+ \|$", out, re.MULTILINE), out
 
 
 def test_ingest_ratios_pair_each_round_with_the_baseline_measured_beside_it():

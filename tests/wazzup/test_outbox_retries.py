@@ -271,9 +271,9 @@ def test_the_worker_loop_sends_until_stopped(client, auth, chat, flaky, outbox_c
 
 def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
         client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
-    # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due; the claim can use it
-    # only when its query states the index's condition as a literal (SQLite cannot prove it from a
-    # bound parameter, nor can a PostgreSQL prepared statement's generic plan).
+    # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due. SQLite plans the claim
+    # with its bound values; a PostgreSQL prepared statement's generic plan can use the index only
+    # when the query states the index's condition as a literal (with a bound value this fails).
     flaky.script = ["ok", "ok", "ok", "refuse", "refuse"]
     statuses = [send(client, auth, chat, text=f"message {i}").status_code for i in range(5)]
     assert statuses == [201, 201, 201, 202, 202]
