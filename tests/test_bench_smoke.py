@@ -109,8 +109,9 @@ def test_profile_timing_on_postgresql_reports_the_wal_each_request_wrote(capsys)
     from bench import profile
 
     assert profile.main(["probe-1", "--db", "postgres", "--requests", "3", "--timing"]) == 0
-    found = re.search(r"^probe-1 on postgres: 3 requests in-process, .*, PostgreSQL's CPU [\d.]+ ms, "
-                      r"WAL ([\d,]+) bytes$", capsys.readouterr().out, re.MULTILINE)
+    # Not the CPU figures: other tests' server processes end meanwhile, and theirs leave the sum.
+    found = re.search(r"^probe-1 on postgres: 3 requests in-process, .*, WAL ([\d,]+) bytes$",
+                      capsys.readouterr().out, re.MULTILINE)
     assert found and int(found.group(1).replace(",", "")) >= 200  # a row, its key and a commit at the least
 
 
