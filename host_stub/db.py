@@ -149,8 +149,8 @@ class WriteTx:
             self._seq = self._db.next_change_seq(self.conn)
         return self._seq
 
-    def change_seq_cte(self) -> sa.CTE:
-        return self._db.change_seq_cte()
+    def change_seq_cte(self, only_if: sa.ColumnElement | None = None) -> sa.CTE:
+        return self._db.change_seq_cte(only_if)
 
     def touched(self, chat_ids=(), message_ids=()) -> None:
         self.chat_ids.update(chat_ids)
@@ -229,7 +229,7 @@ class Database:
             if self._on_commit and tx is not None and (tx.chat_ids or tx.message_ids):
                 self._on_commit(tx.chat_ids, tx.message_ids)
 
-    def change_seq_cte(self) -> sa.CTE:
+    def change_seq_cte(self, only_if: sa.ColumnElement | None = None) -> sa.CTE:
         """PostgreSQL: the counter taken inside one statement, as a CTE named ``change_seq``.
 
         Its columns: ``value``, the value taken (its row stays locked until the statement commits),
@@ -239,19 +239,29 @@ class Database:
         the statement read is as current as if it had taken the counter first. Otherwise its reads
         may miss that write; its writes stay safe (an update re-reads the newest row, a unique
         constraint sees every commit). No row at all: the counter does not exist yet (the first
-        write ever, through ``write()``, creates it). Every write the statement makes must depend on
-        this CTE's row, so that the counter is taken before anything else is written.
+        write ever, through ``write()``, creates it), or ``only_if`` was false. Every write the
+        statement makes must depend on this CTE's row, so that the counter is taken before anything
+        else is written.
+
+        ``only_if``: a condition on what the statement reads (in its snapshot); when it is false the
+        counter is neither taken nor locked, and a statement whose writes all depend on this CTE
+        writes nothing: a lookup and a write in one round trip.
         """
+        if only_if is not None:
+            return self._build_change_seq_cte(only_if)
         if self._counter_cte is None:
-            c = self._counter
-            seen = c.alias("counter_seen")
-            self._counter_cte = (
-                sa.update(c).where(c.c.id == sa.literal_column("1"))
+            self._counter_cte = self._build_change_seq_cte(None)
+        return self._counter_cte
+
+    def _build_change_seq_cte(self, only_if: sa.ColumnElement | None) -> sa.CTE:
+        c = self._counter
+        seen = c.alias("counter_seen")
+        where = c.c.id == sa.literal_column("1")
+        return (sa.update(c).where(where if only_if is None else sa.and_(where, only_if))
                 .values(value=c.c.value + sa.literal_column("1"))
                 .returning(c.c.value, sa.select(seen.c.value).where(seen.c.id == sa.literal_column("1"))
                            .scalar_subquery().label("seen"))
                 .cte("change_seq"))
-        return self._counter_cte
 
     def next_change_seq(self, conn: sa.Connection) -> int:
         """Take the next counter value; its row stays locked until this transaction ends."""

@@ -31,7 +31,9 @@ The ``helpdesk`` argument is a facade with these attributes (see ``host_stub.app
     ``BEGIN``/``COMMIT`` round trips: its ``WriteTx`` has no ``.change_seq`` of its own; the statement
     takes the counter through ``tx.change_seq_cte()``, a CTE with ``value`` and ``seen``;
     ``value != seen + 1`` means the statement's snapshot predates a write that committed while it
-    waited for the counter).
+    waited for the counter; ``tx.change_seq_cte(only_if=condition)`` takes it only when the
+    condition holds in the statement's snapshot, so one statement can look up and then write, or
+    write nothing).
 ``tables``
     The host's SQLAlchemy tables: ``chats``, ``messages``, ``agents``.
 ``metadata``

@@ -224,6 +224,50 @@ def test_the_counter_taken_inside_a_statement_tells_a_snapshot_older_than_the_lo
     assert value == seen + 2
 
 
+def test_a_counter_taken_only_if_a_condition_holds_is_neither_taken_nor_locked_when_it_does_not(
+        helpdesk, make_chat, database_url):
+    """``change_seq_cte(only_if=…)``: a lookup and a write in one statement, which writes nothing
+    (and leaves the counter free) when the lookup says so."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("one-statement writes are PostgreSQL's")
+    db, chats = helpdesk.db, helpdesk.tables.chats
+    chat_id = make_chat(title="before")
+    before = db.current_change_seq()
+
+    def rename_if_titled(title: str):
+        with db.write_one_statement() as tx:
+            seq = tx.change_seq_cte(only_if=sa.exists().where(chats.c.id == chat_id, chats.c.title == title))
+            moved = (sa.update(chats).where(chats.c.id == chat_id, sa.exists(sa.select(seq.c.value)))
+                     .values(title="after", change_seq=sa.select(seq.c.value).scalar_subquery())
+                     .returning(chats.c.id).cte("moved"))
+            return tx.conn.execute(sa.select(sa.select(seq.c.value).scalar_subquery(),
+                                             sa.select(moved.c.id).scalar_subquery())).one()
+
+    import threading
+
+    holder = db.engine.connect()
+    holder.begin()
+    holder.exec_driver_sql("UPDATE change_counter SET value = value + 1")  # another write holds the counter
+    answers = []
+    # Not titled "nothing": the statement neither waits for the counter nor writes (a wait would
+    # last until the holder lets go, below: the thread would still be running).
+    looking = threading.Thread(target=lambda: answers.append(rename_if_titled("nothing")))
+    looking.start()
+    try:
+        looking.join(5)
+        assert not looking.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+        looking.join(5)
+    assert answers == [(None, None)]
+    assert db.current_change_seq() == before
+    assert rename_if_titled("before") == (before + 1, chat_id)
+    with db.read() as conn:
+        assert conn.execute(sa.select(chats.c.title, chats.c.change_seq).where(chats.c.id == chat_id)).one() == (
+            "after", before + 1)
+
+
 def _pings(engine, monkeypatch) -> list:
     pings = []
     real = engine.dialect.do_ping

@@ -69,7 +69,8 @@ def write_commits_while_waiting(helpdesk, engine, backend):
 
     def arm(park: bool):
         def before(conn, cursor, statement, *rest):
-            if not statement.lstrip().upper().startswith("WITH CHANGE_SEQ") or sent_first:
+            if "UPDATE change_counter" not in statement or not statement.lstrip().upper().startswith("WITH") \
+                    or sent_first:
                 return
             other = others.connect()
             other.begin()
@@ -108,8 +109,8 @@ def one_statement_results(monkeypatch):
     results = []
     real = Writer.store_in_one_statement
 
-    def spy(self, msg, chat_id):
-        result = real(self, msg, chat_id)
+    def spy(self, msg):
+        result = real(self, msg)
         results.append(result)
         return result
 
@@ -216,6 +217,76 @@ def test_a_renamed_contact_renames_the_chat_along_with_the_new_message(deliver, 
     [chat] = wazzup_rows.chats()
     assert chat["title"] == "Ivan Petrov (work)"
     assert chat["unread_count"] == 2
+
+
+@pytest.fixture
+def round_trips(engine):
+    """Every statement sent, SELECTs included: on PostgreSQL each one is a round trip."""
+    sent = []
+
+    def listener(conn, cursor, statement, *rest):
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    yield sent
+    sa.event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_new_message_in_a_known_chat_is_one_round_trip_on_postgresql(deliver, payload, wazzup_rows, known_chat,
+                                                                       round_trips, backend):
+    assert deliver(payload("incoming_text")).json["new_messages"] == 1
+    sent = list(round_trips)
+    if backend == "postgres":  # the lookups and the write in one statement, committing by itself
+        assert len(sent) == 1
+    assert len(wazzup_rows.messages()) == 2
+
+
+def test_a_plain_redelivery_is_one_round_trip_that_takes_no_counter_on_postgresql(
+        deliver, payload, helpdesk, known_chat, round_trips, backend):
+    deliver(payload("incoming_text"))
+    seq = helpdesk.db.current_change_seq()
+    round_trips.clear()
+    answer = deliver(payload("incoming_text")).json
+    sent = list(round_trips)
+    assert (answer["new_messages"], answer["duplicates"]) == (0, 1)
+    assert helpdesk.db.current_change_seq() == seq
+    if backend == "postgres":
+        assert len(sent) == 1
+
+
+def test_a_contacts_new_avatar_reaches_the_chat_along_with_the_new_message(deliver, payload, wazzup_rows,
+                                                                          known_chat):
+    body = payload("incoming_text")
+    body["messages"][0]["contact"]["avatarUri"] = "https://store.wazzup24.com/new-avatar"
+    assert deliver(body).json["new_messages"] == 1
+    [chat] = wazzup_rows.chats()
+    assert (chat["avatar_uri"], chat["title"], chat["unread_count"]) == (
+        "https://store.wazzup24.com/new-avatar", "Ivan Petrov", 2)
+
+
+def test_a_name_that_is_just_the_number_keeps_the_usual_delivery_in_one_round_trip(
+        deliver, payload, wazzup_rows, known_chat, round_trips, backend):
+    body = payload("incoming_text")
+    body["messages"][0]["contact"]["name"] = "+7 (916) 123-45-67"  # as WhatsApp may send it: never a rename
+    assert deliver(body).json["new_messages"] == 1
+    sent = list(round_trips)
+    assert wazzup_rows.chats()[0]["title"] == "Ivan Petrov"
+    if backend == "postgres":
+        assert len(sent) == 1
+
+
+def test_an_edited_copy_of_a_stored_message_is_applied_after_the_one_statement_declines_it(
+        deliver, payload, wazzup_rows, known_chat, one_statement_results, backend):
+    deliver(payload("incoming_text"))
+    edited = payload("incoming_text")
+    edited["messages"][0].update(text="Hello, is my order ready? (edited)", isEdited=True,
+                                 oldInfo={"oldText": "Hello, is my order ready?"})
+    assert deliver(edited).json["duplicates"] == 1
+    message = wazzup_rows.message(TEXT_ID)
+    assert (message["text"], message["previous_text"]) == ("Hello, is my order ready? (edited)",
+                                                           "Hello, is my order ready?")
+    if backend == "postgres":
+        assert one_statement_results[-1].outcome == "stored_before"  # it wrote nothing; the general path did
 
 
 def test_a_later_transactions_summary_folds_into_the_deliverys_every_field():

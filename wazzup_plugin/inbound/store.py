@@ -674,9 +674,10 @@ class Writer:
             self._nothing_parked = True
         return {msg.message_id: host_id}, ({won} if won is not None else set())
 
-    def _one_message_values(self, msg: Message, chat_id: int, stamped: bool = True) -> tuple[dict, dict]:
+    def _one_message_values(self, msg: Message, chat_id: int | None, stamped: bool = True) -> tuple[dict, dict]:
         """``(host row, parameters)`` of the one-message statements: the host row as ``m_*``, the
-        Wazzup row as ``w_*``, the chat's follow-up as ``b_*`` (``stamped``: see ``_message_row``)."""
+        Wazzup row as ``w_*``, the chat's follow-up as ``b_*`` (``stamped``: see ``_message_row``;
+        ``chat_id`` None: the statement finds the chat itself)."""
         row = self._message_row(msg, chat_id, stamped)
         values = {f"m_{k}": v for k, v in row.items()}
         values.update({f"w_{k}": v for k, v in self._wazzup_row(msg, chat_id).items()})
@@ -698,23 +699,85 @@ class Writer:
                          sa.select(followed.c.id).scalar_subquery().label("followed"),
                          self._any_parked().label("any_parked"))
 
-    def store_in_one_statement(self, msg: Message, chat_id: int) -> "OneStatement | None":
-        """PostgreSQL, in ``db.write_one_statement()``: one new message in a known chat, the counter
-        taken inside the statement (see ``_in_one_statement``). ``None``: nothing was stored (the
-        counter does not exist yet, or another delivery stored the message since the lookup)."""
-        row, values = self._one_message_values(msg, chat_id, stamped=False)
+    def store_in_one_statement(self, msg: Message) -> "OneStatement":
+        """PostgreSQL, in ``db.write_one_statement()``: the usual delivery (one new incoming message)
+        in one statement, its lookups included: one round trip. The statement finds the chat and
+        whether the message is stored; only for a new message in a known chat whose contact is
+        unchanged does it take the counter (see ``_in_one_statement``) and write. Anything else it
+        leaves to the general path, having written nothing and locked nothing."""
+        row, values = self._one_message_values(msg, None, stamped=False)
+        name = msg.contact_name if msg.contact_name and not _is_just_the_number(msg.contact_name, msg) else None
+        values.update(b_channel=msg.chat_key[0], b_type=msg.chat_key[1], b_chat=msg.chat_key[2],
+                      b_name=name, b_avatar=msg.avatar_uri or None)
         stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
-        rows = stmt.rows(self.conn, values)
-        if not rows:
-            return None
-        ((seq, seen, host_id, _followed, parked),) = rows
-        if host_id is None:
-            return None
+        ((stored_id, chat_id, seq, seen, host_id, _followed, parked),) = stmt.rows(self.conn, values)
+        if stored_id is not None:
+            return OneStatement("stored_before")
+        if host_id is None:  # no such chat, a new contact name or avatar, no counter yet, or a race lost
+            return OneStatement("general")
         self.summary.new.append(msg.message_id)
         self.summary.message_ids.add(host_id)
         self.summary.chat_ids.add(chat_id)
         self.finish()
-        return OneStatement(current=seq == seen + 1, parked=bool(parked))
+        return OneStatement("stored", current=seq == seen + 1, parked=bool(parked))
+
+    def _in_one_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
+        """``WITH chat AS (the chat of the key, if its contact is unchanged), stored AS (the message's
+        Wazzup row), change_seq AS (UPDATE counter … only if a chat and no stored row), won AS
+        (INSERT INTO wazzup_messages … SELECT nextval(…) FROM change_seq, chat ON CONFLICT DO NOTHING),
+        new_message AS (INSERT INTO messages … SELECT … FROM won, change_seq, chat), followed AS
+        (UPDATE chats … WHERE EXISTS (new_message))``.
+
+        The Wazzup row goes first, with the host id drawn from the host's sequence: the statement
+        commits by itself, so a message another delivery stored since its snapshot must leave no host
+        row behind (nothing could delete it afterwards in the same transaction). Foreign keys are
+        checked at the end of the statement, when the host row exists. Every write depends on the
+        counter's row, so the counter is taken before anything else is written, and nothing at all is
+        written (nor the counter locked) when the lookups send the delivery to the general path.
+        """
+        m, wm, wc, c = self.messages, self.t["messages"], self.t["chats"], self.chats
+        name = sa.bindparam("b_name", type_=wc.c.contact_name.type)
+        avatar = sa.bindparam("b_avatar", type_=c.c.avatar_uri.type)
+        chat = (sa.select(wc.c.chat_id).join(c, c.c.id == wc.c.chat_id).where(
+            wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
+            wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
+            wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type),
+            # A contact's new name or avatar renames the chat: the general path's work.
+            sa.or_(name.is_(None), wc.c.contact_name == name), sa.or_(avatar.is_(None), c.c.avatar_uri == avatar))
+            .cte("chat"))
+        stored = (sa.select(wm.c.message_id)
+                  .where(wm.c.wazzup_message_id == sa.bindparam("w_wazzup_message_id",
+                                                                type_=wm.c.wazzup_message_id.type))
+                  .cte("stored"))
+        seq = self.tx.change_seq_cte(only_if=sa.and_(sa.exists(sa.select(chat.c.chat_id)),
+                                                     ~sa.exists(sa.select(stored.c.message_id))))
+        (pk,) = m.primary_key.columns
+        next_id = sa.func.nextval(sa.func.pg_get_serial_sequence(sa.literal(m.fullname), sa.literal(pk.name)))
+        wazzup_columns = [k for k in WAZZUP_COLUMNS if k != "chat_id"]
+        won = (dialect_insert(self.conn, wm).from_select(
+            ["message_id", "chat_id", *wazzup_columns],
+            sa.select(next_id, chat.c.chat_id, *_selected_parameters(wm, "w_", wazzup_columns))
+            .select_from(seq.join(chat, sa.true())))
+            .on_conflict_do_nothing().returning(wm.c.message_id, wm.c.chat_id).cte("won"))
+        host_columns = [k for k in message_columns if k != "chat_id"]
+        new = (sa.insert(m).from_select(
+            [pk.name, "chat_id", *host_columns, "change_seq"],
+            sa.select(won.c.message_id, won.c.chat_id, *_selected_parameters(m, "m_", host_columns), seq.c.value)
+            .select_from(won.join(seq, sa.true())))
+            .returning(m.c.id).cte("new_message"))
+        followed = (self._chat_follow_update(seq=sa.select(seq.c.value).scalar_subquery(),
+                                             chat_id=sa.select(chat.c.chat_id).scalar_subquery())
+                    .where(sa.exists(sa.select(new.c.id))).returning(c.c.id).cte("followed"))
+        p = self.t["parked"]
+        parked = sa.exists().where(p.c.wazzup_message_id == sa.bindparam("w_wazzup_message_id"))
+        # One row whatever happened: the lookups' findings, and what was written (NULLs when nothing).
+        one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+        return (sa.select(sa.select(stored.c.message_id).scalar_subquery().label("stored_id"),
+                          sa.select(chat.c.chat_id).scalar_subquery().label("chat_id"),
+                          seq.c.value.label("seq"), seq.c.seen,
+                          sa.select(new.c.id).scalar_subquery().label("host_id"),
+                          sa.select(followed.c.id).scalar_subquery().label("followed"), parked.label("parked"))
+                .select_from(one.outerjoin(seq, sa.true())))
 
     def parked_for(self, wazzup_message_id: str) -> bool:
         """Whether anything is parked under this Wazzup id (one indexed look)."""
@@ -722,38 +785,6 @@ class Writer:
         stmt = self._driver_statement("parked_for", lambda: sa.select(p.c.id).where(
             p.c.wazzup_message_id == sa.bindparam("b_wid", type_=p.c.wazzup_message_id.type)).limit(1))
         return bool(stmt.rows(self.conn, {"b_wid": wazzup_message_id}))
-
-    def _in_one_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
-        """``WITH change_seq AS (UPDATE counter …), won AS (INSERT INTO wazzup_messages … SELECT
-        nextval(…) FROM change_seq ON CONFLICT DO NOTHING), new_message AS (INSERT INTO messages …
-        SELECT … FROM won, change_seq), followed AS (UPDATE chats … WHERE EXISTS (new_message))``.
-
-        The Wazzup row goes first, with the host id drawn from the host's sequence: the statement
-        commits by itself, so a message another delivery stored since the lookup must leave no host
-        row behind (nothing could delete it afterwards in the same transaction). Foreign keys are
-        checked at the end of the statement, when the host row exists. Every write reads the
-        counter's row, so the counter is taken first, as in every other write.
-        """
-        m, wm, c = self.messages, self.t["messages"], self.chats
-        seq = self.tx.change_seq_cte()
-        (pk,) = m.primary_key.columns
-        next_id = sa.func.nextval(sa.func.pg_get_serial_sequence(sa.literal(m.fullname), sa.literal(pk.name)))
-        won = (dialect_insert(self.conn, wm).from_select(
-            ["message_id", *WAZZUP_COLUMNS],
-            sa.select(next_id, *_selected_parameters(wm, "w_", WAZZUP_COLUMNS)).select_from(seq))
-            .on_conflict_do_nothing().returning(wm.c.message_id).cte("won"))
-        new = (sa.insert(m).from_select(
-            [pk.name, *message_columns, "change_seq"],
-            sa.select(won.c.message_id, *_selected_parameters(m, "m_", message_columns), seq.c.value)
-            .select_from(won.join(seq, sa.true())))
-            .returning(m.c.id).cte("new_message"))
-        followed = (self._chat_follow_update(seq=sa.select(seq.c.value).scalar_subquery())
-                    .where(sa.exists(sa.select(new.c.id))).returning(c.c.id).cte("followed"))
-        p = self.t["parked"]
-        parked = sa.exists().where(p.c.wazzup_message_id == sa.bindparam("w_wazzup_message_id"))
-        return sa.select(seq.c.value.label("seq"), seq.c.seen, sa.select(new.c.id).scalar_subquery().label("host_id"),
-                         sa.select(followed.c.id).scalar_subquery().label("followed"),
-                         parked.label("parked")).select_from(seq)
 
     def _chat_follow_values(self, chat_id: int, msgs: list[Message], stamped: bool = True) -> dict:
         """Parameters of ``_chat_follow_update`` for one chat and the messages it got (``stamped=False``:
@@ -766,18 +797,19 @@ class Writer:
             values["b_seq"] = self.seq
         return values
 
-    def _chat_follow_update(self, seq=None) -> sa.Update:
+    def _chat_follow_update(self, seq=None, chat_id=None) -> sa.Update:
         """Last message, preview, activity and unread count of one chat (``b_*`` parameters).
 
         Relative to the row as it is when the update runs (never to a copy read earlier): a delivery
         may look its chats up before its write transaction, and another may have moved them since.
-        ``seq``: an expression for ``change_seq`` (default: the ``b_seq`` parameter).
+        ``seq``: an expression for ``change_seq`` (default: the ``b_seq`` parameter); ``chat_id``: one
+        for the chat's id (default: the ``b_id`` parameter).
         """
         c = self.chats
         last_at = sa.bindparam("b_last_at", type_=c.c.last_message_at.type)
         newer = sa.or_(c.c.last_message_at.is_(None), c.c.last_message_at <= last_at)
         # Every SET expression sees the row as it was before this UPDATE (SQLite and PostgreSQL).
-        return sa.update(c).where(c.c.id == sa.bindparam("b_id")).values(
+        return sa.update(c).where(c.c.id == (sa.bindparam("b_id") if chat_id is None else chat_id)).values(
             unread_count=c.c.unread_count + sa.bindparam("b_unread", type_=sa.Integer),
             last_message_at=sa.case((newer, last_at), else_=c.c.last_message_at),
             last_message_preview=sa.case(
@@ -1024,12 +1056,18 @@ class Writer:
 
 @dataclass(frozen=True)
 class OneStatement:
-    """A message stored by ``Writer.store_in_one_statement``. ``current``: the statement's snapshot was
-    as current as the counter it took (see ``Database.change_seq_cte``); ``parked``: it saw something
-    parked under the message's Wazzup id."""
+    """What the usual delivery's one statement (``Writer.store_in_one_statement``) did.
 
-    current: bool
-    parked: bool
+    ``outcome``: ``"stored"``, the message is in; ``"stored_before"``, a copy was stored already and
+    nothing was written; ``"general"``, nothing was written and the general path decides (a new
+    chat, a contact's new name or avatar, the very first write, or a message another delivery
+    stored while the statement waited for the counter). For ``"stored"``: ``current``, the
+    statement's snapshot was as current as the counter it took (see ``Database.change_seq_cte``);
+    ``parked``, it saw something parked under the message's Wazzup id."""
+
+    outcome: str
+    current: bool = True
+    parked: bool = False
 
 
 @dataclass
@@ -1095,16 +1133,14 @@ def write_delivery(db, state, delivery, now: datetime, housekeeping: bool = Fals
             return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         with db.write() as tx:
             return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
-    found = None
     if not housekeeping and _one_plain_message(delivery):
-        summary, found = _write_in_one_statement(db, state, delivery, now)
+        summary = _write_in_one_statement(db, state, delivery, now)
         if summary is not None:
             return summary
     with db.write() as tx:
-        if found is None:
-            found = prefetch(tx.conn, state, delivery, now)
-            if not housekeeping and found.nothing_to_write(delivery):
-                return Summary(duplicates=sorted(newest_copies(delivery.messages)))
+        found = prefetch(tx.conn, state, delivery, now)
+        if not housekeeping and found.nothing_to_write(delivery):
+            return Summary(duplicates=sorted(newest_copies(delivery.messages)))
         return store_delivery(tx, state, delivery, now, housekeeping, prefetched=found)
 
 
@@ -1114,36 +1150,31 @@ def _one_plain_message(delivery) -> bool:
             and not (delivery.statuses or delivery.channels or delivery.quarantined))
 
 
-def _write_in_one_statement(db, state, delivery, now: datetime) -> tuple[Summary | None, Prefetched | None]:
-    """PostgreSQL: the usual delivery as two round trips, its lookup and one statement, in autocommit.
+def _write_in_one_statement(db, state, delivery, now: datetime) -> Summary | None:
+    """PostgreSQL: the usual delivery as one round trip, one statement in autocommit that looks up
+    and writes (``Writer.store_in_one_statement``).
 
     In a transaction it took five (``BEGIN``, the lookup, the counter, the write, ``COMMIT``), and
-    the counter's lock was held across three of them. A message already stored answers from the
-    lookup alone. Returns ``(summary, None)`` when done, else ``(None, lookups)`` for the
-    transaction to carry on with: a new chat, a contact's new name or avatar, a message another
-    delivery stored since the lookup, or the very first write (no counter yet).
+    the counter's lock was held across three of them. A plain copy of a stored message writes
+    nothing. Returns ``None`` when the statement left the delivery to the general path (it then
+    wrote nothing): a new chat, a contact's new name or avatar, an edit or deletion of a stored
+    message, a message another delivery stored meanwhile, or the very first write (no counter yet).
     Echoes parked in the chat are not looked at: an incoming message settles no send; they are
     released when the send settles, or by housekeeping.
     """
     (msg,) = delivery.messages
     with db.write_one_statement() as tx:
-        found = prefetch(tx.conn, state, delivery, now)
-        if found.nothing_to_write(delivery):
-            return Summary(duplicates=[msg.message_id]), None
-        chat = found.chats.get(msg.chat_key)
-        if msg.message_id in found.stored or chat is None:
-            return None, found
         writer = Writer(tx, state, now)
-        if writer.contact_changes({msg.chat_key: msg}, {msg.chat_key: dict(chat)}):
-            return None, found
-        stored = writer.store_in_one_statement(msg, chat["chat_id"])
-        if stored is None:
-            return None, found
+        done = writer.store_in_one_statement(msg)
+        if done.outcome == "stored_before" and not (msg.is_edited or msg.is_deleted):
+            return Summary(duplicates=[msg.message_id])
+        if done.outcome != "stored":
+            return None
         summary = writer.summary
         # The statement's snapshot may predate a write that committed while it waited for the
         # counter, and that write may have parked a status of this very message: look again, now
         # that the message is committed (a delivery parking from now on finds the message instead).
-        parked = stored.parked or (not stored.current and writer.parked_for(msg.message_id))
+        parked = done.parked or (not done.current and writer.parked_for(msg.message_id))
     if parked:
         # Applied under the counter, in a transaction of its own. Should the process stop right
         # here, housekeeping applies what is parked for a stored message (``apply_parked_of_known``).
@@ -1151,7 +1182,7 @@ def _write_in_one_statement(db, state, delivery, now: datetime) -> tuple[Summary
             writer = Writer(tx, state, now)
             writer.apply_parked([msg.message_id])
             summary.add(writer.finish())
-    return summary, None
+    return summary
 
 
 def store_delivery(tx, state, delivery, now: datetime, housekeeping: bool = False,
