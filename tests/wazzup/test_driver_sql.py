@@ -45,6 +45,36 @@ def test_driver_update_many_with_constants_and_named_parameters(engine, scratch)
         assert dict(conn.execute(sa.select(scratch.c.name, scratch.c.hits)).all()) == {"a": 5, "b": 0, "c": 10}
 
 
+def test_percent_signs_and_a_reused_parameter_reach_the_database_as_written(engine, scratch):
+    """psycopg gets ``$1`` placeholders on a raw cursor: a ``%`` in the SQL is not a placeholder there,
+    so it must not arrive doubled, and a parameter used twice is sent once."""
+    pick = DriverStatement(
+        sa.select(scratch.c.name, (scratch.c.hits % sa.literal_column("7")).label("rest"))
+        .where(scratch.c.name.like(sa.literal_column("'a%'")), scratch.c.hits >= sa.bindparam("b_least"),
+               scratch.c.hits <= sa.bindparam("b_least") + 100)
+        .order_by(scratch.c.name), engine.dialect)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": "a%b", "hits": 9}, {"name": "ab", "hits": 50},
+                                          {"name": "ba", "hits": 9}, {"name": "ac", "hits": 200}])
+        assert [tuple(r) for r in pick.rows(conn, {"b_least": 5})] == [("a%b", 2), ("ab", 1)]
+    if engine.dialect.driver == "psycopg":
+        assert "$1" in pick.sql and "%(" not in pick.sql and "'a%'" in pick.sql
+
+
+def test_a_statement_over_psycopgs_cache_limits_runs_with_its_many_parameters(engine, scratch):
+    """Longer than 4 KiB, more than 50 parameters: as the usual delivery's one statement."""
+    names = [f"name-{i:03d}" for i in range(120)]
+    binds = [sa.bindparam(f"b_{i}", type_=sa.String) for i in range(120)]
+    many = DriverStatement(sa.select(scratch.c.name).where(sa.or_(*[scratch.c.name == b for b in binds]))
+                           .order_by(scratch.c.name), engine.dialect)
+    assert len(many.sql) > 4096 or engine.dialect.name == "sqlite"
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": n} for n in names[::2]])
+        for _ in range(7):  # past psycopg's prepare threshold: the prepared statement gives the same rows
+            rows = many.rows(conn, {f"b_{i}": n for i, n in enumerate(names)})
+            assert [r.name for r in rows] == names[::2]
+
+
 def test_a_missing_parameter_is_an_error_not_a_null(engine, scratch):
     stmt = DriverStatement(sa.insert(scratch).returning(scratch.c.id), engine.dialect, ("name", "at"))
     with engine.begin() as conn, pytest.raises(KeyError, match="at"):
@@ -138,8 +168,11 @@ def test_a_bind_used_twice_is_converted_as_sqlalchemy_converts_it(engine, scratc
     with engine.begin() as conn:
         conn.execute(sa.insert(scratch), {"name": "a", "at": datetime(2029, 1, 1, tzinfo=timezone.utc)})
         expected = _sent_by_sqlalchemy(engine, conn, stmt, values)
-        assert DriverStatement(stmt, engine.dialect).parameters(values) == (
-            list(expected) if isinstance(expected, (list, tuple)) else expected)
+        driver = DriverStatement(stmt, engine.dialect)
+        sent = driver.parameters(values)
+        if isinstance(expected, dict):  # psycopg: SQLAlchemy sends names, we send $1, $2… in order
+            sent = dict(zip(driver._order, sent))
+        assert sent == (list(expected) if isinstance(expected, (list, tuple)) else expected)
 
 
 def test_driver_errors_hide_parameters_when_the_engine_hides_them(database_url, scratch):
