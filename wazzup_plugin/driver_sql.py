@@ -119,21 +119,15 @@ def _raw_cursor_class(dialect: sa.Dialect):
     return psycopg.RawCursor
 
 
-_DOLLAR_TWINS: dict[int, sa.Dialect] = {}
-
-
 def _dollar_placeholders(dialect: sa.Dialect) -> sa.Dialect:
     """The dialect as it is (server version, features) but with ``$1``-style placeholders, for compiling.
 
     SQLAlchemy's compiler reads the placeholder style from the dialect it is given; the identifier
-    preparer is made anew because it decides from that style whether ``%`` must be doubled."""
-    twin = _DOLLAR_TWINS.get(id(dialect))
-    if twin is None or twin.__dict__.get("_twin_of") is not dialect:
-        twin = copy.copy(dialect)
-        twin.paramstyle, twin.positional = "numeric_dollar", True
-        twin.identifier_preparer = twin.preparer(twin)
-        twin._twin_of = dialect
-        _DOLLAR_TWINS[id(dialect)] = twin
+    preparer is made anew because it decides from that style whether ``%`` must be doubled. Made
+    for each statement, which is compiled once: nothing is kept."""
+    twin = copy.copy(dialect)
+    twin.paramstyle, twin.positional = "numeric_dollar", True
+    twin.identifier_preparer = twin.preparer(twin)
     return twin
 
 
