@@ -23,6 +23,9 @@ class WriteTx(Protocol):
 
     def touched(self, chat_ids: Iterable[int] = (), message_ids: Iterable[int] = ()) -> None: ...
 
+    def change_seq_cte(self, only_if: sa.ColumnElement | None = None) -> sa.CTE:
+        """PostgreSQL, in ``write_one_statement()``: the counter taken inside the statement."""
+
 
 class Database(Protocol):
     engine: sa.Engine
@@ -31,6 +34,9 @@ class Database(Protocol):
     def read(self) -> AbstractContextManager[sa.Connection]: ...
 
     def write(self) -> AbstractContextManager[WriteTx]: ...
+
+    def write_one_statement(self) -> AbstractContextManager[WriteTx]:
+        """PostgreSQL: a write made of one statement in autocommit (the usual delivery uses it)."""
 
 
 class Tables(Protocol):

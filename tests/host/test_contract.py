@@ -164,7 +164,10 @@ def test_the_plugin_describes_what_it_expects_of_a_host_as_protocols():
 def test_the_host_facade_has_everything_the_plugin_protocols_name(helpdesk):
     from wazzup_plugin import host
 
-    for protocol, instance in [(host.Helpdesk, helpdesk), (host.Database, helpdesk.db),
-                               (host.Tables, helpdesk.tables), (host.Config, helpdesk.config)]:
-        missing = [name for name in protocol.__annotations__ if not hasattr(instance, name)]
-        assert not missing, f"{protocol.__name__}: the host lacks {missing}"
+    with helpdesk.db.write() as tx:
+        for protocol, instance in [(host.Helpdesk, helpdesk), (host.Database, helpdesk.db),
+                                   (host.Tables, helpdesk.tables), (host.Config, helpdesk.config),
+                                   (host.WriteTx, tx)]:
+            named = [*protocol.__annotations__, *(n for n in vars(protocol) if not n.startswith("_"))]
+            missing = [name for name in named if not hasattr(instance, name)]
+            assert not missing, f"{protocol.__name__}: the host lacks {missing}"
