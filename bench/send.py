@@ -7,8 +7,8 @@ a backlog under the rate limit.
    straight to the sandbox's ``POST /v3/message`` with ``requests``, interleaved (so both see the
    same moments of a noisy machine), with a third call in each round: the same JSON posted to a
    bare Falcon app under gunicorn, the hop any endpoint of ours costs before it does anything.
-   Rate limits are relaxed on both sides for this part so that nothing waits for budget: what is measured is our work per message (validate, store, commit,
-   call, record the answer, commit).
+   Rate limits are relaxed on both sides for this part so that nothing waits for budget: what is
+   measured is our work per message (validate, store, commit, call, record the answer, commit).
 2. Outbox: Wazzup is down (nothing listens) while agents send a backlog — every send is stored and
    answered 202. Then the sandbox comes up with Wazzup's ratio of limits (ours 50 per 1 s, the
    sandbox's 55 per 1 s, as 450 is to Wazzup's 500 per 5 s) and two outbox worker processes drain

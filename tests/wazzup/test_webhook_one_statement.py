@@ -232,28 +232,6 @@ def round_trips(engine):
     sa.event.remove(engine, "before_cursor_execute", listener)
 
 
-def test_a_new_message_in_a_known_chat_is_one_round_trip_on_postgresql(deliver, payload, wazzup_rows, known_chat,
-                                                                       round_trips, backend):
-    assert deliver(payload("incoming_text")).json["new_messages"] == 1
-    sent = list(round_trips)
-    if backend == "postgres":  # the lookups and the write in one statement, committing by itself
-        assert len(sent) == 1
-    assert len(wazzup_rows.messages()) == 2
-
-
-def test_a_plain_redelivery_is_one_round_trip_that_takes_no_counter_on_postgresql(
-        deliver, payload, helpdesk, known_chat, round_trips, backend):
-    deliver(payload("incoming_text"))
-    seq = helpdesk.db.current_change_seq()
-    round_trips.clear()
-    answer = deliver(payload("incoming_text")).json
-    sent = list(round_trips)
-    assert (answer["new_messages"], answer["duplicates"]) == (0, 1)
-    assert helpdesk.db.current_change_seq() == seq
-    if backend == "postgres":
-        assert len(sent) == 1
-
-
 def test_a_contacts_new_avatar_reaches_the_chat_along_with_the_new_message(deliver, payload, wazzup_rows,
                                                                           known_chat):
     body = payload("incoming_text")

@@ -117,6 +117,18 @@ def _is_just_the_number(name: str, msg: Message) -> bool:
     return not re.search(r"[^\d\s+()\-]", name) or name == msg.chat_id
 
 
+def _contact_name(msg: Message) -> str | None:
+    """The name a message gives its chat's contact, if any: WhatsApp may send the number as the
+    name, and a chat is never renamed to it."""
+    name = msg.contact_name
+    return name if name and not _is_just_the_number(name, msg) else None
+
+
+def _changes_nothing_when_stored(msg: Message) -> bool:
+    """A copy of a stored message that brings nothing new: no echo (statuses), no edit, no deletion."""
+    return not (msg.is_echo or msg.is_edited or msg.is_deleted)
+
+
 def _version(msg: Message) -> tuple:
     """Which copy of one message is newest: a deletion beats an edit beats the original."""
     return (2 if msg.is_deleted else 1 if msg.is_edited else 0, msg.at.timestamp() if msg.at else 0.0)
@@ -515,7 +527,7 @@ class Writer:
                 "last_message_preview": "", "last_activity_at": self.now, "created_at": self.now,
                 "change_seq": self.seq}
 
-    def contact_changes(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> list[tuple]:
+    def _contact_changes(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> list[tuple]:
         """``(chat id, new name or None, new avatar or None)`` of each chat whose contact was renamed
         or got a new avatar (incoming messages only); ``found``'s rows are updated to match."""
         changes = []
@@ -523,9 +535,8 @@ class Writer:
             row = found[key]
             if msg.is_echo or row["chat_id"] in self.summary.chats_created:
                 continue
-            name = msg.contact_name if msg.contact_name and msg.contact_name != row["contact_name"] else None
-            if name and _is_just_the_number(name, msg):
-                name = None  # WhatsApp may send the number as the name: never rename a chat to it
+            name = _contact_name(msg)
+            name = name if name != row["contact_name"] else None
             avatar = msg.avatar_uri if msg.avatar_uri and msg.avatar_uri != row["avatar_uri"] else None
             if name or avatar:
                 changes.append((row["chat_id"], name, avatar))
@@ -536,7 +547,7 @@ class Writer:
     def _refresh_contacts(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> None:
         """A contact renamed or with a new avatar: the chat follows (incoming messages only)."""
         wc, c = self.t["chats"], self.chats
-        changes = self.contact_changes(latest, found)
+        changes = self._contact_changes(latest, found)
         if not changes:
             return
         changes.sort()
@@ -706,9 +717,8 @@ class Writer:
         unchanged does it take the counter (see ``_in_one_statement``) and write. Anything else it
         leaves to the general path, having written nothing and locked nothing."""
         row, values = self._one_message_values(msg, None, stamped=False)
-        name = msg.contact_name if msg.contact_name and not _is_just_the_number(msg.contact_name, msg) else None
         values.update(b_channel=msg.chat_key[0], b_type=msg.chat_key[1], b_chat=msg.chat_key[2],
-                      b_name=name, b_avatar=msg.avatar_uri or None)
+                      b_name=_contact_name(msg), b_avatar=msg.avatar_uri or None)
         stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
         ((stored_id, chat_id, seq, seen, host_id, _followed, parked),) = stmt.rows(self.conn, values)
         if stored_id is not None:
@@ -1086,7 +1096,7 @@ class Prefetched:
     def nothing_to_write(self, delivery) -> bool:
         """Plain copies of stored messages and nothing else: the delivery changes nothing."""
         return (not (delivery.statuses or delivery.channels or delivery.quarantined) and bool(delivery.messages)
-                and all(m.message_id in self.stored and not (m.is_echo or m.is_edited or m.is_deleted)
+                and all(m.message_id in self.stored and _changes_nothing_when_stored(m)
                         for m in delivery.messages))
 
 
@@ -1166,7 +1176,7 @@ def _write_in_one_statement(db, state, delivery, now: datetime) -> Summary | Non
     with db.write_one_statement() as tx:
         writer = Writer(tx, state, now)
         done = writer.store_in_one_statement(msg)
-        if done.outcome == "stored_before" and not (msg.is_edited or msg.is_deleted):
+        if done.outcome == "stored_before" and _changes_nothing_when_stored(msg):
             return Summary(duplicates=[msg.message_id])
         if done.outcome != "stored":
             return None
