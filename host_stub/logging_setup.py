@@ -16,6 +16,25 @@ _PATTERNS = [
 ]
 MASK = "***"
 
+# Text a client sent (a contact's name, a webhook's notice) can reach a log line: a line break in it
+# would forge a second line, and a lone surrogate (from a JSON ``\\ud800`` escape) cannot be written
+# at all. Control characters are shown as escapes; the exception's traceback keeps its lines.
+_ESCAPES = {**{i: f"\\x{i:02x}" for i in range(32) if i != 9}, 10: "\\n", 13: "\\r", 0x7F: "\\x7f",
+            0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, every character writable as UTF-8."""
+    return writable(text.translate(_ESCAPES))
+
+
+def writable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
 
 class SecretsFilter(logging.Filter):
     """Rewrites every record so that known secret values and credential patterns never get out."""
@@ -62,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(context)
         if record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return writable(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -70,10 +89,19 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
         context = getattr(record, "context", None)
         if isinstance(context, dict) and context:
             text += " " + " ".join(f"{k}={v}" for k, v in context.items())
+        text = one_line(text)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + writable(record.exc_text)
+        if record.stack_info:
+            text += "\n" + writable(self.formatStack(record.stack_info))
         return text
 
 

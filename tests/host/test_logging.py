@@ -112,3 +112,30 @@ def test_gunicorn_access_log_masks_query_secrets_and_drops_credentials(monkeypat
     assert atoms["r"] == "POST /api/webhook?token=*** HTTP/1.1"
     assert atoms["q"] == "token=***"
     assert "{authorization}i" not in atoms and "{cookie}i" not in atoms
+
+
+def test_a_line_break_in_logged_text_cannot_forge_a_second_line(configured):
+    stream = configured()
+    forged = "x\n2026-11-27 15:40:00,000 ERROR host_stub.auth: agent admin logged in\r"
+    logging.getLogger("wazzup_plugin.test").info("notice from %s", forged, extra={"context": {"source": forged}})
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert "x\\n2026-11-27 15:40:00,000 ERROR host_stub.auth: agent admin logged in\\r" in text
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_lone_surrogate_in_logged_text_is_written_escaped(configured, log_format):
+    stream = configured(log_format=log_format)
+    logging.getLogger("wazzup_plugin.test").warning("odd %s", "a\ud800b", extra={"context": {"name": "c\udfffd"}})
+    text = stream.getvalue()
+    assert "odd a\\ud800b" in text and "c\\udfffd" in text
+    text.encode("utf-8")
+
+
+def test_a_traceback_keeps_its_lines_in_text_logs(configured):
+    stream = configured()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("wazzup_plugin.test").exception("failed")
+    assert "\nTraceback (most recent call last):\n" in stream.getvalue()

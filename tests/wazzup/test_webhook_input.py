@@ -345,3 +345,54 @@ def test_unparseable_media_link_is_dropped_and_the_message_still_stored(deliver,
     assert result.status_code == 200
     message = wazzup_rows.message("WZ-odd-link")
     assert message["content_uri"] is None
+
+
+def _set_path(item: dict, path: str, value) -> dict:
+    *parents, last = path.split(".")
+    target = item
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[last] = value
+    return item
+
+
+ODD_TEXT = {"nul": "x\u0000y", "lone surrogate": "x\ud800y"}
+MESSAGE_PATHS = ["messageId", "channelId", "chatId", "chatType", "type", "text", "status", "contentUri",
+                 "authorName", "authorId", "crmMessageId", "contact.name", "contact.avatarUri", "contact.phone",
+                 "contact.username", "error.error", "error.description", "oldInfo.oldText",
+                 "quotedMessage.messageId", "extraField"]
+
+
+@pytest.mark.parametrize("odd", ODD_TEXT)
+@pytest.mark.parametrize("path", MESSAGE_PATHS)
+def test_a_nul_or_lone_surrogate_in_any_field_costs_at_most_its_own_item(deliver, wazzup_rows, path, odd):
+    """Either character fails a whole transaction in some database (PostgreSQL refuses NUL in text,
+    and no driver writes a lone surrogate): the item is cleaned, dropped to a placeholder or
+    quarantined, and the delivery's other message is stored."""
+    value = "https://cdn.example/" + ODD_TEXT[odd] + ".png" if path.endswith(("Uri", "uri")) else ODD_TEXT[odd]
+    odd_item = _set_path(incoming_message(channel_id=CHANNEL, chat_id="79161234567", message_id="odd-1",
+                                          text="hello", is_echo=path in ("authorName", "authorId")), path, value)
+    if path == "type":
+        odd_item.pop("text")  # an unknown type without text is shown with a placeholder naming the type
+    good = incoming_message(channel_id=CHANNEL, chat_id="79990001122", message_id="good-1", text="fine")
+    result = deliver(json.dumps(delivery(messages=[odd_item, good])))  # as Wazzup sends it: \u escapes
+    assert result.status_code == 200, result.text
+    assert wazzup_rows.message("good-1")["text"] == "fine"
+    stored = {r["wazzup_message_id"]: r for r in wazzup_rows.messages()}
+    quarantined = wazzup_rows.table("quarantine")
+    assert len(stored) + len(quarantined) == 2
+    for row in stored.values():
+        for text in row.values():
+            assert not isinstance(text, str) or ("\x00" not in text and "\ud800" not in text)
+
+
+@pytest.mark.parametrize("odd", ODD_TEXT)
+def test_a_nul_or_lone_surrogate_in_a_status_is_parked_or_quarantined_as_received(deliver, wazzup_rows, odd):
+    statuses = [{**status_update(message_id="unknown-1", status="delivered"), "note": ODD_TEXT[odd]},
+                status_update(message_id="unknown-2", status=ODD_TEXT[odd])]
+    result = deliver(json.dumps(delivery(statuses=statuses)))
+    assert result.status_code == 200, result.text
+    (parked,) = wazzup_rows.table("parked")
+    assert json.loads(parked["item"])["note"] == ODD_TEXT[odd]  # kept exactly, escaped if it must be
+    (quarantined,) = wazzup_rows.table("quarantine")
+    assert json.loads(quarantined["item"])["status"] == ODD_TEXT[odd]

@@ -28,6 +28,11 @@ KNOWN_TYPES = ("text", "image", "video", "audio", "document", "vcard", "geo", "m
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def is_clean(value: str) -> bool:
+    """No NUL character and no lone surrogate (JSON's ``\\ud800`` escapes decode to one)."""
+    return clean_text(value) == value
+
+
 def clean_text(value: str) -> str:
     """Text every database accepts: no NUL characters, no lone surrogates."""
     value = value.replace("\x00", "")
@@ -43,7 +48,7 @@ def http_uri(value, max_length: int = 2000) -> str | None:
     if not isinstance(value, str) or len(value) > max_length:
         return None
     value = value.strip()
-    if not re.match(r"(?i)^https?://[^\s/?#]+", value) or _CONTROL.search(value):
+    if not re.match(r"(?i)^https?://[^\s/?#]+", value) or _CONTROL.search(value) or not is_clean(value):
         return None
     try:
         urlsplit(value)  # what later code reads it with; an unclosed "[" host raises
@@ -65,6 +70,13 @@ class Text(fields.String):
         return value[: self.max_length] if self.max_length else value
 
 
+def is_id(value, max_length: int) -> bool:
+    """A usable identifier: a non-empty string that fits its column, with no control characters or
+    lone surrogates (one of those fails the whole transaction it is written in)."""
+    return (isinstance(value, str) and 0 < len(value) <= max_length and not _CONTROL.search(value)
+            and is_clean(value))
+
+
 class Id(fields.String):
     """An identifier: a non-empty string that fits its column, without control characters."""
 
@@ -74,7 +86,7 @@ class Id(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if not value or len(value) > self.max_length or _CONTROL.search(value) or clean_text(value) != value:
+        if not is_id(value, self.max_length):
             raise ValidationError(
                 f"must be a non-empty string of at most {self.max_length} printable characters")
         return value
@@ -262,11 +274,17 @@ NOTICE_KEYS = ("createContact", "createDeal", "templateStatus")
 
 
 def raw_json(item) -> str:
-    return json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+    """An item as JSON text for storage, exactly as received: readable (no ``\\u`` escapes for
+    Cyrillic) unless it holds a lone surrogate, which no database stores as text; then every
+    non-ASCII character is escaped, which keeps it exactly (a NUL is always escaped)."""
+    text = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+    if not is_clean(text):
+        text = json.dumps(item, ensure_ascii=True, sort_keys=True, default=str)
+    return text
 
 
 def _reason(error: ValidationError) -> str:
-    return json.dumps(error.messages, ensure_ascii=False, sort_keys=True, default=str)[:2000]
+    return raw_json(error.messages)[:2000]
 
 
 def _usable_id(item) -> str | None:
@@ -293,8 +311,7 @@ def _fast_text(value, max_length):
 
 def _fast_id(value, max_length):
     """:class:`Id` for a valid identifier; anything else is marshmallow's to reject."""
-    if type(value) is not str or not value or len(value) > max_length or _CONTROL.search(value) \
-            or clean_text(value) != value:
+    if type(value) is not str or not is_id(value, max_length):
         raise _Unusual
     return value
 
@@ -383,7 +400,7 @@ def parse_message(raw: dict) -> Message:
     contact = d.get("contact") or {}
     error = d.get("error") or {}
     old = d.get("oldInfo") or {}
-    raw_type = (d.get("type") or "").strip().lower() or None
+    raw_type = clean_text((d.get("type") or "").strip().lower()) or None  # it may go into a placeholder
     if raw_type in KNOWN_TYPES:
         type_ = raw_type
     elif raw_type is None:
@@ -402,7 +419,7 @@ def parse_message(raw: dict) -> Message:
         error_code=error.get("error"), error_text=error.get("description"),
         is_edited=bool(d.get("isEdited")), is_deleted=bool(d.get("isDeleted")), old_text=old.get("oldText"),
         crm_message_id=d.get("crmMessageId"),
-        ref_message_id=ref if isinstance(ref, str) and 0 < len(ref) <= 64 else None,
+        ref_message_id=ref if is_id(ref, 64) else None,
     )
 
 

@@ -81,9 +81,10 @@ class WebhookResource:
                                  housekeeping=self._housekeeping_due())
         context = summary.context()
         for key, notice in delivery.notices.items():
+            source = notice.get("source") if isinstance(notice, dict) else None
             log.info("webhook %s received and acknowledged (not handled: this helpdesk creates chats itself)",
-                     key, extra={"context": {"kind": key, "source": notice.get("source") if isinstance(
-                         notice, dict) else None}})
+                     key, extra={"context": {"kind": key,  # the client's word, bounded: it reaches the log
+                                             "source": source[:100] if isinstance(source, str) else None}})
         log.info("webhook delivery stored", extra={"context": context})
         resp.media = {"ok": True, **{k: context[k] for k in (
             "new_messages", "duplicates", "statuses_applied", "parked", "quarantined", "channels")}}
