@@ -14,7 +14,15 @@ class MaskingLogger(Logger):
         secrets_filter().add(*Config.from_env().secret_values())
 
     def atoms(self, resp, req, environ, request_time):
-        mask = secrets_filter().mask
+        secrets = secrets_filter()
+        query = environ.get("QUERY_STRING") or ""
+        masked_query = secrets.mask_query(query) if query else query
+
+        def mask(value: str) -> str:
+            if masked_query != query:  # the request line, the URL and the query carry it as sent
+                value = value.replace(query, masked_query)
+            return secrets.mask(value)
+
         return {k: (mask(v) if isinstance(v, str) else v)
                 for k, v in super().atoms(resp, req, environ, request_time).items()
                 if k not in ("{authorization}i", "{cookie}i", "{http_authorization}e", "{http_cookie}e")}

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
+from urllib.parse import unquote_plus
 
 _PATTERNS = [
     re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s,'\"]+"),
@@ -15,6 +16,7 @@ _PATTERNS = [
     re.compile(r"(?i)((?:api[_-]?key|secret|password|token)[\"']?\s*[:=]\s*[\"']?)[^\s,'\"&]{6,}"),
 ]
 MASK = "***"
+_SECRET_PARAMS = {"token", "secret", "key", "api_key", "apikey", "crmkey"}
 
 # Text a client sent (a contact's name, a webhook's notice) can reach a log line: a line break in it
 # would forge a second line, and a lone surrogate (from a JSON ``\\ud800`` escape) cannot be written
@@ -52,6 +54,18 @@ class SecretsFilter(logging.Filter):
         for pattern in _PATTERNS:
             text = pattern.sub(lambda m: m.group(1) + MASK, text)
         return text
+
+    def mask_query(self, query: str) -> str:
+        """A URL's query string with every credential parameter's value masked, however it is
+        percent-encoded (``tok%65n=%73…`` is ``token=s…`` to the server that reads it)."""
+        parts = []
+        for part in query.split("&"):
+            name, sep, value = part.partition("=")
+            decoded_name, decoded_value = unquote_plus(name).lower(), unquote_plus(value)
+            if sep and (decoded_name in _SECRET_PARAMS or self.mask(decoded_value) != decoded_value):
+                part = f"{name}={MASK}"
+            parts.append(part)
+        return "&".join(parts)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -27,12 +27,23 @@ def cursor_kind(cursor: str) -> str:
     return key[0]
 
 
-def decode_cursor(cursor: str, kind: str, types: tuple[type, ...]) -> list:
+# What a cursor's values may be. Ids are INTEGER columns (four bytes on PostgreSQL) and change
+# counters BIGINT: a number past them was never given out, and binding it would fail the statement.
+MAX_ID = 2**31 - 1
+MAX_SEQ = 2**62
+_PARTS = {"id": (int, MAX_ID), "seq": (int, MAX_SEQ), "text": (str, None)}
+
+
+def decode_cursor(cursor: str, kind: str, parts: tuple[str, ...]) -> list:
+    """The key of a cursor of ``kind`` whose values are ``parts`` ("id", "seq" or "text")."""
     key = _decode(cursor)
-    if len(key) != len(types) + 1 or key[0] != kind:
+    if len(key) != len(parts) + 1 or key[0] != kind:
         raise invalid_cursor()
-    for value, expected in zip(key[1:], types):
+    for value, part in zip(key[1:], parts):
+        expected, most = _PARTS[part]
         if not isinstance(value, expected) or isinstance(value, bool):
+            raise invalid_cursor()
+        if most is not None and not 0 <= value <= most:
             raise invalid_cursor()
     return key[1:]
 

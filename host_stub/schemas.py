@@ -8,6 +8,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from host_stub.models import DIRECTIONS, MESSAGE_STATUSES
+from host_stub.pagination import MAX_ID, MAX_SEQ
 
 
 class ErrorSchema(Schema):
@@ -73,14 +74,14 @@ class ChatListQuerySchema(Schema):
     cursor = fields.String(validate=validate.Length(max=200))
     type = fields.String(validate=validate.Length(max=32))
     q = fields.String(validate=validate.Length(max=100))
-    changed_since = fields.Integer(validate=validate.Range(0, 2**62))
+    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ))
 
 
 class MessageListQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
     cursor = fields.String(validate=validate.Length(max=200))
-    after = fields.Integer(validate=validate.Range(0, 2**62))
-    changed_since = fields.Integer(validate=validate.Range(0, 2**62))
+    after = fields.Integer(validate=validate.Range(0, MAX_ID))  # a message id
+    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ))
 
 
 def page_schema(name: str, item_schema: type[Schema]) -> type[Schema]:

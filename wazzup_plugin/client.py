@@ -183,6 +183,10 @@ class WazzupClient:
         message_id = data.get("messageId")
         if message_id is not None and not isinstance(message_id, str):
             message_id = str(message_id)
+        if message_id and not _usable_id(message_id):
+            # Too long for the column, or holding a character no database stores: recording it would
+            # fail after Wazzup took the message. Accepted all the same; the echo brings the id.
+            message_id = None
         if not message_id:
             log.warning("Wazzup accepted a message without a readable messageId; it will be matched by its echo")
         return {"messageId": message_id or None, "chatId": data.get("chatId")}
@@ -293,3 +297,8 @@ def _safe(data, client: WazzupClient):
         return json.loads(client.redact(json.dumps(data)))
     except (TypeError, ValueError):
         return None
+
+
+def _usable_id(value: str) -> bool:
+    """A Wazzup message id we can store: 1-64 printable characters (the column's size)."""
+    return len(value) <= 64 and value.isprintable()

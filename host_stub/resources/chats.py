@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 
 import falcon
 import sqlalchemy as sa
@@ -53,9 +53,9 @@ class ChatsResource:
         if by_changes:
             params["b_since"] = query["changed_since"]
             if "cursor" in query:
-                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", (int, int))
+                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", ("seq", "id"))
         elif "cursor" in query:
-            at, params["b_last_id"] = decode_cursor(query["cursor"], "a", (str, int))
+            at, params["b_last_id"] = decode_cursor(query["cursor"], "a", ("text", "id"))
             params["b_at"] = _parse_time(at)
         shape = (by_changes, "b_type" in params, "b_title" in params, "b_phone" in params, "cursor" in query)
         stmt = self._statements.get(shape)
@@ -137,11 +137,11 @@ def search_condition(chats, by_phone: bool):
 def _parse_time(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise invalid_cursor()
-    return parsed
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(timezone.utc)  # overflows for year 1 at +14:00: a time never given out
+    except (ValueError, OverflowError):
+        raise invalid_cursor() from None
 
 
 class ChatResource:

@@ -43,14 +43,14 @@ class MessagesResource:
         if mode == "c":
             params["b_since"] = query["changed_since"]
             if "cursor" in query:
-                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", (int, int))
+                params["b_seq"], params["b_last_id"] = decode_cursor(query["cursor"], "c", ("seq", "id"))
         elif mode == "f":
             after = query.get("after", 0)
             if "cursor" in query:
-                after = max(after, decode_cursor(query["cursor"], "f", (int,))[0])
+                after = max(after, decode_cursor(query["cursor"], "f", ("id",))[0])
             params["b_after"] = after
         elif "cursor" in query:  # "b": older history before the cursor
-            params["b_before"] = decode_cursor(query["cursor"], "b", (int,))[0]
+            params["b_before"] = decode_cursor(query["cursor"], "b", ("id",))[0]
         shape = (mode, "b_seq" in params or "b_before" in params)
         stmt = self._statements.get(shape)
         if stmt is None:

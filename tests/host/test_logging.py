@@ -124,9 +124,13 @@ def test_a_line_break_in_logged_text_cannot_forge_a_second_line(configured):
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_a_lone_surrogate_in_logged_text_is_written_escaped(configured, log_format):
-    stream = configured(log_format=log_format)
-    logging.getLogger("wazzup_plugin.test").warning("odd %s", "a\ud800b", extra={"context": {"name": "c\udfffd"}})
+def test_a_lone_surrogate_in_logged_text_is_written_escaped(isolated_logging, log_format):
+    # Handed to our handler only: the test runner's own log capture would choke on the surrogate.
+    stream = io.StringIO()
+    handler = configure_logging(Config(env={}, log_format=log_format), stream=stream)
+    record = logging.LogRecord("wazzup_plugin.test", logging.WARNING, __file__, 1, "odd %s", ("a\ud800b",), None)
+    record.context = {"name": "c\udfffd"}
+    handler.handle(record)
     text = stream.getvalue()
     assert "odd a\\ud800b" in text and "c\\udfffd" in text
     text.encode("utf-8")
@@ -139,3 +143,21 @@ def test_a_traceback_keeps_its_lines_in_text_logs(configured):
     except RuntimeError:
         logging.getLogger("wazzup_plugin.test").exception("failed")
     assert "\nTraceback (most recent call last):\n" in stream.getvalue()
+
+
+@pytest.mark.parametrize("query", ["tok%65n=" + "".join(f"%{ord(c):02x}" for c in SECRET),
+                                   "x=1&T%4FKEN=abc-def-ghi-jkl", "token=" + SECRET.replace("-", "%2D")])
+def test_gunicorn_access_log_masks_percent_encoded_secrets(monkeypatch, query):
+    from gunicorn.config import Config as GunicornConfig
+
+    from host_stub.gunicorn_logging import MaskingLogger
+
+    monkeypatch.setenv("WAZZUP24_WEBHOOK_SECRET", SECRET)
+    logger = MaskingLogger(GunicornConfig())
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": f"/api/webhook?{query}", "SERVER_PROTOCOL": "HTTP/1.1",
+               "PATH_INFO": "/api/webhook", "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1"}
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
+    atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, timedelta(milliseconds=5))
+    rendered = json.dumps(atoms, default=str)
+    assert query.split("&")[-1].split("=", 1)[1] not in rendered
+    assert "=***" in atoms["q"] and "=***" in atoms["r"]

@@ -160,3 +160,9 @@ def test_the_sandbox_serves_media_customers_can_send(sandbox_client):
     invoice = sandbox_client.simulate_get("/_sandbox/media/invoice.pdf")
     assert invoice.content.startswith(b"%PDF-") and invoice.content.rstrip().endswith(b"%%EOF")
     assert sandbox_client.simulate_get("/_sandbox/media/secret.txt").status_code == 404
+
+
+def test_the_control_api_shows_the_webhook_secret_masked(sandbox_client, sandbox):
+    sandbox.webhook_uri = "http://127.0.0.1:8000/api/webhook?token=whsec-0123456789abcdef&x=1"
+    shown = sandbox_client.simulate_get("/_sandbox/config").json
+    assert shown["webhooksUri"] == "http://127.0.0.1:8000/api/webhook?token=***&x=1"

@@ -89,6 +89,9 @@ def test_reply_to_sends_the_quoted_messages_wazzup_id(client, auth, chat, wazzup
     ({"content_uri": "javascript:alert(1)"}, "content_uri"),
     ({"text": "a", "reply_to": "7"}, "reply_to"),
     ({"text": "a", "reply_to": 999999}, "reply_to"),
+    ({"text": "a", "reply_to": 2**31}, "reply_to"),  # past the id column: a 500 on PostgreSQL before
+    ({"text": "a\x00b"}, "text"),
+    ({"content_uri": "https://x.example/a.pdf", "content_name": "a\x00b.pdf"}, "content_name"),
 ])
 def test_bad_bodies_are_422_with_fields_and_nothing_stored(client, auth, chat, wazzup_api, helpdesk, body, field):
     result = send(client, auth, chat, body)
@@ -97,6 +100,36 @@ def test_bad_bodies_are_422_with_fields_and_nothing_stored(client, auth, chat, w
     assert len(wazzup_api.calls) == 0
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+@pytest.mark.parametrize("raw, field", [
+    ('{"text": "\\ud800"}', "text"),
+    ('{"content_uri": "https://x.example/\\udfff.pdf"}', "content_uri"),
+    ('{"content_uri": "https://x.example/a.pdf", "content_name": "a\\ud800"}', "content_name"),
+])
+def test_a_lone_surrogate_is_422_naming_the_field_and_nothing_stored(client, auth, chat, wazzup_api, helpdesk, raw,
+                                                                   field):
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", body=raw,
+                                  headers={**auth, "Content-Type": "application/json"})
+    assert result.status_code == 422, result.text
+    assert "lone surrogates" in result.json["fields"][field][0]
+    assert len(wazzup_api.calls) == 0
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+def test_a_link_whose_name_decodes_to_a_nul_is_sent_with_the_nul_left_out(client, auth, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    result = send(client, auth, chat, {"content_uri": "https://files.example.com/inv%00oice.pdf"})
+    assert result.status_code == 201 and result.json["content_name"] == "invoice.pdf"
+
+
+def test_a_body_nested_deeper_than_json_goes_is_400(client, auth, chat, wazzup_api):
+    body = '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", body=body,
+                                  headers={**auth, "Content-Type": "application/json"})
+    assert result.status_code == 400 and result.json["code"] == "invalid_body"
+    assert len(wazzup_api.calls) == 0
 
 
 def test_text_limit_counts_code_points_not_bytes(client, auth, chat, wazzup_api, wazzup_url):
@@ -175,6 +208,37 @@ def test_repeated_crm_message_id_means_accepted(client, auth, chat, wazzup_api, 
     result = send(client, auth, chat, {"text": "hi"})
     assert result.status_code == 201
     assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
+
+
+@pytest.mark.parametrize("answer", ['{"messageId": "%s"}' % ("x" * 65), '{"messageId": "a\\u0000b"}',
+                                    '{"messageId": "\\ud800"}'])
+def test_an_accepted_answer_with_an_id_we_cannot_store_is_accepted_without_it(
+        client, auth, chat, wazzup_api, wazzup_url, answer):
+    """Wazzup took the message: recording its odd id must not turn that into an error after the fact."""
+    wazzup_api.post(f"{wazzup_url}/v3/message", body=answer, status=201, content_type="application/json")
+    result = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "odd-id"})
+    assert result.status_code == 201, result.text
+    assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
+    assert send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "odd-id"}).json == result.json
+
+
+def test_a_failure_recording_wazzups_answer_answers_202_and_frees_the_idempotency_key(
+        client, auth, chat, wazzup_api, wazzup_url, helpdesk, caplog, monkeypatch):
+    """The message is stored and went out: a 500 would invite a second send by hand. The worker
+    settles it later (the same crmMessageId is answered REPEATED_CRM_MESSAGE_ID)."""
+    from wazzup_plugin.outbound import outbox
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a bug while recording the answer")
+
+    monkeypatch.setattr(outbox, "_record", fails)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    result = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "bug-1"})
+    assert result.status_code == 202 and result.json["status"] == "queued"
+    assert "the outbox worker will retry it" in caplog.text
+    again = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "bug-1"})
+    assert (again.status_code, again.json["id"]) == (202, result.json["id"])
+    assert len(sent_bodies(wazzup_api)) == 1
 
 
 def test_idempotency_key_repeat_returns_the_first_result_and_sends_nothing(client, auth, chat, wazzup_api, wazzup_url):

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from wazzup_plugin.text import clean_text, is_clean
+
 # Documented enumerations (§5.1, §5.2, §6); compared case-insensitively.
 CHAT_TYPES = ("whatsapp", "whatsgroup", "viber", "instagram", "telegram", "telegroup", "vk", "avito", "max",
               "maxgroup")
@@ -26,21 +28,6 @@ KNOWN_TYPES = ("text", "image", "video", "audio", "document", "vcard", "geo", "m
                "unsupported", "unknown")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def is_clean(value: str) -> bool:
-    """No NUL character and no lone surrogate (JSON's ``\\ud800`` escapes decode to one)."""
-    return clean_text(value) == value
-
-
-def clean_text(value: str) -> str:
-    """Text every database accepts: no NUL characters, no lone surrogates."""
-    value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
 
 
 def http_uri(value, max_length: int = 2000) -> str | None:

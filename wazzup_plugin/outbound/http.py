@@ -11,6 +11,8 @@ import functools
 import falcon
 from marshmallow import Schema, ValidationError, fields
 
+from wazzup_plugin.text import UNSTORABLE, storable_everywhere
+
 
 class Problem(Exception):
     def __init__(self, status: int, code: str, message: str, fields: dict | None = None, **extra):
@@ -44,6 +46,8 @@ def load_body(schema: Schema, req) -> dict:
         body = req.get_media(default_when_empty=None)
     except falcon.MediaMalformedError:
         raise Problem(400, "invalid_body", "The request body is not valid JSON.") from None
+    except RecursionError:  # nested deeper than the JSON parser goes: no route takes such a body
+        raise Problem(400, "invalid_body", "The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise Problem(400, "invalid_body", "The request body must be a JSON object.")
     return load(schema, body, "invalid_body", "The request body is not valid.")
@@ -59,6 +63,9 @@ def load_query(schema: Schema, req) -> dict:
 
 
 def load(schema: Schema, data: dict, code: str, message: str) -> dict:
+    unstorable = {key: [UNSTORABLE] for key, value in data.items() if not storable_everywhere(value)}
+    if unstorable:
+        raise Problem(422, code, message, fields=unstorable)
     try:
         return schema.load(data, unknown="exclude")
     except ValidationError as exc:

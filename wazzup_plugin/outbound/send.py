@@ -58,6 +58,11 @@ def _http_url(value: str) -> None:
         raise ValidationError("must be an http(s) URL")
 
 
+# The host's message ids are INTEGER columns (four bytes on PostgreSQL): a larger id names no message,
+# and binding one fails the statement.
+MAX_MESSAGE_ID = 2**31 - 1
+
+
 class SendSchema(Schema):
     text = fields.String(validate=validate.Length(max=MAX_TEXT),
                          metadata={"description": f"message text, at most {MAX_TEXT} characters (code points)"})
@@ -65,7 +70,7 @@ class SendSchema(Schema):
                                 metadata={"description": "public http(s) URL of a file Wazzup downloads"})
     content_name = fields.String(validate=validate.Length(max=500),
                                  metadata={"description": "file name shown in the helpdesk (default: from the URL)"})
-    reply_to = fields.Integer(strict=True, validate=validate.Range(1, 2**62),
+    reply_to = fields.Integer(strict=True, validate=validate.Range(1, MAX_MESSAGE_ID),
                               metadata={"description": "id of a message in this chat to quote"})
 
     @validates_schema
@@ -87,7 +92,7 @@ SEND_BODY_SCHEMA = {
                         "description": "public http(s) URL of a file Wazzup downloads"},
         "content_name": {"type": "string", "maxLength": 500,
                          "description": "file name shown in the helpdesk (default: from the URL)"},
-        "reply_to": {"type": "integer", "minimum": 1, "maximum": 2**62,
+        "reply_to": {"type": "integer", "minimum": 1, "maximum": MAX_MESSAGE_ID,
                      "description": "id of a message in this chat to quote"},
     },
     "oneOf": [{"required": ["text"]}, {"required": ["content_uri"]}],
@@ -99,7 +104,7 @@ _SEND = SendSchema()
 
 def guess_type(uri: str) -> tuple[str, str]:
     """The message type and file name a content URI suggests (Wazzup decides the real type)."""
-    name = unquote(posixpath.basename(urlsplit(uri).path)) or "file"
+    name = unquote(posixpath.basename(urlsplit(uri).path)).replace("\x00", "") or "file"  # %00 decodes to NUL
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     for kind, extensions in _EXTENSIONS.items():
         if ext in extensions:
@@ -178,7 +183,14 @@ class _SendBase:
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})
         # The row as this request wrote it, under its own lease: no need to read it back.
-        result = outbox.attempt(ctx, message_id, owner, as_written=written.get("row"))
+        try:
+            result = outbox.attempt(ctx, message_id, owner, as_written=written.get("row"))
+        except Exception:
+            # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
+            # worker takes it up when this request's lease runs out, with the same crmMessageId.
+            log.exception("Wazzup24 send attempt failed unexpectedly; the outbox worker will retry it",
+                          extra={"context": {"message_id": message_id}})
+            result = outbox.Outcome(kind="retry", message_id=message_id)
         status, body = self._answer(ctx, result)
         if key is not None:
             with self.helpdesk.db.write() as tx:

@@ -14,6 +14,8 @@ The control API needs no key: the sandbox listens on 127.0.0.1 and is never a pr
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from wazzup_plugin.sandbox.api import read_json
@@ -22,6 +24,8 @@ from wazzup_plugin.sandbox.core import Sandbox, SandboxError
 from wazzup_plugin.sandbox.faults import FaultError
 from wazzup_plugin.sandbox.media import MediaResource
 from wazzup_plugin.sandbox import deliveries
+
+_SECRET_PARAM = re.compile(r"(?i)([?&]token=)[^&#]*")
 
 BODILESS_TYPES = ("missing_call", "unsupported", "unknown")
 STATUSES = ("sent", "delivered", "read", "error", "edited")
@@ -147,7 +151,9 @@ class DeliveriesResource(Resource):
 
 class ConfigResource(Resource):
     def on_get(self, req, resp):
-        resp.media = {**self.sandbox.config.to_json(), "webhooksUri": self.sandbox.webhook_uri}
+        # The control API answers without a key: the helpdesk's webhook secret is shown masked.
+        uri = self.sandbox.webhook_uri
+        resp.media = {**self.sandbox.config.to_json(), "webhooksUri": _SECRET_PARAM.sub(r"\1***", uri) if uri else uri}
 
     def on_patch(self, req, resp):
         try:
