@@ -37,6 +37,18 @@ def test_delivery_with_the_secret_is_stored(secret, deliver, payload, wazzup_row
 
 
 @pytest.mark.parametrize("kwargs", [
+    {"params": {"token": SECRET}, "headers": {"Authorization": "Bearer the-accounts-crm-key-0001"}},
+    {"params": {"token": "an-old-secret-0123456789"}, "headers": {"Authorization": f"Bearer {SECRET}"}},
+])
+def test_the_secret_is_found_in_the_url_or_the_header_whatever_the_other_holds(secret, deliver, payload,
+                                                                                wazzup_rows, kwargs):
+    """An account with a crmKey sends ``Authorization: Bearer <crmKey>`` with every delivery, to the
+    URL set-webhook registered with our token."""
+    assert deliver(payload("incoming_text"), **kwargs).status_code == 200
+    assert len(wazzup_rows.messages()) == 1
+
+
+@pytest.mark.parametrize("kwargs", [
     {},
     {"params": {"token": "wrong-secret-wrong-secret"}},
     {"headers": {"Authorization": "Bearer wrong-secret-wrong"}},
