@@ -84,17 +84,20 @@ def insert_ignore_returning(conn: sa.Connection, table: sa.Table, rows: Sequence
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], key: Iterable[str],
-           update: Iterable[str], where=None) -> None:
+           update: Iterable[str], where=None, keep_when_null: Iterable[str] = ()) -> None:
     """Insert rows or update ``update`` columns of the row with the same ``key``.
 
     ``where(table, excluded)`` optionally returns a condition the update must meet (e.g. "newer").
+    ``keep_when_null``: columns of ``update`` a NULL does not overwrite (a source that does not know).
     """
     if not rows:
         return
     stmt = dialect_insert(conn, table)
     excluded = stmt.excluded
+    keep = set(keep_when_null)
     stmt = stmt.on_conflict_do_update(
-        index_elements=list(key), set_={c: excluded[c] for c in update},
+        index_elements=list(key),
+        set_={c: sa.func.coalesce(excluded[c], table.c[c]) if c in keep else excluded[c] for c in update},
         where=where(table, excluded) if where is not None else None)
     conn.execute(stmt, list(rows))
 

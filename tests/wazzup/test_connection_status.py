@@ -74,7 +74,10 @@ def test_stored_channel_states_from_the_webhook_are_shown(client, auth, wazzup_a
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
     wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
     report = connection(client, auth)
-    assert [(c["channel_id"], c["state"]) for c in report["stored_channel_states"]] == [(channel_id, "phoneUnavailable")]
+    # The webhook's report of the same moment stands; the other channels are kept as the list says.
+    states = {c["channel_id"]: c["state"] for c in report["stored_channel_states"]}
+    assert states == {channel_id: "phoneUnavailable", **{c["channelId"]: c["state"] for c in api_payload(
+        "channels_one_active") if c["channelId"] != channel_id}}
 
 
 def test_reports_are_cached_briefly(client, auth, wazzup_api, wazzup_url, api_payload, clock):
@@ -121,3 +124,16 @@ class TestNotConfigured:
         assert (result.status_code, result.json["code"]) == (503, "wazzup_not_configured")
         messages = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
         assert messages == []
+
+
+def test_our_webhook_registered_with_an_old_secret_is_degraded_and_says_what_to_run(
+        client, auth, wazzup_api, wazzup_url, api_payload):
+    """Every delivery would be refused with 401: the report is the one place that says why."""
+    registered = {**api_payload("webhooks_ours"), "webhooksUri": with_secret(OUR_URL, "an-old-secret-0123456789")}
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=registered)
+    report = connection(client, auth)
+    assert (report["status"], report["webhook"]["registration"]) == ("degraded", "stale_secret")
+    assert report["warnings"] == ["The webhook registered at Wazzup carries another secret: run "
+                                  "`helpdesk-stub wazzup24 set-webhook`."]
+    assert "an-old-secret-0123456789" not in json.dumps(report)

@@ -58,3 +58,22 @@ def test_info_errors(client, auth, make_chat, make_wazzup_chat):
     chat = make_wazzup_chat()
     assert info(client, auth, chat, iframe="yes").status_code == 422
     assert client.simulate_get(f"/api/chats/{chat}/wazzup24/info").status_code == 401
+
+
+def test_info_shows_the_channel_as_wazzups_channel_list_and_later_webhooks_report_it(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, deliver, clock, channel_id):
+    from wazzup_plugin.sandbox.deliveries import channel_update, delivery
+
+    chat = make_wazzup_chat()
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    assert client.simulate_get("/api/wazzup24/connection", headers=auth).status_code == 200
+    channel = info(client, auth, chat).json["channel"]
+    assert (channel["transport"], channel["plain_id"], channel["state"]) == ("whatsapp", "79865784457", "active")
+
+    clock.advance(60)  # the phone goes offline: the webhook says so, without the transport
+    assert deliver(delivery(channels_updates=[channel_update(channel_id=channel_id, state="phoneUnavailable",
+                                                             at=clock())])).status_code == 200
+    channel = info(client, auth, chat).json["channel"]
+    assert (channel["transport"], channel["plain_id"], channel["state"]) == ("whatsapp", "79865784457",
+                                                                             "phoneUnavailable")

@@ -250,8 +250,8 @@ class Writer:
         rows = [{"channel_id": u.channel_id, "state": u.state, "tier": u.tier, "transport": u.transport,
                  "updated_at": u.at or self.now} for _, u in sorted(latest.items())]
         # An older report never overwrites a newer one (Wazzup does not promise the order).
-        upsert(self.conn, self.t["channels"], rows, key=["channel_id"],
-               update=["state", "tier", "updated_at"], where=lambda t, ex: t.c.updated_at <= ex.updated_at)
+        upsert(self.conn, self.t["channels"], rows, key=["channel_id"], update=["state", "tier", "transport", "updated_at"],
+               where=lambda t, ex: t.c.updated_at <= ex.updated_at, keep_when_null=["tier", "transport"])
         self.summary.channels += len(rows)
 
     def store_quarantine(self, items: list[Quarantined]) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wazzup_plugin.store_common import upsert
+from wazzup_plugin.text import is_clean
+
 WHATSAPP_TRANSPORTS = ("whatsapp", "wapi")
 
 
@@ -53,3 +56,26 @@ def select_channel(chat_channel_id: str | None, setting_channel_id: str | None, 
                                     "Connect one in Wazzup, or set WAZZUP24_CHANNEL_ID.")
     raise ChannelSelectionError(f"Several active WhatsApp channels ({describe(candidates)}): "
                                 "set WAZZUP24_CHANNEL_ID to the one to send through.")
+
+
+def remember_channels(ctx, channels: list[dict]) -> None:
+    """Keep what Wazzup's channel list says of each channel (transport, number, state): the chat
+    info shows it. A state a webhook reported at the same moment or later is not overwritten, and a
+    value the list leaves out does not erase a known one."""
+    def text(value, size: int) -> str | None:
+        return value if isinstance(value, str) and 0 < len(value) <= size and is_clean(value) else None
+
+    now = ctx.clock()
+    rows = {}
+    for c in channels:
+        channel_id, state = text(c.get("channelId"), 64), text(c.get("state"), 64)
+        if channel_id and state:
+            rows[channel_id] = {"channel_id": channel_id, "state": state, "transport": text(c.get("transport"), 32),
+                                "plain_id": text(c.get("plainId"), 200), "tier": None, "updated_at": now}
+    if not rows:
+        return
+    with ctx.helpdesk.db.write() as tx:
+        upsert(tx.conn, ctx.state.tables["channels"], [rows[k] for k in sorted(rows)], key=["channel_id"],
+               update=["state", "transport", "plain_id", "updated_at"],
+               where=lambda t, ex: t.c.updated_at < ex.updated_at,
+               keep_when_null=["transport", "plain_id"])

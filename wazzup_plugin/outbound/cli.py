@@ -71,7 +71,7 @@ def test_connection_command():
 
 @click.command("channels", help="List the Wazzup24 account's channels and which one sends.")
 def channels_command():
-    from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+    from wazzup_plugin.outbound.channels import ChannelSelectionError, remember_channels, select_channel
 
     ctx = _ctx()
     if ctx.client is None:
@@ -82,6 +82,7 @@ def channels_command():
     except WazzupError as exc:
         click.echo(f"Could not list channels: {exc.message}", err=True)
         raise SystemExit(EXIT_PROBLEM) from None
+    remember_channels(ctx, channels)
     try:
         selected = select_channel(None, ctx.settings.channel_id, lambda: channels).channel_id
     except ChannelSelectionError as exc:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from marshmallow import Schema, fields
 
 from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupUnavailable
-from wazzup_plugin.outbound.channels import ChannelSelectionError, is_active, select_channel
+from wazzup_plugin.outbound.channels import ChannelSelectionError, is_active, remember_channels, select_channel
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.webhook_setup import compare, mask_url, with_secret
 
@@ -67,6 +67,8 @@ def _check(ctx) -> dict:
                     extra={"context": {"status": "error", "operation": exc.operation}})
         return report
     report.update(key_valid=True, latency_ms=ctx.client.last_latency_ms)
+    remember_channels(ctx, channels)
+    report["stored_channel_states"] = stored_channels(ctx)
     report["channels"] = [{"channel_id": c.get("channelId"), "transport": c.get("transport"),
                            "plain_id": c.get("plainId"), "state": c.get("state"), "active": is_active(c)}
                           for c in channels]
