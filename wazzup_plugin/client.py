@@ -216,8 +216,26 @@ class WazzupClient:
     def redact(self, text: str) -> str:
         return text.replace(self._api_key, MASK) if self._api_key else text
 
-    def _request(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False,
-                 budget_taken: bool = False):
+    def _request(self, method: str, path: str, *, operation: str, **kwargs):
+        """One call to Wazzup, logged with its outcome (every Wazzup operation leaves a line; a send's
+        line is DEBUG: the outbox logs each send's outcome with the message's context)."""
+        outcome = "error"
+        try:
+            result = self._exchange(method, path, operation=operation, **kwargs)
+            outcome = "ok"
+            return result
+        except WazzupError as exc:
+            outcome = f"{type(exc).__name__} {exc.http_status or ''}".strip()
+            raise
+        finally:
+            log.log(logging.DEBUG if operation == "send_message" else logging.INFO,
+                    "Wazzup24 API %s %s: %s", method, path, outcome,
+                    extra={"context": {"operation": operation, "outcome": outcome,
+                                       "latency_ms": self.last_latency_ms}})
+
+    def _exchange(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False,
+                  budget_taken: bool = False):
+        self.last_latency_ms = None  # this call's, or none: never the previous call's
         if not budget_taken:
             self.rate_limiter.acquire()
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}

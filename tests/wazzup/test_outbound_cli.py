@@ -75,7 +75,7 @@ def test_channels_lists_them_and_marks_the_sending_one(run, wazzup_api, wazzup_u
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
     result = run("channels")
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the log (stderr) has the call's line
     assert lines[0].startswith("* e0629e11-0f67-4567-92a9-2237e91ec1b9")
     assert lines[2].startswith("  0b9f6a55") and lines[2].endswith("qr")
 
@@ -150,3 +150,14 @@ def test_an_unparseable_api_url_is_a_settings_error_naming_the_variable():
 
     with pytest.raises(SettingsError, match="WAZZUP24_API_URL"):
         WazzupSettings.from_env({"WAZZUP24_API_URL": "http://[unclosed"})
+
+
+def test_every_call_a_command_makes_to_wazzup_is_logged_with_its_outcome(run, wazzup_api, wazzup_url, api_payload,
+                                                                          caplog):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", status=401)
+    with caplog.at_level(logging.INFO, logger="wazzup_plugin"):
+        run("channels")
+        run("set-webhook", input="y\n")
+    calls = [(r.context["operation"], r.context["outcome"]) for r in caplog.records if r.name == "wazzup_plugin.client"]
+    assert calls == [("channels", "ok"), ("get_webhooks", "WazzupAuthError 401")]
