@@ -9,6 +9,7 @@ import pluggy
 from wazzup_plugin import __version__, inbound, outbound
 from wazzup_plugin.chat_type import WazzupChatType
 from wazzup_plugin.fields import chat_fields, message_fields
+from wazzup_plugin.outbound.ratelimit import WAZZUP_LIMIT, most_in_any_span
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
 from wazzup_plugin.tables import define_tables
 
@@ -73,3 +74,10 @@ def startup(helpdesk):
     if not state.settings.webhook_secret:
         log.warning("WAZZUP24_WEBHOOK_SECRET is not set: the webhook accepts unauthenticated deliveries; "
                     "run `helpdesk-stub wazzup24 set-webhook` to protect it")
+    most = most_in_any_span(state.settings.rate_limit, state.settings.rate_window)
+    if most > WAZZUP_LIMIT:
+        # Not refused: a test double of Wazzup may allow more. Against Wazzup, the excess is answered 429
+        # (retried, so nothing is lost, but every process then waits out the block).
+        log.warning("WAZZUP24_RATE_LIMIT=%s per WAZZUP24_RATE_WINDOW=%ss lets up to %s requests through in 5 "
+                    "seconds, over Wazzup's %s: Wazzup will answer 429. The default, 450 per 5 s, stays under it.",
+                    state.settings.rate_limit, state.settings.rate_window, most, WAZZUP_LIMIT)

@@ -24,13 +24,28 @@ from wazzup_plugin.client import WazzupRateLimited
 log = logging.getLogger(__name__)
 
 
+WAZZUP_LIMIT, WAZZUP_WINDOW = 500, 5.0  # Wazzup's own: requests per seconds
+
+
+def slots_of(limit: int) -> tuple[int, int]:
+    """``(slots, calls per slot)`` of a limit."""
+    slots = max(1, min(10, limit))
+    return slots, max(1, limit // slots)
+
+
+def most_in_any_span(limit: int, window: float, span: float = WAZZUP_WINDOW) -> int:
+    """The most calls the limiter lets through in any ``span`` seconds, however it is aligned: the
+    span overlaps ``span / slot + 1`` slots at most."""
+    slots, per_slot = slots_of(limit)
+    return per_slot * (math.floor(span / (window / slots) + 1e-9) + 1)
+
+
 class DbRateLimiter:
     def __init__(self, db, table: sa.Table, limit: int, window: float, clock: Callable, *,
                  sleep: Callable[[float], None] = time.sleep, max_wait: float = 10.0, name: str = "api"):
         self.db = db
         self.table = table
-        self.slots = max(1, min(10, limit))
-        self.per_slot = max(1, limit // self.slots)
+        self.slots, self.per_slot = slots_of(limit)
         self.slot_seconds = window / self.slots
         self.window = window
         self.clock = clock

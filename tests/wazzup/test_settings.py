@@ -1,0 +1,41 @@
+"""The plugin's settings: refused at startup when they cannot work, a warning when they work badly."""
+
+import logging
+
+import pytest
+
+from host_stub.app import create_app
+from wazzup_plugin.outbound.ratelimit import most_in_any_span
+from wazzup_plugin.settings import SettingsError, WazzupSettings
+
+
+def test_a_webhook_secret_shorter_than_16_characters_is_refused():
+    with pytest.raises(SettingsError, match="WAZZUP24_WEBHOOK_SECRET must be at least 16 characters"):
+        WazzupSettings.from_env({"WAZZUP24_WEBHOOK_SECRET": "fifteen-chars-x"})
+    assert WazzupSettings.from_env({"WAZZUP24_WEBHOOK_SECRET": "sixteen-chars-xx"}).webhook_secret
+
+
+def test_a_rate_limit_over_wazzups_500_is_refused():
+    with pytest.raises(SettingsError, match="must not exceed Wazzup's limit of 500"):
+        WazzupSettings.from_env({"WAZZUP24_RATE_LIMIT": "501"})
+
+
+@pytest.mark.parametrize("limit, window, most", [(450, 5.0, 495), (500, 5.0, 550), (450, 1.0, 2295), (50, 1.0, 255)])
+def test_the_most_calls_in_any_five_seconds_counts_the_slots_a_span_overlaps(limit, window, most):
+    assert most_in_any_span(limit, window) == most
+
+
+@pytest.mark.parametrize("rate, warned", [
+    ({}, False),
+    ({"WAZZUP24_RATE_LIMIT": "500"}, True),  # 550 in the worst 5 seconds
+    ({"WAZZUP24_RATE_LIMIT": "450", "WAZZUP24_RATE_WINDOW": "1"}, True),
+    ({"WAZZUP24_RATE_LIMIT": "90", "WAZZUP24_RATE_WINDOW": "1"}, False),  # 459
+])
+def test_startup_warns_when_the_rate_settings_let_more_through_than_wazzup_allows(settings, pm, engine, http, clock,
+                                                                                   database_url, caplog, rate, warned):
+    from host_stub.config import Config
+
+    config = Config(database_url=database_url, env={**settings, **rate})
+    with caplog.at_level(logging.WARNING):
+        create_app(config, pm, engine=engine, http=http, clock=clock)
+    assert any("Wazzup will answer 429" in r.getMessage() for r in caplog.records) is warned
