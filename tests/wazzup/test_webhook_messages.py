@@ -172,6 +172,25 @@ def test_echo_typed_on_the_phone_appears_as_outgoing(deliver, payload, wazzup_ro
     assert wazzup_rows.chats()[0]["unread_count"] == 0  # our side wrote it: nothing unread
 
 
+@pytest.mark.parametrize("status, error, stored, stamp", [
+    ("delivered", None, "delivered", "delivered_at"),
+    ("read", None, "read", "read_at"),
+    ("error", {"error": "BAD_CONTACT", "description": "The number is not on WhatsApp"}, "failed", "failed_at"),
+])
+def test_echo_typed_on_the_phone_keeps_the_status_wazzup_gives_it(deliver, payload, wazzup_rows, status, error,
+                                                                   stored, stamp):
+    body = payload("echo_from_phone")
+    body["messages"][0]["status"] = status
+    if error:
+        body["messages"][0]["error"] = error
+    deliver(body)
+    message = wazzup_rows.message(body["messages"][0]["messageId"])
+    assert (message["direction"], message["status"]) == ("out", stored)
+    assert message[stamp] == datetime(2025, 5, 6, 14, 20, 11, tzinfo=timezone.utc)
+    assert (message["error_code"], message["error_text"]) == ((error["error"], error["description"]) if error
+                                                              else (None, None))
+
+
 def test_echo_of_our_own_send_matches_the_stored_message(deliver, payload, wazzup_rows, outgoing_send):
     deliver(payload("incoming_text"))
     send = outgoing_send(wazzup_rows.chats()[0]["id"], text="Yes, it is ready")
