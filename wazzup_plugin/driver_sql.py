@@ -56,7 +56,7 @@ class DriverStatement:
         # a delivery of 100 messages converts 100 rows of 26 columns inside the write lock.
         get = itemgetter(*self._order) if self._order else (lambda values: ())
         self._get = get if len(self._order) != 1 else (lambda values: (get(values),))
-        self._processors = []  # (name, processor), each name once (SQLite's ``?`` repeats a reused name)
+        processors = {}
         self._constants = {}
         for name in dict.fromkeys(self._order):
             process = None
@@ -65,7 +65,10 @@ class DriverStatement:
                 if not bind.required and bind.callable is None:
                     self._constants[name] = bind.value  # e.g. the 1 in ``value + 1``
             if process is not None:
-                self._processors.append((name, process))
+                processors[name] = process
+        # By position in the driver's parameters, not by name: converting in the picked list spares a
+        # copy of every row's dict (SQLite's ``?`` repeats a reused name: each position is converted).
+        self._processors = [(i, processors[name]) for i, name in enumerate(self._order) if name in processors]
         columns = getattr(stmt, "exported_columns", None)
         self._row = namedtuple("DriverRow", list(columns.keys())) if columns else None
         # The driver's type code is not known here: a type whose result processing needs it (e.g.
@@ -75,11 +78,10 @@ class DriverStatement:
 
     def parameters(self, values: dict):
         """The driver's parameters for ``values`` (a missing key is an error, never a silent NULL)."""
-        values = {**self._constants, **values} if self._constants else dict(values)
-        for name, process in self._processors:  # None too: a type may store it as something else
-            values[name] = process(values[name])
-        out = self._get(values)
-        return list(out) if self._positional else dict(zip(self._order, out))
+        out = list(self._get({**self._constants, **values} if self._constants else values))
+        for i, process in self._processors:  # None too: a type may store it as something else
+            out[i] = process(out[i])
+        return out if self._positional else dict(zip(self._order, out))
 
     def rows(self, conn: sa.Connection, values: dict | None = None) -> list[tuple]:
         """Run once; the rows it returns (RETURNING, SELECT) as named tuples of processed values."""
@@ -108,6 +110,25 @@ class DriverStatement:
                 r[i] = process(r[i])
             out.append(make(r))
         return out
+
+
+def one_of(column: sa.ColumnElement, name: str, dialect: sa.Dialect) -> sa.ColumnElement:
+    """``column`` is one of the values of a list bound as ``name``, with one parameter however long the list.
+
+    An expanding ``IN`` has one placeholder per value, so SQLAlchemy renders its statement anew on
+    every call and a ``DriverStatement`` cannot hold it; a delivery of 100 messages looks up its chats
+    and its stored messages by lists of up to 100 values. PostgreSQL: ``= ANY($n)`` of an array.
+    SQLite: ``IN (SELECT value FROM json_each(?))`` of a JSON array; either way the column's index is
+    used for each value. Lists of strings only (JSON and arrays carry no column type).
+    """
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.String())))
+    if dialect.name == "sqlite":
+        values = sa.func.json_each(sa.bindparam(name, type_=sa.JSON())).table_valued("value")
+        return column.in_(sa.select(values.c.value))
+    raise NotImplementedError(f"one_of is not implemented for {dialect.name}")
 
 
 def _raw_cursor_class(dialect: sa.Dialect):

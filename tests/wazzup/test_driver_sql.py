@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from wazzup_plugin.driver_sql import DriverStatement
+from wazzup_plugin.driver_sql import DriverStatement, one_of
 from wazzup_plugin.types import UTCDateTime
 
 
@@ -207,3 +207,17 @@ def test_statements_sqlalchemy_renders_per_call_are_refused(engine, scratch):
     with pytest.raises(TypeError, match="per-call rendering"):
         DriverStatement(sa.select(scratch.c.id).where(scratch.c.name.in_(sa.bindparam("names", expanding=True))),
                         engine.dialect)
+
+
+def test_one_of_matches_exactly_the_listed_values_with_one_parameter(engine, scratch):
+    """A list lookup compiled once: values with quotes, commas, brackets and Cyrillic match as they
+    are, a prefix or a differently cased value does not, and an empty list matches nothing."""
+    pick = DriverStatement(sa.select(scratch.c.name).where(one_of(scratch.c.name, "b_names", engine.dialect))
+                           .order_by(scratch.c.name), engine.dialect)
+    names = ['it\'s', 'a,b', '["x"]', 'Клиент', 'plain', '%_']
+    with engine.begin() as conn:
+        conn.execute(sa.insert(scratch), [{"name": n} for n in names + ["plai", "PLAIN", "other"]])
+        assert [r.name for r in pick.rows(conn, {"b_names": names + ["absent"]})] == sorted(names)
+        assert pick.rows(conn, {"b_names": ["pla%"]}) == []
+        assert pick.rows(conn, {"b_names": []}) == []
+    assert pick.sql.count("?") + pick.sql.count("$") <= 1  # one placeholder, however long the list

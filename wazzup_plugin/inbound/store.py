@@ -29,7 +29,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.parse import (ChannelUpdate, Message, Quarantined, StatusReport, parse_message,
                                          parse_status, raw_json)
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
-from wazzup_plugin.driver_sql import DriverStatement
+from wazzup_plugin.driver_sql import DriverStatement, one_of
 from wazzup_plugin.store_common import (built, dialect_insert, host_tables, insert_ignore, insert_ignore_returning,
                                         insert_returning_ids, upsert)
 
@@ -377,11 +377,10 @@ class Writer:
         if len(by_id) == 1:  # the usual delivery
             (wid,) = by_id
             return self._one_stored_message(wid)
-        stmt = self._statement("stored_messages", lambda: self._stored_select().where(
-            wm.c.wazzup_message_id.in_(sa.bindparam("b_wids", expanding=True))))
+        stmt = self._driver_statement("stored_messages", lambda: self._stored_select().where(
+            one_of(wm.c.wazzup_message_id, "b_wids", self.conn.dialect)))
         for part in _chunks(sorted(by_id)):
-            rows = self.conn.execute(stmt, {"b_wids": part})
-            found.update({r.wazzup_message_id: r for r in rows})
+            found.update({r.wazzup_message_id: r for r in stmt.rows(self.conn, {"b_wids": part})})
         return found
 
     def _match_own_sends(self, by_id: dict[str, Message], existing: dict) -> None:
@@ -507,17 +506,17 @@ class Writer:
             # of two or more keys by scanning every chat, while per-column INs seek the unique index.
             # The result may hold other combinations of those values: only the asked keys are kept.
             wanted = set(part)
-            stmt = self._statement("find_chats", lambda: self._chats_select().where(
-                wc.c.channel_id.in_(sa.bindparam("b_channels", expanding=True)),
-                wc.c.chat_type.in_(sa.bindparam("b_types", expanding=True)),
-                wc.c.wazzup_chat_id.in_(sa.bindparam("b_chats", expanding=True))))
-            rows = self.conn.execute(stmt, {"b_channels": sorted({k[0] for k in part}),
-                                            "b_types": sorted({k[1] for k in part}),
-                                            "b_chats": sorted({k[2] for k in part})}).mappings()
+            dialect = self.conn.dialect
+            stmt = self._driver_statement("find_chats", lambda: self._chats_select().where(
+                one_of(wc.c.channel_id, "b_channels", dialect), one_of(wc.c.chat_type, "b_types", dialect),
+                one_of(wc.c.wazzup_chat_id, "b_chats", dialect)))
+            rows = stmt.rows(self.conn, {"b_channels": sorted({k[0] for k in part}),
+                                         "b_types": sorted({k[1] for k in part}),
+                                         "b_chats": sorted({k[2] for k in part})})
             for r in rows:
-                key = (r["channel_id"], r["chat_type"], r["wazzup_chat_id"])
+                key = (r.channel_id, r.chat_type, r.wazzup_chat_id)
                 if key in wanted:
-                    found[key] = dict(r)
+                    found[key] = r._asdict()
         return found
 
     def _new_chat_row(self, msg: Message) -> dict:
