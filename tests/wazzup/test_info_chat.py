@@ -77,3 +77,15 @@ def test_info_shows_the_channel_as_wazzups_channel_list_and_later_webhooks_repor
     channel = info(client, auth, chat).json["channel"]
     assert (channel["transport"], channel["plain_id"], channel["state"]) == ("whatsapp", "79865784457",
                                                                              "phoneUnavailable")
+
+
+def test_a_channel_list_that_says_nothing_new_leaves_the_state_time_alone(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, clock):
+    chat = make_wazzup_chat()
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    client.simulate_get("/api/wazzup24/connection", headers=auth)
+    first = info(client, auth, chat).json["channel"]["state_updated_at"]
+    clock.advance(3600)  # past the report's cache: Wazzup is asked again and says the same
+    client.simulate_get("/api/wazzup24/connection", headers=auth)
+    assert info(client, auth, chat).json["channel"]["state_updated_at"] == first

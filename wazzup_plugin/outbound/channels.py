@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from wazzup_plugin.store_common import upsert
 from wazzup_plugin.text import is_clean
 
@@ -58,6 +60,15 @@ def select_channel(chat_channel_id: str | None, setting_channel_id: str | None, 
                                 "set WAZZUP24_CHANNEL_ID to the one to send through.")
 
 
+def _newer_and_different(t, ex):
+    """A listed channel changes the stored row only when it says something new: ``updated_at`` then
+    tells when the state last changed, and a check that finds nothing new writes nothing."""
+    return sa.and_(t.c.updated_at < ex.updated_at, sa.or_(
+        t.c.state.is_distinct_from(ex.state),
+        sa.and_(ex.transport.is_not(None), t.c.transport.is_distinct_from(ex.transport)),
+        sa.and_(ex.plain_id.is_not(None), t.c.plain_id.is_distinct_from(ex.plain_id))))
+
+
 def remember_channels(ctx, channels: list[dict]) -> None:
     """Keep what Wazzup's channel list says of each channel (transport, number, state): the chat
     info shows it. A state a webhook reported at the same moment or later is not overwritten, and a
@@ -77,5 +88,5 @@ def remember_channels(ctx, channels: list[dict]) -> None:
     with ctx.helpdesk.db.write() as tx:
         upsert(tx.conn, ctx.state.tables["channels"], [rows[k] for k in sorted(rows)], key=["channel_id"],
                update=["state", "transport", "plain_id", "updated_at"],
-               where=lambda t, ex: t.c.updated_at < ex.updated_at,
+               where=_newer_and_different,
                keep_when_null=["transport", "plain_id"])
