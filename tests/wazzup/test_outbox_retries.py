@@ -10,6 +10,7 @@ import json
 import random
 import re
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -135,6 +136,33 @@ def test_maybe_sent_failures_stop_inside_the_dedupe_window_and_become_unknown(
     assert outbox_row(helpdesk, stored.id).state == "done"
 
 
+def test_a_retry_held_up_past_the_dedupe_window_by_the_write_lock_is_not_sent(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk, monkeypatch):
+    """The window is checked again once the attempt is recorded: waiting for the write lock (another
+    writer, or a row held on PostgreSQL) could otherwise carry a retry past it, and Wazzup would
+    send the message a second time."""
+    flaky.script = ["drop"]  # went out, the answer was lost: maybe sent
+    result = send(client, auth, chat)
+    first_attempt = clock()
+    clock.advance(46)  # a retry is still safe now (the margin is the connect timeout, the limiter, 2 s)
+    write, writes = helpdesk.db.write, []
+
+    @contextmanager
+    def held_up():
+        writes.append(1)
+        if len(writes) == 2:  # the worker claims the row, then records its attempt: that one waits
+            clock.advance(15)  # another writer holds the lock meanwhile
+        with write() as tx:
+            yield tx
+
+    monkeypatch.setattr(helpdesk.db, "write", held_up)
+    worker.run_once(outbox_ctx, worker.worker_id())
+    stored = message(helpdesk, result.json["id"])
+    assert stored.status == "unknown"
+    assert [at - first_attempt for at, _, _ in flaky.calls] == [timedelta(0)]  # never sent again
+    assert flaky.delivered[stored.crm_message_id] == 1
+
+
 def test_surely_unsent_messages_fail_visibly_after_an_hour(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["refuse"] * 1000
     result = send(client, auth, chat)
@@ -176,7 +204,7 @@ def test_a_worker_killed_mid_call_leaves_a_row_the_next_worker_treats_as_maybe_s
     assert outbox.claim_due(outbox_ctx, "dead-worker") == [message_id]
     row = outbox_row(helpdesk, message_id)
     # The dead worker recorded its attempt, then died before knowing the answer.
-    assert outbox._start_attempt(outbox_ctx, row, "dead-worker", clock(), "c", "whatsapp", "79011112233") is not None
+    assert outbox._start_attempt(outbox_ctx, row, "dead-worker", "c", "whatsapp", "79011112233") is not None
     assert outbox.claim_due(outbox_ctx, "live-worker") == []  # still leased
     clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
     assert outbox.claim_due(outbox_ctx, "live-worker") == [message_id]

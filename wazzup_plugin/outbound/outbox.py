@@ -314,10 +314,14 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
                 return _settle(ctx, row, owner, Outcome("failed", message_id, error_code="NO_RECIPIENT",
                                                         error_text="The chat has neither a Wazzup chat id nor a phone."))
             channel_id, chat_type, wazzup_chat_id = target
-        started = _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id)
+        started = _start_attempt(ctx, row, owner, channel_id, chat_type, wazzup_chat_id)
         if started is None:
             return Outcome("busy", message_id)
-        row, budget_taken = started
+        row, budget_taken, now = started
+        if row.maybe_sent and not _window_open(ctx, row.first_attempt_at, now):
+            # Waiting for the write lock took us past the last safe moment: this attempt must not go
+            # out (Wazzup would no longer dedupe it). Nothing was sent; an earlier attempt may have been.
+            return _settle(ctx, row, owner, _unknown(message_id))
     body = {"channelId": channel_id, "chatType": chat_type, "chatId": wazzup_chat_id,
             "crmMessageId": row.crm_message_id}
     if message.content_uri:
@@ -402,14 +406,17 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
     return _retry(ctx, row, now, maybe_sent=True, error=exc.message)
 
 
-def _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id):
+def _start_attempt(ctx, row, owner, channel_id, chat_type, wazzup_chat_id):
     """Record the attempt before the call: whoever finds it unfinished knows it may have gone out.
 
     The call's rate-limit budget is taken in the same commit when it is free now (else the client
-    waits for it, outside any transaction). Returns (the updated row, whether the budget was taken),
-    or None when the lease is no longer ours."""
+    waits for it, outside any transaction). Returns (the updated row, whether the budget was taken,
+    the time after the commit), or None when the lease is no longer ours. Waiting for the write lock
+    (SQLite's writers queue, a row another transaction holds on PostgreSQL) and for the commit can
+    take seconds: the caller checks Wazzup's dedupe window against the time read after them."""
     o = ctx.state.tables["outbox"]
     with ctx.helpdesk.db.write() as tx:
+        now = ctx.clock()  # SQLite: the write lock is ours already (BEGIN IMMEDIATE)
         started = tx.conn.execute(sa.update(o).where(
             o.c.message_id == row.message_id, o.c.lease_owner == owner, o.c.state == "pending",
             o.c.lease_until > now,
@@ -421,7 +428,7 @@ def _start_attempt(ctx, row, owner, now, channel_id, chat_type, wazzup_chat_id):
         if started is None:
             return None
         budget_taken = _budget_ours(ctx) and ctx.limiter.take(tx.conn) <= 0
-    return started, budget_taken
+    return started, budget_taken, ctx.clock()
 
 
 # ---------------------------------------------------------------- recording the result
