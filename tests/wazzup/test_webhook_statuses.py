@@ -237,3 +237,74 @@ def test_echo_parked_during_a_send_that_became_unknown_settles_it(deliver, wazzu
     assert out["WZ-ours"]["id"] == send.id
     assert out["WZ-ours"]["status"] == "sent"
     assert wazzup_rows.table("parked") == []
+
+
+def _settled_without_id(helpdesk, send, status, first_attempt, settled):
+    """As the outbox leaves a send Wazzup took without an id (REPEATED_CRM_MESSAGE_ID: accepted) or
+    whose fate is unclear (unknown): its outbox row says when it was tried and when it settled."""
+    from wazzup_plugin.state import get_state
+
+    m, o = helpdesk.tables.messages, get_state(helpdesk).tables["outbox"]
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(m).where(m.c.id == send.id).values(status=status, change_seq=tx.change_seq))
+        tx.conn.execute(sa.insert(o).values(
+            message_id=send.id, chat_id=send.chat_id, state="done", crm_message_id=send.crm_message_id,
+            attempts=3, first_attempt_at=first_attempt, maybe_sent=True, next_attempt_at=settled,
+            created_at=first_attempt, updated_at=settled))
+
+
+def _echo(text, message_id, when):
+    return incoming_message(channel_id=CHANNEL, chat_id=PHONE, text=text, message_id=message_id, is_echo=True,
+                            at=when)
+
+
+def test_an_echo_in_a_chat_with_a_send_in_flight_waits_for_it_rather_than_settle_an_older_send(
+        deliver, wazzup_rows, outgoing_send, chat_id, helpdesk):
+    """An unknown "OK" that never went out, then a second "OK" whose echo beats its answer: the echo
+    is the second one's."""
+    older = outgoing_send(chat_id, text="OK")
+    older.chat_id = chat_id
+    _settled_without_id(helpdesk, older, "unknown", at(1), at(3))
+    newer = outgoing_send(chat_id, text="OK")
+    deliver(delivery(messages=[_echo("OK", "WZ-new", at(5))]))
+    newer.settle("WZ-new")
+    out = {m["id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert (out[newer.id]["wazzup_message_id"], out[older.id]["wazzup_message_id"]) == ("WZ-new", None)
+    assert out[older.id]["status"] == "unknown" and len(out) == 2
+
+
+def test_an_echo_long_after_a_send_settled_is_not_taken_for_it(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                               helpdesk):
+    """The same words typed on the phone an hour later are a new message, not the unknown send."""
+    send = outgoing_send(chat_id, text="OK")
+    send.chat_id = chat_id
+    _settled_without_id(helpdesk, send, "unknown", at(1), at(3))
+    deliver(delivery(messages=[_echo("OK", "WZ-phone", at(1).replace(hour=13))]))
+    out = {m["id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert out[send.id]["wazzup_message_id"] is None and out[send.id]["status"] == "unknown"
+    assert [m["wazzup_message_id"] for m in out.values() if m["id"] != send.id] == ["WZ-phone"]
+
+
+def test_an_echo_settles_the_latest_of_two_sends_with_the_same_words(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                      helpdesk):
+    older, newer = outgoing_send(chat_id, text="OK"), outgoing_send(chat_id, text="OK")
+    older.chat_id = newer.chat_id = chat_id
+    _settled_without_id(helpdesk, older, "unknown", at(1), at(3))
+    _settled_without_id(helpdesk, newer, "accepted", at(3), at(4))
+    deliver(delivery(messages=[_echo("OK", "WZ-2", at(4))]))
+    out = {m["id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert (out[newer.id]["wazzup_message_id"], out[older.id]["wazzup_message_id"]) == ("WZ-2", None)
+
+
+def test_statuses_parked_before_an_echo_brings_the_id_apply_when_it_does(deliver, wazzup_rows, outgoing_send,
+                                                                         chat_id, helpdesk):
+    send = outgoing_send(chat_id, text="Your order is ready")
+    send.chat_id = chat_id
+    _settled_without_id(helpdesk, send, "accepted", at(1), at(2))
+    deliver(delivery(statuses=[status_update(message_id="WZ-9", status=s, at=at(2)) for s in
+                               ("sent", "delivered", "read")]))
+    assert len(wazzup_rows.table("parked")) == 3
+    deliver(delivery(messages=[_echo("Your order is ready", "WZ-9", at(2))]))
+    message = wazzup_rows.message("WZ-9")
+    assert (message["id"], message["status"]) == (send.id, "read")
+    assert wazzup_rows.table("parked") == []

@@ -42,6 +42,8 @@ IN_FLIGHT = ("queued",)
 # Sends settled without a Wazzup id (REPEATED_CRM_MESSAGE_ID, or a fate unclear past the dedupe window):
 # no answer will bring the id, so an echo with the same content is taken as that send.
 SETTLED_WITHOUT_ID = ("accepted", "unknown")
+# How far Wazzup's clock and ours may disagree when an echo's time is compared with our attempts.
+ECHO_CLOCK_SKEW = timedelta(minutes=2)
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
 
@@ -111,6 +113,14 @@ def chat_phone(msg: Message) -> str | None:
     else:
         return None
     return digits[:32] or None
+
+
+def _could_be_its_echo(send, echo: Message) -> bool:
+    """Whether Wazzup's time for ``echo`` lies within the attempts of ``send`` (a row with
+    ``first_attempt_at`` and ``updated_at``, when it settled), give or take the clocks' skew."""
+    if echo.at is None or send.first_attempt_at is None:
+        return True  # nothing to compare: content decides, as before
+    return send.first_attempt_at - ECHO_CLOCK_SKEW <= echo.at <= send.updated_at + ECHO_CLOCK_SKEW
 
 
 def _is_just_the_number(name: str, msg: Message) -> bool:
@@ -276,8 +286,8 @@ class Writer:
             existing = self._stored_messages(newest)
         else:
             existing = self._stored_after_prefetch(newest, prefetched)
-        self._match_own_sends(newest, existing)
-        self._adopt_echoes_of_sends_without_id(newest, existing)
+        # Sends these echoes settle: their Wazzup ids are new to us, and statuses may be parked under them.
+        given = self._match_own_sends(newest, existing) + self._adopt_echoes_of_sends_without_id(newest, existing)
         fresh = [m for wid, m in sorted(newest.items()) if wid not in existing]
         known = [m for wid, m in sorted(newest.items()) if wid in existing]
 
@@ -286,9 +296,9 @@ class Writer:
             fresh = self._park_echoes_of_sends_in_flight(fresh, chat_of)
         inserted = self._insert_messages(fresh, chat_of, apply_lost_edits=prefetched is not None)
         self._update_known(known, existing)
-        if inserted:
+        if inserted or given:
             # Statuses (or echoes) that were waiting for these ids.
-            self.apply_parked(inserted)
+            self.apply_parked(inserted + given)
 
     def _stored_after_prefetch(self, newest: dict[str, Message], prefetched: "Prefetched") -> dict[str, tuple]:
         """Stored rows of this delivery's messages, reusing what the lookup before the transaction found.
@@ -383,62 +393,81 @@ class Writer:
             found.update({r.wazzup_message_id: r for r in stmt.rows(self.conn, {"b_wids": part})})
         return found
 
-    def _match_own_sends(self, by_id: dict[str, Message], existing: dict) -> None:
-        """An echo naming our crmMessageId settles that send (it is ours: no second copy)."""
+    def _match_own_sends(self, by_id: dict[str, Message], existing: dict) -> list[str]:
+        """An echo naming our crmMessageId settles that send (it is ours: no second copy); returns
+        the Wazzup ids given to sends."""
         wm = self.t["messages"]
         echoes = {m.crm_message_id: m for wid, m in by_id.items()
                   if m.is_echo and m.crm_message_id and wid not in existing}
         if not echoes:
-            return
+            return []
         rows = self.conn.execute(sa.select(wm.c.message_id, wm.c.crm_message_id).where(
             wm.c.crm_message_id.in_(sorted(echoes)), wm.c.wazzup_message_id.is_(None))).all()
         if not rows:
-            return
+            return []
         self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id"))
                           .values(wazzup_message_id=sa.bindparam("b_wid")),
                           [{"b_id": r.message_id, "b_wid": echoes[r.crm_message_id].message_id}
                            for r in sorted(rows, key=lambda r: r.message_id)])
-        existing.update(self._stored_messages({echoes[r.crm_message_id].message_id: 1 for r in rows}))
+        given = [echoes[r.crm_message_id].message_id for r in rows]
+        existing.update(self._stored_messages(dict.fromkeys(given, 1)))
+        return given
 
-    def _adopt_echoes_of_sends_without_id(self, by_id: dict[str, Message], existing: dict) -> None:
+    def _adopt_echoes_of_sends_without_id(self, by_id: dict[str, Message], existing: dict) -> list[str]:
         """An echo whose content equals a send of ours that settled without a Wazzup id is that send.
 
         The send went out (Wazzup said REPEATED_CRM_MESSAGE_ID), or may have (unknown); the echo both
         proves it and brings the id, so it settles the send instead of becoming a second copy.
+        Content alone is a weak match ("OK"), so:
+        - not in a chat with a send in flight: the echo may be that send's, and is parked until its
+          answer comes (``_park_echoes_of_sends_in_flight``);
+        - only a send whose attempts could have produced the echo: Wazzup's time for the echo lies
+          between the send's first attempt and its settling, give or take ``ECHO_CLOCK_SKEW``;
+        - the latest such send first: an echo follows the send that produced it closely.
         """
         echoes = [m for wid, m in sorted(by_id.items()) if m.is_echo and wid not in existing
                   and (m.text is not None or m.content_uri is not None)]
         if not echoes:
-            return
-        wm, m, wc = self.t["messages"], self.messages, self.t["chats"]
+            return []
+        wm, m, wc, o = self.t["messages"], self.messages, self.t["chats"], self.t["outbox"]
         keys = sorted({e.chat_key for e in echoes})
         candidates: dict[tuple, list] = {}
+        busy: set[tuple] = set()
         for part in _chunks(keys):
             rows = self.conn.execute(
-                sa.select(wm.c.message_id, m.c.text, m.c.content_uri, wc.c.channel_id, wc.c.chat_type,
-                          wc.c.wazzup_chat_id)
+                sa.select(wm.c.message_id, m.c.status, m.c.text, m.c.content_uri, wc.c.channel_id, wc.c.chat_type,
+                          wc.c.wazzup_chat_id, o.c.first_attempt_at, o.c.updated_at)
                 .join(m, m.c.id == wm.c.message_id).join(wc, wc.c.chat_id == wm.c.chat_id)
+                .outerjoin(o, o.c.message_id == wm.c.message_id)
                 .where(wm.c.wazzup_message_id.is_(None), m.c.direction == "out",
-                       m.c.status.in_(SETTLED_WITHOUT_ID),
+                       m.c.status.in_(SETTLED_WITHOUT_ID + IN_FLIGHT),
                        sa.tuple_(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id).in_(part))
-                .order_by(wm.c.message_id))
+                .order_by(wm.c.message_id.desc()))
             for r in rows:
-                candidates.setdefault((r.channel_id, r.chat_type, r.wazzup_chat_id), []).append(r)
+                key = (r.channel_id, r.chat_type, r.wazzup_chat_id)
+                if r.status in IN_FLIGHT:
+                    busy.add(key)
+                else:
+                    candidates.setdefault(key, []).append(r)
         adopted = []
         for echo in echoes:
+            if echo.chat_key in busy:
+                continue
             sends = candidates.get(echo.chat_key, [])
-            match = next((r for r in sends if (echo.text is not None and r.text == echo.text)
-                          or (echo.content_uri is not None and r.content_uri == echo.content_uri)), None)
+            match = next((r for r in sends if ((echo.text is not None and r.text == echo.text)
+                          or (echo.content_uri is not None and r.content_uri == echo.content_uri))
+                          and _could_be_its_echo(r, echo)), None)
             if match is not None:
                 sends.remove(match)
                 adopted.append({"b_id": match.message_id, "b_wid": echo.message_id})
         if not adopted:
-            return
+            return []
         self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id"), wm.c.wazzup_message_id.is_(None))
                           .values(wazzup_message_id=sa.bindparam("b_wid")), adopted)
         log.info("echoes settled sends that had no Wazzup id", extra={"context": {
             "message_ids": [a["b_id"] for a in adopted], "wazzup_message_ids": [a["b_wid"] for a in adopted]}})
         existing.update(self._stored_messages({a["b_wid"]: 1 for a in adopted}))
+        return [a["b_wid"] for a in adopted]
 
     def _ensure_chats(self, items: list[Message], prefetched: dict | None = None) -> dict[tuple, int]:
         """The host chat of each (channel, chat type, chat id), created once even under races.
