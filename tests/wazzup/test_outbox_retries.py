@@ -163,6 +163,20 @@ def test_a_retry_held_up_past_the_dedupe_window_by_the_write_lock_is_not_sent(
     assert flaky.delivered[stored.crm_message_id] == 1
 
 
+def test_the_dedupe_window_starts_with_the_first_attempt_that_may_have_reached_wazzup(
+        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+    """Refused connections reach nobody: a minute of them must not use up the window of the attempt
+    that then goes out and loses its answer, or that message would be left unknown at once."""
+    flaky.script = ["refuse"] * 4 + ["drop"]  # refused for 52 s, then sent with the answer lost
+    result = send(client, auth, chat)
+    run_worker_for(outbox_ctx, clock, 120)
+    stored = message(helpdesk, result.json["id"])
+    assert [mode for _, _, mode in flaky.calls] == ["refuse"] * 4 + ["drop", "ok"]
+    assert (flaky.calls[4][0] - flaky.calls[0][0]).total_seconds() > 50
+    assert stored.status == "accepted"  # the retry inside the window was answered "already sent"
+    assert flaky.delivered[stored.crm_message_id] == 1
+
+
 def test_surely_unsent_messages_fail_visibly_after_an_hour(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["refuse"] * 1000
     result = send(client, auth, chat)

@@ -453,6 +453,11 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         values.update(next_attempt_at=outcome.retry_at, last_error=outcome.error_text)
         if outcome.error_code == "MAYBE_SENT":
             values.update(maybe_sent=True)  # once maybe sent, always (it is never cleared)
+        elif not row.maybe_sent:
+            # Nothing reached Wazzup yet (refused, 429): its dedupe window starts with the first attempt
+            # that may reach it, not with these. A worker that dies mid-call leaves attempt_started_at,
+            # and the next attempt's coalesce() then starts the window at that attempt.
+            values.update(first_attempt_at=None)
     else:
         values.update(state="done", last_error=outcome.error_text)
     names = tuple(sorted(values))
