@@ -105,7 +105,11 @@ def serve(obj: CliContext, host, port, workers, no_background, migrate):
 
 
 def _supervise(procs) -> None:
-    """Wait until one process exits or we are asked to stop; then stop them all."""
+    """Wait until one process exits or we are asked to stop; then stop them all.
+
+    A process that exits by itself (gunicorn, a background worker) takes the others down with it,
+    says so, and makes serve exit 1: a process manager restarting on failure then brings the whole
+    helpdesk back, instead of one half running without the other."""
     stopping = False
 
     def stop(signum, frame):
@@ -114,9 +118,12 @@ def _supervise(procs) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    died = None
     try:
-        while not stopping and all(p.poll() is None for p in procs):
-            time.sleep(0.2)
+        while not stopping and died is None:
+            died = next((p for p in procs if p.poll() is not None), None)
+            if died is None:
+                time.sleep(0.2)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -127,6 +134,11 @@ def _supervise(procs) -> None:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+    if died is not None and not stopping:
+        command = " ".join(str(a) for a in died.args[:6])
+        click.echo(f"Error: a process of the helpdesk exited (code {died.returncode}): {command}; "
+                   "every other one was stopped", err=True)
+        raise SystemExit(1)
 
 
 @click.group(help="Database schema.")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from host_stub.errors import StartupError
 from host_stub.models import ChangeCounter
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL", alive_bypass_seconds
         return engine
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    engine = sa.create_engine(url, **kwargs)
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise StartupError(f"HELPDESK_DATABASE_URL needs the {exc.name!r} driver, which is not installed: for "
+                           "PostgreSQL, pip install -e '.[postgres]' (psycopg)") from None
     if not kwargs.get("pool_pre_ping"):
         _ping_unless_recently_used(engine, alive_bypass_seconds)
     if engine.dialect.name == "postgresql":

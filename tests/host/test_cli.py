@@ -134,3 +134,33 @@ def test_helpdesk_stub_console_script_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     for command in ("serve", "db", "users", "tokens", "plugins", "wazzup24"):
         assert command in result.stdout
+
+
+def test_serve_stops_everything_and_exits_1_when_one_of_its_processes_dies(capsys):
+    """A background worker or gunicorn gone alone would leave half a helpdesk running; a process
+    manager restarting on failure brings the whole of it back."""
+    import signal
+
+    from host_stub.cli import _supervise
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    lasting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dying = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            _supervise([lasting, dying])
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+        lasting.kill()
+    assert exited.value.code == 1
+    assert lasting.wait(timeout=10) is not None
+    assert "exited (code 3)" in capsys.readouterr().err
+
+
+def test_a_database_url_whose_driver_is_not_installed_is_a_startup_error_naming_it():
+    from host_stub.db import make_engine
+    from host_stub.errors import StartupError
+
+    with pytest.raises(StartupError, match=r"needs the 'pg8000' driver.*\.\[postgres\]"):
+        make_engine("postgresql+pg8000://postgres@127.0.0.1:5432/test")

@@ -119,3 +119,21 @@ def test_the_demo_never_passes_the_callers_wazzup_settings_on(tmp_path, monkeypa
     assert demo.env["WAZZUP24_API_KEY"] != "a-real-production-key"
     assert demo.env["WAZZUP24_API_URL"] == "http://127.0.0.1:8100"
     assert demo.env["HELPDESK_DATABASE_URL"].startswith("sqlite:///")
+
+
+def test_a_port_left_in_time_wait_by_the_last_run_counts_as_free():
+    """Ctrl-C, then start again at once: the closed connections of the last run must not block it."""
+    import socket
+
+    from wazzup_plugin.sandbox.demo import check_port
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+    assert check_port("127.0.0.1", port, "--port") == port

@@ -60,6 +60,8 @@ def check_port(host: str, port: int, option: str) -> int:
     if port == 0:
         return free_port(host)
     with socket.socket() as s:
+        # As servers bind: connections a previous run left in TIME_WAIT do not make the port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
