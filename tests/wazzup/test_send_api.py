@@ -241,6 +241,32 @@ def test_a_failure_recording_wazzups_answer_answers_202_and_frees_the_idempotenc
     assert len(sent_bodies(wazzup_api)) == 1
 
 
+def test_a_key_whose_request_died_answers_the_messages_fate_once_its_lease_runs_out(
+        client, auth, chat, wazzup_api, wazzup_url, outbox_ctx, clock, monkeypatch):
+    """The process serving the request was killed before it answered: the key must not say
+    'in progress' for a day. While the request's lease lasts it may still be running; after it,
+    the message's own state is the answer."""
+    from wazzup_plugin.outbound import outbox, worker
+
+    def killed(*args, **kwargs):
+        raise SystemExit("the worker process was killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "attempt", killed)
+        with pytest.raises(SystemExit):
+            send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
+    assert send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"}).status_code == 409
+    clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+    waiting = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
+    assert (waiting.status_code, waiting.json["status"]) == (202, "queued")
+    # The dead request may have called Wazzup, and its dedupe window is over: the worker settles
+    # the message as unknown rather than send it again, and the key says so.
+    worker.run_once(outbox_ctx, worker.worker_id())
+    settled = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
+    assert (settled.status_code, settled.json["id"], settled.json["status"]) == (202, waiting.json["id"], "unknown")
+    assert len(sent_bodies(wazzup_api)) == 0
+
+
 def test_idempotency_key_repeat_returns_the_first_result_and_sends_nothing(client, auth, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
     first = send(client, auth, chat, {"text": "once"}, {"Idempotency-Key": "k-1"})

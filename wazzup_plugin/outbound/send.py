@@ -165,7 +165,7 @@ class _SendBase:
                         first = tx.conn.execute(sa.select(idem).where(idem.c.agent_id == agent.id,
                                                                       idem.c.key == key)).first()
                         if first is not None:
-                            return self._replay(resp, first, request_hash)
+                            return self._replay(resp, first, request_hash, tx.conn, ctx)
                     now = ctx.clock()
                     written = {}
                     message_id = store(tx, ctx, now, owner, written)
@@ -203,14 +203,39 @@ class _SendBase:
         resp.status = falcon.code_to_http_status(status)
         resp.media = body
 
-    def _replay(self, resp, first, request_hash: str) -> None:
+    def _replay(self, resp, first, request_hash: str, conn, ctx) -> None:
         if first.request_hash != request_hash:
             raise Problem(422, "idempotency_key_reused",
                           "This Idempotency-Key was already used for a different request.")
         if first.response_status is None:
-            raise Problem(409, "idempotency_in_progress",
-                          "A request with this Idempotency-Key is still being processed; repeat it shortly.")
+            outcome = self._outcome_without_its_request(conn, ctx, first.message_id)
+            if outcome is None:
+                raise Problem(409, "idempotency_in_progress",
+                              "A request with this Idempotency-Key is still being processed; repeat it shortly.")
+            self._write(resp, *self._answer(ctx, outcome))
+            return
         self._write(resp, first.response_status, json.loads(first.response_body))
+
+    def _outcome_without_its_request(self, conn, ctx, message_id: int) -> outbox.Outcome | None:
+        """The message's fate as it stands, when the request that stored it did not answer and never
+        will (its process died: the lease it held has run out, or the worker settled the message).
+        None while that request may still be running."""
+        o, m = self.state.tables["outbox"], self.helpdesk.tables.messages
+        row = conn.execute(sa.select(o.c.state, o.c.lease_owner, o.c.lease_until, m.c.status, m.c.error_code,
+                                     m.c.error_text).join(m, m.c.id == o.c.message_id)
+                           .where(o.c.message_id == message_id)).first()
+        if row is None:
+            return None
+        if (row.state == "pending" and row.lease_owner is not None and row.lease_owner.startswith("web:")
+                and row.lease_until is not None and row.lease_until > ctx.clock()):
+            return None
+        if row.status == "failed":
+            code = row.error_code or "UNKNOWN"
+            return outbox.Outcome("failed", message_id, error_code=code, error_text=row.error_text,
+                                  auth_failure=code == "WAZZUP_AUTH",
+                                  channel_problem=outbox.normalize_code(code) in outbox.CHANNEL_CODES)
+        kind = {"queued": "retry", "unknown": "unknown"}.get(row.status, "accepted")
+        return outbox.Outcome(kind, message_id)
 
     def _answer(self, ctx, result: outbox.Outcome) -> tuple[int, dict]:
         with self.helpdesk.db.read() as conn:
