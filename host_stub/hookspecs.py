@@ -83,8 +83,12 @@ def register_schema(metadata):
     already in ``metadata.tables``. Table names carry the plugin's prefix (``wazzup_*``); a plugin
     never adds columns to host tables and links its rows 1:1 to host rows by foreign key.
     Return the absolute path (``str``) of a directory of Alembic revisions whose first revision
-    carries the plugin's branch label (``down_revision = None``, no ``depends_on``: the host
-    applies its own migrations first, then every plugin's branch), or ``None``.
+    carries the plugin's branch label (``down_revision = None``, no ``depends_on``: a plugin
+    cannot name the revisions of a helpdesk it does not know), or ``None``. So the order is the
+    host's to keep, and ``alembic upgrade heads`` alone does not know it: upgrade the host's own
+    branch first, then every plugin's (``helpdesk-stub db upgrade`` does); downgrade in the
+    reverse order, plugins first. A plugin's tables may have foreign keys to the host's
+    ``chats``, ``messages`` and ``agents``.
     """
 
 
@@ -110,7 +114,9 @@ def register_routes(helpdesk):
     """Return a list of routes this plugin serves.
 
     Each route has ``template`` (a Falcon URI template under ``/api/<plugin segment>/`` or
-    ``/api/chats/{chat_id:int}/<plugin segment>/``), ``resource`` (a Falcon resource), optional
+    ``/api/chats/{chat_id:int}/<plugin segment>/``; the one exception a plugin may make is an
+    address fixed by the outside world, such as a webhook URL a specification names: Wazzup24's
+    ``/api/webhook``, also served as ``/api/wazzup24/webhook``), ``resource`` (a Falcon resource), optional
     ``suffix`` and ``public`` (``False`` by default: the host then requires an authenticated
     agent, available to the responder as ``req.context.agent``; ``True`` for callbacks such as
     webhooks). Resources may set ``openapi = {"get": {...}, ...}`` operation objects (schemas

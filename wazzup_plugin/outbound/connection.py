@@ -98,8 +98,12 @@ def _check(ctx) -> dict:
             warnings.append("Wazzup delivers to another URL (the account has only one): run "
                             "`helpdesk-stub wazzup24 set-webhook` if this helpdesk should receive.")
         elif verdict == "stale_secret":
-            warnings.append("The webhook registered at Wazzup carries another secret: run "
-                            "`helpdesk-stub wazzup24 set-webhook`.")
+            # set-webhook prints a new secret for .env when there is none: re-running it before
+            # that only makes yet another one, so the hint names both ways out.
+            warnings.append("The webhook registered at Wazzup carries another secret than "
+                            "WAZZUP24_WEBHOOK_SECRET: if `set-webhook` just printed one, put it in "
+                            "WAZZUP24_WEBHOOK_SECRET and restart; otherwise run "
+                            "`helpdesk-stub wazzup24 set-webhook` to register this one.")
     if warnings:
         report["status"] = "degraded"
     log.info("Wazzup24 connection checked: %s", report["status"],
