@@ -23,6 +23,8 @@ from typing import Any, Callable
 import requests
 import urllib3.exceptions
 
+from wazzup_plugin.text import is_id
+
 log = logging.getLogger(__name__)
 
 MASK = "***"
@@ -183,7 +185,7 @@ class WazzupClient:
         message_id = data.get("messageId")
         if message_id is not None and not isinstance(message_id, str):
             message_id = str(message_id)
-        if message_id and not _usable_id(message_id):
+        if message_id and not is_id(message_id, 64):
             # Too long for the column, or holding a character no database stores: recording it would
             # fail after Wazzup took the message. Accepted all the same; the echo brings the id.
             message_id = None
@@ -316,7 +318,3 @@ def _safe(data, client: WazzupClient):
     except (TypeError, ValueError):
         return None
 
-
-def _usable_id(value: str) -> bool:
-    """A Wazzup message id we can store: 1-64 printable characters (the column's size)."""
-    return len(value) <= 64 and value.isprintable()

@@ -4,6 +4,8 @@ character in one row fails the whole transaction it is written in."""
 
 from __future__ import annotations
 
+import re
+
 
 def clean_text(value: str) -> str:
     """``value`` without NUL characters, a lone surrogate replaced by ``?``."""
@@ -17,6 +19,16 @@ def clean_text(value: str) -> str:
 
 def is_clean(value: str) -> bool:
     return clean_text(value) == value
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_id(value, max_length: int) -> bool:
+    """A usable identifier: a non-empty string that fits its column, with no control characters or
+    lone surrogates (one of those fails the whole transaction it is written in)."""
+    return (isinstance(value, str) and 0 < len(value) <= max_length and not CONTROL_CHARACTERS.search(value)
+            and is_clean(value))
 
 
 UNSTORABLE = "must not contain NUL characters or lone surrogates (\\ud800-\\udfff)"

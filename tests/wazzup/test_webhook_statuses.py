@@ -308,3 +308,18 @@ def test_statuses_parked_before_an_echo_brings_the_id_apply_when_it_does(deliver
     message = wazzup_rows.message("WZ-9")
     assert (message["id"], message["status"]) == (send.id, "read")
     assert wazzup_rows.table("parked") == []
+
+
+def test_an_echo_released_from_parking_still_settles_the_send_it_matches(deliver, wazzup_rows, outgoing_send,
+                                                                         chat_id, helpdesk, clock):
+    """Waiting for a send in flight is what parking is for: once the echo is released (a day on,
+    that send still stuck), it settles the send without an id whose words and time it matches."""
+    settled = outgoing_send(chat_id, text="Your order is ready")
+    settled.chat_id = chat_id
+    _settled_without_id(helpdesk, settled, "accepted", clock(), clock())
+    outgoing_send(chat_id, text="still in flight")
+    deliver(delivery(messages=[_echo("Your order is ready", "WZ-r", clock())]))
+    assert len(wazzup_rows.table("parked")) == 1
+    clock.advance(hours=25)
+    deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
+    assert wazzup_rows.message("WZ-r")["id"] == settled.id

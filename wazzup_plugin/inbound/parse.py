@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from wazzup_plugin.text import clean_text, is_clean
+from wazzup_plugin.text import CONTROL_CHARACTERS, clean_text, is_clean, is_id
 
 # Documented enumerations (§5.1, §5.2, §6); compared case-insensitively.
 CHAT_TYPES = ("whatsapp", "whatsgroup", "viber", "instagram", "telegram", "telegroup", "vk", "avito", "max",
@@ -27,15 +27,12 @@ STATUS_REPORTS = ("sent", "delivered", "read", "error", "edited", "inbound")
 KNOWN_TYPES = ("text", "image", "video", "audio", "document", "vcard", "geo", "missing_call", "wapi_template",
                "unsupported", "unknown")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def http_uri(value, max_length: int = 2000) -> str | None:
     """The link if it is http(s) and fits the column, else None (never store javascript: etc.)."""
     if not isinstance(value, str) or len(value) > max_length:
         return None
     value = value.strip()
-    if not re.match(r"(?i)^https?://[^\s/?#]+", value) or _CONTROL.search(value) or not is_clean(value):
+    if not re.match(r"(?i)^https?://[^\s/?#]+", value) or CONTROL_CHARACTERS.search(value) or not is_clean(value):
         return None
     try:
         urlsplit(value)  # what later code reads it with; an unclosed "[" host raises
@@ -55,13 +52,6 @@ class Text(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         value = clean_text(super()._deserialize(value, attr, data, **kwargs))
         return value[: self.max_length] if self.max_length else value
-
-
-def is_id(value, max_length: int) -> bool:
-    """A usable identifier: a non-empty string that fits its column, with no control characters or
-    lone surrogates (one of those fails the whole transaction it is written in)."""
-    return (isinstance(value, str) and 0 < len(value) <= max_length and not _CONTROL.search(value)
-            and is_clean(value))
 
 
 class Id(fields.String):

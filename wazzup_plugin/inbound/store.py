@@ -287,7 +287,8 @@ class Writer:
         else:
             existing = self._stored_after_prefetch(newest, prefetched)
         # Sends these echoes settle: their Wazzup ids are new to us, and statuses may be parked under them.
-        given = self._match_own_sends(newest, existing) + self._adopt_echoes_of_sends_without_id(newest, existing)
+        given = self._match_own_sends(newest, existing) + self._adopt_echoes_of_sends_without_id(
+            newest, existing, wait_for_sends_in_flight=allow_park)
         fresh = [m for wid, m in sorted(newest.items()) if wid not in existing]
         known = [m for wid, m in sorted(newest.items()) if wid in existing]
 
@@ -413,14 +414,16 @@ class Writer:
         existing.update(self._stored_messages(dict.fromkeys(given, 1)))
         return given
 
-    def _adopt_echoes_of_sends_without_id(self, by_id: dict[str, Message], existing: dict) -> list[str]:
+    def _adopt_echoes_of_sends_without_id(self, by_id: dict[str, Message], existing: dict,
+                                          wait_for_sends_in_flight: bool = True) -> list[str]:
         """An echo whose content equals a send of ours that settled without a Wazzup id is that send.
 
         The send went out (Wazzup said REPEATED_CRM_MESSAGE_ID), or may have (unknown); the echo both
         proves it and brings the id, so it settles the send instead of becoming a second copy.
         Content alone is a weak match ("OK"), so:
         - not in a chat with a send in flight: the echo may be that send's, and is parked until its
-          answer comes (``_park_echoes_of_sends_in_flight``);
+          answer comes (``_park_echoes_of_sends_in_flight``); unless it is being released from
+          parking (``wait_for_sends_in_flight`` False), when waiting is over;
         - only a send whose attempts could have produced the echo: Wazzup's time for the echo lies
           between the send's first attempt and its settling, give or take ``ECHO_CLOCK_SKEW``;
         - the latest such send first: an echo follows the send that produced it closely.
@@ -451,7 +454,7 @@ class Writer:
                     candidates.setdefault(key, []).append(r)
         adopted = []
         for echo in echoes:
-            if echo.chat_key in busy:
+            if wait_for_sends_in_flight and echo.chat_key in busy:
                 continue
             sends = candidates.get(echo.chat_key, [])
             match = next((r for r in sends if ((echo.text is not None and r.text == echo.text)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from wazzup_plugin.store_common import upsert
-from wazzup_plugin.text import is_clean
+from wazzup_plugin.text import is_id
 
 WHATSAPP_TRANSPORTS = ("whatsapp", "wapi")
 
@@ -74,7 +74,7 @@ def remember_channels(ctx, channels: list[dict]) -> None:
     info shows it. A state a webhook reported at the same moment or later is not overwritten, and a
     value the list leaves out does not erase a known one."""
     def text(value, size: int) -> str | None:
-        return value if isinstance(value, str) and 0 < len(value) <= size and is_clean(value) else None
+        return value if is_id(value, size) else None
 
     now = ctx.clock()
     rows = {}

@@ -37,11 +37,18 @@ def check_connection(ctx, use_cache: bool = True) -> dict:
 
 
 def _check(ctx) -> dict:
+    report = _ask_wazzup(ctx)
+    # Read last, once: asking Wazzup for its channels may just have updated them.
+    report["stored_channel_states"] = stored_channels(ctx)
+    return report
+
+
+def _ask_wazzup(ctx) -> dict:
     s = ctx.settings
     ours = with_secret(s.webhook_url, s.webhook_secret) if s.webhook_url else None
     report = {
         "status": "ok", "configured": s.configured, "key_valid": None, "api_url": s.api_url, "latency_ms": None,
-        "channels": [], "stored_channel_states": stored_channels(ctx), "selected_channel": None,
+        "channels": [], "stored_channel_states": [], "selected_channel": None,
         "webhook": {"our_url": mask_url(ours, s.webhook_secret), "registered_url": None, "registration": None,
                     "protected": bool(s.webhook_secret)},
         "webhook_protected": bool(s.webhook_secret),
@@ -68,7 +75,6 @@ def _check(ctx) -> dict:
         return report
     report.update(key_valid=True, latency_ms=ctx.client.last_latency_ms)
     remember_channels(ctx, channels)
-    report["stored_channel_states"] = stored_channels(ctx)
     report["channels"] = [{"channel_id": c.get("channelId"), "transport": c.get("transport"),
                            "plain_id": c.get("plainId"), "state": c.get("state"), "active": is_active(c)}
                           for c in channels]

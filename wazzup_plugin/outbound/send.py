@@ -58,6 +58,8 @@ def _http_url(value: str) -> None:
         raise ValidationError("must be an http(s) URL")
 
 
+WEB_OWNER = "web:"  # the lease a send request holds on its message while it makes the first attempt
+
 # The host's message ids are INTEGER columns (four bytes on PostgreSQL): a larger id names no message,
 # and binding one fails the statement.
 MAX_MESSAGE_ID = 2**31 - 1
@@ -156,7 +158,7 @@ class _SendBase:
         if ctx.client is None:
             raise Problem(503, "wazzup_not_configured",
                           "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
-        owner = f"web:{uuid.uuid4().hex[:16]}"
+        owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}"
         idem = self.state.tables["idempotency"]
         for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
             try:
@@ -226,7 +228,7 @@ class _SendBase:
                            .where(o.c.message_id == message_id)).first()
         if row is None:
             return None
-        if (row.state == "pending" and row.lease_owner is not None and row.lease_owner.startswith("web:")
+        if (row.state == "pending" and row.lease_owner is not None and row.lease_owner.startswith(WEB_OWNER)
                 and row.lease_until is not None and row.lease_until > ctx.clock()):
             return None
         if row.status == "failed":
