@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,6 +13,10 @@ from datetime import timedelta
 import click
 
 from host_stub.errors import StartupError
+
+# serve's own lines: through the helpdesk's handler (HELPDESK_LOG_FILE or stderr, text or JSON),
+# like gunicorn's and the app's.
+_log = logging.getLogger("host_stub.serve")
 
 
 class CliContext:
@@ -98,9 +103,9 @@ def serve(obj: CliContext, host, port, workers, no_background, migrate):
         "--logger-class", "host_stub.gunicorn_logging.MaskingLogger", "host_stub.wsgi:create_wsgi_app()"])]
     if not no_background:
         for worker in helpdesk.registrations.workers:
-            click.echo(f"starting background worker {worker.name}", err=True)
+            _log.info("starting background worker %s", worker.name)
             procs.append(subprocess.Popen([sys.executable, "-m", "host_stub", *worker.argv]))
-    click.echo(f"Helpdesk listening on http://{host}:{port}/", err=True)
+    _log.info("Helpdesk listening on http://%s:%s/", host, port)
     _supervise(procs)
 
 
@@ -136,8 +141,8 @@ def _supervise(procs) -> None:
                 p.kill()
     if died is not None and not stopping:
         command = " ".join(str(a) for a in died.args[:6])
-        click.echo(f"Error: a process of the helpdesk exited (code {died.returncode}): {command}; "
-                   "every other one was stopped", err=True)
+        _log.error("a process of the helpdesk exited (code %s): %s; every other one was stopped",
+                   died.returncode, command)
         raise SystemExit(1)
 
 

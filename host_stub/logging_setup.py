@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import re
 import sys
 from datetime import datetime, timezone
@@ -132,7 +133,9 @@ def configure_logging(config, stream=None) -> logging.Handler:
     _FILTER.add(*config.secret_values())
     handler: logging.Handler
     if config.log_file:
-        handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        # Watched: a file moved away by logrotate is reopened at the next line, in every process that
+        # writes it (gunicorn's master and workers, the background workers), with no signal to send.
+        handler = logging.handlers.WatchedFileHandler(config.log_file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
@@ -141,6 +144,7 @@ def configure_logging(config, stream=None) -> logging.Handler:
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "helpdesk"]:
         root.removeHandler(old)
+        old.close()  # its file (a forked worker inherits the master's): not left open
     root.addHandler(handler)
     root.setLevel(config.log_level)
     return handler

@@ -592,10 +592,15 @@ def _start_gunicorn(tmp_path, env: dict, workers: int = 2, timeout: float = 60.0
         cwd=tmp_path, env=full_env, stdout=err, stderr=subprocess.STDOUT)
     err.close()
     url = f"http://127.0.0.1:{port}"
+
+    def output() -> str:  # gunicorn's own lines go to the app's log (HELPDESK_LOG_FILE) since it routes them
+        return "\n".join(path.read_text(errors="replace")[-2000:] for path in (logs["stderr"], logs["app"])
+                         if path.exists())
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited: " + logs["stderr"].read_text(errors="replace")[-2000:])
+            raise RuntimeError("gunicorn exited: " + output())
         try:
             if requests.get(url + "/api/health", timeout=2).status_code == 200:
                 return url, proc, logs
@@ -603,7 +608,7 @@ def _start_gunicorn(tmp_path, env: dict, workers: int = 2, timeout: float = 60.0
             pass
         time.sleep(0.2)
     _stop_process(proc)
-    raise RuntimeError("gunicorn did not become healthy: " + logs["stderr"].read_text(errors="replace")[-2000:])
+    raise RuntimeError("gunicorn did not become healthy: " + output())
 
 
 def _stop_process(proc, timeout: float = 15.0) -> None:

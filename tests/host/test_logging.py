@@ -58,6 +58,25 @@ def test_log_file_is_written(configured, tmp_path):
     assert "to the file with ***" in text and API_KEY not in text
 
 
+def test_a_log_file_moved_away_by_logrotate_is_reopened_at_the_next_line(configured, tmp_path):
+    path = tmp_path / "helpdesk.log"
+    configured(log_file=str(path))
+    log = logging.getLogger("host_stub.test")
+    log.warning("before the rotation")
+    path.rename(tmp_path / "helpdesk.log.1")
+    log.warning("after the rotation")
+    logging.getLogger().handlers[-1].flush()
+    assert "before the rotation" in (tmp_path / "helpdesk.log.1").read_text()
+    assert "after the rotation" in path.read_text()
+
+
+def test_configuring_again_closes_the_replaced_log_file(configured, tmp_path):
+    configured(log_file=str(tmp_path / "first.log"))
+    first = logging.getLogger().handlers[-1]
+    configured(log_file=str(tmp_path / "second.log"))
+    assert first.stream is None  # closed: a forked worker does not keep its master's file open
+
+
 def test_configuring_again_replaces_the_handler(configured):
     configured()
     configured()
@@ -95,7 +114,7 @@ def test_short_values_are_not_treated_as_secrets():
     assert masking.mask("abc and long-enough-secret") == "abc and ***"
 
 
-def test_gunicorn_access_log_masks_query_secrets_and_drops_credentials(monkeypatch):
+def test_gunicorn_access_log_masks_query_secrets_and_drops_credentials(monkeypatch, isolated_logging):
     from gunicorn.config import Config as GunicornConfig
 
     from host_stub.gunicorn_logging import MaskingLogger
@@ -147,7 +166,7 @@ def test_a_traceback_keeps_its_lines_in_text_logs(configured):
 
 @pytest.mark.parametrize("query", ["tok%65n=" + "".join(f"%{ord(c):02x}" for c in SECRET),
                                    "x=1&T%4FKEN=abc-def-ghi-jkl", "token=" + SECRET.replace("-", "%2D")])
-def test_gunicorn_access_log_masks_percent_encoded_secrets(monkeypatch, query):
+def test_gunicorn_access_log_masks_percent_encoded_secrets(monkeypatch, query, isolated_logging):
     from gunicorn.config import Config as GunicornConfig
 
     from host_stub.gunicorn_logging import MaskingLogger
