@@ -154,11 +154,11 @@ def db():
 @db.command("upgrade", help="Apply the host's and every enabled plugin's migrations.")
 @click.pass_obj
 def db_upgrade(obj: CliContext):
-    from host_stub.db import make_engine
     from host_stub.migrate import upgrade
 
-    engine = make_engine(obj.config.database_url, obj.config.sqlite_synchronous)
-    heads = upgrade(engine, obj.pm)
+    # Settings are validated as serve validates them: a deploy that migrates first stops at its
+    # first step on a bad setting, not after the schema has moved.
+    heads = upgrade(obj.helpdesk().db.engine, obj.pm)
     click.echo("database at " + ", ".join(heads))
 
 
@@ -218,11 +218,12 @@ def tokens_create(obj: CliContext, name, label, days):
     click.echo(token)
 
 
-@click.command(help="List the enabled plugins with their versions.")
+@click.command(help="List the enabled plugins with their versions (after checking their settings).")
 @click.pass_obj
 def plugins(obj: CliContext):
     from host_stub.plugins import plugin_manifests
 
+    obj.helpdesk()  # the enabled plugins' settings are checked as serve checks them
     found = plugin_manifests(obj.pm)
     if not found:
         click.echo("no plugins enabled")

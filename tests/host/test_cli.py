@@ -85,7 +85,18 @@ def test_plugins_lists_enabled_plugins_with_versions(run):
 
     result = run("plugins")
     assert result.exit_code == 0
-    assert result.output == f"wazzup24 {wazzup_plugin.__version__} (contract 1)\n"
+    assert result.stdout == f"wazzup24 {wazzup_plugin.__version__} (contract 1)\n"  # settings warnings: stderr
+
+
+@pytest.mark.parametrize("command", [("plugins",), ("db", "upgrade")])
+def test_plugins_and_db_upgrade_refuse_a_bad_plugin_setting_as_serve_does(cli_env, tmp_path, capsys, command):
+    env = {**cli_env, "WAZZUP24_RATE_LIMIT": "lots"}
+    os.environ.update(env)
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(command))
+    assert exit_info.value.code == 2
+    assert "WAZZUP24_RATE_LIMIT must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "cli.sqlite3").exists()  # nothing migrated before the refusal
 
 
 def test_plugin_command_group_is_available(run):
