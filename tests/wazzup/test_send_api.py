@@ -177,6 +177,14 @@ def test_permanent_refusal_keeps_the_message_failed_and_answers_4xx_with_wazzups
     assert outbox_row(helpdesk, stored["id"]).state == "done"
 
 
+@pytest.mark.parametrize("body", [None, {"error": "BAD_CONTACT"}, {"error": "BAD_CONTACT", "description": "No such number"}])
+def test_a_refusal_names_wazzups_code_once(client, auth, chat, wazzup_api, wazzup_url, body):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=body, status=400)
+    result = send(client, auth, chat, {"text": "hi"})
+    code = result.json["wazzup_code"]
+    assert result.json["message"].count(code) == 1, result.json["message"]
+
+
 def test_wazzup_refusing_our_key_is_502_not_401(client, auth, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=401)
     result = send(client, auth, chat, {"text": "hi"})

@@ -251,7 +251,9 @@ class _SendBase:
             else:
                 status = 409 if result.channel_problem else 422
                 our_code = "wazzup_" + code.lower()
-                text = f"Wazzup did not send the message: {result.error_text} ({code})"
+                reason = result.error_text or ""
+                # Wazzup's code once: a refusal without a description already names it in its text.
+                text = f"Wazzup did not send the message: {reason}" + ("" if code in reason else f" ({code})")
             return status, {"status": status, "code": our_code, "message": text, "message_id": result.message_id,
                             "wazzup_code": code, "data": {"message": message}}
         return (201 if result.kind in ("accepted", "done") else 202), message
