@@ -281,6 +281,34 @@ def test_edit_stamps_a_new_change_seq_so_pollers_see_it(deliver, payload, wazzup
     assert listed.json["items"][0]["wazzup_message_id"] == "6f1b3c67-3008-488b-9abc-12fcac6de134"
 
 
+def test_editing_a_chats_last_message_updates_its_preview_for_pollers(deliver, payload, wazzup_rows, client, auth):
+    deliver(payload("echo_from_phone"))
+    before = wazzup_rows.chats()[0]
+    deliver(payload("edited"))
+    listed = client.simulate_get("/api/chats", params={"changed_since": before["change_seq"]}, headers=auth)
+    assert [c["last_message_preview"] for c in listed.json["items"]] == ["Yes, it is ready (corrected)"]
+
+
+def test_deleting_a_chats_last_message_hides_its_text_from_the_chat_list(deliver, payload, wazzup_rows, client,
+                                                                          auth):
+    deliver(payload("incoming_text"))
+    before = wazzup_rows.chats()[0]
+    assert before["last_message_preview"] == "Hello, is my order ready?"
+    deliver(payload("deleted"))
+    listed = client.simulate_get("/api/chats", params={"changed_since": before["change_seq"]}, headers=auth)
+    assert [c["last_message_preview"] for c in listed.json["items"]] == ["[Deleted message]"]
+
+
+def test_editing_an_older_message_leaves_the_chats_preview_on_its_last_one(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_text"))
+    later = payload("incoming_text")
+    later["messages"][0].update(messageId="0b7c0f0e-0000-4000-8000-000000000001", text="And one more thing",
+                                dateTime="2030-01-01T00:00:00.000Z")
+    deliver(later)
+    deliver(payload("deleted"))  # the first message
+    assert wazzup_rows.chats()[0]["last_message_preview"] == "And one more thing"
+
+
 def test_stored_chat_and_message_appear_in_the_host_api(deliver, payload, client, auth):
     deliver(payload("incoming_text"))
     chats = client.simulate_get("/api/chats", headers=auth).json["items"]

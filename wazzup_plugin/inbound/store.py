@@ -47,6 +47,7 @@ ECHO_CLOCK_SKEW = timedelta(minutes=2)
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
 
+DELETED_PREVIEW = "[Deleted message]"
 PLACEHOLDERS = {
     "image": "[Image]", "video": "[Video]", "audio": "[Audio]", "document": "[Document]",
     "vcard": "[Contact card]", "geo": "[Location]", "missing_call": "Missed call",
@@ -322,7 +323,8 @@ class Writer:
     def _stored_select(self) -> sa.Select:
         wm, m = self.t["messages"], self.messages
         return (sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
-                          m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at)
+                          m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at,
+                          m.c.type, m.c.content_name, m.c.messenger_at)
                 .join(m, m.c.id == wm.c.message_id))
 
     def _one_stored_message_statement_select(self) -> sa.Select:
@@ -893,10 +895,30 @@ class Writer:
                 change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type)), edits)
             self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id")).values(
                 version_at=sa.bindparam("b_version", type_=wm.c.version_at.type)), edits)
+            self._follow_edited_last_messages(edits)
             self.summary.message_ids.update(e["b_id"] for e in edits)
             self.summary.edited.extend(e["wid"] for e in edits)
         if reports:
             self.apply_statuses(reports, allow_park=False)
+
+    def _follow_edited_last_messages(self, edits: list[dict]) -> None:
+        """A chat whose last message was edited or deleted shows the new text, or that it was deleted,
+        in its preview, and its change reaches pollers: a deleted "my card number is …" must not stay
+        in every agent's chat list. A chat whose last message is another one (newer) is left alone."""
+        c = self.chats
+        updates = [{"b_id": e["chat_id"], "b_at": e["at"], "b_seq": self.seq,
+                    "b_preview": DELETED_PREVIEW if e["b_deleted"] is not None
+                    else preview(e["b_text"], e["type"], e["content_name"])}
+                   for e in edits if e["at"] is not None]
+        if not updates:
+            return
+        changed = self.conn.execute(sa.update(c).where(
+            c.c.id == sa.bindparam("b_id"),
+            c.c.last_message_at == sa.bindparam("b_at", type_=c.c.last_message_at.type)).values(
+            last_message_preview=sa.bindparam("b_preview", type_=c.c.last_message_preview.type),
+            change_seq=sa.bindparam("b_seq", type_=c.c.change_seq.type)), sorted(updates, key=lambda u: u["b_id"]))
+        if changed.rowcount:
+            self.summary.chat_ids.update(u["b_id"] for u in updates)
 
     def _edit(self, msg: Message, row) -> dict | None:
         """The new text/markers for a stored message, or None when this copy is not newer."""
@@ -905,7 +927,9 @@ class Writer:
         at = msg.at or self.now
         change = {"b_id": row.message_id, "wid": msg.message_id, "b_text": row.text,
                   "b_previous": row.previous_text, "b_edited": row.edited_at, "b_deleted": None,
-                  "b_version": row.version_at, "b_seq": self.seq}
+                  "b_version": row.version_at, "b_seq": self.seq,
+                  # for the chat's preview, when this is its last message
+                  "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type, "content_name": row.content_name}
         if msg.is_deleted:
             change["b_deleted"] = self.now
             change["b_previous"] = row.previous_text or msg.old_text or row.text
