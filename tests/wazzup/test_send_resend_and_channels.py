@@ -121,6 +121,23 @@ def test_no_single_channel_is_a_clear_error_naming_the_channels(
     assert bodies(wazzup_api) == []
 
 
+def test_wazzups_channel_list_is_asked_with_no_database_connection_held(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, helpdesk):
+    """A read kept open over a network call pins a pool connection (and on SQLite a WAL snapshot)
+    for as long as Wazzup takes to answer."""
+    chat = make_wazzup_chat(channel_id=None, phone="+7 (901) 111-22-33")
+    held = []
+
+    def channels(request):
+        held.append(helpdesk.db.engine.pool.checkedout())
+        return 200, {}, json.dumps(api_payload("channels_one_active"))
+
+    wazzup_api.add_callback("GET", f"{wazzup_url}/v3/channels", callback=channels)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
+    assert send(client, auth, chat).status_code == 201
+    assert held == [0]
+
+
 def test_channel_list_unreachable_queues_the_message(client, auth, make_wazzup_chat, wazzup_api, wazzup_url):
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectionError("down"))

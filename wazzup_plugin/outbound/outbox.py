@@ -192,17 +192,27 @@ def _target(conn, ctx, chat_id: int, list_channels) -> tuple[str, str, str] | No
 
     Raises ChannelSelectionError, or a WazzupError from ``list_channels`` (called only when
     neither the chat nor the settings name a channel)."""
+    return _choose_channel(ctx, _recipient(conn, ctx, chat_id), list_channels)
+
+
+def _recipient(conn, ctx, chat_id: int) -> tuple[str | None, str, str]:
+    """What the database says of a chat's recipient: (its channel id or None, chat type, Wazzup chat id)."""
     wc = ctx.state.tables["chats"]
     chat = conn.execute(built(wc, "send_target", lambda: sa.select(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id)
                               .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
                         {"b_chat_id": chat_id}).first()
-    selected = select_channel(chat.channel_id if chat else None, ctx.settings.channel_id, list_channels)
     if chat is not None:
-        chat_type, wazzup_chat_id = chat.chat_type or "whatsapp", chat.wazzup_chat_id
-    else:
-        chats = ctx.helpdesk.tables.chats
-        phone = conn.execute(sa.select(chats.c.phone).where(chats.c.id == chat_id)).scalar()
-        chat_type, wazzup_chat_id = "whatsapp", "".join(ch for ch in (phone or "") if ch.isdigit())
+        return chat.channel_id, chat.chat_type or "whatsapp", chat.wazzup_chat_id
+    chats = ctx.helpdesk.tables.chats
+    phone = conn.execute(sa.select(chats.c.phone).where(chats.c.id == chat_id)).scalar()
+    return None, "whatsapp", "".join(ch for ch in (phone or "") if ch.isdigit())
+
+
+def _choose_channel(ctx, recipient: tuple[str | None, str, str], list_channels) -> tuple[str, str, str] | None:
+    """:func:`_target` once the chat is read; ``list_channels`` may call Wazzup, so the caller holds
+    no database transaction around this (a read kept open over a network call pins a connection)."""
+    stored_channel_id, chat_type, wazzup_chat_id = recipient
+    selected = select_channel(stored_channel_id, ctx.settings.channel_id, list_channels)
     if not wazzup_chat_id:
         return None
     return selected.channel_id, chat_type, wazzup_chat_id
@@ -304,7 +314,8 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
         if channel_id is None:
             try:
                 with helpdesk.db.read() as conn:
-                    target = _target(conn, ctx, row.chat_id, ctx.list_channels)
+                    recipient = _recipient(conn, ctx, row.chat_id)
+                target = _choose_channel(ctx, recipient, ctx.list_channels)  # may ask Wazzup: outside the read
             except ChannelSelectionError as exc:
                 return _settle(ctx, row, owner, Outcome("failed", message_id, error_code=exc.code,
                                                         error_text=str(exc), channel_problem=True))
