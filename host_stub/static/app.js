@@ -6,8 +6,12 @@
  *
  * Plugins (their scripts load after this one) use window.helpdesk:
  *   registerPanel(name, factory)   factory(ctx) builds a panel under chats whose type names it;
- *                                  ctx = {element, chat, api, notify, refresh, agent};
+ *                                  ctx = {element, chat, api, notify, refresh, agent, draft};
  *                                  it may return {destroy()} to stop its timers.
+ *                                  ctx.draft = {get(), set(text), clear()}: the agent's unsent text
+ *                                  for this chat, kept in sessionStorage so that a session that ends
+ *                                  mid-reply (or switching chats) does not lose it. Clear it once the
+ *                                  text is sent or stored; signing out wipes every draft.
  *   registerMessageAction(action)  {id, label, appliesTo(message, chat), run(message, chat, ctx)}:
  *                                  a button on matching messages (e.g. a channel's "Resend").
  *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
@@ -20,7 +24,9 @@
   var POLL_MS = 2000;            // never poll more often than this
   var PAGE_CHATS = 50;
   var PAGE_MESSAGES = 50;
-  var MAX_CHANGE_PAGES = 5;      // more changes than this at once: reload instead of paging through
+  var MAX_CHANGE_PAGES = 5;      // pages of changes per poll; the list reloads past that, a chat goes on next poll
+  var OFFLINE_AFTER = 2;         // failed polls in a row before the page says it is offline
+  var DRAFT_PREFIX = "helpdesk.draft.";   // sessionStorage: DRAFT_PREFIX + agent id + "." + chat id
   var UNKNOWN_ICON = "/static/icons/unknown.svg";
   var SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -38,11 +44,14 @@
     messages: new Map(),         // id -> message of the open chat
     msgCursor: null,
     msgSeq: null,
+    msgChangeCursor: null,       // paging through the changes since msgSeq (more than one poll's worth)
     msgLoadingOlder: false,
     chatGeneration: 0,
     panel: null,                 // the open chat's plugin panel instance
     pollTimer: null,
     polling: false,
+    failedPolls: 0,              // polls in a row that could not reach the server
+    resume: null,                // {agentId, chatId}: where an agent whose session ended was
     readInFlight: null            // the chat whose "read" is being posted
   };
   var panels = {};
@@ -56,6 +65,12 @@
     var node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** Text from people (messages, names): its own direction, so Arabic or Hebrew reads right to left. */
+  function auto(node) {
+    node.dir = "auto";
     return node;
   }
 
@@ -121,11 +136,20 @@
     return fetch(path, init).then(function (resp) {
       return resp.text().then(function (text) {
         var data = null;
+        var ok = resp.ok;
         if (text) {
-          try { data = JSON.parse(text); } catch (e) { data = { message: text.slice(0, 300) }; }
+          // Only our own JSON is read: an HTML page from a proxy (a 502, a login portal) is not shown.
+          var json = /^application\/([\w.-]+\+)?json\s*(;|$)/i.test(resp.headers.get("Content-Type") || "");
+          try { data = json ? JSON.parse(text) : null; } catch (e) { data = null; }
+          if (data === null || typeof data !== "object") {
+            ok = false;
+            data = { code: "bad_response", message: "The server answered " + resp.status +
+              (resp.statusText ? " (" + resp.statusText + ")" : "") +
+              (resp.ok ? " with something that is not the helpdesk's answer" : "") + "; try again." };
+          }
         }
         if (resp.status === 401 && path !== "/api/session") sessionLost();
-        return { ok: resp.ok, status: resp.status, data: data };
+        return { ok: ok, status: resp.status, data: data };
       });
     }, function () {
       return { ok: false, status: 0, data: { code: "network_error",
@@ -135,8 +159,20 @@
 
   function errorText(result, fallback) {
     var d = result && result.data;
-    if (d && typeof d.message === "string" && d.message) return d.message;
+    if (d && typeof d.message === "string" && d.message) return d.message + fieldReasons(d.fields);
     return fallback || ("Request failed (" + (result ? result.status : "?") + ").");
+  }
+
+  /** The error body's per-field reasons ({field: [reason, ...]}) as " (field: reason; ...)". */
+  function fieldReasons(fields) {
+    if (!fields || typeof fields !== "object") return "";
+    var parts = [];
+    Object.keys(fields).forEach(function (name) {
+      var reasons = [].concat(fields[name]).filter(function (r) { return typeof r === "string" && r; });
+      if (!reasons.length) return;
+      parts.push((name === "_schema" ? "" : name + ": ") + reasons.join("; "));
+    });
+    return parts.length ? " (" + parts.join("; ") + ")" : "";
   }
 
   function query(params) {
@@ -169,11 +205,17 @@
 
   // ------------------------------------------------------------------ session
 
+  /** The sign-in form, with nothing of the last agent's screen left behind it. */
   function showLogin(message) {
     stopPolling();
-    closeChat();
+    clearChatPane();               // the open chat's panel saves its draft as it goes
+    clearList();
     state.csrf = null;
     state.agent = null;
+    state.failedPolls = 0;
+    setOffline(false);
+    $("toasts").replaceChildren();
+    $("agent-name").textContent = "";
     $("app-view").hidden = true;
     $("login-view").hidden = false;
     $("login-message").textContent = message || "";
@@ -183,18 +225,28 @@
 
   function sessionLost() {
     // The server's 401 message speaks to API clients (Bearer tokens); an agent needs this one.
-    if (state.agent) showLogin("Your session has ended; sign in again.");
+    if (!state.agent) return;
+    state.resume = { agentId: state.agent.id, chatId: state.chat ? state.chat.id : null };
+    showLogin("Your session has ended; sign in again.");
   }
 
   function signedIn(session) {
     state.csrf = session.csrf_token;
     state.agent = session.agent;
+    var resume = state.resume;
+    state.resume = null;
+    clearDrafts(session.agent.id);  // another agent's unsent text is not for this one
     $("agent-name").textContent = session.agent.display_name || session.agent.username;
     $("login-view").hidden = true;
     $("app-view").hidden = false;
     return loadChatTypes().then(function () {
       resetList();
       schedulePoll();
+      // The same agent again after the session ended: back to the chat they were answering.
+      if (resume && resume.chatId && resume.agentId === session.agent.id && state.agent === session.agent &&
+          !state.chat) {
+        openChat(resume.chatId);
+      }
     });
   }
 
@@ -218,7 +270,59 @@
   }
 
   function onLogout() {
-    api("/api/session", { method: "DELETE" }).then(function () { showLogin("You have signed out."); });
+    api("/api/session", { method: "DELETE" }).then(function () {
+      state.resume = null;
+      showLogin("You have signed out.");
+      clearDrafts(null);           // the next person at this browser must not find them
+      clearTimeout(searchTimer);
+      $("chat-search").value = "";
+      $("chat-type-filter").value = "";
+      state.filter = { type: "", q: "" };
+    });
+  }
+
+  // ------------------------------------------------------------------ drafts (sessionStorage)
+
+  function draftStorage() {
+    try { return window.sessionStorage || null; } catch (e) { return null; }  // blocked storage
+  }
+
+  /** Remove every draft except those of the agent `keepAgentId` (null: every draft). */
+  function clearDrafts(keepAgentId) {
+    var store = draftStorage();
+    if (!store) return;
+    var keep = keepAgentId === null || keepAgentId === undefined ? null : DRAFT_PREFIX + keepAgentId + ".";
+    try {
+      var doomed = [];
+      for (var i = 0; i < store.length; i++) {
+        var key = store.key(i);
+        if (key && key.indexOf(DRAFT_PREFIX) === 0 && !(keep && key.indexOf(keep) === 0)) doomed.push(key);
+      }
+      doomed.forEach(function (key) { store.removeItem(key); });
+    } catch (e) { console.error(e); }
+  }
+
+  function draftFor(agent, chatId) {
+    var key = agent ? DRAFT_PREFIX + agent.id + "." + chatId : null;
+    return {
+      get: function () {
+        var store = draftStorage();
+        try { return (key && store && store.getItem(key)) || ""; } catch (e) { return ""; }
+      },
+      set: function (text) {
+        var store = draftStorage();
+        // Only while that agent is signed in: a panel torn down after signing out saves nothing.
+        if (!key || !store || !state.agent || state.agent.id !== agent.id) return;
+        try {
+          if (typeof text === "string" && text !== "") store.setItem(key, text);
+          else store.removeItem(key);
+        } catch (e) { console.error(e); }   // full storage: the text is still in the composer
+      },
+      clear: function () {
+        var store = draftStorage();
+        try { if (key && store) store.removeItem(key); } catch (e) { console.error(e); }
+      }
+    };
   }
 
   // ------------------------------------------------------------------ chat types
@@ -261,17 +365,24 @@
     return b.id - a.id;
   }
 
-  function resetList() {
-    state.listGeneration += 1;
+  function clearList() {
+    state.listGeneration += 1;     // answers still on their way are dropped
     state.chats = new Map();
     state.listCursor = null;
     state.listSeq = null;
     state.listLoading = false;
     $("chat-list").replaceChildren();
-    return loadMoreChats();
+    $("chat-list-empty").hidden = true;
+    $("chat-list-more").hidden = true;
   }
 
-  function loadMoreChats() {
+  function resetList(quiet) {
+    clearList();
+    return loadMoreChats(quiet);
+  }
+
+  /** The next page of the list (the first one after a reset); resolves to the answer, if one was asked. */
+  function loadMoreChats(quiet) {
     if (state.listLoading) return Promise.resolve();
     if (state.listSeq !== null && !state.listCursor) return Promise.resolve();
     state.listLoading = true;
@@ -281,8 +392,8 @@
       if (generation !== state.listGeneration) return;
       state.listLoading = false;
       if (!r.ok) {
-        if (r.status !== 401) notify(errorText(r, "The chat list could not be loaded."), "error");
-        return;
+        if (r.status !== 401 && quiet !== true) notify(errorText(r, "The chat list could not be loaded."), "error");
+        return r;
       }
       // The first page fixes the counter to poll from; later pages must not move it backwards.
       if (state.listSeq === null) state.listSeq = r.data.change_seq;
@@ -290,6 +401,7 @@
       r.data.items.forEach(function (c) { state.chats.set(c.id, c); });
       renderList();
       fillListView();
+      return r;
     });
   }
 
@@ -355,7 +467,7 @@
 
     var body = el("span", "chat-item-body");
     var top = el("span", "chat-item-top");
-    top.appendChild(el("span", "chat-item-title", c.title || c.phone || "Chat " + c.id));
+    top.appendChild(auto(el("span", "chat-item-title", c.title || c.phone || "Chat " + c.id)));
     var when = parseTime(c.last_message_at || c.last_activity_at);
     var time = el("time", "chat-item-time", listTime(when));
     if (when) { time.dateTime = when.toISOString(); time.title = fullTime(when); }
@@ -363,7 +475,7 @@
     body.appendChild(top);
 
     var bottom = el("span", "chat-item-bottom");
-    var preview = el("span", "chat-item-preview", c.last_message_preview || "");
+    var preview = auto(el("span", "chat-item-preview", c.last_message_preview || ""));
     bottom.appendChild(preview);
     if (c.unread_count > 0) {
       var badge = el("span", "badge", c.unread_count > 99 ? "99+" : c.unread_count);
@@ -438,17 +550,28 @@
     state.messages = new Map();
     state.msgCursor = null;
     state.msgSeq = null;
+    state.msgChangeCursor = null;
     state.msgLoadingOlder = false;
     state.chatGeneration += 1;
     $("chat-panel").replaceChildren();
     $("chat-header-extra").replaceChildren();
   }
 
-  function backToList() {
+  /** No chat open: the empty pane, with nothing of the last conversation left in the page. */
+  function clearChatPane() {
     closeChat();
     document.body.classList.remove("show-chat");
     $("chat-box").hidden = true;
     $("chat-empty").hidden = false;
+    $("message-list").replaceChildren();
+    $("messages-older").hidden = true;
+    $("chat-title").textContent = "";
+    $("chat-phone").textContent = "";
+    $("chat-icon").removeAttribute("src");
+  }
+
+  function backToList() {
+    clearChatPane();
     renderList();
   }
 
@@ -473,7 +596,7 @@
     state.readInFlight = c.id;
     api("/api/chats/" + c.id + "/read", { method: "POST" }).then(function (r) {
       state.readInFlight = null;
-      if (r.ok) mergeChats([r.data]);
+      if (r.ok && state.agent) mergeChats([r.data]);
     });
   }
 
@@ -513,7 +636,8 @@
       api: api,
       notify: notify,
       refresh: function () { return pollNow(); },
-      headerElement: $("chat-header-extra")
+      headerElement: $("chat-header-extra"),
+      draft: draftFor(state.agent, c.id)
     };
   }
 
@@ -636,7 +760,7 @@
     li.dataset.type = m.type || "text";
     if (m.deleted_at) li.classList.add("msg-deleted");
     var bubble = el("div", "bubble");
-    if (m.author_name && m.direction === "out") bubble.appendChild(el("span", "msg-author", m.author_name));
+    if (m.author_name && m.direction === "out") bubble.appendChild(auto(el("span", "msg-author", m.author_name)));
     bubble.appendChild(renderContent(m));
 
     var meta = el("div", "msg-meta");
@@ -698,7 +822,7 @@
   }
 
   function renderText(text, className) {
-    return el("p", className || "msg-text", text);
+    return auto(el("p", className || "msg-text", text));
   }
 
   function link(href, text, className) {
@@ -740,7 +864,7 @@
       if (uri) {
         var doc = link(uri, "", "msg-document");
         doc.appendChild(svg("M4 1h5l4 4v10H4zm5 1v4h3z", "doc-svg"));
-        doc.appendChild(el("span", "msg-document-name", name || "Document"));
+        doc.appendChild(auto(el("span", "msg-document-name", name || "Document")));
         box.appendChild(doc);
       } else {
         box.appendChild(el("p", "msg-placeholder", "A " + type + " whose link is not available."));
@@ -793,7 +917,7 @@
       name = name || text;
     }
     var details = el("div", "msg-contact-details");
-    details.appendChild(el("strong", "msg-contact-name", name || "Contact card"));
+    details.appendChild(auto(el("strong", "msg-contact-name", name || "Contact card")));
     phones.forEach(function (p) { details.appendChild(el("span", "msg-contact-phone", p)); });
     if (uri) details.appendChild(link(uri, "Download the contact", "msg-link"));
     card.appendChild(details);
@@ -812,8 +936,9 @@
     state.pollTimer = null;
   }
 
-  /** Fetch every change since the last counter, page by page (bounded); too many: reload. */
-  function fetchChanges(path, params, since) {
+  /** The changes since a counter, page by page from `cursor` (if given), at most MAX_CHANGE_PAGES.
+   *  overflow: there are more; `cursor` goes on from the last item received (same `since`). */
+  function fetchChanges(path, params, since, cursor) {
     var items = [];
     function page(cursor, n) {
       return api(path + query(Object.assign({}, params, { changed_since: since, cursor: cursor, limit: 200 })))
@@ -821,10 +946,23 @@
           if (!r.ok) return { ok: false, result: r };
           items = items.concat(r.data.items);
           if (r.data.next_cursor && n < MAX_CHANGE_PAGES) return page(r.data.next_cursor, n + 1);
-          return { ok: true, items: items, seq: r.data.change_seq, overflow: !!r.data.next_cursor };
+          return { ok: true, items: items, seq: r.data.change_seq, overflow: !!r.data.next_cursor,
+            cursor: r.data.next_cursor || null, result: r };
         });
     }
-    return page(null, 1);
+    return page(cursor || null, 1);
+  }
+
+  /** Did this answer fail to come from the helpdesk (no connection, a proxy's 5xx, not our JSON)? */
+  function unreachable(r) {
+    return !!r && !r.ok && !(r.status >= 400 && r.status < 500);
+  }
+
+  function setOffline(offline) {
+    // A live region that is always there, filled or emptied: screen readers announce the change.
+    var bar = $("offline-bar");
+    var text = offline ? "Offline \u2014 reconnecting\u2026" : "";
+    if (bar.textContent !== text) bar.textContent = text;
   }
 
   function pollNow() {
@@ -837,23 +975,45 @@
       var listGeneration = state.listGeneration;
       jobs.push(fetchChanges("/api/chats", { type: state.filter.type, q: state.filter.q }, state.listSeq)
         .then(function (r) {
-          if (listGeneration !== state.listGeneration || !r.ok) return;
-          if (r.overflow) return resetList();
+          if (listGeneration !== state.listGeneration) return null;
+          if (!r.ok) return r.result;
+          if (r.overflow) return resetList(true);
           state.listSeq = r.seq;
           mergeChats(r.items);
+          return r.result;
         }));
+    } else if (!state.listLoading) {
+      jobs.push(loadMoreChats(true));  // the list's first page did not come (e.g. offline): ask again
     }
     if (state.chat && state.msgSeq !== null) {
       var chatGeneration = state.chatGeneration;
-      jobs.push(fetchChanges("/api/chats/" + state.chat.id + "/messages", {}, state.msgSeq).then(function (r) {
-        if (chatGeneration !== state.chatGeneration || !r.ok) return;
-        state.msgSeq = r.seq;
+      var path = "/api/chats/" + state.chat.id + "/messages";
+      jobs.push(fetchChanges(path, {}, state.msgSeq, state.msgChangeCursor).then(function (r) {
+        if (chatGeneration !== state.chatGeneration) return null;
+        if (!r.ok) {
+          // A cursor the server no longer takes: start over from the counter (repeats are harmless).
+          if (r.result.status >= 400 && r.result.status < 500) state.msgChangeCursor = null;
+          return r.result;
+        }
         mergeMessages(r.items);
+        if (r.overflow) {
+          // More changes than one poll takes: go on from here next time, never past what came.
+          state.msgChangeCursor = r.cursor;
+        } else {
+          state.msgSeq = r.seq;
+          state.msgChangeCursor = null;
+        }
+        return r.result;
       }));
     }
-    return Promise.all(jobs).catch(function (e) { console.error(e); }).then(function () {
+    return Promise.all(jobs).catch(function (e) { console.error(e); return []; }).then(function (results) {
       state.polling = false;
-      if (state.agent) state.pollTimer = setTimeout(pollNow, POLL_MS);
+      if (!state.agent) return;
+      var answers = (results || []).filter(function (r) { return r; });
+      if (answers.some(unreachable)) state.failedPolls += 1;
+      else if (answers.length) state.failedPolls = 0;
+      setOffline(state.failedPolls >= OFFLINE_AFTER);
+      state.pollTimer = setTimeout(pollNow, POLL_MS);
     });
   }
 

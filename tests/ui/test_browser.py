@@ -118,25 +118,6 @@ def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
     screenshot(page, "chat-desktop")
 
 
-def test_a_bad_contact_refused_at_once_shows_wazzups_reason_and_keeps_the_text(signed_in, live):
-    page = signed_in
-    phone = new_phone()
-    live.customer_writes("Write to me", chatId=phone, name="Boris Reject")
-    live.sandbox("PATCH", "/_sandbox/config", json={"bad_contacts": [phone], "bad_contact_mode": "reject"})
-    try:
-        open_chat(page, "Boris Reject")
-        reply(page, "This will bounce")
-        toast = page.locator(".toast-error")
-        expect(toast).to_contain_text(re.compile(r"Not sent: .+ \(BAD_CONTACT\)"))
-        expect(composer(page)).to_have_value("This will bounce")      # kept for the agent to fix or retry
-        failed = bubble(page, "This will bounce")
-        expect(failed).to_have_attribute("data-status", "failed")
-        expect(failed.locator(".msg-error")).to_contain_text(re.compile(r"Not delivered: \w+"))
-        expect(failed.get_by_role("button", name="Resend")).to_be_visible()
-    finally:
-        live.sandbox("PATCH", "/_sandbox/config", json={"bad_contacts": [], "bad_contact_mode": "webhook"})
-
-
 def test_a_bad_contact_reported_later_by_webhook_notifies_and_offers_resend(signed_in, live):
     page = signed_in
     phone = new_phone()
@@ -178,7 +159,9 @@ def test_the_connection_indicator_is_green_and_turns_red_with_a_wrong_key(playwr
         assert red.get_attribute("title") == red.get_attribute("aria-label")
         reply(other, "Sending with a refused key")
         expect(other.locator(".toast-error")).to_contain_text("Wazzup24 refused the request")
-        expect(composer(other)).to_have_value("Sending with a refused key")
+        expect(other.locator(".toast-error")).to_contain_text("Use Resend on the message")
+        expect(composer(other)).to_have_value("")   # stored as failed: Resend, not another Enter, sends it
+        expect(bubble(other, "Sending with a refused key")).to_have_attribute("data-status", "failed")
     finally:
         other.context.close()
 

@@ -13,6 +13,13 @@
   var MAX_CHARS = 10000;          // Wazzup's limit, in code points (the server counts the same way)
   var COUNTER_FROM = 9000;        // the counter appears near the limit
   var CONNECTION_POLL_MS = 30000;
+  // What the server counts as blank (wazzup_plugin/outbound/send.py _BLANK), spelt out the same way:
+  // String.prototype.trim() misses U+001C-U+001F and U+0085, which the server refuses as blank.
+  var BLANK = "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff";
+  // The send body's fields as the agent knows them, for the server's per-field reasons.
+  var FIELD_LABELS = { text: "text", content_uri: "file link", content_name: "file name",
+    reply_to: "quoted message", "Idempotency-Key": "request key", _schema: "" };
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -46,11 +53,41 @@
     return Array.from(text).length;
   }
 
+  /** Nothing but blank characters, by the server's own list (every one of them is a single UTF-16 unit). */
+  function isBlank(text) {
+    for (var i = 0; i < text.length; i++) {
+      if (BLANK.indexOf(text.charAt(i)) < 0) return false;
+    }
+    return true;
+  }
+
+  /** The error body's per-field reasons ({field: [reason, ...]}), e.g. "file link: must be an http(s) URL". */
+  function fieldReasons(fields) {
+    if (!fields || typeof fields !== "object") return "";
+    var parts = [];
+    Object.keys(fields).forEach(function (name) {
+      var reasons = [].concat(fields[name]).filter(function (r) { return typeof r === "string" && r; });
+      if (!reasons.length) return;
+      var label = Object.prototype.hasOwnProperty.call(FIELD_LABELS, name) ? FIELD_LABELS[name] : name;
+      parts.push((label ? label + ": " : "") + reasons.join("; "));
+    });
+    return parts.join("; ");
+  }
+
   function reasonOf(result, fallback) {
     var d = result && result.data;
-    if (d && typeof d.message === "string" && d.message) return d.message;
+    var details = d ? fieldReasons(d.fields) : "";
+    if (d && typeof d.message === "string" && d.message) {
+      return details ? d.message.replace(/\.$/, "") + " (" + details + ")." : d.message;
+    }
     if (d && typeof d.reason === "string" && d.reason) return d.reason;
+    if (details) return details + ".";
     return fallback || "Request failed (" + (result ? result.status : "?") + ").";
+  }
+
+  /** "text" + " " + "next": a sentence that ends with a stop, then the next one. */
+  function sentences(first, next) {
+    return first + (/[.!?\u2026]$/.test(first) ? " " : ". ") + next;
   }
 
   // ------------------------------------------------------------------ connection status
@@ -148,6 +185,7 @@
     var label = el("label", "visually-hidden", "Message to " + (chat.title || chat.phone || "the customer"));
     var textarea = el("textarea", "wz-input");
     textarea.id = "wz-text-" + chat.id;
+    textarea.dir = "auto";              // Arabic or Hebrew is typed right to left
     textarea.rows = 1;
     textarea.placeholder = "Write a message…";
     var hint = el("span", "visually-hidden", "Enter sends; Shift+Enter starts a new line.");
@@ -168,7 +206,7 @@
 
     var linkRow = el("div", "wz-link-row");
     linkRow.hidden = true;
-    var linkLabel = el("label", "visually-hidden", "Link to the file to send (https)");
+    var linkLabel = el("label", "visually-hidden", "Link to the file to send (http:// or https://)");
     var linkInput = el("input", "wz-link-input");
     linkInput.type = "url";
     linkInput.id = "wz-link-" + chat.id;
@@ -188,6 +226,8 @@
 
     var sending = false;
     var sendKey = null;   // kept only while the same message is retried after a lost answer
+    var draft = ctx.draft || { get: function () { return ""; }, set: function () {}, clear: function () {} };
+    textarea.value = draft.get();   // what the agent was typing here before (e.g. before the session ended)
 
     function update() {
       var count = codePoints(textarea.value);
@@ -196,7 +236,7 @@
       counter.textContent = count.toLocaleString("en") + " / " + MAX_CHARS.toLocaleString("en");
       counter.classList.toggle("wz-over", over);
       counter.title = over ? "Too long: Wazzup24 accepts up to " + MAX_CHARS.toLocaleString("en") + " characters" : "";
-      var hasText = textarea.value.trim() !== "";
+      var hasText = !isBlank(textarea.value);
       var hasLink = !linkRow.hidden && linkInput.value.trim() !== "";
       send.disabled = sending || over || (!hasText && !hasLink);
       textarea.readOnly = sending;
@@ -212,11 +252,12 @@
     function body() {
       var link = linkRow.hidden ? "" : linkInput.value.trim();
       var text = textarea.value;
-      if (link && text.trim()) {
+      if (link && !isBlank(text)) {
         return { error: "Wazzup24 sends a text or a file, not both at once: send them one after the other." };
       }
       if (link) {
-        if (!/^https?:\/\//i.test(link)) return { error: "The file link must start with https://." };
+        // The server's rule: an http(s) URL (it says what else is wrong with one).
+        if (!/^https?:\/\//i.test(link)) return { error: "The file link must start with http:// or https://." };
         return { payload: { content_uri: link } };
       }
       return { payload: { text: text } };
@@ -237,19 +278,31 @@
         // An answer came: the next send is a new message (unless the first is still in progress).
         if (r.status !== 0 && !(r.data && r.data.code === "idempotency_in_progress")) sendKey = null;
         send.textContent = "Send";
-        if (r.ok) {
+        var code = r.data && r.data.code;
+        // Stored (as failed) even though Wazzup refused it: the message is in the chat with Resend.
+        var stored = !r.ok && r.data && typeof r.data.message_id === "number";
+        if (r.ok || stored) {
           textarea.value = "";
           linkInput.value = "";
+          draft.clear();
+        }
+        if (r.ok) {
           if (r.status === 202) {
             host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
           } else {
             host.notify("Sent to Wazzup24.", "success");
           }
         } else if (r.status !== 401) {
-          // Keep the text: the agent fixes or retries it. Say exactly what Wazzup answered.
-          var prefix = r.status === 502 ? "Wazzup24 refused the request: " : "Not sent: ";
-          host.notify(prefix + reasonOf(r), "error");
-          if (r.status === 502 || r.status === 503 || r.status === 0) fetchConnection();
+          // Say exactly what was answered, and blame Wazzup only when it was Wazzup that refused.
+          var reason = code === "wazzup_auth_failed" ? "Wazzup24 refused the request: " + reasonOf(r) : reasonOf(r);
+          if (stored) {
+            // Not kept in the composer: one more Enter would send it a second time.
+            host.notify(sentences((code === "wazzup_auth_failed" ? "" : "Not delivered: ") + reason,
+              "Use Resend on the message to send it again."), "error");
+          } else {
+            host.notify("Not sent: " + reason, "error");  // nothing stored: the text stays to fix or retry
+          }
+          if (r.status >= 500 || r.status === 0) fetchConnection();
         }
         update();
         if (ctx.refresh) ctx.refresh();
@@ -262,7 +315,10 @@
       update();
     }
 
-    textarea.addEventListener("input", edited);
+    textarea.addEventListener("input", function () {
+      draft.set(textarea.value);
+      edited();
+    });
     linkInput.addEventListener("input", edited);
     textarea.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey) {
@@ -285,7 +341,10 @@
     update();
     textarea.focus();
     return {
-      destroy: function () { unwatch(); }
+      destroy: function () {
+        unwatch();
+        draft.set(textarea.value);   // also what a script put there without an input event
+      }
     };
   }
 
