@@ -83,6 +83,19 @@ class HelpdeskApp(falcon.App):
     helpdesk: Helpdesk
 
 
+class HeadAsGetRouter(falcon.routing.CompiledRouter):
+    """Every route that answers GET answers HEAD the same way (RFC 9110), the host's and plugins' alike.
+
+    HEAD runs the GET responder, so authentication, status and headers are GET's; Falcon sends no
+    body for HEAD (its Content-Length stays GET's). A resource's own ``on_head`` is kept."""
+
+    def map_http_methods(self, resource, **kwargs):
+        method_map = super().map_http_methods(resource, **kwargs)
+        if "GET" in method_map and "HEAD" not in method_map:
+            method_map["HEAD"] = method_map["GET"]
+        return method_map
+
+
 def host_routes(helpdesk: Helpdesk, openapi_factory) -> list[RouteInfo]:
     return [
         RouteInfo("/api/health", HealthResource(helpdesk), public=True, plugin="host"),
@@ -135,7 +148,7 @@ def create_app(config: Config, pm, *, engine=None, http=None, clock=None) -> fal
     components = {"Chat": chat_out, "Message": message_out,
                   "ChatPage": page_schema("ChatPage", chat_out), "MessagePage": page_schema("MessagePage", message_out)}
 
-    app = HelpdeskApp(middleware=[
+    app = HelpdeskApp(router=HeadAsGetRouter(), middleware=[
         BodyLimitMiddleware(config.max_body_bytes),
         AuthMiddleware(helpdesk, {r.template for r in regs.routes if r.public}),
         PathIdRangeMiddleware(),

@@ -121,6 +121,13 @@ def register_routes(helpdesk):
     agent, available to the responder as ``req.context.agent``; ``True`` for callbacks such as
     webhooks). Resources may set ``openapi = {"get": {...}, ...}`` operation objects (schemas
     given as marshmallow classes) for the OpenAPI document. A template used twice stops startup.
+
+    For every route the host answers ``HEAD`` with the ``GET`` responder (no body); takes request
+    bodies read through ``req.get_media()`` as JSON in UTF-8 only (anything else answers 415
+    ``unsupported_media_type``; a resource that reads ``req.bounded_stream`` itself is not
+    affected); and answers a path id too large for any id column with 404 before the responder
+    runs: ``chat_not_found`` for ``{chat_id}``, ``message_not_found`` for ``{message_id}``. A
+    plugin answers a chat or message that does not exist with the same codes.
     """
 
 

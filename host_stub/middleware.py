@@ -56,12 +56,17 @@ class PathIdRangeMiddleware:
 
     Path ids (``{chat_id:int}``) are looked up in Integer primary keys, which are 32-bit on
     PostgreSQL and 64-bit on SQLite; a larger number would reach the driver and fail there (a 500)
-    instead of simply finding no row.
+    instead of simply finding no row. The answer is the one a missing row gets: ``chat_not_found``
+    for a ``chat_id``, ``message_not_found`` for a ``message_id``; ``not_found`` stays the code of
+    an unknown route (and of an id parameter the host has no name for).
     """
 
     LIMIT = 2**31 - 1
+    CODES = {"chat_id": ("chat_not_found", "There is no chat {}."),
+             "message_id": ("message_not_found", "There is no message {}.")}
 
     def process_resource(self, req, resp, resource, params):
         for name, value in params.items():
             if isinstance(value, int) and not -self.LIMIT <= value <= self.LIMIT:
-                raise ApiError(falcon.HTTP_404, "not_found", f"There is nothing with {name} {value}.")
+                code, message = self.CODES.get(name, ("not_found", f"There is nothing with {name} {{}}."))
+                raise ApiError(falcon.HTTP_404, code, message.format(value))

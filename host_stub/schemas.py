@@ -69,26 +69,37 @@ class ChatTypeSchema(Schema):
     can_compose = fields.Boolean()
 
 
+_CURSOR = ("the previous page's next_cursor, sent with the same other parameters; a cursor from another listing "
+           "mode (with or without changed_since or after) answers 422 invalid_cursor")
+_CHANGED_SINCE = ("a change_seq: what was created or changed after it, in change order. Follow next_cursor until "
+                  "it is null; then poll from that last page's change_seq")
+
+
 class ChatListQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String(validate=validate.Length(max=200))
+    cursor = fields.String(validate=validate.Length(max=200), metadata={"description": _CURSOR})
     type = fields.String(validate=validate.Length(max=32))
     q = fields.String(validate=validate.Length(max=100))
-    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ))
+    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ), metadata={"description": _CHANGED_SINCE})
 
 
 class MessageListQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String(validate=validate.Length(max=200))
-    after = fields.Integer(validate=validate.Range(0, MAX_ID))  # a message id
-    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ))
+    cursor = fields.String(validate=validate.Length(max=200), metadata={"description": _CURSOR})
+    after = fields.Integer(validate=validate.Range(0, MAX_ID), metadata={
+        "description": "a message id: the messages newer than it, oldest first; not with changed_since "
+                       "(422 invalid_query)"})
+    changed_since = fields.Integer(validate=validate.Range(0, MAX_SEQ), metadata={
+        "description": _CHANGED_SINCE + "; not with after (422 invalid_query)"})
 
 
 def page_schema(name: str, item_schema: type[Schema]) -> type[Schema]:
     return Schema.from_dict({
         "items": fields.List(fields.Nested(item_schema)),
         "next_cursor": fields.String(allow_none=True, metadata={"description": "pass as cursor for the next page"}),
-        "change_seq": fields.Integer(metadata={"description": "pass as changed_since to poll for changes"}),
+        "change_seq": fields.Integer(metadata={"description": (
+            "the change counter when this page was read (not its last item's). Poll with changed_since set to it "
+            "only from: in changed_since mode, the last page (next_cursor null); when browsing, the FIRST page")}),
     }, name=name)
 
 

@@ -18,6 +18,16 @@ from host_stub.validation import load_query
 
 _QUERY = ChatListQuerySchema()
 
+# How to poll a list (chats or messages) without losing a change; the OpenAPI descriptions say it.
+# A page's change_seq is the counter when the page was read, not the position of its last item.
+POLLING_RULES = (
+    "Polling: in changed_since mode, follow next_cursor until it is null, and only then poll again with "
+    "changed_since set to that last page's change_seq (a page that has a next_cursor already counts the "
+    "changes on the pages after it). When browsing page by page to build a first copy, keep the FIRST "
+    "page's change_seq and poll from it afterwards: a change made between two pages can hit an item on a "
+    "page already read (or move a chat onto one), and a later page's change_seq already counts it. An item "
+    "may come more than once: the later copy replaces the earlier (same id).")
+
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -27,11 +37,16 @@ class ChatsResource:
     shares_request_read = True  # GET: the agent's lookup and the page in one read transaction
     openapi = {"get": {
         "summary": "List chats, newest activity first",
-        "description": "Cursor pagination (limit, cursor → next_cursor). With changed_since=N: chats created "
-                       "or changed after change counter N, in change order; poll again with the returned change_seq.",
+        "description": "Two modes. Browsing (no changed_since): newest activity first; next_cursor pages to older "
+                       "chats. Changes (changed_since=N): chats created or changed after change counter N, in change "
+                       "order.\n\n" + POLLING_RULES + "\n\nA cursor works only in the mode that gave it out: a "
+                       "browsing cursor sent with changed_since, or a changes cursor sent without it, answers 422 "
+                       "invalid_cursor.",
         "parameters": [{"in": "query", "schema": ChatListQuerySchema}],
         "responses": {"200": {"description": "a page of chats", "content": {"application/json": {"schema": "ChatPage"}}},
-                      "422": {"description": "bad query", "content": {"application/json": {"schema": ErrorSchema}}}},
+                      "422": {"description": "bad query (`invalid_query`), or a cursor from another mode "
+                                             "(`invalid_cursor`)",
+                              "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
     def __init__(self, helpdesk):
@@ -149,7 +164,7 @@ class ChatResource:
     openapi = {
         "get": {"summary": "One chat",
                 "responses": {"200": {"description": "the chat", "content": {"application/json": {"schema": "Chat"}}},
-                              "404": {"description": "no such chat",
+                              "404": {"description": "no such chat (`chat_not_found`)",
                                       "content": {"application/json": {"schema": ErrorSchema}}}}},
     }
 
@@ -166,7 +181,8 @@ class ChatReadResource:
     openapi = {"post": {
         "summary": "Mark a chat read (unread_count back to 0)",
         "responses": {"200": {"description": "the chat", "content": {"application/json": {"schema": "Chat"}}},
-                      "404": {"description": "no such chat", "content": {"application/json": {"schema": ErrorSchema}}}},
+                      "404": {"description": "no such chat (`chat_not_found`)",
+                              "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
     def __init__(self, helpdesk):

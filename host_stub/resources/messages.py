@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from host_stub.auth import request_read
 from host_stub.errors import ApiError
 from host_stub.pagination import cursor_kind, decode_cursor, encode_cursor, invalid_cursor
-from host_stub.resources.chats import check_chat_exists
+from host_stub.resources.chats import POLLING_RULES, check_chat_exists
 from host_stub.resources.pages import page_rows, page_select
 from host_stub.schemas import ErrorSchema, MessageListQuerySchema
 from host_stub.validation import load_query
@@ -20,14 +20,21 @@ class MessagesResource:
     shares_request_read = True  # GET: the agent's lookup and the page in one read transaction
     openapi = {"get": {
         "summary": "A chat's messages, oldest to newest within each page",
-        "description": "Without after/changed_since: the latest `limit` messages; next_cursor pages to older "
-                       "history. With after=<message id>: messages newer than it; next_cursor pages forward. "
-                       "With changed_since=N: messages created or changed (status, edit) after change counter N.",
+        "description": "Three modes. History (neither after nor changed_since): the latest `limit` messages; "
+                       "next_cursor pages to older history. Forward (after=<message id>): messages newer than it; "
+                       "next_cursor pages forward. Changes (changed_since=N): messages created or changed (status, "
+                       "edit) after change counter N, in change order. after and changed_since exclude each other: "
+                       "both answer 422 invalid_query.\n\n" + POLLING_RULES + "\n\nA cursor works only in the "
+                       "mode that gave it out (send it with the parameters it came with): a cursor from another "
+                       "mode answers 422 invalid_cursor.",
         "parameters": [{"in": "query", "schema": MessageListQuerySchema}],
         "responses": {"200": {"description": "a page of messages",
                               "content": {"application/json": {"schema": "MessagePage"}}},
-                      "404": {"description": "no such chat", "content": {"application/json": {"schema": ErrorSchema}}},
-                      "422": {"description": "bad query", "content": {"application/json": {"schema": ErrorSchema}}}},
+                      "404": {"description": "no such chat (`chat_not_found`)",
+                              "content": {"application/json": {"schema": ErrorSchema}}},
+                      "422": {"description": "bad query (`invalid_query`; also after with changed_since), or a "
+                                             "cursor from another mode (`invalid_cursor`)",
+                              "content": {"application/json": {"schema": ErrorSchema}}}},
     }}
 
     def __init__(self, helpdesk):

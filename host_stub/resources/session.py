@@ -55,6 +55,11 @@ class SessionResource:
                                        "content": {_JSON: {"schema": ErrorSchema}}},
                                "401": {"description": "wrong name or password",
                                        "content": {_JSON: {"schema": ErrorSchema}}},
+                               "413": {"description": "the body is over the size limit (`payload_too_large`)",
+                                       "content": {_JSON: {"schema": ErrorSchema}}},
+                               "415": {"description": "the body is not `application/json` in UTF-8 "
+                                                      "(`unsupported_media_type`); a form login is refused",
+                                       "content": {_JSON: {"schema": ErrorSchema}}},
                                "422": {"description": "bad input", "content": {_JSON: {"schema": ErrorSchema}}}}},
         "get": {"summary": "The signed-in agent and the session's CSRF token",
                 "responses": {"200": {"description": "the session", "content": {_JSON: {"schema": SessionOutSchema}}},

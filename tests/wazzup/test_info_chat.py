@@ -89,3 +89,11 @@ def test_a_channel_list_that_says_nothing_new_leaves_the_state_time_alone(
     clock.advance(3600)  # past the report's cache: Wazzup is asked again and says the same
     client.simulate_get("/api/wazzup24/connection", headers=auth)
     assert info(client, auth, chat).json["channel"]["state_updated_at"] == first
+
+
+def test_a_missing_chat_is_chat_not_found_as_on_the_host_routes(client, auth):
+    result = info(client, auth, 999)
+    assert (result.status_code, result.json["code"]) == (404, "chat_not_found")
+    assert result.json["code"] == client.simulate_get("/api/chats/999", headers=auth).json["code"]
+    too_large = info(client, auth, 2**31)
+    assert (too_large.status_code, too_large.json["code"]) == (404, "chat_not_found")

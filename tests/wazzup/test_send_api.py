@@ -145,6 +145,40 @@ def test_not_json_is_400(client, auth, chat):
     assert result.json["code"] == "invalid_body"
 
 
+@pytest.mark.parametrize("content_type, body", [
+    ("application/x-www-form-urlencoded", "text=hello+from+a+form"),
+    ("multipart/form-data; boundary=b", '--b\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--b--\r\n'),
+    ("text/plain", '{"text": "hello"}'),
+    ("application/json; charset=latin-1", '{"text": "hello"}'),
+])
+def test_a_send_that_is_not_json_in_utf8_is_415_and_stores_and_sends_nothing(client, auth, chat, helpdesk, wazzup_api,
+                                                                             wazzup_url, content_type, body):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", body=body,
+                                  headers={**auth, "Content-Type": content_type})
+    assert (result.status_code, result.json["code"]) == (415, "unsupported_media_type"), result.text
+    assert set(result.json) == {"status", "code", "message"} and "application/json" in result.json["message"]
+    assert len(wazzup_api.calls) == 0
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+def test_a_missing_chat_is_chat_not_found_on_send_and_resend_as_on_the_host_routes(client, auth):
+    host = client.simulate_get("/api/chats/4242", headers=auth).json["code"]
+    sent = send(client, auth, 4242, {"text": "a"})
+    resent = client.simulate_post("/api/chats/4242/wazzup24/messages/1/resend", headers=auth)
+    assert (sent.status_code, resent.status_code) == (404, 404)
+    assert host == sent.json["code"] == resent.json["code"] == "chat_not_found"
+
+
+def test_resending_a_message_that_is_not_in_the_chat_is_message_not_found(client, auth, chat, make_wazzup_chat,
+                                                                          make_message):
+    other = make_wazzup_chat(wazzup_chat_id="79015556677", phone="79015556677")
+    message_id = make_message(other, "elsewhere", direction="out", status="failed")
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/messages/{message_id}/resend", headers=auth)
+    assert (result.status_code, result.json["code"]) == (404, "message_not_found")
+
+
 def test_unknown_chat_is_404_and_another_type_is_409(client, auth, make_chat):
     assert send(client, auth, 4242, {"text": "a"}).status_code == 404
     internal = make_chat(type="internal")
@@ -340,7 +374,7 @@ def test_outbound_routes_are_in_the_openapi_document(client):
     document = client.simulate_get("/api/openapi.json").json
     validate(document)
     send_op = document["paths"]["/api/chats/{chat_id}/wazzup24/send"]["post"]
-    assert set(send_op["responses"]) >= {"201", "202", "404", "409", "422", "502", "503"}
+    assert set(send_op["responses"]) >= {"201", "202", "400", "404", "409", "413", "415", "422", "502", "503"}
     assert "requestBody" in send_op
     for path in ("/api/chats/{chat_id}/wazzup24/messages/{message_id}/resend", "/api/chats/{chat_id}/wazzup24/info",
                  "/api/wazzup24/connection"):

@@ -46,7 +46,8 @@ class InfoResource:
         "summary": "What Wazzup24 knows of this chat",
         "parameters": [{"in": "query", "schema": InfoQuerySchema}],
         "responses": {"200": {"description": "chat info", "content": {"application/json": {"schema": InfoSchema}}},
-                      "404": error_response("no such chat"), "409": error_response("not a Wazzup chat"),
+                      "404": error_response("`chat_not_found`: no such chat"),
+                      "409": error_response("not a Wazzup chat"),
                       "422": error_response("bad query"),
                       "502": error_response("Wazzup refused the iframe request"),
                       "503": error_response("Wazzup24 is not configured (iframe needs WAZZUP24_API_KEY)")},
@@ -69,7 +70,7 @@ class InfoResource:
         with self.helpdesk.db.read() as conn:
             chat = conn.execute(sa.select(chats).where(chats.c.id == chat_id)).first()
             if chat is None:
-                raise Problem(404, "not_found", f"Chat {chat_id} does not exist.")
+                raise Problem(404, "chat_not_found", f"There is no chat {chat_id}.")
             if chat.type != CHAT_TYPE:
                 raise Problem(409, "wrong_chat_type", f"Chat {chat_id} is a {chat.type!r} chat, not a Wazzup24 chat.")
             w = conn.execute(sa.select(wc).where(wc.c.chat_id == chat_id)).first()

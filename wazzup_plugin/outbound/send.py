@@ -115,14 +115,19 @@ def guess_type(uri: str) -> tuple[str, str]:
 
 
 OPENAPI_ERRORS = {
-    "400": error_response("the body is not a JSON object"),
     "202": {"description": "stored; Wazzup could not be reached, the worker retries it",
             "content": {"application/json": {"schema": "Message"}}},
-    "404": error_response("no such chat or message"),
+    "404": error_response("`chat_not_found`: no such chat; `message_not_found` (resend): no such message in it"),
     "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress"),
     "422": error_response("bad body, or Wazzup refused the message (code in wazzup_code)"),
     "502": error_response("Wazzup refused our API key"),
     "503": error_response("Wazzup24 is not configured (WAZZUP24_API_KEY)"),
+}
+# What an operation that reads a JSON body adds (nothing is stored or sent on these).
+BODY_ERRORS = {
+    "400": error_response("the body is not a JSON object"),
+    "413": error_response("the body is over the size limit (`payload_too_large`)"),
+    "415": error_response("the body is not `application/json` in UTF-8 (`unsupported_media_type`)"),
 }
 IDEMPOTENCY_PARAM = {"in": "header", "name": "Idempotency-Key", "required": False,
                      "schema": {"type": "string", "maxLength": MAX_KEY},
@@ -139,7 +144,7 @@ class _SendBase:
         chat = conn.execute(built(chats, "send_chat", lambda: sa.select(chats.c.id, chats.c.type).where(
             chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type))), {"b_id": chat_id}).first()
         if chat is None:
-            raise Problem(404, "not_found", f"Chat {chat_id} does not exist.")
+            raise Problem(404, "chat_not_found", f"There is no chat {chat_id}.")
         if chat.type != CHAT_TYPE:
             raise Problem(409, "wrong_chat_type",
                           f"Chat {chat_id} is a {chat.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
@@ -268,7 +273,7 @@ class SendResource(_SendBase):
         "parameters": [IDEMPOTENCY_PARAM],
         "requestBody": {"required": True, "content": {"application/json": {"schema": SEND_BODY_SCHEMA}}},
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
-                      **OPENAPI_ERRORS},
+                      **OPENAPI_ERRORS, **BODY_ERRORS},
     }}
 
     @answers_problems
@@ -324,7 +329,7 @@ class ResendResource(_SendBase):
             original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
                                     .where(m.c.id == message_id, m.c.chat_id == chat_id)).first()
         if original is None:
-            raise Problem(404, "not_found", f"Message {message_id} is not in chat {chat_id}.")
+            raise Problem(404, "message_not_found", f"Message {message_id} is not in chat {chat_id}.")
         if original.direction != "out" or original.status not in ("failed", "unknown"):
             raise Problem(409, "not_resendable",
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
