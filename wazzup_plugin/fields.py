@@ -45,13 +45,15 @@ def chat_fields(tables) -> FieldSet:
 
 def message_fields(tables) -> FieldSet:
     t = tables["messages"]
-    stmt = (sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo, t.c.resent_as)
+    stmt = (sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo, t.c.resent_as,
+                      t.c.ref_message_id)
             .where(t.c.message_id.in_(sa.bindparam("b_ids", expanding=True))))
 
     def load(conn, ids):
         return {message_id: {"wazzup_message_id": wazzup_message_id, "wazzup_crm_message_id": crm_message_id,
-                             "wazzup_is_echo": is_echo, "wazzup_resent_as": resent_as}
-                for message_id, wazzup_message_id, crm_message_id, is_echo, resent_as
+                             "wazzup_is_echo": is_echo, "wazzup_resent_as": resent_as,
+                             "wazzup_reply_to": ref_message_id}
+                for message_id, wazzup_message_id, crm_message_id, is_echo, resent_as, ref_message_id
                 in conn.execute(stmt, {"b_ids": ids})}
 
     return FieldSet("message", {
@@ -60,7 +62,10 @@ def message_fields(tables) -> FieldSet:
         "wazzup_is_echo": fields.Boolean(metadata={"description": "sent from the phone or Wazzup's own window"}),
         "wazzup_resent_as": fields.Integer(allow_none=True, metadata={
             "description": "the id of the message that resent this failed one (a message is resent once)"}),
+        "wazzup_reply_to": fields.String(allow_none=True, metadata={
+            "description": "the Wazzup message id this message quotes (a customer's reply, or a send with "
+                           "reply_to): the quoted message is the one whose wazzup_message_id it is"}),
     }, load, table=t, key=t.c.message_id, columns={
         "wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
-        "wazzup_is_echo": t.c.is_echo, "wazzup_resent_as": t.c.resent_as})
+        "wazzup_is_echo": t.c.is_echo, "wazzup_resent_as": t.c.resent_as, "wazzup_reply_to": t.c.ref_message_id})
 

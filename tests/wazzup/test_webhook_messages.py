@@ -309,6 +309,21 @@ def test_editing_an_older_message_leaves_the_chats_preview_on_its_last_one(deliv
     assert wazzup_rows.chats()[0]["last_message_preview"] == "And one more thing"
 
 
+def test_a_customers_reply_names_the_message_it_quotes_in_the_api(deliver, payload, client, auth):
+    deliver(payload("incoming_text"))
+    reply = payload("incoming_text")
+    reply["messages"][0].update(messageId="0b7c0f0e-0000-4000-8000-000000000002", text="Yes, that one",
+                                quotedMessage={"messageId": "caa1f2b4-cce3-424c-86cd-05f4e2a95073"})
+    deliver(reply)
+    chat = client.simulate_get("/api/chats", headers=auth).json["items"][0]
+    for page in (client.simulate_get(f"/api/chats/{chat['id']}/messages", headers=auth),
+                 client.simulate_get(f"/api/chats/{chat['id']}/messages", params={"changed_since": 0}, headers=auth)):
+        by_text = {m["text"]: m for m in page.json["items"]}
+        quoted = by_text["Hello, is my order ready?"]
+        assert by_text["Yes, that one"]["wazzup_reply_to"] == quoted["wazzup_message_id"]
+        assert quoted["wazzup_reply_to"] is None
+
+
 def test_stored_chat_and_message_appear_in_the_host_api(deliver, payload, client, auth):
     deliver(payload("incoming_text"))
     chats = client.simulate_get("/api/chats", headers=auth).json["items"]
