@@ -9,6 +9,7 @@ import pluggy
 from wazzup_plugin import __version__, inbound, outbound
 from wazzup_plugin.chat_type import WazzupChatType
 from wazzup_plugin.fields import chat_fields, message_fields
+from wazzup_plugin.host import check_host
 from wazzup_plugin.outbound.ratelimit import WAZZUP_LIMIT, most_in_any_span
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
 from wazzup_plugin.tables import define_tables
@@ -67,6 +68,9 @@ def register_workers(helpdesk):
 
 @hookimpl
 def startup(helpdesk):
+    # The host's chats, messages and agents tables as the plugin writes them (SQL names, columns,
+    # defaults): a mismatch refuses startup here instead of failing the first webhook with a 500.
+    check_host(helpdesk)
     state = get_state(helpdesk)
     if not state.settings.configured:
         log.warning("WAZZUP24_API_KEY is not set: the webhook receives, but sending is off "

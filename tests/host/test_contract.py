@@ -171,3 +171,40 @@ def test_the_host_facade_has_everything_the_plugin_protocols_name(helpdesk):
             named = [*protocol.__annotations__, *(n for n in vars(protocol) if not n.startswith("_"))]
             missing = [name for name in named if not hasattr(instance, name)]
             assert not missing, f"{protocol.__name__}: the host lacks {missing}"
+
+
+def _facade_doc() -> str:
+    doc = hookspecs.__doc__
+    return doc[doc.index("The ``helpdesk`` argument is a facade"):doc.index("\nHost tables.")]
+
+
+def _members(protocol) -> set[str]:
+    return {*protocol.__annotations__, *(n for n in vars(protocol) if not n.startswith("_"))}
+
+
+def test_hookspecs_documents_exactly_the_facade_the_plugin_protocols_name():
+    """hookspecs.py (the contract) and wazzup_plugin/host.py (the plugin's side) name the same members."""
+    from wazzup_plugin import host
+
+    doc = _facade_doc()
+    top = {name for line in doc.splitlines() if line.startswith("``")
+           for name in re.findall(r"``(\w+)(?:\([^`]*\))?``", line)}
+    assert top == _members(host.Helpdesk)
+    for prefix, protocol in [("config", host.Config), ("db", host.Database), ("tx", host.WriteTx),
+                             ("tables", host.Tables)]:
+        assert set(re.findall(rf"``{prefix}\.(\w+)", doc)) == _members(protocol), prefix
+
+
+def test_hookspecs_lists_the_host_columns_the_plugin_checks_at_startup():
+    """One source of truth: the "Host tables" list is ``wazzup_plugin.host.columns_doc()``, which renders the
+    table ``startup`` checks (``HOST_COLUMNS``); paste its output into hookspecs.py when it changes."""
+    import textwrap
+
+    from wazzup_plugin.host import HOST_COLUMNS, RULES, columns_doc
+
+    doc = hookspecs.__doc__
+    assert textwrap.indent(columns_doc(), "    ") + "\n" in doc, columns_doc()
+    listed = re.findall(r"^    (\w+):$", doc, re.M)
+    assert listed == list(HOST_COLUMNS)  # one list, of exactly these tables
+    for rule in RULES:
+        assert f"``{rule}``:" in doc  # every marker the list uses is explained
