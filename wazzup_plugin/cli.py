@@ -8,7 +8,7 @@ import click
 def wazzup24_group() -> click.Group:
     from wazzup_plugin import inbound, outbound, sandbox
 
-    @click.group(name="wazzup24", help="Wazzup24 channel: connection, webhook, worker, sandbox.")
+    @click.group(name="wazzup24", help="Wazzup24 channel: connection, webhook, quarantine, worker, sandbox.")
     def group():
         pass
 

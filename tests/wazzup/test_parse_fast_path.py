@@ -63,7 +63,10 @@ def test_fast_path_declines_what_marshmallow_rejects():
         {**base, "messageId": ""}, {**base, "messageId": None}, {**base, "chatType": "fax"},
         {**base, "isEcho": "maybe"}, {**base, "contact": "Ivan"}, {**base, "contact": {"username": 5}},
         {**base, "dateTime": True}, {**base, "dateTime": "yesterday"}, {**base, "type": "x" * 101},
-        {k: v for k, v in base.items() if k != "chatId"}, {**base, "oldInfo": []}, {**base, "status": "lost"},
+        {k: v for k, v in base.items() if k != "chatId"}, {**base, "oldInfo": []},
+        # A status matters on an echo only (its ticks): there an unknown word is still refused.
+        {**base, "isEcho": True, "status": "lost"}, {**base, "isEcho": True, "status": 3},
+        {**base, "contact": {"name": True}}, {**base, "authorId": [1]}, {**base, "authorName": {"a": 1}},
     ]
     for item in odd:
         assert parse._fast_load_message(item) is None, item
@@ -158,3 +161,38 @@ def test_status_fast_path_agrees_with_marshmallow_on_generated_items(item):
     fast = parse._fast_load_status(item)
     if fast is not None:
         assert fast == _status_marshmallow(item), item
+
+
+TOLERATED = {
+    "an unknown status of an incoming message": ({"status": "pending"}, {"status": None}),
+    "a status that is a new word of a non-echo": ({"isEcho": False, "status": " Edited "}, {"status": None}),
+    "a contact name given as a number": ({"contact": {"name": 79990000002}}, {"contact": {"name": "79990000002"}}),
+    "an author id given as a number": ({"authorId": 12345}, {"authorId": "12345"}),
+    "an author name given as a whole float": ({"authorName": 7.0}, {"authorName": "7"}),
+}
+
+
+def test_fast_path_and_marshmallow_both_tolerate_numbers_as_names_and_unknown_incoming_statuses():
+    base = {"messageId": "m-1", "channelId": "c-1", "chatType": "whatsapp", "chatId": "79001234567", "text": "hi"}
+    for case, (extra, expected) in TOLERATED.items():
+        item = {**base, **extra}
+        fast = parse._fast_load_message(item)
+        assert fast is not None, case  # no detour through marshmallow for these
+        assert fast == parse._MESSAGE.load(item), case
+        for key, value in expected.items():
+            assert fast[key] == value, case
+
+
+def test_an_unknown_status_is_dropped_on_an_incoming_message_and_refused_on_an_echo_by_both_paths():
+    item = {"messageId": "m-1", "channelId": "c-1", "chatType": "whatsapp", "chatId": "79001234567", "text": "hi",
+            "isEcho": False, "status": "pending"}
+    for load in (parse._fast_load_message, parse._MESSAGE.load):
+        assert load(item)["status"] is None, load
+    item["isEcho"] = True
+    assert parse._fast_load_message(item) is None
+    try:
+        parse._MESSAGE.load(item)
+    except ValidationError as exc:
+        assert list(exc.messages) == ["status"]
+    else:
+        raise AssertionError("an echo with an unknown status was accepted")

@@ -157,7 +157,8 @@ def test_unknown_keys_and_fields_are_ignored(deliver, payload, wazzup_rows):
 @pytest.mark.parametrize("bend, reason_field", [
     (lambda i: i.pop("messageId"), "messageId"),
     (lambda i: i.update(chatId=12345), "chatId"),
-    (lambda i: i.update(status="teleported"), "status"),
+    # An unknown status matters on an echo only (an incoming message is stored as inbound whatever it says).
+    (lambda i: i.update(isEcho=True, status="teleported"), "status"),
     (lambda i: i.update(chatType="pigeon"), "chatType"),
     (lambda i: i.update(dateTime="yesterday"), "dateTime"),
     (lambda i: i.update(isEcho="perhaps"), "isEcho"),

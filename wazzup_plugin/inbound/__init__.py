@@ -19,7 +19,9 @@ def routes(helpdesk, state) -> list:
 
 
 def add_commands(group) -> None:
-    """CLI commands of the inbound flow (simulate-incoming)."""
+    """CLI commands of the inbound flow (simulate-incoming, quarantine list|replay)."""
+    from wazzup_plugin.inbound.quarantine import quarantine_group
     from wazzup_plugin.inbound.simulate import simulate_incoming
 
     group.add_command(simulate_incoming)
+    group.add_command(quarantine_group)

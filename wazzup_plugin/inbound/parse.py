@@ -9,14 +9,18 @@ reference/wazzup-api-v3.md §5.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from wazzup_plugin.text import CONTROL_CHARACTERS, clean_text, is_clean, is_id
+
+log = logging.getLogger(__name__)
 
 # Documented enumerations (§5.1, §5.2, §6); compared case-insensitively.
 CHAT_TYPES = ("whatsapp", "whatsgroup", "viber", "instagram", "telegram", "telegroup", "vk", "avito", "max",
@@ -54,6 +58,31 @@ class Text(fields.String):
         return value[: self.max_length] if self.max_length else value
 
 
+class NameText(Text):
+    """:class:`Text` that also takes a JSON number as its string form (``number_as_text``): for
+    ``contact.name``, ``authorName`` and ``authorId``, where a number is a name or id written without
+    quotes, not a different shape."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(number_as_text(value), attr, data, **kwargs)
+
+
+def number_as_text(value):
+    """A JSON number given where a name or an author id belongs, as the text it stands for.
+
+    Wazzup (or a messenger) may send a name that is only digits, or a numeric id, as a JSON number
+    (``"contact": {"name": 79990000002}``, ``"authorId": 12345``). Its string form is exactly what a
+    string would have said: nothing is lost, so the message is stored, not quarantined. A whole
+    float (``7.999e10``) is written without its ``.0``. Anything else (a bool, NaN, a list) is not a
+    number here and is left as it is, for the field to refuse.
+    """
+    if type(value) is int:
+        return str(value)
+    if type(value) is float and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value
+
+
 class Id(fields.String):
     """An identifier: a non-empty string that fits its column, without control characters."""
 
@@ -81,6 +110,33 @@ class Enum(fields.String):
         if value not in self.choices:
             raise ValidationError(f"unknown value {value[:50]!r}; expected one of {', '.join(self.choices)}")
         return value
+
+
+class Word(fields.String):
+    """A string compared case-insensitively: stripped and lowercased, any word (the caller checks it)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
+
+
+def _status_word(word: str | None, is_echo: bool) -> str | None:
+    """A message's ``status`` (already stripped and lowercased), or None when it does not matter.
+
+    An incoming message (not an echo) is stored as ``inbound`` whatever its status says: the
+    direction comes from ``isEcho``, and nothing reads an incoming message's status. So a word
+    Wazzup has not documented (``pending``, ``edited`` …, §0 warns that enums grow) loses nothing
+    there: the word is dropped (None, logged at debug) and the message is stored, where quarantining
+    it would lose a customer's message for a field we ignore. On an echo the status is the message's
+    ticks (sent, delivered, read, error): an unknown one is still a reason to quarantine (replay
+    stores it once the parser knows the word).
+    """
+    if word is None or word in MESSAGE_STATUSES:
+        return word
+    if is_echo:
+        raise ValidationError(f"unknown value {word[:50]!r}; expected one of {', '.join(MESSAGE_STATUSES)}",
+                              field_name="status")
+    log.debug("unknown status of an incoming message ignored", extra={"context": {"status": word[:50]}})
+    return None
 
 
 class Time(fields.Field):
@@ -116,7 +172,7 @@ class _Lenient(Schema):
 
 
 class ContactSchema(_Lenient):
-    name = Text(max_length=300)
+    name = NameText(max_length=300)
     avatarUri = fields.Raw(allow_none=True)
     phone = Text(max_length=32)
     username = Text(max_length=200)
@@ -144,16 +200,22 @@ class MessageItemSchema(_Lenient):
     contact = fields.Nested(ContactSchema, allow_none=True)
     text = Text()
     contentUri = fields.Raw(allow_none=True)
-    status = Enum(MESSAGE_STATUSES, allow_none=True)
+    status = Word(allow_none=True)  # checked in ``_status_word``: it matters on echoes only
     error = fields.Nested(ErrorSchema, allow_none=True)
-    authorName = Text(max_length=300)
-    authorId = Text(max_length=200)
+    authorName = NameText(max_length=300)
+    authorId = NameText(max_length=200)
     sentFromApp = fields.Boolean(allow_none=True)
     isEdited = fields.Boolean(allow_none=True)
     isDeleted = fields.Boolean(allow_none=True)
     oldInfo = fields.Nested(OldInfoSchema, allow_none=True)
     crmMessageId = Text(max_length=64)
     quotedMessage = fields.Raw(allow_none=True)
+
+    @post_load
+    def _check_status(self, data, **kwargs):
+        if "status" in data:
+            data["status"] = _status_word(data["status"], bool(data.get("isEcho")))
+        return data
 
 
 class StatusItemSchema(_Lenient):
@@ -304,13 +366,21 @@ def _fast_enum(value, choices, allow_none=False):
     return value
 
 
-def _fast_nested(value, texts, raws=()):
-    """A nested schema of Text (and Raw) fields: a dict or None, unknown keys dropped."""
+def _fast_name(value, max_length):
+    """:class:`NameText`: :class:`Text`, a JSON number taken as its string form."""
+    return _fast_text(number_as_text(value), max_length)
+
+
+def _fast_nested(value, texts, raws=(), names=()):
+    """A nested schema of Text (NameText, Raw) fields: a dict or None, unknown keys dropped."""
     if value is None:
         return None
     if type(value) is not dict:
         raise _Unusual
     out = {}
+    for key, max_length in names:
+        if key in value:
+            out[key] = _fast_name(value[key], max_length)
     for key, max_length in texts:
         if key in value:
             out[key] = _fast_text(value[key], max_length)
@@ -320,13 +390,14 @@ def _fast_nested(value, texts, raws=()):
     return out
 
 
-_FAST_TEXTS = (("text", None), ("authorName", 300), ("authorId", 200), ("crmMessageId", 64))
+_FAST_TEXTS = (("text", None), ("crmMessageId", 64))
+_FAST_NAMES = (("authorName", 300), ("authorId", 200))
 _FAST_BOOLS = ("isEcho", "sentFromApp", "isEdited", "isDeleted")
 _FAST_RAWS = ("contentUri", "quotedMessage")
 _FAST_ERROR = (("error", 100), ("description", 1000))
-_FAST_NESTED = (("contact", (("name", 300), ("phone", 32), ("username", 200)), ("avatarUri",)),
-                ("error", _FAST_ERROR, ()),
-                ("oldInfo", (("oldText", None), ("oldAuthorId", 200), ("oldAuthorName", 300)), ()))
+_FAST_NESTED = (("contact", (("phone", 32), ("username", 200)), ("avatarUri",), (("name", 300),)),
+                ("error", _FAST_ERROR, (), ()),
+                ("oldInfo", (("oldText", None), ("oldAuthorId", 200), ("oldAuthorName", 300)), (), ()))
 
 
 def _fast_load_message(raw: dict) -> dict | None:
@@ -343,6 +414,9 @@ def _fast_load_message(raw: dict) -> dict | None:
         for key, max_length in _FAST_TEXTS:
             if key in raw:
                 d[key] = _fast_text(raw[key], max_length)
+        for key, max_length in _FAST_NAMES:
+            if key in raw:
+                d[key] = _fast_name(raw[key], max_length)
         for key in _FAST_BOOLS:
             if key in raw:
                 value = raw[key]
@@ -361,10 +435,15 @@ def _fast_load_message(raw: dict) -> dict | None:
                 raise _Unusual
             d["type"] = value
         if "status" in raw:
-            d["status"] = _fast_enum(raw["status"], MESSAGE_STATUSES, allow_none=True)
-        for key, texts, raws in _FAST_NESTED:
+            value = raw["status"]
+            if value is not None and type(value) is not str:
+                raise _Unusual
+            # As the schema's post_load: an unknown word is dropped on an incoming message; on an
+            # echo _status_word raises ValidationError, and marshmallow words the reason.
+            d["status"] = _status_word(None if value is None else value.strip().lower(), bool(d.get("isEcho")))
+        for key, texts, raws, names in _FAST_NESTED:
             if key in raw:
-                d[key] = _fast_nested(raw[key], texts, raws)
+                d[key] = _fast_nested(raw[key], texts, raws, names)
     except (_Unusual, KeyError, ValidationError):
         return None
     return d

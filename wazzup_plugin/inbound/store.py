@@ -106,6 +106,13 @@ def content_name(uri: str | None) -> str | None:
     return name.replace("\x00", "")[:500] if name else None
 
 
+def content_fields(uri: str | None) -> dict:
+    """A message's ``content_uri``, ``content_name`` and ``content_type``, as derived from its link
+    (a new message's row, and an edit that brings a new link)."""
+    name = content_name(uri)
+    return {"content_uri": uri, "content_name": name, "content_type": mimetypes.guess_type(name)[0] if name else None}
+
+
 def chat_phone(msg: Message) -> str | None:
     if msg.chat_type in PHONE_CHAT_TYPES:
         digits = re.sub(r"\D", "", msg.chat_id)
@@ -324,7 +331,7 @@ class Writer:
         wm, m = self.t["messages"], self.messages
         return (sa.select(wm.c.message_id, wm.c.wazzup_message_id, wm.c.chat_id, wm.c.version_at,
                           m.c.status, m.c.text, m.c.previous_text, m.c.edited_at, m.c.deleted_at,
-                          m.c.type, m.c.content_name, m.c.messenger_at)
+                          m.c.type, m.c.content_uri, m.c.content_name, m.c.content_type, m.c.messenger_at)
                 .join(m, m.c.id == wm.c.message_id))
 
     def _one_stored_message_statement_select(self) -> sa.Select:
@@ -628,11 +635,9 @@ class Writer:
         text = msg.text
         if not text and not msg.content_uri:
             text = placeholder(msg)
-        name = content_name(msg.content_uri)
         row = {
             "chat_id": chat_id, "direction": "out" if msg.is_echo else "in", "type": msg.type, "text": text,
-            "content_uri": msg.content_uri, "content_name": name,
-            "content_type": mimetypes.guess_type(name)[0] if name else None,
+            **content_fields(msg.content_uri),
             "author_name": msg.author_name if msg.is_echo else None, "messenger_at": at,
             "created_at": self.now, "edited_at": self.now if msg.is_edited else None,
             "deleted_at": self.now if msg.is_deleted else None,
@@ -892,6 +897,9 @@ class Writer:
                 previous_text=sa.bindparam("b_previous", type_=m.c.previous_text.type),
                 edited_at=sa.bindparam("b_edited", type_=m.c.edited_at.type),
                 deleted_at=sa.bindparam("b_deleted", type_=m.c.deleted_at.type),
+                content_uri=sa.bindparam("b_content_uri", type_=m.c.content_uri.type),
+                content_name=sa.bindparam("b_content_name", type_=m.c.content_name.type),
+                content_type=sa.bindparam("b_content_type", type_=m.c.content_type.type),
                 change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type)), edits)
             self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id")).values(
                 version_at=sa.bindparam("b_version", type_=wm.c.version_at.type)), edits)
@@ -921,13 +929,18 @@ class Writer:
             self.summary.chat_ids.update(u["b_id"] for u in updates)
 
     def _edit(self, msg: Message, row) -> dict | None:
-        """The new text/markers for a stored message, or None when this copy is not newer."""
+        """The new text/markers for a stored message, or None when this copy is not newer.
+
+        An edit changes the text, the media (a new ``contentUri``: §3.6 lets a message's link be
+        replaced, §5.1 delivers it as ``isEdited``), or both. A copy without a link changes no media
+        (Wazzup need not repeat it), and its text is compared as for any edit."""
         if not (msg.is_edited or msg.is_deleted) or row.deleted_at is not None:
             return None  # a plain redelivery changes nothing; a deletion is final
         at = msg.at or self.now
         change = {"b_id": row.message_id, "wid": msg.message_id, "b_text": row.text,
                   "b_previous": row.previous_text, "b_edited": row.edited_at, "b_deleted": None,
-                  "b_version": row.version_at, "b_seq": self.seq,
+                  "b_version": row.version_at, "b_seq": self.seq, "b_content_uri": row.content_uri,
+                  "b_content_name": row.content_name, "b_content_type": row.content_type,
                   # for the chat's preview, when this is its last message
                   "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type, "content_name": row.content_name}
         if msg.is_deleted:
@@ -939,10 +952,15 @@ class Writer:
         if row.version_at is not None and row.edited_at is not None:
             if at < row.version_at or (at == row.version_at and msg.old_text != row.text):
                 return None
-        if msg.text == row.text:
+        new_media = msg.content_uri is not None and msg.content_uri != row.content_uri
+        if msg.text == row.text and not new_media:
             return None
-        change.update(b_text=msg.text, b_previous=msg.old_text if msg.old_text is not None else row.text,
-                      b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
+        if msg.text != row.text:
+            change.update(b_text=msg.text, b_previous=msg.old_text if msg.old_text is not None else row.text)
+        if new_media:  # text and previous_text stay as they are unless the text changed too
+            media = content_fields(msg.content_uri)
+            change.update({f"b_{k}": v for k, v in media.items()}, content_name=media["content_name"])
+        change.update(b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
         return change
 
     # ------------------------------------------------------------------ statuses
