@@ -56,5 +56,5 @@ class Hook:
 def hook(wazzup_api, sandbox):
     """A registered webhook answering 200."""
     wazzup_api.add(responses.POST, HOOK, json={})
-    sandbox.webhook_uri = HOOK
+    sandbox.register_webhook(HOOK)
     return Hook(wazzup_api)

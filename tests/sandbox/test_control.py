@@ -137,7 +137,7 @@ def test_the_cli_drives_a_running_sandbox(sandbox_server, webhook_receiver):
 
     from wazzup_plugin.sandbox.cli import sandbox_ctl
 
-    sandbox_server.app.sandbox.webhook_uri = webhook_receiver.url
+    sandbox_server.app.sandbox.register_webhook(webhook_receiver.url)
     runner = CliRunner()
     url = ["--url", sandbox_server.url]
     result = runner.invoke(sandbox_ctl, [*url, "write", "Hello from the CLI", "--chat-id", "79990001122"])

@@ -116,7 +116,7 @@ def test_deliveries_due_together_can_come_as_one(v3, sandbox, hook):
 
 def test_a_failed_delivery_is_retried_a_bounded_number_of_times(v3, sandbox, wazzup_api):
     wazzup_api.add(responses.POST, HOOK, status=500)
-    sandbox.webhook_uri = HOOK
+    sandbox.register_webhook(HOOK)
     sandbox.update_config({"webhook_attempts": 3, "status_delays": [0, 100, 100]})
     v3.send()
     for _ in range(10):
@@ -129,7 +129,7 @@ def test_a_failed_delivery_is_retried_a_bounded_number_of_times(v3, sandbox, waz
 def test_a_delivery_that_fails_once_is_delivered_on_retry(v3, sandbox, wazzup_api, clock):
     wazzup_api.add(responses.POST, HOOK, status=503)
     wazzup_api.add(responses.POST, HOOK, json={})
-    sandbox.webhook_uri = HOOK
+    sandbox.register_webhook(HOOK)
     sandbox.update_config({"status_delays": [0, 100, 100], "webhook_backoff": 2.0})
     v3.send()
     sandbox.sender.pump()

@@ -1,6 +1,7 @@
 """Is Wazzup24 usable? The connection report behind ``GET /api/wazzup24/connection`` and the CLI.
 
-``status``: ``ok`` (key valid, a usable channel, our webhook registered and protected), ``degraded``
+``status``: ``ok`` (key valid, a usable channel, our webhook registered with the subscriptions we need
+and protected), ``degraded``
 (the key works but something needs attention: see ``warnings``), ``error`` (Wazzup unusable: bad
 key, no network, an API error; see ``reason``), ``not_configured`` (no API key). Reports are cached
 per process for ``WAZZUP24_CONNECTION_CACHE_SECONDS`` so polling UIs cannot exhaust the rate limit.
@@ -92,10 +93,12 @@ def _ask_wazzup(ctx) -> dict:
     if not s.webhook_url:
         warnings.append("WAZZUP24_WEBHOOK_URL is not set, so Wazzup cannot deliver incoming messages here.")
     try:
-        registered = ctx.client.get_webhooks().get("webhooksUri") or None
+        answer = ctx.client.get_webhooks()
     except WazzupError as exc:
         warnings.append(f"Could not read the webhook registered at Wazzup: {exc.message}")
     else:
+        answer = answer if isinstance(answer, dict) else {}
+        registered = answer.get("webhooksUri") or None
         verdict = compare(registered, ours)
         report["webhook"].update(registered_url=mask_url(registered, s.webhook_secret), registration=verdict)
         if verdict == "none":
@@ -110,11 +113,44 @@ def _ask_wazzup(ctx) -> dict:
                             "WAZZUP24_WEBHOOK_SECRET: if `set-webhook` just printed one, put it in "
                             "WAZZUP24_WEBHOOK_SECRET and restart; otherwise run "
                             "`helpdesk-stub wazzup24 set-webhook` to register this one.")
+        if verdict in ("same", "stale_secret"):
+            warnings.extend(subscription_warnings(answer.get("subscriptions")))
     if warnings:
         report["status"] = "degraded"
     log.info("Wazzup24 connection checked: %s", report["status"],
              extra={"context": {"status": report["status"], "latency_ms": report["latency_ms"]}})
     return report
+
+
+# The subscriptions this plugin needs (``set-webhook`` turns them on), and what is lost without each.
+NEEDED_SUBSCRIPTIONS = {
+    "messagesAndStatuses": "customers' messages and the delivery statuses of sent messages never arrive here",
+    "channelsUpdates": "changes of the channels' state (a phone going offline, a QR code to scan) never arrive here",
+}
+
+
+def subscription_flag(value) -> bool | None:
+    """A subscription flag from ``GET /v3/webhooks``: Wazzup documents ``"true"``/``"false"`` strings,
+    accounts are seen answering booleans (reference §4.2). None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def subscription_warnings(subscriptions) -> list[str]:
+    """Warnings for the needed subscriptions that are off, or not confirmed, at Wazzup."""
+    subscriptions = subscriptions if isinstance(subscriptions, dict) else {}
+    warnings = []
+    for name, lost in NEEDED_SUBSCRIPTIONS.items():
+        flag = subscription_flag(subscriptions.get(name))
+        if flag is True:
+            continue
+        state = "is off" if flag is False else "is not confirmed by Wazzup"
+        warnings.append(f"Wazzup's webhook subscription {name!r} {state}: {lost}. Run "
+                        "`helpdesk-stub wazzup24 set-webhook` to subscribe again.")
+    return warnings
 
 
 class ConnectionSchema(Schema):

@@ -124,8 +124,14 @@ class InfoResource:
         except WazzupError as exc:
             log.warning("Wazzup24 iframe request failed: %s", exc.message,
                         extra={"context": {"chat_id": info["chat_id"]}})
-            reason = ("Wazzup refused the helpdesk's API key." if isinstance(exc, WazzupAuthError)
-                      else f"Wazzup could not open its chat window: {exc.message}")
+            if isinstance(exc, WazzupAuthError) and exc.http_status == 403:
+                # A valid key that may not use this route (reference §1, §7): a Sidecar key, say.
+                reason = ("Wazzup does not allow the helpdesk's API key to open its chat window (403): the key "
+                          "is valid but limited (a Sidecar key?); a full API key is needed for the chat window.")
+            elif isinstance(exc, WazzupAuthError):
+                reason = "Wazzup refused the helpdesk's API key (401): an administrator must check WAZZUP24_API_KEY."
+            else:
+                reason = f"Wazzup could not open its chat window: {exc.message}"
             raise Problem(502, "wazzup_iframe_failed", reason) from None
         log.info("Wazzup24 chat window opened", extra={"context": {"chat_id": info["chat_id"], "agent_id": agent.id}})
         return url

@@ -9,6 +9,9 @@ attempt *before* the call, so a process killed mid-call leaves a row that the ne
 Retry rules (DESIGN.md §4):
 - surely not sent (connection refused, connect timeout, 429): retry any time, with backoff, for up
   to :data:`MAX_QUEUE_AGE`; then ``failed`` (``NOT_SENT``), visible to the agent, who may resend.
+- ``MESSAGE_CHANNEL_UNAVAILABLE`` (Wazzup: "Wait a minute", the channel's phone is starting up or
+  offline): a refusal, so surely not sent; retried every minute or so (:data:`CHANNEL_UNAVAILABLE_RETRY`)
+  until :data:`MAX_QUEUE_AGE`, then ``failed`` with that code.
 - maybe sent (read timeout, dropped connection, 5xx): retry with the same ``crmMessageId`` only while
   Wazzup's 60-second dedupe window since the first attempt is surely still open; past it,
   ``unknown`` unless an echo or a status already moved the message on.
@@ -40,6 +43,8 @@ MAX_QUEUE_AGE = timedelta(hours=1)
 SURE_BACKOFF = (2, 5, 15, 30, 60, 120, 300)
 MAYBE_BACKOFF = (2, 4, 8, 16)
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# Wazzup answers MESSAGE_CHANNEL_UNAVAILABLE with "Wait a minute" (reference §3.5): retry after that.
+CHANNEL_UNAVAILABLE_RETRY = 60.0
 
 # Wazzup's codes explained to agents; Wazzup's own description is the fallback.
 HUMAN_TEXT = {normalize_code(k): v for k, v in {
@@ -56,13 +61,15 @@ HUMAN_TEXT = {normalize_code(k): v for k, v in {
     "CHANNEL_BLOCKED": "The channel is switched off in Wazzup.",
     "CHANNEL_WAPI_REJECTED": "The WhatsApp Business channel is blocked.",
     "CHANNEL_NO_MONEY": "The Wazzup subscription for this channel is not paid.",
-    "MESSAGE_CHANNEL_UNAVAILABLE": "The channel's phone is unavailable; check it, then resend.",
+    "MESSAGE_CHANNEL_UNAVAILABLE": "The channel's phone stayed unavailable while the message was retried for an "
+                                   "hour; check the phone in Wazzup, then resend.",
     "CHANNEL_LIMIT_EXCEEDED": "The channel's limit of active dialogues is reached.",
     "BALANCE_IS_EMPTY": "The WhatsApp Business balance is empty.",
     "MESSAGES_IS_SPAM": "Wazzup held the message back as spam.",
     "MESSAGES_NOT_TEXT_FIRST": "This Wazzup plan cannot write to a customer first.",
     "CHAT_NO_ACCESS": "This Wazzup account has no access to the chat.",
-    "REFERENCE_MESSAGE_NOT_FOUND": "Wazzup does not know the message replied to.",
+    "REFERENCE_MESSAGE_NOT_FOUND": "Wazzup does not know the message this reply quotes; send it as a new "
+                                   "message, without replying to that one.",
     "TEMPLATE_REJECTED": "The template is restricted; try another or wait for the customer to write.",
 }.items()}
 CHANNEL_CODES = {normalize_code(c) for c in (
@@ -376,12 +383,15 @@ def _unknown(message_id: int) -> Outcome:
                               "it may or may not have reached the customer. Resend it if it did not.")
 
 
-def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None) -> Outcome:
+def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None,
+           delay: float | None = None) -> Outcome:
+    """``delay``: a fixed wait instead of the growing backoff, for a message surely never sent (a
+    maybe-sent one keeps its short backoff: only Wazzup's dedupe window makes its retry safe)."""
     maybe_sent = maybe_sent or row.maybe_sent
     n = row.attempts  # attempts already counted, this one included
     if maybe_sent:
         delay = MAYBE_BACKOFF[min(max(n - 1, 0), len(MAYBE_BACKOFF) - 1)]
-    else:
+    elif delay is None:
         delay = SURE_BACKOFF[min(max(n - 1, 0), len(SURE_BACKOFF) - 1)]
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -407,6 +417,15 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
                       retry_after=exc.retry_after if exc.retry_after is not None else ctx.settings.rate_window)
     if isinstance(exc, WazzupUnavailable):
         return _retry(ctx, row, now, maybe_sent=exc.maybe_sent and not before_send, error=exc.message)
+    if isinstance(exc, WazzupApiError) and exc.is_code("MESSAGE_CHANNEL_UNAVAILABLE"):
+        # "Wait a minute": the channel is starting up or its phone is offline. A refusal, so nothing
+        # went out (and Wazzup's dedupe window does not limit the retries). Failed with Wazzup's code
+        # once the next retry would come near MAX_QUEUE_AGE (a late worker would then fail it as
+        # NOT_SENT, "Wazzup could not be reached", which would hide the reason).
+        if now + timedelta(seconds=2 * CHANNEL_UNAVAILABLE_RETRY) - row.created_at <= MAX_QUEUE_AGE:
+            return _retry(ctx, row, now, maybe_sent=False, delay=CHANNEL_UNAVAILABLE_RETRY,
+                          error="The channel's phone is unavailable at Wazzup (MESSAGE_CHANNEL_UNAVAILABLE: "
+                                "wait a minute); retrying.")
     if isinstance(exc, WazzupApiError):
         code = exc.code.upper()
         text = HUMAN_TEXT.get(normalize_code(code)) or exc.description or f"Wazzup refused the message ({code})."

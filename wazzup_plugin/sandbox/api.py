@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import falcon
 
 from wazzup_plugin.sandbox.config import CHAT_TYPES, TRANSPORT_CHAT_TYPES
-from wazzup_plugin.sandbox.core import BAD_CONTACT_DESCRIPTION, Sandbox
+from wazzup_plugin.sandbox.core import BAD_CONTACT_DESCRIPTION, DEFAULT_SUBSCRIPTIONS, Sandbox
 
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
 # A channel that is not active refuses sends; which code for which state is our reading of §3.5.
@@ -146,6 +146,15 @@ class MessageResource:
             code, description = STATE_ERRORS.get(channel.state.lower(), UNAVAILABLE)
             wazzup_error(resp, code, description, {"channelId": channel.channelId, "state": channel.state})
             return code
+        if content is not None and any(content.startswith(p) for p in cfg.unreachable_content):
+            # The sandbox never fetches a contentUri: which ones "fail to download" is configured.
+            wazzup_error(resp, "MESSAGE_DOWNLOAD_CONTENT_ERROR", "Failed to download content",
+                         {"contentUri": content})
+            return "MESSAGE_DOWNLOAD_CONTENT_ERROR"
+        ref = body.get("refMessageId")
+        if ref is not None and not sb.knows_message(ref):
+            wazzup_error(resp, "REFERENCE_MESSAGE_NOT_FOUND", "Reference message not found", {"refMessageId": ref})
+            return "REFERENCE_MESSAGE_NOT_FOUND"
         if cfg.bad_contact_mode == "reject" and body.get("chatId") in cfg.bad_contacts:
             wazzup_error(resp, "BAD_CONTACT", BAD_CONTACT_DESCRIPTION, {"chatId": body["chatId"]})
             return "BAD_CONTACT"
@@ -184,6 +193,12 @@ class WebhooksResource:
         if not isinstance(subs, dict) or any(not isinstance(v, bool) for v in subs.values()):
             wazzup_error(resp, "VALIDATION_ERROR", "subscriptions must map names to true or false",
                          {"fields": ["subscriptions"]})
+            return
+        unknown = [name for name in subs if name not in DEFAULT_SUBSCRIPTIONS]
+        if unknown:
+            # §4.1 names four subscriptions and documents no code of its own for others: the generic one.
+            wazzup_error(resp, "VALIDATION_ERROR", f"Unknown subscription: {', '.join(unknown)}",
+                         {"fields": [f"subscriptions.{name}" for name in unknown]})
             return
         status, error = sb.sender.post_once({"test": True}, url=uri)
         if status != 200:

@@ -69,6 +69,9 @@ class SandboxConfig:
     echo_crm_message_id: bool = False      # whether an echo carries the send's crmMessageId (UNCONFIRMED)
     bad_contacts: tuple[str, ...] = ()     # chatIds for which a send ends in BAD_CONTACT
     bad_contact_mode: str = "webhook"
+    # contentUri prefixes Wazzup "cannot download": a send of one is refused with MESSAGE_DOWNLOAD_CONTENT_ERROR
+    # (the sandbox itself never fetches a contentUri).
+    unreachable_content: tuple[str, ...] = ()
     combine_deliveries: bool = False       # one delivery carries everything due at once
     webhook_bools_as_strings: bool = True  # GET /v3/webhooks shows "true"/"false" as the docs do
     webhook_content_type: str = "application/json; charset-utf-8"   # sic, as documented
@@ -109,6 +112,7 @@ class SandboxConfig:
         out["channels"] = [c.to_json() for c in self.channels]
         out["status_delays"] = list(self.status_delays)
         out["bad_contacts"] = list(self.bad_contacts)
+        out["unreachable_content"] = list(self.unreachable_content)
         out["crm_key_set"] = bool(self.crm_key)
         return out
 
@@ -129,7 +133,7 @@ class SandboxConfig:
 def _coerce(key: str, value, current):
     if key == "channels":
         return parse_channels(value)
-    if key in ("status_delays", "bad_contacts"):
+    if key in ("status_delays", "bad_contacts", "unreachable_content"):
         if not isinstance(value, (list, tuple)):
             raise SandboxConfigError(f"{key} must be a list")
         return tuple(float(v) for v in value) if key == "status_delays" else tuple(str(v) for v in value)

@@ -26,6 +26,9 @@ CUSTOMER_NAMES = ("Ivan Petrov", "Maria Ivanova", "Olga Smirnova", "Dmitry Kuzne
 BAD_CONTACT_DESCRIPTION = "Account with this chatId does not exist"
 DEFAULT_SUBSCRIPTIONS = {"messagesAndStatuses": False, "contactsAndDealsCreation": False,
                          "channelsUpdates": False, "templateStatus": False}
+# What `helpdesk-stub wazzup24 set-webhook` subscribes to: for tests that set ``webhook_uri`` directly.
+PLUGIN_SUBSCRIPTIONS = {**DEFAULT_SUBSCRIPTIONS, "messagesAndStatuses": True, "channelsUpdates": True}
+KNOWN_MESSAGE_IDS = 200_000   # message ids remembered for refMessageId checks (oldest forgotten first)
 
 
 class SandboxError(ValueError):
@@ -43,7 +46,7 @@ class Sandbox:
         self.webhook_uri: str | None = None
         self.subscriptions = dict(DEFAULT_SUBSCRIPTIONS)
         self.sender = WebhookSender(http=http, clock=clock, target=lambda: self.webhook_uri,
-                                    options=lambda: self.config)
+                                    options=lambda: self.config, subscriptions=lambda: self.subscriptions)
         self.reset(keep_webhook=False)
 
     # ------------------------------------------------------------ state
@@ -57,6 +60,7 @@ class Sandbox:
             self.outcomes: Counter[str] = Counter()
             self.known_chats: dict[str, dict] = {}     # chatId -> {"channelId", "name"}
             self.customer_messages: deque[dict] = deque(maxlen=10_000)
+            self.message_ids: dict[str, None] = {}      # every message id issued or delivered, oldest first
             self._name_turn = 0
             self.faults.clear()
             self.limiter.reset()
@@ -64,6 +68,24 @@ class Sandbox:
             if not keep_webhook:
                 self.webhook_uri = None
                 self.subscriptions = dict(DEFAULT_SUBSCRIPTIONS)
+
+    def register_webhook(self, uri: str | None, subscriptions: dict | None = None) -> None:
+        """Register a webhook as a PATCH would (without its test POST); by default with the
+        subscriptions the plugin's ``set-webhook`` asks for."""
+        with self.lock:
+            self.webhook_uri = uri
+            self.subscriptions = {**DEFAULT_SUBSCRIPTIONS, **(PLUGIN_SUBSCRIPTIONS if subscriptions is None
+                                                              else subscriptions)}
+
+    def remember_message_id(self, message_id: str) -> None:
+        with self.lock:
+            self.message_ids[message_id] = None
+            if len(self.message_ids) > KNOWN_MESSAGE_IDS:
+                del self.message_ids[next(iter(self.message_ids))]
+
+    def knows_message(self, message_id: str) -> bool:
+        with self.lock:
+            return message_id in self.message_ids
 
     def update_config(self, changes: dict) -> SandboxConfig:
         with self.lock:
@@ -96,8 +118,10 @@ class Sandbox:
         crm_id = body.get("crmMessageId")
         record = {"messageId": message_id, "chatId": chat_id, "channelId": body["channelId"],
                   "chatType": body["chatType"], "text": body.get("text"), "contentUri": body.get("contentUri"),
-                  "crmMessageId": crm_id, "crmUserId": body.get("crmUserId"), "acceptedAt": deliveries.iso(now)}
+                  "crmMessageId": crm_id, "crmUserId": body.get("crmUserId"), "refMessageId": body.get("refMessageId"),
+                  "acceptedAt": deliveries.iso(now)}
         with self.lock:
+            self.remember_message_id(message_id)
             self.accepted.append(record)
             self.accepted_total += 1
             if crm_id is not None:
@@ -183,6 +207,7 @@ class Sandbox:
             is_echo=bool(spec.get("isEcho", False)), **extra)
         with self.lock:
             self.customer_messages.append(item)
+            self.remember_message_id(item["messageId"])
         return deliveries.delivery(messages=[item])
 
     def channel_state(self, channel_id: str, state: str) -> dict:

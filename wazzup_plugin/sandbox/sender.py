@@ -22,6 +22,29 @@ import requests
 
 log = logging.getLogger(__name__)
 
+# A delivery's top-level key -> the subscription (PATCH /v3/webhooks, reference §4.1) it needs.
+# Keys not listed (``test``) need none.
+SUBSCRIPTION_OF = {"messages": "messagesAndStatuses", "statuses": "messagesAndStatuses",
+                   "channelsUpdates": "channelsUpdates", "templateStatus": "templateStatus",
+                   "createContact": "contactsAndDealsCreation", "createDeal": "contactsAndDealsCreation"}
+
+
+def subscribed_part(body: dict, subscriptions: dict) -> tuple[dict | None, str | None]:
+    """What of ``body`` Wazzup would deliver under ``subscriptions``: (the body, None), or (None,
+    why nothing) when every part of it needs a subscription that is off."""
+    kept, off = {}, []
+    for key, value in body.items():
+        needed = SUBSCRIPTION_OF.get(key)
+        if needed is None or subscriptions.get(needed) is True:
+            kept[key] = value
+        elif needed not in off:
+            off.append(needed)
+    if not off:
+        return body, None
+    if not any(k in SUBSCRIPTION_OF or k == "test" for k in kept):
+        return None, "not subscribed: " + ", ".join(f"{name} is off" for name in off)
+    return kept, None
+
 
 @dataclass
 class Job:
@@ -29,7 +52,7 @@ class Job:
     body: dict
     due: datetime
     attempts: int = 0
-    state: str = "pending"          # pending, delivered, failed, skipped (no webhook registered)
+    state: str = "pending"          # pending, delivered, failed, skipped (no webhook, or not subscribed)
     last_status: int | None = None
     last_error: str | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -53,9 +76,11 @@ def merge_bodies(bodies: list[dict]) -> dict:
 
 class WebhookSender:
     def __init__(self, *, http: requests.Session, clock: Callable[[], datetime],
-                 target: Callable[[], str | None], options: Callable[[], object]):
+                 target: Callable[[], str | None], options: Callable[[], object],
+                 subscriptions: Callable[[], dict] | None = None):
         self.http = http
         self.clock = clock
+        self._subscriptions = subscriptions   # the registered subscriptions now (None: deliver everything)
         self._target = target          # the registered URL now (it may change while jobs wait)
         self._options = options        # the current SandboxConfig
         self._cond = threading.Condition()
@@ -93,9 +118,21 @@ class WebhookSender:
 
     # ------------------------------------------------------------ sending
 
+    def subscribed(self, body: dict) -> tuple[dict | None, str | None]:
+        """The part of ``body`` the registered subscriptions let through (see :func:`subscribed_part`)."""
+        if self._subscriptions is None:
+            return body, None
+        return subscribed_part(body, self._subscriptions())
+
     def post_once(self, body: dict, url: str | None = None) -> tuple[int | None, str | None]:
-        """One POST to the webhook: (HTTP status, None) or (None, why it failed)."""
-        url = url or self._target()
+        """One POST to the webhook: (HTTP status, None) or (None, why it failed). To the registered
+        webhook (no ``url``), only what its subscriptions let through is posted."""
+        if url is None:
+            url = self._target()
+            if url:
+                body, why = self.subscribed(body)
+                if body is None:
+                    return None, why
         if not url:
             return None, "no webhook registered"
         opts = self._options()
@@ -112,12 +149,18 @@ class WebhookSender:
 
     def _attempt(self, job: Job) -> bool:
         """Send ``job`` once; True when it is finished (delivered, given up or skipped)."""
-        if not self._target():
+        target = self._target()
+        if not target:
             job.state, job.last_error = "skipped", "no webhook registered"
             job.done.set()
             return True
+        body, why = self.subscribed(job.body)
+        if body is None:
+            job.state, job.last_error = "skipped", why
+            job.done.set()
+            return True
         job.attempts += 1
-        status, error = self.post_once(job.body)
+        status, error = self.post_once(body, url=target)
         job.last_status, job.last_error = status, error
         if status is not None and 200 <= status < 300:
             job.state = "delivered"
