@@ -14,6 +14,12 @@
  *                                  text is sent or stored; signing out wipes every draft.
  *   registerMessageAction(action)  {id, label, appliesTo(message, chat), run(message, chat, ctx)}:
  *                                  a button on matching messages (e.g. a channel's "Resend").
+ *   registerMessageDecorator(fn)   fn(message, chat, helpers) returns a Node (or null) shown in the
+ *                                  message's bubble above its content (e.g. the message it quotes);
+ *                                  called on every render of the message, so it builds a new Node each
+ *                                  time. helpers = {findMessage(predicate): a loaded message of the open
+ *                                  chat or null, scrollToMessage(id): scrolls to a loaded message and
+ *                                  briefly highlights it (false if it is not loaded)}.
  *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
  *                                  (status 0: the server could not be reached).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
@@ -56,6 +62,8 @@
   };
   var panels = {};
   var messageActions = [];
+  var messageDecorators = [];
+  var FLASH_MS = 1600;           // how long a message scrolled to stays highlighted
 
   // ------------------------------------------------------------------ small helpers
 
@@ -761,6 +769,7 @@
     if (m.deleted_at) li.classList.add("msg-deleted");
     var bubble = el("div", "bubble");
     if (m.author_name && m.direction === "out") bubble.appendChild(auto(el("span", "msg-author", m.author_name)));
+    renderDecorations(m).forEach(function (node) { bubble.appendChild(node); });
     bubble.appendChild(renderContent(m));
 
     var meta = el("div", "msg-meta");
@@ -820,6 +829,41 @@
     });
     return box;
   }
+
+  /** What plugins show above a message's content (registerMessageDecorator). */
+  function renderDecorations(m) {
+    if (!state.chat) return [];
+    var chat = state.chat;
+    var nodes = [];
+    messageDecorators.forEach(function (decorate) {
+      try {
+        var node = decorate(m, chat, messageHelpers);
+        if (node instanceof Node) nodes.push(node);
+      } catch (e) { console.error(e); }
+    });
+    return nodes;
+  }
+
+  var messageHelpers = {
+    findMessage: function (predicate) {
+      var found = null;
+      state.messages.forEach(function (m) {
+        try { if (!found && predicate(m)) found = m; } catch (e) { console.error(e); }
+      });
+      return found;
+    },
+    scrollToMessage: function (id) {
+      var li = $("message-list").querySelector('[data-message-id="' + Number(id) + '"]');
+      if (!li) return false;
+      li.scrollIntoView({ block: "center" });
+      li.classList.remove("msg-flash");
+      void li.offsetWidth;         // restart the highlight if it is still on
+      li.classList.add("msg-flash");
+      clearTimeout(li.flashTimer);
+      li.flashTimer = setTimeout(function () { li.classList.remove("msg-flash"); }, FLASH_MS);
+      return true;
+    }
+  };
 
   function renderText(text, className) {
     return auto(el("p", className || "msg-text", text));
@@ -1033,6 +1077,10 @@
       }
       messageActions = messageActions.filter(function (a) { return a.id !== action.id; });
       messageActions.push(action);
+    },
+    registerMessageDecorator: function (fn) {
+      if (typeof fn !== "function") throw new TypeError("registerMessageDecorator(fn) needs a function");
+      if (messageDecorators.indexOf(fn) < 0) messageDecorators.push(fn);
     },
     api: api,
     notify: notify,

@@ -1,8 +1,9 @@
-/* The Wazzup24 send panel for `wazzup` chats, the connection indicator, and "Resend".
+/* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", and replies
+ * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
- * window.helpdesk (registerPanel, registerMessageAction, api, notify) and to the plugin's
- * routes under /api/.../wazzup24/. Everything shown is set with textContent.
+ * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, api, notify)
+ * and to the plugin's routes under /api/.../wazzup24/. Everything shown is set with textContent.
  */
 (function () {
   "use strict";
@@ -13,6 +14,7 @@
   var MAX_CHARS = 10000;          // Wazzup's limit, in code points (the server counts the same way)
   var COUNTER_FROM = 9000;        // the counter appears near the limit
   var CONNECTION_POLL_MS = 30000;
+  var SNIPPET_CHARS = 100;        // how much of a quoted message a quote shows
   // What the server counts as blank (wazzup_plugin/outbound/send.py _BLANK), spelt out the same way:
   // String.prototype.trim() misses U+001C-U+001F and U+0085, which the server refuses as blank.
   var BLANK = "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
@@ -84,6 +86,52 @@
     if (details) return details + ".";
     return fallback || "Request failed (" + (result ? result.status : "?") + ").";
   }
+
+  // ------------------------------------------------------------------ quotes
+
+  var PLACEHOLDERS = { image: "Photo", video: "Video", audio: "Audio", document: "Document", geo: "Location",
+    vcard: "Contact card", missing_call: "Missed call" };
+
+  /** A message in a line: its first SNIPPET_CHARS characters, or what kind of message it is. */
+  function snippet(message) {
+    var type = message.type || "text";
+    var text = type === "vcard" ? "" : (message.text || "").replace(/\s+/g, " ").trim();
+    if (!text) {
+      var placeholder = PLACEHOLDERS[type] || "Message";
+      return type === "document" && message.content_name ? placeholder + ": " + message.content_name : placeholder;
+    }
+    var chars = Array.from(text);
+    return chars.length > SNIPPET_CHARS ? chars.slice(0, SNIPPET_CHARS).join("") + "\u2026" : text;
+  }
+
+  function authorOf(message, chat) {
+    if (message.direction === "out") return message.author_name || "Agent";
+    return chat.title || chat.phone || "Customer";
+  }
+
+  /** The quote above a message that replies to another (the host's message decorator). */
+  function renderQuote(message, chat, helpers) {
+    var ref = message.wazzup_reply_to;
+    if (chat.type !== "wazzup" || !ref) return null;
+    var quoted = helpers.findMessage(function (m) { return m.wazzup_message_id === ref; });
+    if (!quoted) return el("div", "wz-quote wz-quote-missing", "a reply to an earlier message");
+    var quote = el("button", "wz-quote wz-quote-" + (quoted.direction === "out" ? "out" : "in"));
+    quote.type = "button";
+    quote.title = "Show the quoted message";
+    var author = el("span", "wz-quote-author", authorOf(quoted, chat));
+    var text = el("span", "wz-quote-text", snippet(quoted));
+    author.dir = "auto";
+    text.dir = "auto";
+    quote.appendChild(author);
+    quote.appendChild(text);
+    quote.addEventListener("click", function () { helpers.scrollToMessage(quoted.id); });
+    return quote;
+  }
+
+  if (typeof host.registerMessageDecorator === "function") host.registerMessageDecorator(renderQuote);
+
+  /** The open send panels by chat id: "Reply" on a message sets the reply target of its chat's panel. */
+  var composers = {};
 
   /** "text" + " " + "next": a sentence that ends with a stop, then the next one. */
   function sentences(first, next) {
@@ -204,6 +252,21 @@
     send.type = "submit";
     send.disabled = true;
 
+    var replyBar = el("div", "wz-reply");
+    replyBar.id = "wz-reply-" + chat.id;
+    replyBar.hidden = true;
+    var replyLabel = el("span", "wz-reply-label", "Replying to: ");
+    var replyText = el("span", "wz-reply-text");
+    replyText.id = "wz-reply-text-" + chat.id;
+    replyText.dir = "auto";
+    var replyCancel = el("button", "btn btn-ghost wz-reply-cancel", "\u00d7");
+    replyCancel.type = "button";
+    replyCancel.title = "Cancel the reply (Escape)";
+    replyCancel.setAttribute("aria-label", "Cancel the reply");
+    replyBar.appendChild(replyLabel);
+    replyBar.appendChild(replyText);
+    replyBar.appendChild(replyCancel);
+
     var linkRow = el("div", "wz-link-row");
     linkRow.hidden = true;
     var linkLabel = el("label", "visually-hidden", "Link to the file to send (http:// or https://)");
@@ -221,11 +284,13 @@
     form.appendChild(textarea);
     form.appendChild(send);
     root.appendChild(statusRow);
+    root.appendChild(replyBar);
     root.appendChild(linkRow);
     root.appendChild(form);
 
     var sending = false;
     var sendKey = null;   // kept only while the same message is retried after a lost answer
+    var replyTo = null;   // the message the next send quotes
     var draft = ctx.draft || { get: function () { return ""; }, set: function () {}, clear: function () {} };
     textarea.value = draft.get();   // what the agent was typing here before (e.g. before the session ended)
 
@@ -244,6 +309,16 @@
       grow();
     }
 
+    function setReply(message) {
+      replyTo = message;
+      sendKey = null;     // quoting another message (or none) makes another request
+      replyText.textContent = message ? snippet(message) : "";
+      replyBar.title = message ? authorOf(message, chat) + ": " + snippet(message) : "";
+      replyBar.hidden = !message;
+      // Screen readers say what the text will quote (only while it quotes one).
+      textarea.setAttribute("aria-describedby", (message ? replyText.id + " " : "") + hint.id + " " + counter.id);
+    }
+
     function grow() {
       textarea.style.height = "auto";  // CSSOM, allowed by the CSP (no style attributes in markup)
       textarea.style.height = Math.min(textarea.scrollHeight + 2, 180) + "px";
@@ -255,12 +330,14 @@
       if (link && !isBlank(text)) {
         return { error: "Wazzup24 sends a text or a file, not both at once: send them one after the other." };
       }
+      var payload = { text: text };
       if (link) {
         // The server's rule: an http(s) URL (it says what else is wrong with one).
         if (!/^https?:\/\//i.test(link)) return { error: "The file link must start with http:// or https://." };
-        return { payload: { content_uri: link } };
+        payload = { content_uri: link };
       }
-      return { payload: { text: text } };
+      if (replyTo) payload.reply_to = replyTo.id;
+      return { payload: payload };
     }
 
     function submit() {
@@ -271,6 +348,7 @@
       send.textContent = "Sending…";
       update();
       sendKey = sendKey || newKey();
+      var quoting = replyTo;
       host.api("/api/chats/" + chat.id + "/wazzup24/send", {
         method: "POST", body: built.payload, headers: { "Idempotency-Key": sendKey }
       }).then(function (r) {
@@ -285,6 +363,7 @@
           textarea.value = "";
           linkInput.value = "";
           draft.clear();
+          if (replyTo === quoting) setReply(null);   // not another one chosen while this one was sent
         }
         if (r.ok) {
           if (r.status === 202) {
@@ -330,6 +409,17 @@
       if (event.key === "Enter") { event.preventDefault(); submit(); }
     });
     form.addEventListener("submit", function (event) { event.preventDefault(); submit(); });
+    replyCancel.addEventListener("click", function () {
+      setReply(null);
+      textarea.focus();
+    });
+    root.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && replyTo && !event.isComposing) {
+        event.preventDefault();
+        setReply(null);
+        textarea.focus();
+      }
+    });
     linkToggle.addEventListener("click", function () {
       linkRow.hidden = !linkRow.hidden;
       linkToggle.setAttribute("aria-expanded", String(!linkRow.hidden));
@@ -338,10 +428,18 @@
     });
 
     var unwatch = watchConnection(function () { renderIndicator(dot, statusText); });
+    var composer = {
+      reply: function (message) {
+        setReply(message);
+        textarea.focus();
+      }
+    };
+    composers[chat.id] = composer;
     update();
     textarea.focus();
     return {
       destroy: function () {
+        if (composers[chat.id] === composer) delete composers[chat.id];
         unwatch();
         draft.set(textarea.value);   // also what a script put there without an input event
       }
@@ -369,6 +467,22 @@
         else if (r.status !== 401) host.notify("Resend failed: " + reasonOf(r), "error");
         if (ctx && ctx.refresh) ctx.refresh();
       });
+    }
+  });
+
+  // ------------------------------------------------------------------ reply to (quote) a message
+
+  host.registerMessageAction({
+    id: "wazzup24-reply",
+    label: "Reply",
+    appliesTo: function (message, chat) {
+      // Only a message Wazzup knows (it has a Wazzup id) can be quoted.
+      return chat.type === "wazzup" && !!message.wazzup_message_id && !message.deleted_at;
+    },
+    run: function (message, chat) {
+      var composer = composers[chat.id];
+      if (composer) composer.reply(message);
+      else host.notify("The reply box of this chat is not open.", "error");
     }
   });
 })();
