@@ -138,6 +138,20 @@ def test_wazzups_channel_list_is_asked_with_no_database_connection_held(
     assert held == [0]
 
 
+def test_an_account_with_many_channels_still_records_the_no_single_channel_failure(
+        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk):
+    """The reason names every channel; with dozens of them it is longer than the columns it is
+    recorded in (messages.error_text, the outbox's last_error), which PostgreSQL enforces."""
+    chat = make_wazzup_chat(channel_id=None)
+    channels = [{"channelId": f"{k:08d}-77c2-4f61-8c0e-5d8b2a9e3c10", "transport": "whatsapp", "state": "active",
+                 "plainId": f"7900000{k:04d}"} for k in range(40)]
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=channels)
+    result = send(client, auth, chat)
+    assert result.status_code == 409, result.text
+    stored = result.json["data"]["message"]
+    assert stored["status"] == "failed" and 0 < len(stored["error_text"]) <= 1000
+
+
 def test_channel_list_unreachable_queues_the_message(client, auth, make_wazzup_chat, wazzup_api, wazzup_url):
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectionError("down"))

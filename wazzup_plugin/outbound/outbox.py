@@ -90,6 +90,19 @@ class Outcome:
     auth_failure: bool = False
     channel_problem: bool = False
 
+    def __post_init__(self):
+        # Cut once to the columns they are written to (messages.error_code/error_text): a reason
+        # built from Wazzup's answer or from its channel list has no length of its own, and a value
+        # past a column would fail the transaction that records the outcome.
+        if self.error_code is not None and len(self.error_code) > ERROR_CODE_LENGTH:
+            object.__setattr__(self, "error_code", self.error_code[:ERROR_CODE_LENGTH])
+        if self.error_text is not None and len(self.error_text) > ERROR_TEXT_LENGTH:
+            object.__setattr__(self, "error_text", self.error_text[:ERROR_TEXT_LENGTH])
+
+
+ERROR_CODE_LENGTH, ERROR_TEXT_LENGTH = 100, 1000  # messages.error_code, messages.error_text
+LAST_ERROR_LENGTH = 500                           # wazzup_outbox.last_error
+
 
 @dataclass(frozen=True)
 class _Message:
@@ -405,7 +418,7 @@ def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | 
             if last_safe <= now:
                 return _unknown(row.message_id)
             retry_at = last_safe
-    return Outcome("retry", row.message_id, error_text=error[:500], retry_at=retry_at,
+    return Outcome("retry", row.message_id, error_text=error, retry_at=retry_at,
                    error_code="MAYBE_SENT" if maybe_sent else "NOT_SENT")
 
 
@@ -429,10 +442,10 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
     if isinstance(exc, WazzupApiError):
         code = exc.code.upper()
         text = HUMAN_TEXT.get(normalize_code(code)) or exc.description or f"Wazzup refused the message ({code})."
-        return Outcome("failed", row.message_id, error_code=code[:100], error_text=text[:1000],
+        return Outcome("failed", row.message_id, error_code=code, error_text=text,
                        channel_problem=normalize_code(code) in CHANNEL_CODES)
     if isinstance(exc, WazzupInvalidData):
-        return Outcome("failed", row.message_id, error_code="INVALID_DATA", error_text=exc.message[:1000])
+        return Outcome("failed", row.message_id, error_code="INVALID_DATA", error_text=exc.message)
     return _retry(ctx, row, now, maybe_sent=True, error=exc.message)
 
 
@@ -474,13 +487,17 @@ def _settle(ctx, row, owner, outcome: Outcome, latency_ms=None) -> Outcome:
     return settled
 
 
+def _last_error(outcome: Outcome) -> str | None:
+    return outcome.error_text[:LAST_ERROR_LENGTH] if outcome.error_text else outcome.error_text
+
+
 def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     o = tables["outbox"]
     now = ctx.clock()
     values = {"lease_owner": None, "lease_until": None, "attempt_started_at": None, "updated_at": now}
     if outcome.kind == "retry":
-        values.update(next_attempt_at=outcome.retry_at, last_error=outcome.error_text)
+        values.update(next_attempt_at=outcome.retry_at, last_error=_last_error(outcome))
         if outcome.error_code == "MAYBE_SENT":
             values.update(maybe_sent=True)  # once maybe sent, always (it is never cleared)
         elif not row.maybe_sent:
@@ -489,7 +506,7 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
             # and the next attempt's coalesce() then starts the window at that attempt.
             values.update(first_attempt_at=None)
     else:
-        values.update(state="done", last_error=outcome.error_text)
+        values.update(state="done", last_error=_last_error(outcome))
     names = tuple(sorted(values))
     stmt = built(o, ("record", names), lambda: sa.update(o).where(
         o.c.message_id == sa.bindparam("b_message_id"), o.c.state == "pending",
