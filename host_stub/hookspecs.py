@@ -302,8 +302,16 @@ def register_ui(helpdesk):
         writes need (the reference host: its CSRF token on every method but GET and HEAD). It
         resolves to ``{ok, status, data}`` whatever the answer: ``data`` the JSON answer (the error
         shape on failure), ``status`` 0 when the server could not be reached.
+    ``registerMessageDecorator(fn)``
+        ``fn(message, chat, helpers)`` returns a DOM Node (or null) shown above the message's
+        content on every render; ``helpers`` offers ``findMessage(predicate)`` (a loaded message of
+        the open chat, or null) and ``scrollToMessage(id)`` (scrolls to a loaded message and briefly
+        highlights it; false when it is not loaded).
     ``notify(text, kind)``
         A toast; ``kind`` is ``"success"``, ``"error"`` or ``"info"``.
+    ``errorText(result, fallback, labels)``
+        An ``api()`` result's error for people: its ``message`` with the per-field reasons of
+        ``fields``, each field named by ``labels`` (``{name: "label"}``) where given.
 
     A plugin's elements may use the host's classes ``.visually-hidden`` (for screen readers only),
     ``.btn``, ``.btn-primary`` and ``.btn-ghost``, and its styles the host's CSS variables ``--muted``

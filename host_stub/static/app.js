@@ -23,6 +23,8 @@
  *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
  *                                  (status 0: the server could not be reached).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
+ *   errorText(result, fallback, labels)  an api() result's error for people: its message and per-field
+ *                                  reasons, fields named by labels ({name: "label"}) where given.
  */
 (function () {
   "use strict";
@@ -165,22 +167,30 @@
     });
   }
 
-  function errorText(result, fallback) {
+  /** The answer's message with its per-field reasons, e.g. "The request body is not valid (text:
+   * must not be blank)."; ``labels`` names fields for people ({content_uri: "file link"}). */
+  function errorText(result, fallback, labels) {
     var d = result && result.data;
-    if (d && typeof d.message === "string" && d.message) return d.message + fieldReasons(d.fields);
+    var details = d ? fieldReasons(d.fields, labels || {}) : "";
+    if (d && typeof d.message === "string" && d.message) {
+      return details ? d.message.replace(/\.$/, "") + " (" + details + ")." : d.message;
+    }
+    if (details) return details + ".";
     return fallback || ("Request failed (" + (result ? result.status : "?") + ").");
   }
 
-  /** The error body's per-field reasons ({field: [reason, ...]}) as " (field: reason; ...)". */
-  function fieldReasons(fields) {
+  /** The error body's per-field reasons ({field: [reason, ...]}) as "field: reason; ...". */
+  function fieldReasons(fields, labels) {
     if (!fields || typeof fields !== "object") return "";
     var parts = [];
     Object.keys(fields).forEach(function (name) {
       var reasons = [].concat(fields[name]).filter(function (r) { return typeof r === "string" && r; });
       if (!reasons.length) return;
-      parts.push((name === "_schema" ? "" : name + ": ") + reasons.join("; "));
+      var label = Object.prototype.hasOwnProperty.call(labels, name) ? labels[name]
+        : (name === "_schema" ? "" : name);
+      parts.push((label ? label + ": " : "") + reasons.join("; "));
     });
-    return parts.length ? " (" + parts.join("; ") + ")" : "";
+    return parts.join("; ");
   }
 
   function query(params) {
@@ -1084,6 +1094,7 @@
     },
     api: api,
     notify: notify,
+    errorText: errorText,
     refresh: function () { return pollNow(); }
   };
 

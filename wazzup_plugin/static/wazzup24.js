@@ -2,7 +2,7 @@
  * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
- * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, api, notify)
+ * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, api, notify, errorText)
  * and to the plugin's routes under /api/.../wazzup24/. Everything shown is set with textContent.
  */
 (function () {
@@ -63,28 +63,10 @@
     return true;
   }
 
-  /** The error body's per-field reasons ({field: [reason, ...]}), e.g. "file link: must be an http(s) URL". */
-  function fieldReasons(fields) {
-    if (!fields || typeof fields !== "object") return "";
-    var parts = [];
-    Object.keys(fields).forEach(function (name) {
-      var reasons = [].concat(fields[name]).filter(function (r) { return typeof r === "string" && r; });
-      if (!reasons.length) return;
-      var label = Object.prototype.hasOwnProperty.call(FIELD_LABELS, name) ? FIELD_LABELS[name] : name;
-      parts.push((label ? label + ": " : "") + reasons.join("; "));
-    });
-    return parts.join("; ");
-  }
-
   function reasonOf(result, fallback) {
     var d = result && result.data;
-    var details = d ? fieldReasons(d.fields) : "";
-    if (d && typeof d.message === "string" && d.message) {
-      return details ? d.message.replace(/\.$/, "") + " (" + details + ")." : d.message;
-    }
-    if (d && typeof d.reason === "string" && d.reason) return d.reason;
-    if (details) return details + ".";
-    return fallback || "Request failed (" + (result ? result.status : "?") + ").";
+    if (d && !d.message && typeof d.reason === "string" && d.reason) return d.reason;  // the connection report
+    return host.errorText(result, fallback, FIELD_LABELS);
   }
 
   // ------------------------------------------------------------------ quotes
