@@ -916,7 +916,7 @@ class Writer:
         c = self.chats
         updates = [{"b_id": e["chat_id"], "b_at": e["at"], "b_seq": self.seq,
                     "b_preview": DELETED_PREVIEW if e["b_deleted"] is not None
-                    else preview(e["b_text"], e["type"], e["content_name"])}
+                    else preview(e["b_text"], e["type"], e["b_content_name"])}
                    for e in edits if e["at"] is not None]
         if not updates:
             return
@@ -942,7 +942,7 @@ class Writer:
                   "b_version": row.version_at, "b_seq": self.seq, "b_content_uri": row.content_uri,
                   "b_content_name": row.content_name, "b_content_type": row.content_type,
                   # for the chat's preview, when this is its last message
-                  "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type, "content_name": row.content_name}
+                  "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type}
         if msg.is_deleted:
             change["b_deleted"] = self.now
             change["b_previous"] = row.previous_text or msg.old_text or row.text
@@ -959,7 +959,7 @@ class Writer:
             change.update(b_text=msg.text, b_previous=msg.old_text if msg.old_text is not None else row.text)
         if new_media:  # text and previous_text stay as they are unless the text changed too
             media = content_fields(msg.content_uri)
-            change.update({f"b_{k}": v for k, v in media.items()}, content_name=media["content_name"])
+            change.update({f"b_{k}": v for k, v in media.items()})
         change.update(b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
         return change
 
