@@ -452,6 +452,42 @@ def outbox_ctx(helpdesk, clock):
     return ctx
 
 
+@pytest.fixture
+def send(client, auth):
+    """POST to a chat's send route as the agent: ``send(chat, {"content_uri": ...})``; with no body the
+    body is ``{"text": text}`` (``send(chat)`` sends "hi"). ``headers`` go on top of the agent's."""
+
+    def post(chat_id, body=None, *, text="hi", headers=None):
+        return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send",
+                                    json={"text": text} if body is None else body,
+                                    headers={**auth, **(headers or {})})
+
+    return post
+
+
+@pytest.fixture
+def outbox_row(helpdesk):
+    """A message's row in the plugin's outbox, or None: ``outbox_row(message_id).state``."""
+    from wazzup_plugin.state import get_state
+
+    def row(message_id):
+        o = get_state(helpdesk).tables["outbox"]
+        with helpdesk.db.read() as conn:
+            return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
+
+    return row
+
+
+@pytest.fixture
+def sent_bodies(wazzup_api):
+    """The JSON bodies of the calls made to Wazzup's ``/v3/message`` so far: ``[body] = sent_bodies()``."""
+
+    def bodies():
+        return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
+
+    return bodies
+
+
 # ---------------------------------------------------------------- inbound webhook (Wazzup24 deliveries)
 
 

@@ -68,10 +68,6 @@ def chat(make_wazzup_chat):
     return make_wazzup_chat()
 
 
-def send(client, auth, chat_id, text="hi"):
-    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json={"text": text}, headers=auth)
-
-
 def run_worker_for(ctx, clock, seconds, step=1.0):
     owner = worker.worker_id()
     for _ in range(int(seconds / step)):
@@ -87,16 +83,10 @@ def message(helpdesk, message_id):
                             .select_from(m.join(w, w.c.message_id == m.c.id)).where(m.c.id == message_id)).first()
 
 
-def outbox_row(helpdesk, message_id):
-    o = get_state(helpdesk).tables["outbox"]
-    with helpdesk.db.read() as conn:
-        return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
-
-
 def test_refused_connections_are_retried_with_backoff_until_wazzup_is_back(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["refuse", "refuse", "refuse"]
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 202
     run_worker_for(outbox_ctx, clock, 60)
     stored = message(helpdesk, result.json["id"])
@@ -109,9 +99,9 @@ def test_refused_connections_are_retried_with_backoff_until_wazzup_is_back(
 
 
 def test_a_hang_after_sending_is_retried_with_the_same_crm_id_and_the_repeat_means_accepted(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["hang"]
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 202
     run_worker_for(outbox_ctx, clock, 10)
     stored = message(helpdesk, result.json["id"])
@@ -122,9 +112,9 @@ def test_a_hang_after_sending_is_retried_with_the_same_crm_id_and_the_repeat_mea
 
 @pytest.mark.parametrize("mode", ["hang", "5xx", "drop"])
 def test_maybe_sent_failures_stop_inside_the_dedupe_window_and_become_unknown(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk, mode):
+        send, chat, flaky, outbox_ctx, clock, helpdesk, outbox_row, mode):
     flaky.script = [mode] * 100
-    result = send(client, auth, chat)
+    result = send(chat)
     start = clock()
     run_worker_for(outbox_ctx, clock, 180)
     stored = message(helpdesk, result.json["id"])
@@ -133,16 +123,16 @@ def test_maybe_sent_failures_stop_inside_the_dedupe_window_and_become_unknown(
     assert flaky.delivered[stored.crm_message_id] == 1
     assert len(flaky.calls) >= 2
     assert all(at - start < timedelta(seconds=60) for at, _, _ in flaky.calls)
-    assert outbox_row(helpdesk, stored.id).state == "done"
+    assert outbox_row(stored.id).state == "done"
 
 
 def test_a_retry_held_up_past_the_dedupe_window_by_the_write_lock_is_not_sent(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk, monkeypatch):
+        send, chat, flaky, outbox_ctx, clock, helpdesk, monkeypatch):
     """The window is checked again once the attempt is recorded: waiting for the write lock (another
     writer, or a row held on PostgreSQL) could otherwise carry a retry past it, and Wazzup would
     send the message a second time."""
     flaky.script = ["drop"]  # went out, the answer was lost: maybe sent
-    result = send(client, auth, chat)
+    result = send(chat)
     first_attempt = clock()
     clock.advance(46)  # a retry is still safe now (the margin is the connect timeout, the limiter, 2 s)
     write, writes = helpdesk.db.write, []
@@ -164,11 +154,11 @@ def test_a_retry_held_up_past_the_dedupe_window_by_the_write_lock_is_not_sent(
 
 
 def test_the_dedupe_window_starts_with_the_first_attempt_that_may_have_reached_wazzup(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk):
     """Refused connections reach nobody: a minute of them must not use up the window of the attempt
     that then goes out and loses its answer, or that message would be left unknown at once."""
     flaky.script = ["refuse"] * 4 + ["drop"]  # refused for 52 s, then sent with the answer lost
-    result = send(client, auth, chat)
+    result = send(chat)
     run_worker_for(outbox_ctx, clock, 120)
     stored = message(helpdesk, result.json["id"])
     assert [mode for _, _, mode in flaky.calls] == ["refuse"] * 4 + ["drop", "ok"]
@@ -177,52 +167,52 @@ def test_the_dedupe_window_starts_with_the_first_attempt_that_may_have_reached_w
     assert flaky.delivered[stored.crm_message_id] == 1
 
 
-def test_surely_unsent_messages_fail_visibly_after_an_hour(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+def test_surely_unsent_messages_fail_visibly_after_an_hour(send, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["refuse"] * 1000
-    result = send(client, auth, chat)
+    result = send(chat)
     run_worker_for(outbox_ctx, clock, 3900, step=30)
     stored = message(helpdesk, result.json["id"])
     assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
     assert sum(flaky.delivered.values()) == 0
 
 
-def test_429_waits_at_least_retry_after(client, auth, chat, outbox_ctx, clock, helpdesk, wazzup_api, wazzup_url):
+def test_429_waits_at_least_retry_after(send, chat, outbox_ctx, clock, outbox_row, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=429, headers={"Retry-After": "30"})
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 202
-    row = outbox_row(helpdesk, result.json["id"])
+    row = outbox_row(result.json["id"])
     assert row.next_attempt_at - clock() >= timedelta(seconds=30)
     assert row.maybe_sent is False
 
 
 def test_a_message_an_echo_settled_while_queued_is_not_sent_again(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk, outbox_row):
     flaky.script = ["refuse"]
-    result = send(client, auth, chat)
+    result = send(chat)
     m = helpdesk.tables.messages
     with helpdesk.db.write() as tx:  # what the inbound flow does when a status/echo settles it
         tx.conn.execute(sa.update(m).where(m.c.id == result.json["id"])
                         .values(status="sent", sent_at=clock(), change_seq=tx.change_seq))
     run_worker_for(outbox_ctx, clock, 30)
     assert len(flaky.calls) == 1
-    assert outbox_row(helpdesk, result.json["id"]).state == "done"
+    assert outbox_row(result.json["id"]).state == "done"
     assert message(helpdesk, result.json["id"]).status == "sent"
 
 
 def test_a_worker_killed_mid_call_leaves_a_row_the_next_worker_treats_as_maybe_sent(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, outbox_row):
     flaky.script = ["refuse"]
-    result = send(client, auth, chat)  # queued; due in 2 s
+    result = send(chat)  # queued; due in 2 s
     message_id = result.json["id"]
     clock.advance(3)
     assert outbox.claim_due(outbox_ctx, "dead-worker") == [message_id]
-    row = outbox_row(helpdesk, message_id)
+    row = outbox_row(message_id)
     # The dead worker recorded its attempt, then died before knowing the answer.
     assert outbox._start_attempt(outbox_ctx, row, "dead-worker", "c", "whatsapp", "79011112233") is not None
     assert outbox.claim_due(outbox_ctx, "live-worker") == []  # still leased
     clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
     assert outbox.claim_due(outbox_ctx, "live-worker") == [message_id]
-    assert outbox_row(helpdesk, message_id).maybe_sent is True
+    assert outbox_row(message_id).maybe_sent is True
     # Past the dedupe window, a maybe-sent message is never sent again: it becomes unknown.
     outcome = outbox.attempt(outbox_ctx, message_id, "live-worker")
     assert outcome.kind == "unknown"
@@ -230,9 +220,9 @@ def test_a_worker_killed_mid_call_leaves_a_row_the_next_worker_treats_as_maybe_s
 
 
 def test_the_dead_workers_late_answer_cannot_overwrite_the_new_holder(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk):
     flaky.script = ["refuse"]
-    message_id = send(client, auth, chat).json["id"]
+    message_id = send(chat).json["id"]
     clock.advance(3)
     outbox.claim_due(outbox_ctx, "slow")
     clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
@@ -243,10 +233,10 @@ def test_the_dead_workers_late_answer_cannot_overwrite_the_new_holder(
 
 
 def test_many_messages_through_random_failures_are_each_delivered_at_most_once_and_all_settle(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk, outbox_row):
     rng = random.Random(4)
     flaky.script = [rng.choice(["ok", "refuse", "429", "hang", "5xx", "drop", "refuse", "hang"]) for _ in range(400)]
-    ids = [send(client, auth, chat, f"message {i}").json.get("id") or send(client, auth, chat).json["id"]
+    ids = [send(chat, text=f"message {i}").json.get("id") or send(chat).json["id"]
            for i in range(25)]
     run_worker_for(outbox_ctx, clock, 4000, step=20)
     statuses = Counter()
@@ -260,15 +250,15 @@ def test_many_messages_through_random_failures_are_each_delivered_at_most_once_a
             assert stored.error_code == "NOT_SENT" and delivered == 0
         if stored.status == "accepted":
             assert delivered == 1
-        assert outbox_row(helpdesk, message_id).state == "done"
+        assert outbox_row(message_id).state == "done"
     assert statuses["accepted"] > 0
 
 
-def test_two_claimers_never_take_the_same_row(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+def test_two_claimers_never_take_the_same_row(send, chat, flaky, outbox_ctx, clock, helpdesk):
     import threading
 
     flaky.script = ["refuse"] * 20
-    ids = {send(client, auth, chat, f"m{i}").json["id"] for i in range(20)}
+    ids = {send(chat, text=f"m{i}").json["id"] for i in range(20)}
     clock.advance(5)
     claimed: dict[str, list[int]] = {}
     barrier = threading.Barrier(4)
@@ -290,11 +280,11 @@ def test_two_claimers_never_take_the_same_row(client, auth, chat, flaky, outbox_
     assert set(everything) == ids
 
 
-def test_the_worker_loop_sends_until_stopped(client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+def test_the_worker_loop_sends_until_stopped(send, chat, flaky, outbox_ctx, clock, helpdesk):
     import threading
 
     flaky.script = ["refuse"]
-    message_id = send(client, auth, chat).json["id"]
+    message_id = send(chat).json["id"]
     clock.advance(5)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(outbox_ctx, stop), kwargs={"poll_seconds": 0.01})
@@ -312,12 +302,12 @@ def test_the_worker_loop_sends_until_stopped(client, auth, chat, flaky, outbox_c
 
 
 def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
-        client, auth, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, helpdesk):
     # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due. SQLite plans the claim
     # with its bound values; a PostgreSQL prepared statement's generic plan can use the index only
     # when the query states the index's condition as a literal (with a bound value this fails).
     flaky.script = ["ok", "ok", "ok", "refuse", "refuse"]
-    statuses = [send(client, auth, chat, text=f"message {i}").status_code for i in range(5)]
+    statuses = [send(chat, text=f"message {i}").status_code for i in range(5)]
     assert statuses == [201, 201, 201, 202, 202]
     engine = helpdesk.db.engine
     claims = []

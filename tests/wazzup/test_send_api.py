@@ -16,29 +16,15 @@ def chat(make_wazzup_chat):
     return make_wazzup_chat()
 
 
-def send(client, auth, chat_id, body, headers=None):
-    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json=body, headers={**auth, **(headers or {})})
-
-
-def sent_bodies(wazzup_api):
-    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
-
-
-def outbox_row(helpdesk, message_id):
-    o = get_state(helpdesk).tables["outbox"]
-    with helpdesk.db.read() as conn:
-        return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
-
-
-def test_accepted_send_answers_201_with_the_wazzup_id(client, auth, chat, wazzup_api, wazzup_url, api_payload,
-                                                      channel_id, agent):
+def test_accepted_send_answers_201_with_the_wazzup_id(client, auth, send, chat, wazzup_api, sent_bodies,
+                                                      wazzup_url, api_payload, channel_id, agent):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("message_created"), status=201)
-    result = send(client, auth, chat, {"text": "Hello, Ivan"})
+    result = send(chat, {"text": "Hello, Ivan"})
     assert result.status_code == 201
     message = result.json
     assert (message["status"], message["direction"], message["wazzup_message_id"]) == ("accepted", "out", WAZZUP_ID)
     assert message["accepted_at"] and message["queued_at"] and message["author_name"] == "Alice Agent"
-    [body] = sent_bodies(wazzup_api)
+    [body] = sent_bodies()
     assert body == {"channelId": channel_id, "chatType": "whatsapp", "chatId": "79011112233", "text": "Hello, Ivan",
                     "crmMessageId": message["wazzup_crm_message_id"], "crmUserId": str(agent["id"])}
     # The host's own message list shows the same message with the plugin's fields.
@@ -46,7 +32,7 @@ def test_accepted_send_answers_201_with_the_wazzup_id(client, auth, chat, wazzup
     assert [(m["id"], m["status"], m["wazzup_message_id"]) for m in listed] == [(message["id"], "accepted", WAZZUP_ID)]
 
 
-def test_the_message_is_stored_before_wazzup_is_called(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+def test_the_message_is_stored_before_wazzup_is_called(send, chat, wazzup_api, wazzup_url, helpdesk):
     seen = {}
 
     def callback(request):
@@ -56,28 +42,28 @@ def test_the_message_is_stored_before_wazzup_is_called(client, auth, chat, wazzu
         return 201, {}, json.dumps({"messageId": WAZZUP_ID})
 
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
-    assert send(client, auth, chat, {"text": "stored first"}).status_code == 201
+    assert send(chat, {"text": "stored first"}).status_code == 201
     assert [tuple(r) for r in seen["rows"]] == [("queued", "stored first")]
 
 
-def test_content_uri_is_sent_with_a_guessed_type_and_name(client, auth, chat, wazzup_api, wazzup_url):
+def test_content_uri_is_sent_with_a_guessed_type_and_name(send, chat, wazzup_api, sent_bodies, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    result = send(client, auth, chat, {"content_uri": "https://files.example.com/a/invoice%20May.pdf"})
+    result = send(chat, {"content_uri": "https://files.example.com/a/invoice%20May.pdf"})
     assert result.status_code == 201
     assert (result.json["type"], result.json["content_name"]) == ("document", "invoice May.pdf")
-    assert sent_bodies(wazzup_api)[0]["contentUri"] == "https://files.example.com/a/invoice%20May.pdf"
-    assert "text" not in sent_bodies(wazzup_api)[0]
+    assert sent_bodies()[0]["contentUri"] == "https://files.example.com/a/invoice%20May.pdf"
+    assert "text" not in sent_bodies()[0]
 
 
-def test_reply_to_sends_the_quoted_messages_wazzup_id(client, auth, chat, wazzup_api, wazzup_url, make_message,
-                                                      helpdesk):
+def test_reply_to_sends_the_quoted_messages_wazzup_id(send, chat, wazzup_api, sent_bodies, wazzup_url,
+                                                      make_message, helpdesk):
     quoted = make_message(chat, "question?")
     with helpdesk.db.write() as tx:
         tx.conn.execute(sa.insert(get_state(helpdesk).tables["messages"]).values(
             message_id=quoted, chat_id=chat, wazzup_message_id="in-1", is_echo=False))
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    assert send(client, auth, chat, {"text": "answer", "reply_to": quoted}).status_code == 201
-    assert sent_bodies(wazzup_api)[0]["refMessageId"] == "in-1"
+    assert send(chat, {"text": "answer", "reply_to": quoted}).status_code == 201
+    assert sent_bodies()[0]["refMessageId"] == "in-1"
 
 
 @pytest.mark.parametrize("body, field", [
@@ -93,8 +79,8 @@ def test_reply_to_sends_the_quoted_messages_wazzup_id(client, auth, chat, wazzup
     ({"text": "a\x00b"}, "text"),
     ({"content_uri": "https://x.example/a.pdf", "content_name": "a\x00b.pdf"}, "content_name"),
 ])
-def test_bad_bodies_are_422_with_fields_and_nothing_stored(client, auth, chat, wazzup_api, helpdesk, body, field):
-    result = send(client, auth, chat, body)
+def test_bad_bodies_are_422_with_fields_and_nothing_stored(send, chat, wazzup_api, helpdesk, body, field):
+    result = send(chat, body)
     assert result.status_code == 422
     assert result.json["status"] == 422 and field in result.json["fields"]
     assert len(wazzup_api.calls) == 0
@@ -118,9 +104,9 @@ def test_a_lone_surrogate_is_422_naming_the_field_and_nothing_stored(client, aut
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
 
 
-def test_a_link_whose_name_decodes_to_a_nul_is_sent_with_the_nul_left_out(client, auth, chat, wazzup_api, wazzup_url):
+def test_a_link_whose_name_decodes_to_a_nul_is_sent_with_the_nul_left_out(send, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    result = send(client, auth, chat, {"content_uri": "https://files.example.com/inv%00oice.pdf"})
+    result = send(chat, {"content_uri": "https://files.example.com/inv%00oice.pdf"})
     assert result.status_code == 201 and result.json["content_name"] == "invoice.pdf"
 
 
@@ -132,10 +118,10 @@ def test_a_body_nested_deeper_than_json_goes_is_400(client, auth, chat, wazzup_a
     assert len(wazzup_api.calls) == 0
 
 
-def test_text_limit_counts_code_points_not_bytes(client, auth, chat, wazzup_api, wazzup_url):
+def test_text_limit_counts_code_points_not_bytes(send, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    assert send(client, auth, chat, {"text": "ж" * 9_999 + "😀"}).status_code == 201
-    assert send(client, auth, chat, {"text": "😀" * 10_001}).status_code == 422
+    assert send(chat, {"text": "ж" * 9_999 + "😀"}).status_code == 201
+    assert send(chat, {"text": "😀" * 10_001}).status_code == 422
 
 
 def test_not_json_is_400(client, auth, chat):
@@ -163,9 +149,9 @@ def test_a_send_that_is_not_json_in_utf8_is_415_and_stores_and_sends_nothing(cli
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
 
 
-def test_a_missing_chat_is_chat_not_found_on_send_and_resend_as_on_the_host_routes(client, auth):
+def test_a_missing_chat_is_chat_not_found_on_send_and_resend_as_on_the_host_routes(client, auth, send):
     host = client.simulate_get("/api/chats/4242", headers=auth).json["code"]
-    sent = send(client, auth, 4242, {"text": "a"})
+    sent = send(4242, {"text": "a"})
     resent = client.simulate_post("/api/chats/4242/wazzup24/messages/1/resend", headers=auth)
     assert (sent.status_code, resent.status_code) == (404, 404)
     assert host == sent.json["code"] == resent.json["code"] == "chat_not_found"
@@ -179,10 +165,10 @@ def test_resending_a_message_that_is_not_in_the_chat_is_message_not_found(client
     assert (result.status_code, result.json["code"]) == (404, "message_not_found")
 
 
-def test_unknown_chat_is_404_and_another_type_is_409(client, auth, make_chat):
-    assert send(client, auth, 4242, {"text": "a"}).status_code == 404
+def test_unknown_chat_is_404_and_another_type_is_409(send, make_chat):
+    assert send(4242, {"text": "a"}).status_code == 404
     internal = make_chat(type="internal")
-    result = send(client, auth, internal, {"text": "a"})
+    result = send(internal, {"text": "a"})
     assert result.status_code == 409
     assert result.json["code"] == "wrong_chat_type"
 
@@ -198,9 +184,9 @@ def test_send_needs_an_agent(client, chat):
     ("error_channel_not_found", 409, "CHANNEL_NOT_FOUND"),
 ])
 def test_permanent_refusal_keeps_the_message_failed_and_answers_4xx_with_wazzups_code(
-        client, auth, chat, wazzup_api, wazzup_url, api_payload, helpdesk, fixture, status, code):
+        send, chat, wazzup_api, wazzup_url, api_payload, outbox_row, fixture, status, code):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload(fixture), status=400)
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     assert result.status_code == status
     assert result.json["wazzup_code"] == code
     assert result.json["code"] == "wazzup_" + code.lower()
@@ -208,20 +194,20 @@ def test_permanent_refusal_keeps_the_message_failed_and_answers_4xx_with_wazzups
     stored = result.json["data"]["message"]
     assert (stored["id"], stored["status"], stored["error_code"]) == (result.json["message_id"], "failed", code)
     assert stored["error_text"] and stored["failed_at"]
-    assert outbox_row(helpdesk, stored["id"]).state == "done"
+    assert outbox_row(stored["id"]).state == "done"
 
 
 @pytest.mark.parametrize("body", [None, {"error": "BAD_CONTACT"}, {"error": "BAD_CONTACT", "description": "No such number"}])
-def test_a_refusal_names_wazzups_code_once(client, auth, chat, wazzup_api, wazzup_url, body):
+def test_a_refusal_names_wazzups_code_once(send, chat, wazzup_api, wazzup_url, body):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=body, status=400)
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     code = result.json["wazzup_code"]
     assert result.json["message"].count(code) == 1, result.json["message"]
 
 
-def test_wazzup_refusing_our_key_is_502_not_401(client, auth, chat, wazzup_api, wazzup_url):
+def test_wazzup_refusing_our_key_is_502_not_401(send, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=401)
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     assert result.status_code == 502
     assert result.json["code"] == "wazzup_auth_failed"
     assert "WAZZUP24_API_KEY" in result.json["message"]
@@ -230,24 +216,24 @@ def test_wazzup_refusing_our_key_is_502_not_401(client, auth, chat, wazzup_api, 
 
 @pytest.mark.parametrize("failure", [requests.ConnectionError("refused"), requests.ReadTimeout("hung")])
 def test_transient_failure_answers_202_and_leaves_it_queued_for_the_worker(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, failure):
+        send, chat, wazzup_api, wazzup_url, helpdesk, outbox_row, failure):
     wazzup_api.post(f"{wazzup_url}/v3/message", body=failure)
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     assert result.status_code == 202
     assert result.json["status"] == "queued"
-    row = outbox_row(helpdesk, result.json["id"])
+    row = outbox_row(result.json["id"])
     assert (row.state, row.lease_owner, row.attempts) == ("pending", None, 1)
     assert row.next_attempt_at > helpdesk.clock()
 
 
-def test_429_answers_202(client, auth, chat, wazzup_api, wazzup_url):
+def test_429_answers_202(send, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=429, headers={"Retry-After": "3"})
-    assert send(client, auth, chat, {"text": "hi"}).status_code == 202
+    assert send(chat, {"text": "hi"}).status_code == 202
 
 
-def test_repeated_crm_message_id_means_accepted(client, auth, chat, wazzup_api, wazzup_url, api_payload):
+def test_repeated_crm_message_id_means_accepted(send, chat, wazzup_api, wazzup_url, api_payload):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_repeated_camel"), status=400)
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     assert result.status_code == 201
     assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
 
@@ -255,17 +241,17 @@ def test_repeated_crm_message_id_means_accepted(client, auth, chat, wazzup_api, 
 @pytest.mark.parametrize("answer", ['{"messageId": "%s"}' % ("x" * 65), '{"messageId": "a\\u0000b"}',
                                     '{"messageId": "\\ud800"}'])
 def test_an_accepted_answer_with_an_id_we_cannot_store_is_accepted_without_it(
-        client, auth, chat, wazzup_api, wazzup_url, answer):
+        send, chat, wazzup_api, wazzup_url, answer):
     """Wazzup took the message: recording its odd id must not turn that into an error after the fact."""
     wazzup_api.post(f"{wazzup_url}/v3/message", body=answer, status=201, content_type="application/json")
-    result = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "odd-id"})
+    result = send(chat, {"text": "hi"}, headers={"Idempotency-Key": "odd-id"})
     assert result.status_code == 201, result.text
     assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
-    assert send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "odd-id"}).json == result.json
+    assert send(chat, {"text": "hi"}, headers={"Idempotency-Key": "odd-id"}).json == result.json
 
 
 def test_a_failure_recording_wazzups_answer_answers_202_and_frees_the_idempotency_key(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, caplog, monkeypatch):
+        send, chat, wazzup_api, sent_bodies, wazzup_url, helpdesk, caplog, monkeypatch):
     """The message is stored and went out: a 500 would invite a second send by hand. The worker
     settles it later (the same crmMessageId is answered REPEATED_CRM_MESSAGE_ID)."""
     from wazzup_plugin.outbound import outbox
@@ -275,16 +261,16 @@ def test_a_failure_recording_wazzups_answer_answers_202_and_frees_the_idempotenc
 
     monkeypatch.setattr(outbox, "_record", fails)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    result = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "bug-1"})
+    result = send(chat, {"text": "hi"}, headers={"Idempotency-Key": "bug-1"})
     assert result.status_code == 202 and result.json["status"] == "queued"
     assert "the outbox worker will retry it" in caplog.text
-    again = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "bug-1"})
+    again = send(chat, {"text": "hi"}, headers={"Idempotency-Key": "bug-1"})
     assert (again.status_code, again.json["id"]) == (202, result.json["id"])
-    assert len(sent_bodies(wazzup_api)) == 1
+    assert len(sent_bodies()) == 1
 
 
 def test_a_key_whose_request_died_answers_the_messages_fate_once_its_lease_runs_out(
-        client, auth, chat, wazzup_api, wazzup_url, outbox_ctx, clock, monkeypatch):
+        send, chat, wazzup_api, sent_bodies, wazzup_url, outbox_ctx, clock, monkeypatch):
     """The process serving the request was killed before it answered: the key must not say
     'in progress' for a day. While the request's lease lasts it may still be running; after it,
     the message's own state is the answer."""
@@ -296,40 +282,42 @@ def test_a_key_whose_request_died_answers_the_messages_fate_once_its_lease_runs_
     with monkeypatch.context() as patched:
         patched.setattr(outbox, "attempt", killed)
         with pytest.raises(SystemExit):
-            send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
-    assert send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"}).status_code == 409
+            send(chat, {"text": "hi"}, headers={"Idempotency-Key": "died-1"})
+    assert send(chat, {"text": "hi"}, headers={"Idempotency-Key": "died-1"}).status_code == 409
     clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
-    waiting = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
+    waiting = send(chat, {"text": "hi"}, headers={"Idempotency-Key": "died-1"})
     assert (waiting.status_code, waiting.json["status"]) == (202, "queued")
     # The dead request may have called Wazzup, and its dedupe window is over: the worker settles
     # the message as unknown rather than send it again, and the key says so.
     worker.run_once(outbox_ctx, worker.worker_id())
-    settled = send(client, auth, chat, {"text": "hi"}, {"Idempotency-Key": "died-1"})
+    settled = send(chat, {"text": "hi"}, headers={"Idempotency-Key": "died-1"})
     assert (settled.status_code, settled.json["id"], settled.json["status"]) == (202, waiting.json["id"], "unknown")
-    assert len(sent_bodies(wazzup_api)) == 0
+    assert len(sent_bodies()) == 0
 
 
-def test_idempotency_key_repeat_returns_the_first_result_and_sends_nothing(client, auth, chat, wazzup_api, wazzup_url):
+def test_idempotency_key_repeat_returns_the_first_result_and_sends_nothing(
+        send, chat, wazzup_api, sent_bodies, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
-    first = send(client, auth, chat, {"text": "once"}, {"Idempotency-Key": "k-1"})
-    again = send(client, auth, chat, {"text": "once"}, {"Idempotency-Key": "k-1"})
+    first = send(chat, {"text": "once"}, headers={"Idempotency-Key": "k-1"})
+    again = send(chat, {"text": "once"}, headers={"Idempotency-Key": "k-1"})
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json == first.json
-    assert len(sent_bodies(wazzup_api)) == 1
-    reused = send(client, auth, chat, {"text": "something else"}, {"Idempotency-Key": "k-1"})
+    assert len(sent_bodies()) == 1
+    reused = send(chat, {"text": "something else"}, headers={"Idempotency-Key": "k-1"})
     assert (reused.status_code, reused.json["code"]) == (422, "idempotency_key_reused")
 
 
-def test_idempotency_repeat_of_a_refusal_is_the_same_refusal(client, auth, chat, wazzup_api, wazzup_url, api_payload):
+def test_idempotency_repeat_of_a_refusal_is_the_same_refusal(send, chat, wazzup_api, sent_bodies, wazzup_url,
+                                                              api_payload):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
-    first = send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "k-2"})
-    again = send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "k-2"})
+    first = send(chat, {"text": "x"}, headers={"Idempotency-Key": "k-2"})
+    again = send(chat, {"text": "x"}, headers={"Idempotency-Key": "k-2"})
     assert (first.status_code, again.status_code) == (422, 422)
     assert again.json == first.json
-    assert len(sent_bodies(wazzup_api)) == 1
+    assert len(sent_bodies()) == 1
 
 
-def test_idempotency_keys_are_scoped_per_agent(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+def test_idempotency_keys_are_scoped_per_agent(send, chat, wazzup_api, sent_bodies, wazzup_url, helpdesk):
     from host_stub.auth import create_agent, create_token
 
     with helpdesk.db.write() as tx:
@@ -337,13 +325,13 @@ def test_idempotency_keys_are_scoped_per_agent(client, auth, chat, wazzup_api, w
         bob_token = create_token(tx.conn, bob, "t", helpdesk.clock())
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "other-id"}, status=201)
-    assert send(client, auth, chat, {"text": "x"}, {"Idempotency-Key": "same"}).status_code == 201
-    bobs = send(client, {"Authorization": f"Bearer {bob_token}"}, chat, {"text": "x"}, {"Idempotency-Key": "same"})
+    assert send(chat, {"text": "x"}, headers={"Idempotency-Key": "same"}).status_code == 201
+    bobs = send(chat, {"text": "x"}, headers={"Authorization": f"Bearer {bob_token}", "Idempotency-Key": "same"})
     assert bobs.status_code == 201
-    assert len(sent_bodies(wazzup_api)) == 2
+    assert len(sent_bodies()) == 2
 
 
-def test_a_webhook_status_that_came_first_is_never_downgraded(client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+def test_a_webhook_status_that_came_first_is_never_downgraded(send, chat, wazzup_api, wazzup_url, helpdesk):
     """The status webhook can beat the 201: the send must not move 'sent' back to 'accepted'."""
     m = helpdesk.tables.messages
 
@@ -353,16 +341,16 @@ def test_a_webhook_status_that_came_first_is_never_downgraded(client, auth, chat
         return 201, {}, json.dumps({"messageId": WAZZUP_ID})
 
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
-    result = send(client, auth, chat, {"text": "fast"})
+    result = send(chat, {"text": "fast"})
     assert result.status_code == 201
     assert (result.json["status"], result.json["wazzup_message_id"]) == ("sent", WAZZUP_ID)
 
 
-def test_not_configured_is_503_and_nothing_is_stored(client, auth, chat, helpdesk, wazzup_api):
+def test_not_configured_is_503_and_nothing_is_stored(send, chat, helpdesk, wazzup_api):
     from wazzup_plugin.outbound.context import outbound
 
     outbound(helpdesk).client = None  # as if WAZZUP24_API_KEY were unset
-    result = send(client, auth, chat, {"text": "hi"})
+    result = send(chat, {"text": "hi"})
     assert (result.status_code, result.json["code"]) == (503, "wazzup_not_configured")
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
@@ -381,34 +369,34 @@ def test_outbound_routes_are_in_the_openapi_document(client):
         assert path in document["paths"]
 
 
-def test_idempotency_keys_are_forgotten_after_a_day(client, auth, chat, wazzup_api, wazzup_url, outbox_ctx, clock):
+def test_idempotency_keys_are_forgotten_after_a_day(send, chat, wazzup_api, wazzup_url, outbox_ctx, clock):
     from wazzup_plugin.outbound.outbox import purge_idempotency_keys
 
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-next-day"}, status=201)
-    send(client, auth, chat, {"text": "a"}, {"Idempotency-Key": "daily"})
+    send(chat, {"text": "a"}, headers={"Idempotency-Key": "daily"})
     assert purge_idempotency_keys(outbox_ctx) == 0
     clock.advance(hours=25)
     assert purge_idempotency_keys(outbox_ctx) == 1
-    assert send(client, auth, chat, {"text": "a"}, {"Idempotency-Key": "daily"}).json["wazzup_message_id"] == "wz-next-day"
+    assert send(chat, {"text": "a"}, headers={"Idempotency-Key": "daily"}).json["wazzup_message_id"] == "wz-next-day"
 
 
 @pytest.mark.parametrize("uri", ["http://[unclosed/a.png", "https://example.com/a b.png", "https://example.com/a.png\n"])
-def test_send_refuses_a_link_that_is_not_a_clean_http_url_with_422(client, auth, chat, uri):
-    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/send", json={"content_uri": uri}, headers=auth)
+def test_send_refuses_a_link_that_is_not_a_clean_http_url_with_422(send, chat, uri):
+    result = send(chat, {"content_uri": uri})
     assert result.status_code == 422
     assert "content_uri" in result.json["fields"]
 
 
 def test_a_wazzup_id_that_already_belongs_to_a_stored_message_is_logged_and_both_messages_are_kept(
-        client, auth, chat, wazzup_api, wazzup_url, make_message, helpdesk, caplog):
+        client, auth, send, chat, wazzup_api, wazzup_url, make_message, helpdesk, caplog):
     earlier = make_message(chat, "a customer's message")
     with helpdesk.db.write() as tx:
         tx.conn.execute(sa.insert(get_state(helpdesk).tables["messages"]).values(
             message_id=earlier, chat_id=chat, wazzup_message_id=WAZZUP_ID, is_echo=False))
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
     with caplog.at_level("WARNING", logger="wazzup_plugin"):
-        result = send(client, auth, chat, {"text": "answer"})
+        result = send(chat, {"text": "answer"})
     assert result.status_code == 201
     assert (result.json["status"], result.json["wazzup_message_id"]) == ("accepted", None)
     listed = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]

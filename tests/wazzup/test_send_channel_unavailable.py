@@ -1,14 +1,12 @@
 """MESSAGE_CHANNEL_UNAVAILABLE ("Wait a minute", reference §3.5) is retried, not failed; and
 REFERENCE_MESSAGE_NOT_FOUND is a permanent refusal with a clear text."""
 
-import json
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from wazzup_plugin.outbound import worker
-from wazzup_plugin.state import get_state
 
 WAZZUP_ID = "f66c53a6-957a-46b2-b41b-5a2ef4844bcb"
 UNAVAILABLE = {"status": 400, "requestId": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "error": "MESSAGE_CHANNEL_UNAVAILABLE",
@@ -18,20 +16,6 @@ UNAVAILABLE = {"status": 400, "requestId": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "
 @pytest.fixture
 def chat(make_wazzup_chat):
     return make_wazzup_chat()
-
-
-def send(client, auth, chat_id, body=None):
-    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json=body or {"text": "hi"}, headers=auth)
-
-
-def sends(wazzup_api):
-    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
-
-
-def outbox_row(helpdesk, message_id):
-    o = get_state(helpdesk).tables["outbox"]
-    with helpdesk.db.read() as conn:
-        return conn.execute(sa.select(o).where(o.c.message_id == message_id)).first()
 
 
 def stored(helpdesk, message_id):
@@ -48,51 +32,51 @@ def run_worker_for(ctx, clock, seconds, step=1.0):
 
 
 def test_channel_unavailable_answers_202_and_waits_about_a_minute_as_surely_unsent(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, clock):
+        send, chat, wazzup_api, wazzup_url, outbox_row, clock):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=UNAVAILABLE, status=400)
-    result = send(client, auth, chat)
+    result = send(chat)
     assert (result.status_code, result.json["status"]) == (202, "queued")
-    row = outbox_row(helpdesk, result.json["id"])
+    row = outbox_row(result.json["id"])
     assert (row.state, row.maybe_sent, row.attempts) == ("pending", False, 1)
     assert row.next_attempt_at - clock() >= timedelta(seconds=60)
     assert "MESSAGE_CHANNEL_UNAVAILABLE" in row.last_error
 
 
 def test_channel_unavailable_is_sent_once_the_channel_is_back_even_after_the_dedupe_window(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, clock, outbox_ctx):
+        send, chat, wazzup_api, sent_bodies, wazzup_url, helpdesk, clock, outbox_ctx):
     for _ in range(3):
         wazzup_api.post(f"{wazzup_url}/v3/message", json=UNAVAILABLE, status=400)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID, "chatId": "79011112233"}, status=201)
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 202
     run_worker_for(outbox_ctx, clock, 300, step=5)
     message = stored(helpdesk, result.json["id"])
     assert message.status == "accepted"
-    bodies = sends(wazzup_api)
+    bodies = sent_bodies()
     assert len(bodies) == 4 and len({b["crmMessageId"] for b in bodies}) == 1
 
 
 def test_channel_unavailable_for_an_hour_fails_with_wazzups_code_and_a_channel_problem(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, clock, outbox_ctx):
+        send, chat, wazzup_api, sent_bodies, wazzup_url, helpdesk, outbox_row, clock, outbox_ctx):
     wazzup_api.post(f"{wazzup_url}/v3/message", json=UNAVAILABLE, status=400)
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 202
     run_worker_for(outbox_ctx, clock, 3900, step=30)
     message = stored(helpdesk, result.json["id"])
     assert (message.status, message.error_code) == ("failed", "MESSAGE_CHANNEL_UNAVAILABLE")
     assert "unavailable" in message.error_text
-    assert outbox_row(helpdesk, result.json["id"]).state == "done"
+    assert outbox_row(result.json["id"]).state == "done"
     # About one attempt a minute, not a tight loop.
-    assert 40 <= len(sends(wazzup_api)) <= 70
+    assert 40 <= len(sent_bodies()) <= 70
 
 
 def test_an_unknown_quoted_message_fails_permanently_with_a_clear_text(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+        send, chat, wazzup_api, wazzup_url, outbox_row):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=400, json={
         "status": 400, "requestId": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "error": "REFERENCE_MESSAGE_NOT_FOUND",
         "description": "Reference message not found"})
-    result = send(client, auth, chat)
+    result = send(chat)
     assert (result.status_code, result.json["wazzup_code"]) == (422, "REFERENCE_MESSAGE_NOT_FOUND")
     text = result.json["data"]["message"]["error_text"]
     assert "quotes" in text and "without replying" in text
-    assert outbox_row(helpdesk, result.json["message_id"]).state == "done"
+    assert outbox_row(result.json["message_id"]).state == "done"

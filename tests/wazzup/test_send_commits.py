@@ -18,10 +18,6 @@ def chat(make_wazzup_chat):
     return make_wazzup_chat(wazzup_chat_id=CUSTOMER)
 
 
-def send(client, auth, chat_id, text="hi"):
-    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json={"text": text}, headers=auth)
-
-
 def calls_counted(helpdesk) -> int:
     rl = get_state(helpdesk).tables["rate_limit"]
     with helpdesk.db.read() as conn:
@@ -29,7 +25,7 @@ def calls_counted(helpdesk) -> int:
 
 
 def test_the_attempt_and_its_rate_limit_call_are_committed_before_wazzup_is_called(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk):
+        send, chat, wazzup_api, wazzup_url, helpdesk):
     o = get_state(helpdesk).tables["outbox"]
     seen = {}
 
@@ -41,7 +37,7 @@ def test_the_attempt_and_its_rate_limit_call_are_committed_before_wazzup_is_call
         return 201, {}, json.dumps({"messageId": WAZZUP_ID})
 
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
-    assert send(client, auth, chat).status_code == 201
+    assert send(chat).status_code == 201
     assert seen["outbox"] == [(1, True, json.loads(wazzup_api.calls[0].request.body)["channelId"], CUSTOMER)]
     assert seen["calls counted"] == 1
     assert calls_counted(helpdesk) == 1  # the call was counted once, not again by the client
@@ -68,7 +64,7 @@ def test_a_send_whose_process_died_after_storing_is_treated_as_maybe_sent(
     ((400, {"error": "BAD_CONTACT", "description": "no WhatsApp"}), "failed"),
 ])
 def test_an_echo_typed_on_the_phone_during_a_send_is_released_when_the_send_settles(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, deliver, payload, channel_id, answer, status):
+        send, chat, wazzup_api, wazzup_url, helpdesk, deliver, payload, channel_id, answer, status):
     echo = payload("echo_from_phone")
     echo["messages"][0].update(channelId=channel_id, chatId=CUSTOMER, messageId="WZ-phone", text="From the phone")
 
@@ -77,7 +73,7 @@ def test_an_echo_typed_on_the_phone_during_a_send_is_released_when_the_send_sett
         return answer[0], {}, json.dumps(answer[1])
 
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=callback)
-    result = send(client, auth, chat, text="From the helpdesk")
+    result = send(chat, text="From the helpdesk")
     m = helpdesk.tables.messages
     with helpdesk.db.read() as conn:
         out = {r.text: r.status for r in conn.execute(sa.select(m.c.text, m.c.status).where(m.c.direction == "out"))}
@@ -88,7 +84,7 @@ def test_an_echo_typed_on_the_phone_during_a_send_is_released_when_the_send_sett
 
 
 def test_the_inline_attempt_sends_what_was_stored_without_reading_it_back(
-        client, auth, chat, wazzup_api, wazzup_url, helpdesk, engine):
+        send, chat, wazzup_api, wazzup_url, helpdesk, engine):
     wazzup_api.add("POST", f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
     outbox_reads = []
 
@@ -98,8 +94,7 @@ def test_the_inline_attempt_sends_what_was_stored_without_reading_it_back(
 
     sa.event.listen(engine, "before_cursor_execute", listener)
     try:
-        answer = client.simulate_post(f"/api/chats/{chat}/wazzup24/send",
-                                      json={"text": "Привет"}, headers=auth)
+        answer = send(chat, text="Привет")
     finally:
         sa.event.remove(engine, "before_cursor_execute", listener)
     assert answer.status_code == 201, answer.text

@@ -10,36 +10,27 @@ import sqlalchemy as sa
 from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
 
 
-def send(client, auth, chat_id, body=None, headers=None):
-    return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/send", json=body or {"text": "hi"},
-                                headers={**auth, **(headers or {})})
-
-
 def resend(client, auth, chat_id, message_id, headers=None):
     return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/messages/{message_id}/resend",
                                 headers={**auth, **(headers or {})})
 
 
-def bodies(wazzup_api):
-    return [json.loads(c.request.body) for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
-
-
 def test_resend_of_a_failed_message_is_a_new_attempt_with_a_new_crm_id(
-        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload):
+        client, auth, send, make_wazzup_chat, wazzup_api, sent_bodies, wazzup_url, api_payload):
     chat = make_wazzup_chat()
     wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
-    failed = send(client, auth, chat, {"text": "try me"}).json["data"]["message"]
+    failed = send(chat, {"text": "try me"}).json["data"]["message"]
     wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
     result = resend(client, auth, chat, failed["id"])
     assert result.status_code == 201
     assert (result.json["status"], result.json["text"], result.json["wazzup_message_id"]) == ("accepted", "try me", "wz-2")
     assert result.json["id"] != failed["id"]
-    first, second = bodies(wazzup_api)
+    first, second = sent_bodies()
     assert first["crmMessageId"] != second["crmMessageId"]
     # The original keeps its history; it can be resent only once.
     again = resend(client, auth, chat, failed["id"])
     assert (again.status_code, again.json["code"]) == (409, "already_resent")
-    assert len(bodies(wazzup_api)) == 2
+    assert len(sent_bodies()) == 2
 
 
 def test_resend_of_an_unknown_message(client, auth, make_wazzup_chat, make_message, wazzup_api, wazzup_url):
@@ -82,47 +73,47 @@ def test_resend_of_a_message_in_another_chat_is_404(client, auth, make_wazzup_ch
 # ---------------------------------------------------------------- channel selection
 
 
-def test_the_chats_own_channel_wins(client, auth, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk):
+def test_the_chats_own_channel_wins(send, make_wazzup_chat, wazzup_api, sent_bodies, wazzup_url, helpdesk):
     chat = make_wazzup_chat(channel_id="chat-channel")
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
-    assert send(client, auth, chat).status_code == 201
-    assert bodies(wazzup_api)[0]["channelId"] == "chat-channel"
+    assert send(chat).status_code == 201
+    assert sent_bodies()[0]["channelId"] == "chat-channel"
 
 
 def test_a_chat_without_identity_uses_the_setting_then_the_only_active_whatsapp_channel(
-        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, helpdesk, channel_id):
+        send, make_wazzup_chat, wazzup_api, sent_bodies, wazzup_url, api_payload, helpdesk, channel_id):
     from wazzup_plugin.outbound.context import outbound
 
     chat = make_wazzup_chat(channel_id=None, phone="+7 (901) 111-22-33")
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
-    assert send(client, auth, chat).status_code == 201
-    sent = bodies(wazzup_api)[0]
+    assert send(chat).status_code == 201
+    sent = sent_bodies()[0]
     assert (sent["channelId"], sent["chatType"], sent["chatId"]) == (channel_id, "whatsapp", "79011112233")
     ctx = outbound(helpdesk)
     ctx.state.settings = dataclasses.replace(ctx.settings, channel_id="from-setting")
     wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
-    assert send(client, auth, chat).status_code == 201
-    assert bodies(wazzup_api)[-1]["channelId"] == "from-setting"
+    assert send(chat).status_code == 201
+    assert sent_bodies()[-1]["channelId"] == "from-setting"
 
 
 @pytest.mark.parametrize("fixture, words", [("channels_two_active", "Several active WhatsApp channels"),
                                             ("channels_none_active", "No active WhatsApp channel")])
 def test_no_single_channel_is_a_clear_error_naming_the_channels(
-        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, fixture, words):
+        send, make_wazzup_chat, wazzup_api, sent_bodies, wazzup_url, api_payload, fixture, words):
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload(fixture))
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 409
     assert result.json["wazzup_code"] == "CHANNEL_NOT_SELECTED"
     assert words in result.json["message"] and "0b9f6a55-77c2-4f61-8c0e-5d8b2a9e3c10" in result.json["message"]
     assert "WAZZUP24_CHANNEL_ID" in result.json["message"]
     assert result.json["data"]["message"]["status"] == "failed"
-    assert bodies(wazzup_api) == []
+    assert sent_bodies() == []
 
 
 def test_wazzups_channel_list_is_asked_with_no_database_connection_held(
-        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, helpdesk):
+        send, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, helpdesk):
     """A read kept open over a network call pins a pool connection (and on SQLite a WAL snapshot)
     for as long as Wazzup takes to answer."""
     chat = make_wazzup_chat(channel_id=None, phone="+7 (901) 111-22-33")
@@ -134,28 +125,28 @@ def test_wazzups_channel_list_is_asked_with_no_database_connection_held(
 
     wazzup_api.add_callback("GET", f"{wazzup_url}/v3/channels", callback=channels)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
-    assert send(client, auth, chat).status_code == 201
+    assert send(chat).status_code == 201
     assert held == [0]
 
 
 def test_an_account_with_many_channels_still_records_the_no_single_channel_failure(
-        client, auth, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk):
+        send, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk):
     """The reason names every channel; with dozens of them it is longer than the columns it is
     recorded in (messages.error_text, the outbox's last_error), which PostgreSQL enforces."""
     chat = make_wazzup_chat(channel_id=None)
     channels = [{"channelId": f"{k:08d}-77c2-4f61-8c0e-5d8b2a9e3c10", "transport": "whatsapp", "state": "active",
                  "plainId": f"7900000{k:04d}"} for k in range(40)]
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=channels)
-    result = send(client, auth, chat)
+    result = send(chat)
     assert result.status_code == 409, result.text
     stored = result.json["data"]["message"]
     assert stored["status"] == "failed" and 0 < len(stored["error_text"]) <= 1000
 
 
-def test_channel_list_unreachable_queues_the_message(client, auth, make_wazzup_chat, wazzup_api, wazzup_url):
+def test_channel_list_unreachable_queues_the_message(send, make_wazzup_chat, wazzup_api, wazzup_url):
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectionError("down"))
-    result = send(client, auth, chat)
+    result = send(chat)
     assert (result.status_code, result.json["status"]) == (202, "queued")
 
 
@@ -171,28 +162,29 @@ def test_select_channel_order_and_case_insensitive_states(api_payload):
         select_channel(None, None, lambda: [])
 
 
-def test_the_channel_list_is_cached_between_sends(client, auth, make_wazzup_chat, wazzup_api, wazzup_url, api_payload):
+def test_the_channel_list_is_cached_between_sends(send, make_wazzup_chat, wazzup_api, wazzup_url,
+                                                  api_payload):
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-2"}, status=201)
-    assert send(client, auth, chat).status_code == send(client, auth, chat).status_code == 201
+    assert send(chat).status_code == send(chat).status_code == 201
     assert sum(c.request.url.endswith("/v3/channels") for c in wazzup_api.calls) == 1
 
 
-def test_sent_messages_keep_their_channel_on_retries(client, auth, make_wazzup_chat, wazzup_api, wazzup_url,
-                                                     api_payload, outbox_ctx, clock, helpdesk):
+def test_sent_messages_keep_their_channel_on_retries(send, make_wazzup_chat, wazzup_api, sent_bodies,
+                                                     wazzup_url, api_payload, outbox_ctx, clock, helpdesk):
     from wazzup_plugin.outbound import worker
 
     chat = make_wazzup_chat(channel_id=None)
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
     wazzup_api.post(f"{wazzup_url}/v3/message", body=requests.ReadTimeout("slow"))
-    assert send(client, auth, chat).status_code == 202
+    assert send(chat).status_code == 202
     wazzup_api.replace("GET", f"{wazzup_url}/v3/channels", json=api_payload("channels_two_active"))
     wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "wz"}, status=201)
     clock.advance(30)  # the channel cache expired too
     worker.run_once(outbox_ctx, "w")
-    first, second = bodies(wazzup_api)
+    first, second = sent_bodies()
     assert first["channelId"] == second["channelId"] and first["crmMessageId"] == second["crmMessageId"]
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(helpdesk.tables.messages.c.status)).scalar() == "accepted"
