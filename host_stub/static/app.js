@@ -30,6 +30,7 @@
   "use strict";
 
   var POLL_MS = 2000;            // never poll more often than this
+  var POLL_MAX_MS = 30000;       // while the helpdesk is unreachable, the wait doubles up to this
   var PAGE_CHATS = 50;
   var PAGE_MESSAGES = 50;
   var MAX_CHANGE_PAGES = 5;      // pages of changes per poll; the list reloads past that, a chat goes on next poll
@@ -982,7 +983,15 @@
 
   function schedulePoll() {
     stopPolling();
-    state.pollTimer = setTimeout(pollNow, POLL_MS);
+    state.pollTimer = setTimeout(pollNow, pollDelay());
+  }
+
+  /** The wait before the next poll: POLL_MS, doubled for every failed poll in a row up to POLL_MAX_MS,
+   *  so that a helpdesk coming back from an outage is not met by every open page at once. The
+   *  browser's "online" event and a tab coming back into view poll at once whatever the wait. */
+  function pollDelay() {
+    if (state.failedPolls < 2) return POLL_MS;
+    return Math.min(POLL_MS * Math.pow(2, state.failedPolls - 1), POLL_MAX_MS);
   }
 
   function stopPolling() {
@@ -1067,7 +1076,7 @@
       if (answers.some(unreachable)) state.failedPolls += 1;
       else if (answers.length) state.failedPolls = 0;
       setOffline(state.failedPolls >= OFFLINE_AFTER);
-      state.pollTimer = setTimeout(pollNow, POLL_MS);
+      state.pollTimer = setTimeout(pollNow, pollDelay());
     });
   }
 
@@ -1109,6 +1118,7 @@
     $("chat-back").addEventListener("click", backToList);
     $("chat-icon").addEventListener("error", onIconError);
     $("messages").addEventListener("scroll", onMessagesScroll, { passive: true });
+    window.addEventListener("online", function () { if (state.agent) pollNow(); });
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden && state.agent) {
         pollNow();

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.ui.conftest import AGENT, PASSWORD, WAIT_MS, screenshot
+from tests.ui.conftest import AGENT, PASSWORD, WAIT_MS, screenshot, sign_in
 from tests.ui.test_browser import bubble, chat_item, composer, new_phone, open_chat, reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -21,6 +21,10 @@ expect = pytest.importorskip("playwright.sync_api", reason="browser tests need p
 expect.set_options(timeout=WAIT_MS)
 
 OFFLINE = "Offline \u2014 reconnecting\u2026"
+# One turn of the page's task queue, on a channel Playwright's clock does not fake: a failed poll's
+# answer arrives as a task, and its next timer is set once that task has run.
+SETTLE = ("() => new Promise(resolve => { const c = new MessageChannel(); "
+          "c.port1.onmessage = () => resolve(); c.port2.postMessage(0); })")
 DRAFTS = "() => Object.keys(sessionStorage).filter(k => k.startsWith('helpdesk.draft.'))"
 
 
@@ -193,6 +197,35 @@ def test_a_lost_connection_shows_an_offline_bar_until_polling_gets_through_again
     expect(bar).to_be_hidden()
     expect(bar).to_have_text("")
     expect(bubble(page, "Written while you were offline")).to_be_visible()
+
+
+def test_polling_backs_off_while_the_helpdesk_is_unreachable_and_resumes_when_the_browser_is_online(
+        browser_page, live):
+    # The page's timers run on Playwright's clock, paused, so that a minute passes in steps and every
+    # poll is counted: without the back-off a page polls every 2 s, 30 times a minute.
+    page = browser_page
+    page.clock.install()
+    sign_in(page, live.url)
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)
+    polls = []
+
+    def unreachable(route):
+        if re.search(r"/api/chats\?.*changed_since", route.request.url):
+            polls.append(route.request.url)    # the list's changes: one request per poll
+        route.abort()
+
+    page.route("**/api/**", unreachable)
+    try:
+        for _ in range(120):                   # 60 s in steps of 0.5 s
+            page.clock.run_for(500)
+            page.evaluate(SETTLE)
+        expect(page.get_by_role("status")).to_have_text(OFFLINE)
+        # 2 s, 2 s, 4 s, 8 s, 16 s, then every 30 s: six polls in the minute, a step's slack either way.
+        assert 4 <= len(polls) <= 7, polls
+    finally:
+        page.unroute("**/api/**")
+    page.evaluate("() => window.dispatchEvent(new Event('online'))")   # no clock step: polls at once
+    expect(page.locator("#offline-bar")).to_be_hidden()
 
 
 # ------------------------------------------------------------------ 5: a proxy's HTML error page
