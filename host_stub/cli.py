@@ -82,6 +82,37 @@ def main(argv=None) -> None:
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
+    except _operational_error() as exc:
+        click.echo(f"Error: {_database_problem(exc)}", err=True)
+        sys.exit(2)
+
+
+def _operational_error():
+    """SQLAlchemy's OperationalError (an unreachable server, a database that does not exist, a file
+    that cannot be opened), imported only when main() needs it."""
+    import sqlalchemy as sa
+
+    return sa.exc.OperationalError
+
+
+def _database_problem(exc) -> str:
+    """An OperationalError worded for the operator: the setting, its URL without the password, the reason."""
+    import sqlalchemy as sa
+
+    from host_stub.config import DEFAULT_DATABASE_URL
+
+    raw = os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    try:
+        parsed = sa.engine.make_url(raw)
+        url, password = parsed.render_as_string(hide_password=True), parsed.password
+    except Exception:  # not parseable: Config.validate names it; never echo what may hold a password
+        url, password = "<unparseable URL>", None
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    if password:
+        reason = reason.replace(str(password), "***")
+    if exc.statement is None:  # raised while connecting, before any statement ran
+        return f"cannot connect to HELPDESK_DATABASE_URL ({url}): {reason}"
+    return f"the database at HELPDESK_DATABASE_URL ({url}) failed: {reason}"
 
 
 @click.command(help="Run the helpdesk under gunicorn (and the plugins' background workers).")
@@ -97,20 +128,75 @@ def serve(obj: CliContext, host, port, workers, no_background, migrate):
         from host_stub.migrate import upgrade
 
         upgrade(helpdesk.db.engine, obj.pm)
+    # HELPDESK_REQUEST_TIMEOUT bounds a request (--timeout) and how long a stop lets the requests in
+    # progress finish (--graceful-timeout): a plugin's call out (Wazzup24: a send) is never cut off
+    # by a restart, and its settings are checked to fit under it.
+    seconds = obj.config.request_timeout_seconds
+    children = _dies_with_parent()
     procs = [subprocess.Popen([
         sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", str(workers),
-        "--bind", f"{host}:{port}", "--access-logfile", "-", "--graceful-timeout", "10",
-        "--logger-class", "host_stub.gunicorn_logging.MaskingLogger", "host_stub.wsgi:create_wsgi_app()"])]
+        "--bind", f"{host}:{port}", "--access-logfile", "-",
+        "--timeout", str(seconds), "--graceful-timeout", str(seconds),
+        "--logger-class", "host_stub.gunicorn_logging.MaskingLogger", "host_stub.wsgi:create_wsgi_app()"],
+        preexec_fn=children)]
     if not no_background:
         for worker in helpdesk.registrations.workers:
             _log.info("starting background worker %s", worker.name)
-            procs.append(subprocess.Popen([sys.executable, "-m", "host_stub", *worker.argv]))
+            procs.append(subprocess.Popen([sys.executable, "-m", "host_stub", *worker.argv], preexec_fn=children))
     _log.info("Helpdesk listening on http://%s:%s/", host, port)
-    _supervise(procs)
+    # gunicorn gives up on its requests after `seconds`; a background worker finishes its call in as
+    # long. serve waits a little longer before it kills what is left.
+    _supervise(procs, stop_seconds=seconds + STOP_MARGIN_SECONDS)
 
 
-def _supervise(procs) -> None:
-    """Wait until one process exits or we are asked to stop; then stop them all.
+STOP_MARGIN_SECONDS = 5
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _dies_with_parent():
+    """A ``preexec_fn`` for serve's children.
+
+    Each gets a process group of its own, so a Ctrl-C in the terminal reaches serve alone, which
+    stops them with SIGTERM (gunicorn takes SIGINT as a quick shutdown that cuts requests off).
+    On Linux each is also sent SIGTERM when serve dies, even by SIGKILL (the OOM killer):
+    ``prctl(PR_SET_PDEATHSIG)``. gunicorn then drains and frees the port, a background worker stops
+    after its call, and a restarted serve finds nothing left behind. Elsewhere a process manager
+    that stops the whole group (systemd's KillMode=control-group) has to do it."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+        except (OSError, AttributeError):
+            prctl = None
+    parent = os.getpid()
+
+    def preexec():
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:  # serve died between the fork and prctl: nobody would signal us
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def _describe(process) -> str:
+    """One of serve's processes, for its log lines."""
+    args = [str(a) for a in process.args]
+    if args[1:3] == ["-m", "gunicorn"]:
+        what = "gunicorn"
+    elif args[1:3] == ["-m", "host_stub"]:
+        what = "background worker `helpdesk-stub " + " ".join(args[3:]) + "`"
+    else:
+        what = " ".join(args[:6])
+    return f"{what} (pid {process.pid})"
+
+
+def _supervise(procs, stop_seconds: float = 15.0) -> None:
+    """Wait until one process exits or we are asked to stop; then stop them all: SIGTERM, and
+    SIGKILL (logged) for any still running ``stop_seconds`` later.
 
     A process that exits by itself (gunicorn, a background worker) takes the others down with it,
     says so, and makes serve exit 1: a process manager restarting on failure then brings the whole
@@ -121,8 +207,7 @@ def _supervise(procs) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGINT, stop)
     died = None
     try:
         while not stopping and died is None:
@@ -133,12 +218,18 @@ def _supervise(procs) -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
-        deadline = time.monotonic() + 15
+        asked = time.monotonic()
+        deadline = asked + stop_seconds
         for p in procs:
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                _log.error("%s did not stop within %.0f s of SIGTERM: sending SIGKILL (work in progress is lost; "
+                           "raise HELPDESK_REQUEST_TIMEOUT if this happens on ordinary restarts)",
+                           _describe(p), time.monotonic() - asked)
                 p.kill()
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
     if died is not None and not stopping:
         command = " ".join(str(a) for a in died.args[:6])
         _log.error("a process of the helpdesk exited (code %s): %s; every other one was stopped",

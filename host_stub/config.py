@@ -18,6 +18,11 @@ DEFAULT_DATABASE_URL = "sqlite:///helpdesk.sqlite3"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# HELPDESK_REQUEST_TIMEOUT: the longest a request may run (gunicorn's --timeout), and how long a stop
+# waits for the requests and background work in progress (gunicorn's --graceful-timeout; serve then
+# kills what is left). The default covers a plugin's slowest call out (Wazzup24: 5 s to connect,
+# 20 s to read, 3 s for its rate limiter, a margin) with room to spare.
+DEFAULT_REQUEST_TIMEOUT, MIN_REQUEST_TIMEOUT = 60, 10
 
 
 def read_environment(environ: Mapping[str, str] | None = None, dotenv_path: str | os.PathLike | None = ".env"):
@@ -55,6 +60,7 @@ class Config:
     sqlite_synchronous: str = "FULL"
     session_ttl_seconds: int = 12 * 3600
     max_body_bytes: int = 32 * 1024 * 1024
+    request_timeout_seconds: int = DEFAULT_REQUEST_TIMEOUT
     env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -73,6 +79,8 @@ class Config:
             sqlite_synchronous=env.get("HELPDESK_SQLITE_SYNCHRONOUS", "FULL").strip().upper() or "FULL",
             session_ttl_seconds=_int_setting(env, "HELPDESK_SESSION_TTL_SECONDS", 12 * 3600, 60),
             max_body_bytes=_int_setting(env, "HELPDESK_MAX_BODY_BYTES", 32 * 1024 * 1024, 1024),
+            request_timeout_seconds=_int_setting(env, "HELPDESK_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT,
+                                                 MIN_REQUEST_TIMEOUT),
             env=env,
         )
         config.validate()
@@ -94,6 +102,21 @@ class Config:
             raise StartupError(
                 f"HELPDESK_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
                 f"got {self.sqlite_synchronous!r}")
+        if self.log_file:
+            self._check_log_file(Path(self.log_file))
+
+    @staticmethod
+    def _check_log_file(path: Path) -> None:
+        """HELPDESK_LOG_FILE is opened for appending at startup: its directory must exist and be writable."""
+        directory = path.parent
+        if not directory.is_dir():
+            raise StartupError(f"HELPDESK_LOG_FILE is {str(path)!r}, but its directory {str(directory)!r} "
+                               "does not exist: create it or choose another path")
+        if path.is_dir():
+            raise StartupError(f"HELPDESK_LOG_FILE is {str(path)!r}, which is a directory, not a file")
+        if not os.access(path if path.exists() else directory, os.W_OK):
+            raise StartupError(f"HELPDESK_LOG_FILE is {str(path)!r}, but "
+                               f"{'the file' if path.exists() else 'its directory'} is not writable")
 
     def secret_values(self) -> list[str]:
         """Values that must never reach a log line or a response."""

@@ -8,6 +8,10 @@ All branches share one ``alembic_version`` table. A plugin that was disabled or 
 leaves its revision there, which Alembic could not resolve; its rows are set aside for the
 upgrade and put back in the same transaction, so its tables and data stay untouched and the
 upgrade keeps working (enabling the plugin again resumes its branch).
+
+After the upgrade the live schema is compared with the models (host and enabled plugins): a
+database whose revision says "at head" but whose tables differ (a migration edited after it ran,
+a hand-made change) is refused with every difference named, instead of failing requests later.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from host_stub.errors import StartupError
 from host_stub.schema import assemble_metadata
 
 log = logging.getLogger(__name__)
@@ -51,7 +58,78 @@ def upgrade(engine: sa.Engine, pm) -> list[str]:
             conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
                          [{"v": v} for v in stashed])
         heads = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+    check_schema(engine, pm)
     return sorted(heads)
+
+
+def check_schema(engine: sa.Engine, pm) -> None:
+    """Raise :class:`StartupError` naming every way the live schema differs from the models."""
+    problems = schema_differences(engine, pm)
+    if problems:
+        raise StartupError(
+            "the database schema does not match this version of the helpdesk (HELPDESK_DATABASE_URL "
+            "is at the latest migration, yet " + "; ".join(problems) + "). Restore the backup taken "
+            "before the upgrade, or bring the schema in line, then run `helpdesk-stub db upgrade` again")
+
+
+def schema_differences(engine: sa.Engine, pm) -> list[str]:
+    """The differences that break the helpdesk, worded for an operator; [] when the schema fits.
+
+    One reflection of the helpdesk's own tables (tables of disabled plugins and anything else in
+    the database are not looked at). What the database has beyond the models (an index or a
+    nullable column an operator added) is harmless and not reported; a changed index or foreign
+    key shows as the declared one missing. Partial-index conditions and server defaults are not
+    compared (Alembic does not compare them)."""
+    metadata, _ = assemble_metadata(pm)
+    ours = set(metadata.tables)
+
+    def include_name(name, type_, parent_names):
+        return name in ours if type_ == "table" else True
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
+        diffs = compare_metadata(context, metadata)
+    problems = []
+    for diff in diffs:
+        for item in (diff if isinstance(diff, list) else [diff]):
+            problem = _describe(item)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _describe(diff) -> str | None:
+    kind = diff[0]
+    if kind == "add_table":
+        return f"table {diff[1].name} is missing"
+    if kind == "add_column":
+        return f"column {diff[2]}.{diff[3].name} is missing"
+    if kind == "add_index":
+        index = diff[1]
+        columns = ", ".join(getattr(c, "name", str(c)) for c in index.expressions)
+        return f"index {index.name} on {index.table.name} ({columns}) is missing or differs"
+    if kind == "add_constraint":
+        constraint = diff[1]
+        columns = ", ".join(c.name for c in constraint.columns)
+        return f"unique constraint {constraint.name} on {constraint.table.name} ({columns}) is missing"
+    if kind == "add_fk":
+        fk = diff[1]
+        columns = ", ".join(c.name for c in fk.columns)
+        return (f"foreign key {fk.table.name} ({columns}) -> {fk.referred_table.name} "
+                f"(ondelete {fk.ondelete or 'none'}) is missing or differs")
+    if kind == "remove_column":
+        column = diff[3]
+        if column.nullable or column.server_default is not None:
+            return None  # an extra column the helpdesk never writes to is harmless
+        return f"column {diff[2]}.{column.name} is not in the models and is NOT NULL without a default"
+    if kind == "modify_nullable":
+        _, _, table, column, _, in_database, in_models = diff
+        return (f"column {table}.{column} is {'nullable' if in_database else 'NOT NULL'} in the database, "
+                f"{'nullable' if in_models else 'NOT NULL'} in the models")
+    if kind == "modify_type":
+        _, _, table, column, _, in_database, in_models = diff
+        return f"column {table}.{column} has type {in_database}, the models say {in_models}"
+    return None  # extra tables, indexes and constraints; comments; defaults
 
 
 def _stash_unknown_heads(conn, known: set[str]) -> list[str]:

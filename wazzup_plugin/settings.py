@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_API_URL = "https://api.wazzup24.com"
+# The longest the outbox's rate limiter waits for a free call (wazzup_plugin/outbound/context.py).
+RATE_LIMIT_MAX_WAIT = 3.0
+# What one attempt spends besides the call: its database writes before and after.
+ATTEMPT_MARGIN = 5.0
+# The host's bound on a request and on a stop's wait: a send attempt (the web request's inline one,
+# the outbox worker's) must fit under it, else gunicorn kills it mid-call and a restart cuts it
+# off. The reference host's setting; 60 s, its default, when unset (another host: the same bound).
+HOST_REQUEST_TIMEOUT = "HELPDESK_REQUEST_TIMEOUT"
+DEFAULT_HOST_REQUEST_TIMEOUT = 60.0
 
 
 class SettingsError(ValueError):
@@ -75,15 +84,42 @@ class WazzupSettings:
         rate_limit = _int(env, "WAZZUP24_RATE_LIMIT", 450, 1)
         if rate_limit > 500:
             raise SettingsError("WAZZUP24_RATE_LIMIT must not exceed Wazzup's limit of 500 requests per 5 seconds")
+        connect_timeout = _float(env, "WAZZUP24_CONNECT_TIMEOUT", 5.0, 0.1)
+        read_timeout = _float(env, "WAZZUP24_READ_TIMEOUT", 20.0, 0.1)
+        _check_attempt_fits(env, connect_timeout, read_timeout)
         return cls(
             api_key=(env.get("WAZZUP24_API_KEY") or "").strip() or None,
             api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
             webhook_url=_http_url(env, "WAZZUP24_WEBHOOK_URL", None),
             webhook_secret=secret,
             channel_id=(env.get("WAZZUP24_CHANNEL_ID") or "").strip() or None,
-            connect_timeout=_float(env, "WAZZUP24_CONNECT_TIMEOUT", 5.0, 0.1),
-            read_timeout=_float(env, "WAZZUP24_READ_TIMEOUT", 20.0, 0.1),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             rate_limit=rate_limit,
             rate_window=_float(env, "WAZZUP24_RATE_WINDOW", 5.0, 0.1),
             connection_cache_seconds=_float(env, "WAZZUP24_CONNECTION_CACHE_SECONDS", 10.0, 0.0),
         )
+
+
+def attempt_seconds(connect_timeout: float, read_timeout: float) -> float:
+    """The longest one send attempt takes: connect, read, the rate limiter's wait, the database writes."""
+    return connect_timeout + read_timeout + RATE_LIMIT_MAX_WAIT + ATTEMPT_MARGIN
+
+
+def _check_attempt_fits(env: Mapping[str, str], connect_timeout: float, read_timeout: float) -> None:
+    """A send attempt must end before the host's request timeout (HELPDESK_REQUEST_TIMEOUT)."""
+    try:
+        limit = float((env.get(HOST_REQUEST_TIMEOUT) or "").strip() or DEFAULT_HOST_REQUEST_TIMEOUT)
+    except ValueError:  # the host refuses it with its own message
+        limit = DEFAULT_HOST_REQUEST_TIMEOUT
+    longest = attempt_seconds(connect_timeout, read_timeout)
+    if longest > limit:
+        most = limit - (connect_timeout + RATE_LIMIT_MAX_WAIT + ATTEMPT_MARGIN)
+        fix = (f"lower WAZZUP24_READ_TIMEOUT to at most {most:g}" if most >= 0.1 else
+               "lower WAZZUP24_CONNECT_TIMEOUT and WAZZUP24_READ_TIMEOUT")
+        raise SettingsError(
+            f"WAZZUP24_READ_TIMEOUT={read_timeout:g} with WAZZUP24_CONNECT_TIMEOUT={connect_timeout:g} lets one send "
+            f"to Wazzup take up to {longest:g} s (with {RATE_LIMIT_MAX_WAIT:g} s for the rate limiter and "
+            f"{ATTEMPT_MARGIN:g} s for the database), longer than the helpdesk's request timeout "
+            f"({HOST_REQUEST_TIMEOUT}={limit:g}): the web server would kill the request mid-send. "
+            f"{fix[0].upper() + fix[1:]}, or raise {HOST_REQUEST_TIMEOUT}")

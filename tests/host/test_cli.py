@@ -33,7 +33,7 @@ def run(cli_env, pm_with):
 def test_db_upgrade_applies_the_host_and_plugin_migrations(run):
     result = run("db", "upgrade")
     assert result.exit_code == 0, result.output
-    assert "0001_host" in result.output and "0001_wazzup" in result.output
+    assert "database at " in result.output and "_host" in result.output and "_wazzup" in result.output
 
 
 def test_users_create_reads_the_password_from_stdin(run):
@@ -125,7 +125,7 @@ def test_dotenv_is_read_and_the_environment_wins(cli_env, tmp_path, monkeypatch)
 def test_main_reads_dotenv_for_the_commands(cli_env, tmp_path, capsys):
     (tmp_path / ".env").write_text(f"HELPDESK_DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.sqlite3'}\n")
     main(["db", "upgrade"])
-    assert "0001_host" in capsys.readouterr().out
+    assert "database at " in capsys.readouterr().out
     assert (tmp_path / "from-dotenv.sqlite3").exists()
 
 
@@ -175,3 +175,57 @@ def test_a_database_url_whose_driver_is_not_installed_is_a_startup_error_naming_
 
     with pytest.raises(StartupError, match=r"needs the 'pg8000' driver.*\.\[postgres\]"):
         make_engine("postgresql+pg8000://postgres@127.0.0.1:5432/test")
+
+
+def _refusal(capsys, command=("db", "upgrade")) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(command))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_an_unreachable_database_server_is_named_with_the_password_masked(cli_env, capsys):
+    url = "postgresql+psycopg://helpdesk:s3cret-pw@127.0.0.1:1/helpdesk"  # nothing listens on port 1
+    os.environ.update({**cli_env, "HELPDESK_DATABASE_URL": url})
+    err = _refusal(capsys)
+    assert ("Error: cannot connect to HELPDESK_DATABASE_URL (postgresql+psycopg://helpdesk:***@127.0.0.1:1/helpdesk): "
+            in err)
+    assert "s3cret-pw" not in err
+
+
+def test_a_database_that_does_not_exist_is_named_as_the_setting(cli_env, capsys, database_url, tmp_path):
+    import sqlalchemy as sa
+
+    if database_url.startswith("postgresql"):
+        url = sa.engine.make_url(database_url).set(database="no_such_helpdesk_db", password="s3cret-pw")
+        wrong, reason = url.render_as_string(hide_password=False), 'database "no_such_helpdesk_db" does not exist'
+    else:
+        wrong, reason = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite3'}", "unable to open database file"
+    os.environ.update({**cli_env, "HELPDESK_DATABASE_URL": wrong})
+    err = _refusal(capsys)
+    shown = sa.engine.make_url(wrong).render_as_string(hide_password=True)
+    assert f"Error: cannot connect to HELPDESK_DATABASE_URL ({shown}): " in err and reason in err
+    assert "s3cret-pw" not in err
+
+
+def test_a_log_file_in_a_missing_directory_is_refused_naming_the_setting(cli_env, capsys, tmp_path):
+    log_file = tmp_path / "no-such-dir" / "helpdesk.log"
+    os.environ.update({**cli_env, "HELPDESK_LOG_FILE": str(log_file)})
+    err = _refusal(capsys)
+    assert f"Error: HELPDESK_LOG_FILE is '{log_file}', but its directory '{log_file.parent}' does not exist" in err
+    assert not (tmp_path / "cli.sqlite3").exists()
+
+
+def test_db_upgrade_refuses_a_database_whose_schema_differs_from_the_models(cli_env, capsys, tmp_path):
+    import sqlite3
+
+    os.environ.update(cli_env)
+    main(["db", "upgrade"])
+    capsys.readouterr()
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as conn:  # at head, yet a column is gone
+        conn.execute("ALTER TABLE wazzup_outbox DROP COLUMN last_error")
+    err = _refusal(capsys)
+    assert "Error: the database schema does not match this version of the helpdesk" in err
+    assert "column wazzup_outbox.last_error is missing" in err

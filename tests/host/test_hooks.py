@@ -155,7 +155,7 @@ def test_hook_register_workers_are_started_by_serve_unless_no_workers(pm_with, m
             started.append(argv)
 
     monkeypatch.setattr(cli_module.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(cli_module, "_supervise", lambda procs: None)
+    monkeypatch.setattr(cli_module, "_supervise", lambda procs, **kwargs: None)
     plugin = make_plugin("sms", register_workers=lambda helpdesk: [Item(name="sms-outbox", argv=("sms", "worker"))])
     cli = build_cli(pm_with(plugin))
     env = {"HELPDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}

@@ -1,16 +1,26 @@
 """Data: migrations match the models, the change counter, SQLite settings, disabled plugins."""
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from host_stub.db import Database, make_engine
-from host_stub.migrate import upgrade
+from host_stub.errors import StartupError
+from host_stub.migrate import alembic_config, schema_differences, upgrade
 from host_stub.models import MESSAGE_STATUSES
 from host_stub.schema import assemble_metadata
+
+
+
+def _heads(pm) -> list[str]:
+    """The newest revision of every branch (the host's and each enabled plugin's)."""
+    return sorted(ScriptDirectory.from_config(alembic_config(pm)).get_heads())
 
 
 @pytest.fixture
@@ -36,7 +46,7 @@ def _differences(engine, metadata, skip_prefix=None):
 
 def test_migrating_an_empty_database_yields_exactly_the_models(empty_engine, pm):
     heads = upgrade(empty_engine, pm)
-    assert heads == ["0001_host", "0001_wazzup"]
+    assert heads == _heads(pm)
     metadata, _ = assemble_metadata(pm)
     assert _differences(empty_engine, metadata) == []
 
@@ -52,12 +62,142 @@ def test_db_upgrade_keeps_working_when_a_plugin_is_disabled_and_enabled_again(em
         conn.execute(sa.text("INSERT INTO wazzup_channels (channel_id, state, updated_at) "
                              "VALUES ('ch-1', 'active', CURRENT_TIMESTAMP)"))
     without = pm_with(wazzup=False)
-    assert upgrade(empty_engine, without) == ["0001_host", "0001_wazzup"]  # its revision is kept aside, not lost
+    assert upgrade(empty_engine, without) == _heads(pm)  # its revision is kept aside, not lost
     host_only, _ = assemble_metadata(without)
     assert _differences(empty_engine, host_only, skip_prefix="wazzup_") == []
-    assert upgrade(empty_engine, pm) == ["0001_host", "0001_wazzup"]
+    assert upgrade(empty_engine, pm) == _heads(pm)
     with empty_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT channel_id FROM wazzup_channels")).scalars().all() == ["ch-1"]
+
+
+def _schema(engine) -> dict:
+    """Every table's columns, indexes (with a partial index's condition), constraints: to compare two databases."""
+    def where(index):
+        options = index.get("dialect_options", {})
+        clause = options.get("postgresql_where", options.get("sqlite_where"))
+        return None if clause is None else " ".join(str(clause).replace("(", "").replace(")", "").split())
+
+    inspector = sa.inspect(engine)
+    return {table: {
+        "columns": sorted((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
+        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]), where(i))
+                          for i in inspector.get_indexes(table)),
+        "unique": sorted((u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)),
+        "foreign_keys": sorted((tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]),
+                                (f.get("options") or {}).get("ondelete")) for f in inspector.get_foreign_keys(table)),
+        "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+    } for table in sorted(inspector.get_table_names()) if table != "alembic_version"}
+
+
+def _wipe(engine):
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    else:
+        reflected = sa.MetaData()
+        reflected.reflect(engine)
+        reflected.drop_all(engine)
+
+
+def _fresh_schema(engine, pm) -> dict:
+    _wipe(engine)
+    upgrade(engine, pm)
+    return _schema(engine)
+
+
+def test_a_database_made_by_the_first_migrations_upgrades_to_a_fresh_schema_and_keeps_its_rows(empty_engine, pm):
+    """The first revisions as they shipped (0001_host, 0001_wazzup before they were edited in
+    place): the later changes come as revisions of their own, and the rows come along."""
+    cfg = alembic_config(pm)
+    with empty_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001_host")
+        command.upgrade(cfg, "0001_wazzup")
+    inspector = sa.inspect(empty_engine)
+    assert "resent_as" in {c["name"] for c in inspector.get_columns("wazzup_outbox")}  # the old shape
+    assert "ix_chats_phone" in {i["name"] for i in inspector.get_indexes("chats")}
+    metadata, _ = assemble_metadata(pm)
+    chats, messages = metadata.tables["chats"], metadata.tables["messages"]
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    with empty_engine.begin() as conn:
+        chat_id = conn.execute(sa.insert(chats).values(type="wazzup", title="Ann", phone="79160000000",
+                                                       last_activity_at=now, created_at=now, change_seq=1)
+                               ).inserted_primary_key[0]
+        failed, resend, imported, resend_of_imported = [
+            conn.execute(sa.insert(messages).values(chat_id=chat_id, direction="out", status=status, text=text,
+                                                    created_at=now, change_seq=2)).inserted_primary_key[0]
+            for status, text in [("failed", "one"), ("queued", "one"), ("failed", "old"), ("queued", "old")]]
+        conn.execute(sa.text(
+            "INSERT INTO wazzup_messages (message_id, chat_id, crm_message_id, is_echo) VALUES (:m, :c, :crm, :no)"
+        ).bindparams(sa.bindparam("no", False, type_=sa.Boolean())),
+            [{"m": failed, "c": chat_id, "crm": "crm-1"}, {"m": resend, "c": chat_id, "crm": "crm-2"}])
+        conn.execute(sa.text(
+            "INSERT INTO wazzup_outbox (message_id, chat_id, state, crm_message_id, attempts, maybe_sent,"
+            " next_attempt_at, created_at, updated_at, resent_as)"
+            " VALUES (:m, :c, :state, :crm, 1, :no, :now, :now, :now, :resent_as)"
+        ).bindparams(sa.bindparam("no", False, type_=sa.Boolean()), sa.bindparam("now", now, type_=sa.DateTime())),
+            [{"m": failed, "c": chat_id, "state": "done", "crm": "crm-1", "resent_as": resend},
+             {"m": resend, "c": chat_id, "state": "pending", "crm": "crm-2", "resent_as": None},
+             # the old resend's placeholder for a message with no Wazzup row
+             {"m": imported, "c": chat_id, "state": "done", "crm": "-", "resent_as": resend_of_imported}])
+
+    assert upgrade(empty_engine, pm) == _heads(pm)
+    assert _differences(empty_engine, metadata) == []
+    upgraded = _schema(empty_engine)
+    with empty_engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT message_id, crm_message_id, resent_as FROM wazzup_messages"
+                                    " ORDER BY message_id")).all()
+        outbox = conn.execute(sa.text("SELECT message_id, state FROM wazzup_outbox ORDER BY message_id")).all()
+        titles = conn.execute(sa.select(chats.c.title)).scalars().all()
+    assert kept == [(failed, "crm-1", resend), (resend, "crm-2", None), (imported, None, resend_of_imported)]
+    assert outbox == [(failed, "done"), (resend, "pending"), (imported, "done")]
+    assert titles == ["Ann"]
+    assert upgraded == _fresh_schema(empty_engine, pm)
+
+
+@pytest.mark.parametrize("edited_by", ["a59d048", "df533ec", "51c7580"])
+def test_a_database_made_while_the_first_migrations_were_edited_in_place_upgrades_too(empty_engine, pm, edited_by):
+    """Stamped 0001 but made by an edited 0001 (already part of the later shape): each new
+    revision looks before it changes, and the database ends up as a fresh one."""
+    edited = alembic_config(pm)
+    edited.set_main_option("version_locations", str(Path(__file__).parent / "edited_migrations" / edited_by))
+    with empty_engine.begin() as conn:
+        edited.attributes["connection"] = conn
+        command.upgrade(edited, "0001_host")
+        command.upgrade(edited, "0001_wazzup")
+    assert upgrade(empty_engine, pm) == _heads(pm)
+    upgraded = _schema(empty_engine)
+    assert upgraded == _fresh_schema(empty_engine, pm)
+
+
+def test_db_upgrade_refuses_a_database_at_head_that_lacks_a_column(empty_engine, pm):
+    upgrade(empty_engine, pm)
+    with empty_engine.begin() as conn:
+        if empty_engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ALTER TABLE wazzup_messages DROP COLUMN resent_as")
+        else:
+            conn.exec_driver_sql("DROP TABLE wazzup_quarantine")
+            conn.exec_driver_sql("ALTER TABLE wazzup_outbox DROP COLUMN last_error")
+    with pytest.raises(StartupError) as refused:
+        upgrade(empty_engine, pm)
+    message = str(refused.value)
+    assert "does not match" in message and "HELPDESK_DATABASE_URL" in message
+    if empty_engine.dialect.name == "postgresql":
+        assert "column wazzup_messages.resent_as is missing" in message
+    else:
+        assert "table wazzup_quarantine is missing" in message
+        assert "column wazzup_outbox.last_error is missing" in message
+
+
+def test_the_schema_check_finds_nothing_on_a_fresh_database_and_ignores_what_an_operator_added(empty_engine, pm):
+    upgrade(empty_engine, pm)
+    assert schema_differences(empty_engine, pm) == []
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE reports (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE INDEX ix_messages_text_local ON messages (author_name)")
+        conn.exec_driver_sql("ALTER TABLE chats ADD COLUMN crm_note VARCHAR(20)")
+    assert schema_differences(empty_engine, pm) == []
 
 
 def test_change_counter_grows_with_every_insert_and_update(helpdesk, make_chat, make_message):

@@ -39,3 +39,38 @@ def test_startup_warns_when_the_rate_settings_let_more_through_than_wazzup_allow
     with caplog.at_level(logging.WARNING):
         create_app(config, pm, engine=engine, http=http, clock=clock)
     assert any("Wazzup will answer 429" in r.getMessage() for r in caplog.records) is warned
+
+
+@pytest.mark.parametrize("env, fits", [
+    ({}, True),                                                                  # 5 + 20 + 3 + 5 = 33 s
+    ({"WAZZUP24_READ_TIMEOUT": "40"}, True),                                     # 53 s under the host's 60
+    ({"WAZZUP24_READ_TIMEOUT": "55"}, False),
+    ({"WAZZUP24_READ_TIMEOUT": "40", "HELPDESK_REQUEST_TIMEOUT": "30"}, False),  # the audit's case
+    ({"WAZZUP24_READ_TIMEOUT": "40", "HELPDESK_REQUEST_TIMEOUT": "120"}, True),
+])
+def test_a_send_attempt_that_cannot_end_before_the_hosts_request_timeout_is_refused_naming_the_setting(env, fits):
+    """connect + read + the rate limiter's wait + the database must fit under HELPDESK_REQUEST_TIMEOUT
+    (gunicorn's --timeout), else gunicorn kills the request in the middle of a send."""
+    if fits:
+        assert WazzupSettings.from_env(env).read_timeout == float(env.get("WAZZUP24_READ_TIMEOUT", 20))
+    else:
+        with pytest.raises(SettingsError, match=r"WAZZUP24_READ_TIMEOUT=\d+ .*\(HELPDESK_REQUEST_TIMEOUT=\d+\): .*"
+                                                r"Lower WAZZUP24_READ_TIMEOUT to at most \d+"):
+            WazzupSettings.from_env(env)
+
+
+def test_startup_refuses_a_read_timeout_longer_than_the_request_timeout(settings, pm, engine, http, clock, database_url):
+    from host_stub.config import Config
+    from host_stub.errors import StartupError
+
+    config = Config(database_url=database_url, env={**settings, "WAZZUP24_READ_TIMEOUT": "40",
+                                                     "HELPDESK_REQUEST_TIMEOUT": "30"})
+    with pytest.raises(StartupError, match="WAZZUP24_READ_TIMEOUT=40"):
+        create_app(config, pm, engine=engine, http=http, clock=clock)
+
+
+def test_the_settings_check_counts_the_rate_limiters_real_wait(helpdesk):
+    from wazzup_plugin.outbound.context import outbound
+    from wazzup_plugin.settings import RATE_LIMIT_MAX_WAIT
+
+    assert outbound(helpdesk).limiter.max_wait <= RATE_LIMIT_MAX_WAIT

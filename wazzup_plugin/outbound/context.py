@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from wazzup_plugin.client import WazzupClient
 from wazzup_plugin.outbound.ratelimit import DbRateLimiter
+from wazzup_plugin.settings import RATE_LIMIT_MAX_WAIT
 from wazzup_plugin.state import get_state
 
 
@@ -50,7 +51,7 @@ def outbound(helpdesk, state=None) -> Outbound:
     if ctx is None:
         s = state.settings
         limiter = DbRateLimiter(helpdesk.db, state.tables["rate_limit"], s.rate_limit, s.rate_window, helpdesk.clock,
-                                sleep=state.extras.get("sleep", time.sleep), max_wait=3.0)
+                                sleep=state.extras.get("sleep", time.sleep), max_wait=RATE_LIMIT_MAX_WAIT)
         client = None
         if s.configured:
             client = WazzupClient(helpdesk.http, s.api_url, s.api_key, connect_timeout=s.connect_timeout,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_host
 Revises: 
-Create Date: 2026-11-27 11:51:20.913460
+Create Date: 2026-11-26 13:32:14.522931
 """
 from alembic import op
 import sqlalchemy as sa
@@ -48,6 +48,7 @@ def upgrade():
     with op.batch_alter_table('chats', schema=None) as batch_op:
         batch_op.create_index('ix_chats_activity', ['last_activity_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_chats_change_seq'), ['change_seq'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chats_phone'), ['phone'], unique=False)
         batch_op.create_index('ix_chats_type_activity', ['type', 'last_activity_at', 'id'], unique=False)
 
     op.create_table('agent_sessions',
@@ -134,6 +135,7 @@ def downgrade():
     op.drop_table('agent_sessions')
     with op.batch_alter_table('chats', schema=None) as batch_op:
         batch_op.drop_index('ix_chats_type_activity')
+        batch_op.drop_index(batch_op.f('ix_chats_phone'))
         batch_op.drop_index(batch_op.f('ix_chats_change_seq'))
         batch_op.drop_index('ix_chats_activity')
 
