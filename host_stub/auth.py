@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import falcon
 import sqlalchemy as sa
 
 from host_stub.errors import ApiError
-from host_stub.models import Agent, AgentSession, ApiToken
+from host_stub.models import Agent, AgentSession, ApiToken, LoginFailure
 
 TOKEN_PREFIX = "hdt_"
 SESSION_COOKIE = "helpdesk_session"
@@ -100,6 +101,88 @@ def authenticate_password(conn: sa.Connection, username: str, password: str):
     return row
 
 
+class LoginThrottle:
+    """Slows online password guessing: failed sign-ins are counted per username and per client address.
+
+    Once a key has failed ``limit`` times, each without a gap of ``WINDOW`` since the one before, it is
+    blocked: attempts answer 429 with Retry-After, without a password check, for ``BASE_DELAY`` after
+    the limit-th failure, doubling with every further one, up to ``MAX_DELAY``. A key with no failure
+    for ``WINDOW`` starts from zero (``MAX_DELAY`` is shorter, so waiting out a block is still counted:
+    a guesser at the cap gets about four tries an hour). A sign-in that succeeds resets its name and its
+    address. Unknown names are counted as known ones are (no hint which names exist).
+
+    The address limit is higher: an office behind one NAT, or every client behind a reverse proxy or
+    tunnel (whose own address is what the host sees), shares one address. The counters live in the
+    database (``login_failures``), so every worker and process sees the same ones.
+    """
+
+    USERNAME_LIMIT = 5
+    ADDRESS_LIMIT = 20
+    WINDOW = timedelta(hours=1)
+    BASE_DELAY = timedelta(seconds=15)
+    MAX_DELAY = timedelta(minutes=15)
+
+    def __init__(self, db):
+        self.db = db
+        self.table = LoginFailure.__table__
+
+    @staticmethod
+    def keys(username: str, address: str | None) -> dict[str, int]:
+        """The digest of each key to count this attempt under, with its limit."""
+        def digest(kind: str, value: str) -> str:
+            return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "backslashreplace")).hexdigest()
+
+        keys = {digest("username", username): LoginThrottle.USERNAME_LIMIT}
+        if address:
+            keys[digest("address", address)] = LoginThrottle.ADDRESS_LIMIT
+        return keys
+
+    def retry_after(self, keys: dict[str, int], now) -> int | None:
+        """Whole seconds until an attempt under ``keys`` is allowed again; None when it is allowed now."""
+        t = self.table
+        with self.db.read() as conn:
+            until = conn.execute(sa.select(sa.func.max(t.c.blocked_until)).where(
+                t.c.key_sha256.in_(list(keys)), t.c.blocked_until > now)).scalar()
+        if until is None:
+            return None
+        return max(1, math.ceil((until - now).total_seconds()))
+
+    def failed(self, keys: dict[str, int], now) -> None:
+        t = self.table
+        with self.db.write() as tx:
+            # Housekeeping: stale rows (every block ends within the window) go first, so a key seen
+            # again after a quiet window starts from zero.
+            tx.conn.execute(sa.delete(t).where(t.c.last_failed_at <= now - self.WINDOW))
+            for key, limit in sorted(keys.items()):
+                self._count(tx.conn, key, limit, now)
+
+    def _count(self, conn, key: str, limit: int, now) -> None:
+        t = self.table
+        row = conn.execute(sa.select(t.c.failures).where(t.c.key_sha256 == key).with_for_update()).first()
+        failures = 1 if row is None else row.failures + 1
+        blocked_until = None
+        if failures >= limit:
+            delay = min(self.BASE_DELAY * 2 ** min(failures - limit, 32), self.MAX_DELAY)
+            blocked_until = now + delay
+        values = {"failures": failures, "last_failed_at": now, "blocked_until": blocked_until}
+        if row is not None:
+            conn.execute(sa.update(t).where(t.c.key_sha256 == key).values(**values))
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(t).values(key_sha256=key, **values))
+        except sa.exc.IntegrityError:  # a concurrent failure inserted it first: count on its row
+            self._count(conn, key, limit, now)
+
+    def succeeded(self, conn, keys: dict[str, int]) -> None:
+        t = self.table
+        conn.execute(sa.delete(t).where(t.c.key_sha256.in_(list(keys))))
+
+
+class _RequestFailed(Exception):
+    """Handed to the request's shared read when the request failed: its transaction rolls back."""
+
+
 class AuthMiddleware:
     """Require an agent on every non-public route: a Bearer token, or a session cookie + CSRF."""
 
@@ -134,9 +217,18 @@ class AuthMiddleware:
 
     def process_response(self, req, resp, resource, req_succeeded):
         stack = getattr(req.context, "read_stack", None)
-        if stack is not None:  # runs on every outcome, errors included
-            req.context.read_stack = req.context.read_conn = None
+        if stack is None:
+            return
+        # Runs on every outcome, errors included. A request that failed (its error already answered,
+        # e.g. 503 for a dropped connection) ends its read with a rollback, not a commit: a commit on
+        # a connection the driver lost would raise PendingRollbackError and turn the answer into a 500.
+        conn = req.context.read_conn
+        req.context.read_stack = req.context.read_conn = None
+        if req_succeeded and not (conn is not None and conn.invalidated):
             stack.close()
+        else:
+            failed = _RequestFailed()
+            stack.__exit__(_RequestFailed, failed, None)
 
     def authenticate(self, req) -> AuthenticatedAgent:
         header = req.get_header("Authorization")

@@ -233,8 +233,11 @@ def register_routes(helpdesk):
     For every route the host answers ``HEAD`` with the ``GET`` responder (no body); takes request
     bodies read through ``req.get_media()`` as JSON in UTF-8 only (anything else answers 415
     ``unsupported_media_type``; a resource that reads ``req.bounded_stream`` itself is not
-    affected); and answers a path id too large for any id column with 404 before the responder
-    runs: ``chat_not_found`` for ``{chat_id}``, ``message_not_found`` for ``{message_id}``. A
+    affected); refuses a body over ``HELPDESK_MAX_BODY_BYTES``, or over the resource's own
+    ``max_body_bytes`` attribute where it sets a smaller one, with 413 ``payload_too_large`` before
+    anyone reads it; answers a body that is malformed or breaks off at the HTTP layer (a bad chunk, a
+    client gone mid-body) with 400 ``invalid_body``, also when the resource reads the stream itself;
+    and answers a path id too large for any id column with 404 before the responder runs: ``chat_not_found`` for ``{chat_id}``, ``message_not_found`` for ``{message_id}``. A
     plugin answers a chat or message that does not exist with the same codes.
 
     ``req.context.agent``, on routes that are not public, has ``id``: the agent's ``agents.id``, an
@@ -247,10 +250,12 @@ def register_routes(helpdesk):
     may also write such a body itself). A ``falcon.HTTPError`` a resource raises keeps its status and
     headers, with its ``description`` as ``message`` and the status's code as ``code`` (400
     ``bad_request``, 401 ``unauthorized``, 413 ``payload_too_large``, ...: ``host_stub/errors.py``).
-    A database connection error (SQLAlchemy's ``OperationalError``, ``InterfaceError``,
-    ``DisconnectionError``) answers 503 ``database_unavailable`` with ``Retry-After``, so that a
-    webhook's sender delivers again; any other exception answers 500 ``internal_error``, its
-    details only in the host's log.
+    A database that is unavailable for now (a lost or refused connection, a lock or statement
+    timeout, a full disk: ``host_stub.errors.database_unavailable``) answers 503
+    ``database_unavailable`` with ``Retry-After``, so that a webhook's sender delivers again; any
+    other exception, a database error that says the statement itself cannot work (a missing column)
+    included, answers 500 ``internal_error``, its details only in the host's log (for a database
+    error: the driver's reason, never the statement's parameters).
 
     OpenAPI operation objects are keyed by method (``"get"``, ``"post"``, ...; for a route with a
     ``suffix``, ``"post_<suffix>"`` first, then ``"post"``). A ``"schema"`` is a marshmallow schema (class or

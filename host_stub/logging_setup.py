@@ -15,6 +15,10 @@ _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)([?&](?:token|secret|key|api_key|apikey|crmkey)=)[^&\s'\"]+"),
     re.compile(r"(?i)((?:api[_-]?key|secret|password|token)[\"']?\s*[:=]\s*[\"']?)[^\s,'\"&]{6,}"),
+    # The host's API tokens wherever they appear (a path, a search, a form field): "hdt_" and
+    # token_urlsafe(32), 43 characters of [A-Za-z0-9_-] (host_stub/auth.py new_token); a cut-off
+    # one still masked. The prefix stays, so a line still says a token was there.
+    re.compile(r"(hdt_)[A-Za-z0-9_-]{16,}"),
 ]
 MASK = "***"
 _SECRET_PARAMS = {"token", "secret", "key", "api_key", "apikey", "crmkey"}

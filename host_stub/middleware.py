@@ -9,12 +9,72 @@ import falcon
 from host_stub.errors import ApiError
 
 
+def _body_read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a request body raises when the client sent it broken or stopped sending it.
+
+    gunicorn: ``InvalidChunkSize`` and its other ``ParseException`` for a malformed chunked body,
+    ``NoMoreData`` (an ``IOError``) for one cut off; any server: a reset or timed-out socket (``OSError``).
+    """
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from gunicorn.http.errors import ParseException
+    except ImportError:  # another WSGI server
+        pass
+    else:
+        errors.append(ParseException)
+    return tuple(errors)
+
+
+BODY_READ_ERRORS = _body_read_errors()
+
+
+def broken_body() -> ApiError:
+    return ApiError(falcon.HTTP_400, "invalid_body", "The request body is malformed or incomplete.")
+
+
+class GuardedInput:
+    """``wsgi.input`` whose read errors (see ``BODY_READ_ERRORS``) answer 400 ``invalid_body``.
+
+    Whoever reads the body (``req.get_media()``, a resource reading ``req.bounded_stream``) then gets
+    the documented answer instead of a 500 with a traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def read(self, *args):
+        try:
+            return self._stream.read(*args)
+        except BODY_READ_ERRORS:
+            raise broken_body() from None
+
+    def readline(self, *args):
+        try:
+            return self._stream.readline(*args)
+        except BODY_READ_ERRORS:
+            raise broken_body() from None
+
+    def readlines(self, *args):
+        try:
+            return self._stream.readlines(*args)
+        except BODY_READ_ERRORS:
+            raise broken_body() from None
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over the limit with 413 before anyone reads them.
 
-    With Content-Length the header decides. A chunked body has no length up front, so it is read
-    here, at most one byte past the limit, and handed on as an ordinary sized body (Falcon
-    would otherwise read nothing of it).
+    The limit is ``max_bytes`` (``HELPDESK_MAX_BODY_BYTES``), or a route's own smaller one: a
+    resource may set ``max_body_bytes`` (the public login takes 4 KiB), so a public route never
+    parses megabytes of JSON for anyone. With Content-Length the header decides. A chunked body has
+    no length up front, so it is read here, once the route is known, at most one byte past the
+    limit, and handed on as an ordinary sized body (Falcon would otherwise read nothing of it).
+    A body that breaks off or is malformed at the HTTP layer answers 400 ``invalid_body``.
     """
 
     def __init__(self, max_bytes: int):
@@ -23,19 +83,31 @@ class BodyLimitMiddleware:
     def process_request(self, req, resp):
         if req.content_length is not None:
             if req.content_length > self.max_bytes:
-                raise self._too_large()
+                raise self._too_large(self.max_bytes)
+            if req.content_length:
+                req.env["wsgi.input"] = req.stream = GuardedInput(req.env["wsgi.input"])
+
+    def process_resource(self, req, resp, resource, params):
+        limit = min(self.max_bytes, getattr(resource, "max_body_bytes", None) or self.max_bytes)
+        if req.content_length is not None:
+            if req.content_length > limit:
+                raise self._too_large(limit)
             return
         if "chunked" not in (req.get_header("Transfer-Encoding") or "").lower():
             return
-        data = req.env["wsgi.input"].read(self.max_bytes + 1)
-        if len(data) > self.max_bytes:
-            raise self._too_large()
+        try:
+            data = req.env["wsgi.input"].read(limit + 1)
+        except BODY_READ_ERRORS:
+            raise broken_body() from None
+        if len(data) > limit:
+            raise self._too_large(limit)
         req.env["wsgi.input"] = req.stream = io.BytesIO(data)
         req.env["CONTENT_LENGTH"] = str(len(data))
 
-    def _too_large(self) -> ApiError:
+    def _too_large(self, limit: int) -> ApiError:
         return ApiError(falcon.HTTP_413, "payload_too_large",
-                        f"The request body is larger than the limit of {self.max_bytes} bytes.")
+                        f"The request body is larger than the limit of {limit} bytes"
+                        + ("." if limit == self.max_bytes else " for this route."))
 
 
 class SecurityHeadersMiddleware:

@@ -1,4 +1,4 @@
-"""The host's own tables: chats, messages, agents, API tokens, UI sessions and the change counter.
+"""The host's own tables: chats, messages, agents, API tokens, UI sessions, failed sign-ins and the change counter.
 
 What every messaging channel has lives here; a plugin's own facts live in its prefixed tables,
 linked 1:1 to these rows. ``chats.type`` is a plain string validated against the chat type
@@ -196,6 +196,22 @@ class AgentSession(Base):
     csrf_token: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """Failed sign-ins counted per key (a username or a client address), to slow password guessing.
+
+    The key is stored as a SHA-256 digest: a password typed into the name field is not kept in clear.
+    A row older than the counting window is stale (deleted as failures are written); a sign-in that
+    succeeds deletes its name's and its address's rows.
+    """
+
+    __tablename__ = "login_failures"
+
+    key_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    failures: Mapped[int]
+    last_failed_at: Mapped[datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime | None]
 
 
 class Chat(Base):

@@ -8,13 +8,16 @@ live session, and ``DELETE`` must carry the session's CSRF token.
 
 from __future__ import annotations
 
+import math
+import threading
 from datetime import timedelta
 
 import falcon
 import sqlalchemy as sa
 from marshmallow import Schema, fields, validate
 
-from host_stub.auth import SESSION_COOKIE, AuthMiddleware, authenticate_password, create_session, token_digest
+from host_stub.auth import (SESSION_COOKIE, AuthMiddleware, LoginThrottle, authenticate_password, create_session,
+                            token_digest)
 from host_stub.errors import ApiError
 from host_stub.models import AgentSession
 from host_stub.schemas import ErrorSchema
@@ -42,6 +45,12 @@ _LOGIN = LoginSchema()
 _JSON = "application/json"
 
 
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
 def _agent_json(agent) -> dict:
     return {"id": agent.id, "username": agent.username, "display_name": agent.display_name}
 
@@ -60,7 +69,13 @@ class SessionResource:
                                "415": {"description": "the body is not `application/json` in UTF-8 "
                                                       "(`unsupported_media_type`); a form login is refused",
                                        "content": {_JSON: {"schema": ErrorSchema}}},
-                               "422": {"description": "bad input", "content": {_JSON: {"schema": ErrorSchema}}}}},
+                               "422": {"description": "bad input", "content": {_JSON: {"schema": ErrorSchema}}},
+                               "429": {"description": "too many failed sign-ins for this name or from this "
+                                                      "address (`too_many_attempts`): wait `Retry-After` seconds",
+                                       "content": {_JSON: {"schema": ErrorSchema}}},
+                               "503": {"description": "too many sign-ins being checked at once (`login_busy`): "
+                                                      "try again after `Retry-After` seconds",
+                                       "content": {_JSON: {"schema": ErrorSchema}}}}},
         "get": {"summary": "The signed-in agent and the session's CSRF token",
                 "responses": {"200": {"description": "the session", "content": {_JSON: {"schema": SessionOutSchema}}},
                               "401": {"description": "not signed in", "content": {_JSON: {"schema": ErrorSchema}}}}},
@@ -74,20 +89,44 @@ class SessionResource:
                                          "content": {_JSON: {"schema": ErrorSchema}}}}},
     }
 
+    # A login body is a name and a password: the body-limit middleware refuses a bigger one (413)
+    # before it is read, so a public route parses no megabytes of JSON for anyone.
+    max_body_bytes = 4096
+    # Password checks (one scrypt each: CPU and 16 MiB) at once in this worker; a sign-in that finds
+    # them all busy waits at most PASSWORD_CHECK_WAIT seconds, then answers 503 login_busy.
+    PASSWORD_CHECKS = 2
+    PASSWORD_CHECK_WAIT = 1.0
+
     def __init__(self, helpdesk):
         self.helpdesk = helpdesk
         self._auth = AuthMiddleware(helpdesk, public_templates=set())
+        self.throttle = LoginThrottle(helpdesk.db)
+        self.password_checks = threading.BoundedSemaphore(self.PASSWORD_CHECKS)
 
     def on_post(self, req, resp):
         body = load_body(_LOGIN, req)
         now = self.helpdesk.clock()
         ttl = timedelta(seconds=self.helpdesk.config.session_ttl_seconds)
-        with self.helpdesk.db.read() as conn:
-            agent = authenticate_password(conn, body["username"], body["password"])
+        keys = self.throttle.keys(body["username"], req.remote_addr)
+        wait = self.throttle.retry_after(keys, now)
+        if wait is not None:
+            raise ApiError(falcon.HTTP_429, "too_many_attempts",
+                           f"Too many failed sign-ins; try again in {_duration(wait)}.",
+                           headers={"Retry-After": str(wait)})
+        if not self.password_checks.acquire(timeout=self.PASSWORD_CHECK_WAIT):
+            raise ApiError(falcon.HTTP_503, "login_busy", "Too many sign-ins at once; try again in a moment.",
+                           headers={"Retry-After": "1"})
+        try:
+            with self.helpdesk.db.read() as conn:
+                agent = authenticate_password(conn, body["username"], body["password"])
+        finally:
+            self.password_checks.release()
         if agent is None:
+            self.throttle.failed(keys, now)
             raise ApiError(falcon.HTTP_401, "invalid_credentials", "The name or the password is wrong.")
         sessions = AgentSession.__table__
         with self.helpdesk.db.write() as tx:
+            self.throttle.succeeded(tx.conn, keys)
             # Housekeeping: expired sessions are useless; drop them while we are writing anyway.
             tx.conn.execute(sa.delete(sessions).where(sessions.c.expires_at <= now))
             token, csrf = create_session(tx.conn, agent.id, now, ttl)

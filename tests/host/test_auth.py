@@ -157,3 +157,111 @@ def test_health_reports_an_unreachable_database_as_503(build_app, pm_with, helpd
                                               connect_args={"connect_timeout": 1})
     result = falcon.testing.TestClient(app).simulate_get("/api/health")
     assert result.status_code == 503 and result.json["code"] == "database_unavailable"
+
+
+# ---------------------------------------------------------------- password guessing
+
+
+def _login(client, username="alice", password="wrong guess", address="198.51.100.7"):
+    return client.simulate_post("/api/session", json={"username": username, "password": password},
+                                remote_addr=address)
+
+
+@pytest.fixture
+def password_checks(monkeypatch):
+    """How many passwords the sign-in checked (each one an scrypt run)."""
+    import host_stub.resources.session as session
+
+    checked = []
+    real = session.authenticate_password
+
+    def counting(conn, username, password):
+        checked.append(username)
+        return real(conn, username, password)
+
+    monkeypatch.setattr(session, "authenticate_password", counting)
+    return checked
+
+
+def test_a_name_that_failed_five_times_is_refused_with_429_and_retry_after_without_a_password_check(
+        client, agent, password_checks):
+    assert [_login(client).status_code for _ in range(5)] == [401] * 5
+    refused = _login(client, password="correct horse battery")  # the right one too: no oracle while blocked
+    assert refused.status_code == 429 and refused.json["code"] == "too_many_attempts"
+    assert int(refused.headers["retry-after"]) == 15 and "15 seconds" in refused.json["message"]
+    assert len(password_checks) == 5
+    other = _login(client, username="bob", address="198.51.100.7")
+    assert other.status_code == 401  # another name from the same address is still checked
+
+
+def test_every_further_failure_doubles_the_wait_and_the_block_ends_on_its_own(client, agent, clock):
+    waits = []
+    for _ in range(5):
+        _login(client)
+    for _ in range(4):
+        waits.append(int(_login(client).headers["retry-after"]))
+        clock.advance(waits[-1])
+        assert _login(client).status_code == 401  # checked again once the wait is over; failed again
+    assert waits == [15, 30, 60, 120]
+    assert int(_login(client).headers["retry-after"]) == 240
+    clock.advance(240)
+    assert _login(client, password="correct horse battery").status_code == 200
+
+
+def test_the_longest_wait_is_fifteen_minutes_and_an_hour_without_failures_starts_the_count_again(
+        client, agent, clock):
+    from host_stub.auth import LoginThrottle
+
+    for _ in range(12):
+        clock.advance(LoginThrottle.MAX_DELAY.total_seconds())
+        assert _login(client).status_code == 401
+    assert int(_login(client).headers["retry-after"]) == 900
+    clock.advance(hours=1)
+    assert [_login(client).status_code for _ in range(5)] == [401] * 5
+    assert int(_login(client).headers["retry-after"]) == 15
+
+
+def test_a_successful_sign_in_resets_the_count_of_its_name_and_address(client, agent, helpdesk):
+    for _ in range(4):
+        _login(client)
+    assert _login(client, password="correct horse battery").status_code == 200
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM login_failures")).scalar() == 0
+    assert [_login(client).status_code for _ in range(5)] == [401] * 5  # five more, counted from zero
+    assert _login(client, password="correct horse battery").status_code == 429
+
+
+def test_failures_from_one_address_block_it_for_every_name_but_not_other_addresses(client, agent, password_checks):
+    from host_stub.auth import LoginThrottle
+
+    for i in range(LoginThrottle.ADDRESS_LIMIT):
+        assert _login(client, username=f"user{i}", address="203.0.113.9").status_code == 401
+    refused = _login(client, username="alice", password="correct horse battery", address="203.0.113.9")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) == 15
+    assert _login(client, password="correct horse battery", address="203.0.113.10").status_code == 200
+    assert len(password_checks) == LoginThrottle.ADDRESS_LIMIT + 1
+
+
+def test_failed_sign_ins_keep_only_digests_of_names_and_addresses(client, agent, helpdesk):
+    _login(client, username="my secret password typed as a name")
+    with helpdesk.db.read() as conn:
+        rows = conn.execute(sa.text("SELECT key_sha256, failures FROM login_failures")).all()
+    assert len(rows) == 2 and all(re.fullmatch("[0-9a-f]{64}", key) and n == 1 for key, n in rows)
+
+
+def test_sign_ins_beyond_the_workers_password_checks_are_refused_with_503_not_queued(app, client, agent,
+                                                                                      password_checks):
+    resource = next(r.resource for r in app.helpdesk.registrations.routes if r.template == "/api/session")
+    resource.PASSWORD_CHECK_WAIT = 0.01
+    held = 0
+    while resource.password_checks.acquire(blocking=False):  # every check of this worker in progress
+        held += 1
+    try:
+        busy = _login(client, password="correct horse battery")
+    finally:
+        for _ in range(held):
+            resource.password_checks.release()
+    assert held == resource.PASSWORD_CHECKS
+    assert busy.status_code == 503 and busy.json["code"] == "login_busy" and busy.headers["retry-after"] == "1"
+    assert password_checks == []
+    assert _login(client, password="correct horse battery").status_code == 200

@@ -180,3 +180,39 @@ def test_gunicorn_access_log_masks_percent_encoded_secrets(monkeypatch, query, i
     rendered = json.dumps(atoms, default=str)
     assert query.split("&")[-1].split("=", 1)[1] not in rendered
     assert "=***" in atoms["q"] and "=***" in atoms["r"]
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/api/chats", "q={token}"),                       # pasted into the search box
+    ("/api/chats", "cursor=x&note=my+token+is+{token}"),  # any parameter, any position
+    ("/api/chats/{token}", ""),                        # typed into the path
+])
+def test_gunicorn_access_log_masks_api_tokens_typed_outside_the_authorization_header(
+        monkeypatch, isolated_logging, path, query):
+    from gunicorn.config import Config as GunicornConfig
+
+    from host_stub.auth import new_token
+    from host_stub.gunicorn_logging import MaskingLogger
+
+    token = new_token()
+    path, query = path.format(token=token), query.format(token=token)
+    logger = MaskingLogger(GunicornConfig())
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": path + (f"?{query}" if query else ""),
+               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1"}
+    request = SimpleNamespace(headers=[])
+    response = SimpleNamespace(status="401 Unauthorized", sent=2, headers=[])
+    atoms = logger.atoms(response, request, environ, timedelta(milliseconds=5))
+    rendered = json.dumps(atoms, default=str)
+    assert token not in rendered and token[4:20] not in rendered
+    assert "***" in atoms["r"]
+
+
+def test_an_api_token_in_any_log_line_is_masked_keeping_its_prefix(configured):
+    from host_stub.auth import new_token
+
+    stream = configured()
+    token = new_token()
+    logging.getLogger("host_stub.test").warning("agent pasted %s into a message", token)
+    logging.getLogger("host_stub.test").warning("cut off: %s", token[:24])
+    assert token[4:20] not in stream.getvalue()
+    assert "agent pasted hdt_*** into a message" in stream.getvalue() and "cut off: hdt_***" in stream.getvalue()

@@ -80,3 +80,42 @@ def test_a_change_committed_while_an_empty_page_is_read_is_not_skipped_by_poller
     assert fired
     seen = first["items"] + later["items"]
     assert len(seen) == 1 and (seen[0].get("title") == "Maria" or seen[0].get("text") == "Arrived in between")
+
+
+@pytest.mark.parametrize("path", ["/api/chats", "/api/chats/{id}", "/api/chats/{id}/messages"])
+def test_a_connection_lost_during_a_page_is_503_and_the_next_request_reconnects(client, auth, engine, make_chat,
+                                                                                 caplog, path):
+    """The shared read of a failed request rolls back: committing on the lost connection raised
+    PendingRollbackError, which turned the 503 into a 500."""
+    chat_id = make_chat(title="Ivan")
+    assert client.simulate_get(path.format(id=chat_id), headers=auth).status_code == 200
+
+    def drop_at_the_page(conn, cursor, statement, parameters, context, executemany):
+        if "FROM chats" in statement and "api_tokens" not in statement:
+            conn.connection.dbapi_connection.close()  # as the server dropping it: the driver's own error follows
+
+    sa.event.listen(engine, "before_cursor_execute", drop_at_the_page)
+    try:
+        answer = client.simulate_get(path.format(id=chat_id), headers=auth)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", drop_at_the_page)
+    assert answer.status_code == 503 and answer.json["code"] == "database_unavailable", answer.text
+    assert "PendingRollbackError" not in caplog.text
+    assert engine.pool.checkedout() == 0
+    assert client.simulate_get(path.format(id=chat_id), headers=auth).status_code == 200
+
+
+def test_a_page_read_after_postgresql_terminated_its_connection_is_503_not_500(client, auth, engine, make_chat,
+                                                                               backend):
+    if backend != "postgres":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    make_chat(title="Ivan")
+    assert client.simulate_get("/api/chats", headers=auth).status_code == 200
+    admin = sa.create_engine(engine.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+    answer = client.simulate_get("/api/chats", headers=auth)  # the pooled connection is not pinged this soon
+    assert answer.status_code == 503 and answer.json["code"] == "database_unavailable", answer.text
+    assert client.simulate_get("/api/chats", headers=auth).status_code == 200
