@@ -88,6 +88,13 @@ class WazzupInvalidData(WazzupError):
     """Bad input given to the client, or an answer from Wazzup we cannot read."""
 
 
+LAST_READ = 0.01  # seconds: a read past the deadline only takes what has come already
+
+
+class _Overdue(Exception):
+    """The call's deadline passed before Wazzup's whole answer came."""
+
+
 class RateLimiter:
     """What the client needs of a limiter (see ``outbound/ratelimit.py``); this one never waits."""
 
@@ -140,7 +147,8 @@ def _retry_after(value: str | None) -> float | None:
 class WazzupClient:
     """Wazzup24 API v3 over an injected ``requests.Session``.
 
-    ``clock`` is a monotonic seconds callable, used only to measure latency.
+    ``clock`` is a monotonic seconds callable: it measures latency and each call's deadline
+    (``connect_timeout + read_timeout`` for the whole call, however Wazzup's answer trickles in).
     """
 
     def __init__(self, session: requests.Session, base_url: str, api_key: str, *, connect_timeout: float = 5.0,
@@ -152,6 +160,9 @@ class WazzupClient:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.timeout = (connect_timeout, read_timeout)
+        # The whole call (connecting, sending, Wazzup's answer) ends by then: the outbox's lease on a
+        # message outlasts it (outbound/outbox.py, lease_seconds), so no other worker takes it up meanwhile.
+        self.deadline = connect_timeout + read_timeout
         self.rate_limiter = rate_limiter or RateLimiter()
         self.clock = clock
         self.rate_window = rate_window
@@ -243,16 +254,33 @@ class WazzupClient:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
         started = self.clock()
         try:
+            # stream: the body is read here, against the call's deadline (see _read_within).
             response = self.session.request(method, self.base_url + path, json=json_body, headers=headers,
-                                            timeout=self.timeout, allow_redirects=False)
+                                            timeout=self.timeout, allow_redirects=False, stream=True)
         except requests.RequestException as exc:
             self.last_latency_ms = None
             maybe_sent = classify_connection_error(exc) if method != "GET" else False
             kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or lost the connection"
             raise WazzupUnavailable(self.redact(f"Wazzup {kind} ({type(exc).__name__}) on {method} {path}"),
                                     maybe_sent=maybe_sent, operation=operation) from None
-        self.last_latency_ms = round((self.clock() - started) * 1000, 1)
         status = response.status_code
+        try:
+            response._content = self._read_within(response, started + self.deadline)
+        except (_Overdue, urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            response.close()
+            self.last_latency_ms = None
+            if lenient and 200 <= status < 300:
+                # Wazzup's status line said it took the request: accepted, whatever became of the
+                # rest of its answer (a send's Wazzup id then comes with its echo).
+                log.warning("Wazzup answered %s to %s %s, but not the rest of its answer within %.0f s",
+                            status, method, path, self.deadline, extra={"context": {"operation": operation}})
+                return None
+            kind = "timed out" if isinstance(exc, (_Overdue, urllib3.exceptions.TimeoutError, TimeoutError,
+                                                   requests.Timeout)) else "lost the connection"
+            raise WazzupUnavailable(self.redact(f"Wazzup {kind} while answering {method} {path} ({status})"),
+                                    maybe_sent=method != "GET", operation=operation, http_status=status) from None
+        response._content_consumed = True
+        self.last_latency_ms = round((self.clock() - started) * 1000, 1)
         if 200 <= status < 300:
             return self._json(response, operation, lenient)
         if status in (401, 403):
@@ -271,6 +299,30 @@ class WazzupClient:
             raise WazzupInvalidData(f"Wazzup answered a redirect ({status}); check WAZZUP24_API_URL",
                                     operation=operation, http_status=status)
         raise self._api_error(response, operation)
+
+    def _read_within(self, response, deadline: float) -> bytes:
+        """The body of a streamed response, read by the deadline or raising :class:`_Overdue`.
+
+        ``requests``' read timeout bounds each socket read, not the answer: one trickling in a byte
+        at a time would keep a call going for as long as the server likes (a send past its outbox
+        lease, when another worker takes the message up). So the body is read one socket read at a
+        time (``read1``), each allowed no more than the time left, and the deadline is checked in
+        between. Wazzup's answers are small: the first read, which is always made (what came with
+        the headers is there already), usually has all of it."""
+        raw = response.raw
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        chunks = []
+        while True:
+            left = deadline - self.clock()
+            if left <= 0 and chunks:
+                raise _Overdue()
+            if sock is not None:  # urllib3 sets the socket's timeout again for the next request
+                sock.settimeout(min(max(left, LAST_READ), self.timeout[1]))
+            chunk = raw.read1(decode_content=True)
+            if chunk:
+                chunks.append(chunk)
+            if not chunk or raw.closed:
+                return b"".join(chunks)
 
     def _json(self, response, operation: str, lenient: bool):
         if not response.content:

@@ -1,6 +1,10 @@
 """WazzupClient: the Bearer key, timeouts, and one typed error per failure family."""
 
+import io
 import json
+import socket
+import threading
+import time
 
 import pytest
 import requests
@@ -197,3 +201,88 @@ def test_the_key_never_appears_in_errors(wazzup, wazzup_api):
     with pytest.raises(WazzupUnavailable) as caught:
         wazzup.channels()
     assert API_KEY not in str(caught.value)
+
+
+class MonotonicClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Trickle(io.RawIOBase):
+    """An answer's body arriving one byte per ``seconds`` of the client's clock."""
+
+    def __init__(self, data: bytes, clock: MonotonicClock, seconds: float):
+        self.data, self.clock, self.seconds = data, clock, seconds
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if not self.data:
+            return 0
+        self.clock.now += self.seconds
+        buffer[0], self.data = self.data[0], self.data[1:]
+        return 1
+
+
+@pytest.mark.parametrize("method, status, outcome", [
+    ("POST", 201, "accepted"), ("POST", 400, "maybe sent"), ("POST", 502, "maybe sent"), ("GET", 200, "not sent")])
+def test_an_answer_trickling_in_ends_the_call_at_its_deadline(http, wazzup_api, limiter, method, status, outcome):
+    """requests' read timeout bounds each read, not the answer: a call must end by connect + read
+    timeout (8.5 s here) however slowly Wazzup answers, or a send would outlive its outbox lease."""
+    clock = MonotonicClock()
+    wazzup = WazzupClient(http, WAZZUP_API, API_KEY, connect_timeout=1.5, read_timeout=7, rate_limiter=limiter,
+                          clock=clock)
+    body = json.dumps({"messageId": "f66c53a6-957a-46b2-b41b-5a2ef4844bcb", "chatId": "79011112233"}
+                      if method == "POST" else [{"channelId": "c1", "transport": "whatsapp", "state": "active"}])
+    wazzup_api.add_callback(method, f"{WAZZUP_API}/v3/{'message' if method == 'POST' else 'channels'}",
+                            callback=lambda request: (status, {"Content-Type": "application/json"},
+                                                      io.BufferedReader(Trickle(body.encode(), clock, 0.5))))
+    start = clock()
+    call = (lambda: wazzup.send_message(SEND)) if method == "POST" else wazzup.channels
+    if outcome == "accepted":  # the status line said so: the Wazzup id comes with the echo
+        assert call() == {"messageId": None, "chatId": None}
+    else:
+        with pytest.raises(WazzupUnavailable) as caught:
+            call()
+        assert caught.value.maybe_sent is (outcome == "maybe sent")
+        assert "timed out" in caught.value.message
+    assert clock() - start <= 8.5 + 0.5  # the deadline, and the one read that crossed it
+    assert len(body) * 0.5 > 20  # whereas the whole answer would have taken this long
+
+
+def test_a_real_socket_trickling_its_answer_is_cut_at_the_deadline():
+    """The same over a real socket: each read is given only the time left, so the call ends by
+    connect + read timeout (1 s here), not after the 8 s the answer takes to trickle in."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            body = b'{"status": 400, "error": "BAD_CONTACT", "description": "x"}'
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            try:
+                for byte in body[:32]:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.25)
+            except OSError:
+                pass  # the client gave up and closed the connection
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    with requests.Session() as session:
+        wazzup = WazzupClient(session, f"http://127.0.0.1:{server.getsockname()[1]}", API_KEY, connect_timeout=0.5,
+                              read_timeout=0.5, rate_limiter=RecordingLimiter())
+        start = time.monotonic()
+        with pytest.raises(WazzupUnavailable) as caught:
+            wazzup.send_message(SEND)
+        took = time.monotonic() - start
+    serving.join(15)
+    server.close()
+    assert caught.value.maybe_sent is True and caught.value.http_status == 400
+    assert took < 2.0

@@ -301,6 +301,56 @@ def test_the_worker_loop_sends_until_stopped(send, chat, flaky, outbox_ctx, cloc
     assert message(helpdesk, message_id).status == "accepted"
 
 
+def test_a_stopped_worker_finishes_its_call_starts_no_other_and_releases_the_rows_it_claimed(
+        send, chat, outbox_ctx, clock, helpdesk, wazzup_api, wazzup_url, network_error, outbox_row):
+    """A restart (SIGTERM) while Wazzup is slow: the call in progress ends normally, no new call
+    starts after the signal, and the rest of the batch is free for the next worker at once."""
+    import threading
+
+    stop = threading.Event()
+    calls = []
+
+    def wazzup(request):
+        crm = json.loads(request.body)["crmMessageId"]
+        calls.append(crm)
+        if len(calls) <= 3:  # the send requests' own attempts: refused, the messages wait in the outbox
+            return network_error("refused")
+        stop.set()  # the signal arrives while the worker is inside this call
+        return 201, {}, json.dumps({"messageId": f"wz-{crm}", "chatId": "79011112233"})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=wazzup)
+    ids = [send(chat, text=f"m{i}").json["id"] for i in range(3)]
+    clock.advance(5)
+    worker.run(outbox_ctx, stop, poll_seconds=0.01)  # returns once stopped
+
+    assert len(calls) == 4, "a new call to Wazzup started after the stop"
+    rows = {message_id: outbox_row(message_id) for message_id in ids}
+    done = [mid for mid, row in rows.items() if row.state == "done"]
+    assert len(done) == 1 and message(helpdesk, done[0]).status == "accepted"
+    left = sorted(mid for mid in ids if mid not in done)
+    for mid in left:
+        row = rows[mid]
+        assert (row.state, row.lease_owner, row.lease_until, row.attempt_started_at) == ("pending", None, None, None)
+        assert not row.maybe_sent and message(helpdesk, mid).status == "queued"
+    assert sorted(outbox.claim_due(outbox_ctx, "next-worker")) == left  # at once, not a lease later
+
+
+def test_releasing_leaves_rows_another_worker_holds_or_whose_attempt_started(
+        send, chat, flaky, outbox_ctx, clock, outbox_row):
+    flaky.script = ["refuse"] * 3
+    ids = [send(chat, text=f"m{i}").json["id"] for i in range(3)]
+    clock.advance(5)
+    mine = outbox.claim_due(outbox_ctx, "stopping-worker", limit=2)
+    theirs = outbox.claim_due(outbox_ctx, "other-worker")
+    row = outbox_row(mine[0])
+    assert outbox._start_attempt(outbox_ctx, row, "stopping-worker", "c", "whatsapp", "79011112233") is not None
+
+    assert worker.release(outbox_ctx, "stopping-worker", ids) == 1
+    assert outbox_row(mine[1]).lease_owner is None
+    assert outbox_row(mine[0]).lease_owner == "stopping-worker"  # in flight: whoever is next treats it as maybe sent
+    assert [outbox_row(mid).lease_owner for mid in theirs] == ["other-worker"]
+
+
 def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
         send, chat, flaky, outbox_ctx, clock, helpdesk):
     # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due. SQLite plans the claim
@@ -347,3 +397,39 @@ def _generic_plan(conn, statement: str, parameters: dict) -> str:
     values = ", ".join(f"'{parameters[n].isoformat()}'" if hasattr(parameters[n], "isoformat") else repr(parameters[n])
                        for n in names)
     return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim({values})"))
+
+
+@pytest.mark.parametrize("meanwhile", ["a worker settled it unknown", "a worker holds it"])
+def test_wazzups_201_after_the_lease_ran_out_is_recorded_and_nothing_is_sent_again(
+        send, chat, wazzup_api, wazzup_url, outbox_ctx, clock, helpdesk, outbox_row, deliver, channel_id, meanwhile):
+    """The send's call outlived its lease; a worker took the message up meanwhile and, the dedupe
+    window being over, settled it ``unknown`` (or is about to). Wazzup's 201 then arrives: the
+    message went out, so it is accepted with Wazzup's id (not left for the agent to resend) and
+    the status parked meanwhile under that id applies."""
+    wazzup_id = "f66c53a6-957a-46b2-b41b-5a2ef4844bcb"
+    calls = []
+
+    def slow_201(request):
+        calls.append(json.loads(request.body))
+        clock.advance(outbox.lease_seconds(outbox_ctx) + 1)  # the call outlives the send's lease
+        if meanwhile == "a worker settled it unknown":
+            [settled] = worker.run_once(outbox_ctx, "worker:B")
+            assert settled.kind == "unknown"
+        else:
+            assert len(outbox.claim_due(outbox_ctx, "worker:B")) == 1
+        # Wazzup's status for its id comes before its answer: nothing holds that id yet.
+        assert deliver({"statuses": [{"messageId": wazzup_id, "timestamp": "2026-11-26T12:01:00Z",
+                                      "status": "delivered"}]}).status_code == 200
+        return 201, {}, json.dumps({"messageId": wazzup_id, "chatId": "79011112233"})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=slow_201)
+    result = send(chat)
+    assert (result.status_code, result.json["wazzup_message_id"]) == (201, wazzup_id)
+    message_id = result.json["id"]
+    if meanwhile == "a worker holds it":
+        assert outbox.attempt(outbox_ctx, message_id, "worker:B").kind == "busy"  # and calls nobody
+    stored = message(helpdesk, message_id)
+    assert (stored.status, stored.wazzup_message_id) == ("delivered", wazzup_id)
+    assert outbox_row(message_id).state == "done"
+    assert len(calls) == 1
+    assert outbox_ctx.client.deadline + outbox_ctx.limiter.max_wait < outbox.lease_seconds(outbox_ctx)

@@ -404,3 +404,38 @@ def test_a_wazzup_id_that_already_belongs_to_a_stored_message_is_logged_and_both
     [warning] = [r for r in caplog.records if "already belongs to another stored message" in r.getMessage()]
     assert warning.context == {"message_id": result.json["id"], "wazzup_message_id": WAZZUP_ID,
                                "other_message_id": earlier}
+
+
+@pytest.mark.parametrize("accepted_by", ["the send", "the worker"])
+@pytest.mark.parametrize("change, preview", [
+    ({"isEdited": True, "text": "my card number is ****"}, "my card number is ****"),
+    ({"isDeleted": True}, "[Deleted message]")])
+def test_a_sent_message_edited_or_deleted_from_the_phone_leaves_the_chats_preview(
+        client, auth, send, chat, wazzup_api, wazzup_url, deliver, channel_id, outbox_ctx, clock, accepted_by,
+        change, preview):
+    """The chat's last message is the agent's send; its text must not stay in every agent's chat list
+    once it is changed or deleted from the phone (Wazzup delivers an isEcho copy flagged so)."""
+    from wazzup_plugin.outbound import worker
+
+    if accepted_by == "the worker":
+        wazzup_api.post(f"{wazzup_url}/v3/message", status=503)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    sent = send(chat, {"text": "my card number is 4111 1111"})
+    if accepted_by == "the worker":
+        assert sent.status_code == 202
+        clock.advance(5)
+        worker.run_once(outbox_ctx, worker.worker_id())
+    shown = client.simulate_get(f"/api/chats/{chat}", headers=auth).json
+    assert shown["last_message_preview"] == "my card number is 4111 1111"
+    message = [m for m in client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
+               if m["id"] == sent.json["id"]][0]
+    assert (message["status"], message["wazzup_message_id"]) == ("accepted", WAZZUP_ID)
+    copy = {"messageId": WAZZUP_ID, "channelId": channel_id, "chatType": "whatsapp", "chatId": "79011112233",
+            "dateTime": "2026-11-26T12:01:00.000Z", "type": "text", "isEcho": True, "status": "sent",
+            "text": "my card number is 4111 1111", "oldInfo": {"oldText": "my card number is 4111 1111"}, **change}
+    assert deliver({"messages": [copy]}).status_code == 200
+    listed = client.simulate_get("/api/chats", params={"changed_since": shown["change_seq"]}, headers=auth)
+    assert [c["last_message_preview"] for c in listed.json["items"]] == [preview]
+
+
+# ---------------------------------------------------------------- text limits per messenger

@@ -139,10 +139,12 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     # Statements built once (their values are parameters): building them cost as much as running them.
     m, w, o, chats = helpdesk.tables.messages, tables["messages"], tables["outbox"], helpdesk.tables.chats
+    # messenger_at: the time the chat's last_message_at gets below (the same value), so that an edit
+    # or deletion of this message from the phone finds it is the chat's last and follows its preview.
     message_id = tx.conn.execute(built(m, "enqueue", lambda: sa.insert(m)), dict(
         chat_id=chat_id, direction="out", status="queued", type=message_type, text=text, content_uri=content_uri,
-        content_name=content_name, author_agent_id=author_agent_id, author_name=author_name, created_at=now,
-        queued_at=now, change_seq=tx.change_seq,
+        content_name=content_name, author_agent_id=author_agent_id, author_name=author_name, messenger_at=now,
+        created_at=now, queued_at=now, change_seq=tx.change_seq,
     )).inserted_primary_key[0]
     crm_id = new_crm_message_id()
     tx.conn.execute(built(w, "enqueue", lambda: sa.insert(w)), dict(
@@ -520,6 +522,8 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         mine = tx.conn.execute(stmt, {"b_message_id": row.message_id, "b_owner": owner,
                                       **{f"b_{n}": v for n, v in values.items()}}).first()
         if mine is None:
+            if outcome.kind == "accepted" and _accept_late(tx, ctx, row, outcome.wazzup_message_id, now):
+                return outcome
             return Outcome("busy", row.message_id)
         if outcome.kind == "accepted":
             _accept(tx, ctx, row, outcome.wazzup_message_id, now)
@@ -529,6 +533,33 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
             if _anything_parked(tx, ctx, row.chat_id):
                 send_settled(tx, ctx.state, [row.chat_id])
     return outcome
+
+
+def _accept_late(tx, ctx, row, wazzup_message_id, now) -> bool:
+    """Wazzup accepted the message after our lease ran out (the call outlived it): its answer is
+    recorded all the same, since it is the only word on what reached the customer. Meanwhile
+    another holder may have taken the row up and, past the dedupe window, settled the message as
+    ``unknown`` (which invites a resend by hand), or may hold it now.
+
+    - The outbox row, if still pending, is done: its holder finds that before calling Wazzup and
+      calls no more. A call it already has under way carries the same ``crmMessageId``: inside the
+      dedupe window Wazzup answers ``REPEATED_CRM_MESSAGE_ID`` (accepted, recorded here too); past
+      it the holder does not call and settles ``unknown``, which cannot move an accepted message.
+      Its other outcomes find the row done and are dropped.
+    - The message moves to ``accepted`` from ``queued`` or ``unknown`` (a later status stays), takes
+      Wazzup's id unless it has one, and what was parked for that id applies (:func:`_accept`).
+
+    Runs under the change counter, taken by ``_record`` before the outbox row, as every writer does.
+    Returns False when the message is gone."""
+    m, o = ctx.helpdesk.tables.messages, ctx.state.tables["outbox"]
+    if tx.conn.execute(sa.select(m.c.status).where(m.c.id == row.message_id)).scalar() is None:
+        return False
+    tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id, o.c.state == "pending").values(
+        state="done", lease_owner=None, lease_until=None, attempt_started_at=None, last_error=None, updated_at=now))
+    log.warning("Wazzup24 accepted a message after this attempt's lease ran out; recording it",
+                extra={"context": {"message_id": row.message_id, "wazzup_message_id": wazzup_message_id}})
+    _accept(tx, ctx, row, wazzup_message_id, now)
+    return True
 
 
 def _accept(tx, ctx, row, wazzup_message_id, now) -> None:

@@ -54,12 +54,22 @@ class DbRateLimiter:
         self.name = name
         t = table
         # Built once: every send takes its call with this UPDATE (values are parameters).
+        #
+        # The caller's slot comes from its clock, read before the UPDATE waits for the row (another
+        # process's transaction may hold it): by then that process may have moved the row on to a
+        # later slot. The row's slot never goes back for that: a caller whose slot is the row's or a
+        # little older (up to ``b_slot_max``, one window) counts its call in the row's slot, while it
+        # has calls left. Only a row in an older slot starts the caller's (count 1). A row further
+        # ahead than one window was moved by a clock that is wrong, not late: the caller's slot
+        # starts, as it always did, so one process's skewed clock cannot hold back all the others.
         slot = sa.bindparam("b_slot", type_=t.c.slot.type)
+        counts_in_row_slot = sa.and_(t.c.slot >= slot, t.c.slot <= sa.bindparam("b_slot_max", type_=t.c.slot.type))
         self._grant = (sa.update(t).where(
             t.c.name == sa.bindparam("b_name", type_=t.c.name.type),
             sa.or_(t.c.blocked_until.is_(None), t.c.blocked_until <= sa.bindparam("b_now", type_=t.c.blocked_until.type)),
-            sa.or_(t.c.slot != slot, t.c.count < sa.bindparam("b_per_slot", type_=t.c.count.type)),
-        ).values(count=sa.case((t.c.slot == slot, t.c.count + 1), else_=1), slot=slot).returning(t.c.name))
+            sa.or_(sa.not_(counts_in_row_slot), t.c.count < sa.bindparam("b_per_slot", type_=t.c.count.type)),
+        ).values(count=sa.case((counts_in_row_slot, t.c.count + 1), else_=1),
+                 slot=sa.case((counts_in_row_slot, t.c.slot), else_=slot)).returning(t.c.name))
         self._read = sa.select(t).where(t.c.name == sa.bindparam("b_name", type_=t.c.name.type))
 
     def acquire(self) -> None:
@@ -97,7 +107,7 @@ class DbRateLimiter:
             # Granting is one conditional UPDATE (its row lock serialises every process): not
             # blocked by a 429, and either a new slot or one with calls left.
             granted = conn.execute(self._grant, {"b_name": self.name, "b_now": now, "b_slot": slot,
-                                                 "b_per_slot": self.per_slot}).first()
+                                                 "b_slot_max": slot + self.slots, "b_per_slot": self.per_slot}).first()
             if granted is not None:
                 return 0.0
             row = conn.execute(self._read, {"b_name": self.name}).first()
@@ -106,6 +116,8 @@ class DbRateLimiter:
             conn.execute(self._insert_ignore(conn))
         if row.blocked_until is not None and row.blocked_until > now:
             return max((row.blocked_until - now).total_seconds(), 0.001)
+        if slot <= row.slot <= slot + self.slots:
+            slot = row.slot  # full, and counting for us (see _grant): its end is when calls are free again
         return max((slot + 1) * self.slot_seconds - now.timestamp(), 0.001)
 
     def blocked(self, seconds: float) -> None:
