@@ -302,6 +302,11 @@ def register_ui(helpdesk):
         A button on each message for which ``appliesTo`` is true (e.g. a channel's "Resend");
         ``message`` and ``chat`` are as the API serves them; ``run`` gets the panel's ``ctx``
         with ``element`` null, and may return a promise.
+    ``registerChatIcon(typeName, fn)``
+        ``fn(chat)`` returns ``{src, label}`` or null: the icon (a path under ``/static/``) and its
+        accessible label for one chat of that type, in the list and the chat's header, where the
+        type's own icon is too coarse (e.g. a gateway whose chats are on different messengers).
+        ``chat`` is as the API serves it, plugin fields included; null keeps the type's icon.
     ``api(path, {method, body, headers})``
         ``fetch`` with the agent's session, ``body`` sent as JSON; the host adds whatever its
         writes need (the reference host: its CSRF token on every method but GET and HEAD). It

@@ -20,6 +20,9 @@
  *                                  time. helpers = {findMessage(predicate): a loaded message of the open
  *                                  chat or null, scrollToMessage(id): scrolls to a loaded message and
  *                                  briefly highlights it (false if it is not loaded)}.
+ *   registerChatIcon(typeName, fn) fn(chat) returns {src, label} (src under /static/) or null: the
+ *                                  icon of one chat of that type, where the type's own icon is too
+ *                                  coarse (e.g. a gateway's chats on different messengers).
  *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
  *                                  (status 0: the server could not be reached).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
@@ -66,6 +69,7 @@
   var panels = {};
   var messageActions = [];
   var messageDecorators = [];
+  var chatIcons = {};            // chat type name -> fn(chat): a plugin's icon for one chat (registerChatIcon)
   var FLASH_MS = 1600;           // how long a message scrolled to stays highlighted
 
   // ------------------------------------------------------------------ small helpers
@@ -361,9 +365,25 @@
     });
   }
 
-  function iconFor(typeName) {
-    var t = chatType(typeName);
-    return (t && safeIcon(t.icon)) || UNKNOWN_ICON;
+  /** A chat's icon and its label: a plugin's per-chat icon (registerChatIcon), else its type's. */
+  function chatIcon(c) {
+    var t = chatType(c.type);
+    var own = null;
+    if (chatIcons[c.type]) {
+      try { own = chatIcons[c.type](c); } catch (e) { console.error(e); }
+    }
+    if (own && safeIcon(own.src)) {
+      return { src: own.src, label: typeof own.label === "string" && own.label ? own.label : (t ? t.label : c.type) };
+    }
+    return { src: (t && safeIcon(t.icon)) || UNKNOWN_ICON,
+      label: t ? t.label : "Unknown channel (" + c.type + ")" };
+  }
+
+  function setChatIcon(img, c) {
+    var icon = chatIcon(c);
+    img.src = icon.src;
+    img.alt = icon.label;
+    img.title = icon.label;
   }
 
   function safeIcon(path) {
@@ -474,11 +494,8 @@
     li.dataset.type = c.type;
     var button = el("button", "chat-item-button");
     button.type = "button";
-    var t = chatType(c.type);
     var icon = el("img", "chat-item-icon");
-    icon.src = iconFor(c.type);
-    icon.alt = t ? t.label : "Unknown channel (" + c.type + ")";
-    icon.title = icon.alt;
+    setChatIcon(icon, c);
     icon.width = 36;
     icon.height = 36;
     icon.addEventListener("error", onIconError);
@@ -595,11 +612,7 @@
   }
 
   function renderChatHeader(c) {
-    var icon = $("chat-icon");
-    var t = chatType(c.type);
-    icon.src = iconFor(c.type);
-    icon.alt = t ? t.label : "Unknown channel (" + c.type + ")";
-    icon.title = icon.alt;
+    setChatIcon($("chat-icon"), c);
     $("chat-title").textContent = c.title || c.phone || "Chat " + c.id;
     $("chat-phone").textContent = c.phone || "";
   }
@@ -779,7 +792,8 @@
     li.dataset.type = m.type || "text";
     if (m.deleted_at) li.classList.add("msg-deleted");
     var bubble = el("div", "bubble");
-    if (m.author_name && m.direction === "out") bubble.appendChild(auto(el("span", "msg-author", m.author_name)));
+    // Who wrote it: the agent of an outgoing message; in a group chat, the member who sent an incoming one.
+    if (m.author_name) bubble.appendChild(auto(el("span", "msg-author", m.author_name)));
     renderDecorations(m).forEach(function (node) { bubble.appendChild(node); });
     bubble.appendChild(renderContent(m));
 
@@ -1096,6 +1110,12 @@
       }
       messageActions = messageActions.filter(function (a) { return a.id !== action.id; });
       messageActions.push(action);
+    },
+    registerChatIcon: function (typeName, fn) {
+      if (typeof typeName !== "string" || typeof fn !== "function") {
+        throw new TypeError("registerChatIcon(typeName, fn) needs a chat type's name and a function");
+      }
+      chatIcons[typeName] = fn;
     },
     registerMessageDecorator: function (fn) {
       if (typeof fn !== "function") throw new TypeError("registerMessageDecorator(fn) needs a function");

@@ -116,6 +116,25 @@ def test_text_limit_is_10000_code_points(v3):
     assert_error(v3.send(text="ж" * 10_001), "MESSAGE_TEXT_TOO_LONG")
 
 
+@pytest.mark.parametrize("transport, chat_type, chat_id, limit, code", [
+    ("tgapi", "telegram", "123456789", 4096, "MESSAGES_TOO_LONG_TELEGRAM"),
+    ("tgapi", "telegroup", "-100123", 4096, "MESSAGES_TOO_LONG_TELEGRAM"),
+    ("viber", "viber", "79161234567", 6999, "MESSAGES_TOO_LONG_VIBER"),
+    ("instagram", "instagram", "shop.account", 1000, "MESSAGES_TOO_LONG_INSTAGRAM"),
+    ("vk", "vk", "12345", 1000, "MESSAGES_TOO_LONG_VK"),
+    ("avito", "avito", "12345", 1000, "MESSAGES_TOO_LONG_AVITO"),
+    ("max", "max", "12345", 4096, "MESSAGE_TEXT_TOO_LONG"),
+    ("wapi", "whatsapp", "79161234567", 1024, "MESSAGES_TOO_LONG_WABA"),
+    ("whatsapp", "whatsgroup", "120363040000000000", 10_000, "MESSAGE_TEXT_TOO_LONG"),
+])
+def test_each_messenger_refuses_a_text_over_its_own_limit_with_its_code(v3, sandbox, transport, chat_type, chat_id,
+                                                                          limit, code):
+    sandbox.update_config({"channels": [{"channelId": "ch-1", "transport": transport}]})
+    assert v3.send(channelId="ch-1", chatType=chat_type, chatId=chat_id, text="ж" * limit).status_code == 201
+    body = assert_error(v3.send(channelId="ch-1", chatType=chat_type, chatId=chat_id, text="😀" * (limit + 1)), code)
+    assert body["data"] == {"maxLength": limit}
+
+
 def test_unknown_channel_is_channel_not_found(v3):
     body = assert_error(v3.send(channelId="00000000-0000-0000-0000-000000000000"), "CHANNEL_NOT_FOUND")
     assert body["data"] == {"channelId": "00000000-0000-0000-0000-000000000000"}

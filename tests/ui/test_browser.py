@@ -397,3 +397,72 @@ def test_the_indicator_turns_amber_with_the_reason_when_the_channel_needs_attent
         expect(page.locator(".wz-status-text")).to_have_text("Wazzup24 works with problems")
     finally:
         live.sandbox("PATCH", f"/_sandbox/channels/{DEFAULT_CHANNEL_ID}", json={"state": "active"})
+
+
+TELEGRAM_CHANNEL = "5c1d7a0e-7e57-4b1e-9a11-7e1e6a2a0001"
+
+
+def with_a_telegram_channel(live):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": [
+        {"channelId": DEFAULT_CHANNEL_ID, "transport": "whatsapp", "state": "active"},
+        {"channelId": TELEGRAM_CHANNEL, "transport": "tgapi", "plainId": "shop_bot", "state": "active"}]})
+
+
+def only_the_whatsapp_channel(live):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": [
+        {"channelId": DEFAULT_CHANNEL_ID, "transport": "whatsapp", "state": "active"}]})
+
+
+def test_a_telegram_chat_counts_against_telegrams_limit_and_shows_its_own_icon(signed_in, live):
+    page = signed_in
+    with_a_telegram_channel(live)
+    try:
+        live.customer_writes("Hi from WhatsApp", chatId=new_phone(), name="Wa Icon")
+        live.customer_writes("Hi from Telegram", chatId=new_phone(), name="Tg Counter", chatType="telegram",
+                             channelId=TELEGRAM_CHANNEL)
+        expect(chat_item(page, "Tg Counter").locator("img")).to_have_attribute("src", re.compile(r"/telegram\.svg$"))
+        expect(chat_item(page, "Tg Counter").locator("img")).to_have_attribute("alt", "Telegram (Wazzup24)")
+        expect(chat_item(page, "Wa Icon").locator("img")).to_have_attribute("src", re.compile(r"/whatsapp\.svg$"))
+        open_chat(page, "Tg Counter")
+        expect(page.locator("#chat-icon")).to_have_attribute("src", re.compile(r"/telegram\.svg$"))
+        box, counter = composer(page), page.locator(".wz-counter")
+        send = page.get_by_role("button", name="Send", exact=True)
+        box.fill("\U0001F600" * 4500)
+        expect(counter).to_have_text("4,500 / 4,096")
+        expect(counter).to_have_class(re.compile(r"\bwz-over\b"))
+        expect(send).to_be_disabled()
+        box.press("Enter")                         # Enter does not send it either
+        box.fill("\U0001F600" * 4096)
+        expect(counter).to_have_text("4,096 / 4,096")
+        expect(send).to_be_enabled()
+        expect(page.locator(".msg-out")).to_have_count(0)
+        # Another chat's header shows its own icon again (the WhatsApp one).
+        open_chat(page, "Wa Icon")
+        expect(page.locator("#chat-icon")).to_have_attribute("src", re.compile(r"/whatsapp\.svg$"))
+    finally:
+        only_the_whatsapp_channel(live)
+
+
+def test_a_chat_whose_channel_is_signed_out_shows_red_with_what_to_do_and_a_send_fails_at_once(signed_in, live):
+    page = signed_in
+    with_a_telegram_channel(live)
+    try:
+        live.customer_writes("Are you there?", chatId=new_phone(), name="Tg Signed Out", chatType="telegram",
+                             channelId=TELEGRAM_CHANNEL)
+        live.sandbox("PATCH", f"/_sandbox/channels/{TELEGRAM_CHANNEL}", json={"state": "unauthorized"})
+        open_chat(page, "Tg Signed Out")
+        dot = page.locator(".wz-dot")
+        expect(dot).to_have_class(re.compile(r"\bwz-dot-bad\b"))
+        expect(dot).to_have_attribute("data-channel-state", "unauthorized")
+        expect(dot).to_have_attribute("title", re.compile(r"shop_bot is 'unauthorized' at Wazzup.*sign it in again"))
+        expect(page.locator(".wz-status-text")).to_have_text("This chat's channel needs attention")
+        reply(page, "Hello from the helpdesk")
+        expect(page.locator(".toast-error")).to_contain_text("sign it in again")
+        expect(bubble(page, "Hello from the helpdesk")).to_be_visible()
+        expect(page.locator(".msg-out").get_by_role("button", name="Resend")).to_be_visible()
+    finally:
+        only_the_whatsapp_channel(live)

@@ -138,3 +138,47 @@ def test_our_webhook_registered_with_an_old_secret_is_degraded_and_says_what_to_
     assert "carries another secret" in warning and "WAZZUP24_WEBHOOK_SECRET" in warning
     assert "`helpdesk-stub wazzup24 set-webhook`" in warning
     assert "an-old-secret-0123456789" not in json.dumps(report)
+
+
+def test_a_channel_that_needs_a_person_and_has_chats_makes_the_report_degraded_naming_it(
+        client, auth, wazzup_api, wazzup_url, api_payload, make_wazzup_chat):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=[
+        *api_payload("channels_one_active"),
+        {"channelId": "tg-channel", "transport": "tgapi", "plainId": "shop_bot", "state": "unauthorized"},
+        {"channelId": "vb-channel", "transport": "viber", "plainId": "79000000001", "state": "disabled"}])
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    make_wazzup_chat(wazzup_chat_id="123456789", channel_id="tg-channel", chat_type="telegram")
+    report = connection(client, auth)
+    assert report["status"] == "degraded"
+    [warning] = report["warnings"]  # the disabled Viber channel has no chats: nothing to say of it
+    assert warning.startswith("The Telegram channel shop_bot is 'unauthorized' at Wazzup")
+    assert "sign it in again" in warning
+    stored = {c["channel_id"]: c for c in report["stored_channel_states"]}
+    assert (stored["tg-channel"]["needs_action"], stored["tg-channel"]["has_chats"]) == (True, True)
+    assert stored["tg-channel"]["advice"] in warning
+    assert (stored["vb-channel"]["needs_action"], stored["vb-channel"]["has_chats"]) == (True, False)
+
+
+def test_a_channel_waiting_for_its_phone_with_chats_is_degraded_too(client, auth, wazzup_api, wazzup_url,
+                                                                    api_payload, make_wazzup_chat, channel_id):
+    channels = api_payload("channels_one_active")
+    for c in channels:
+        if c["channelId"] == channel_id:
+            c["state"] = "phoneUnavailable"
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=channels)
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    make_wazzup_chat()
+    report = connection(client, auth)
+    assert report["status"] == "degraded"
+    assert any("is 'phoneUnavailable' at Wazzup, not active: messages to its chats wait" in w
+               for w in report["warnings"])
+
+
+def test_the_report_carries_the_text_limits_per_chat_type(client, auth, wazzup_api, wazzup_url):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", status=401)
+    limits = connection(client, auth)["text_limits"]
+    assert limits["by_chat_type"]["telegram"] == limits["by_chat_type"]["max"] == 4096
+    assert (limits["by_chat_type"]["whatsapp"], limits["by_chat_type"]["viber"], limits["by_chat_type"]["instagram"],
+            limits["by_chat_type"]["vk"], limits["by_chat_type"]["avito"]) == (10_000, 6999, 1000, 1000, 1000)
+    assert limits["waba"] == {"chat_type": "whatsapp", "transport": "wapi", "limit": 1024}
+    assert limits["default"] == 10_000

@@ -439,3 +439,67 @@ def test_a_sent_message_edited_or_deleted_from_the_phone_leaves_the_chats_previe
 
 
 # ---------------------------------------------------------------- text limits per messenger
+
+
+def _channel(helpdesk, clock, channel_id, transport, state="active"):
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id=channel_id, transport=transport, plain_id="79865784457", state=state, updated_at=clock()))
+
+
+@pytest.mark.parametrize("chat_type, limit, messenger", [
+    ("telegram", 4096, "Telegram"), ("telegroup", 4096, "Telegram"), ("max", 4096, "MAX"),
+    ("maxgroup", 4096, "MAX"), ("viber", 6999, "Viber"), ("instagram", 1000, "Instagram"), ("vk", 1000, "VK"),
+    ("avito", 1000, "Avito"), ("whatsgroup", 10_000, "WhatsApp"), ("somethingnew", 10_000, "WhatsApp"),
+])
+def test_a_text_over_the_chats_messenger_limit_is_422_naming_it_and_nothing_is_stored_or_sent(
+        send, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk, chat_type, limit, messenger):
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", chat_type=chat_type)
+    result = send(chat, {"text": "😀" * (limit + 1)})
+    assert result.status_code == 422 and result.json["code"] == "invalid_body"
+    if limit < 10_000:  # over 10,000 the body's own limit answers first
+        assert result.json["fields"]["text"] == [
+            f"at most {limit:,} characters in a {messenger} chat; this text has {limit + 1:,}"]
+    assert len(wazzup_api.calls) == 0
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    assert send(chat, {"text": "ж" * limit}).status_code == 201
+
+
+def test_a_whatsapp_chat_on_a_waba_channel_takes_1024_characters(send, make_wazzup_chat, wazzup_api, wazzup_url,
+                                                                 helpdesk, clock):
+    _channel(helpdesk, clock, "waba-1", "wapi")
+    chat = make_wazzup_chat(channel_id="waba-1")
+    result = send(chat, {"text": "x" * 1025})
+    assert result.status_code == 422
+    assert result.json["fields"]["text"] == ["at most 1,024 characters in a WhatsApp Business (WABA) chat; "
+                                             "this text has 1,025"]
+    assert len(wazzup_api.calls) == 0
+    # A WhatsApp chat whose channel's transport is not known keeps WhatsApp's 10,000.
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    assert send(make_wazzup_chat(wazzup_chat_id="79015556677"), {"text": "x" * 1025}).status_code == 201
+
+
+def test_a_resend_of_a_text_too_long_for_the_chats_messenger_is_422_and_sends_nothing(
+        client, auth, make_wazzup_chat, make_message, wazzup_api):
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", chat_type="telegram")
+    message_id = make_message(chat, "x" * 5000, direction="out", status="failed")
+    result = client.simulate_post(f"/api/chats/{chat}/wazzup24/messages/{message_id}/resend", headers=auth)
+    assert result.status_code == 422 and "4,096" in result.json["fields"]["text"][0]
+    assert len(wazzup_api.calls) == 0
+
+
+@pytest.mark.parametrize("code, words", [("MESSAGES_TOO_LONG_TELEGRAM", "Telegram allows (4,096 characters)"),
+                                         ("MESSAGES_TOO_LONG_WABA", "(1,024 characters)"),
+                                         ("MESSAGES_TOO_LONG_INSTAGRAM", "Instagram allows (1,000 characters)"),
+                                         ("MESSAGES_TOO_LONG_VIBER", "Viber allows (6,999 characters)")])
+def test_wazzups_too_long_codes_are_explained_in_plain_words(send, make_wazzup_chat, wazzup_api, wazzup_url, code,
+                                                             words):
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", chat_type="telegram")
+    wazzup_api.post(f"{wazzup_url}/v3/message", status=400, json={
+        "status": 400, "requestId": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "error": code, "description": "too long"})
+    result = send(chat, {"text": "hi"})
+    assert (result.status_code, result.json["wazzup_code"]) == (422, code)
+    assert words in result.json["data"]["message"]["error_text"]
+    assert words in result.json["message"]

@@ -188,3 +188,61 @@ def test_sent_messages_keep_their_channel_on_retries(send, make_wazzup_chat, waz
     assert first["channelId"] == second["channelId"] and first["crmMessageId"] == second["crmMessageId"]
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(helpdesk.tables.messages.c.status)).scalar() == "accepted"
+
+
+def _stored_channel(helpdesk, clock, channel_id, state, transport="tgapi", plain_id="shop_bot"):
+    from wazzup_plugin.state import get_state
+
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id=channel_id, transport=transport, plain_id=plain_id, state=state, updated_at=clock()))
+
+
+@pytest.mark.parametrize("state, words", [
+    ("unauthorized", "sign it in again"), ("UNAUTHORIZED", "sign it in again"), ("disabled", "switch it on"),
+    ("notEnoughMoney", "not paid"), ("blocked", "blocked it"), ("rejected", "rejected"),
+    ("foreignphone", "another phone number"), ("openElsewhere", "another Wazzup account"),
+    ("openelsewhere", "another Wazzup account"),
+])
+def test_a_send_to_a_chat_whose_channel_needs_a_person_fails_at_once_with_409_and_what_to_do(
+        send, make_wazzup_chat, wazzup_api, helpdesk, clock, outbox_row, state, words):
+    _stored_channel(helpdesk, clock, "tg-channel", state)
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", channel_id="tg-channel", chat_type="telegram")
+    result = send(chat, {"text": "hello"})
+    assert result.status_code == 409, result.json
+    assert (result.json["code"], result.json["wazzup_code"]) == ("wazzup_channel_needs_attention",
+                                                                  "CHANNEL_NEEDS_ATTENTION")
+    assert result.json["message"].startswith(f"The Telegram channel shop_bot is {state!r} at Wazzup")
+    assert words in result.json["message"]
+    stored = result.json["data"]["message"]
+    assert (stored["status"], stored["error_code"]) == ("failed", "CHANNEL_NEEDS_ATTENTION")
+    assert words in stored["error_text"]
+    assert outbox_row(stored["id"]).state == "done"  # not retried
+    assert len(wazzup_api.calls) == 0
+
+
+@pytest.mark.parametrize("state", ["init", "qr", "qridle", "phoneUnavailable", "waitForPhone"])
+def test_a_send_to_a_chat_whose_channel_waits_for_a_moment_is_tried_as_before(
+        send, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk, clock, sent_bodies, state):
+    _stored_channel(helpdesk, clock, "tg-channel", state)
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", channel_id="tg-channel", chat_type="telegram")
+    wazzup_api.post(f"{wazzup_url}/v3/message", status=400, json={
+        "status": 400, "requestId": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "error": "MESSAGE_CHANNEL_UNAVAILABLE",
+        "description": "Wait a minute"})
+    result = send(chat, {"text": "hello"})
+    assert (result.status_code, result.json["status"]) == (202, "queued")
+    assert [b["channelId"] for b in sent_bodies()] == ["tg-channel"]
+
+
+def test_a_chat_whose_channel_is_back_to_active_sends_again(send, make_wazzup_chat, wazzup_api, wazzup_url,
+                                                            helpdesk, clock):
+    from wazzup_plugin.state import get_state
+
+    _stored_channel(helpdesk, clock, "tg-channel", "unauthorized")
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", channel_id="tg-channel", chat_type="telegram")
+    assert send(chat, {"text": "hello"}).status_code == 409
+    t = get_state(helpdesk).tables["channels"]
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(t).where(t.c.channel_id == "tg-channel").values(state="active"))
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-9"}, status=201)
+    assert send(chat, {"text": "hello again"}).status_code == 201

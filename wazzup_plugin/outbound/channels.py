@@ -22,6 +22,47 @@ class ChannelSelectionError(Exception):
     code = "CHANNEL_NOT_SELECTED"
 
 
+class ChannelNeedsAPerson(ChannelSelectionError):
+    """The chat's own channel is known to be in a state only a person can fix: nothing is sent
+    (and nothing retried) until someone does; the message names the channel and what to do."""
+
+    code = "CHANNEL_NEEDS_ATTENTION"
+
+
+# Channel states only a person can fix (reference §2 and §5.4; compared in lower case), and what to do.
+# The others (init, qr/qridle, phoneUnavailable, waitForPhone, waitForPassword, onModeration...) pass by
+# themselves or soon: a send waits for them as before.
+NEEDS_A_PERSON = {
+    "unauthorized": "it is signed out of the messenger: sign it in again in Wazzup's channel settings",
+    "disabled": "it is switched off or no longer in the Wazzup subscription: switch it on in Wazzup",
+    "notenoughmoney": "its Wazzup subscription is not paid: pay for it in Wazzup",
+    "blocked": "the messenger blocked it: see the channel in Wazzup",
+    "rejected": "the WhatsApp Business channel was rejected: see the channel in Wazzup",
+    "foreignphone": "its QR code was scanned with another phone number: scan it again with the channel's own "
+                    "phone in Wazzup",
+    "openelsewhere": "it is signed in to another Wazzup account: connect it to this account again in Wazzup",
+}
+TRANSPORT_NAMES = {"whatsapp": "WhatsApp", "wapi": "WhatsApp Business", "tgapi": "Telegram", "telegram": "Telegram bot",
+                   "instagram": "Instagram", "vk": "VK", "avito": "Avito", "viber": "Viber", "max": "MAX"}
+
+
+def needs_a_person(state) -> bool:
+    return str(state or "").lower() in NEEDS_A_PERSON
+
+
+def channel_name(channel_id: str, transport: str | None, plain_id: str | None) -> str:
+    """``the Telegram channel 79865784457``: how agents know a channel."""
+    messenger = TRANSPORT_NAMES.get(str(transport or "").lower(), "Wazzup")
+    return f"the {messenger} channel {plain_id or channel_id}"
+
+
+def what_to_do(channel_id: str, transport: str | None, plain_id: str | None, state: str) -> str:
+    """A channel in a state only a person can fix, and what to do, in a sentence."""
+    name = channel_name(channel_id, transport, plain_id)
+    return (f"{name[0].upper()}{name[1:]} is {state!r} at Wazzup, so nothing can be sent through it: "
+            f"{NEEDS_A_PERSON[str(state).lower()]}.")
+
+
 @dataclass(frozen=True)
 class SelectedChannel:
     channel_id: str

@@ -15,20 +15,43 @@ import sqlalchemy as sa
 from marshmallow import Schema, fields
 
 from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupUnavailable
-from wazzup_plugin.outbound.channels import ChannelSelectionError, is_active, remember_channels, select_channel
+from wazzup_plugin.outbound.channels import (ChannelSelectionError, channel_name, is_active, needs_a_person,
+                                              remember_channels, select_channel, what_to_do)
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.webhook_setup import compare, mask_url, with_secret
+from wazzup_plugin.text_limits import for_the_ui as text_limits_for_the_ui
 
 log = logging.getLogger(__name__)
 
 
 def stored_channels(ctx) -> list[dict]:
-    """Channel states the inbound webhook recorded from ``channelsUpdates``."""
-    t = ctx.state.tables["channels"]
+    """Channel states the inbound webhook recorded from ``channelsUpdates`` (and the last channel
+    list): ``has_chats`` whether any chat talks through the channel; ``needs_action`` whether its
+    state is one only a person can fix, ``advice`` then says what to do."""
+    t, wc = ctx.state.tables["channels"], ctx.state.tables["chats"]
+    has_chats = sa.exists().where(wc.c.channel_id == t.c.channel_id).label("has_chats")
     with ctx.helpdesk.db.read() as conn:
-        rows = conn.execute(sa.select(t).order_by(t.c.channel_id)).all()
+        rows = conn.execute(sa.select(t, has_chats).order_by(t.c.channel_id)).all()
     return [{"channel_id": r.channel_id, "transport": r.transport, "plain_id": r.plain_id, "state": r.state,
-             "tier": r.tier, "updated_at": r.updated_at.isoformat() if r.updated_at else None} for r in rows]
+             "tier": r.tier, "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+             "has_chats": bool(r.has_chats), "needs_action": needs_a_person(r.state),
+             "advice": what_to_do(r.channel_id, r.transport, r.plain_id, r.state) if needs_a_person(r.state) else None}
+            for r in rows]
+
+
+def inactive_channel_warnings(stored: list[dict]) -> list[str]:
+    """A warning per channel that is not active while chats talk through it, naming it."""
+    warnings = []
+    for c in stored:
+        if not c["has_chats"] or str(c["state"]).lower() == "active":
+            continue
+        if c["needs_action"]:
+            warnings.append(f"{c['advice']} Its chats cannot send until then.")
+        else:
+            name = channel_name(c["channel_id"], c["transport"], c["plain_id"])
+            warnings.append(f"{name[0].upper()}{name[1:]} is {c['state']!r} at Wazzup, not active: messages to "
+                            "its chats wait until it is active again.")
+    return warnings
 
 
 def check_connection(ctx, use_cache: bool = True) -> dict:
@@ -41,6 +64,11 @@ def _check(ctx) -> dict:
     report = _ask_wazzup(ctx)
     # Read last, once: asking Wazzup for its channels may just have updated them.
     report["stored_channel_states"] = stored_channels(ctx)
+    inactive = inactive_channel_warnings(report["stored_channel_states"])
+    if inactive:
+        report["warnings"].extend(inactive)
+        if report["status"] == "ok":
+            report["status"] = "degraded"
     return report
 
 
@@ -54,6 +82,7 @@ def _ask_wazzup(ctx) -> dict:
                     "protected": bool(s.webhook_secret)},
         "webhook_protected": bool(s.webhook_secret),
         "warnings": [], "reason": None, "checked_at": ctx.clock().isoformat(),
+        "text_limits": text_limits_for_the_ui(),
     }
     warnings = report["warnings"]
     if not s.webhook_secret:
@@ -168,6 +197,9 @@ class ConnectionSchema(Schema):
     warnings = fields.List(fields.String())
     reason = fields.String(allow_none=True)
     checked_at = fields.String()
+    text_limits = fields.Dict(metadata={"description": "the longest text per Wazzup chat type (by_chat_type), "
+                                                       "for a WhatsApp chat on a WABA channel (waba), and otherwise "
+                                                       "(default), in characters (Unicode code points)"})
 
 
 class ConnectionResource:

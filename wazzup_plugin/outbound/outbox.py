@@ -31,10 +31,12 @@ import sqlalchemy as sa
 
 from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, WazzupInvalidData,
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
-from wazzup_plugin.outbound.channels import ChannelSelectionError, select_channel
+from wazzup_plugin.outbound.channels import (ChannelNeedsAPerson, ChannelSelectionError, needs_a_person,
+                                              select_channel, what_to_do)
 from wazzup_plugin.inbound.parked import apply_parked, send_settled
 from wazzup_plugin.statuses import TIMESTAMP_COLUMN, TRANSITIONS, can_move
 from wazzup_plugin.store_common import built
+from wazzup_plugin.text_limits import TOO_LONG_TEXTS
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ HUMAN_TEXT = {normalize_code(k): v for k, v in {
     "REFERENCE_MESSAGE_NOT_FOUND": "Wazzup does not know the message this reply quotes; send it as a new "
                                    "message, without replying to that one.",
     "TEMPLATE_REJECTED": "The template is restricted; try another or wait for the customer to write.",
+    **TOO_LONG_TEXTS,  # MESSAGES_TOO_LONG_TELEGRAM, ...: wazzup_plugin/text_limits.py
 }.items()}
 CHANNEL_CODES = {normalize_code(c) for c in (
     "CHANNEL_NOT_FOUND", "CHANNEL_BLOCKED", "CHANNEL_WAPI_REJECTED", "CHANNEL_NO_MONEY", "MESSAGE_CHANNEL_UNAVAILABLE",
@@ -217,23 +220,33 @@ def _target(conn, ctx, chat_id: int, list_channels) -> tuple[str, str, str] | No
     return _choose_channel(ctx, _recipient(conn, ctx, chat_id), list_channels)
 
 
-def _recipient(conn, ctx, chat_id: int) -> tuple[str | None, str, str]:
-    """What the database says of a chat's recipient: (its channel id or None, chat type, Wazzup chat id)."""
-    wc = ctx.state.tables["chats"]
-    chat = conn.execute(built(wc, "send_target", lambda: sa.select(wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id)
-                              .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
-                        {"b_chat_id": chat_id}).first()
+def _recipient(conn, ctx, chat_id: int) -> tuple:
+    """What the database says of a chat's recipient: (its channel id or None, chat type, Wazzup chat id,
+    and of that channel as far as known: state, transport, plain id)."""
+    wc, ch = ctx.state.tables["chats"], ctx.state.tables["channels"]
+    chat = conn.execute(built(wc, "send_target_channel", lambda: sa.select(
+        wc.c.channel_id, wc.c.chat_type, wc.c.wazzup_chat_id, ch.c.state, ch.c.transport, ch.c.plain_id)
+        .select_from(wc.outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
+        .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
+        {"b_chat_id": chat_id}).first()
     if chat is not None:
-        return chat.channel_id, chat.chat_type or "whatsapp", chat.wazzup_chat_id
+        return (chat.channel_id, chat.chat_type or "whatsapp", chat.wazzup_chat_id, chat.state, chat.transport,
+                chat.plain_id)
     chats = ctx.helpdesk.tables.chats
     phone = conn.execute(sa.select(chats.c.phone).where(chats.c.id == chat_id)).scalar()
-    return None, "whatsapp", "".join(ch for ch in (phone or "") if ch.isdigit())
+    return None, "whatsapp", "".join(ch for ch in (phone or "") if ch.isdigit()), None, None, None
 
 
-def _choose_channel(ctx, recipient: tuple[str | None, str, str], list_channels) -> tuple[str, str, str] | None:
+def _choose_channel(ctx, recipient: tuple, list_channels) -> tuple[str, str, str] | None:
     """:func:`_target` once the chat is read; ``list_channels`` may call Wazzup, so the caller holds
-    no database transaction around this (a read kept open over a network call pins a connection)."""
-    stored_channel_id, chat_type, wazzup_chat_id = recipient
+    no database transaction around this (a read kept open over a network call pins a connection).
+
+    Raises ChannelNeedsAPerson when the chat's own channel is known to be in a state only a person
+    can fix (unauthorized, disabled, unpaid...): the message fails at once, saying what to do,
+    instead of being retried for an hour."""
+    stored_channel_id, chat_type, wazzup_chat_id, state, transport, plain_id = recipient
+    if stored_channel_id and needs_a_person(state):
+        raise ChannelNeedsAPerson(what_to_do(stored_channel_id, transport, plain_id, state))
     selected = select_channel(stored_channel_id, ctx.settings.channel_id, list_channels)
     if not wazzup_chat_id:
         return None

@@ -24,14 +24,19 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.outbound import outbox
+from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
 from wazzup_plugin.store_common import built
+from wazzup_plugin.text_limits import BY_CHAT_TYPE, LONGEST, WABA, text_limit, too_long_reason
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 10_000  # WhatsApp's limit, in Unicode code points (len() of a str), as the UI counts
+# The longest text any chat takes, in Unicode code points (len() of a str), as the UI counts; each
+# chat's own limit (its messenger's: wazzup_plugin/text_limits.py) is checked once the chat is read.
+MAX_TEXT = LONGEST
+_ALL_LIMITS = (*BY_CHAT_TYPE.values(), WABA)
 MAX_KEY = 200
 _EXTENSIONS = {
     "image": ("jpg", "jpeg", "png", "gif", "webp", "bmp", "heic"),
@@ -67,7 +72,8 @@ MAX_MESSAGE_ID = 2**31 - 1
 
 class SendSchema(Schema):
     text = fields.String(validate=validate.Length(max=MAX_TEXT),
-                         metadata={"description": f"message text, at most {MAX_TEXT} characters (code points)"})
+                         metadata={"description": f"message text, at most {MAX_TEXT} characters (code points), "
+                                                         "and at most what the chat's messenger takes"})
     content_uri = fields.String(validate=[validate.Length(max=2000), _http_url],
                                 metadata={"description": "public http(s) URL of a file Wazzup downloads"})
     content_name = fields.String(validate=validate.Length(max=500),
@@ -89,7 +95,9 @@ SEND_BODY_SCHEMA = {
     "type": "object",
     "properties": {
         "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": _NOT_BLANK,
-                 "description": f"message text, at most {MAX_TEXT} characters (code points); not blank"},
+                 "description": f"message text, at most {MAX_TEXT} characters (code points) and at most "
+                                "what the chat's messenger takes (Telegram 4096, Instagram 1000, ...: "
+                                "the connection report's text_limits); not blank"},
         "content_uri": {"type": "string", "maxLength": 2000, "pattern": _HTTP_URL.pattern,
                         "description": "public http(s) URL of a file Wazzup downloads"},
         "content_name": {"type": "string", "maxLength": 500,
@@ -149,6 +157,21 @@ class _SendBase:
             raise Problem(409, "wrong_chat_type",
                           f"Chat {chat_id} is a {chat.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
         return chat
+
+    def _check_text(self, conn, chat_id: int, text: str | None) -> None:
+        """Refuse a text longer than the chat's messenger takes (422 on ``text``, nothing stored):
+        Wazzup would refuse it (MESSAGES_TOO_LONG_TELEGRAM, ...) after the agent was told it was sent."""
+        if text is None or len(text) <= min(t.limit for t in _ALL_LIMITS):
+            return
+        wc, ch = self.state.tables["chats"], self.state.tables["channels"]
+        chat = conn.execute(built(wc, "send_text_limit", lambda: sa.select(wc.c.chat_type, ch.c.transport)
+                                  .select_from(wc.outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
+                                  .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
+                            {"b_chat_id": chat_id}).first()
+        limit = text_limit(chat.chat_type, chat.transport) if chat is not None else text_limit(None)
+        if len(text) > limit.limit:
+            raise Problem(422, "invalid_body", "The request body is not valid.",
+                          fields={"text": [too_long_reason(limit, len(text))]})
 
     def _run(self, req, resp, request_data: dict, store):
         """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer."""
@@ -240,7 +263,8 @@ class _SendBase:
             code = row.error_code or "UNKNOWN"
             return outbox.Outcome("failed", message_id, error_code=code, error_text=row.error_text,
                                   auth_failure=code == "WAZZUP_AUTH",
-                                  channel_problem=outbox.normalize_code(code) in outbox.CHANNEL_CODES)
+                                  channel_problem=(outbox.normalize_code(code) in outbox.CHANNEL_CODES
+                                                   or code == ChannelNeedsAPerson.code))
         kind = {"queued": "retry", "unknown": "unknown"}.get(row.status, "accepted")
         return outbox.Outcome(kind, message_id)
 
@@ -257,8 +281,11 @@ class _SendBase:
                 status = 409 if result.channel_problem else 422
                 our_code = "wazzup_" + code.lower()
                 reason = result.error_text or ""
-                # Wazzup's code once: a refusal without a description already names it in its text.
-                text = f"Wazzup did not send the message: {reason}" + ("" if code in reason else f" ({code})")
+                if code == ChannelNeedsAPerson.code:  # not sent to Wazzup at all: the reason says what to do
+                    text = reason or "The chat's channel needs attention in Wazzup; nothing was sent."
+                else:
+                    # Wazzup's code once: a refusal without a description already names it in its text.
+                    text = f"Wazzup did not send the message: {reason}" + ("" if code in reason else f" ({code})")
             return status, {"status": status, "code": our_code, "message": text, "message_id": result.message_id,
                             "wazzup_code": code, "data": {"message": message}}
         return (201 if result.kind in ("accepted", "done") else 202), message
@@ -283,6 +310,7 @@ class SendResource(_SendBase):
         m = self.helpdesk.tables.messages
         with self.helpdesk.db.read() as conn:
             self._chat(conn, chat_id)
+            self._check_text(conn, chat_id, data.get("text"))
             ref = None
             if data.get("reply_to") is not None:
                 quoted = conn.execute(sa.select(m.c.id, m.c.chat_id, w.c.wazzup_message_id)
@@ -333,6 +361,9 @@ class ResendResource(_SendBase):
         if original.direction != "out" or original.status not in ("failed", "unknown"):
             raise Problem(409, "not_resendable",
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
+        if original.text is not None and not original.content_uri:
+            with self.helpdesk.db.read() as conn:
+                self._check_text(conn, chat_id, original.text)
         agent = req.context.agent
 
         def store(tx, ctx, now, owner, written):

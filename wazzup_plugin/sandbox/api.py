@@ -24,6 +24,16 @@ STATE_ERRORS = {
     "rejected": ("CHANNEL_WAPI_REJECTED", "WABA channel is rejected"),
 }
 UNAVAILABLE = ("MESSAGE_CHANNEL_UNAVAILABLE", "Phone unavailable")
+# chatType -> (longest text, the code refusing a longer one), reference §3.2 and §3.5; WhatsApp's
+# (MESSAGE_TEXT_TOO_LONG) is the config's max_text. A WhatsApp chat on a WABA channel (wapi) takes
+# 1,024 characters in a regular message. Wazzup documents no MAX-specific code: the generic one.
+TEXT_LIMITS = {
+    "telegram": (4096, "MESSAGES_TOO_LONG_TELEGRAM"), "telegroup": (4096, "MESSAGES_TOO_LONG_TELEGRAM"),
+    "max": (4096, "MESSAGE_TEXT_TOO_LONG"), "maxgroup": (4096, "MESSAGE_TEXT_TOO_LONG"),
+    "viber": (6999, "MESSAGES_TOO_LONG_VIBER"), "instagram": (1000, "MESSAGES_TOO_LONG_INSTAGRAM"),
+    "vk": (1000, "MESSAGES_TOO_LONG_VK"), "avito": (1000, "MESSAGES_TOO_LONG_AVITO"),
+}
+WABA_TEXT_LIMIT = (1024, "MESSAGES_TOO_LONG_WABA")
 WEBHOOK_URI_LIMIT = 200
 
 
@@ -129,11 +139,15 @@ class MessageResource:
         if text is not None and not text.strip():
             wazzup_error(resp, "MESSAGES_TEXT_CAN_NOT_BE_BLANK", "Text can not be blank")
             return "MESSAGES_TEXT_CAN_NOT_BE_BLANK"
-        if text is not None and len(text) > cfg.max_text:
-            wazzup_error(resp, "MESSAGE_TEXT_TOO_LONG", f"Text length exceeds {cfg.max_text} characters",
-                         {"maxLength": cfg.max_text})
-            return "MESSAGE_TEXT_TOO_LONG"
         channel = cfg.channel(body["channelId"])
+        if text is not None:
+            if body["chatType"] == "whatsapp" and channel is not None and channel.transport == "wapi":
+                limit, code = WABA_TEXT_LIMIT
+            else:
+                limit, code = TEXT_LIMITS.get(body["chatType"], (cfg.max_text, "MESSAGE_TEXT_TOO_LONG"))
+            if len(text) > limit:
+                wazzup_error(resp, code, f"Text length exceeds {limit} characters", {"maxLength": limit})
+                return code
         if channel is None:
             wazzup_error(resp, "CHANNEL_NOT_FOUND", "Channel not found", {"channelId": body["channelId"]})
             return "CHANNEL_NOT_FOUND"

@@ -11,8 +11,8 @@
   var host = window.helpdesk;
   if (!host || typeof host.registerPanel !== "function") return;
 
-  var MAX_CHARS = 10000;          // Wazzup's limit, in code points (the server counts the same way)
-  var COUNTER_FROM = 9000;        // the counter appears near the limit
+  var MAX_CHARS = 10000;          // Wazzup's limit until the connection report's text_limits say the chat's own
+  var COUNTER_FROM = 0.9;         // the counter appears near the limit (this share of it)
   var CONNECTION_POLL_MS = 30000;
   var SNIPPET_CHARS = 100;        // how much of a quoted message a quote shows
   // What the server counts as blank (wazzup_plugin/outbound/send.py _BLANK), spelt out the same way:
@@ -123,7 +123,9 @@
   // ------------------------------------------------------------------ connection status
   // One poll for the whole page, shared by every open panel, gently: every 30 s.
 
-  var connection = { status: null, reason: "", listeners: [], timer: null, inflight: null };
+  // limits: the server's table of text limits; channels: what the report says of each channel, by id.
+  var connection = { status: null, reason: "", listeners: [], timer: null, inflight: null, limits: null,
+    channels: {} };
 
   var LEVEL = { ok: "ok", degraded: "warn", error: "bad", not_configured: "bad" };
   var LABEL = {
@@ -153,6 +155,8 @@
       if (r.ok && r.data && LEVEL[r.data.status]) {
         connection.status = r.data.status;
         connection.reason = connectionReason(r.data);
+        connection.limits = r.data.text_limits || connection.limits;
+        connection.channels = channelsOf(r.data);
       } else {
         connection.status = "unavailable";
         connection.reason = "The connection status could not be read: " + reasonOf(r);
@@ -160,6 +164,40 @@
       connection.listeners.forEach(function (fn) { fn(); });
     });
     return connection.inflight;
+  }
+
+  /** The report's channels by id: Wazzup's list, overlaid with the states stored from its webhooks. */
+  function channelsOf(data) {
+    var out = {};
+    (Array.isArray(data.channels) ? data.channels : []).forEach(function (c) {
+      if (c && typeof c.channel_id === "string") {
+        out[c.channel_id] = { state: c.state, transport: c.transport, plain_id: c.plain_id, needs_action: false,
+          advice: "" };
+      }
+    });
+    (Array.isArray(data.stored_channel_states) ? data.stored_channel_states : []).forEach(function (c) {
+      if (!c || typeof c.channel_id !== "string") return;
+      var listed = out[c.channel_id] || {};
+      out[c.channel_id] = { state: c.state || listed.state, transport: c.transport || listed.transport,
+        plain_id: c.plain_id || listed.plain_id, needs_action: !!c.needs_action, advice: c.advice || "" };
+    });
+    return out;
+  }
+
+  /** The longest text the chat's messenger takes, by the server's table (wazzup_plugin/text_limits.py). */
+  function textLimit(chat) {
+    var t = connection.limits;
+    if (!t || typeof t !== "object") return MAX_CHARS;
+    var type = String(chat.wazzup_chat_type || "whatsapp").toLowerCase();
+    var channel = connection.channels[chat.wazzup_channel_id];
+    var waba = t.waba;
+    if (waba && type === waba.chat_type && channel &&
+        String(channel.transport || "").toLowerCase() === waba.transport && typeof waba.limit === "number") {
+      return waba.limit;
+    }
+    var byType = t.by_chat_type || {};
+    if (typeof byType[type] === "number") return byType[type];
+    return typeof t["default"] === "number" ? t["default"] : MAX_CHARS;
   }
 
   function watchConnection(fn) {
@@ -178,13 +216,31 @@
     };
   }
 
-  function renderIndicator(dot, text) {
+  /** The account's status, or the open chat's own channel's where its state is known and not active. */
+  function renderIndicator(dot, text, chat) {
     var status = connection.status;
     var level = LEVEL[status] || "warn";
     var label = LABEL[status] || "Wazzup24 status unknown";
-    var full = label + (connection.reason ? ": " + connection.reason : "");
+    var reason = connection.reason;
+    var channel = chat && chat.wazzup_channel_id ? connection.channels[chat.wazzup_channel_id] : null;
+    var channelState = channel && channel.state ? String(channel.state) : "";
+    if (channelState && channelState.toLowerCase() !== "active" && (status === "ok" || status === "degraded")) {
+      if (channel.needs_action) {
+        // Only a person can fix it (signed out, unpaid, ...): sends to this chat fail until then.
+        level = "bad";
+        label = "This chat's channel needs attention";
+        reason = channel.advice || "Wazzup reports the channel as " + channelState + ".";
+      } else {
+        level = "warn";
+        label = LABEL.degraded;
+        reason = "This chat's channel is " + channelState + " at Wazzup: messages wait until it is active again." +
+          (reason ? " " + reason : "");
+      }
+    }
+    var full = label + (reason ? ": " + reason : "");
     dot.className = "wz-dot wz-dot-" + level;
     dot.dataset.status = status || "";
+    dot.dataset.channelState = channelState;
     dot.title = full;
     dot.setAttribute("aria-label", full);
     text.textContent = label;
@@ -276,13 +332,17 @@
     var draft = ctx.draft || { get: function () { return ""; }, set: function () {}, clear: function () {} };
     textarea.value = draft.get();   // what the agent was typing here before (e.g. before the session ended)
 
+    // The chat's messenger's limit (Telegram 4,096, Instagram 1,000, ...), in code points as the server counts.
+    var maxChars = textLimit(chat);
+
     function update() {
       var count = codePoints(textarea.value);
-      var over = count > MAX_CHARS;
-      counter.hidden = count < COUNTER_FROM;
-      counter.textContent = count.toLocaleString("en") + " / " + MAX_CHARS.toLocaleString("en");
+      var over = count > maxChars;
+      counter.hidden = count < Math.floor(maxChars * COUNTER_FROM);
+      counter.textContent = count.toLocaleString("en") + " / " + maxChars.toLocaleString("en");
       counter.classList.toggle("wz-over", over);
-      counter.title = over ? "Too long: Wazzup24 accepts up to " + MAX_CHARS.toLocaleString("en") + " characters" : "";
+      counter.title = over ? "Too long: this chat's messenger accepts up to " + maxChars.toLocaleString("en") +
+        " characters" : "";
       var hasText = !isBlank(textarea.value);
       var hasLink = !linkRow.hidden && linkInput.value.trim() !== "";
       send.disabled = sending || over || (!hasText && !hasLink);
@@ -409,7 +469,14 @@
       update();
     });
 
-    var unwatch = watchConnection(function () { renderIndicator(dot, statusText); });
+    var unwatch = watchConnection(function () {
+      renderIndicator(dot, statusText, chat);
+      var limit = textLimit(chat);
+      if (limit !== maxChars) {
+        maxChars = limit;
+        update();
+      }
+    });
     var composer = {
       reply: function (message) {
         setReply(message);
@@ -429,6 +496,23 @@
   }
 
   host.registerPanel("wazzup24-send", sendPanel);
+
+  // ------------------------------------------------------------------ an icon per messenger
+  // The `wazzup` chat type's own icon is WhatsApp's; a chat on another messenger (or a group) shows its
+  // own, from its Wazzup chat type (wazzup_chat_type, served with the chat). WhatsApp's is the fallback.
+
+  var ICON_BASE = "/static/plugins/wazzup24/";
+  var ICONS = {
+    whatsapp: ["whatsapp.svg", "WhatsApp"], whatsgroup: ["whatsapp-group.svg", "WhatsApp group"],
+    telegram: ["telegram.svg", "Telegram"], telegroup: ["telegram-group.svg", "Telegram group"],
+    viber: ["viber.svg", "Viber"], instagram: ["instagram.svg", "Instagram"], vk: ["vk.svg", "VK"],
+    avito: ["avito.svg", "Avito"], max: ["max.svg", "MAX"], maxgroup: ["max-group.svg", "MAX group"]
+  };
+
+  host.registerChatIcon("wazzup", function (chat) {
+    var icon = ICONS[String(chat.wazzup_chat_type || "whatsapp").toLowerCase()] || ICONS.whatsapp;
+    return { src: ICON_BASE + icon[0], label: icon[1] + " (Wazzup24)" };
+  });
 
   // ------------------------------------------------------------------ resend a failed/unknown message
 
