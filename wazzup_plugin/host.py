@@ -110,10 +110,10 @@ class HostColumn:
 
 _STAMPS = tuple(f"{s}_at" for s in ("queued", "accepted", "sent", "delivered", "read", "failed", "unknown"))
 
-# What the plugin writes, from its code: chats from inbound/store.py (``_new_chat_row``,
+# What the plugin writes, from its code: chats from inbound/chat_writes.py (``_new_chat_row``,
 # ``_refresh_contacts``, ``_chat_follow_update``, ``_follow_edited_last_messages``) and
-# outbound/outbox.py (``enqueue``); messages from inbound/store.py (``_message_row``, ``_edit``,
-# ``apply_statuses``) and outbound/outbox.py (``enqueue``, ``move_status``, one ``<status>_at`` per
+# outbound/outbox.py (``enqueue``); messages from inbound/new_messages.py (``_message_row``),
+# message_edits.py (``_edit``), status_writes.py (``apply_statuses``) and outbound/outbox.py (``enqueue``, ``move_status``, one ``<status>_at`` per
 # status of statuses.py). It reads them in outbound/ (send, info, serialize) and fields.py joins on ids.
 HOST_COLUMNS: dict[str, tuple[HostColumn, ...]] = {
     "chats": (

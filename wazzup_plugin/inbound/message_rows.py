@@ -1,0 +1,89 @@
+"""What a parsed message shows and stores, without the database: its placeholder and preview, the
+fields derived from its link, its chat's phone and contact name, and which of its copies is newest."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from pathlib import PurePosixPath
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from wazzup_plugin.inbound.parse import Message
+
+PHONE_CHAT_TYPES = ("whatsapp", "viber")
+
+DELETED_PREVIEW = "[Deleted message]"
+PLACEHOLDERS = {
+    "image": "[Image]", "video": "[Video]", "audio": "[Audio]", "document": "[Document]",
+    "vcard": "[Contact card]", "geo": "[Location]", "missing_call": "Missed call",
+    "wapi_template": "[Template message]", "text": "[Empty message]",
+    "unsupported": "[A message of a type Wazzup does not support: open it on the phone]",
+}
+
+
+def placeholder(msg: Message) -> str:
+    if msg.type == "unknown":
+        return f"[Unknown message type: {msg.raw_type}]" if msg.raw_type else "[Unknown message type]"
+    return PLACEHOLDERS.get(msg.type, "[Message]")
+
+
+def preview(text: str | None, msg_type: str, content_name: str | None) -> str:
+    if text:
+        return re.sub(r"\s+", " ", text).strip()[:200]
+    label = PLACEHOLDERS.get(msg_type, "[Message]")
+    return f"{label} {content_name}"[:200] if content_name else label
+
+
+def content_name(uri: str | None) -> str | None:
+    """The file name a link carries (``?filename=`` as Wazzup's store uses, else the last path part)."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    name = (parse_qs(parts.query).get("filename") or [None])[0]
+    if not name:
+        last = PurePosixPath(unquote(parts.path)).name
+        name = last if "." in last else None
+    return name.replace("\x00", "")[:500] if name else None
+
+
+def content_fields(uri: str | None) -> dict:
+    """A message's ``content_uri``, ``content_name`` and ``content_type``, as derived from its link
+    (a new message's row, and an edit that brings a new link)."""
+    name = content_name(uri)
+    return {"content_uri": uri, "content_name": name, "content_type": mimetypes.guess_type(name)[0] if name else None}
+
+
+def chat_phone(msg: Message) -> str | None:
+    if msg.chat_type in PHONE_CHAT_TYPES:
+        digits = re.sub(r"\D", "", msg.chat_id)
+    elif msg.contact_phone:
+        digits = re.sub(r"\D", "", msg.contact_phone)
+    else:
+        return None
+    return digits[:32] or None
+
+
+def _is_just_the_number(name: str, msg: Message) -> bool:
+    return not re.search(r"[^\d\s+()\-]", name) or name == msg.chat_id
+
+
+def contact_name(msg: Message) -> str | None:
+    """The name a message gives its chat's contact, if any: WhatsApp may send the number as the
+    name, and a chat is never renamed to it."""
+    name = msg.contact_name
+    return name if name and not _is_just_the_number(name, msg) else None
+
+
+def _version(msg: Message) -> tuple:
+    """Which copy of one message is newest: a deletion beats an edit beats the original."""
+    return (2 if msg.is_deleted else 1 if msg.is_edited else 0, msg.at.timestamp() if msg.at else 0.0)
+
+
+def newest_copies(items: list[Message]) -> dict[str, Message]:
+    """Several copies of one message in a delivery: the newest one speaks."""
+    newest: dict[str, Message] = {}
+    for msg in items:
+        held = newest.get(msg.message_id)
+        if held is None or _version(msg) > _version(held):
+            newest[msg.message_id] = msg
+    return newest
