@@ -97,6 +97,12 @@ def _stop(proc) -> None:
             proc.wait(timeout=10)
 
 
+def _parent_pid(pid: int) -> int:
+    """A process's parent, from /proc (the field after the command's closing parenthesis)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
 def _json_lines(path: Path) -> list[dict]:
     """Every line of the file, each of which must be one JSON object."""
     entries = []
@@ -134,7 +140,8 @@ def test_serve_in_json_mode_writes_gunicorn_access_lines_and_worker_crashes_as_j
 
     # A worker dying (here: SIGKILL, as the OOM killer would) is reported by gunicorn's master: in the file.
     pid = int(re.search(r"pid: (\d+)", booting[0]["message"]).group(1))
-    assert os.getpgid(pid) == server.proc.pid, "not a worker of the gunicorn this test started"
+    master = _parent_pid(pid)   # serve's gunicorn runs in a process group of its own
+    assert _parent_pid(master) == server.proc.pid, "not a worker of the gunicorn this test started"
     os.kill(pid, signal.SIGKILL)
     crash = _wait_until(lambda: [e for e in _json_lines(log_file) if e["logger"] == "gunicorn.error"
                                  and e["level"] == "ERROR" and f"(pid:{pid})" in e["message"]],
