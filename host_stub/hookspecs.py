@@ -101,7 +101,7 @@ every change of those rows therefore belongs in the database (defaults, constrai
     chats:
         id                    int        key
         type                  str(32)    set    a registered chat type's name: 'wazzup'
-        title                 str(300)   set    the contact's name, else the phone or chat id
+        title                 str(300)   set    the contact's name, else the phone or chat id; a group's set once
         phone                 str(32)    NULL   digits only
         avatar_uri            str(2000)  NULL   an http(s) URL
         unread_count          int        set    0 at first; + each incoming message

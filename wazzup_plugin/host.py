@@ -119,7 +119,7 @@ HOST_COLUMNS: dict[str, tuple[HostColumn, ...]] = {
     "chats": (
         HostColumn("id", int, KEY),
         HostColumn("type", str, SET, 32, "a registered chat type's name: 'wazzup'"),
-        HostColumn("title", str, SET, 300, "the contact's name, else the phone or chat id"),
+        HostColumn("title", str, SET, 300, "the contact's name, else the phone or chat id; a group's set once"),
         HostColumn("phone", str, NULL, 32, "digits only"),
         HostColumn("avatar_uri", str, NULL, 2000, "an http(s) URL"),
         HostColumn("unread_count", int, SET, None, "0 at first; + each incoming message"),

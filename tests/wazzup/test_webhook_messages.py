@@ -122,6 +122,81 @@ def test_whatsgroup_chat_is_kept_opaque_without_phone(deliver, payload, wazzup_r
     assert chat["title"] == "Suppliers group"
 
 
+def group_message(payload, message_id: str, name: str | None, text: str, **contact) -> dict:
+    """An incoming item of the incoming_whatsgroup chat, written by ``name`` (its contact, as Wazzup
+    documents no participant field)."""
+    body = payload("incoming_whatsgroup")
+    item = body["messages"][0]
+    item.update(messageId=message_id, text=text)
+    item["contact"] = {**({"name": name} if name else {}), **contact}
+    return body
+
+
+@pytest.mark.parametrize("chat_type", ["whatsgroup", "telegroup", "maxgroup"])
+def test_two_senders_in_a_group_chat_leave_its_title_and_each_message_names_its_sender(
+        deliver, payload, wazzup_rows, chat_type):
+    first = payload("incoming_whatsgroup")
+    first["messages"][0]["chatType"] = chat_type
+    deliver(first)
+    for n, (name, text) in enumerate([("Anna", "Who has the invoice?"), ("Boris", "I do, sending it now")], 1):
+        body = group_message(payload, f"0b1f6c0e-0000-4000-8000-00000000000{n}", name, text,
+                             avatarUri=f"https://store.wazzup24.com/{name.lower()}", phone=f"7916000000{n}")
+        body["messages"][0]["chatType"] = chat_type
+        assert deliver(body).json["new_messages"] == 1
+    [chat] = wazzup_rows.chats()
+    assert (chat["title"], chat["contact_name"], chat["avatar_uri"], chat["phone"]) == (
+        "Suppliers group", "Suppliers group", None, None)
+    assert chat["unread_count"] == 3
+    assert chat["last_message_preview"] == "I do, sending it now"
+    assert [(m["text"], m["author_name"], m["direction"]) for m in wazzup_rows.messages()] == [
+        ("Hi all", "Suppliers group", "in"), ("Who has the invoice?", "Anna", "in"),
+        ("I do, sending it now", "Boris", "in")]
+
+
+def test_two_senders_in_one_delivery_to_a_new_group_chat_each_name_their_message(deliver, payload, wazzup_rows):
+    anna = group_message(payload, "0b1f6c0e-0000-4000-8000-000000000001", "Anna", "Who has the invoice?")
+    boris = group_message(payload, "0b1f6c0e-0000-4000-8000-000000000002", "Boris", "I do")
+    anna["messages"][0]["dateTime"], boris["messages"][0]["dateTime"] = ("2025-05-06T14:28:00.000Z",
+                                                                         "2025-05-06T14:29:00.000Z")
+    assert deliver({"messages": anna["messages"] + boris["messages"]}).json["new_messages"] == 2
+    [chat] = wazzup_rows.chats()
+    assert chat["title"] == "Boris"  # named once, at creation, after the newest item's contact
+    assert [(m["text"], m["author_name"]) for m in wazzup_rows.messages()] == [
+        ("Who has the invoice?", "Anna"), ("I do", "Boris")]
+    deliver(group_message(payload, "0b1f6c0e-0000-4000-8000-000000000003", "Anna", "Thanks"))
+    assert wazzup_rows.chats()[0]["title"] == "Boris"
+
+
+def test_a_group_chat_without_a_contact_name_is_titled_group_and_the_end_of_its_id(deliver, payload, wazzup_rows):
+    deliver(group_message(payload, "0b1f6c0e-0000-4000-8000-000000000001", None, "Hi all"))
+    deliver(group_message(payload, "0b1f6c0e-0000-4000-8000-000000000002", "Anna", "Hello"))
+    [chat] = wazzup_rows.chats()
+    assert chat["title"] == "Group 125486"
+    assert [m["author_name"] for m in wazzup_rows.messages()] == [None, "Anna"]
+
+
+def test_an_echo_in_a_group_chat_names_the_agent_not_the_contact(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_whatsgroup"))
+    echo = payload("echo_from_phone")
+    echo["messages"][0].update(chatType="whatsgroup", chatId="120363025246125486@g.us",
+                               contact={"name": "Someone else"})
+    deliver(echo)
+    message = wazzup_rows.message(echo["messages"][0]["messageId"])
+    assert (message["direction"], message["author_name"]) == ("out", "Alex Salesman")
+    assert wazzup_rows.chats()[0]["title"] == "Suppliers group"
+
+
+def test_a_one_to_one_chat_follows_its_contacts_rename_and_names_no_author(deliver, payload, wazzup_rows):
+    deliver(payload("incoming_text"))
+    renamed = payload("incoming_text")
+    renamed["messages"][0].update(messageId="0b8f9a4e-0000-4000-8000-000000000009", text="It's me again")
+    renamed["messages"][0]["contact"]["name"] = "Ivan P."
+    deliver(renamed)
+    [chat] = wazzup_rows.chats()
+    assert (chat["title"], chat["contact_name"]) == ("Ivan P.", "Ivan P.")
+    assert [m["author_name"] for m in wazzup_rows.messages()] == [None, None]
+
+
 def test_same_chat_id_on_another_channel_or_chat_type_is_another_chat(deliver, payload, wazzup_rows):
     body = payload("incoming_text")
     other_channel = copy.deepcopy(body)

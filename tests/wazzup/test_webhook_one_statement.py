@@ -219,6 +219,28 @@ def test_a_renamed_contact_renames_the_chat_along_with_the_new_message(deliver, 
     assert chat["unread_count"] == 2
 
 
+def test_group_messages_from_two_senders_go_in_one_statement_without_renaming_the_group(
+        deliver, payload, wazzup_rows, one_statement_results, round_trips, backend):
+    deliver(payload("incoming_whatsgroup"))  # a new chat: the general path
+    one_statement_results.clear()
+    sent_per_delivery = []
+    for n, name in enumerate(["Anna", "Boris"], 1):
+        body = payload("incoming_whatsgroup")
+        body["messages"][0].update(messageId=f"0b1f6c0e-0000-4000-8000-00000000000{n}", text=f"from {name}",
+                                   contact={"name": name, "avatarUri": f"https://store.wazzup24.com/{name}"})
+        round_trips.clear()
+        assert deliver(body).json["new_messages"] == 1
+        sent_per_delivery.append(len(round_trips))
+    [chat] = wazzup_rows.chats()
+    assert (chat["title"], chat["contact_name"], chat["avatar_uri"], chat["unread_count"]) == (
+        "Suppliers group", "Suppliers group", None, 3)
+    assert [(m["text"], m["author_name"]) for m in wazzup_rows.messages()] == [
+        ("Hi all", "Suppliers group"), ("from Anna", "Anna"), ("from Boris", "Boris")]
+    if backend == "postgres":  # the usual delivery: a sender's name is no rename of a group
+        assert [r.outcome for r in one_statement_results] == ["stored", "stored"]
+        assert sent_per_delivery == [1, 1]
+
+
 @pytest.fixture
 def round_trips(engine):
     """Every statement sent, SELECTs included: on PostgreSQL each one is a round trip."""

@@ -8,8 +8,8 @@ from collections import defaultdict
 import sqlalchemy as sa
 
 from wazzup_plugin.chat_type import CHAT_TYPE
-from wazzup_plugin.inbound.message_rows import (DELETED_PREVIEW, chat_phone, contact_name, content_name, placeholder,
-                                                preview)
+from wazzup_plugin.inbound.message_rows import (DELETED_PREVIEW, chat_phone, chat_title, contact_update, content_name,
+                                                placeholder, preview)
 from wazzup_plugin.inbound.parse import Message
 from wazzup_plugin.store_common import insert_ignore_returning, insert_returning_ids
 
@@ -69,22 +69,23 @@ class ChatWrites:
 
     def _new_chat_row(self, msg: Message) -> dict:
         phone = chat_phone(msg)
-        return {"type": CHAT_TYPE, "title": (msg.contact_name or phone or msg.chat_id)[:300], "phone": phone,
+        return {"type": CHAT_TYPE, "title": chat_title(msg, phone), "phone": phone,
                 "avatar_uri": msg.avatar_uri, "unread_count": 0, "last_message_at": None,
                 "last_message_preview": "", "last_activity_at": self.now, "created_at": self.now,
                 "change_seq": self.seq}
 
     def _contact_changes(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> list[tuple]:
         """``(chat id, new name or None, new avatar or None)`` of each chat whose contact was renamed
-        or got a new avatar (incoming messages only); ``found``'s rows are updated to match."""
+        or got a new avatar (incoming messages of one-to-one chats: ``contact_update``); ``found``'s
+        rows are updated to match."""
         changes = []
         for key, msg in latest.items():
             row = found[key]
-            if msg.is_echo or row["chat_id"] in self.summary.chats_created:
+            if row["chat_id"] in self.summary.chats_created:
                 continue
-            name = contact_name(msg)
+            name, avatar = contact_update(msg)
             name = name if name != row["contact_name"] else None
-            avatar = msg.avatar_uri if msg.avatar_uri and msg.avatar_uri != row["avatar_uri"] else None
+            avatar = avatar if avatar != row["avatar_uri"] else None
             if name or avatar:
                 changes.append((row["chat_id"], name, avatar))
                 row["contact_name"] = name or row["contact_name"]
@@ -92,7 +93,7 @@ class ChatWrites:
         return changes
 
     def _refresh_contacts(self, latest: dict[tuple, Message], found: dict[tuple, dict]) -> None:
-        """A contact renamed or with a new avatar: the chat follows (incoming messages only)."""
+        """A contact renamed or with a new avatar: the chat follows (incoming messages only; never a group)."""
         wc, c = self.t["chats"], self.chats
         changes = self._contact_changes(latest, found)
         if not changes:

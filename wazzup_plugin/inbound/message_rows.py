@@ -11,6 +11,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from wazzup_plugin.inbound.parse import Message
 
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
+# Group chats: an item's ``contact`` is (as far as Wazzup lets us tell: no participant field is
+# documented) whoever wrote it, not the chat.
+GROUP_CHAT_TYPES = ("whatsgroup", "telegroup", "maxgroup")
 
 DELETED_PREVIEW = "[Deleted message]"
 PLACEHOLDERS = {
@@ -53,7 +56,21 @@ def content_fields(uri: str | None) -> dict:
     return {"content_uri": uri, "content_name": name, "content_type": mimetypes.guess_type(name)[0] if name else None}
 
 
+def is_group(msg: Message) -> bool:
+    return msg.chat_type in GROUP_CHAT_TYPES
+
+
+def chat_title(msg: Message, phone: str | None) -> str:
+    """A new chat's title: the contact's name, else the phone or chat id. A group is titled once, when
+    it is created (its first item's contact name, else "Group <the end of its id>"), and keeps that."""
+    if is_group(msg):
+        return (msg.contact_name or f"Group {msg.chat_id.split('@')[0][-6:] or msg.chat_id[:6]}")[:300]
+    return (msg.contact_name or phone or msg.chat_id)[:300]
+
+
 def chat_phone(msg: Message) -> str | None:
+    if is_group(msg):
+        return None  # a group has no phone: a contact phone in its items is a member's
     if msg.chat_type in PHONE_CHAT_TYPES:
         digits = re.sub(r"\D", "", msg.chat_id)
     elif msg.contact_phone:
@@ -72,6 +89,24 @@ def contact_name(msg: Message) -> str | None:
     name, and a chat is never renamed to it."""
     name = msg.contact_name
     return name if name and not _is_just_the_number(name, msg) else None
+
+
+def contact_update(msg: Message) -> tuple[str | None, str | None]:
+    """``(name, avatar)`` an incoming message gives its chat's contact, each None when it gives none
+    (then the chat keeps what it has). A group chat's items speak of their sender, not of the chat:
+    they never rename it nor change its avatar. Both write paths follow this: ``_contact_changes``
+    and the one-statement write (``Writer.store_in_one_statement``)."""
+    if msg.is_echo or is_group(msg):
+        return None, None
+    return contact_name(msg), msg.avatar_uri or None
+
+
+def author_name(msg: Message) -> str | None:
+    """A new message's ``author_name``: an echo's agent (Wazzup's ``authorName``); in a group chat, an
+    incoming message's sender (its contact name); none for an incoming message of a one-to-one chat."""
+    if msg.is_echo:
+        return msg.author_name
+    return msg.contact_name if is_group(msg) else None
 
 
 def _version(msg: Message) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from wazzup_plugin.inbound.message_rows import content_fields, placeholder
+from wazzup_plugin.inbound.message_rows import author_name, content_fields, placeholder
 from wazzup_plugin.inbound.parse import Message
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN
 from wazzup_plugin.store_common import dialect_insert, insert_ignore_returning, insert_returning_ids
@@ -74,7 +74,7 @@ class NewMessages:
         row = {
             "chat_id": chat_id, "direction": "out" if msg.is_echo else "in", "type": msg.type, "text": text,
             **content_fields(msg.content_uri),
-            "author_name": msg.author_name if msg.is_echo else None, "messenger_at": at,
+            "author_name": author_name(msg), "messenger_at": at,
             "created_at": self.now, "edited_at": self.now if msg.is_edited else None,
             "deleted_at": self.now if msg.is_deleted else None,
             "previous_text": msg.old_text if (msg.is_edited or msg.is_deleted) else None,

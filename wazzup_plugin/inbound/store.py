@@ -29,7 +29,7 @@ from wazzup_plugin.inbound.chat_writes import ChatWrites
 from wazzup_plugin.inbound.early_arrivals import EarlyArrivals
 from wazzup_plugin.inbound.echoes import Echoes
 from wazzup_plugin.inbound.message_edits import MessageEdits
-from wazzup_plugin.inbound.message_rows import contact_name, newest_copies
+from wazzup_plugin.inbound.message_rows import contact_update, newest_copies
 from wazzup_plugin.inbound.new_messages import WAZZUP_COLUMNS, NewMessages, selected_parameters
 from wazzup_plugin.inbound.parse import ChannelUpdate, Message, Quarantined, raw_json
 from wazzup_plugin.inbound.status_writes import StatusWrites
@@ -175,8 +175,9 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
         unchanged does it take the counter (see ``_in_one_statement``) and write. Anything else it
         leaves to the general path, having written nothing and locked nothing."""
         row, values = self._one_message_values(msg, None, stamped=False)
+        name, avatar = contact_update(msg)  # as the general path's ``_contact_changes``: None for a group
         values.update(b_channel=msg.chat_key[0], b_type=msg.chat_key[1], b_chat=msg.chat_key[2],
-                      b_name=contact_name(msg), b_avatar=msg.avatar_uri or None)
+                      b_name=name, b_avatar=avatar)
         stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
         ((stored_id, chat_id, seq, seen, host_id, _followed, parked),) = stmt.rows(self.conn, values)
         if stored_id is not None:
@@ -210,7 +211,8 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
             wc.c.channel_id == sa.bindparam("b_channel", type_=wc.c.channel_id.type),
             wc.c.chat_type == sa.bindparam("b_type", type_=wc.c.chat_type.type),
             wc.c.wazzup_chat_id == sa.bindparam("b_chat", type_=wc.c.wazzup_chat_id.type),
-            # A contact's new name or avatar renames the chat: the general path's work.
+            # A contact's new name or avatar renames the chat: the general path's work (never a
+            # group's: its ``b_name`` and ``b_avatar`` are None, see ``contact_update``).
             sa.or_(name.is_(None), wc.c.contact_name == name), sa.or_(avatar.is_(None), c.c.avatar_uri == avatar))
             .cte("chat"))
         stored = (sa.select(wm.c.message_id)
