@@ -11,6 +11,7 @@ from wazzup_plugin.chat_type import WazzupChatType
 from wazzup_plugin.fields import chat_fields, message_fields
 from wazzup_plugin.host import check_host
 from wazzup_plugin.outbound.ratelimit import WAZZUP_LIMIT, most_in_any_span
+from wazzup_plugin.settings import SettingsError
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
 from wazzup_plugin.tables import define_tables
 
@@ -75,9 +76,13 @@ def startup(helpdesk):
     if not state.settings.configured:
         log.warning("WAZZUP24_API_KEY is not set: the webhook receives, but sending is off "
                     "(connection status: not_configured)")
+    problem = state.settings.unprotected_webhook_problem()
+    if problem and not _fixing_the_webhook():
+        raise SettingsError(problem)
     if not state.settings.webhook_secret:
         log.warning("WAZZUP24_WEBHOOK_SECRET is not set: the webhook accepts unauthenticated deliveries; "
-                    "run `helpdesk-stub wazzup24 set-webhook` to protect it")
+                    "run `helpdesk-stub wazzup24 set-webhook` to protect it%s",
+                    " (WAZZUP24_WEBHOOK_INSECURE=1: not recommended)" if state.settings.webhook_insecure else "")
     most = most_in_any_span(state.settings.rate_limit, state.settings.rate_window)
     if most > WAZZUP_LIMIT:
         # Not refused: a test double of Wazzup may allow more. Against Wazzup, the excess is answered 429
@@ -85,3 +90,13 @@ def startup(helpdesk):
         log.warning("WAZZUP24_RATE_LIMIT=%s per WAZZUP24_RATE_WINDOW=%ss lets up to %s requests through in 5 "
                     "seconds, over Wazzup's %s: Wazzup will answer 429. The default, 450 per 5 s, stays under it.",
                     state.settings.rate_limit, state.settings.rate_window, most, WAZZUP_LIMIT)
+
+
+def _fixing_the_webhook() -> bool:
+    """Running ``helpdesk-stub wazzup24 set-webhook``: the command that makes the missing secret, so
+    an unprotected live webhook does not stop it (it builds the app, and so runs ``startup``)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return (ctx is not None and ctx.info_name == "set-webhook" and ctx.parent is not None
+            and ctx.parent.info_name == "wazzup24")

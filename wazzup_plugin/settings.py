@@ -45,6 +45,15 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     raw = (env.get(name) or "").strip() or default
     if raw is None:
@@ -70,10 +79,25 @@ class WazzupSettings:
     rate_limit: int          # requests per rate_window seconds, across every process
     rate_window: float
     connection_cache_seconds: float
+    # WAZZUP24_WEBHOOK_INSECURE=1: the operator accepts an unprotected webhook while live (not recommended).
+    webhook_insecure: bool = False
 
     @property
     def configured(self) -> bool:
         return bool(self.api_key)
+
+    def unprotected_webhook_problem(self) -> str | None:
+        """Why the helpdesk must not start, when it is going live (an API key and a webhook URL: Wazzup
+        delivers to it) with no webhook secret: anyone who finds the URL could then post fake customer
+        messages and statuses. None when the webhook is protected, not live, or the operator opted out
+        with WAZZUP24_WEBHOOK_INSECURE=1."""
+        if self.webhook_secret or self.webhook_insecure or not (self.api_key and self.webhook_url):
+            return None
+        return ("WAZZUP24_API_KEY and WAZZUP24_WEBHOOK_URL are set but WAZZUP24_WEBHOOK_SECRET is not: the "
+                "webhook would accept deliveries from anyone (fake customer messages and statuses). Run "
+                "`helpdesk-stub wazzup24 set-webhook`: it makes a secret, registers the URL with it at Wazzup and "
+                "prints the WAZZUP24_WEBHOOK_SECRET=... line to add to .env; then start the helpdesk again. "
+                "To accept unauthenticated deliveries anyway (not recommended), set WAZZUP24_WEBHOOK_INSECURE=1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "WazzupSettings":
@@ -98,6 +122,7 @@ class WazzupSettings:
             rate_limit=rate_limit,
             rate_window=_float(env, "WAZZUP24_RATE_WINDOW", 5.0, 0.1),
             connection_cache_seconds=_float(env, "WAZZUP24_CONNECTION_CACHE_SECONDS", 10.0, 0.0),
+            webhook_insecure=_flag(env, "WAZZUP24_WEBHOOK_INSECURE"),
         )
 
 

@@ -94,6 +94,17 @@ def test_set_webhook_without_a_secret_makes_one_and_prints_the_env_line(run, waz
     assert "test POST got 200" in result.output
 
 
+def test_only_set_webhook_runs_while_a_live_webhook_has_no_secret(run, wazzup_api, wazzup_url, api_payload):
+    """set-webhook makes the missing secret, so the startup refusal of an unprotected live webhook
+    spares it; every other command, like the helpdesk itself, is refused."""
+    from host_stub.errors import StartupError
+
+    with pytest.raises(StartupError, match="WAZZUP24_WEBHOOK_SECRET is not"):
+        run("channels", WAZZUP24_WEBHOOK_SECRET=None)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    assert run("channels", WAZZUP24_WEBHOOK_SECRET=None, WAZZUP24_WEBHOOK_INSECURE="1").exit_code == 0
+
+
 def test_set_webhook_asks_before_replacing_another_integrations_url(run, wazzup_api, wazzup_url, api_payload):
     wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_other"))
     wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_patched"))

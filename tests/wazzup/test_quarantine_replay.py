@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -80,6 +81,29 @@ def test_quarantine_list_shows_ids_time_reason_and_a_summary_but_never_the_conte
                                "isEcho": False, "status": "inbound"}
     assert "chatType" in json.loads(item["reason"])
     assert isinstance(item["id"], int) and item["received_at"].startswith("2026-11-26T12:00:00")
+
+
+def test_quarantine_list_escapes_terminal_sequences_and_lone_surrogates_in_what_it_prints(deliver, run):
+    escapes = r"\u001b]0;PWNED\u0007\u001b[2J\u001b[31mfake: all clear\u009b"
+    # As posted: JSON escapes (a lone surrogate cannot even be encoded to be sent otherwise).
+    assert deliver('{"statuses": [{"messageId": "%s", "status": "bogus"}]}' % escapes).json["quarantined"] == 1
+    assert deliver('{"messages": [{"messageId": "ls-1", "channelId": "c", "chatType": "whatsapp", '
+                   '"chatId": "7999\\ud800"}]}').json["quarantined"] == 1
+
+    result = run("quarantine", "list", "--limit", "0")
+
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]", result.output)
+    assert "messageId=\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mfake: all clear\\x9b" in result.output
+    assert "chatId=7999\\ud800" in result.output
+    assert "2 quarantined item(s)" in result.output
+
+    listed = run("quarantine", "list", "--json", "--limit", "0")
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.isascii()
+    summaries = [item["summary"] for item in json.loads(listed.stdout)["items"]]
+    assert [s.get("messageId") for s in summaries] == [json.loads(f'"{escapes}"'), "ls-1"]
+    assert summaries[1]["chatId"] == "7999\ud800"  # the JSON gives back exactly what was posted
 
 
 def test_quarantine_list_says_when_the_quarantine_is_empty(run):

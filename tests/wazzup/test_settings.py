@@ -74,3 +74,46 @@ def test_the_settings_check_counts_the_rate_limiters_real_wait(helpdesk):
     from wazzup_plugin.settings import RATE_LIMIT_MAX_WAIT
 
     assert outbound(helpdesk).limiter.max_wait <= RATE_LIMIT_MAX_WAIT
+
+
+LIVE_URL = "https://helpdesk.example.com/api/webhook"
+
+
+def test_startup_refuses_a_live_webhook_without_a_secret_naming_the_settings_and_the_fix(
+        settings, pm, engine, http, clock, database_url):
+    from host_stub.config import Config
+    from host_stub.errors import StartupError
+
+    config = Config(database_url=database_url, env={**settings, "WAZZUP24_WEBHOOK_URL": LIVE_URL})
+    with pytest.raises(StartupError) as refused:
+        create_app(config, pm, engine=engine, http=http, clock=clock)
+    message = str(refused.value)
+    for named in ("WAZZUP24_API_KEY", "WAZZUP24_WEBHOOK_URL", "WAZZUP24_WEBHOOK_SECRET",
+                  "helpdesk-stub wazzup24 set-webhook", "WAZZUP24_WEBHOOK_INSECURE=1", "not recommended"):
+        assert named in message
+
+
+@pytest.mark.parametrize("extra, warned", [
+    ({"WAZZUP24_WEBHOOK_URL": LIVE_URL, "WAZZUP24_WEBHOOK_SECRET": "0123456789abcdef0123"}, False),
+    ({"WAZZUP24_WEBHOOK_URL": LIVE_URL, "WAZZUP24_WEBHOOK_INSECURE": "1"}, True),  # the operator's explicit choice
+    ({}, True),                                                    # no webhook URL: not live yet
+])
+def test_startup_accepts_a_protected_webhook_an_explicit_opt_out_or_no_webhook_url(
+        settings, pm, engine, http, clock, database_url, caplog, extra, warned):
+    from host_stub.config import Config
+
+    config = Config(database_url=database_url, env={**settings, **extra})
+    with caplog.at_level(logging.WARNING):
+        create_app(config, pm, engine=engine, http=http, clock=clock)
+    warnings = [r.getMessage() for r in caplog.records if "WAZZUP24_WEBHOOK_SECRET is not set" in r.getMessage()]
+    assert bool(warnings) is warned
+    if "WAZZUP24_WEBHOOK_INSECURE" in extra:
+        assert "WAZZUP24_WEBHOOK_INSECURE=1: not recommended" in warnings[0]
+
+
+def test_the_insecure_opt_out_takes_one_or_zero():
+    assert WazzupSettings.from_env({"WAZZUP24_WEBHOOK_INSECURE": "1"}).webhook_insecure is True
+    assert WazzupSettings.from_env({"WAZZUP24_WEBHOOK_INSECURE": "0"}).webhook_insecure is False
+    assert WazzupSettings.from_env({}).webhook_insecure is False
+    with pytest.raises(SettingsError, match="WAZZUP24_WEBHOOK_INSECURE must be 1 or 0"):
+        WazzupSettings.from_env({"WAZZUP24_WEBHOOK_INSECURE": "maybe"})

@@ -22,7 +22,8 @@ def presented_secrets(req) -> list[str]:
 
 
 def is_authorized(secret: str | None, req) -> bool:
-    """No secret configured: every delivery is accepted (the seed's behaviour; startup warns)."""
+    """No secret configured: every delivery is accepted (the seed's behaviour; startup warns, and
+    refuses to start live, with an API key and a webhook URL, unless WAZZUP24_WEBHOOK_INSECURE=1)."""
     if not secret:
         return True
     expected = secret.encode("utf-8")

@@ -38,7 +38,24 @@ def _not_a_list(section: str) -> str:
     return f"{section} must be a list"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on an operator's terminal, on one line: every character that is not
+    printable (C0 and C1 controls such as ESC, DEL, line separators, bidi overrides, a lone surrogate
+    from a JSON ``\\ud800`` escape) shown as a Python escape instead. A quarantined item is whatever a
+    client posted: its ids may carry escape sequences that retitle or clear the terminal, or fake lines.
+
+    The plugin's ``text.clean_text`` drops or replaces such characters for storage; this shows them.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   f"\\x{ord(c):02x}" if ord(c) < 0x100 else
+                   f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in text)
+
+
 def _short(value, limit: int = 64):
+    """An identifying field as ``list`` gives it: strings cut to ``limit`` characters (escaped only
+    when printed as text: ``printable``; ``--json`` escapes them as JSON)."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
@@ -184,15 +201,16 @@ def list_command(limit, section, as_json):
     helpdesk = _helpdesk()
     total, items = list_items(helpdesk.db, get_state(helpdesk), limit or None, section)
     if as_json:
-        click.echo(json.dumps({"total": total, "items": items}, ensure_ascii=False))
+        # ASCII: a lone surrogate cannot be written to stdout, and control characters stay escapes.
+        click.echo(json.dumps({"total": total, "items": items}, ensure_ascii=True))
         return
     if not total:
         click.echo("The quarantine is empty.")
         return
     for item in items:
-        summary = " ".join(f"{k}={v}" for k, v in item["summary"].items())
-        reason = item["reason"] if len(item["reason"]) <= 200 else item["reason"][:200] + "…"
-        click.echo(f"#{item['id']}  {item['received_at']}  {item['section']}  {summary or '-'}")
+        summary = " ".join(f"{k}={printable(str(v))}" for k, v in item["summary"].items())
+        reason = printable(item["reason"] if len(item["reason"]) <= 200 else item["reason"][:200] + "…")
+        click.echo(f"#{item['id']}  {item['received_at']}  {printable(item['section'])}  {summary or '-'}")
         click.echo(f"    reason: {reason}")
     shown = f"{len(items)} of {total}" if len(items) < total else f"{total}"
     click.echo(f"{shown} quarantined item(s). Replay: helpdesk-stub wazzup24 quarantine replay --id N | --all")
