@@ -104,10 +104,6 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
             self.tx.touched(chat_ids=s.chat_ids, message_ids=s.message_ids)
         return s
 
-    def _statement(self, name: str, build):
-        """A hot statement built once per app (SQLAlchemy's building is a third of a small statement's cost)."""
-        return built(self.t["messages"], ("inbound", name), build)
-
     def _driver_statement(self, name: str, build, column_keys: tuple = ()) -> DriverStatement:
         """A hot statement inside the write lock, compiled once and run on the driver (``driver_sql``)."""
         dialect = self.conn.dialect
