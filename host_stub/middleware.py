@@ -41,23 +41,20 @@ class GuardedInput:
     def __init__(self, stream):
         self._stream = stream
 
-    def read(self, *args):
+    def _guarded(self, reader, args):
         try:
-            return self._stream.read(*args)
+            return reader(*args)
         except BODY_READ_ERRORS:
             raise broken_body() from None
+
+    def read(self, *args):
+        return self._guarded(self._stream.read, args)
 
     def readline(self, *args):
-        try:
-            return self._stream.readline(*args)
-        except BODY_READ_ERRORS:
-            raise broken_body() from None
+        return self._guarded(self._stream.readline, args)
 
     def readlines(self, *args):
-        try:
-            return self._stream.readlines(*args)
-        except BODY_READ_ERRORS:
-            raise broken_body() from None
+        return self._guarded(self._stream.readlines, args)
 
     def __iter__(self):
         return iter(self.readline, b"")

@@ -63,20 +63,11 @@ def for_the_ui() -> dict:
             "default": DEFAULT.limit}
 
 
-# Wazzup's codes for an over-long text, in words (merged into the outbox's HUMAN_TEXT).
+# Wazzup's codes for an over-long text, in words (merged into the outbox's HUMAN_TEXT): one sentence per
+# messenger, from the limits above. MESSAGE_TEXT_TOO_LONG (WhatsApp, MAX) has its text in the outbox.
 TOO_LONG_TEXTS = {
-    "MESSAGES_TOO_LONG_TELEGRAM": f"The text is longer than Telegram allows ({TELEGRAM.limit:,} characters); "
-                                  "shorten it or send it in parts.",
-    "MESSAGES_TOO_LONG_VIBER": f"The text is longer than Viber allows ({VIBER.limit:,} characters); "
-                               "shorten it or send it in parts.",
-    "MESSAGES_TOO_LONG_INSTAGRAM": f"The text is longer than Instagram allows ({INSTAGRAM.limit:,} characters); "
-                                   "shorten it or send it in parts.",
-    "MESSAGES_TOO_LONG_VK": f"The text is longer than VK allows ({VK.limit:,} characters); "
-                            "shorten it or send it in parts.",
-    "MESSAGES_TOO_LONG_AVITO": f"The text is longer than Avito allows ({AVITO.limit:,} characters); "
-                               "shorten it or send it in parts.",
-    "MESSAGES_TOO_LONG_WABA": f"The text is longer than WhatsApp Business (WABA) allows in a message "
-                              f"({WABA.limit:,} characters); shorten it or send it in parts.",
+    **{t.code: f"The text is longer than {t.messenger} allows ({t.limit:,} characters); shorten it or send it in parts."
+       for t in (TELEGRAM, VIBER, INSTAGRAM, VK, AVITO, WABA)},
     "MESSAGES_TOO_LONG_WABA_HEADER": "The template's header is longer than WhatsApp Business allows (60 characters).",
     "MESSAGES_TOO_LONG_WABA_TEMPLATE": "The template's text is longer than WhatsApp Business allows "
                                        "(1,024 characters).",
