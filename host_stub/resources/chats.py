@@ -72,7 +72,8 @@ class ChatsResource:
         elif "cursor" in query:
             at, params["b_last_id"] = decode_cursor(query["cursor"], "a", ("text", "id"))
             params["b_at"] = _parse_time(at)
-        shape = (by_changes, "b_type" in params, "b_title" in params, "b_phone" in params, "cursor" in query)
+        shape = (by_changes, "b_type" in params, "b_title" in params, "b_phone" in params, "b_phone_intl" in params,
+                 "cursor" in query)
         stmt = self._statements.get(shape)
         if stmt is None:
             chats = self.helpdesk.tables.chats
@@ -93,7 +94,7 @@ class ChatsResource:
 
 
 def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_title: bool, by_phone: bool,
-                    after_cursor: bool):
+                    by_national: bool, after_cursor: bool):
     """The chat list's statement for one shape of query; its values are the ``b_*`` parameters.
 
     ``base`` selects the chats with the plugins' joinable fields and the counter (``page_select``)."""
@@ -101,7 +102,7 @@ def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_
     if by_type:
         stmt = stmt.where(chats.c.type == sa.bindparam("b_type", type_=chats.c.type.type))
     if by_title:
-        stmt = stmt.where(search_condition(chats, by_phone))
+        stmt = stmt.where(search_condition(chats, by_phone, by_national))
     if by_changes:
         # What was created or changed after the counter value, in change order.
         seq, last_id = (sa.bindparam("b_seq", type_=chats.c.change_seq.type),
@@ -125,27 +126,39 @@ def _list_statement(base: sa.Select, chats, by_changes: bool, by_type: bool, by_
 
 
 _PHONE_CHARS = re.compile(r"^[\d\s+()./-]+$")
+# Russia and Kazakhstan dial "8" before a national number where the stored, international form has
+# the country code "7": "8 (916) 123-45-67" is +7 916 123-45-67. Agents type numbers the way customers
+# say them, so a query that starts with that trunk "8" (no "+") also finds the "7..." number.
+_TRUNK_PREFIX, _COUNTRY_CODE = "8", "7"
+_MIN_NATIONAL_DIGITS = 4  # "8" and three digits of the area code: shorter is no number yet
 
 
 def search_params(q: str) -> dict:
     """``q`` matches the title (case-insensitive, any alphabet) or, when it looks like a phone
     number (digits and + - ( ) . spaces, at least 3 digits), the phone with formatting ignored:
-    the ``b_title`` (and ``b_phone``) patterns of :func:`search_condition`."""
+    the ``b_title`` (and ``b_phone``) patterns of :func:`search_condition`. A phone typed in the
+    national form "8 916 ..." also matches the stored "7916..." from its start (``b_phone_intl``)."""
     params = {"b_title": f"%{_escape_like(q.lower())}%"}
     digits = "".join(ch for ch in q if ch.isdigit())
     if _PHONE_CHARS.match(q) and len(digits) >= 3:
         params["b_phone"] = f"%{digits}%"
+        if q.lstrip().startswith(_TRUNK_PREFIX) and len(digits) >= _MIN_NATIONAL_DIGITS:
+            params["b_phone_intl"] = f"{_COUNTRY_CODE}{digits[1:]}%"
     return params
 
 
-def search_condition(chats, by_phone: bool):
-    """The search's condition on ``b_title`` (and, ``by_phone``, ``b_phone``): see :func:`search_params`."""
+def search_condition(chats, by_phone: bool, by_national: bool):
+    """The search's condition on ``b_title`` (and, ``by_phone``, ``b_phone``; ``by_national``,
+    ``b_phone_intl``): see :func:`search_params`."""
     condition = sa.func.lower(chats.c.title).like(sa.bindparam("b_title", type_=chats.c.title.type), escape="\\")
     if by_phone:
         phone = chats.c.phone
         for ch in ("+", " ", "-", "(", ")", "."):
             phone = sa.func.replace(phone, ch, "")
-        condition = sa.or_(condition, phone.like(sa.bindparam("b_phone", type_=chats.c.phone.type)))
+        matches = [condition, phone.like(sa.bindparam("b_phone", type_=chats.c.phone.type))]
+        if by_national:
+            matches.append(phone.like(sa.bindparam("b_phone_intl", type_=chats.c.phone.type)))
+        condition = sa.or_(*matches)
     return condition
 
 

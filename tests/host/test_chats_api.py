@@ -67,6 +67,10 @@ def test_chat_list_filters_by_type(client, auth, make_chat):
     ("ПЕТР", ["Иван Петров"]),
     ("+7 (999) 123", ["Иван Петров"]),     # a phone typed with formatting matches the stored digits
     ("4567", ["Иван Петров"]),
+    ("8 (999) 123-45-67", ["Иван Петров"]),  # the national form with the trunk "8" finds the stored "7..."
+    ("8999", ["Иван Петров"]),
+    ("+8 999", []),                          # "+8" is no trunk prefix
+    ("8 151", []),                           # the trunk "8" stands for Russia's and Kazakhstan's "7" only
     ("Acme", ["Acme 100%"]),
     ("100%", ["Acme 100%"]),               # LIKE wildcards in q are literal
     ("_", []),
