@@ -265,7 +265,7 @@ class WazzupClient:
                                     maybe_sent=maybe_sent, operation=operation) from None
         status = response.status_code
         try:
-            response._content = self._read_within(response, started + self.deadline)
+            body = self._read_within(response, started + self.deadline)
         except (_Overdue, urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             response.close()
             self.last_latency_ms = None
@@ -279,10 +279,9 @@ class WazzupClient:
                                                    requests.Timeout)) else "lost the connection"
             raise WazzupUnavailable(self.redact(f"Wazzup {kind} while answering {method} {path} ({status})"),
                                     maybe_sent=method != "GET", operation=operation, http_status=status) from None
-        response._content_consumed = True
         self.last_latency_ms = round((self.clock() - started) * 1000, 1)
         if 200 <= status < 300:
-            return self._json(response, operation, lenient)
+            return self._json(body, status, operation, lenient)
         if status in (401, 403):
             why = ("refused our API key (401): check WAZZUP24_API_KEY" if status == 401 else
                    "does not allow this API key on this route (403): a Sidecar key?")
@@ -298,7 +297,7 @@ class WazzupClient:
         if 300 <= status < 400:
             raise WazzupInvalidData(f"Wazzup answered a redirect ({status}); check WAZZUP24_API_URL",
                                     operation=operation, http_status=status)
-        raise self._api_error(response, operation)
+        raise self._api_error(body, status, operation)
 
     def _read_within(self, response, deadline: float) -> bytes:
         """The body of a streamed response, read by the deadline or raising :class:`_Overdue`.
@@ -324,28 +323,28 @@ class WazzupClient:
             if not chunk or raw.closed:
                 return b"".join(chunks)
 
-    def _json(self, response, operation: str, lenient: bool):
-        if not response.content:
+    def _json(self, body: bytes, status: int, operation: str, lenient: bool):
+        if not body:
             if lenient:
                 return None
             raise WazzupInvalidData(f"Wazzup's answer to {operation} is empty", operation=operation,
-                                    http_status=response.status_code)
+                                    http_status=status)
         try:
-            return response.json()
+            return json.loads(body)  # bytes: UTF-8 (or a BOM), as RFC 8259 has it
         except ValueError:
             if lenient:
                 return None
             raise WazzupInvalidData(f"Wazzup's answer to {operation} is not JSON", operation=operation,
-                                    http_status=response.status_code) from None
+                                    http_status=status) from None
 
-    def _api_error(self, response, operation: str) -> WazzupApiError:
+    def _api_error(self, raw: bytes, status: int, operation: str) -> WazzupApiError:
         body: Any = None
-        if response.content:
+        if raw:
             try:
-                body = response.json()
+                body = json.loads(raw)
             except ValueError:
                 body = None
-        code, description, data, request_id = f"HTTP_{response.status_code}", "", None, None
+        code, description, data, request_id = f"HTTP_{status}", "", None, None
         if isinstance(body, dict):
             err = body.get("error")
             if isinstance(err, dict):  # the iframe route nests it: {"error": {"code": ...}}
@@ -358,7 +357,7 @@ class WazzupClient:
             request_id = body.get("requestId")
         return WazzupApiError(self.redact(code)[:100], self.redact(description)[:500], data=_safe(data, self),
                               request_id=str(request_id)[:100] if request_id else None,
-                              http_status=response.status_code, operation=operation)
+                              http_status=status, operation=operation)
 
 
 def _safe(data, client: WazzupClient):
