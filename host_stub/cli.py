@@ -124,10 +124,14 @@ def _database_problem(exc) -> str:
 @click.pass_obj
 def serve(obj: CliContext, host, port, workers, no_background, migrate):
     helpdesk = obj.helpdesk()  # validates settings and plugins before anything starts
-    if migrate:
-        from host_stub.migrate import upgrade
+    from host_stub.migrate import check_schema, upgrade
 
-        upgrade(helpdesk.db.engine, obj.pm)
+    if migrate:
+        upgrade(helpdesk.db.engine, obj.pm)  # checks the schema it leaves
+    else:
+        # A deploy that migrates in a step of its own and forgot it would otherwise answer 503 on
+        # every page that reads a new column: refuse to start instead, naming what is missing.
+        check_schema(helpdesk.db.engine, obj.pm, migrated=False)
     # HELPDESK_REQUEST_TIMEOUT bounds a request (--timeout) and how long a stop lets the requests in
     # progress finish (--graceful-timeout): a plugin's call out (Wazzup24: a send) is never cut off
     # by a restart, and its settings are checked to fit under it.

@@ -62,14 +62,23 @@ def upgrade(engine: sa.Engine, pm) -> list[str]:
     return sorted(heads)
 
 
-def check_schema(engine: sa.Engine, pm) -> None:
-    """Raise :class:`StartupError` naming every way the live schema differs from the models."""
+def check_schema(engine: sa.Engine, pm, *, migrated: bool = True) -> None:
+    """Raise :class:`StartupError` naming every way the live schema differs from the models.
+
+    ``migrated``: the migrations were just applied, so a difference is damage, not a missed upgrade
+    (``serve --no-migrate`` checks with ``migrated=False``: there the usual cause is a deploy that
+    skipped ``db upgrade``)."""
     problems = schema_differences(engine, pm)
-    if problems:
+    if not problems:
+        return
+    if migrated:
         raise StartupError(
             "the database schema does not match this version of the helpdesk (HELPDESK_DATABASE_URL "
             "is at the latest migration, yet " + "; ".join(problems) + "). Restore the backup taken "
             "before the upgrade, or bring the schema in line, then run `helpdesk-stub db upgrade` again")
+    raise StartupError(
+        "the database schema does not match this version of the helpdesk (" + "; ".join(problems) + "). "
+        "Run `helpdesk-stub db upgrade` first, or start `serve` without --no-migrate")
 
 
 def schema_differences(engine: sa.Engine, pm) -> list[str]:

@@ -229,3 +229,23 @@ def test_db_upgrade_refuses_a_database_whose_schema_differs_from_the_models(cli_
     err = _refusal(capsys)
     assert "Error: the database schema does not match this version of the helpdesk" in err
     assert "column wazzup_outbox.last_error is missing" in err
+
+
+def test_serve_without_migrating_refuses_a_database_that_was_never_upgraded(cli_env, tmp_path):
+    import sqlite3
+
+    os.environ.update(cli_env)
+    main(["db", "upgrade"])
+    with sqlite3.connect(tmp_path / "cli.sqlite3") as conn:  # as if this version's migration had not run
+        conn.execute("ALTER TABLE wazzup_outbox DROP COLUMN last_error")
+    script = Path(sys.executable).parent / "helpdesk-stub"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+    # Port 9 (discard): never reached, as the refusal comes before gunicorn starts. The timeout bounds
+    # the old behaviour, which started serving.
+    result = subprocess.run([str(script), "serve", "--no-migrate", "--port", "9"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env={**env, **cli_env})
+    assert result.returncode == 2, result.stderr
+    assert "Error: the database schema does not match this version of the helpdesk" in result.stderr
+    assert "column wazzup_outbox.last_error is missing" in result.stderr
+    assert "Run `helpdesk-stub db upgrade` first, or start `serve` without --no-migrate" in result.stderr
+    assert "Traceback" not in result.stderr
