@@ -34,6 +34,11 @@ Wazzup24 plugin's ``wazzup_plugin/host.py`` restates them as protocols):
     host answers a larger one 413 ``payload_too_large`` before any resource runs (the reference
     host: by its ``Content-Length``, or by reading a chunked body to one byte past the limit); a
     resource that reads a body itself enforces the limit too.
+    ``config.request_timeout_seconds``: the longest a request may run, in seconds (an ``int`` or
+    ``float``; the reference host: ``HELPDESK_REQUEST_TIMEOUT``, 60 by default, gunicorn's
+    ``--timeout``, and how long a stop waits for work in progress). A plugin keeps what it does
+    inside a request (a call out, with its retries) under it; the Wazzup24 plugin refuses to start
+    when one send to Wazzup could outlast it, and assumes 60 on a host without the attribute.
 ``db``
     The database: SQLite or PostgreSQL, the only two plugins support. ``db.dialect``: the
     SQLAlchemy dialect's name as a ``str``, ``"sqlite"`` or ``"postgresql"``. ``db.engine``: the
@@ -224,7 +229,9 @@ def register_routes(helpdesk):
     Each route has ``template`` (a Falcon URI template under ``/api/<plugin segment>/`` or
     ``/api/chats/{chat_id:int}/<plugin segment>/``; the one exception a plugin may make is an
     address fixed by the outside world, such as a webhook URL a specification names: Wazzup24's
-    ``/api/webhook``, also served as ``/api/wazzup24/webhook``), ``resource`` (a Falcon resource), optional
+    ``/api/webhook``, also served as ``/api/wazzup24/webhook``, or a public download the outside world
+    fetches, such as the files Wazzup24 downloads from ``/wazzup24/files/...``), ``resource`` (a Falcon
+    resource), optional
     ``suffix`` and ``public`` (``False`` by default: the host then requires an authenticated
     agent, available to the responder as ``req.context.agent``; ``True`` for callbacks such as
     webhooks). Resources may set ``openapi = {"get": {...}, ...}`` operation objects (below)
@@ -238,7 +245,9 @@ def register_routes(helpdesk):
     anyone reads it; answers a body that is malformed or breaks off at the HTTP layer (a bad chunk, a
     client gone mid-body) with 400 ``invalid_body``, also when the resource reads the stream itself;
     and answers a path id too large for any id column with 404 before the responder runs: ``chat_not_found`` for ``{chat_id}``, ``message_not_found`` for ``{message_id}``. A
-    plugin answers a chat or message that does not exist with the same codes.
+    plugin answers a chat or message that does not exist with the same codes. Every answer gets the
+    host's security headers; a ``Content-Security-Policy`` the resource set itself is kept (a
+    stricter one, e.g. ``sandbox`` for a file that users uploaded).
 
     ``req.context.agent``, on routes that are not public, has ``id``: the agent's ``agents.id``, an
     ``int`` (plugins store it, e.g. as ``messages.author_agent_id``), ``username`` (``str``) and

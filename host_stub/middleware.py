@@ -115,7 +115,10 @@ class SecurityHeadersMiddleware:
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
-        resp.set_header("Content-Security-Policy", self.CSP)
+        # A resource's own policy stays (e.g. a plugin serving uploaded files sets a sandbox): routes
+        # are the host's and its plugins' code, so one only ever sets a policy for what it serves.
+        if resp.get_header("Content-Security-Policy") is None:
+            resp.set_header("Content-Security-Policy", self.CSP)
         if req.path.startswith("/api/"):
             resp.set_header("Cache-Control", "no-store")
 

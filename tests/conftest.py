@@ -340,6 +340,15 @@ def sandbox_config():
     return SandboxConfig(api_key=API_KEY, status_delays=(0.0, 0.0, 0.0), webhook_backoff=0.0)
 
 
+def with_waba_channel(sandbox_config):
+    """``sandbox_config`` with a WhatsApp Business channel (transport wapi, ``WABA_CHANNEL_ID``) beside the
+    plain WhatsApp one: ``def sandbox_config(sandbox_config): return with_waba_channel(sandbox_config)``."""
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID, Channel
+
+    return sandbox_config.updated({"channels": [Channel(DEFAULT_CHANNEL_ID).to_json(),
+                                                Channel(WABA_CHANNEL_ID, transport="wapi").to_json()]})
+
+
 @pytest.fixture
 def sandbox_app(sandbox_config, clock, http):
     """The sandbox in process, on the fake clock, with no sender thread: call ``sandbox.sender.pump()``."""
@@ -376,6 +385,7 @@ def sandbox_server(sandbox_config):
 # ---------------------------------------------------------------- outbound (send, outbox, connection)
 
 CHANNEL_ID = "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+WABA_CHANNEL_ID = "5c7e9a41-2b0d-4e7f-9a55-0d3f1b6c8e21"   # a WhatsApp Business channel (make_waba_chat)
 
 
 @pytest.fixture
@@ -419,6 +429,26 @@ def make_wazzup_chat(helpdesk, make_chat):
             with helpdesk.db.write() as tx:
                 tx.conn.execute(sa.insert(table).values(chat_id=chat_id, channel_id=channel_id, chat_type=chat_type,
                                                         wazzup_chat_id=wazzup_chat_id, contact_name=title))
+        return chat_id
+
+    return make
+
+
+@pytest.fixture
+def make_waba_chat(helpdesk, make_wazzup_chat, make_message):
+    """A WhatsApp chat on a WhatsApp Business channel (transport ``wapi``, stored as Wazzup's channel list
+    says it); ``customer_wrote``: when its customer's latest message came (None: the customer never wrote)."""
+    from wazzup_plugin.state import get_state
+
+    def make(customer_wrote=None, channel_id=WABA_CHANNEL_ID, **kwargs):
+        table = get_state(helpdesk).tables["channels"]
+        with helpdesk.db.write() as tx:
+            if tx.conn.execute(sa.select(table.c.channel_id).where(table.c.channel_id == channel_id)).first() is None:
+                tx.conn.execute(sa.insert(table).values(channel_id=channel_id, transport="wapi", plain_id="79865784458",
+                                                        state="active", updated_at=helpdesk.clock()))
+        chat_id = make_wazzup_chat(channel_id=channel_id, **kwargs)
+        if customer_wrote is not None:
+            make_message(chat_id, "Hello, is the blue one in stock?", at=customer_wrote)
         return chat_id
 
     return make
@@ -592,14 +622,15 @@ def gunicorn_host(tmp_path):
 
     ``host = gunicorn_host({"HELPDESK_DATABASE_URL": url}, workers=2)`` → ``host.url``, ``host.logs``
     (``access``, ``app``, ``stderr`` paths), ``host.stop()`` (e.g. to flush logs before reading them).
+    ``port=free_port`` (the fixture) when a setting must name the host's URL before it starts.
     Runs in ``tmp_path`` (no stray ``.env``); stopped by PID.
     """
     from types import SimpleNamespace
 
     procs = []
 
-    def start(env: dict, workers: int = 2):
-        url, proc, logs = _start_gunicorn(tmp_path, env, workers)
+    def start(env: dict, workers: int = 2, port: int | None = None):
+        url, proc, logs = _start_gunicorn(tmp_path, env, workers, port=port)
         procs.append(proc)
         return SimpleNamespace(url=url, logs=logs, proc=proc, stop=lambda: _stop_process(proc))
 
@@ -608,15 +639,26 @@ def gunicorn_host(tmp_path):
         _stop_process(proc)
 
 
-def _start_gunicorn(tmp_path, env: dict, workers: int = 2, timeout: float = 60.0):
+def _free_port() -> int:
     import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A free port on 127.0.0.1, for a server whose URL a setting must name before it starts."""
+    return _free_port()
+
+
+def _start_gunicorn(tmp_path, env: dict, workers: int = 2, timeout: float = 60.0, port: int | None = None):
     import subprocess
     import sys
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = port or _free_port()
     logs = {"access": tmp_path / "access.log", "app": tmp_path / "app.log", "stderr": tmp_path / "gunicorn.err"}
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
     full_env.update({"HELPDESK_LOG_FILE": str(logs["app"]), **env})

@@ -28,6 +28,7 @@ from wazzup_plugin.text import is_id
 log = logging.getLogger(__name__)
 
 MASK = "***"
+TEMPLATE_PAGE, TEMPLATE_PAGES = 100, 20  # GET /v3/templates/whatsapp: per page (Wazzup's example), pages at most
 
 
 def normalize_code(code: str | None) -> str:
@@ -187,8 +188,9 @@ class WazzupClient:
         """
         if not body.get("channelId") or not body.get("chatType"):
             raise WazzupInvalidData("a message needs channelId and chatType", operation="send_message")
-        if ("text" in body) == ("contentUri" in body):
-            raise WazzupInvalidData("a message needs exactly one of text and contentUri", operation="send_message")
+        if sum(key in body for key in ("text", "contentUri", "templateId")) != 1:
+            raise WazzupInvalidData("a message needs exactly one of text, contentUri and templateId",
+                                    operation="send_message")
         data = self._request("POST", "/v3/message", json_body=body, operation="send_message", lenient=True,
                              budget_taken=budget_taken)
         if not isinstance(data, dict):
@@ -203,6 +205,21 @@ class WazzupClient:
         if not message_id:
             log.warning("Wazzup accepted a message without a readable messageId; it will be matched by its echo")
         return {"messageId": message_id or None, "chatId": data.get("chatId")}
+
+    def whatsapp_templates(self, page_size: int = TEMPLATE_PAGE, max_pages: int = TEMPLATE_PAGES) -> list[dict]:
+        """``GET /v3/templates/whatsapp``, page by page (``limit``/``offset``) until a short page;
+        at most ``max_pages`` pages, so an answer that never ends cannot keep us asking."""
+        templates: list[dict] = []
+        for page in range(max_pages):
+            data = self._request("GET", f"/v3/templates/whatsapp?limit={page_size}&offset={page * page_size}",
+                                 operation="templates")
+            if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+                raise WazzupInvalidData("Wazzup's template list is not a list of objects", operation="templates")
+            templates.extend(data)
+            if len(data) < page_size:
+                return templates
+        log.warning("Wazzup's template list goes on past %s templates; the rest is left out", len(templates))
+        return templates
 
     def get_webhooks(self) -> dict:
         data = self._request("GET", "/v3/webhooks", operation="get_webhooks")

@@ -52,6 +52,23 @@ class Tables(Protocol):
 class Config(Protocol):
     env: Mapping[str, str]
     max_body_bytes: int
+    request_timeout_seconds: float  # read through request_timeout_seconds(): a host may lack it
+
+
+# What a host that predates ``config.request_timeout_seconds`` is taken to allow a request: the
+# reference host's default, and the usual bound of WSGI servers' worker timeouts (gunicorn: 30-60 s).
+DEFAULT_REQUEST_TIMEOUT = 60.0
+
+
+def request_timeout_seconds(config) -> float:
+    """The host's request timeout in seconds: ``config.request_timeout_seconds`` (the contract,
+    ``host_stub/hookspecs.py``), or :data:`DEFAULT_REQUEST_TIMEOUT` (60 s) when a host lacks the
+    attribute (one written before the contract named it) or it is not a positive number: a send to
+    Wazzup must fit in a request, so the plugin needs some bound."""
+    value = getattr(config, "request_timeout_seconds", None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return DEFAULT_REQUEST_TIMEOUT
+    return float(value)
 
 
 class ChatTypes(Protocol):

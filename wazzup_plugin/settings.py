@@ -7,16 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from wazzup_plugin.host import DEFAULT_REQUEST_TIMEOUT
+
 DEFAULT_API_URL = "https://api.wazzup24.com"
 # The longest the outbox's rate limiter waits for a free call (wazzup_plugin/outbound/context.py).
 RATE_LIMIT_MAX_WAIT = 3.0
 # What one attempt spends besides the call: its database writes before and after.
 ATTEMPT_MARGIN = 5.0
-# The host's bound on a request and on a stop's wait: a send attempt (the web request's inline one,
-# the outbox worker's) must fit under it, else gunicorn kills it mid-call and a restart cuts it
-# off. The reference host's setting; 60 s, its default, when unset (another host: the same bound).
+# The host's bound on a request and on a stop's wait (``helpdesk.config.request_timeout_seconds``): a
+# send attempt (the web request's inline one, the outbox worker's) must fit under it, else the web
+# server kills it mid-call and a restart cuts it off. The reference host sets it from this variable.
 HOST_REQUEST_TIMEOUT = "HELPDESK_REQUEST_TIMEOUT"
-DEFAULT_HOST_REQUEST_TIMEOUT = 60.0
+# The webhook secret before a rotation (set-webhook --rotate), accepted beside the current one.
+PREVIOUS_SECRET = "WAZZUP24_WEBHOOK_SECRET_PREVIOUS"
 
 
 class SettingsError(ValueError):
@@ -43,6 +46,14 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    secret = (env.get(name) or "").strip() or None
+    if secret is not None and len(secret) < 16:
+        raise SettingsError(f"{name} must be at least 16 characters (make one with "
+                            "`helpdesk-stub wazzup24 set-webhook`)")
+    return secret
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -81,6 +92,11 @@ class WazzupSettings:
     connection_cache_seconds: float
     # WAZZUP24_WEBHOOK_INSECURE=1: the operator accepts an unprotected webhook while live (not recommended).
     webhook_insecure: bool = False
+    # WAZZUP24_WEBHOOK_SECRET_PREVIOUS: the secret before a rotation, still accepted until Wazzup has the new one.
+    webhook_secret_previous: str | None = None
+    # The helpdesk's public origin, where Wazzup downloads the files agents upload (WAZZUP24_PUBLIC_URL;
+    # default: the origin of WAZZUP24_WEBHOOK_URL). None: uploads are refused, naming the setting.
+    public_url: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -100,21 +116,25 @@ class WazzupSettings:
                 "To accept unauthenticated deliveries anyway (not recommended), set WAZZUP24_WEBHOOK_INSECURE=1")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "WazzupSettings":
-        secret = (env.get("WAZZUP24_WEBHOOK_SECRET") or "").strip() or None
-        if secret is not None and len(secret) < 16:
-            raise SettingsError("WAZZUP24_WEBHOOK_SECRET must be at least 16 characters (make one with "
-                                "`helpdesk-stub wazzup24 set-webhook`)")
+    def from_env(cls, env: Mapping[str, str], request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> "WazzupSettings":
+        """``request_timeout``: the host's, in seconds (``wazzup_plugin.host.request_timeout_seconds``)."""
+        secret = _secret(env, "WAZZUP24_WEBHOOK_SECRET")
+        previous = _secret(env, PREVIOUS_SECRET)
+        if previous is not None and secret is None:
+            raise SettingsError(f"{PREVIOUS_SECRET} is set without WAZZUP24_WEBHOOK_SECRET: it is the secret "
+                                "before a rotation, accepted beside the current one (see "
+                                "`helpdesk-stub wazzup24 set-webhook --rotate`)")
         rate_limit = _int(env, "WAZZUP24_RATE_LIMIT", 450, 1)
         if rate_limit > 500:
             raise SettingsError("WAZZUP24_RATE_LIMIT must not exceed Wazzup's limit of 500 requests per 5 seconds")
         connect_timeout = _float(env, "WAZZUP24_CONNECT_TIMEOUT", 5.0, 0.1)
         read_timeout = _float(env, "WAZZUP24_READ_TIMEOUT", 20.0, 0.1)
-        _check_attempt_fits(env, connect_timeout, read_timeout)
+        _check_attempt_fits(request_timeout, connect_timeout, read_timeout)
+        webhook_url = _http_url(env, "WAZZUP24_WEBHOOK_URL", None)
         return cls(
             api_key=(env.get("WAZZUP24_API_KEY") or "").strip() or None,
             api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
-            webhook_url=_http_url(env, "WAZZUP24_WEBHOOK_URL", None),
+            webhook_url=webhook_url,
             webhook_secret=secret,
             channel_id=(env.get("WAZZUP24_CHANNEL_ID") or "").strip() or None,
             connect_timeout=connect_timeout,
@@ -123,7 +143,30 @@ class WazzupSettings:
             rate_window=_float(env, "WAZZUP24_RATE_WINDOW", 5.0, 0.1),
             connection_cache_seconds=_float(env, "WAZZUP24_CONNECTION_CACHE_SECONDS", 10.0, 0.0),
             webhook_insecure=_flag(env, "WAZZUP24_WEBHOOK_INSECURE"),
+            webhook_secret_previous=previous,
+            public_url=_public_url(env, webhook_url),
         )
+
+
+PUBLIC_URL = "WAZZUP24_PUBLIC_URL"
+MAX_PUBLIC_URL = 1000  # file URLs add about 100 characters and a name; a message's content_uri takes 2,000
+
+
+def _public_url(env: Mapping[str, str], webhook_url: str | None) -> str | None:
+    """Where Wazzup reaches the helpdesk's uploaded files: WAZZUP24_PUBLIC_URL (an origin, or an origin
+    and a path prefix when a proxy serves the helpdesk under one), else the webhook URL's origin."""
+    raw = _http_url(env, PUBLIC_URL, None)
+    if raw is None:
+        if webhook_url is None:
+            return None
+        parts = urlsplit(webhook_url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    parts = urlsplit(raw)
+    if parts.query or parts.fragment or "@" in parts.netloc or len(raw) > MAX_PUBLIC_URL:
+        raise SettingsError(f"{PUBLIC_URL} must be the helpdesk's public http(s) address, e.g. "
+                            f"https://helpdesk.example.com, with no query, fragment or credentials and at most "
+                            f"{MAX_PUBLIC_URL} characters; got {raw!r}")
+    return raw.rstrip("/")
 
 
 def attempt_seconds(connect_timeout: float, read_timeout: float) -> float:
@@ -131,12 +174,8 @@ def attempt_seconds(connect_timeout: float, read_timeout: float) -> float:
     return connect_timeout + read_timeout + RATE_LIMIT_MAX_WAIT + ATTEMPT_MARGIN
 
 
-def _check_attempt_fits(env: Mapping[str, str], connect_timeout: float, read_timeout: float) -> None:
-    """A send attempt must end before the host's request timeout (HELPDESK_REQUEST_TIMEOUT)."""
-    try:
-        limit = float((env.get(HOST_REQUEST_TIMEOUT) or "").strip() or DEFAULT_HOST_REQUEST_TIMEOUT)
-    except ValueError:  # the host refuses it with its own message
-        limit = DEFAULT_HOST_REQUEST_TIMEOUT
+def _check_attempt_fits(limit: float, connect_timeout: float, read_timeout: float) -> None:
+    """A send attempt must end before the host's request timeout (``limit``, in seconds)."""
     longest = attempt_seconds(connect_timeout, read_timeout)
     if longest > limit:
         most = limit - (connect_timeout + RATE_LIMIT_MAX_WAIT + ATTEMPT_MARGIN)
@@ -146,5 +185,5 @@ def _check_attempt_fits(env: Mapping[str, str], connect_timeout: float, read_tim
             f"WAZZUP24_READ_TIMEOUT={read_timeout:g} with WAZZUP24_CONNECT_TIMEOUT={connect_timeout:g} lets one send "
             f"to Wazzup take up to {longest:g} s (with {RATE_LIMIT_MAX_WAIT:g} s for the rate limiter and "
             f"{ATTEMPT_MARGIN:g} s for the database), longer than the helpdesk's request timeout "
-            f"({HOST_REQUEST_TIMEOUT}={limit:g}): the web server would kill the request mid-send. "
-            f"{fix[0].upper() + fix[1:]}, or raise {HOST_REQUEST_TIMEOUT}")
+            f"({limit:g} s: {HOST_REQUEST_TIMEOUT} on the reference host): the web server would kill the request "
+            f"mid-send. {fix[0].upper() + fix[1:]}, or raise the request timeout")

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from wazzup_plugin.host import request_timeout_seconds
 from wazzup_plugin.settings import WazzupSettings
 
 PLUGIN_NAME = "wazzup24"
@@ -25,7 +26,8 @@ def get_state(helpdesk) -> PluginState:
     if state is None:
         from wazzup_plugin.tables import define_tables
 
-        state = PluginState(settings=WazzupSettings.from_env(helpdesk.config.env),
+        settings = WazzupSettings.from_env(helpdesk.config.env, request_timeout_seconds(helpdesk.config))
+        state = PluginState(settings=settings,
                             tables=define_tables(helpdesk.metadata))
         helpdesk.plugin_state[PLUGIN_NAME] = state
     return state

@@ -13,6 +13,7 @@ PREFIX = "wazzup_"
 
 
 def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    from wazzup_plugin.heartbeats import define_heartbeats_table
     from wazzup_plugin.inbound.tables import define_inbound_tables
     from wazzup_plugin.outbound.tables import define_outbound_tables
 
@@ -61,6 +62,7 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     }
     tables.update(define_inbound_tables(metadata, _table))
     tables.update(define_outbound_tables(metadata, _table))
+    tables["heartbeats"] = define_heartbeats_table(metadata, _table)
     return tables
 
 

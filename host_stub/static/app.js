@@ -24,7 +24,8 @@
  *                                  icon of one chat of that type, where the type's own icon is too
  *                                  coarse (e.g. a gateway's chats on different messengers).
  *   api(path, {method, body, headers})  fetch with the session's CSRF token; resolves {ok, status, data}
- *                                  (status 0: the server could not be reached).
+ *                                  (status 0: the server could not be reached). body: sent as JSON,
+ *                                  or as it is when it is a FormData (a file upload).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
  *   errorText(result, fallback, labels)  an api() result's error for people: its message and per-field
  *                                  reasons, fields named by labels ({name: "label"}) where given.
@@ -143,7 +144,9 @@
     var init = { method: method, headers: headers, credentials: "same-origin" };
     if (method !== "GET" && method !== "HEAD") {
       if (state.csrf) headers["X-CSRF-Token"] = state.csrf;
-      if (options.body !== undefined) {
+      if (typeof FormData !== "undefined" && options.body instanceof FormData) {
+        init.body = options.body;   // the browser sets multipart/form-data with its boundary
+      } else if (options.body !== undefined) {
         headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(options.body);
       }

@@ -91,9 +91,9 @@ def clock(clock):
 
 
 @pytest.fixture
-def serve(tmp_path, config, sandbox):
-    """``serve(*args, port=None, **env)``: the helpdesk on the test's database against a fresh
-    sandbox (``serve.wazzup``)."""
+def serve(tmp_path, config, engine, sandbox):
+    """``serve(*args, port=None, **env)``: the helpdesk on the test's database (its tables made:
+    ``serve --no-migrate`` refuses a database behind the models) against a fresh sandbox (``serve.wazzup``)."""
     wazzup = sandbox(status_delays=(0, 0, 0))
     started: list[Served] = []
 

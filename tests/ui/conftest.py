@@ -91,9 +91,15 @@ def live(tmp_path_factory):
             hosts.append(_start_gunicorn(tmp, {**env, **overrides}, port))
             return f"http://127.0.0.1:{port}"
 
+        def start_worker():
+            """The outbox worker as ``serve`` runs it beside gunicorn (the caller stops it)."""
+            with open(tmp / "worker.log", "ab") as log:
+                return subprocess.Popen([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"],
+                                        cwd=tmp, env=_clean_env(env), stdout=log, stderr=subprocess.STDOUT)
+
         start_host(port)
         _cli(tmp, env, "wazzup24", "set-webhook", "--yes")
-        yield _Live(url, sandbox.url, token, start_host, session, env["HELPDESK_DATABASE_URL"])
+        yield _Live(url, sandbox.url, token, start_host, session, env["HELPDESK_DATABASE_URL"], start_worker)
     finally:
         for proc in hosts:
             _stop_process(proc)
@@ -133,8 +139,9 @@ def _start_gunicorn(cwd, env: dict, port: int, timeout: float = 60.0):
 class _Live:
     """What a browser test drives besides the page: the sandbox's control API and our API."""
 
-    def __init__(self, url, sandbox_url, token, start_host, session, database_url):
+    def __init__(self, url, sandbox_url, token, start_host, session, database_url, start_worker):
         self.url = url
+        self.start_worker = start_worker  # the stack runs no outbox worker unless a test starts one
         self.database_url = database_url
         self.sandbox_url = sandbox_url
         self.start_host = start_host

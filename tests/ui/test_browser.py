@@ -131,8 +131,8 @@ def test_a_bad_contact_reported_later_by_webhook_notifies_and_offers_resend(sign
     wazzup_id = live.message(chat_id, message_id)["wazzup_message_id"]
     live.post_status(wazzup_id, "error", {"error": "BAD_CONTACT", "description": "Account with this chatId does not exist"})
     expect(sent).to_have_attribute("data-status", "failed")
-    expect(page.locator(".toast-error")).to_contain_text("Account with this chatId does not exist")
-    expect(sent.locator(".msg-error")).to_contain_text("Account with this chatId does not exist")
+    expect(page.locator(".toast-error")).to_contain_text("The number is not on WhatsApp")  # our words for the code
+    expect(sent.locator(".msg-error")).to_contain_text("The number is not on WhatsApp")
     sent.get_by_role("button", name="Resend").click()
     expect(page.locator(".toast").last).to_contain_text(re.compile("Sent again|Queued again|Resend failed"))
     expect(sent.get_by_role("button", name="Resend")).to_have_count(0)  # offered once: it points at its resend

@@ -280,6 +280,7 @@ def test_a_refused_file_link_says_which_field_and_why_and_the_hint_matches_the_r
     page = signed_in
     live.customer_writes("Send me the invoice", chatId=new_phone(), name="Lena Link")
     open_chat(page, "Lena Link")
+    page.get_by_role("button", name="Attach a file or a link").click()   # the paperclip's menu
     page.get_by_role("button", name="Send a file by its link").click()
     link = page.get_by_label(re.compile(r"^Link to the file to send"))
     link.fill("https://exa mple.com/a b.pdf")

@@ -5,40 +5,8 @@ import logging
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from click.testing import CliRunner
 
-from host_stub.cli import build_cli
-
-SECRET = "0123456789abcdef0123456789abcdef"
-OUR_URL = "https://helpdesk.example.com/api/webhook"
-
-
-@pytest.fixture
-def cli_env(monkeypatch, tmp_path, engine, database_url, api_key, wazzup_url):
-    """Environment for a CLI run on the test database; returns the dict to tweak per test."""
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    env = {"HELPDESK_DATABASE_URL": database_url, "WAZZUP24_API_KEY": api_key, "WAZZUP24_API_URL": wazzup_url,
-           "WAZZUP24_WEBHOOK_URL": OUR_URL, "WAZZUP24_WEBHOOK_SECRET": SECRET}
-    for key in list(__import__("os").environ):
-        if key.startswith(("WAZZUP24_", "HELPDESK_")):
-            monkeypatch.delenv(key)
-    yield env
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == "helpdesk"]:
-        root.removeHandler(handler)  # it writes to the runner's stream, closed after the run
-
-
-@pytest.fixture
-def run(cli_env, pm, monkeypatch):
-    def invoke(*args, input=None, **env):
-        for key, value in {**cli_env, **env}.items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, value)
-        return CliRunner().invoke(build_cli(pm), ["wazzup24", *args], input=input, catch_exceptions=False)
-
-    return invoke
+from tests.wazzup.conftest import OUR_URL, SECRET
 
 
 def patched(wazzup_api):

@@ -1,6 +1,7 @@
 """The plugin's settings: refused at startup when they cannot work, a warning when they work badly."""
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,32 +42,46 @@ def test_startup_warns_when_the_rate_settings_let_more_through_than_wazzup_allow
     assert any("Wazzup will answer 429" in r.getMessage() for r in caplog.records) is warned
 
 
-@pytest.mark.parametrize("env, fits", [
-    ({}, True),                                                                  # 5 + 20 + 3 + 5 = 33 s
-    ({"WAZZUP24_READ_TIMEOUT": "40"}, True),                                     # 53 s under the host's 60
-    ({"WAZZUP24_READ_TIMEOUT": "55"}, False),
-    ({"WAZZUP24_READ_TIMEOUT": "40", "HELPDESK_REQUEST_TIMEOUT": "30"}, False),  # the audit's case
-    ({"WAZZUP24_READ_TIMEOUT": "40", "HELPDESK_REQUEST_TIMEOUT": "120"}, True),
+@pytest.mark.parametrize("env, request_timeout, fits", [
+    ({}, 60, True),                                      # 5 + 20 + 3 + 5 = 33 s
+    ({"WAZZUP24_READ_TIMEOUT": "40"}, 60, True),         # 53 s under the host's 60
+    ({"WAZZUP24_READ_TIMEOUT": "55"}, 60, False),
+    ({"WAZZUP24_READ_TIMEOUT": "40"}, 30, False),        # the audit's case
+    ({"WAZZUP24_READ_TIMEOUT": "40"}, 120, True),
 ])
-def test_a_send_attempt_that_cannot_end_before_the_hosts_request_timeout_is_refused_naming_the_setting(env, fits):
-    """connect + read + the rate limiter's wait + the database must fit under HELPDESK_REQUEST_TIMEOUT
+def test_a_send_attempt_that_cannot_end_before_the_hosts_request_timeout_is_refused_naming_the_setting(
+        env, request_timeout, fits):
+    """connect + read + the rate limiter's wait + the database must fit under the host's request timeout
     (gunicorn's --timeout), else gunicorn kills the request in the middle of a send."""
     if fits:
-        assert WazzupSettings.from_env(env).read_timeout == float(env.get("WAZZUP24_READ_TIMEOUT", 20))
+        assert WazzupSettings.from_env(env, request_timeout).read_timeout == float(env.get("WAZZUP24_READ_TIMEOUT", 20))
     else:
-        with pytest.raises(SettingsError, match=r"WAZZUP24_READ_TIMEOUT=\d+ .*\(HELPDESK_REQUEST_TIMEOUT=\d+\): .*"
-                                                r"Lower WAZZUP24_READ_TIMEOUT to at most \d+"):
-            WazzupSettings.from_env(env)
+        with pytest.raises(SettingsError, match=r"WAZZUP24_READ_TIMEOUT=\d+ .*\(\d+ s: HELPDESK_REQUEST_TIMEOUT on "
+                                                r"the reference host\): .*Lower WAZZUP24_READ_TIMEOUT to at most \d+"):
+            WazzupSettings.from_env(env, request_timeout)
 
 
-def test_startup_refuses_a_read_timeout_longer_than_the_request_timeout(settings, pm, engine, http, clock, database_url):
+def test_startup_refuses_a_read_timeout_longer_than_the_hosts_request_timeout_attribute(
+        settings, pm, engine, http, clock, database_url):
+    """The plugin reads the contract's ``config.request_timeout_seconds``, not the reference host's variable."""
     from host_stub.config import Config
     from host_stub.errors import StartupError
 
-    config = Config(database_url=database_url, env={**settings, "WAZZUP24_READ_TIMEOUT": "40",
-                                                     "HELPDESK_REQUEST_TIMEOUT": "30"})
+    config = Config(database_url=database_url, env={**settings, "WAZZUP24_READ_TIMEOUT": "40"},
+                    request_timeout_seconds=30)
     with pytest.raises(StartupError, match="WAZZUP24_READ_TIMEOUT=40"):
         create_app(config, pm, engine=engine, http=http, clock=clock)
+
+
+@pytest.mark.parametrize("config, seconds", [
+    (SimpleNamespace(env={}), 60.0),                                   # a host without the attribute
+    (SimpleNamespace(env={}, request_timeout_seconds=None), 60.0),
+    (SimpleNamespace(env={}, request_timeout_seconds=45), 45.0),
+])
+def test_the_request_timeout_comes_from_the_contract_attribute_with_60_seconds_when_a_host_lacks_it(config, seconds):
+    from wazzup_plugin.host import request_timeout_seconds
+
+    assert request_timeout_seconds(config) == seconds
 
 
 def test_the_settings_check_counts_the_rate_limiters_real_wait(helpdesk):

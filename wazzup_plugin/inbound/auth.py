@@ -21,13 +21,24 @@ def presented_secrets(req) -> list[str]:
     return found
 
 
-def is_authorized(secret: str | None, req) -> bool:
-    """No secret configured: every delivery is accepted (the seed's behaviour; startup warns, and
+CURRENT, PREVIOUS, OPEN = "current", "previous", "open"
+
+
+def which_secret(secret: str | None, req, previous: str | None = None) -> str | None:
+    """Which configured secret lets the request in: ``current`` (WAZZUP24_WEBHOOK_SECRET),
+    ``previous`` (only WAZZUP24_WEBHOOK_SECRET_PREVIOUS, kept during a rotation), ``open`` (no
+    secret configured), or None: refused.
+
+    No secret configured: every delivery is accepted (the seed's behaviour; startup warns, and
     refuses to start live, with an API key and a webhook URL, unless WAZZUP24_WEBHOOK_INSECURE=1)."""
     if not secret:
-        return True
-    expected = secret.encode("utf-8")
+        return OPEN
+    presented = [p.encode("utf-8", "surrogatepass") for p in presented_secrets(req)]
     # compare_digest on bytes: constant time whatever the input, and no TypeError on non-ASCII.
-    # Every candidate is compared (no early exit), so the time says nothing about which one matched.
-    matches = [hmac.compare_digest(p.encode("utf-8", "surrogatepass"), expected) for p in presented_secrets(req)]
-    return any(matches)
+    # Every candidate is compared with every secret (no early exit), so the time says nothing
+    # about which one matched.
+    current = [hmac.compare_digest(p, secret.encode("utf-8")) for p in presented]
+    older = [hmac.compare_digest(p, previous.encode("utf-8")) for p in presented] if previous else []
+    if any(current):
+        return CURRENT
+    return PREVIOUS if any(older) else None

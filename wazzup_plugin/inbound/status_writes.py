@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin.inbound.id_chunks import chunks
 from wazzup_plugin.inbound.parse import StatusReport
+from wazzup_plugin.outbound.outbox import human_text
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
 
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
@@ -72,7 +73,8 @@ class StatusWrites:
                     status, moved = new, True
                     stamps[TIMESTAMP_COLUMN[new]] = stamps[TIMESTAMP_COLUMN[new]] or r.at or self.now
                     if new == "failed":
-                        error_code, error_text = r.error_code, r.error_text
+                        # Our words for a code we know (24_HOURS_EXCEEDED: send a template...); else Wazzup's.
+                        error_code, error_text = r.error_code, human_text(r.error_code) or r.error_text
         for r in pending:
             new = FROM_WAZZUP.get(r.status)
             if r.status == "edited":

@@ -16,14 +16,16 @@ from datetime import timedelta
 import falcon
 from marshmallow import Schema, fields
 
-from wazzup_plugin.inbound.auth import is_authorized
+from wazzup_plugin import heartbeats
+from wazzup_plugin.inbound.auth import PREVIOUS, which_secret
 from wazzup_plugin.inbound.parse import parse_delivery
 from wazzup_plugin.inbound.store import write_delivery
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_EVERY = timedelta(minutes=1)   # expire parked items at most this often per process
-_HOUSEKEEPING_KEY = "inbound.housekeeping_at"
+PREVIOUS_SECRET_LOG_EVERY = timedelta(minutes=1)
+_PREVIOUS_SECRET_USES = "inbound.previous_secret_uses"  # deliveries since the last log line, per process
 
 
 class WebhookAnswerSchema(Schema):
@@ -63,16 +65,21 @@ class WebhookResource:
         self.state = state
 
     def on_post(self, req, resp):
-        if not is_authorized(self.state.settings.webhook_secret, req):
+        settings = self.state.settings
+        secret = which_secret(settings.webhook_secret, req, settings.webhook_secret_previous)
+        if secret is None:
             log.warning("webhook delivery refused: missing or wrong secret",
                         extra={"context": {"remote_addr": req.remote_addr}})
             raise falcon.HTTPUnauthorized(
                 title="unauthorized",
                 description="This webhook needs its secret: ?token=<WAZZUP24_WEBHOOK_SECRET> or "
                             "'Authorization: Bearer <secret>'.")
+        if secret == PREVIOUS:
+            self._previous_secret_used()
         body = self._read_json(req)
         if body.get("test") is True:
             log.info("webhook test request answered")
+            self._received()
             resp.media = {"ok": True}
             return
 
@@ -86,6 +93,7 @@ class WebhookResource:
                      key, extra={"context": {"kind": key,  # the client's word, bounded: it reaches the log
                                              "source": source[:100] if isinstance(source, str) else None}})
         log.info("webhook delivery stored", extra={"context": context})
+        self._received()
         resp.media = {"ok": True, **{k: context[k] for k in (
             "new_messages", "duplicates", "statuses_applied", "parked", "quarantined", "channels")}}
 
@@ -113,9 +121,20 @@ class WebhookResource:
 
     def _housekeeping_due(self) -> bool:
         """Parked items expire on deliveries, at most once a minute per process (bounded work)."""
-        now = self.helpdesk.clock()
-        last = self.state.extras.get(_HOUSEKEEPING_KEY)
-        if last is not None and now - last < HOUSEKEEPING_EVERY:
-            return False
-        self.state.extras[_HOUSEKEEPING_KEY] = now
-        return True
+        return heartbeats.due(self.state.extras, "inbound.housekeeping", self.helpdesk.clock(), HOUSEKEEPING_EVERY)
+
+    def _received(self) -> None:
+        """Wazzup reached us: ``status`` says when it last did (a write every 30 s per process at most)."""
+        heartbeats.beat_if_due(self.helpdesk, self.state, heartbeats.WEBHOOK, every=heartbeats.WEBHOOK_EVERY)
+
+    def _previous_secret_used(self) -> None:
+        """A delivery still carries the secret from before a rotation: Wazzup has not got the new one
+        (set-webhook did not register it, or failed). Counted, logged at most once a minute per
+        process (never the secret), and recorded for ``status``."""
+        extras = self.state.extras
+        extras[_PREVIOUS_SECRET_USES] = extras.get(_PREVIOUS_SECRET_USES, 0) + 1
+        if heartbeats.due(extras, "inbound.previous_secret_log", self.helpdesk.clock(), PREVIOUS_SECRET_LOG_EVERY):
+            log.info("a delivery still used the previous webhook secret; run set-webhook again if this persists",
+                     extra={"context": {"deliveries": extras.pop(_PREVIOUS_SECRET_USES)}})
+        heartbeats.beat_if_due(self.helpdesk, self.state, heartbeats.WEBHOOK_PREVIOUS_SECRET,
+                               every=heartbeats.WEBHOOK_EVERY)

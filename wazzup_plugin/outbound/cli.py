@@ -103,8 +103,11 @@ def channels_command():
 
 @click.command("set-webhook", help="Register this helpdesk's webhook (WAZZUP24_WEBHOOK_URL plus the secret) at Wazzup.")
 @click.option("--url", help="the public URL of /api/webhook (default: WAZZUP24_WEBHOOK_URL)")
-@click.option("--yes", is_flag=True, help="replace a URL that is not ours without asking")
-def set_webhook_command(url, yes):
+@click.option("--yes", is_flag=True, help="answer yes: replace a URL that is not ours; with --rotate, the helpdesk "
+                                         "already runs with the two new .env lines")
+@click.option("--rotate", is_flag=True, help="replace the secret: make a new one, print the .env lines (the new "
+                                             "secret, the old one as WAZZUP24_WEBHOOK_SECRET_PREVIOUS), register it")
+def set_webhook_command(url, yes, rotate):
     from wazzup_plugin.outbound import webhook_setup as ws
 
     ctx = _ctx()
@@ -120,7 +123,9 @@ def set_webhook_command(url, yes):
     if not url.lower().startswith(("https://", "http://")):
         raise click.BadParameter("must be an http(s) URL", param_hint="--url")
     secret = settings.webhook_secret
-    if not secret:
+    if rotate:
+        secret = _rotated_secret(settings.webhook_secret, yes)
+    elif not secret:
         secret = ws.new_secret()
         click.echo("No WAZZUP24_WEBHOOK_SECRET was set; made one. Add this line to .env and restart the helpdesk,\n"
                    "or it will not check the secret:\n")
@@ -148,7 +153,40 @@ def set_webhook_command(url, yes):
     click.echo(f"Webhook: {result.url_masked}")
     click.echo(result.message)
     if not result.ok:
+        if rotate:
+            click.echo("The new secret is not registered; the helpdesk still accepts the old one. Once it runs "
+                       "with both new lines, run `helpdesk-stub wazzup24 set-webhook` to register the new one.")
         raise SystemExit(EXIT_PROBLEM)
+    if rotate:
+        click.echo("Wazzup now delivers with the new secret. A delivery already under way may still carry the old one "
+                   "(accepted, and logged once a minute). When `helpdesk-stub wazzup24 status` shows no recent use "
+                   "of the previous secret, remove WAZZUP24_WEBHOOK_SECRET_PREVIOUS from .env and restart.")
+
+
+def _rotated_secret(old: str | None, yes: bool) -> str:
+    """A new secret, once the operator has put it in .env beside the old one and restarted: Wazzup
+    test-posts to the new URL when it is registered, and only a helpdesk that knows the new secret
+    answers 200 (else Wazzup refuses the new URL)."""
+    from wazzup_plugin.outbound.webhook_setup import new_secret
+    from wazzup_plugin.settings import PREVIOUS_SECRET
+
+    if not old:
+        click.echo("WAZZUP24_WEBHOOK_SECRET is not set: there is no secret to rotate. Run "
+                   "`helpdesk-stub wazzup24 set-webhook` to make one.", err=True)
+        raise SystemExit(EXIT_NOT_CONFIGURED)
+    secret = new_secret()
+    click.echo("Rotating the webhook secret without losing deliveries:\n"
+               "1. Put these two lines in .env (replacing the WAZZUP24_WEBHOOK_SECRET line):\n")
+    click.echo(f"WAZZUP24_WEBHOOK_SECRET={secret}")
+    click.echo(f"{PREVIOUS_SECRET}={old}\n")
+    click.echo("2. Restart the helpdesk: it then accepts both secrets.\n"
+               "3. Register the new secret at Wazzup (this command does it next).\n"
+               f"4. Once no delivery uses the old secret any more, remove {PREVIOUS_SECRET} and restart.\n")
+    if not yes and not click.confirm("Does the helpdesk run with both lines (step 2 done)?", default=False):
+        click.echo("Not registered yet. After step 2, run `helpdesk-stub wazzup24 set-webhook` (it registers "
+                   "WAZZUP24_WEBHOOK_SECRET).")
+        raise SystemExit(EXIT_PROBLEM)
+    return secret
 
 
 def add_commands(group) -> None:

@@ -15,6 +15,7 @@ from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.client import WazzupAuthError, WazzupError
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_query
+from wazzup_plugin.outbound.window import chat_window
 
 log = logging.getLogger(__name__)
 LAST_STATUSES = 10
@@ -35,6 +36,8 @@ class InfoSchema(Schema):
     counts = fields.Dict(metadata={"description": "in, out, total, by_status"})
     last_statuses = fields.List(fields.Dict())
     outbox_pending = fields.Integer()
+    window = fields.Dict(metadata={"description": "the WhatsApp Business 24-hour window: applies (a WABA chat), "
+                                                  "open (free text may go), closes_at, last_incoming_at"})
     iframe_url = fields.String(allow_none=True)
 
 
@@ -89,6 +92,7 @@ class InfoResource:
                                 .order_by(messages.c.id.desc()).limit(LAST_STATUSES)).all()
             pending = conn.execute(sa.select(sa.func.count()).select_from(o)
                                    .where(o.c.chat_id == chat_id, o.c.state == "pending")).scalar()
+            window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock())
         by_status: dict[str, int] = {}
         totals = {"in": 0, "out": 0}
         for direction, status, n in counts:
@@ -105,6 +109,7 @@ class InfoResource:
             "last_statuses": [{"message_id": r.id, "status": r.status, "error_code": r.error_code,
                                "error_text": r.error_text, "created_at": r.created_at.isoformat()} for r in last],
             "outbox_pending": pending or 0,
+            "window": window.to_json(),
         }
 
     def iframe_url(self, info: dict, agent) -> str:

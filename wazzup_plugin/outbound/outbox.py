@@ -21,6 +21,7 @@ Retry rules (DESIGN.md §4):
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -73,8 +74,34 @@ HUMAN_TEXT = {normalize_code(k): v for k, v in {
     "REFERENCE_MESSAGE_NOT_FOUND": "Wazzup does not know the message this reply quotes; send it as a new "
                                    "message, without replying to that one.",
     "TEMPLATE_REJECTED": "The template is restricted; try another or wait for the customer to write.",
+    # The `error` status of the webhook (reference §5.2): what went wrong after Wazzup took the message.
+    "24_HOURS_EXCEEDED": "The WhatsApp Business 24-hour window is closed: the customer last wrote more than 24 hours "
+                         "ago. Send a template to reopen the conversation.",
+    "7_DAYS_EXCEEDED": "The Instagram 7-day window is closed: the customer last wrote more than 7 days ago, so "
+                       "Instagram takes no message until they write again.",
+    "TOO_BIG_CONTENT": "The file is larger than the messenger accepts (50 MB).",
+    "BAD_LINK": "The messenger refused a link in the message.",
+    "SPAM": "The messenger held the message back as spam.",
+    "TOO_LONG_TEXT": "The text is longer than the messenger accepts.",
+    "CHATID_IGSID_MISMATCH": "The Instagram account of this chat does not match the customer's; the message "
+                             "could not be delivered.",
+    "TOO_MANY_EXT_REQS": "The messenger limited how many messages go out right now; resend it later.",
+    "WRONG_CONTENT": "The messenger does not accept this content.",
+    "MESSAGE_CANCELLED": "The message was cancelled before it was sent.",
+    "CONTENT_CONVERSION_ERROR": "The file could not be converted for the messenger.",
+    "MESSAGE_DELETED": "The message was deleted before it was delivered.",
+    "CANNOT_REPLY_TO_DELETED": "The quoted message was deleted, so this reply could not be sent.",
+    "MENTION_FORBIDDEN": "The messenger does not allow this mention.",
+    "CHANNEL_REJECTED": "The channel was rejected by the messenger; see the channel in Wazzup.",
     **TOO_LONG_TEXTS,  # MESSAGES_TOO_LONG_TELEGRAM, ...: wazzup_plugin/text_limits.py
 }.items()}
+
+
+def human_text(code: str | None) -> str | None:
+    """Wazzup's error code in words for agents, or None when it is not one we know."""
+    return HUMAN_TEXT.get(normalize_code(code)) if code else None
+
+
 CHANNEL_CODES = {normalize_code(c) for c in (
     "CHANNEL_NOT_FOUND", "CHANNEL_BLOCKED", "CHANNEL_WAPI_REJECTED", "CHANNEL_NO_MONEY", "MESSAGE_CHANNEL_UNAVAILABLE",
     "CHANNEL_LIMIT_EXCEEDED", "BALANCE_IS_EMPTY", "WRONG_TRANSPORT", "CHANNEL_NOT_SELECTED")}
@@ -127,7 +154,7 @@ def lease_seconds(ctx) -> float:
 
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
             content_name=None, message_type="text", ref_message_id=None, author_agent_id=None,
-            author_name=None, written: dict | None = None) -> int:
+            author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None) -> int:
     """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
 
     With a ``lease_owner`` (the caller attempts the message as soon as this commits) the first
@@ -138,6 +165,9 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
 
     ``written``: a dict that receives ``"row"``, the outbox row and message as :func:`attempt` reads
     them, as this transaction writes them (valid once it commits: see ``attempt``'s ``as_written``).
+
+    ``template``: (Wazzup's templateId, templateValues) of a WhatsApp Business template send; ``text``
+    is then the template filled in, as the agent sees it, and the template is what goes out.
     """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     # Statements built once (their values are parameters): building them cost as much as running them.
@@ -156,6 +186,8 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     outbox_row = dict(
         message_id=message_id, chat_id=chat_id, state="pending", crm_message_id=crm_id, ref_message_id=ref_message_id,
         attempts=0, maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now,
+        template_id=template[0] if template else None,
+        template_values=json.dumps(template[1], ensure_ascii=False) if template else None,
         lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None)
     if lease_owner:
         target = _first_attempt_now(tx.conn, ctx, chat_id)
@@ -370,7 +402,10 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
             return _settle(ctx, row, owner, _unknown(message_id))
     body = {"channelId": channel_id, "chatType": chat_type, "chatId": wazzup_chat_id,
             "crmMessageId": row.crm_message_id}
-    if message.content_uri:
+    if row.template_id:
+        body["templateId"] = row.template_id
+        body["templateValues"] = json.loads(row.template_values or "[]")
+    elif message.content_uri:
         body["contentUri"] = message.content_uri
     else:
         body["text"] = message.text or ""
@@ -456,7 +491,7 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
                                 "wait a minute); retrying.")
     if isinstance(exc, WazzupApiError):
         code = exc.code.upper()
-        text = HUMAN_TEXT.get(normalize_code(code)) or exc.description or f"Wazzup refused the message ({code})."
+        text = human_text(code) or exc.description or f"Wazzup refused the message ({code})."
         return Outcome("failed", row.message_id, error_code=code, error_text=text,
                        channel_problem=normalize_code(code) in CHANNEL_CODES)
     if isinstance(exc, WazzupInvalidData):

@@ -28,6 +28,11 @@ from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
+from wazzup_plugin.outbound.stored_files import (StoredFile, file_for_send, keep_content_type, not_configured,
+                                                  public_url, served_here)
+from wazzup_plugin.outbound.templates import MAX_VALUE as MAX_TEMPLATE_VALUE
+from wazzup_plugin.outbound.templates import chosen_template, not_waba, stored_template
+from wazzup_plugin.outbound.window import Window, chat_channel, chat_window
 from wazzup_plugin.store_common import built
 from wazzup_plugin.text_limits import BY_CHAT_TYPE, LONGEST, WABA, text_limit, too_long_reason
 
@@ -70,6 +75,11 @@ WEB_OWNER = "web:"  # the lease a send request holds on its message while it mak
 MAX_MESSAGE_ID = 2**31 - 1
 
 
+# What a send carries: exactly one of these (each is a kind of message).
+ALTERNATIVES = ("text", "content_uri", "template_id", "file_id")
+MAX_TEMPLATE_VALUES = 100
+
+
 class SendSchema(Schema):
     text = fields.String(validate=validate.Length(max=MAX_TEXT),
                          metadata={"description": f"message text, at most {MAX_TEXT} characters (code points), "
@@ -80,14 +90,35 @@ class SendSchema(Schema):
                                  metadata={"description": "file name shown in the helpdesk (default: from the URL)"})
     reply_to = fields.Integer(strict=True, validate=validate.Range(1, MAX_MESSAGE_ID),
                               metadata={"description": "id of a message in this chat to quote"})
+    file_id = fields.Integer(strict=True, validate=validate.Range(1, MAX_MESSAGE_ID),
+                             metadata={"description": "id of a file uploaded to this chat (POST .../wazzup24/files)"})
+    template_id = fields.String(validate=validate.Length(1, 64),
+                                metadata={"description": "a WhatsApp Business template's id (the chat's templates "
+                                                         "route lists them)"})
+    template_values = fields.List(fields.String(validate=validate.Length(max=MAX_TEMPLATE_VALUE)),
+                                  validate=validate.Length(max=MAX_TEMPLATE_VALUES),
+                                  metadata={"description": "the template's variables {{1}}, {{2}}... in order"})
 
     @validates_schema
     def exactly_one(self, data, **kwargs):
-        text, uri = data.get("text"), data.get("content_uri")
+        text = data.get("text")
         if text is not None and not text.strip(_BLANK):
             raise ValidationError("must not be blank", field_name="text")
-        if (text is None) == (uri is None):
-            raise ValidationError("send exactly one of text and content_uri", field_name="_schema")
+        if sum(data.get(name) is not None for name in ALTERNATIVES) != 1:
+            raise ValidationError(f"send exactly one of {', '.join(ALTERNATIVES)}", field_name="_schema")
+        if data.get("template_values") is not None and data.get("template_id") is None:
+            raise ValidationError("only with template_id", field_name="template_values")
+        blank = [f"value {n} is blank" for n, v in enumerate(data.get("template_values") or (), 1)
+                 if not v.strip(_BLANK)]
+        if blank:
+            raise ValidationError(blank, field_name="template_values")
+
+
+def _only(name: str) -> dict:
+    """One alternative of the body, as the server checks it: ``name`` and none of the others (and
+    ``template_values`` only with ``template_id``)."""
+    others = [o for o in ALTERNATIVES if o != name] + ([] if name == "template_id" else ["template_values"])
+    return {"required": [name], "not": {"anyOf": [{"required": [o]} for o in others]}}
 
 
 # The request body as the OpenAPI document states it (marshmallow cannot express "exactly one of").
@@ -104,8 +135,19 @@ SEND_BODY_SCHEMA = {
                          "description": "file name shown in the helpdesk (default: from the URL)"},
         "reply_to": {"type": "integer", "minimum": 1, "maximum": MAX_MESSAGE_ID,
                      "description": "id of a message in this chat to quote"},
+        "file_id": {"type": "integer", "minimum": 1, "maximum": MAX_MESSAGE_ID,
+                    "description": "id of a file uploaded to this chat (POST .../wazzup24/files): sent as its "
+                                   "public URL, with its name and type"},
+        "template_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                        "description": "a WhatsApp Business template's id (GET .../wazzup24/templates lists the "
+                                       "chat's approved ones); the only kind of message a WABA chat takes once its "
+                                       "24-hour window is closed"},
+        "template_values": {"type": "array", "maxItems": MAX_TEMPLATE_VALUES,
+                            "items": {"type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE_VALUE,
+                                      "pattern": _NOT_BLANK},
+                            "description": "the template's variables {{1}}, {{2}}... in order, as many as it has"},
     },
-    "oneOf": [{"required": ["text"]}, {"required": ["content_uri"]}],
+    "oneOf": [_only(name) for name in ALTERNATIVES],
 }
 
 
@@ -123,10 +165,13 @@ def guess_type(uri: str) -> tuple[str, str]:
 
 
 OPENAPI_ERRORS = {
-    "202": {"description": "stored; Wazzup could not be reached, the worker retries it",
+    "202": {"description": "stored; Wazzup could not be reached, the worker retries it; and always for a file "
+                           "uploaded here (file_id): the outbox worker sends it, as Wazzup downloads it from us",
             "content": {"application/json": {"schema": "Message"}}},
     "404": error_response("`chat_not_found`: no such chat; `message_not_found` (resend): no such message in it"),
-    "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress"),
+    "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress; "
+                          "`wazzup_window_closed`: a WhatsApp Business chat's 24-hour window is closed (only a "
+                          "template goes, nothing was stored); `not_waba_chat`: a template to another chat"),
     "422": error_response("bad body, or Wazzup refused the message (code in wazzup_code)"),
     "502": error_response("Wazzup refused our API key"),
     "503": error_response("Wazzup24 is not configured (WAZZUP24_API_KEY)"),
@@ -163,18 +208,49 @@ class _SendBase:
         Wazzup would refuse it (MESSAGES_TOO_LONG_TELEGRAM, ...) after the agent was told it was sent."""
         if text is None or len(text) <= min(t.limit for t in _ALL_LIMITS):
             return
-        wc, ch = self.state.tables["chats"], self.state.tables["channels"]
-        chat = conn.execute(built(wc, "send_text_limit", lambda: sa.select(wc.c.chat_type, ch.c.transport)
-                                  .select_from(wc.outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
-                                  .where(wc.c.chat_id == sa.bindparam("b_chat_id", type_=wc.c.chat_id.type))),
-                            {"b_chat_id": chat_id}).first()
-        limit = text_limit(chat.chat_type, chat.transport) if chat is not None else text_limit(None)
+        limit = text_limit(*self._messenger(conn, chat_id))
         if len(text) > limit.limit:
             raise Problem(422, "invalid_body", "The request body is not valid.",
                           fields={"text": [too_long_reason(limit, len(text))]})
 
-    def _run(self, req, resp, request_data: dict, store):
-        """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer."""
+    def _uploaded(self, conn, chat_id: int, file_id: int | None) -> StoredFile | None:
+        """The uploaded file a send names (``file_id``), of this chat only; None when it names none."""
+        if file_id is None:
+            return None
+        if self.state.settings.public_url is None:
+            raise not_configured()
+        return file_for_send(conn, self.state, chat_id, file_id)
+
+    @staticmethod
+    def _check_window(window: Window, template: tuple | None) -> None:
+        """Refuse a free text or a file to a WABA chat whose 24-hour window is closed (409, nothing stored):
+        Wazzup would take it and report ``24_HOURS_EXCEEDED`` later, after the agent was told it was sent.
+        A template goes at any time; the worker's retries of a stored message are not checked."""
+        if template is None and window.applies and not window.open:
+            raise Problem(409, "wazzup_window_closed", window.closed_reason(), window=window.to_json())
+
+    def _template(self, chat_id: int, window: Window, template_id: str | None, values: list[str] | None):
+        """(template id, values, the text filled in) of a template send, checked; None for any other send."""
+        if template_id is None:
+            return None
+        if not window.applies:
+            raise not_waba(chat_id)
+        template = chosen_template(outbound(self.helpdesk, self.state), window.channel_id, template_id, values)
+        values = values or []
+        return template.id, values, template.render(values)
+
+    def _messenger(self, conn, chat_id: int) -> tuple[str | None, str | None]:
+        """The chat's Wazzup chat type and its channel's transport (None where not known): its limits."""
+        chat = chat_channel(conn, self.state, chat_id)
+        return (chat.chat_type, chat.transport) if chat is not None else (None, None)
+
+    def _run(self, req, resp, request_data: dict, store, *, inline: bool = True):
+        """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer.
+
+        ``inline=False``: the outbox worker makes the first attempt, and the answer is 202. For a file
+        this helpdesk serves: Wazzup downloads it before it answers the send, and a web worker waiting
+        for that answer could be the one its download needs (with every worker sending a file, none is
+        left to serve one, and each send fails with MESSAGE_DOWNLOAD_CONTENT_ERROR)."""
         ctx = outbound(self.helpdesk, self.state)
         agent = req.context.agent
         key = (req.get_header("Idempotency-Key") or "").strip() or None
@@ -186,7 +262,7 @@ class _SendBase:
         if ctx.client is None:
             raise Problem(503, "wazzup_not_configured",
                           "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
-        owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}"
+        owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
         idem = self.state.tables["idempotency"]
         for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
             try:
@@ -214,7 +290,8 @@ class _SendBase:
                                     "agent_id": agent.id, "status": "queued"}})
         # The row as this request wrote it, under its own lease: no need to read it back.
         try:
-            result = outbox.attempt(ctx, message_id, owner, as_written=written.get("row"))
+            result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
+                      else outbox.Outcome("retry", message_id))
         except Exception:
             # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
             # worker takes it up when this request's lease runs out, with the same crmMessageId.
@@ -294,7 +371,8 @@ class _SendBase:
 class SendResource(_SendBase):
     openapi = {"post": {
         "summary": "Send a message to a Wazzup24 chat",
-        "description": "Exactly one of text and content_uri. Stored first, then sent with our crmMessageId. "
+        "description": "Exactly one of text, content_uri, template_id and file_id (a file uploaded "
+                       "with POST .../wazzup24/files). Stored first, then sent with our crmMessageId. "
                        "201: Wazzup accepted it; 202: stored and retried by the worker. A permanent refusal "
                        "keeps the message as failed and answers 4xx with Wazzup's code.",
         "parameters": [IDEMPOTENCY_PARAM],
@@ -311,6 +389,7 @@ class SendResource(_SendBase):
         with self.helpdesk.db.read() as conn:
             self._chat(conn, chat_id)
             self._check_text(conn, chat_id, data.get("text"))
+            window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock())
             ref = None
             if data.get("reply_to") is not None:
                 quoted = conn.execute(sa.select(m.c.id, m.c.chat_id, w.c.wazzup_message_id)
@@ -323,20 +402,33 @@ class SendResource(_SendBase):
                     raise Problem(422, "invalid_body", "The request body is not valid.",
                                   fields={"reply_to": ["this message has no Wazzup id yet, so it cannot be quoted"]})
                 ref = quoted.wazzup_message_id
+            uploaded = self._uploaded(conn, chat_id, data.get("file_id"))
+        template = self._template(chat_id, window, data.get("template_id"), data.get("template_values"))
+        self._check_window(window, template)
+        text = template[2] if template else data.get("text")
         agent = req.context.agent
-        if data.get("content_uri") is not None:
-            message_type, name = guess_type(data["content_uri"])
+        content_uri, content_type = data.get("content_uri"), None
+        if uploaded is not None:
+            message_type, name, content_type = uploaded.kind, uploaded.name, uploaded.content_type
+            content_uri = public_url(self.state.settings, uploaded.token, uploaded.name)
+        elif content_uri is not None:
+            message_type, name = guess_type(content_uri)
             name = data.get("content_name") or name
         else:
             message_type, name = "text", None
 
         def store(tx, ctx, now, owner, written):
-            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=data.get("text"),
-                                  content_uri=data.get("content_uri"), content_name=name, message_type=message_type,
-                                  ref_message_id=ref, author_agent_id=agent.id,
-                                  author_name=agent.display_name or agent.username, written=written)
+            message_id = outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
+                                        content_uri=content_uri, content_name=name, message_type=message_type,
+                                        ref_message_id=ref, author_agent_id=agent.id,
+                                        author_name=agent.display_name or agent.username, written=written,
+                                        template=template[:2] if template else None)
+            if content_type is not None:
+                keep_content_type(tx, self.helpdesk, message_id, content_type)
+            return message_id
 
-        self._run(req, resp, {**data, "chat_id": chat_id}, store)
+        self._run(req, resp, {**data, "chat_id": chat_id}, store,
+                  inline=not served_here(self.state.settings, content_uri))
 
 
 class ResendResource(_SendBase):
@@ -361,9 +453,11 @@ class ResendResource(_SendBase):
         if original.direction != "out" or original.status not in ("failed", "unknown"):
             raise Problem(409, "not_resendable",
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
-        if original.text is not None and not original.content_uri:
-            with self.helpdesk.db.read() as conn:
+        with self.helpdesk.db.read() as conn:
+            template = stored_template(conn, self.state, message_id)
+            if original.text is not None and not original.content_uri and template is None:
                 self._check_text(conn, chat_id, original.text)
+            self._check_window(chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock()), template)
         agent = req.context.agent
 
         def store(tx, ctx, now, owner, written):
@@ -371,7 +465,9 @@ class ResendResource(_SendBase):
                 tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
                 content_uri=original.content_uri, content_name=original.content_name, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
-                author_name=agent.display_name or agent.username, written=written)
+                author_name=agent.display_name or agent.username, written=written, template=template)
+            if original.content_type is not None:
+                keep_content_type(tx, self.helpdesk, new_id, original.content_type)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount
@@ -388,4 +484,5 @@ class ResendResource(_SendBase):
             tx.touched(chat_ids=[chat_id], message_ids=[message_id])
             return new_id
 
-        self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store)
+        self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store,
+                  inline=not served_here(self.state.settings, original.content_uri))

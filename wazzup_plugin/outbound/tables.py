@@ -1,4 +1,4 @@
-"""Tables of the outbound flow: the outbox, idempotency keys and the shared rate limiter."""
+"""Tables of the outbound flow: the outbox, idempotency keys, uploaded files and the shared rate limiter."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("chat_type", sa.String(32)),
             sa.Column("wazzup_chat_id", sa.String(200)),
             sa.Column("ref_message_id", sa.String(64)),
+            # A WhatsApp Business template send: Wazzup's templateId and templateValues (a JSON list),
+            # kept so that a retry or a resend sends the template again, not its filled-in text.
+            sa.Column("template_id", sa.String(64)),
+            sa.Column("template_values", sa.Text),
             sa.Column("attempts", sa.Integer, nullable=False, default=0),
             # First attempt with this crmMessageId: Wazzup's 60-s dedupe window is counted from it.
             sa.Column("first_attempt_at", UTCDateTime()),
@@ -48,6 +52,21 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("response_status", sa.Integer),
             sa.Column("response_body", sa.Text),
             sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+        ),
+        # Files agents upload to send (wazzup_plugin/outbound/files.py), kept in the database so that
+        # backups hold them and no directory needs configuring. Wazzup downloads one by its token's URL.
+        "files": table(metadata, "wazzup_files",
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("token", sa.String(64), nullable=False, unique=True),
+            sa.Column("chat_id", sa.Integer, sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False,
+                      index=True),
+            sa.Column("name", sa.String(500), nullable=False),
+            sa.Column("content_type", sa.String(200), nullable=False),
+            sa.Column("size", sa.Integer, nullable=False),
+            sa.Column("sha256", sa.String(64), nullable=False),
+            sa.Column("data", sa.LargeBinary, nullable=False),
+            sa.Column("uploaded_by", sa.Integer, sa.ForeignKey("agents.id", ondelete="SET NULL")),
+            sa.Column("created_at", UTCDateTime(), nullable=False),
         ),
         # One row per limiter: the current time slot and how many calls it has had; a 429 blocks all.
         "rate_limit": table(metadata, "wazzup_rate_limit",

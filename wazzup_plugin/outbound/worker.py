@@ -7,9 +7,11 @@ import os
 import socket
 import threading
 import uuid
+from datetime import timedelta
 
 import sqlalchemy as sa
 
+from wazzup_plugin import heartbeats
 from wazzup_plugin.outbound import outbox
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,14 @@ HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys
 def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10) -> None:
     owner = worker_id()
     loops = 0
+    # ``status`` calls the worker alive while its beat is younger than 3 times this: the poll
+    # interval, or the heartbeat's own (a write every loop would cost SQLite a write lock a second).
+    beat_every = max(timedelta(seconds=poll_seconds), heartbeats.WORKER_EVERY)
     log.info("Wazzup24 outbox worker started", extra={"context": {"worker": owner}})
     if ctx.client is None:
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
     while not stop.is_set():
+        heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
         try:
             outcomes = run_once(ctx, owner, batch, stop)
         except Exception:  # e.g. the database is briefly unavailable: wait and try again

@@ -1,4 +1,4 @@
-"""The emulated Wazzup API v3 routes: channels, message, webhooks, iframe.
+"""The emulated Wazzup API v3 routes: channels, message, templates, webhooks, iframe.
 
 Shapes and codes: reference/wazzup-api-v3.md §2 (channels), §3 (message), §4 (webhooks), §7 (errors),
 §8.4 (iframe). Authentication, rate limit and faults are applied before these run (``app.py``).
@@ -12,7 +12,9 @@ import uuid
 from urllib.parse import urlsplit
 
 import falcon
+import requests
 
+from wazzup_plugin.sandbox import templates
 from wazzup_plugin.sandbox.config import CHAT_TYPES, TRANSPORT_CHAT_TYPES
 from wazzup_plugin.sandbox.core import BAD_CONTACT_DESCRIPTION, DEFAULT_SUBSCRIPTIONS, Sandbox
 
@@ -35,6 +37,11 @@ TEXT_LIMITS = {
 }
 WABA_TEXT_LIMIT = (1024, "MESSAGES_TOO_LONG_WABA")
 WEBHOOK_URI_LIMIT = 200
+MAX_CONTENT_BYTES = 10 * 1000 * 1000   # "content exceeds the allowable size of 10 MB" (§3.2)
+FETCH_TIMEOUT = (2.0, 5.0)             # connect, read: Wazzup fetches at once and does not wait long
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+CONTENT_ERRORS = {"MESSAGE_DOWNLOAD_CONTENT_ERROR": "Failed to download content",
+                  "MESSAGES_CONTENT_SIZE_EXCEEDED": "Content exceeds the allowable size of 10 MB"}
 
 
 def wazzup_error(resp, code: str, description: str, data=None, status: int = 400) -> None:
@@ -61,6 +68,31 @@ def _is_http_url(value) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def is_local(uri: str) -> bool:
+    """A URL on this machine: the only ones the sandbox downloads (it never reaches the internet)."""
+    try:
+        return urlsplit(uri).hostname in LOCAL_HOSTS
+    except ValueError:
+        return False
+
+
+def fetch_content(sb: Sandbox, uri: str) -> str | None:
+    """Download ``uri`` once as Wazzup does (no redirects followed); the error code when that fails."""
+    try:
+        with sb.http.get(uri, allow_redirects=False, timeout=FETCH_TIMEOUT, stream=True) as got:
+            if got.status_code != 200:
+                return "MESSAGE_DOWNLOAD_CONTENT_ERROR"
+            size = 0
+            for chunk in got.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_CONTENT_BYTES:
+                    return "MESSAGES_CONTENT_SIZE_EXCEEDED"
+    except requests.RequestException:
+        return "MESSAGE_DOWNLOAD_CONTENT_ERROR"
+    sb.count("content_fetched")
+    return None
+
+
 def invalid_fields(body: dict) -> list[str]:
     """The fields of a send that are missing or of the wrong type (INVALID_MESSAGE_DATA)."""
     bad = []
@@ -83,6 +115,12 @@ def invalid_fields(body: dict) -> list[str]:
         bad.append("contentUri")
     if "clearUnanswered" in body and not isinstance(body["clearUnanswered"], bool):
         bad.append("clearUnanswered")
+    values = body.get("templateValues", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values) \
+            or ("templateValues" in body and "templateId" not in body):
+        bad.append("templateValues")
+    if "templateId" in body and ("text" in body or "contentUri" in body):
+        bad.append("templateId")  # a template is the whole message
     return bad
 
 
@@ -160,11 +198,21 @@ class MessageResource:
             code, description = STATE_ERRORS.get(channel.state.lower(), UNAVAILABLE)
             wazzup_error(resp, code, description, {"channelId": channel.channelId, "state": channel.state})
             return code
+        if "templateId" in body:
+            refused = templates.refusal(cfg, channel, body)
+            if refused is not None:
+                wazzup_error(resp, *refused)
+                return refused[0]
         if content is not None and any(content.startswith(p) for p in cfg.unreachable_content):
-            # The sandbox never fetches a contentUri: which ones "fail to download" is configured.
+            # Which contentUris "fail to download" is configured (without fetch_content nothing is fetched).
             wazzup_error(resp, "MESSAGE_DOWNLOAD_CONTENT_ERROR", "Failed to download content",
                          {"contentUri": content})
             return "MESSAGE_DOWNLOAD_CONTENT_ERROR"
+        if content is not None and cfg.fetch_content and is_local(content):
+            code = fetch_content(sb, content)
+            if code is not None:
+                wazzup_error(resp, code, CONTENT_ERRORS[code], {"contentUri": content})
+                return code
         ref = body.get("refMessageId")
         if ref is not None and not sb.knows_message(ref):
             wazzup_error(resp, "REFERENCE_MESSAGE_NOT_FOUND", "Reference message not found", {"refMessageId": ref})
@@ -178,6 +226,22 @@ class MessageResource:
             return "REPEATED_CRM_MESSAGE_ID"
         req.context.send = body
         return None
+
+
+class TemplatesResource:
+    """``GET /v3/templates/whatsapp?limit=&offset=``: the account's WABA templates, a page at a time."""
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_get(self, req, resp):
+        bounds = templates.page_bounds(req.params)
+        if bounds is None:
+            wazzup_error(resp, "VALIDATION_ERROR", f"limit must be 1-{templates.MAX_PAGE} and offset 0 or more",
+                         {"fields": ["limit", "offset"]})
+            return
+        limit, offset = bounds
+        resp.media = templates.listed(self.sandbox.config)[offset:offset + limit]
 
 
 class WebhooksResource:

@@ -49,9 +49,14 @@ def _delays(raw: str) -> tuple[float, float, float]:
 @click.option("--bad-contact-mode", type=click.Choice(BAD_CONTACT_MODES), default="webhook", show_default=True)
 @click.option("--crm-key", envvar="WAZZUP24_SANDBOX_CRM_KEY", default=None,
               help="sent as Authorization: Bearer on webhook deliveries")
+@click.option("--fetch-content", is_flag=True,
+              help="download a send's contentUri at once as Wazzup does (127.0.0.1/localhost URLs only)")
+@click.option("--waba-window-hours", type=click.FloatRange(0), default=24.0, show_default=True,
+              help="WhatsApp Business: a free text to a wapi chat whose customer last wrote longer ago ends in "
+                   "an error status 24_HOURS_EXCEEDED (0: always)")
 def sandbox_command(host, port, api_key, channels, unauthorized_body, retry_after, rate_limit, echo,
                     statuses_before_201, status_delays, reorder, duplicate, combine, bad_contact, bad_contact_mode,
-                    crm_key):
+                    crm_key, fetch_content, waba_window_hours):
     from wazzup_plugin.sandbox.app import create_sandbox_app
     from wazzup_plugin.sandbox.server import SandboxServer
 
@@ -62,6 +67,7 @@ def sandbox_command(host, port, api_key, channels, unauthorized_body, retry_afte
             echo=echo, statuses_before_201=statuses_before_201, status_delays=_delays(status_delays),
             reorder_statuses=reorder, duplicate_statuses=duplicate, combine_deliveries=combine,
             bad_contacts=tuple(bad_contact), bad_contact_mode=bad_contact_mode, crm_key=crm_key,
+            fetch_content=fetch_content, waba_window_hours=waba_window_hours,
             **({"channels": parse_channels(channels)} if channels else {}))
     except (SandboxConfigError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

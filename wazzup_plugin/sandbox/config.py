@@ -13,6 +13,8 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, fields, replace
 
+from wazzup_plugin.sandbox.templates import DEFAULT_TEMPLATES
+
 DEFAULT_CHANNEL_ID = "b96a353b-06f5-4cac-8413-ba1d8e93f981"
 DEFAULT_PLAIN_ID = "79865784457"
 DEFAULT_API_KEY = "sandbox-api-key-0123456789abcdef"
@@ -69,9 +71,16 @@ class SandboxConfig:
     echo_crm_message_id: bool = False      # whether an echo carries the send's crmMessageId (UNCONFIRMED)
     bad_contacts: tuple[str, ...] = ()     # chatIds for which a send ends in BAD_CONTACT
     bad_contact_mode: str = "webhook"
-    # contentUri prefixes Wazzup "cannot download": a send of one is refused with MESSAGE_DOWNLOAD_CONTENT_ERROR
-    # (the sandbox itself never fetches a contentUri).
+    # contentUri prefixes Wazzup "cannot download": a send of one is refused with MESSAGE_DOWNLOAD_CONTENT_ERROR.
     unreachable_content: tuple[str, ...] = ()
+    # Download a send's contentUri at once, as Wazzup does (one GET, no redirects): only from this
+    # machine (127.0.0.1, localhost), so the sandbox never reaches the internet; other URLs are not fetched.
+    fetch_content: bool = False
+    # WhatsApp Business templates (Wazzup's shape; no channels: every wapi channel), and the 24-hour
+    # window: a free text or file to a wapi chat whose customer has not written within it gets a 201,
+    # then an `error` status 24_HOURS_EXCEEDED, as Wazzup does (0: the window is always closed).
+    templates: tuple[dict, ...] = DEFAULT_TEMPLATES
+    waba_window_hours: float = 24.0
     combine_deliveries: bool = False       # one delivery carries everything due at once
     webhook_bools_as_strings: bool = True  # GET /v3/webhooks shows "true"/"false" as the docs do
     webhook_content_type: str = "application/json; charset-utf-8"   # sic, as documented
@@ -94,6 +103,8 @@ class SandboxConfig:
             raise SandboxConfigError("status_delays must be three delays of 0 seconds or more (sent, delivered, read)")
         if self.rate_limit < 1 or self.rate_window <= 0:
             raise SandboxConfigError("rate_limit must be at least 1 and rate_window positive")
+        if self.waba_window_hours < 0:
+            raise SandboxConfigError("waba_window_hours must be 0 or more")
         if self.webhook_attempts < 1 or self.queue_size < 1:
             raise SandboxConfigError("webhook_attempts and queue_size must be at least 1")
         ids = [c.channelId for c in self.channels]
@@ -113,6 +124,7 @@ class SandboxConfig:
         out["status_delays"] = list(self.status_delays)
         out["bad_contacts"] = list(self.bad_contacts)
         out["unreachable_content"] = list(self.unreachable_content)
+        out["templates"] = list(self.templates)
         out["crm_key_set"] = bool(self.crm_key)
         return out
 
@@ -133,6 +145,11 @@ class SandboxConfig:
 def _coerce(key: str, value, current):
     if key == "channels":
         return parse_channels(value)
+    if key == "templates":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(t, dict) and isinstance(t.get("templateGuid"), str) for t in value):
+            raise SandboxConfigError("templates must be a list of template objects, each with a templateGuid")
+        return tuple(value)
     if key in ("status_delays", "bad_contacts", "unreachable_content"):
         if not isinstance(value, (list, tuple)):
             raise SandboxConfigError(f"{key} must be a list")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import requests
 
-from wazzup_plugin.sandbox import deliveries
+from wazzup_plugin.sandbox import deliveries, templates
 from wazzup_plugin.sandbox.config import SandboxConfig
 from wazzup_plugin.sandbox.faults import Faults
 from wazzup_plugin.sandbox.ratelimit import FixedWindowLimiter
@@ -61,6 +61,7 @@ class Sandbox:
             self.known_chats: dict[str, dict] = {}     # chatId -> {"channelId", "name"}
             self.customer_messages: deque[dict] = deque(maxlen=10_000)
             self.message_ids: dict[str, None] = {}      # every message id issued or delivered, oldest first
+            self.last_incoming: dict[tuple[str, str], datetime] = {}  # (channelId, chatId) -> the customer's last
             self._name_turn = 0
             self.faults.clear()
             self.limiter.reset()
@@ -116,8 +117,10 @@ class Sandbox:
         message_id = str(uuid.uuid4())
         chat_id = body["chatId"]
         crm_id = body.get("crmMessageId")
+        text = templates.template_text(cfg, body) if "templateId" in body else body.get("text")
         record = {"messageId": message_id, "chatId": chat_id, "channelId": body["channelId"],
-                  "chatType": body["chatType"], "text": body.get("text"), "contentUri": body.get("contentUri"),
+                  "chatType": body["chatType"], "text": text, "contentUri": body.get("contentUri"),
+                  "templateId": body.get("templateId"), "templateValues": body.get("templateValues"),
                   "crmMessageId": crm_id, "crmUserId": body.get("crmUserId"), "refMessageId": body.get("refMessageId"),
                   "acceptedAt": deliveries.iso(now)}
         with self.lock:
@@ -157,6 +160,8 @@ class Sandbox:
         if record["chatId"] in cfg.bad_contacts:
             steps = [("error", cfg.status_delays[0],
                       {"error": "BAD_CONTACT", "description": BAD_CONTACT_DESCRIPTION})]
+        elif record["templateId"] is None and not self.window_open(record["channelId"], record["chatId"]):
+            steps = [("error", cfg.status_delays[0], dict(templates.WINDOW_CLOSED))]
         else:
             steps = [(s, d, None) for s, d in zip(("sent", "delivered", "read"), cfg.status_delays)]
         if cfg.reorder_statuses and len(steps) > 1:
@@ -171,6 +176,16 @@ class Sandbox:
             if cfg.duplicate_statuses:
                 plan.append((delay, body))
         return plan
+
+    def window_open(self, channel_id: str, chat_id: str) -> bool:
+        """Whether a free text or file reaches this chat: always, but on a WABA channel only within
+        ``waba_window_hours`` of the customer's last message here."""
+        channel = self.config.channel(channel_id)
+        if channel is None or channel.transport != templates.WABA:
+            return True
+        with self.lock:
+            last = self.last_incoming.get((channel_id, chat_id))
+        return last is not None and self.now() - last < timedelta(hours=self.config.waba_window_hours)
 
     # ------------------------------------------------------------ customers
 
@@ -208,6 +223,8 @@ class Sandbox:
         with self.lock:
             self.customer_messages.append(item)
             self.remember_message_id(item["messageId"])
+            if not item.get("isEcho"):
+                self.last_incoming[(channel_id, chat_id)] = self.now()
         return deliveries.delivery(messages=[item])
 
     def channel_state(self, channel_id: str, state: str) -> dict:

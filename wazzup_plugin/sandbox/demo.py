@@ -39,6 +39,14 @@ SEED = [  # (phone, name, what they write; "echo:" lines were typed on the compa
     ("79261234568", "Maria Ivanova", ["Good afternoon, the parcel arrived damaged", "media:photo.png"]),
     ("79031234569", "Olga Smirnova", ["Здравствуйте! Можно поменять адрес доставки? 🙏", "media:invoice.pdf"]),
 ]
+# A WhatsApp Business (WABA) channel beside the plain one: Pavel wrote, so his 24-hour window is open;
+# Nina was only written to from the company's phone, so hers is closed and only a template goes out.
+WABA_CHANNEL_ID = "5c7e9a41-2b0d-4e7f-9a55-0d3f1b6c8e21"
+WABA_PLAIN_ID = "79865784458"
+WABA_SEED = [
+    ("79171234570", "Pavel Orlov", ["Hi, I wrote via your WhatsApp Business number. Is the blue model in stock?"]),
+    ("79171234571", "Nina Belova", ["echo:Hello Nina, your order #1077 is ready for pickup."]),
+]
 CHATTER = ["Any news?", "Thanks!", "Can I pay by card?", "What are your opening hours?",
            "Спасибо, всё получила 👍", "Is delivery free?", "I'd like to change my order"]
 
@@ -161,7 +169,8 @@ class Demo:
         # (a real API key in the caller's .env must never meet the demo).
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
         self.env.update(self.settings)
-        self.env["WAZZUP24_CHANNEL_ID"] = ""
+        # The plain WhatsApp channel for a chat that names none (two active ones would leave it open).
+        self.env["WAZZUP24_CHANNEL_ID"] = DEFAULT_CHANNEL_ID
 
     def save_creds(self) -> None:
         path = self.data / "demo.json"
@@ -207,7 +216,10 @@ class Demo:
 
     def start_sandbox(self) -> None:
         proc = self.start("sandbox", "wazzup24", "sandbox", "--host", self.host, "--port", str(self.sandbox_port),
-                          "--api-key", self.settings["WAZZUP24_API_KEY"], "--status-delays", "1,3,6")
+                          "--api-key", self.settings["WAZZUP24_API_KEY"], "--status-delays", "1,3,6",
+                          "--fetch-content",  # files agents upload are downloaded from the helpdesk, as Wazzup does
+                          "--channels", f"whatsapp:active:{DEFAULT_CHANNEL_ID},"
+                                        f"wapi:active:{WABA_CHANNEL_ID}:{WABA_PLAIN_ID}")
         wait_until_up(f"{self.sandbox_url}/_sandbox/health", proc, "sandbox", self.logs / "sandbox.log")
 
     def migrate_and_create_agent(self) -> None:
@@ -248,9 +260,10 @@ class Demo:
     def seed(self) -> None:
         if self.creds.get("seeded"):
             return
-        for phone, name, lines in SEED:
+        seeds = [(DEFAULT_CHANNEL_ID, seed) for seed in SEED] + [(WABA_CHANNEL_ID, seed) for seed in WABA_SEED]
+        for channel_id, (phone, name, lines) in seeds:
             for line in lines:
-                spec = {"chatId": phone, "name": name, "channelId": DEFAULT_CHANNEL_ID}
+                spec = {"chatId": phone, "name": name, "channelId": channel_id}
                 if line.startswith("echo:"):
                     spec.update(text=line[5:], isEcho=True, authorName="Demo Agent")
                 elif line.startswith("media:"):

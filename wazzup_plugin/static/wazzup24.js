@@ -21,7 +21,18 @@
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff";
   // The send body's fields as the agent knows them, for the server's per-field reasons.
   var FIELD_LABELS = { text: "text", content_uri: "file link", content_name: "file name",
-    reply_to: "quoted message", "Idempotency-Key": "request key", _schema: "" };
+    reply_to: "quoted message", "Idempotency-Key": "request key", _schema: "", file: "file", file_id: "file" };
+  // The files Wazzup sends, as the server takes them (wazzup_plugin/outbound/file_rules.py): checked here
+  // first so that the agent hears at once, before a long upload, what would be refused.
+  var FILE_KINDS = {
+    image: ["jpg", "jpeg", "png", "gif", "webp"],
+    video: ["mp4", "3gp", "mov"],
+    audio: ["mp3", "ogg", "opus", "m4a", "aac", "wav", "amr"],
+    document: ["pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt", "csv", "rtf", "odt", "ods", "zip", "rar", "7z"]
+  };
+  var MB = 1000 * 1000;
+  var MAX_FILE_BYTES = 10 * MB;   // Wazzup's API limit
+  var MAX_PHOTO_BYTES = 5 * MB;   // photos on Telegram and WhatsApp Business (WABA)
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -41,6 +52,15 @@
       "l5.2-5.2a1.6 1.6 0 0 0-2.2-2.2L4.2 9.1a2.9 2.9 0 0 0 4.1 4.1l4.3-4.3 1 1-4.3 4.3A4.3 4.3 0 0 1 3.2 8.1l5.2-5.2A3 3 0 0 1 10.5 2z");
     svg.appendChild(path);
     return svg;
+  }
+
+  /** A small \u00d7 button that cancels or removes something, named for screen readers. */
+  function crossButton(className, label, title) {
+    var button = el("button", "btn btn-ghost " + className, "\u00d7");
+    button.type = "button";
+    button.title = title;
+    button.setAttribute("aria-label", label);
+    return button;
   }
 
   /** A random key for Idempotency-Key: repeating a send whose answer was lost never sends twice. */
@@ -247,6 +267,256 @@
     text.title = full;
   }
 
+  // ------------------------------------------------------------------ files from the agent's computer
+
+  function extensionOf(name) {
+    var dot = name.lastIndexOf(".");
+    return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
+  }
+
+  function kindOf(name) {
+    var ext = extensionOf(name);
+    var kinds = Object.keys(FILE_KINDS);
+    for (var i = 0; i < kinds.length; i++) {
+      if (FILE_KINDS[kinds[i]].indexOf(ext) >= 0) return kinds[i];
+    }
+    return null;
+  }
+
+  function humanSize(bytes) {
+    return bytes >= MB / 10 ? (bytes / MB).toFixed(1) + " MB" : Math.max(1, Math.round(bytes / 1000)) + " KB";
+  }
+
+  /** Why the chat cannot take this file (the server's rules), or "" when it can. */
+  function fileProblem(file, chat) {
+    var kind = kindOf(file.name);
+    if (!kind) {
+      var all = [];
+      Object.keys(FILE_KINDS).forEach(function (k) { all = all.concat(FILE_KINDS[k]); });
+      return "Wazzup24 cannot send " + (extensionOf(file.name) ? "." + extensionOf(file.name) + " files" :
+        "a file without an extension") + "; send one of: " + all.sort().join(", ") + ".";
+    }
+    if (!file.size) return "The file " + file.name + " is empty.";
+    var type = String(chat.wazzup_chat_type || "whatsapp").toLowerCase();
+    var channel = connection.channels[chat.wazzup_channel_id];
+    var waba = type === "whatsapp" && channel && String(channel.transport || "").toLowerCase() === "wapi";
+    var photoLimited = kind === "image" && (type === "telegram" || type === "telegroup" || waba);
+    var limit = photoLimited ? MAX_PHOTO_BYTES : MAX_FILE_BYTES;
+    if (file.size > limit) {
+      return "The file " + file.name + " is " + humanSize(file.size) + "; " +
+        (photoLimited ? (waba ? "WhatsApp Business" : "Telegram") + " takes photos up to 5 MB." :
+          "Wazzup24 takes files up to 10 MB.");
+    }
+    return "";
+  }
+
+  // ------------------------------------------------------------------ WhatsApp Business: the 24-hour window
+  // A chat on a WhatsApp Business channel takes free text and files only within 24 hours of the customer's
+  // latest message (the chat info's `window`); past that only an approved template goes out. The panel says
+  // so under its status row, disables the text box, and offers its templates in a picker.
+
+  var WINDOW_CLOSED_TEXT = "The 24-hour window is closed: send a template";
+  var WINDOW_WARN_MS = 60 * 60 * 1000;     // the last hour of an open window is shown as a warning
+  var WINDOW_TICK_MS = 30000;              // the line follows the clock (the window closes by itself)
+
+  /** A button that shows and hides a group of controls (starting hidden): the ARIA that ties them. */
+  function disclosure(button, group, id, label) {
+    group.id = id;
+    group.hidden = true;
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", label);
+    button.setAttribute("aria-expanded", "false");
+    button.setAttribute("aria-controls", id);
+  }
+
+  function hhmm(date) {
+    return ("0" + date.getHours()).slice(-2) + ":" + ("0" + date.getMinutes()).slice(-2);
+  }
+
+  /** The window line, the "Template" button and the template picker of one chat's panel.
+   * panel = {changed(): the composer re-checks what it may send, sendTemplate(payload): Promise<bool>,
+   * edited(): the template or its values changed (the next send is another message)}. */
+  function wabaWindow(chat, panel) {
+    var state = null;           // the chat info's window, once read
+    var inflight = null;
+    var line = el("div", "wz-window");
+    line.id = "wz-window-" + chat.id;
+    line.hidden = true;
+    line.setAttribute("aria-live", "polite");
+    var toggle = el("button", "btn btn-ghost wz-template-toggle", "Template");
+    toggle.type = "button";
+    toggle.hidden = true;
+    toggle.title = "Send a WhatsApp Business template (the only message that goes out once the window is closed)";
+    var picker = el("div", "wz-templates");
+    disclosure(toggle, picker, "wz-templates-" + chat.id, "WhatsApp Business templates");
+
+    function closesAt() {
+      return state && state.closes_at ? new Date(state.closes_at) : null;
+    }
+
+    function closed() {
+      if (!state || !state.applies) return false;
+      var at = closesAt();
+      return !state.open || !at || at.getTime() <= Date.now();
+    }
+
+    function render() {
+      var applies = !!(state && state.applies);
+      line.hidden = !applies;
+      toggle.hidden = !applies;
+      if (!applies) return;
+      var at = closesAt();
+      var shut = closed();
+      line.classList.toggle("wz-window-closed", shut);
+      line.classList.toggle("wz-window-warn", !shut && at.getTime() - Date.now() <= WINDOW_WARN_MS);
+      line.textContent = shut ? WINDOW_CLOSED_TEXT : "Window open until " + hhmm(at);
+      line.title = shut ? "WhatsApp Business takes free text and files only within 24 hours of the customer's " +
+        "last message; a template reopens the conversation." : "Free text and files can be sent until " +
+        at.toLocaleString() + "; after that only a template.";
+      panel.changed();
+    }
+
+    function refresh() {
+      if (inflight) return inflight;
+      inflight = host.api("/api/chats/" + chat.id + "/wazzup24/info").then(function (r) {
+        inflight = null;
+        if (r.ok && r.data && r.data.window) state = r.data.window;
+        render();
+      });
+      return inflight;
+    }
+
+    /** A message shown in this chat: a customer's newer than the one the window counts from reopens it. */
+    function incoming(message) {
+      if (!state || !state.applies || message.direction !== "in") return;
+      var at = message.messenger_at || message.created_at;
+      var last = state.last_incoming_at;
+      if (at && (!last || new Date(at).getTime() > new Date(last).getTime())) refresh();
+    }
+
+    // ---- the picker: the chat's approved templates; choosing one asks for its variables
+    function closePicker() {
+      picker.hidden = true;
+      picker.replaceChildren();
+      toggle.setAttribute("aria-expanded", "false");
+    }
+
+    function openPicker() {
+      picker.hidden = false;
+      toggle.setAttribute("aria-expanded", "true");
+      picker.replaceChildren(el("p", "wz-templates-note", "Loading templates\u2026"));
+      host.api("/api/chats/" + chat.id + "/wazzup24/templates").then(function (r) {
+        if (picker.hidden) return;
+        picker.replaceChildren();
+        if (!r.ok) {
+          picker.appendChild(el("p", "wz-templates-note", "Templates could not be read: " + reasonOf(r)));
+          return;
+        }
+        var items = (r.data && Array.isArray(r.data.items)) ? r.data.items : [];
+        if (!items.length) {
+          picker.appendChild(el("p", "wz-templates-note",
+            "This WhatsApp Business channel has no approved templates: create one in Wazzup."));
+          return;
+        }
+        var list = el("ul", "wz-template-list");
+        items.forEach(function (t) {
+          var item = el("li");
+          var choose = el("button", "wz-template-choice");
+          choose.type = "button";
+          choose.appendChild(el("span", "wz-template-title", t.title || t.name || t.id));
+          var body = el("span", "wz-template-body", t.body);
+          body.dir = "auto";
+          choose.appendChild(body);
+          choose.addEventListener("click", function () { fill(t); });
+          item.appendChild(choose);
+          list.appendChild(item);
+        });
+        picker.appendChild(list);
+        list.querySelector("button").focus();
+      });
+    }
+
+    /** The chosen template: an input per variable, the message as the customer will read it, Send. */
+    function fill(t) {
+      picker.replaceChildren();
+      var form = el("form", "wz-template-form");
+      form.noValidate = true;
+      form.appendChild(el("div", "wz-template-title", t.title || t.name || t.id));
+      var inputs = [];
+      for (var n = 1; n <= t.variables; n++) {
+        var field = el("label", "wz-template-var");
+        field.appendChild(el("span", "wz-template-var-name", "{{" + n + "}}"));
+        var input = el("input", "wz-template-value");
+        input.type = "text";
+        input.dir = "auto";
+        input.maxLength = 1024;
+        input.setAttribute("aria-label", "Value " + n + " of the template");
+        field.appendChild(input);
+        form.appendChild(field);
+        inputs.push(input);
+      }
+      var preview = el("p", "wz-template-preview");
+      preview.dir = "auto";
+      preview.setAttribute("aria-live", "polite");
+      form.appendChild(preview);
+      var buttons = el("div", "wz-template-buttons");
+      var go = el("button", "btn btn-primary wz-template-send", "Send template");
+      go.type = "submit";
+      var back = el("button", "btn btn-ghost wz-template-back", "Other templates");
+      back.type = "button";
+      buttons.appendChild(go);
+      buttons.appendChild(back);
+      form.appendChild(buttons);
+      picker.appendChild(form);
+
+      function values() { return inputs.map(function (i) { return i.value; }); }
+      function show() {
+        var v = values();
+        // Filled in as the server does ({{n}} replaced by the n-th value), shown as text.
+        preview.textContent = t.body.replace(/\{\{\s*(\d{1,2})\s*\}\}/g, function (all, k) {
+          var value = v[Number(k) - 1];
+          return value ? value : all;
+        });
+        go.disabled = v.some(isBlank);
+      }
+      inputs.forEach(function (i) { i.addEventListener("input", function () { panel.edited(); show(); }); });
+      panel.edited();
+      back.addEventListener("click", openPicker);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        if (go.disabled) return;
+        go.disabled = true;
+        panel.sendTemplate({ template_id: t.id, template_values: values() }).then(function (ok) {
+          if (ok) closePicker(); else show();
+        });
+      });
+      show();
+      (inputs[0] || go).focus();
+    }
+
+    toggle.addEventListener("click", function () {
+      if (picker.hidden) openPicker(); else closePicker();
+    });
+    picker.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); closePicker(); toggle.focus(); }
+    });
+    var timer = setInterval(render, WINDOW_TICK_MS);
+
+    return {
+      line: line, toggle: toggle, picker: picker, closed: closed, refresh: refresh, incoming: incoming,
+      destroy: function () { clearInterval(timer); }
+    };
+  }
+
+  // The panel learns of a customer's new message as the host shows it (a decorator that draws nothing).
+  if (typeof host.registerMessageDecorator === "function") {
+    host.registerMessageDecorator(function (message, chat) {
+      var composer = chat.type === "wazzup" ? composers[chat.id] : null;
+      if (composer && composer.incoming) composer.incoming(message);
+      return null;
+    });
+  }
+
   // ------------------------------------------------------------------ the send panel
 
   function sendPanel(ctx) {
@@ -279,12 +549,50 @@
     textarea.setAttribute("aria-describedby", hint.id + " " + counter.id);
     label.htmlFor = textarea.id;
 
-    var linkToggle = el("button", "btn btn-ghost wz-link-toggle");
-    linkToggle.appendChild(paperclip());
+    // The paperclip opens a small menu: a file from this computer, or a file's link.
+    var attachToggle = el("button", "btn btn-ghost wz-attach-toggle");
+    attachToggle.appendChild(paperclip());
+    attachToggle.type = "button";
+    attachToggle.title = "Attach a file";
+    attachToggle.setAttribute("aria-label", "Attach a file or a link");
+    attachToggle.setAttribute("aria-haspopup", "true");
+    attachToggle.setAttribute("aria-expanded", "false");
+    var attachMenu = el("div", "wz-attach-menu");
+    attachMenu.id = "wz-attach-menu-" + chat.id;
+    attachMenu.hidden = true;
+    attachMenu.setAttribute("role", "group");
+    attachMenu.setAttribute("aria-label", "Attach");
+    attachToggle.setAttribute("aria-controls", attachMenu.id);
+    var pickFile = el("button", "btn btn-ghost wz-pick-file", "Attach a file\u2026");
+    pickFile.type = "button";
+    pickFile.title = "A photo, video, audio or document from this computer (or drop or paste it here)";
+    var linkToggle = el("button", "btn btn-ghost wz-link-toggle", "Send a file by its link");
     linkToggle.type = "button";
-    linkToggle.title = "Send a file by its link";
-    linkToggle.setAttribute("aria-label", "Send a file by its link");
     linkToggle.setAttribute("aria-expanded", "false");
+    attachMenu.appendChild(pickFile);
+    attachMenu.appendChild(linkToggle);
+    var fileInput = el("input", "wz-file-input");
+    fileInput.type = "file";
+    fileInput.hidden = true;
+    fileInput.setAttribute("aria-label", "File to attach");
+    fileInput.accept = Object.keys(FILE_KINDS).map(function (k) {
+      return FILE_KINDS[k].map(function (ext) { return "." + ext; }).join(",");
+    }).join(",");
+
+    // The attached file: its name and size, and × to remove it.
+    var fileRow = el("div", "wz-file-row");
+    fileRow.id = "wz-file-" + chat.id;
+    fileRow.hidden = true;
+    var fileName = el("span", "wz-file-name");
+    fileName.dir = "auto";
+    var fileSize = el("span", "wz-file-size");
+    var fileState = el("span", "wz-file-state");
+    fileState.setAttribute("aria-live", "polite");
+    var fileRemove = crossButton("wz-file-remove", "Remove the attached file", "Remove the attached file");
+    fileRow.appendChild(fileName);
+    fileRow.appendChild(fileSize);
+    fileRow.appendChild(fileState);
+    fileRow.appendChild(fileRemove);
 
     var send = el("button", "btn btn-primary wz-send", "Send");
     send.type = "submit";
@@ -297,10 +605,7 @@
     var replyText = el("span", "wz-reply-text");
     replyText.id = "wz-reply-text-" + chat.id;
     replyText.dir = "auto";
-    var replyCancel = el("button", "btn btn-ghost wz-reply-cancel", "\u00d7");
-    replyCancel.type = "button";
-    replyCancel.title = "Cancel the reply (Escape)";
-    replyCancel.setAttribute("aria-label", "Cancel the reply");
+    var replyCancel = crossButton("wz-reply-cancel", "Cancel the reply", "Cancel the reply (Escape)");
     replyBar.appendChild(replyLabel);
     replyBar.appendChild(replyText);
     replyBar.appendChild(replyCancel);
@@ -316,18 +621,30 @@
     linkRow.appendChild(linkLabel);
     linkRow.appendChild(linkInput);
 
+    var waba = wabaWindow(chat, { changed: function () { update(); }, sendTemplate: sendTemplate,
+      edited: function () { delete keys.template; } });   // another template or value: another message
+
     form.appendChild(label);
     form.appendChild(hint);
-    form.appendChild(linkToggle);
+    form.appendChild(attachToggle);
+    form.appendChild(waba.toggle);
     form.appendChild(textarea);
     form.appendChild(send);
     root.appendChild(statusRow);
+    root.appendChild(waba.line);
     root.appendChild(replyBar);
+    root.appendChild(attachMenu);
+    root.appendChild(fileInput);
+    root.appendChild(fileRow);
     root.appendChild(linkRow);
+    root.appendChild(waba.picker);
     root.appendChild(form);
 
     var sending = false;
-    var sendKey = null;   // kept only while the same message is retried after a lost answer
+    // Idempotency keys, one per message (the file, the text): kept only while the same message is
+    // retried after a lost answer.
+    var keys = {};
+    var attached = null;  // {file, id}: the file to send; id once it is uploaded (an upload is not repeated)
     var replyTo = null;   // the message the next send quotes
     var draft = ctx.draft || { get: function () { return ""; }, set: function () {}, clear: function () {} };
     textarea.value = draft.get();   // what the agent was typing here before (e.g. before the session ended)
@@ -345,7 +662,15 @@
         " characters" : "";
       var hasText = !isBlank(textarea.value);
       var hasLink = !linkRow.hidden && linkInput.value.trim() !== "";
-      send.disabled = sending || over || (!hasText && !hasLink);
+      // A WhatsApp Business chat whose 24-hour window is closed takes only a template (the server refuses more).
+      var closed = waba.closed();
+      send.disabled = sending || over || closed || (!hasText && !hasLink && !attached);
+      attachToggle.disabled = sending || closed;
+      waba.toggle.disabled = sending;
+      textarea.disabled = closed;
+      textarea.placeholder = closed ? WINDOW_CLOSED_TEXT + " (the Template button)." : "Write a message\u2026";
+      textarea.title = closed ? WINDOW_CLOSED_TEXT + ": the customer last wrote more than 24 hours ago." : "";
+      fileRemove.disabled = sending;
       textarea.readOnly = sending;
       linkInput.readOnly = sending;
       grow();
@@ -353,7 +678,7 @@
 
     function setReply(message) {
       replyTo = message;
-      sendKey = null;     // quoting another message (or none) makes another request
+      keys = {};          // quoting another message (or none) makes another request
       replyText.textContent = message ? snippet(message) : "";
       replyBar.title = message ? authorOf(message, chat) + ": " + snippet(message) : "";
       replyBar.hidden = !message;
@@ -366,20 +691,47 @@
       textarea.style.height = Math.min(textarea.scrollHeight + 2, 180) + "px";
     }
 
+    /** The messages to send, in order: {name, payload} (an attached file first, then the text:
+     * Wazzup takes a text or a file, not both), or {error}. */
     function body() {
       var link = linkRow.hidden ? "" : linkInput.value.trim();
       var text = textarea.value;
+      if (link && attached) {
+        return { error: "Send the attached file or the link, not both: remove one of them." };
+      }
       if (link && !isBlank(text)) {
         return { error: "Wazzup24 sends a text or a file, not both at once: send them one after the other." };
       }
-      var payload = { text: text };
+      var steps = [];
+      if (attached) steps.push({ name: "file", payload: {} });
       if (link) {
         // The server's rule: an http(s) URL (it says what else is wrong with one).
         if (!/^https?:\/\//i.test(link)) return { error: "The file link must start with http:// or https://." };
-        payload = { content_uri: link };
+        steps.push({ name: "link", payload: { content_uri: link } });
+      } else if (!attached || !isBlank(text)) {
+        steps.push({ name: "text", payload: { text: text } });
       }
-      if (replyTo) payload.reply_to = replyTo.id;
-      return { payload: payload };
+      if (replyTo) steps[0].payload.reply_to = replyTo.id;   // the first message quotes
+      return { steps: steps };
+    }
+
+    /** Upload the attached file once (POST .../files); resolves its id, or null after saying why not. */
+    function upload() {
+      if (attached.id) return Promise.resolve(attached.id);
+      var sent = attached;
+      var form = new FormData();
+      form.append("file", sent.file, sent.file.name);
+      send.textContent = "Uploading\u2026";
+      fileState.textContent = "Uploading\u2026";
+      return host.api("/api/chats/" + chat.id + "/wazzup24/files", { method: "POST", body: form }).then(function (r) {
+        fileState.textContent = "";
+        if (r.ok && r.data && typeof r.data.id === "number") {
+          sent.id = r.data.id;
+          return sent.id;
+        }
+        if (r.status !== 401) host.notify("Not uploaded: " + reasonOf(r), "error");
+        return null;
+      });
     }
 
     function submit() {
@@ -387,28 +739,60 @@
       var built = body();
       if (built.error) { host.notify(built.error, "error"); return; }
       sending = true;
-      send.textContent = "Sending…";
       update();
-      sendKey = sendKey || newKey();
       var quoting = replyTo;
-      host.api("/api/chats/" + chat.id + "/wazzup24/send", {
-        method: "POST", body: built.payload, headers: { "Idempotency-Key": sendKey }
-      }).then(function (r) {
+      var steps = built.steps.slice();
+      function next() {
+        var step = steps.shift();
+        if (!step) return finish(true);
+        var ready = step.name === "file" ? upload() : Promise.resolve(null);
+        return ready.then(function (fileId) {
+          if (step.name === "file") {
+            if (fileId === null) return finish(false);
+            step.payload.file_id = fileId;
+          }
+          // The text follows only a file Wazzup took: after a refusal the agent decides what to do.
+          return post(step, quoting).then(function (ok) { return ok ? next() : finish(false); });
+        });
+      }
+      function finish(all) {
         sending = false;
-        // An answer came: the next send is a new message (unless the first is still in progress).
-        if (r.status !== 0 && !(r.data && r.data.code === "idempotency_in_progress")) sendKey = null;
         send.textContent = "Send";
+        update();
+        if (ctx.refresh) ctx.refresh();
+        if (all) textarea.focus();
+      }
+      next();
+    }
+
+    /** Send one message; resolves whether Wazzup took it (or it is queued). A message stored as failed
+     * leaves the composer too: it is in the chat, with Resend. */
+    function post(step, quoting) {
+      send.textContent = "Sending\u2026";
+      keys[step.name] = keys[step.name] || newKey();
+      return host.api("/api/chats/" + chat.id + "/wazzup24/send", {
+        method: "POST", body: step.payload, headers: { "Idempotency-Key": keys[step.name] }
+      }).then(function (r) {
+        // An answer came: the next send is a new message (unless the first is still in progress).
+        if (r.status !== 0 && !(r.data && r.data.code === "idempotency_in_progress")) delete keys[step.name];
         var code = r.data && r.data.code;
         // Stored (as failed) even though Wazzup refused it: the message is in the chat with Resend.
         var stored = !r.ok && r.data && typeof r.data.message_id === "number";
         if (r.ok || stored) {
-          textarea.value = "";
-          linkInput.value = "";
-          draft.clear();
+          if (step.name === "file") {
+            detach();
+          } else if (step.name !== "template") {   // a template leaves what the agent is typing alone
+            textarea.value = "";
+            linkInput.value = "";
+            draft.clear();
+          }
           if (replyTo === quoting) setReply(null);   // not another one chosen while this one was sent
         }
         if (r.ok) {
-          if (r.status === 202) {
+          if (r.status === 202 && step.name === "file") {
+            // An uploaded file always goes through the outbox worker (Wazzup downloads it from us).
+            host.notify("File queued: it goes out to Wazzup24 in a moment.", "info");
+          } else if (r.status === 202) {
             host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
           } else {
             host.notify("Sent to Wazzup24.", "success");
@@ -425,15 +809,56 @@
           }
           if (r.status >= 500 || r.status === 0) fetchConnection();
         }
+        return r.ok;
+      });
+    }
+
+    /** A WhatsApp Business template (the picker's Send): a message of its own, like a file or a text. */
+    function sendTemplate(payload) {
+      if (sending) return Promise.resolve(false);
+      sending = true;
+      update();
+      return post({ name: "template", payload: payload }, null).then(function (ok) {
+        sending = false;
+        send.textContent = "Send";
         update();
         if (ctx.refresh) ctx.refresh();
-        if (r.ok) textarea.focus();
+        return ok;
       });
     }
 
     function edited() {
-      sendKey = null;  // another text is another message
+      delete keys.text;  // another text is another message
+      delete keys.link;
       update();
+    }
+
+    function attach(file) {
+      var problem = fileProblem(file, chat);
+      if (problem) { host.notify(problem, "error"); return; }
+      attached = { file: file, id: null };
+      delete keys.file;  // another file is another message
+      fileName.textContent = file.name;
+      fileSize.textContent = humanSize(file.size);
+      fileRow.title = file.name + " (" + humanSize(file.size) + ")";
+      fileRow.hidden = false;
+      update();
+    }
+
+    function detach() {
+      attached = null;
+      delete keys.file;
+      fileInput.value = "";
+      fileRow.hidden = true;
+      fileName.textContent = "";
+      fileSize.textContent = "";
+      update();
+    }
+
+    function closeMenu(focusBack) {
+      attachMenu.hidden = true;
+      attachToggle.setAttribute("aria-expanded", "false");
+      if (focusBack) attachToggle.focus();
     }
 
     textarea.addEventListener("input", function () {
@@ -463,14 +888,60 @@
       }
     });
     linkToggle.addEventListener("click", function () {
+      closeMenu(false);
       linkRow.hidden = !linkRow.hidden;
       linkToggle.setAttribute("aria-expanded", String(!linkRow.hidden));
       if (!linkRow.hidden) linkInput.focus(); else textarea.focus();
       update();
     });
+    attachToggle.addEventListener("click", function () {
+      attachMenu.hidden = !attachMenu.hidden;
+      attachToggle.setAttribute("aria-expanded", String(!attachMenu.hidden));
+      if (!attachMenu.hidden) pickFile.focus();
+    });
+    attachMenu.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); closeMenu(true); }
+    });
+    pickFile.addEventListener("click", function () {
+      closeMenu(false);
+      fileInput.click();
+    });
+    fileInput.addEventListener("change", function () {
+      if (fileInput.files && fileInput.files[0]) attach(fileInput.files[0]);
+      textarea.focus();
+    });
+    fileRemove.addEventListener("click", function () {
+      detach();
+      textarea.focus();
+    });
+    // A file dropped on the panel, or an image pasted into the text box, is attached too.
+    function hasFiles(event) {
+      return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types || [], "Files") >= 0;
+    }
+    root.addEventListener("dragover", function (event) {
+      if (!hasFiles(event) || sending) return;
+      event.preventDefault();
+      root.classList.add("wz-drop");
+    });
+    root.addEventListener("dragleave", function (event) {
+      if (!root.contains(event.relatedTarget)) root.classList.remove("wz-drop");
+    });
+    root.addEventListener("drop", function (event) {
+      root.classList.remove("wz-drop");
+      if (!hasFiles(event) || sending) return;
+      event.preventDefault();
+      if (event.dataTransfer.files.length) attach(event.dataTransfer.files[0]);
+    });
+    textarea.addEventListener("paste", function (event) {
+      var files = event.clipboardData && event.clipboardData.files;
+      if (!files || !files.length || sending) return;   // plain text pastes as usual
+      event.preventDefault();
+      attach(files[0]);
+    });
 
     var unwatch = watchConnection(function () {
       renderIndicator(dot, statusText, chat);
+      waba.refresh();   // with the connection report, the channel's transport is known: is it WhatsApp Business?
       var limit = textLimit(chat);
       if (limit !== maxChars) {
         maxChars = limit;
@@ -481,7 +952,8 @@
       reply: function (message) {
         setReply(message);
         textarea.focus();
-      }
+      },
+      incoming: waba.incoming
     };
     composers[chat.id] = composer;
     update();
@@ -490,6 +962,7 @@
       destroy: function () {
         if (composers[chat.id] === composer) delete composers[chat.id];
         unwatch();
+        waba.destroy();
         draft.set(textarea.value);   // also what a script put there without an input event
       }
     };

@@ -1,0 +1,241 @@
+"""``helpdesk-stub wazzup24 status``: the operator's view, from the database alone (no call to Wazzup).
+
+The outbox backlog, when the webhook last received and the worker last ran (``heartbeats.py``),
+the quarantine, parked items and the stored channel states, with a verdict per problem. Exit 0 all
+well, 1 something needs attention, 2 the database cannot be read: for cron, Nagios, systemd timers.
+
+Every query stays off a full scan of the big tables: the backlog through the outbox's partial
+index of pending rows, the last day's sends through primary keys (see :func:`first_outbox_id_since`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import click
+import sqlalchemy as sa
+
+from wazzup_plugin import heartbeats
+
+EXIT_OK, EXIT_ATTENTION, EXIT_UNREADABLE = 0, 1, 2
+DAY = timedelta(hours=24)
+PENDING_TOO_LONG = timedelta(minutes=5)
+WORKER_BEATS_MISSED = 3  # a worker looks dead once this many of its beats are missing
+
+
+def first_outbox_id_since(conn, outbox: sa.Table, cutoff: datetime) -> int | None:
+    """The smallest outbox ``message_id`` whose row was created at ``cutoff`` or later; None: no such row.
+
+    A binary search over the primary key, one indexed probe per step (about 30 for a billion ids):
+    ``created_at`` has no index, and one would cost every send a write. Message ids grow with time
+    (each is drawn when the message is stored), so ``message_id >= this`` is the rows since then."""
+    key, created = outbox.c.message_id, outbox.c.created_at
+    # Two statements: SQLite answers a lone min() or max() from the key, both at once by a full scan.
+    low, high = conn.execute(sa.select(sa.func.min(key))).scalar(), conn.execute(sa.select(sa.func.max(key))).scalar()
+    if high is None:
+        return None
+
+    def created_from(k: int):  # the creation time of the first row at or after id k
+        return conn.execute(sa.select(created).where(key >= k).order_by(key).limit(1)).scalar()
+
+    if created_from(high) < cutoff:
+        return None
+    for _ in range(64):  # bounded: the range halves every step
+        if low >= high:
+            break
+        middle = (low + high) // 2
+        if created_from(middle) >= cutoff:
+            high = middle
+        else:
+            low = middle + 1
+    return conn.execute(sa.select(key).where(key >= low).order_by(key).limit(1)).scalar()
+
+
+def _outbox(conn, tables, messages: sa.Table, now: datetime) -> dict:
+    o = tables["outbox"]
+    leased = o.c.lease_until > now
+    # 'pending' as a literal: the planner proves the partial index ix_wazzup_outbox_due's condition.
+    backlog = conn.execute(sa.select(
+        sa.func.count(), sa.func.sum(sa.case((leased, 1), else_=0)),
+        sa.func.sum(sa.case((sa.and_(sa.not_(leased) | o.c.lease_until.is_(None), o.c.attempts > 0), 1), else_=0)),
+        sa.func.min(o.c.created_at),
+    ).where(o.c.state == sa.literal_column("'pending'"))).one()
+    pending, leased_count, retrying, oldest = backlog[0], backlog[1] or 0, backlog[2] or 0, backlog[3]
+    first = first_outbox_id_since(conn, o, now - DAY)
+    settled = {}
+    if first is not None:
+        # Both keys bounded: a range of each primary key, never the whole messages table.
+        settled = dict(conn.execute(
+            sa.select(messages.c.status, sa.func.count())
+            .select_from(o.join(messages, messages.c.id == o.c.message_id))
+            .where(o.c.message_id >= first, messages.c.id >= first, messages.c.status.in_(("unknown", "failed")))
+            .group_by(messages.c.status)).all())
+    return {"pending": pending, "queued": pending - leased_count - retrying, "leased": leased_count,
+            "retrying": retrying, "oldest_pending_at": oldest, "sent_last_24h": first is not None,
+            "unknown_last_24h": settled.get("unknown", 0), "failed_last_24h": settled.get("failed", 0)}
+
+
+def collect(helpdesk, state, channels) -> dict:
+    """Everything the report shows, read in one connection (raises SQLAlchemyError when it cannot)."""
+    t = state.tables
+    with helpdesk.db.read() as conn:
+        outbox = _outbox(conn, t, helpdesk.tables.messages, helpdesk.clock())
+        beats = heartbeats.read_heartbeats(conn, t["heartbeats"])
+        q = t["quarantine"]
+        quarantined, oldest_quarantined = conn.execute(sa.select(sa.func.count(), sa.func.min(q.c.received_at))).one()
+        p = t["parked"]
+        parked = dict(conn.execute(sa.select(p.c.kind, sa.func.count()).group_by(p.c.kind)).all())
+    return {"outbox": outbox, "heartbeats": beats, "quarantine": (quarantined, oldest_quarantined),
+            "parked": parked, "channels": channels()}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _age(now: datetime, at: datetime | None) -> float | None:
+    return round((now - at).total_seconds(), 1) if at else None
+
+
+def build_report(facts: dict, settings, now: datetime) -> dict:
+    """The JSON report (keys documented in README, "Operations"), with ``problems`` and ``notes``."""
+    outbox, beats = facts["outbox"], facts["heartbeats"]
+    webhook = beats.get(heartbeats.WEBHOOK)
+    previous = beats.get(heartbeats.WEBHOOK_PREVIOUS_SECRET)
+    worker = beats.get(heartbeats.WORKER)
+    alive = bool(worker and worker.every_seconds
+                 and now - worker.at < timedelta(seconds=WORKER_BEATS_MISSED * worker.every_seconds))
+    quarantined, oldest_quarantined = facts["quarantine"]
+    report = {
+        "checked_at": now.isoformat(),
+        "outbox": {"pending": outbox["pending"], "queued": outbox["queued"], "leased": outbox["leased"],
+                   "retrying": outbox["retrying"], "oldest_pending_at": _iso(outbox["oldest_pending_at"]),
+                   "oldest_pending_age_seconds": _age(now, outbox["oldest_pending_at"]),
+                   "sent_last_24h": outbox["sent_last_24h"], "unknown_last_24h": outbox["unknown_last_24h"],
+                   "failed_last_24h": outbox["failed_last_24h"]},
+        "webhook": {"last_received_at": _iso(webhook and webhook.at),
+                    "last_received_age_seconds": _age(now, webhook and webhook.at),
+                    "previous_secret_configured": bool(settings.webhook_secret_previous),
+                    "previous_secret_last_used_at": _iso(previous and previous.at),
+                    "previous_secret_last_used_age_seconds": _age(now, previous and previous.at)},
+        "worker": {"last_heartbeat_at": _iso(worker and worker.at), "last_heartbeat_age_seconds":
+                   _age(now, worker and worker.at), "heartbeat_every_seconds": worker and worker.every_seconds,
+                   "alive": alive, "worker_id": worker and worker.detail},
+        "quarantine": {"count": quarantined, "oldest_at": _iso(oldest_quarantined),
+                       "oldest_age_seconds": _age(now, oldest_quarantined)},
+        "parked": {"statuses": facts["parked"].get("status", 0), "echoes": facts["parked"].get("echo", 0)},
+        "channels": [{k: c[k] for k in ("channel_id", "transport", "plain_id", "state", "updated_at",
+                                         "needs_action", "advice")} for c in facts["channels"]],
+    }
+    report["problems"], report["notes"] = _verdicts(report)
+    report["status"] = "attention" if report["problems"] else "ok"
+    return report
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _verdicts(report: dict) -> tuple[list[dict], list[str]]:
+    """(problems, each ``{"code", "message"}``: exit 1; notes: worth knowing, not failing)."""
+    problems, notes = [], []
+    outbox, worker, webhook, quarantine = report["outbox"], report["worker"], report["webhook"], report["quarantine"]
+    if outbox["pending"] and not worker["alive"]:
+        since = ("no outbox worker has ever run" if worker["last_heartbeat_at"] is None else
+                 f"the worker has not run for {_ago(worker['last_heartbeat_age_seconds'])}")
+        problems.append({"code": "worker_stale", "message": f"{since} while {outbox['pending']} message(s) wait: "
+                                                            "start `helpdesk-stub wazzup24 worker` (or `serve`)"})
+    age = outbox["oldest_pending_age_seconds"]
+    if age is not None and age > PENDING_TOO_LONG.total_seconds():
+        problems.append({"code": "pending_too_long", "message": f"the oldest queued message has waited {_ago(age)}: "
+                                                                "see `helpdesk-stub wazzup24 test-connection`"})
+    if quarantine["count"]:
+        problems.append({"code": "quarantine_not_empty", "message": (
+            f"{quarantine['count']} webhook item(s) in quarantine, the oldest {_ago(quarantine['oldest_age_seconds'])} "
+            "old: see `helpdesk-stub wazzup24 quarantine list`")})
+    received = webhook["last_received_age_seconds"]
+    if outbox["sent_last_24h"] and (received is None or received > DAY.total_seconds()):
+        problems.append({"code": "no_webhook", "message": (
+            f"no webhook delivery for 24 h (last: {_ago(received)}{'' if received is None else ' ago'}) while messages "
+            "were sent: check `helpdesk-stub wazzup24 test-connection`, then `set-webhook`")})
+    used = webhook["previous_secret_last_used_age_seconds"]
+    if used is not None and webhook["previous_secret_configured"]:
+        notes.append(f"a delivery used the previous webhook secret {_ago(used)} ago: run `helpdesk-stub wazzup24 "
+                     "set-webhook` again if this persists; remove WAZZUP24_WEBHOOK_SECRET_PREVIOUS once it stops")
+    notes.extend(c["advice"] for c in report["channels"] if c["needs_action"] and c["advice"])
+    return problems, notes
+
+
+def print_report(report: dict) -> None:
+    outbox, webhook, worker = report["outbox"], report["webhook"], report["worker"]
+    quarantine, parked = report["quarantine"], report["parked"]
+    if not webhook["previous_secret_configured"]:
+        previous = "not configured"
+    else:
+        used = webhook["previous_secret_last_used_age_seconds"]
+        previous = "configured, not used" if used is None else f"configured, last used {_ago(used)} ago"
+    if worker["last_heartbeat_at"] is None:
+        worker_line = "never seen"
+    else:
+        worker_line = (f"{'alive' if worker['alive'] else 'STALE'}, last beat "
+                       f"{_ago(worker['last_heartbeat_age_seconds'])} ago")
+    rows = [
+        ("Outbox queued", outbox["queued"]), ("Outbox sending", outbox["leased"]),
+        ("Outbox retrying", outbox["retrying"]),
+        ("Oldest pending", "-" if outbox["oldest_pending_age_seconds"] is None
+         else _ago(outbox["oldest_pending_age_seconds"])),
+        ("Unknown (24 h)", outbox["unknown_last_24h"]), ("Failed (24 h)", outbox["failed_last_24h"]),
+        ("Last webhook", _ago(webhook["last_received_age_seconds"])
+         + ("" if webhook["last_received_age_seconds"] is None else " ago")),
+        ("Previous secret", previous), ("Worker", worker_line),
+        ("Quarantine", quarantine["count"] if not quarantine["count"]
+         else f"{quarantine['count']}, oldest {_ago(quarantine['oldest_age_seconds'])}"),
+        ("Parked", f"{parked['statuses']} status(es), {parked['echoes']} echo(es)"),
+        *((("Channel", f"{c['channel_id']} {c['transport'] or '-'} {c['plain_id'] or '-'} [{c['state']}]")
+           for c in report["channels"])),
+    ]
+    click.echo(f"Wazzup24 status: {report['status'].upper()}")
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"  {label:<{width}}  {value}")
+    for problem in report["problems"]:
+        click.echo(f"! {problem['message']}")
+    for note in report["notes"]:
+        click.echo(f"  note: {note}")
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's first line (SQLAlchemy's text adds the statement and its parameters)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown error"])[0][:300]
+
+
+@click.command("status", help="The Wazzup24 channel's health from the database (no call to Wazzup): outbox, "
+                              "webhook, worker, quarantine, channels. Exit 0 all well, 1 something needs "
+                              "attention, 2 the database cannot be read.")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (keys in README, \"Operations\")")
+def status_command(as_json):
+    from wazzup_plugin.outbound.connection import stored_channels
+    from wazzup_plugin.outbound.context import outbound
+
+    helpdesk = click.get_current_context().obj.helpdesk()
+    ctx = outbound(helpdesk)
+    try:
+        facts = collect(helpdesk, ctx.state, lambda: stored_channels(ctx))
+    except sa.exc.SQLAlchemyError as exc:
+        reason = _reason(exc)
+        if as_json:
+            click.echo(json.dumps({"status": "unreadable", "reason": reason}))
+        click.echo(f"Wazzup24 status: cannot read the database: {reason}", err=True)
+        raise SystemExit(EXIT_UNREADABLE) from None
+    report = build_report(facts, ctx.settings, helpdesk.clock())
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+    else:
+        print_report(report)
+    raise SystemExit(EXIT_ATTENTION if report["problems"] else EXIT_OK)
