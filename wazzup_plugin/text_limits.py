@@ -63,7 +63,7 @@ def for_the_ui() -> dict:
             "default": DEFAULT.limit}
 
 
-# Wazzup's codes for an over-long text, in words (merged into the outbox's HUMAN_TEXT): one sentence per
+# Wazzup's codes for an over-long text, in words (merged into HUMAN_TEXT, wazzup_plugin/error_texts.py): one sentence per
 # messenger, from the limits above. MESSAGE_TEXT_TOO_LONG (WhatsApp, MAX) has its text in the outbox.
 TOO_LONG_TEXTS = {
     **{t.code: f"The text is longer than {t.messenger} allows ({t.limit:,} characters); shorten it or send it in parts."

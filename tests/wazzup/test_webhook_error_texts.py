@@ -56,3 +56,16 @@ def test_an_unknown_code_keeps_wazzups_description_and_a_known_one_gets_ours(del
     assert (wazzup_rows.message(WAZZUP_ID)["error_code"], wazzup_rows.message(WAZZUP_ID)["error_text"]) == \
         ("SOMETHING_NEW", "A reason Wazzup gives")
     assert wazzup_rows.message("WZ-2")["error_text"] == "The file is larger than the messenger accepts (50 MB)."
+
+
+def test_a_message_sent_from_the_phone_that_failed_is_explained_in_our_words_too(deliver, wazzup_rows):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+    from wazzup_plugin.sandbox.deliveries import incoming_message
+
+    echo = incoming_message(channel_id=DEFAULT_CHANNEL_ID, chat_id="79161234567", text="Typed on the phone",
+                            message_id="WZ-ECHO", is_echo=True, status="error",
+                            error={"error": "BAD_CONTACT", "description": "Account does not exist"})
+    deliver(delivery(messages=[echo]))
+    message = wazzup_rows.message("WZ-ECHO")
+    assert (message["direction"], message["status"], message["error_code"]) == ("out", "failed", "BAD_CONTACT")
+    assert message["error_text"] == "The number is not on WhatsApp, or the customer's app is too old."

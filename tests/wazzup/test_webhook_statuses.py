@@ -73,7 +73,7 @@ def test_error_status_is_stored_as_failed_with_code_and_description(deliver, pay
     deliver(payload("statuses_error"))
     message = wazzup_rows.message("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")
     assert message["status"] == "failed"
-    # A code we know is stored in our words (wazzup_plugin/outbound/outbox.py HUMAN_TEXT), Wazzup's otherwise.
+    # A code we know is stored in our words (wazzup_plugin/error_texts.py HUMAN_TEXT), Wazzup's otherwise.
     assert (message["error_code"], message["error_text"]) == (
         "BAD_CONTACT", "The number is not on WhatsApp, or the customer's app is too old.")
     assert message["failed_at"] == datetime(2025, 2, 5, 6, 1, 9, 120000, tzinfo=timezone.utc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from wazzup_plugin.error_texts import human_text
 from wazzup_plugin.inbound.message_rows import author_name, content_fields, placeholder
 from wazzup_plugin.inbound.parse import Message
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN
@@ -91,7 +92,7 @@ class NewMessages:
             row["sent_at"] = at
             row[TIMESTAMP_COLUMN[row["status"]]] = at
             if row["status"] == "failed":
-                row["error_code"], row["error_text"] = msg.error_code, msg.error_text
+                row["error_code"], row["error_text"] = msg.error_code, human_text(msg.error_code) or msg.error_text
         return row
 
     def _insert_messages(self, fresh: list[Message], chat_of: dict, apply_lost_edits: bool = False) -> list[str]:

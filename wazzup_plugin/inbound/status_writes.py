@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin.inbound.id_chunks import chunks
 from wazzup_plugin.inbound.parse import StatusReport
-from wazzup_plugin.outbound.outbox import human_text
+from wazzup_plugin.error_texts import human_text
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN, can_move
 
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3}
