@@ -44,7 +44,8 @@ def test_a_closed_window_disables_the_text_box_and_a_template_from_the_picker_re
     expect(line).to_have_text("The 24-hour window is closed: send a template")
     expect(line).to_have_class(re.compile(r"\bwz-window-closed\b"))
     expect(composer(page)).to_be_disabled()
-    expect(composer(page)).to_have_attribute("placeholder", re.compile("The 24-hour window is closed"))
+    expect(composer(page)).to_have_attribute("placeholder", "Window closed: use Template")
+    expect(page.get_by_role("button", name="Template")).to_be_focused()   # the disabled box cannot keep it
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
 
     page.get_by_role("button", name="Template").click()
@@ -69,6 +70,7 @@ def test_a_closed_window_disables_the_text_box_and_a_template_from_the_picker_re
     expect(sent).to_have_count(1)
     expect(sent).to_have_attribute("data-status", "accepted")
     expect(page.locator(".wz-templates")).to_be_hidden()
+    expect(page.get_by_role("button", name="Template")).to_be_focused()
     chat_id = live.chat_by_phone(phone)["id"]
     message = live.message(chat_id, int(sent.get_attribute("data-message-id")))
     at_wazzup = live.sandbox("GET", "/_sandbox/received",
@@ -78,6 +80,6 @@ def test_a_closed_window_disables_the_text_box_and_a_template_from_the_picker_re
 
     # The customer answers: the window opens for 24 hours and the text box with it.
     live.customer_writes("Thanks, I'll come today", chatId=phone, channelId=waba_channel)
-    expect(line).to_have_text(re.compile(r"^Window open until \d\d:\d\d$"))
+    expect(line).to_have_text(re.compile(r"^Window open for 2[34] h \d+ min \(until \d\d:\d\d tomorrow\)$"))
     expect(composer(page)).to_be_enabled()
     assert not page.page_errors

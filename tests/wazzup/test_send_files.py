@@ -376,3 +376,21 @@ def test_the_public_address_defaults_to_the_webhook_urls_origin():
 def test_a_wrong_public_address_stops_startup_naming_the_setting(value):
     with pytest.raises(SettingsError, match="WAZZUP24_PUBLIC_URL"):
         WazzupSettings.from_env({"WAZZUP24_PUBLIC_URL": value})
+
+
+def test_a_text_sent_while_a_file_waits_in_the_outbox_goes_out_after_it(send, chat, uploaded, wazzup_api, wazzup_url,
+                                                                       sent_bodies, outbox_ctx):
+    from wazzup_plugin.outbound import worker
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    assert send(chat, {"file_id": uploaded["id"]}).status_code == 202
+    text = send(chat, text="Here is the photo of your parcel")
+    assert (text.status_code, text.json["status"]) == (202, "queued")   # behind the file, not before it
+    assert sent_bodies() == []
+    worker.run_once(outbox_ctx, worker.worker_id())
+    assert [("contentUri" in b, b.get("text")) for b in sent_bodies()] == [
+        (True, None), (False, "Here is the photo of your parcel")]
+    # With the outbox empty again, a text is sent at once.
+    wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "f66c53a6-0000-46b2-b41b-5a2ef4844bcb"},
+                       status=201)
+    assert send(chat, text="Anything else?").status_code == 201

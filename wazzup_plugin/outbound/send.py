@@ -239,6 +239,15 @@ class _SendBase:
         values = values or []
         return template.id, values, template.render(values)
 
+    def _waiting_in_outbox(self, conn, chat_id: int) -> bool:
+        """Whether a message of the chat is still waiting in the outbox (queued, being sent, or retried)."""
+        o = self.state.tables["outbox"]
+        # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
+        return conn.execute(built(o, "send_chat_waiting", lambda: sa.select(o.c.message_id).where(
+            o.c.state == sa.literal_column("'pending'"),
+            o.c.chat_id == sa.bindparam("b_chat_id", type_=o.c.chat_id.type)).limit(1)),
+            {"b_chat_id": chat_id}).first() is not None
+
     def _messenger(self, conn, chat_id: int) -> tuple[str | None, str | None]:
         """The chat's Wazzup chat type and its channel's transport (None where not known): its limits."""
         chat = chat_channel(conn, self.state, chat_id)
@@ -403,6 +412,7 @@ class SendResource(_SendBase):
                                   fields={"reply_to": ["this message has no Wazzup id yet, so it cannot be quoted"]})
                 ref = quoted.wazzup_message_id
             uploaded = self._uploaded(conn, chat_id, data.get("file_id"))
+            behind = self._waiting_in_outbox(conn, chat_id)
         template = self._template(chat_id, window, data.get("template_id"), data.get("template_values"))
         self._check_window(window, template)
         text = template[2] if template else data.get("text")
@@ -427,8 +437,10 @@ class SendResource(_SendBase):
                 keep_content_type(tx, self.helpdesk, message_id, content_type)
             return message_id
 
+        # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
+        # one queues too: the worker sends them in order, so the customer reads them as written.
         self._run(req, resp, {**data, "chat_id": chat_id}, store,
-                  inline=not served_here(self.state.settings, content_uri))
+                  inline=not (behind or served_here(self.state.settings, content_uri)))
 
 
 class ResendResource(_SendBase):

@@ -333,6 +333,15 @@
     return ("0" + date.getHours()).slice(-2) + ":" + ("0" + date.getMinutes()).slice(-2);
   }
 
+  /** "for 23 h 50 min (until 02:09 tomorrow)": a bare time would read as today's, already past. */
+  function openFor(at) {
+    var minutes = Math.max(0, Math.floor((at.getTime() - Date.now()) / 60000));
+    var left = minutes >= 60 ? Math.floor(minutes / 60) + " h " + (minutes % 60) + " min" : minutes + " min";
+    var today = new Date();
+    var day = at.toDateString() === today.toDateString() ? "" : " tomorrow";
+    return "for " + left + " (until " + hhmm(at) + day + ")";
+  }
+
   /** The window line, the "Template" button and the template picker of one chat's panel.
    * panel = {changed(): the composer re-checks what it may send, sendTemplate(payload): Promise<bool>,
    * edited(): the template or its values changed (the next send is another message)}. */
@@ -369,7 +378,7 @@
       var shut = closed();
       line.classList.toggle("wz-window-closed", shut);
       line.classList.toggle("wz-window-warn", !shut && at.getTime() - Date.now() <= WINDOW_WARN_MS);
-      line.textContent = shut ? WINDOW_CLOSED_TEXT : "Window open until " + hhmm(at);
+      line.textContent = shut ? WINDOW_CLOSED_TEXT : "Window open " + openFor(at);
       line.title = shut ? "WhatsApp Business takes free text and files only within 24 hours of the customer's " +
         "last message; a template reopens the conversation." : "Free text and files can be sent until " +
         at.toLocaleString() + "; after that only a template.";
@@ -487,7 +496,7 @@
         if (go.disabled) return;
         go.disabled = true;
         panel.sendTemplate({ template_id: t.id, template_values: values() }).then(function (ok) {
-          if (ok) closePicker(); else show();
+          if (ok) { closePicker(); toggle.focus(); } else show();   // the focused button is gone with the picker
         });
       });
       show();
@@ -667,8 +676,10 @@
       send.disabled = sending || over || closed || (!hasText && !hasLink && !attached);
       attachToggle.disabled = sending || closed;
       waba.toggle.disabled = sending;
+      var focused = document.activeElement === textarea;
       textarea.disabled = closed;
-      textarea.placeholder = closed ? WINDOW_CLOSED_TEXT + " (the Template button)." : "Write a message\u2026";
+      if (closed && focused) waba.toggle.focus();   // a disabled box drops the focus: keep it in the composer
+      textarea.placeholder = closed ? "Window closed: use Template" : "Write a message\u2026";
       textarea.title = closed ? WINDOW_CLOSED_TEXT + ": the customer last wrote more than 24 hours ago." : "";
       fileRemove.disabled = sending;
       textarea.readOnly = sending;
@@ -752,6 +763,7 @@
             step.payload.file_id = fileId;
           }
           // The text follows only a file Wazzup took: after a refusal the agent decides what to do.
+          if (steps.length && step.name === "file") steps[0].afterFile = true;
           return post(step, quoting).then(function (ok) { return ok ? next() : finish(false); });
         });
       }
@@ -792,6 +804,9 @@
           if (r.status === 202 && step.name === "file") {
             // An uploaded file always goes through the outbox worker (Wazzup downloads it from us).
             host.notify("File queued: it goes out to Wazzup24 in a moment.", "info");
+          } else if (r.status === 202 && step.afterFile) {
+            // Behind the file in the outbox: the server keeps a chat's messages in order.
+            host.notify("Queued after the file: the customer gets them in this order.", "info");
           } else if (r.status === 202) {
             host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
           } else {
@@ -834,6 +849,7 @@
     }
 
     function attach(file) {
+      if (waba.closed()) { host.notify(WINDOW_CLOSED_TEXT + ": a file cannot go now.", "error"); return; }
       var problem = fileProblem(file, chat);
       if (problem) { host.notify(problem, "error"); return; }
       attached = { file: file, id: null };
