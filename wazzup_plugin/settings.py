@@ -165,8 +165,13 @@ def _public_url(env: Mapping[str, str], webhook_url: str | None) -> str | None:
     if parts.query or parts.fragment or "@" in parts.netloc or len(raw) > MAX_PUBLIC_URL:
         raise SettingsError(f"{PUBLIC_URL} must be the helpdesk's public http(s) address, e.g. "
                             f"https://helpdesk.example.com, with no query, fragment or credentials and at most "
-                            f"{MAX_PUBLIC_URL} characters; got {raw!r}")
+                            f"{MAX_PUBLIC_URL} characters; got {_without_credentials(parts)!r}")
     return raw.rstrip("/")
+
+
+def _without_credentials(parts) -> str:
+    """A URL as an error message may show it: a password in it stays out of logs and terminals."""
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()[:MAX_PUBLIC_URL + 20]
 
 
 def attempt_seconds(connect_timeout: float, read_timeout: float) -> float:

@@ -394,3 +394,9 @@ def test_a_text_sent_while_a_file_waits_in_the_outbox_goes_out_after_it(send, ch
     wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": "f66c53a6-0000-46b2-b41b-5a2ef4844bcb"},
                        status=201)
     assert send(chat, text="Anything else?").status_code == 201
+
+
+def test_a_wrong_public_address_is_refused_without_showing_its_password():
+    with pytest.raises(SettingsError) as refused:
+        WazzupSettings.from_env({"WAZZUP24_PUBLIC_URL": "https://admin:S3cretPass@desk.example.com"})
+    assert "S3cretPass" not in str(refused.value) and "https://desk.example.com" in str(refused.value)

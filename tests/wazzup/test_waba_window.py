@@ -135,3 +135,34 @@ def test_the_workers_retry_of_a_queued_message_is_not_blocked_by_a_closed_window
     [message_id] = outbox.claim_due(outbox_ctx, "worker-1")
     assert outbox.attempt(outbox_ctx, message_id, "worker-1").kind == "accepted"
     assert sent_bodies()[-1]["text"] == "sure"
+
+
+def test_the_outbox_worker_learns_a_new_chats_channel_so_its_closed_window_is_enforced(
+        make_wazzup_chat, window_of, send, outbox_ctx, wazzup_api, wazzup_url, stored):
+    """A new install: no one has opened the connection report, so no channel's messenger is stored.
+    The worker asks Wazzup's channel list when it starts; from then on the window holds."""
+    import threading
+
+    from tests.conftest import WABA_CHANNEL_ID
+    from wazzup_plugin.outbound import worker
+
+    chat = make_wazzup_chat(wazzup_chat_id="79011112255", channel_id=WABA_CHANNEL_ID)  # the customer never wrote
+    assert window_of(chat).applies is False                       # its messenger is not known yet
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=[
+        {"channelId": WABA_CHANNEL_ID, "transport": "wapi", "plainId": "79865784458", "state": "active"}])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(outbox_ctx, stop), kwargs={"poll_seconds": 0.01})
+    thread.start()
+    try:
+        for _ in range(500):  # bounded: 5 s
+            if window_of(chat).applies:
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert window_of(chat).to_json()["applies"] is True and window_of(chat).open is False
+    before = stored()
+    refused = send(chat, text="Hello after a while")
+    assert (refused.status_code, refused.json["code"]) == (409, "wazzup_window_closed")
+    assert stored() == before

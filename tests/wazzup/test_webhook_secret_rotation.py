@@ -95,7 +95,7 @@ def _patched(wazzup_api) -> list[dict]:
 def test_set_webhook_rotate_registers_a_new_secret_and_prints_both_env_lines(run, wazzup_api, wazzup_url, api_payload):
     wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
     wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_patched"))
-    result = run("set-webhook", "--rotate", "--yes")
+    result = run("set-webhook", "--rotate", input="y\n")   # the operator put both lines in .env and restarted
     assert result.exit_code == 0, result.output
     [body] = _patched(wazzup_api)
     url = urlsplit(body["webhooksUri"])
@@ -117,7 +117,14 @@ def test_set_webhook_rotate_registers_nothing_until_the_helpdesk_runs_with_both_
 
 
 def test_set_webhook_rotate_without_a_secret_says_there_is_none_to_rotate(run, wazzup_api):
-    result = run("set-webhook", "--rotate", "--yes", WAZZUP24_WEBHOOK_SECRET=None, WAZZUP24_WEBHOOK_INSECURE="1")
+    result = run("set-webhook", "--rotate", WAZZUP24_WEBHOOK_SECRET=None, WAZZUP24_WEBHOOK_INSECURE="1")
     assert result.exit_code == 2
     assert "no secret to rotate" in result.output
     assert _patched(wazzup_api) == []
+
+
+def test_set_webhook_rotate_refuses_yes_as_no_helpdesk_can_know_the_secret_it_makes(run, wazzup_api):
+    result = run("set-webhook", "--rotate", "--yes")
+    assert result.exit_code == 2
+    assert "--rotate and --yes cannot go together" in result.output
+    assert "WAZZUP24_WEBHOOK_SECRET=" not in result.output and _patched(wazzup_api) == []

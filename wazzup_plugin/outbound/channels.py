@@ -6,14 +6,21 @@ only active WhatsApp channel of the account; else a clear error naming the chann
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 
+from wazzup_plugin.client import WazzupError
 from wazzup_plugin.store_common import upsert
 from wazzup_plugin.text import is_id
 
+log = logging.getLogger(__name__)
+
 WHATSAPP_TRANSPORTS = ("whatsapp", "wapi")
+# How often the outbox worker refreshes the stored channel list (a new channel, a changed transport).
+CHANNELS_EVERY = timedelta(minutes=10)
 
 
 class ChannelSelectionError(Exception):
@@ -131,3 +138,15 @@ def remember_channels(ctx, channels: list[dict]) -> None:
                update=["state", "transport", "plain_id", "updated_at"],
                where=_newer_and_different,
                keep_when_null=["transport", "plain_id"])
+
+
+def refresh_channels(ctx) -> bool:
+    """Store what Wazzup's channel list says now (the outbox worker: at start and every
+    :data:`CHANNELS_EVERY`), so each chat's messenger, and with it a WhatsApp Business chat's 24-hour
+    window, is known before anyone opens the connection report. False when Wazzup could not be asked."""
+    try:
+        remember_channels(ctx, ctx.client.channels())
+    except WazzupError as exc:
+        log.warning("Wazzup24 channel list not refreshed: %s", exc)
+        return False
+    return True

@@ -103,8 +103,8 @@ def channels_command():
 
 @click.command("set-webhook", help="Register this helpdesk's webhook (WAZZUP24_WEBHOOK_URL plus the secret) at Wazzup.")
 @click.option("--url", help="the public URL of /api/webhook (default: WAZZUP24_WEBHOOK_URL)")
-@click.option("--yes", is_flag=True, help="answer yes: replace a URL that is not ours; with --rotate, the helpdesk "
-                                         "already runs with the two new .env lines")
+@click.option("--yes", is_flag=True, help="answer yes: replace a URL that is not ours (not with --rotate: its new "
+                                         "secret is made by that run, so no helpdesk can run with it yet)")
 @click.option("--rotate", is_flag=True, help="replace the secret: make a new one, print the .env lines (the new "
                                              "secret, the old one as WAZZUP24_WEBHOOK_SECRET_PREVIOUS), register it")
 def set_webhook_command(url, yes, rotate):
@@ -122,6 +122,11 @@ def set_webhook_command(url, yes, rotate):
         raise SystemExit(EXIT_NOT_CONFIGURED)
     if not url.lower().startswith(("https://", "http://")):
         raise click.BadParameter("must be an http(s) URL", param_hint="--url")
+    if rotate and yes:
+        # Wazzup test-posts to the URL it is given: the new secret must reach .env and a restart
+        # first, and this run is what makes it, so no one can have answered that question already.
+        raise click.UsageError("--rotate and --yes cannot go together: --rotate makes the new secret, and the "
+                               "helpdesk must be restarted with it before Wazzup is told. Run --rotate alone.")
     secret = settings.webhook_secret
     if rotate:
         secret = _rotated_secret(settings.webhook_secret, yes)

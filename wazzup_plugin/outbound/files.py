@@ -160,7 +160,7 @@ class PublicFileResource:
 
     @answers_problems
     def on_get(self, req, resp, token, name):
-        row = self._find(token, with_data=req.method == "GET")
+        row = self._find(token, with_data=False)  # the bytes only for an answer that carries them
         # The same answer for an unknown token and a wrong name: nothing tells which files exist.
         if row is None or url_name(row.name) != name:
             raise Problem(404, "not_found", "Not found.")
@@ -175,7 +175,10 @@ class PublicFileResource:
             return
         resp.content_type = row.content_type
         if req.method == "GET":
-            resp.data = row.data
+            with_data = self._find(token, with_data=True)
+            if with_data is None:  # removed with its chat in between
+                raise Problem(404, "not_found", "Not found.")
+            resp.data = with_data.data
         else:
             resp.content_length = row.size
 

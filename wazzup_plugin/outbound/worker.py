@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
 from wazzup_plugin.outbound import outbox
+from wazzup_plugin.outbound.channels import CHANNELS_EVERY, refresh_channels
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
     while not stop.is_set():
         heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
+        if ctx.client is not None and heartbeats.due(ctx.state.extras, "worker.channels", ctx.clock(), CHANNELS_EVERY):
+            refresh_channels(ctx)
         try:
             outcomes = run_once(ctx, owner, batch, stop)
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
