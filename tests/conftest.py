@@ -648,6 +648,27 @@ def _free_port() -> int:
 
 
 @pytest.fixture
+def outbox_worker_process(tmp_path):
+    """``start(env)``: the outbox worker as ``serve`` runs it beside gunicorn, a real process on the
+    settings ``env`` (its output in ``tmp_path/worker.log``); stopped after the test."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(env: dict):
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
+        with open(tmp_path / "worker.log", "ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"],
+                                          cwd=tmp_path, env={**full, **env}, stdout=log, stderr=subprocess.STDOUT))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        _stop_process(proc)
+
+
+@pytest.fixture
 def free_port():
     """A free port on 127.0.0.1, for a server whose URL a setting must name before it starts."""
     return _free_port()

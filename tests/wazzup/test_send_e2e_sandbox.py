@@ -27,7 +27,8 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 
 
 @pytest.fixture
-def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key, tmp_path):
+def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key, tmp_path,
+         outbox_worker_process):
     """The helpdesk under gunicorn talking to the sandbox; ``live.send(text)``, ``live.start_worker()``."""
     from types import SimpleNamespace
 
@@ -38,19 +39,13 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
     host = gunicorn_host(env, workers=2)
     env["WAZZUP24_WEBHOOK_URL"] = f"{host.url}/api/webhook"
     chat = make_wazzup_chat(channel_id=None)  # the channel comes from the sandbox's GET /v3/channels
-    workers = []
-
     def cli(*args):
         full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
         return subprocess.run([sys.executable, "-m", "host_stub", "wazzup24", *args], cwd=tmp_path,
                               env={**full, **env}, capture_output=True, text=True, timeout=60)
 
     def start_worker():
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
-        log = open(tmp_path / "worker.log", "ab")
-        workers.append(subprocess.Popen([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"],
-                                        cwd=tmp_path, env={**full, **env}, stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+        outbox_worker_process(env)
 
     def send(text):
         return requests.post(f"{host.url}/api/chats/{chat}/wazzup24/send", json={"text": text},
@@ -65,14 +60,8 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
         result.raise_for_status()
         return result.json()
 
-    yield SimpleNamespace(host=host, chat=chat, cli=cli, start_worker=start_worker, send=send, message=message,
-                          sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
-    for proc in workers:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return SimpleNamespace(host=host, chat=chat, cli=cli, start_worker=start_worker, send=send, message=message,
+                           sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
 
 
 def test_a_message_goes_out_once_and_its_ticks_come_back_through_the_webhook(live):

@@ -2,9 +2,6 @@
 sandbox, downloading contentUri at once as Wazzup does, fetches it from the helpdesk's public URL."""
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -21,7 +18,8 @@ def sandbox_config(sandbox_config):
 
 
 @pytest.fixture
-def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key, free_port, tmp_path):
+def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key, free_port,
+         outbox_worker_process):
     """The helpdesk under gunicorn with ONE web worker, its public address taken from its webhook URL
     (no WAZZUP24_PUBLIC_URL), and the outbox worker as a real process (``live.start_worker()``)."""
     from types import SimpleNamespace
@@ -33,24 +31,11 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
     host = gunicorn_host(env, workers=1, port=free_port)
     sandbox_server.app.sandbox.register_webhook(f"{webhook}?token={SECRET}")
     chat = make_wazzup_chat(channel_id=None)  # the channel comes from the sandbox's GET /v3/channels
-    workers = []
-
-    def start_worker():
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
-        with open(tmp_path / "worker.log", "ab") as log:
-            workers.append(subprocess.Popen([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"],
-                                            cwd=tmp_path, env={**full, **env}, stdout=log, stderr=subprocess.STDOUT))
-
     def api(method, path, **kwargs):
         return requests.request(method, host.url + path, headers=agent["headers"], timeout=30, **kwargs)
 
-    yield SimpleNamespace(host=host, chat=chat, api=api, sandbox=sandbox_server.app.sandbox, start_worker=start_worker)
-    for proc in workers:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return SimpleNamespace(host=host, chat=chat, api=api, sandbox=sandbox_server.app.sandbox,
+                           start_worker=lambda: outbox_worker_process(env))
 
 
 def test_an_uploaded_file_goes_out_through_the_worker_while_the_web_worker_serves_its_download(live):

@@ -100,7 +100,7 @@ def lease_seconds(ctx) -> float:
 
 
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
-            content_name=None, message_type="text", ref_message_id=None, author_agent_id=None,
+            content_name=None, content_type=None, message_type="text", ref_message_id=None, author_agent_id=None,
             author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None) -> int:
     """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
 
@@ -123,7 +123,8 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
     # or deletion of this message from the phone finds it is the chat's last and follows its preview.
     message_id = tx.conn.execute(built(m, "enqueue", lambda: sa.insert(m)), dict(
         chat_id=chat_id, direction="out", status="queued", type=message_type, text=text, content_uri=content_uri,
-        content_name=content_name, author_agent_id=author_agent_id, author_name=author_name, messenger_at=now,
+        content_name=content_name, content_type=content_type, author_agent_id=author_agent_id,
+        author_name=author_name, messenger_at=now,
         created_at=now, queued_at=now, change_seq=tx.change_seq,
     )).inserted_primary_key[0]
     crm_id = new_crm_message_id()

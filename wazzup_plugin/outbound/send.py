@@ -28,8 +28,7 @@ from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
-from wazzup_plugin.outbound.stored_files import (StoredFile, file_for_send, keep_content_type, not_configured,
-                                                  public_url, served_here)
+from wazzup_plugin.outbound.stored_files import StoredFile, file_for_send, not_configured, public_url, served_here
 from wazzup_plugin.outbound.templates import MAX_VALUE as MAX_TEMPLATE_VALUE
 from wazzup_plugin.outbound.templates import chosen_template, not_waba, stored_template
 from wazzup_plugin.outbound.window import Window, chat_channel, chat_window
@@ -203,12 +202,14 @@ class _SendBase:
                           f"Chat {chat_id} is a {chat.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
         return chat
 
-    def _check_text(self, conn, chat_id: int, text: str | None) -> None:
+    @staticmethod
+    def _check_text(channel, text: str | None) -> None:
         """Refuse a text longer than the chat's messenger takes (422 on ``text``, nothing stored):
-        Wazzup would refuse it (MESSAGES_TOO_LONG_TELEGRAM, ...) after the agent was told it was sent."""
+        Wazzup would refuse it (MESSAGES_TOO_LONG_TELEGRAM, ...) after the agent was told it was sent.
+        ``channel``: the chat's :func:`chat_channel` row (None: not a chat Wazzup knows yet)."""
         if text is None or len(text) <= min(t.limit for t in _ALL_LIMITS):
             return
-        limit = text_limit(*self._messenger(conn, chat_id))
+        limit = text_limit(*((channel.chat_type, channel.transport) if channel is not None else (None, None)))
         if len(text) > limit.limit:
             raise Problem(422, "invalid_body", "The request body is not valid.",
                           fields={"text": [too_long_reason(limit, len(text))]})
@@ -397,8 +398,9 @@ class SendResource(_SendBase):
         m = self.helpdesk.tables.messages
         with self.helpdesk.db.read() as conn:
             self._chat(conn, chat_id)
-            self._check_text(conn, chat_id, data.get("text"))
-            window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock())
+            channel = chat_channel(conn, self.state, chat_id)  # for the text limit and the window both
+            self._check_text(channel, data.get("text"))
+            window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel)
             ref = None
             if data.get("reply_to") is not None:
                 quoted = conn.execute(sa.select(m.c.id, m.c.chat_id, w.c.wazzup_message_id)
@@ -428,14 +430,11 @@ class SendResource(_SendBase):
             message_type, name = "text", None
 
         def store(tx, ctx, now, owner, written):
-            message_id = outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
-                                        content_uri=content_uri, content_name=name, message_type=message_type,
-                                        ref_message_id=ref, author_agent_id=agent.id,
-                                        author_name=agent.display_name or agent.username, written=written,
-                                        template=template[:2] if template else None)
-            if content_type is not None:
-                keep_content_type(tx, self.helpdesk, message_id, content_type)
-            return message_id
+            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
+                                  content_uri=content_uri, content_name=name, content_type=content_type,
+                                  message_type=message_type, ref_message_id=ref, author_agent_id=agent.id,
+                                  author_name=agent.display_name or agent.username, written=written,
+                                  template=template[:2] if template else None)
 
         # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
         # one queues too: the worker sends them in order, so the customer reads them as written.
@@ -467,19 +466,20 @@ class ResendResource(_SendBase):
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
         with self.helpdesk.db.read() as conn:
             template = stored_template(conn, self.state, message_id)
+            channel = chat_channel(conn, self.state, chat_id)
             if original.text is not None and not original.content_uri and template is None:
-                self._check_text(conn, chat_id, original.text)
-            self._check_window(chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock()), template)
+                self._check_text(channel, original.text)
+            self._check_window(chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel),
+                               template)
         agent = req.context.agent
 
         def store(tx, ctx, now, owner, written):
             new_id = outbox.enqueue(
                 tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
-                content_uri=original.content_uri, content_name=original.content_name, message_type=original.type,
+                content_uri=original.content_uri, content_name=original.content_name,
+                content_type=original.content_type, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
                 author_name=agent.display_name or agent.username, written=written, template=template)
-            if original.content_type is not None:
-                keep_content_type(tx, self.helpdesk, new_id, original.content_type)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount

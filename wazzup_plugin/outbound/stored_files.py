@@ -68,10 +68,3 @@ def file_for_send(conn, state, chat_id: int, file_id: int) -> StoredFile:
         raise Problem(422, "invalid_body", "The request body is not valid.",
                       fields={"file_id": ["no such file uploaded to this chat"]})
     return StoredFile(**row._mapping)
-
-
-def keep_content_type(tx, helpdesk, message_id: int, content_type: str) -> None:
-    """Record a sent file's MIME type on its message (in the transaction that stored it): the outbox
-    stores what every send has, and only an uploaded file's type is known for sure."""
-    m = helpdesk.tables.messages
-    tx.conn.execute(sa.update(m).where(m.c.id == message_id).values(content_type=content_type))

@@ -83,9 +83,14 @@ def last_incoming_at(conn, helpdesk, chat_id: int) -> datetime | None:
     return conn.execute(built(m, "window_last_incoming", build), {"b_chat_id": chat_id}).scalar()
 
 
-def chat_window(conn, helpdesk, state, chat_id: int, now: datetime) -> Window:
-    """The chat's window as the database knows it at ``now`` (the injected clock's time)."""
-    channel = chat_channel(conn, state, chat_id)
+_UNREAD = object()
+
+
+def chat_window(conn, helpdesk, state, chat_id: int, now: datetime, channel=_UNREAD) -> Window:
+    """The chat's window as the database knows it at ``now`` (the injected clock's time).
+    ``channel``: the chat's :func:`chat_channel` row when the caller has read it already."""
+    if channel is _UNREAD:
+        channel = chat_channel(conn, state, chat_id)
     if channel is None or not is_waba(channel.chat_type, channel.transport):
         return NO_WINDOW
     last = last_incoming_at(conn, helpdesk, chat_id)
