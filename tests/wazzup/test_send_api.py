@@ -226,6 +226,23 @@ def test_transient_failure_answers_202_and_leaves_it_queued_for_the_worker(
     assert row.next_attempt_at > helpdesk.clock()
 
 
+def test_a_send_while_another_send_to_the_chat_is_in_flight_is_sent_at_once_too(send, chat, wazzup_api, wazzup_url):
+    """Two agents answer one chat at the same moment: the second does not queue behind the first's live
+    call (only behind a message waiting for the worker), so both are sent and both answer 201."""
+    second = []
+
+    def wazzup(request):
+        body = json.loads(request.body)
+        if body["text"] == "first" and not second:
+            second.append(send(chat, text="second"))  # arrives while the first call is still at Wazzup
+        return 201, {}, json.dumps({"messageId": f"wz-{body['crmMessageId']}", "chatId": "79011112233"})
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=wazzup)
+    first = send(chat, text="first")
+    assert (first.status_code, second[0].status_code) == (201, 201), second[0].text
+    assert [c.request.body and json.loads(c.request.body)["text"] for c in wazzup_api.calls] == ["second", "first"]
+
+
 def test_429_answers_202(send, chat, wazzup_api, wazzup_url):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=429, headers={"Retry-After": "3"})
     assert send(chat, {"text": "hi"}).status_code == 202

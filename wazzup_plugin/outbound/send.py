@@ -240,14 +240,21 @@ class _SendBase:
         values = values or []
         return template.id, values, template.render(values)
 
-    def _waiting_in_outbox(self, conn, chat_id: int) -> bool:
-        """Whether a message of the chat is still waiting in the outbox (queued, being sent, or retried)."""
+    def _waiting_in_outbox(self, conn, chat_id: int, now) -> bool:
+        """Whether a message of the chat is waiting in the outbox for the worker (queued or retried).
+
+        A message another send request is sending right now (a live web lease) does not count: the
+        two are as simultaneous as their agents' clicks, and queueing this one would only turn its
+        201 into a 202 without ordering anything (the worker could send it before that call ends)."""
         o = self.state.tables["outbox"]
         # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
         return conn.execute(built(o, "send_chat_waiting", lambda: sa.select(o.c.message_id).where(
             o.c.state == sa.literal_column("'pending'"),
-            o.c.chat_id == sa.bindparam("b_chat_id", type_=o.c.chat_id.type)).limit(1)),
-            {"b_chat_id": chat_id}).first() is not None
+            o.c.chat_id == sa.bindparam("b_chat_id", type_=o.c.chat_id.type),
+            # OR, not NOT(AND): an unleased row has NULLs there, and NOT of NULL would hide it.
+            sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= sa.bindparam("b_now", type_=o.c.lease_until.type),
+                   sa.not_(o.c.lease_owner.startswith(WEB_OWNER, autoescape=True)))).limit(1)),
+            {"b_chat_id": chat_id, "b_now": now}).first() is not None
 
     def _messenger(self, conn, chat_id: int) -> tuple[str | None, str | None]:
         """The chat's Wazzup chat type and its channel's transport (None where not known): its limits."""
@@ -414,7 +421,7 @@ class SendResource(_SendBase):
                                   fields={"reply_to": ["this message has no Wazzup id yet, so it cannot be quoted"]})
                 ref = quoted.wazzup_message_id
             uploaded = self._uploaded(conn, chat_id, data.get("file_id"))
-            behind = self._waiting_in_outbox(conn, chat_id)
+            behind = self._waiting_in_outbox(conn, chat_id, self.helpdesk.clock())
         template = self._template(chat_id, window, data.get("template_id"), data.get("template_values"))
         self._check_window(window, template)
         text = template[2] if template else data.get("text")
