@@ -200,6 +200,24 @@ def test_the_schema_check_finds_nothing_on_a_fresh_database_and_ignores_what_an_
     assert schema_differences(empty_engine, pm) == []
 
 
+def test_the_schema_check_names_a_partial_index_whose_condition_was_changed_or_dropped(empty_engine, pm):
+    upgrade(empty_engine, pm)
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_wazzup_outbox_due")
+        conn.exec_driver_sql("CREATE INDEX ix_wazzup_outbox_due ON wazzup_outbox (next_attempt_at, message_id) "
+                             "WHERE state = 'done'")
+        conn.exec_driver_sql("DROP INDEX uq_wazzup_messages_crm_message_id")
+        conn.exec_driver_sql("CREATE UNIQUE INDEX uq_wazzup_messages_crm_message_id ON wazzup_messages (crm_message_id)")
+    problems = schema_differences(empty_engine, pm)
+    assert len(problems) == 2, problems
+    outbox, crm = sorted(problems)
+    assert outbox.startswith("index ix_wazzup_outbox_due on wazzup_outbox has the condition") and "'done'" in outbox
+    assert "state = 'pending'" in outbox
+    assert crm.startswith("index uq_wazzup_messages_crm_message_id on wazzup_messages has the condition 'none'")
+    with pytest.raises(StartupError, match="ix_wazzup_outbox_due"):
+        upgrade(empty_engine, pm)
+
+
 def test_change_counter_grows_with_every_insert_and_update(helpdesk, make_chat, make_message):
     chats, messages = helpdesk.tables.chats, helpdesk.tables.messages
     seen = []
