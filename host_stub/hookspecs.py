@@ -14,10 +14,11 @@ and the host refuses a plugin whose ``contract`` is not :data:`CONTRACT_VERSION`
 Hook implementations are marked with ``pluggy.HookimplMarker("helpdesk")`` (the marker matches by
 project name, so a plugin needs no import from the host) and accept only the arguments they use.
 
-Startup. The host calls ``register_schema`` while it assembles its ``MetaData``; then, building the
-app, ``register_chat_types``, ``register_fields``, ``register_routes``, ``register_ui`` and
-``register_workers``; then ``startup``. Any of these last six may raise to refuse startup: the host
-must then not start, and must show the exception's message. A plugin cannot import the host's exception
+Startup. The host calls ``register_log_masks`` as it loads the plugins; ``register_schema`` while it
+assembles its ``MetaData``; then, building the app, ``register_chat_types``, ``register_fields``,
+``register_routes``, ``register_ui`` and ``register_workers``; then ``startup``. Any of these last six
+may raise to refuse startup: the host must then not start, and must show the exception's message (a log
+mask that cannot mask refuses it too). A plugin cannot import the host's exception
 classes, so it raises a ``ValueError`` whose message names what to fix (a setting, a host table);
 it validates its settings in the first of these hooks that needs them (the Wazzup24 plugin: in
 ``register_fields``). The reference host reports a ``ValueError``'s message as is, as its
@@ -326,6 +327,11 @@ def register_ui(helpdesk):
         content on every render; ``helpers`` offers ``findMessage(predicate)`` (a loaded message of
         the open chat, or null) and ``scrollToMessage(id)`` (scrolls to a loaded message and briefly
         highlights it; false when it is not loaded).
+    ``registerMediaUrl(fn)``
+        ``fn(message, chat)`` returns the URL to show a message's media (image, video, audio,
+        document) from instead of its ``content_uri``, or null to leave it: a path on the host's
+        own origin (``/...``) or an ``https`` URL (e.g. the plugin's kept copy of a customer's
+        photo). The first plugin answering one wins; the message's ``content_uri`` is unchanged.
     ``notify(text, kind)``
         A toast; ``kind`` is ``"success"``, ``"error"`` or ``"info"``.
     ``errorText(result, fallback, labels)``
@@ -346,6 +352,23 @@ def register_workers(helpdesk):
     command (the ``cli`` group given to ``register_commands``) that run it, e.g.
     ``("wazzup24", "worker")`` for ``helpdesk-stub wazzup24 worker``. ``serve`` starts one process
     per worker unless started with ``--no-workers``, and stops it on shutdown.
+    """
+
+
+@hookspec
+def register_log_masks():
+    """Return regular expressions (``str`` or compiled) matching text that must never reach a log.
+
+    Called once, as the plugins are loaded (``host_stub.plugins.get_plugin_manager``), before any app
+    or ``helpdesk`` exists: so it takes no arguments, and masks hold in every process that loads the
+    plugins (the web workers, the background workers, the CLI) from its first log line. In each match,
+    group 1 is kept and the rest of the match becomes ``***``, so a line still says what was there:
+    ``r"(/wazzup24/files/)[^/?#\\s\"]+"`` turns ``GET /wazzup24/files/AbC.../a.pdf`` into
+    ``GET /wazzup24/files/***/a.pdf``. The host applies them to every log record (its message, its
+    exception text and the string values of its context) and to the web server's access lines (the
+    request line, the URL, the referrer), beside its own masks (configured secret values, credential
+    query parameters, its API tokens). A pattern that does not compile, has no group or matches an
+    empty string stops startup. For secrets that are not settings, such as keys carried in a path.
     """
 
 

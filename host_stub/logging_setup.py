@@ -49,14 +49,19 @@ class SecretsFilter(logging.Filter):
     def __init__(self, secrets=()):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        # The plugins' own (``register_log_masks``): group 1 stays, the rest of a match is masked.
+        self.patterns: list[re.Pattern] = []
 
     def add(self, *values: str) -> None:
         self.secrets = sorted({*self.secrets, *(v for v in values if v and len(v) >= 6)}, key=len, reverse=True)
 
+    def add_patterns(self, *patterns: re.Pattern) -> None:
+        self.patterns.extend(p for p in patterns if p not in self.patterns)
+
     def mask(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        for pattern in _PATTERNS:
+        for pattern in (*_PATTERNS, *self.patterns):
             text = pattern.sub(lambda m: m.group(1) + MASK, text)
         return text
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 
 import pluggy
 
 from host_stub import hookspecs
 from host_stub.errors import StartupError
+from host_stub.logging_setup import secrets_filter
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,29 @@ def get_plugin_manager(load_entrypoints: bool = True, extra_plugins=(), enabled=
     except pluggy.PluginValidationError as exc:
         raise StartupError(f"plugin {pm.get_name(exc.plugin)!r} implements a hook the contract does not define "
                            f"(misspelled?): {exc}") from None
+    secrets_filter().add_patterns(*log_masks(pm))
     return pm
+
+
+def log_masks(pm: pluggy.PluginManager) -> list[re.Pattern]:
+    """The plugins' ``register_log_masks`` patterns, compiled; a pattern that cannot mask stops startup.
+
+    Taken as the plugins load, before any app or helpdesk exists: every process that loads them (the
+    web workers, the background workers, the CLI) masks from its first log line on."""
+    masks = []
+    for impl in pm.hook.register_log_masks.get_hookimpls():
+        for raw in impl.function() or ():
+            try:
+                pattern = re.compile(raw) if isinstance(raw, str) else raw
+                ok = isinstance(pattern, re.Pattern) and pattern.groups >= 1 and not pattern.match("")
+            except re.error:
+                ok = False
+            if not ok:
+                raise StartupError(f"plugin {impl.plugin_name!r} declares the log mask {raw!r}: a log mask must be a "
+                                   "regular expression whose group 1 is the text to keep, followed by what to "
+                                   "mask, and that does not match an empty string")
+            masks.append(pattern)
+    return masks
 
 
 def parse_enabled(raw: str | None) -> frozenset[str] | None:

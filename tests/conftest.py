@@ -724,13 +724,20 @@ def _stop_process(proc, timeout: float = 15.0) -> None:
 
 @pytest.fixture
 def isolated_logging():
-    """Undo ``configure_logging`` (root handlers and level) after a test that runs it."""
+    """Undo ``configure_logging`` and gunicorn's logger setup after a test that runs them: the root
+    logger's and gunicorn's loggers' handlers, levels and propagation are put back (a handler left
+    on ``gunicorn.access`` would otherwise reach the next test in the same process)."""
     import logging
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield root
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
+    loggers = [logging.getLogger(name) for name in (None, "gunicorn.error", "gunicorn.access")]
+    saved = [(log, list(log.handlers), log.propagate, log.level) for log in loggers]
+    yield loggers[0]
+    for log, handlers, propagate, level in saved:
+        for handler in [h for h in log.handlers if h not in handlers]:
+            log.removeHandler(handler)
+            handler.close()
+        for handler in handlers:
+            if handler not in log.handlers:
+                log.addHandler(handler)
+        log.propagate = propagate
+        log.setLevel(level)

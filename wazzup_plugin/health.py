@@ -17,11 +17,15 @@ import click
 import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
+from wazzup_plugin.media.status import media_backlog
+from wazzup_plugin.outbound.file_quota import MB, QUOTA, quota_bytes, stored_files
+from wazzup_plugin.outbound.file_rules import human_size
 
 EXIT_OK, EXIT_ATTENTION, EXIT_UNREADABLE = 0, 1, 2
 DAY = timedelta(hours=24)
 PENDING_TOO_LONG = timedelta(minutes=5)
 WORKER_BEATS_MISSED = 3  # a worker looks dead once this many of its beats are missing
+QUOTA_NEARLY_FULL = 0.9  # a note once uploaded files take this share of WAZZUP24_FILES_QUOTA_MB
 
 
 def first_outbox_id_since(conn, outbox: sa.Table, cutoff: datetime) -> int | None:
@@ -86,8 +90,10 @@ def collect(helpdesk, state, channels) -> dict:
         quarantined, oldest_quarantined = conn.execute(sa.select(sa.func.count(), sa.func.min(q.c.received_at))).one()
         p = t["parked"]
         parked = dict(conn.execute(sa.select(p.c.kind, sa.func.count()).group_by(p.c.kind)).all())
+        files = stored_files(conn, state)
+        media = media_backlog(conn, state)
     return {"outbox": outbox, "heartbeats": beats, "quarantine": (quarantined, oldest_quarantined),
-            "parked": parked, "channels": channels()}
+            "parked": parked, "channels": channels(), "files": files, "media": media}
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -125,6 +131,9 @@ def build_report(facts: dict, settings, now: datetime) -> dict:
         "quarantine": {"count": quarantined, "oldest_at": _iso(oldest_quarantined),
                        "oldest_age_seconds": _age(now, oldest_quarantined)},
         "parked": {"statuses": facts["parked"].get("status", 0), "echoes": facts["parked"].get("echo", 0)},
+        "files": {"stored": facts["files"][0], "bytes": facts["files"][1], "quota_bytes": quota_bytes(settings)},
+        "media": {"pending": facts["media"][0], "oldest_queued_at": _iso(facts["media"][1]),
+                  "oldest_queued_age_seconds": _age(now, facts["media"][1])},
         "channels": [{k: c[k] for k in ("channel_id", "transport", "plain_id", "state", "updated_at",
                                          "needs_action", "advice")} for c in facts["channels"]],
     }
@@ -169,6 +178,11 @@ def _verdicts(report: dict) -> tuple[list[dict], list[str]]:
         notes.append(f"a delivery used the previous webhook secret {_ago(used)} ago: run `helpdesk-stub wazzup24 "
                      "set-webhook` again if this persists; remove WAZZUP24_WEBHOOK_SECRET_PREVIOUS once it stops")
     notes.extend(c["advice"] for c in report["channels"] if c["needs_action"] and c["advice"])
+    files = report["files"]
+    if files["quota_bytes"] and files["bytes"] >= QUOTA_NEARLY_FULL * files["quota_bytes"]:
+        notes.append(f"uploaded files take {human_size(files['bytes'])} of the {files['quota_bytes'] // MB} MB "
+                     f"allowed ({QUOTA}): uploads are refused once it is full; raise it, or set "
+                     "WAZZUP24_FILE_RETENTION_DAYS")
     return problems, notes
 
 
@@ -197,6 +211,9 @@ def print_report(report: dict) -> None:
         ("Quarantine", quarantine["count"] if not quarantine["count"]
          else f"{quarantine['count']}, oldest {_ago(quarantine['oldest_age_seconds'])}"),
         ("Parked", f"{parked['statuses']} status(es), {parked['echoes']} echo(es)"),
+        ("Uploaded files", _files_line(report["files"])),
+        ("Media backlog", report["media"]["pending"] if not report["media"]["pending"]
+         else f"{report['media']['pending']}, oldest queued {_ago(report['media']['oldest_queued_age_seconds'])} ago"),
         *((("Channel", f"{c['channel_id']} {c['transport'] or '-'} {c['plain_id'] or '-'} [{c['state']}]")
            for c in report["channels"])),
     ]
@@ -208,6 +225,12 @@ def print_report(report: dict) -> None:
         click.echo(f"! {problem['message']}")
     for note in report["notes"]:
         click.echo(f"  note: {note}")
+
+
+def _files_line(files: dict) -> str:
+    quota = files["quota_bytes"]
+    return (f"{files['stored']}, {human_size(files['bytes'])}"
+            + (f" of {quota // MB} MB" if quota else " (no quota)"))
 
 
 def _reason(exc: Exception) -> str:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pluggy
 
-from wazzup_plugin import __version__, inbound, outbound
+from wazzup_plugin import __version__, inbound, media, outbound
 from wazzup_plugin.chat_type import WazzupChatType
 from wazzup_plugin.fields import chat_fields, message_fields
 from wazzup_plugin.host import check_host
+from wazzup_plugin.media.fields import media_fields
 from wazzup_plugin.outbound.ratelimit import WAZZUP_LIMIT, most_in_any_span
 from wazzup_plugin.settings import SettingsError
 from wazzup_plugin.state import PLUGIN_NAME, get_state, log
@@ -37,13 +38,13 @@ def register_schema(metadata):
 @hookimpl
 def register_fields(helpdesk):
     tables = get_state(helpdesk).tables
-    return [chat_fields(tables), message_fields(tables)]
+    return [chat_fields(tables), message_fields(tables), media_fields(tables)]
 
 
 @hookimpl
 def register_routes(helpdesk):
     state = get_state(helpdesk)
-    return inbound.routes(helpdesk, state) + outbound.routes(helpdesk, state)
+    return inbound.routes(helpdesk, state) + outbound.routes(helpdesk, state) + media.routes(helpdesk, state)
 
 
 @hookimpl
@@ -53,6 +54,14 @@ def register_commands(cli):
 
     cli.add_command(wazzup24_group())
     add_top_level_commands(cli)  # `helpdesk-stub demo`
+
+
+@hookimpl
+def register_log_masks():
+    from wazzup_plugin.media.urls import TOKEN_IN_URL as MEDIA_TOKEN_IN_URL
+    from wazzup_plugin.outbound.stored_files import TOKEN_IN_URL
+
+    return [TOKEN_IN_URL, MEDIA_TOKEN_IN_URL]
 
 
 @hookimpl

@@ -97,6 +97,17 @@ class WazzupSettings:
     # The helpdesk's public origin, where Wazzup downloads the files agents upload (WAZZUP24_PUBLIC_URL;
     # default: the origin of WAZZUP24_WEBHOOK_URL). None: uploads are refused, naming the setting.
     public_url: str | None = None
+    # Incoming media the helpdesk downloads and keeps (wazzup_plugin/media): the largest file, and
+    # the only hosts fetched from (WAZZUP24_MEDIA_MAX_MB, WAZZUP24_MEDIA_HOSTS).
+    media_max_bytes: int = 25 * 1024 * 1024
+    media_hosts: tuple[str, ...] = ()
+    # Uploaded files (wazzup_plugin/outbound/file_housekeeping.py): an upload never sent is deleted
+    # after WAZZUP24_UNSENT_FILE_HOURS; a sent one is kept, unless WAZZUP24_FILE_RETENTION_DAYS (0 =
+    # forever) says how many days after its upload its bytes go; WAZZUP24_FILES_QUOTA_MB (0 = none)
+    # bounds the bytes stored, an upload over it refused.
+    unsent_file_hours: int = 24
+    file_retention_days: int = 0
+    files_quota_mb: int = 1024
 
     @property
     def configured(self) -> bool:
@@ -145,6 +156,11 @@ class WazzupSettings:
             webhook_insecure=_flag(env, "WAZZUP24_WEBHOOK_INSECURE"),
             webhook_secret_previous=previous,
             public_url=_public_url(env, webhook_url),
+            media_max_bytes=_int(env, MEDIA_MAX_MB, 25, 1) * 1024 * 1024,
+            media_hosts=_media_hosts(env),
+            unsent_file_hours=_int(env, "WAZZUP24_UNSENT_FILE_HOURS", 24, 1),
+            file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0),
+            files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),
         )
 
 
@@ -167,6 +183,25 @@ def _public_url(env: Mapping[str, str], webhook_url: str | None) -> str | None:
                             f"https://helpdesk.example.com, with no query, fragment or credentials and at most "
                             f"{MAX_PUBLIC_URL} characters; got {_without_credentials(parts)!r}")
     return raw.rstrip("/")
+
+
+MEDIA_MAX_MB = "WAZZUP24_MEDIA_MAX_MB"
+MEDIA_HOSTS = "WAZZUP24_MEDIA_HOSTS"
+DEFAULT_MEDIA_HOSTS = "store.wazzup24.com,*.wazzup24.com,*.wazzup24.ru"
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _media_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The hosts incoming media is downloaded from: names, or ``*.domain`` for its subdomains. A
+    link elsewhere (a forged delivery could name an internal address) is never fetched."""
+    raw = (env.get(MEDIA_HOSTS) or "").strip() or DEFAULT_MEDIA_HOSTS
+    hosts = tuple(h.strip().lower().rstrip(".") for h in raw.split(",") if h.strip())
+    bad = [h for h in hosts if not _HOST_PATTERN.fullmatch(h)]
+    if bad or not hosts:
+        raise SettingsError(f"{MEDIA_HOSTS} must be a comma-separated list of host names (or *.domain for a "
+                            f"domain's subdomains, no scheme, port or path), e.g. {DEFAULT_MEDIA_HOSTS}; "
+                            f"got {', '.join(repr(h) for h in bad) or repr(raw)}")
+    return hosts
 
 
 def _without_credentials(parts) -> str:

@@ -15,6 +15,7 @@ PREFIX = "wazzup_"
 def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     from wazzup_plugin.heartbeats import define_heartbeats_table
     from wazzup_plugin.inbound.tables import define_inbound_tables
+    from wazzup_plugin.media.tables import define_media_table
     from wazzup_plugin.outbound.tables import define_outbound_tables
 
     tables = {
@@ -63,6 +64,7 @@ def define_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     tables.update(define_inbound_tables(metadata, _table))
     tables.update(define_outbound_tables(metadata, _table))
     tables["heartbeats"] = define_heartbeats_table(metadata, _table)
+    tables["media"] = define_media_table(metadata, _table)
     return tables
 
 

@@ -20,6 +20,10 @@
  *                                  time. helpers = {findMessage(predicate): a loaded message of the open
  *                                  chat or null, scrollToMessage(id): scrolls to a loaded message and
  *                                  briefly highlights it (false if it is not loaded)}.
+ *   registerMediaUrl(fn)           fn(message, chat) returns the URL to show a message's media from
+ *                                  instead of its content_uri (e.g. the helpdesk's own copy), or null:
+ *                                  a path on this origin ("/..."; an https URL is taken as well). The
+ *                                  first plugin answering one wins; content_uri stays the message's.
  *   registerChatIcon(typeName, fn) fn(chat) returns {src, label} (src under /static/) or null: the
  *                                  icon of one chat of that type, where the type's own icon is too
  *                                  coarse (e.g. a gateway's chats on different messengers).
@@ -70,6 +74,7 @@
   var panels = {};
   var messageActions = [];
   var messageDecorators = [];
+  var mediaUrls = [];            // fn(message, chat): where to show a message's media from (registerMediaUrl)
   var chatIcons = {};            // chat type name -> fn(chat): a plugin's icon for one chat (registerChatIcon)
   var FLASH_MS = 1600;           // how long a message scrolled to stays highlighted
 
@@ -905,11 +910,26 @@
     return a;
   }
 
+  /** A plugin's URL for a message's media (registerMediaUrl): a path on this origin or https, else null. */
+  function pluginMediaUrl(m) {
+    var found = null;
+    mediaUrls.some(function (fn) {
+      try {
+        var url = fn(m, state.chat);
+        if (typeof url === "string" && /^\/(?![\/\\])/.test(url)) found = url;  // "/x", never "//host"
+        else found = safeUrl(url, true);
+      } catch (e) { console.error(e); }
+      return !!found;
+    });
+    return found;
+  }
+
   function renderContent(m) {
     var box = el("div", "msg-content");
     var type = m.type || "text";
-    var uri = safeUrl(m.content_uri);
-    var httpsUri = safeUrl(m.content_uri, true);
+    var own = pluginMediaUrl(m);
+    var uri = own || safeUrl(m.content_uri);
+    var httpsUri = own || safeUrl(m.content_uri, true);
     var name = m.content_name || "";
     if (type === "text" || type === "note") {
       box.appendChild(renderText(m.text || ""));
@@ -1123,6 +1143,10 @@
     registerMessageDecorator: function (fn) {
       if (typeof fn !== "function") throw new TypeError("registerMessageDecorator(fn) needs a function");
       if (messageDecorators.indexOf(fn) < 0) messageDecorators.push(fn);
+    },
+    registerMediaUrl: function (fn) {
+      if (typeof fn !== "function") throw new TypeError("registerMediaUrl(fn) needs a function");
+      if (mediaUrls.indexOf(fn) < 0) mediaUrls.push(fn);
     },
     api: api,
     notify: notify,

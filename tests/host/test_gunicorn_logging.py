@@ -76,7 +76,7 @@ def serve(tmp_path):
                 pytest.fail(f"serve exited early:\n{_read(err)[-3000:]}\n{_read(out)[-1000:]}")
             try:
                 return requests.get(server.url + "/api/health", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting on a busy machine
                 return False
 
         _wait_until(healthy, 60, "serve to answer /api/health")
@@ -178,6 +178,54 @@ def test_serve_in_text_mode_writes_each_access_line_once_in_the_helpdesk_format_
         assert "/api/health" not in _read(path) and "gunicorn" not in _read(path), _read(path)[-2000:]
 
 
+def _store_a_file(database: Path, token: str, name: str, data: bytes) -> None:
+    """An uploaded file in the served database, as the upload route stores one (under a chat of its own)."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    from host_stub.plugins import get_plugin_manager
+    from host_stub.schema import assemble_metadata
+    from wazzup_plugin import hooks
+
+    tables = assemble_metadata(get_plugin_manager(load_entrypoints=False, extra_plugins=[hooks]))[0].tables
+    now = datetime.now(timezone.utc)
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.begin() as conn:
+        chat_id = conn.execute(sa.insert(tables["chats"]).values(
+            type="wazzup", title="Ivan", unread_count=0, last_message_preview="", last_activity_at=now,
+            created_at=now, change_seq=0)).inserted_primary_key[0]
+        conn.execute(sa.insert(tables["wazzup_files"]).values(
+            token=token, chat_id=chat_id, name=name, content_type="application/pdf", size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), data=data, created_at=now))
+    engine.dispose()
+
+
+@pytest.mark.e2e
+def test_serve_masks_the_token_of_a_downloaded_file_in_the_access_log(serve, tmp_path):
+    """The token in ``/wazzup24/files/<token>/<name>`` is the file's only key: a plugin's log mask
+    (``register_log_masks``) keeps it out of gunicorn's access lines, the path and the request line."""
+    import secrets
+
+    log_file = tmp_path / "helpdesk.log"
+    server = serve(HELPDESK_LOG_FORMAT="json", HELPDESK_LOG_FILE=str(log_file))
+    token = secrets.token_urlsafe(32)
+    _store_a_file(tmp_path / "served.sqlite3", token, "a.pdf", b"%PDF-1.4 secret contract")
+    answer = requests.get(f"{server.url}/wazzup24/files/{token}/a.pdf", timeout=5)
+    assert (answer.status_code, answer.content) == (200, b"%PDF-1.4 secret contract")
+
+    def access_entries():
+        return [e for e in _json_lines(log_file) if e["logger"] == "gunicorn.access" and "/wazzup24/" in e["path"]]
+
+    [entry] = _wait_until(access_entries, 10, "the access line in the log file")
+    assert (entry["path"], entry["status"]) == ("/wazzup24/files/***/a.pdf", 200)
+    assert "GET /wazzup24/files/***/a.pdf HTTP/1.1" in entry["message"]
+    server.stop()
+    for path in (log_file, server.stdout, server.stderr):
+        assert token not in _read(path), path.name
+
+
 @pytest.mark.e2e
 def test_serve_without_a_log_file_writes_its_own_and_gunicorn_lines_once_to_stderr_in_the_helpdesk_format(
         serve):
@@ -207,18 +255,7 @@ def gunicorn_env(tmp_path, monkeypatch, isolated_logging):
     for name in [n for n in os.environ if n.startswith(("HELPDESK_", "WAZZUP24_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("WAZZUP24_WEBHOOK_SECRET", SECRET)
-    saved = {name: (list(log.handlers), log.propagate, log.level)
-             for name in ("gunicorn.error", "gunicorn.access") for log in [logging.getLogger(name)]}
-    yield monkeypatch
-    for name, (handlers, propagate, level) in saved.items():
-        log = logging.getLogger(name)
-        for handler in [h for h in log.handlers if h not in handlers]:
-            log.removeHandler(handler)
-            handler.close()
-        for handler in handlers:
-            if handler not in log.handlers:
-                log.addHandler(handler)
-        log.propagate, log.level = propagate, level
+    return monkeypatch
 
 
 def _masking_logger(**settings):

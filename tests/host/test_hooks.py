@@ -1,5 +1,6 @@
 """Each hook of the contract, exercised from the host's side by a tiny one-off plugin."""
 
+import logging
 from dataclasses import dataclass
 
 import falcon.testing
@@ -180,6 +181,47 @@ def test_hook_startup_is_called_once_and_may_refuse_to_start(build_app, pm_with,
 
     with pytest.raises(StartupError, match="SMS_GATEWAY_URL must be set"):
         build_app(pm_with(make_plugin("sms", startup=refuse)))
+
+
+@pytest.fixture
+def own_masks(monkeypatch):
+    """The process-wide log filter with no plugin masks yet; the ones a test adds go with it."""
+    from host_stub.logging_setup import secrets_filter
+
+    monkeypatch.setattr(secrets_filter(), "patterns", [], raising=False)
+    return secrets_filter()
+
+
+def _logged(message: str, *args, context=None) -> logging.LogRecord:
+    from host_stub.logging_setup import secrets_filter
+
+    record = logging.LogRecord("plugin", logging.INFO, __file__, 1, message, args, None)
+    record.context = context
+    secrets_filter().filter(record)
+    return record
+
+
+def test_hook_register_log_masks_keeps_group_1_and_masks_the_rest_of_every_log_record(pm_with, make_plugin,
+                                                                                      own_masks):
+    pm_with(make_plugin("sms", register_log_masks=lambda: [r"(/sms/receipts/)[0-9a-f]{32}"]), wazzup=False)
+    key = "0123456789abcdef" * 2
+    record = _logged("fetched %s", f"https://x.example/sms/receipts/{key}/r.pdf",
+                     context={"url": f"/sms/receipts/{key}"})
+    assert record.getMessage() == "fetched https://x.example/sms/receipts/***/r.pdf"
+    assert record.context == {"url": "/sms/receipts/***"}
+
+
+def test_hook_register_log_masks_of_the_wazzup_plugin_hide_a_files_token(pm_with, own_masks):
+    pm_with()
+    token = "Zq3-_abcdefghijklmnopqrstuvwxyz0123456789AB"
+    record = _logged(f"GET /wazzup24/files/{token}/a.pdf and https://h.example/p/wazzup24/files/{token}/b.png")
+    assert token not in record.getMessage() and record.getMessage().count("/wazzup24/files/***/") == 2
+
+
+@pytest.mark.parametrize("pattern", [r"no group", r"(unclosed", r"(.*)", 42])
+def test_hook_register_log_masks_refuses_a_pattern_that_cannot_mask(pm_with, make_plugin, own_masks, pattern):
+    with pytest.raises(StartupError, match=r"plugin 'sms' declares the log mask .*group 1"):
+        pm_with(make_plugin("sms", register_log_masks=lambda: [pattern]), wazzup=False)
 
 
 def test_hook_changes_committed_reports_what_a_write_touched(build_app, pm_with, make_plugin):

@@ -5,6 +5,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from urllib3 import encode_multipart_formdata
 
 from host_stub.cli import build_cli
 
@@ -38,3 +39,17 @@ def run(cli_env, pm, monkeypatch):
         return CliRunner().invoke(build_cli(pm), ["wazzup24", *args], input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def upload(client, auth):
+    """POST a multipart form to a chat's files route: ``upload(chat, ("a.png", b"...", "image/png"))``;
+    ``parts`` replaces the form (name -> (filename, data, type)); ``body``/``content_type`` go raw."""
+
+    def post(chat_id, file=None, *, parts=None, body=None, content_type=None, headers=None):
+        if body is None:
+            body, content_type = encode_multipart_formdata(parts if parts is not None else {"file": file})
+        return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/files", body=body,
+                                    headers={**auth, "Content-Type": content_type, **(headers or {})})
+
+    return post

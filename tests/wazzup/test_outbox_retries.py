@@ -254,11 +254,12 @@ def test_many_messages_through_random_failures_are_each_delivered_at_most_once_a
     assert statuses["accepted"] > 0
 
 
-def test_two_claimers_never_take_the_same_row(send, chat, flaky, outbox_ctx, clock, helpdesk):
+def test_two_claimers_never_take_the_same_row(send, make_wazzup_chat, flaky, outbox_ctx, clock, helpdesk):
     import threading
 
     flaky.script = ["refuse"] * 20
-    ids = {send(chat, text=f"m{i}").json["id"] for i in range(20)}
+    # A chat each: a chat's later message is claimed only with its earlier ones (test_outbox_order.py).
+    ids = {send(make_wazzup_chat(f"790111{i:05d}"), text=f"m{i}").json["id"] for i in range(20)}
     clock.advance(5)
     claimed: dict[str, list[int]] = {}
     barrier = threading.Barrier(4)
@@ -336,9 +337,9 @@ def test_a_stopped_worker_finishes_its_call_starts_no_other_and_releases_the_row
 
 
 def test_releasing_leaves_rows_another_worker_holds_or_whose_attempt_started(
-        send, chat, flaky, outbox_ctx, clock, outbox_row):
+        send, make_wazzup_chat, flaky, outbox_ctx, clock, outbox_row):
     flaky.script = ["refuse"] * 3
-    ids = [send(chat, text=f"m{i}").json["id"] for i in range(3)]
+    ids = [send(make_wazzup_chat(f"790111{i:05d}"), text=f"m{i}").json["id"] for i in range(3)]
     clock.advance(5)
     mine = outbox.claim_due(outbox_ctx, "stopping-worker", limit=2)
     theirs = outbox.claim_due(outbox_ctx, "other-worker")
@@ -369,7 +370,7 @@ def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
     sa.event.listen(engine, "before_cursor_execute", capture)
     try:
         clock.advance(60)
-        assert len(outbox.claim_due(outbox_ctx, "claimer")) == 2
+        assert len(outbox.claim_due(outbox_ctx, "claimer")) == 1  # the chat's 4th; the 5th goes after it
     finally:
         sa.event.remove(engine, "before_cursor_execute", capture)
     ((statement, parameters),) = claims

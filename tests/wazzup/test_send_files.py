@@ -28,20 +28,6 @@ def chat(make_wazzup_chat):
 
 
 @pytest.fixture
-def upload(client, auth):
-    """POST a multipart form to a chat's files route: ``upload(chat, ("a.png", b"...", "image/png"))``;
-    ``parts`` replaces the form (name -> (filename, data, type)); ``body``/``content_type`` go raw."""
-
-    def post(chat_id, file=None, *, parts=None, body=None, content_type=None, headers=None):
-        if body is None:
-            body, content_type = encode_multipart_formdata(parts if parts is not None else {"file": file})
-        return client.simulate_post(f"/api/chats/{chat_id}/wazzup24/files", body=body,
-                                    headers={**auth, "Content-Type": content_type, **(headers or {})})
-
-    return post
-
-
-@pytest.fixture
 def uploaded(upload, chat):
     """A PNG uploaded to ``chat``: its 201 answer."""
     result = upload(chat, ("photo.png", PNG, "image/png"))

@@ -13,7 +13,7 @@ from wazzup_plugin.state import get_state
 
 REPORT_KEYS = {
     "checked_at", "status", "problems", "notes", "channels",
-    "outbox", "webhook", "worker", "quarantine", "parked",
+    "outbox", "webhook", "worker", "quarantine", "parked", "files", "media",
 }
 SECTION_KEYS = {
     "outbox": {"pending", "queued", "leased", "retrying", "oldest_pending_at", "oldest_pending_age_seconds",
@@ -23,6 +23,8 @@ SECTION_KEYS = {
     "worker": {"last_heartbeat_at", "last_heartbeat_age_seconds", "heartbeat_every_seconds", "alive", "worker_id"},
     "quarantine": {"count", "oldest_at", "oldest_age_seconds"},
     "parked": {"statuses", "echoes"},
+    "files": {"stored", "bytes", "quota_bytes"},
+    "media": {"pending", "oldest_queued_at", "oldest_queued_age_seconds"},
 }
 
 

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin.inbound.message_rows import content_fields
 from wazzup_plugin.inbound.parse import Message, StatusReport
+from wazzup_plugin.media.enqueue import enqueue_edited
 
 
 class MessageEdits:
@@ -43,6 +44,9 @@ class MessageEdits:
             self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id")).values(
                 version_at=sa.bindparam("b_version", type_=wm.c.version_at.type)), edits)
             self._follow_edited_last_messages(edits)
+            # New media an edit brings is downloaded as a new message's is (an echo's is not kept).
+            enqueue_edited(self.conn, self.t["media"], [
+                (e["b_id"], e["chat_id"], e["b_content_uri"]) for e in edits if e["new_media"]], self.now)
             self.summary.message_ids.update(e["b_id"] for e in edits)
             self.summary.edited.extend(e["wid"] for e in edits)
         if reports:
@@ -62,7 +66,7 @@ class MessageEdits:
                   "b_version": row.version_at, "b_seq": self.seq, "b_content_uri": row.content_uri,
                   "b_content_name": row.content_name, "b_content_type": row.content_type,
                   # for the chat's preview, when this is its last message
-                  "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type}
+                  "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type, "new_media": False}
         if msg.is_deleted:
             change["b_deleted"] = self.now
             change["b_previous"] = row.previous_text or msg.old_text or row.text
@@ -79,6 +83,6 @@ class MessageEdits:
             change.update(b_text=msg.text, b_previous=msg.old_text if msg.old_text is not None else row.text)
         if new_media:  # text and previous_text stay as they are unless the text changed too
             media = content_fields(msg.content_uri)
-            change.update({f"b_{k}": v for k, v in media.items()})
+            change.update({f"b_{k}": v for k, v in media.items()}, new_media=not msg.is_echo)
         change.update(b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
         return change

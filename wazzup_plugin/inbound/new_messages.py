@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from wazzup_plugin.error_texts import human_text
 from wazzup_plugin.inbound.message_rows import author_name, content_fields, placeholder
 from wazzup_plugin.inbound.parse import Message
+from wazzup_plugin.media.enqueue import enqueue_new
 from wazzup_plugin.statuses import FROM_WAZZUP, TIMESTAMP_COLUMN
 from wazzup_plugin.store_common import dialect_insert, insert_ignore_returning, insert_returning_ids
 
@@ -130,6 +131,9 @@ class NewMessages:
         changed = {x.message_id for x in changes}
         self.summary.duplicates.extend(x.message_id for x in lost_copies if x.message_id not in changed)
         self.summary.message_ids.update(mine[x.message_id] for x in stored)
+        # A customer's photo, voice note or document: kept by the helpdesk, downloaded in the background.
+        enqueue_new(self.conn, self.t["media"], [(mine[x.message_id], chat_of[x.chat_key], x.content_uri)
+                                                 for x in stored if x.content_uri and not x.is_echo], self.now)
         if followed:
             self.summary.chat_ids.update(chat_of[x.chat_key] for x in stored)
         else:

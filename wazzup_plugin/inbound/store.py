@@ -34,6 +34,7 @@ from wazzup_plugin.inbound.new_messages import WAZZUP_COLUMNS, NewMessages, sele
 from wazzup_plugin.inbound.parse import ChannelUpdate, Message, Quarantined, raw_json
 from wazzup_plugin.inbound.status_writes import StatusWrites
 from wazzup_plugin.inbound.stored_lookups import StoredLookups
+from wazzup_plugin.media.enqueue import QUEUED_COLUMNS, pending_row
 from wazzup_plugin.store_common import built, dialect_insert, host_tables, upsert
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,13 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
         name, avatar = contact_update(msg)  # as the general path's ``_contact_changes``: None for a group
         values.update(b_channel=msg.chat_key[0], b_type=msg.chat_key[1], b_chat=msg.chat_key[2],
                       b_name=name, b_avatar=avatar)
-        stmt = self._driver_statement(("in_one_statement", tuple(row)), lambda: self._in_one_statement(tuple(row)))
-        ((stored_id, chat_id, seq, seen, host_id, _followed, parked),) = stmt.rows(self.conn, values)
+        media = bool(msg.content_uri)  # its download is queued in the same statement (wazzup_plugin/media)
+        if media:
+            values.update({f"q_{k}": v for k, v in pending_row(None, None, msg.content_uri, self.now).items()
+                           if k in QUEUED_COLUMNS})
+        stmt = self._driver_statement(("in_one_statement", tuple(row), media),
+                                      lambda: self._in_one_statement(tuple(row), media))
+        ((stored_id, chat_id, seq, seen, host_id, _followed, parked, *_queued),) = stmt.rows(self.conn, values)
         if stored_id is not None:
             return OneStatement("stored_before")
         if host_id is None:  # no such chat, a new contact name or avatar, no counter yet, or a race lost
@@ -186,12 +192,13 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
         self.finish()
         return OneStatement("stored", current=seq == seen + 1, parked=bool(parked))
 
-    def _in_one_statement(self, message_columns: tuple[str, ...]) -> sa.Select:
+    def _in_one_statement(self, message_columns: tuple[str, ...], media: bool = False) -> sa.Select:
         """``WITH chat AS (the chat of the key, if its contact is unchanged), stored AS (the message's
         Wazzup row), change_seq AS (UPDATE counter … only if a chat and no stored row), won AS
         (INSERT INTO wazzup_messages … SELECT nextval(…) FROM change_seq, chat ON CONFLICT DO NOTHING),
         new_message AS (INSERT INTO messages … SELECT … FROM won, change_seq, chat), followed AS
-        (UPDATE chats … WHERE EXISTS (new_message))``.
+        (UPDATE chats … WHERE EXISTS (new_message))``; with ``media``, also ``queued AS (INSERT INTO
+        wazzup_media … SELECT … FROM won)``: the download of the message's media, queued with it.
 
         The Wazzup row goes first, with the host id drawn from the host's sequence: the statement
         commits by itself, so a message another delivery stored since its snapshot must leave no host
@@ -236,13 +243,22 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
                     .where(sa.exists(sa.select(new.c.id))).returning(c.c.id).cte("followed"))
         p = self.t["parked"]
         parked = sa.exists().where(p.c.wazzup_message_id == sa.bindparam("w_wazzup_message_id"))
+        queued = []
+        if media:  # selected, as ``followed`` is, so that SQLAlchemy keeps the CTE
+            mt = self.t["media"]
+            q = (dialect_insert(self.conn, mt).from_select(
+                ["message_id", "chat_id", *QUEUED_COLUMNS],
+                sa.select(won.c.message_id, won.c.chat_id, *selected_parameters(mt, "q_", QUEUED_COLUMNS)))
+                .on_conflict_do_nothing().returning(mt.c.message_id).cte("queued"))
+            queued = [sa.select(q.c.message_id).scalar_subquery().label("queued")]
         # One row whatever happened: the lookups' findings, and what was written (NULLs when nothing).
         one = sa.select(sa.literal_column("1").label("one")).subquery("one")
         return (sa.select(sa.select(stored.c.message_id).scalar_subquery().label("stored_id"),
                           sa.select(chat.c.chat_id).scalar_subquery().label("chat_id"),
                           seq.c.value.label("seq"), seq.c.seen,
                           sa.select(new.c.id).scalar_subquery().label("host_id"),
-                          sa.select(followed.c.id).scalar_subquery().label("followed"), parked.label("parked"))
+                          sa.select(followed.c.id).scalar_subquery().label("followed"), parked.label("parked"),
+                          *queued)
                 .select_from(one.outerjoin(seq, sa.true())))
 
 

@@ -18,22 +18,53 @@ def _ctx():
     return outbound(click.get_current_context().obj.helpdesk())
 
 
+# What ``--once`` assumes of its scheduler when not told: cron's smallest step is a minute.
+ONCE_EVERY_SECONDS = 60.0
+ONCE_ROUNDS = 10  # claims per --once run at most (100 rows each): a run never grows without bound
+
+
 @click.command("worker", help="Send queued Wazzup24 messages and retry failed attempts (runs until stopped).")
-@click.option("--once", is_flag=True, help="attempt what is due now, then exit")
+@click.option("--once", is_flag=True, help="attempt what is due now, then exit (e.g. from cron)")
+@click.option("--every-seconds", type=click.FloatRange(1, 86400), default=None,
+              help=f"with --once: how often the scheduler runs it (default {ONCE_EVERY_SECONDS:.0f}, cron's every "
+                   "minute); `wazzup24 status` calls the worker alive for 3 times this after a run")
 @click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
               help="seconds between looks at the outbox when idle")
-def worker_command(once, poll_seconds):
+def worker_command(once, every_seconds, poll_seconds):
     from wazzup_plugin.outbound import worker
 
+    if every_seconds is not None and not once:
+        raise click.UsageError("--every-seconds goes with --once: a running worker records its own interval.")
     ctx = _ctx()
     if once:
-        outcomes = worker.run_once(ctx, worker.worker_id(), batch=100)
-        click.echo(f"attempted {len(outcomes)} message(s)")
+        click.echo(f"attempted {_run_from_scheduler(ctx, every_seconds or ONCE_EVERY_SECONDS)} message(s)")
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker.run(ctx, stop, poll_seconds=poll_seconds)
+
+
+def _run_from_scheduler(ctx, every_seconds: float) -> int:
+    """One ``--once`` run: the heartbeat (with the scheduler's interval, so that ``status`` does not call
+    a cron-driven worker stale), then what is due. A chat's later messages become due only as its
+    earlier ones settle (``outbox.claim_due_rows``), so claims repeat while the last one settled
+    something, rather than leaving them for the next run. Returns how many attempts were made."""
+    from datetime import timedelta
+
+    from wazzup_plugin import heartbeats
+    from wazzup_plugin.outbound import outbox, worker
+
+    owner = worker.worker_id()
+    heartbeats.beat(ctx.helpdesk.db, ctx.state.tables["heartbeats"], heartbeats.WORKER, ctx.clock(),
+                    every=timedelta(seconds=every_seconds), detail=owner)
+    attempted = 0
+    for _ in range(ONCE_ROUNDS):
+        outcomes = worker.run_once(ctx, owner, batch=100)
+        attempted += len(outcomes)
+        if all(outcome.kind in outbox.STILL_PENDING for outcome in outcomes):
+            break
+    return attempted
 
 
 @click.command("test-connection", help="Check the Wazzup24 connection: key, channels, webhook. "

@@ -14,25 +14,22 @@ sandboxing Content-Security-Policy and a Content-Disposition that downloads anyt
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-from urllib.parse import quote
 
 import falcon
 import sqlalchemy as sa
 from falcon.util.mediatypes import parse_header
 
 from wazzup_plugin.outbound import file_rules as rules
+from wazzup_plugin.outbound.file_quota import check_quota
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response
 from wazzup_plugin.outbound.send import _SendBase
 from wazzup_plugin.outbound.stored_files import not_configured, public_url, url_name
+from wazzup_plugin.serving import TOKEN, not_found, serve_stored
 from wazzup_plugin.settings import PUBLIC_URL
 from wazzup_plugin.store_common import built
 
 FORM_OVERHEAD = 64 * 1024   # the multipart boundaries and part headers around the file
-TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
-CACHE_SECONDS = 3600
-SANDBOX_CSP = "sandbox; default-src 'none'"
 
 _FORM = falcon.media.MultipartFormHandler()
 _FORM.parse_options.max_body_part_count = 8
@@ -112,6 +109,8 @@ OPENAPI_UPLOAD = {"post": {
         "415": error_response("not multipart/form-data, or a file type Wazzup cannot send (`unsupported_file_type`)"),
         "422": error_response("no `file` part, or an empty file"),
         "503": error_response(f"no public address for files ({PUBLIC_URL})"),
+        "507": error_response("`wazzup_files_quota`: the stored files would exceed WAZZUP24_FILES_QUOTA_MB; "
+                              "nothing was stored"),
     },
 }}
 
@@ -135,6 +134,7 @@ class UploadResource(_SendBase):
         token = secrets.token_urlsafe(32)
         f = self.state.tables["files"]
         with self.helpdesk.db.write() as tx:
+            check_quota(tx.conn, self.state, settings, len(data))  # in the write: see file_quota.py
             file_id = tx.conn.execute(sa.insert(f).values(
                 token=token, chat_id=chat_id, name=name, content_type=kind.content_type, size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(), data=data, uploaded_by=req.context.agent.id,
@@ -151,7 +151,8 @@ class PublicFileResource:
         "summary": "An uploaded file, as Wazzup downloads it (public: the token in the URL is the key)",
         "responses": {"200": {"description": "the file's bytes", "content": {"application/octet-stream": {}}},
                       "304": {"description": "not modified (If-None-Match)"},
-                      "404": error_response("no such file")},
+                      "404": error_response("no such file"),
+                      "410": error_response("`wazzup_file_expired`: deleted after the retention period")},
     }}
 
     def __init__(self, helpdesk, state):
@@ -161,39 +162,32 @@ class PublicFileResource:
     @answers_problems
     def on_get(self, req, resp, token, name):
         row = self._find(token, with_data=False)  # the bytes only for an answer that carries them
-        # The same answer for an unknown token and a wrong name: nothing tells which files exist.
         if row is None or url_name(row.name) != name:
-            raise Problem(404, "not_found", "Not found.")
-        etag = f'"{row.sha256}"'
-        resp.set_header("ETag", etag)
-        resp.set_header("Cache-Control", f"private, max-age={CACHE_SECONDS}")
-        resp.set_header("X-Content-Type-Options", "nosniff")
-        resp.set_header("Content-Security-Policy", SANDBOX_CSP)
-        resp.set_header("Content-Disposition", content_disposition(row.name, row.content_type))
-        if etag in (req.get_header("If-None-Match") or ""):
-            resp.status = falcon.HTTP_304
-            return
-        resp.content_type = row.content_type
-        if req.method == "GET":
+            raise not_found()
+        if row.purged_at is not None:
+            raise _expired()
+
+        def load_data():
             with_data = self._find(token, with_data=True)
-            if with_data is None:  # removed with its chat in between
-                raise Problem(404, "not_found", "Not found.")
-            resp.data = with_data.data
-        else:
-            resp.content_length = row.size
+            if with_data is not None and with_data.purged_at is not None:  # emptied by retention in between
+                raise _expired()
+            return None if with_data is None else with_data.data  # None: removed with its chat in between
+
+        serve_stored(req, resp, name=row.name, content_type=row.content_type, size=row.size, sha256=row.sha256,
+                     load_data=load_data)
 
     def _find(self, token: str, with_data: bool):
         if not TOKEN.fullmatch(token):
             return None
         f = self.state.tables["files"]
-        columns = [f.c.name, f.c.content_type, f.c.size, f.c.sha256] + ([f.c.data] if with_data else [])
+        columns = [f.c.name, f.c.content_type, f.c.size, f.c.sha256, f.c.purged_at] + ([f.c.data] if with_data else [])
         with self.helpdesk.db.read() as conn:
             return conn.execute(built(f, ("public_file", with_data), lambda: sa.select(*columns).where(
                 f.c.token == sa.bindparam("b_token", type_=f.c.token.type))), {"b_token": token}).first()
 
 
-def content_disposition(name: str, content_type: str) -> str:
-    """Inline for media and PDF, a download otherwise; the name both as plain ASCII and RFC 6266 UTF-8."""
-    kind = "inline" if rules.is_inline(content_type) else "attachment"
-    fallback = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
-    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+def _expired() -> Problem:
+    # Only a sent file gets here (retention empties sent files and keeps their rows; unsent uploads are
+    # deleted): whoever follows a message's old link learns that it expired, not that it never existed.
+    return Problem(410, "wazzup_file_expired",
+                   "This file is no longer available: it was deleted after the helpdesk's retention period.")

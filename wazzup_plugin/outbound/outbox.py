@@ -17,6 +17,13 @@ Retry rules (DESIGN.md §4):
   ``unknown`` unless an echo or a status already moved the message on.
 - ``REPEATED_CRM_MESSAGE_ID``: an earlier attempt went out: ``accepted`` (the id comes with the echo).
 - any other Wazzup error, or Wazzup refusing our key: ``failed`` with the code and a human text.
+
+Order (:func:`claim_due_rows`): a worker never sends a chat's message while an earlier one of that
+chat (lower message id) is still pending — queued, leased, or waiting for its retry. Once the
+earlier one ends (accepted, failed, unknown, or settled by a webhook) the later ones go at once.
+The wait is bounded by the rules above (an hour at most, a minute once maybe sent), so no extra
+escape is needed: a message no retry can help (a channel only a person can fix, a refusal) fails
+at once, and parked webhook items never hold a send back.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -76,6 +84,10 @@ class Outcome:
         if self.error_text is not None and len(self.error_text) > ERROR_TEXT_LENGTH:
             object.__setattr__(self, "error_text", self.error_text[:ERROR_TEXT_LENGTH])
 
+
+# Outcomes after which the row is still pending (retried later, or someone else holds it): the
+# chat's later messages wait for it. Every other outcome settled the message.
+STILL_PENDING = frozenset({"retry", "busy"})
 
 ERROR_CODE_LENGTH, ERROR_TEXT_LENGTH = 100, 1000  # messages.error_code, messages.error_text
 LAST_ERROR_LENGTH = 500                           # wazzup_outbox.last_error
@@ -247,24 +259,68 @@ def purge_idempotency_keys(ctx, limit: int = 1000) -> int:
 # ---------------------------------------------------------------- claiming
 
 
+class Claimed(NamedTuple):
+    """A row :func:`claim_due_rows` leased: the worker stops a chat's run at its first unsettled message."""
+
+    message_id: int
+    chat_id: int
+
+
 def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
+    """:func:`claim_due_rows`, as message ids."""
+    return [row.message_id for row in claim_due_rows(ctx, owner, limit)]
+
+
+def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     """Lease up to ``limit`` due rows to ``owner``; rows leased by others are skipped, never shared.
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side; on SQLite the write
     transaction (``BEGIN IMMEDIATE``) serialises claimers. A row whose lease expired with an attempt
     still marked in flight belonged to a holder that died mid-call: it is flagged ``maybe_sent``.
+
+    A chat's messages reach the customer in the order agents wrote them (message ids): a row is
+    claimed only together with every pending row of its chat before it, so whoever holds a chat's
+    later message holds all its earlier ones too, and attempts them first (returned in id order).
+    One waiting in its backoff, or leased by another (a worker, a send request's first attempt),
+    holds the rest of its chat back; other chats go on. Two conditions, from the pending rows only
+    (:func:`_earlier_in_chat`):
+
+    - no earlier pending row of the chat is leased or comes later in the claiming order (due later
+      than this row, or not due at all): rows held back never fill the batch, so one waiting chat
+      cannot starve the others, and each row's earlier ones come before it in the order the
+      ``LIMIT`` cuts (else a chat whose first message was retried, so is due after the rest, would
+      fill every batch with rows that cannot go);
+    - the number of the chat's earlier pending rows, checked against the rows claimed here:
+      ``SKIP LOCKED`` passes over a row another worker is claiming this very moment (still
+      pending in our snapshot, so counted: a later row is then dropped, never sent beside it).
+      A pending row only ever becomes done, so the count, taken in the claiming statement's
+      snapshot, errs only towards waiting one more round. The chat's first pending row is
+      always claimable when due and free, so every chat moves on.
+
+    No message waits forever: every pending row settles within :data:`MAX_QUEUE_AGE` (``failed``,
+    ``NOT_SENT``), or once Wazzup's dedupe window is over if it may have been sent (``unknown``);
+    a channel only a person can fix fails each message at once (``ChannelNeedsAPerson``), and
+    parked webhook items wait on sends, never the other way round. A settled message, whatever
+    its end (accepted, failed, unknown, or settled by a webhook), lets the next one go at once.
     """
     o = ctx.state.tables["outbox"]
     now = ctx.clock()
+    before = _earlier_in_chat(o)
     with ctx.helpdesk.db.write() as tx:
         rows = tx.conn.execute(
-            sa.select(o.c.message_id, o.c.attempt_started_at)
+            sa.select(o.c.message_id, o.c.chat_id, o.c.attempt_started_at, before.c.pending_before)
+            .join(before, before.c.message_id == o.c.message_id)
             # 'pending' as a literal: only then can the planner prove the partial index's condition
             # (a bound value would do for one plan, but not for a prepared statement's generic plan).
             .where(o.c.state == sa.literal_column("'pending'"), o.c.next_attempt_at <= now,
-                   sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now))
+                   sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
+                   # Held back by an earlier row that is leased, or due after this one (or not due
+                   # at all): each row's earlier ones then come before it in the order the LIMIT cuts.
+                   sa.or_(before.c.due_at.is_(None), before.c.due_at <= o.c.next_attempt_at),
+                   sa.or_(before.c.leased_until.is_(None), before.c.leased_until <= now))
             .order_by(o.c.next_attempt_at, o.c.message_id).limit(limit)
-            .with_for_update(skip_locked=True)).all()
+            .with_for_update(skip_locked=True, of=o)).all()
+        rows = _with_all_before(rows)
         for row in rows:
             values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_seconds(ctx)),
                       "updated_at": now}
@@ -273,7 +329,35 @@ def claim_due(ctx, owner: str, limit: int = 10) -> list[int]:
                 log.warning("Wazzup24 send interrupted mid-call by a stopped process; treating it as maybe sent",
                             extra={"context": {"message_id": row.message_id}})
             tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id).values(**values))
-    return [r.message_id for r in rows]
+    return [Claimed(row.message_id, row.chat_id) for row in rows]
+
+
+def _earlier_in_chat(o):
+    """Each pending row with what its chat's earlier pending rows add up to: how many there are, the
+    latest time one is due, the latest lease one holds. Window functions over the pending rows (the
+    partial index): one sort of the backlog per claim, where a correlated lookup per candidate row
+    would scan the backlog once per row (the index does not lead with ``chat_id``)."""
+    chat_order = {"partition_by": o.c.chat_id, "order_by": o.c.message_id}
+    earlier = {**chat_order, "rows": (None, -1)}  # ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    return (sa.select(o.c.message_id,
+                      (sa.func.row_number().over(**chat_order) - 1).label("pending_before"),
+                      sa.func.max(o.c.next_attempt_at).over(**earlier).label("due_at"),
+                      sa.func.max(o.c.lease_until).over(**earlier).label("leased_until"))
+            .where(o.c.state == sa.literal_column("'pending'")).subquery("earlier_in_chat"))
+
+
+def _with_all_before(rows) -> list:
+    """The rows whose chat's earlier pending rows are all among ``rows``, in message id order: a
+    chat's n-th claimed row (from 0) goes when n pending rows of its chat come before it."""
+    kept, taken = [], {}
+    for row in sorted(rows, key=lambda r: r.message_id):
+        n = taken.get(row.chat_id, 0)
+        if row.pending_before == n:
+            kept.append(row)
+            taken[row.chat_id] = n + 1
+        else:
+            taken[row.chat_id] = -1  # a gap: nothing later of this chat goes in this claim
+    return kept
 
 
 # ---------------------------------------------------------------- one attempt
@@ -312,7 +396,9 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
                                                error="WAZZUP24_API_KEY is not set", retry_after=60))
     if row.maybe_sent and not _window_open(ctx, row.first_attempt_at, now):
         return _settle(ctx, row, owner, _unknown(message_id))
-    if not row.maybe_sent and now - row.created_at > MAX_QUEUE_AGE:
+    # Only a message already tried: one that waited its turn behind an earlier message of its chat
+    # (which took up to the hour) gets its own attempt before the age can fail it.
+    if not row.maybe_sent and row.attempts and now - row.created_at > MAX_QUEUE_AGE:
         return _settle(ctx, row, owner, Outcome(
             "failed", message_id, error_code="NOT_SENT",
             error_text="Wazzup could not be reached for an hour; nothing was sent. Resend it when Wazzup is back."))

@@ -28,7 +28,8 @@ from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
-from wazzup_plugin.outbound.stored_files import StoredFile, file_for_send, not_configured, public_url, served_here
+from wazzup_plugin.outbound.stored_files import (
+    StoredFile, expired_here, file_for_send, mark_sent, not_configured, public_url, served_here)
 from wazzup_plugin.outbound.templates import MAX_VALUE as MAX_TEMPLATE_VALUE
 from wazzup_plugin.outbound.templates import chosen_template, not_waba, stored_template
 from wazzup_plugin.outbound.window import Window, chat_channel, chat_window
@@ -171,7 +172,8 @@ OPENAPI_ERRORS = {
     "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress; "
                           "`wazzup_window_closed`: a WhatsApp Business chat's 24-hour window is closed (only a "
                           "template goes, nothing was stored); `not_waba_chat`: a template to another chat"),
-    "422": error_response("bad body, or Wazzup refused the message (code in wazzup_code)"),
+    "422": error_response("bad body (`wazzup_file_expired`: the file_id's file was deleted by retention), or "
+                          "Wazzup refused the message (code in wazzup_code)"),
     "502": error_response("Wazzup refused our API key"),
     "503": error_response("Wazzup24 is not configured (WAZZUP24_API_KEY)"),
 }
@@ -437,6 +439,8 @@ class SendResource(_SendBase):
             message_type, name = "text", None
 
         def store(tx, ctx, now, owner, written):
+            if uploaded is not None:  # the file is kept from now on (file_housekeeping.py), or the send refused
+                mark_sent(tx.conn, self.state, uploaded.id, now)
             return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
                                   content_uri=content_uri, content_name=name, content_type=content_type,
                                   message_type=message_type, ref_message_id=ref, author_agent_id=agent.id,
@@ -456,7 +460,8 @@ class ResendResource(_SendBase):
                        "the original stays as it was. A message can be resent once.",
         "parameters": [IDEMPOTENCY_PARAM],
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
-                      **OPENAPI_ERRORS},
+                      **OPENAPI_ERRORS,
+                      "410": error_response("`wazzup_file_expired`: the message's uploaded file was deleted")},
     }}
 
     @answers_problems
@@ -478,6 +483,10 @@ class ResendResource(_SendBase):
                 self._check_text(channel, original.text)
             self._check_window(chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel),
                                template)
+            if expired_here(conn, self.state, self.state.settings, original.content_uri):
+                raise Problem(410, "wazzup_file_expired",
+                              f"The file of message {message_id} was deleted (WAZZUP24_FILE_RETENTION_DAYS); "
+                              "upload it again and send it. Nothing was stored or sent.")
         agent = req.context.agent
 
         def store(tx, ctx, now, owner, written):

@@ -6,6 +6,7 @@ these, so neither imports the other's module.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -16,6 +17,9 @@ from wazzup_plugin.outbound.http import Problem
 from wazzup_plugin.settings import PUBLIC_URL
 
 PATH = "/wazzup24/files"
+# A file's token in its URL, however written (%-encoded included), for the host to mask in every log line
+# (hooks.register_log_masks): the token is the only key to the file, and logs are read by more people.
+TOKEN_IN_URL = re.compile(rf"({re.escape(PATH)}/)[^/?#\s\"']+")
 # The URL's last segment is the file's name as long as its %-encoded form stays short; a longer one
 # (a Cyrillic name is six characters per letter encoded) is served as file.<ext>, so the URL fits.
 MAX_URL_NAME = 300
@@ -62,9 +66,40 @@ def file_for_send(conn, state, chat_id: int, file_id: int) -> StoredFile:
     """The uploaded file ``file_id`` of chat ``chat_id`` (422 on ``file_id`` otherwise: another chat's
     file is never sent, and which chats have files is not told)."""
     f = state.tables["files"]
-    row = conn.execute(sa.select(f.c.id, f.c.chat_id, f.c.name, f.c.content_type, f.c.size, f.c.token)
+    row = conn.execute(sa.select(f.c.id, f.c.chat_id, f.c.name, f.c.content_type, f.c.size, f.c.token, f.c.purged_at)
                        .where(f.c.id == file_id, f.c.chat_id == chat_id)).first()
     if row is None:
-        raise Problem(422, "invalid_body", "The request body is not valid.",
-                      fields={"file_id": ["no such file uploaded to this chat"]})
-    return StoredFile(**row._mapping)
+        raise _no_such_file()
+    if row.purged_at is not None:
+        raise Problem(422, "wazzup_file_expired", EXPIRED, fields={"file_id": [EXPIRED]})
+    return StoredFile(**{k: v for k, v in row._mapping.items() if k != "purged_at"})
+
+
+EXPIRED = "This file was deleted after the helpdesk's retention period (WAZZUP24_FILE_RETENTION_DAYS); upload it again."
+
+
+def _no_such_file() -> Problem:
+    return Problem(422, "invalid_body", "The request body is not valid.",
+                   fields={"file_id": ["no such file uploaded to this chat"]})
+
+
+def mark_sent(conn, state, file_id: int, now) -> None:
+    """Record, in the transaction storing a message that uses the file, that it was sent: housekeeping
+    then keeps it. Refused (422, the transaction rolls back) when housekeeping deleted or emptied it
+    since the send read it: the message would name a file that is gone."""
+    f = state.tables["files"]
+    marked = conn.execute(sa.update(f).where(f.c.id == file_id, f.c.purged_at.is_(None))
+                          .values(sent_at=sa.func.coalesce(f.c.sent_at, now))).rowcount
+    if not marked:
+        raise _no_such_file()
+
+
+def expired_here(conn, state, settings, uri: str | None) -> bool:
+    """Whether ``uri`` is one of this helpdesk's uploaded files that is gone (deleted or emptied): a
+    resend of it would only have Wazzup fail to download it."""
+    if not served_here(settings, uri):
+        return False
+    token = uri[len(f"{settings.public_url}{PATH}/"):].partition("/")[0]
+    f = state.tables["files"]
+    row = conn.execute(sa.select(f.c.purged_at).where(f.c.token == token)).first()
+    return row is None or row.purged_at is not None

@@ -67,6 +67,16 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("data", sa.LargeBinary, nullable=False),
             sa.Column("uploaded_by", sa.Integer, sa.ForeignKey("agents.id", ondelete="SET NULL")),
             sa.Column("created_at", UTCDateTime(), nullable=False),
+            # Set in the transaction that stores the first message using the file: never set = an
+            # upload nobody sent, deleted after WAZZUP24_UNSENT_FILE_HOURS.
+            sa.Column("sent_at", UTCDateTime()),
+            # Retention emptied ``data`` (WAZZUP24_FILE_RETENTION_DAYS); the row stays so that the
+            # public URL answers 410 Gone, not 404, and the quota no longer counts it.
+            sa.Column("purged_at", UTCDateTime()),
+            # The files still holding their bytes, as the housekeeping reads them (by age) and the upload
+            # quota sums them: from this index alone, never reading a row (SQLite would read its bytes).
+            sa.Index("ix_wazzup_files_live", "created_at", "sent_at", "size",
+                     postgresql_where=sa.text("purged_at IS NULL"), sqlite_where=sa.text("purged_at IS NULL")),
         ),
         # One row per limiter: the current time slot and how many calls it has had; a 429 blocks all.
         "rate_limit": table(metadata, "wazzup_rate_limit",

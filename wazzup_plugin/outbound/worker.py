@@ -12,8 +12,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
+from wazzup_plugin.media import download as media_download
 from wazzup_plugin.outbound import outbox
 from wazzup_plugin.outbound.channels import CHANNELS_EVERY, refresh_channels
+from wazzup_plugin.outbound.file_housekeeping import purge_files
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +29,31 @@ def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = No
 
     ``stop``: checked before each attempt. Once it is set, no new call to Wazzup starts: the rows
     claimed but not attempted are released (their lease cleared), so the next worker, after a
-    restart, takes them up at once instead of after the lease (about a minute)."""
+    restart, takes them up at once instead of after the lease (about a minute).
+
+    A chat's messages are claimed in order (``outbox.claim_due_rows``); once one of them is left
+    pending (a retry later, a lease lost, a crash), the chat's later ones are not attempted in this
+    run: they are released, and go once it settles."""
     outcomes = []
-    claimed = outbox.claim_due(ctx, owner, batch)
-    for index, message_id in enumerate(claimed):
+    claimed = outbox.claim_due_rows(ctx, owner, batch)
+    waiting_chats, held_back = set(), []  # chats whose earlier message is still pending; their later ones
+    for index, row in enumerate(claimed):
         if stop is not None and stop.is_set():
-            release(ctx, owner, claimed[index:])
+            release(ctx, owner, [r.message_id for r in claimed[index:]])
             break
+        if row.chat_id in waiting_chats:
+            held_back.append(row.message_id)
+            continue
         try:
-            outcomes.append(outbox.attempt(ctx, message_id, owner))
+            outcome = outbox.attempt(ctx, row.message_id, owner)
         except Exception:  # one bad row must not stop the others; its lease expires and it is retried
-            log.exception("Wazzup24 outbox attempt crashed", extra={"context": {"message_id": message_id}})
+            log.exception("Wazzup24 outbox attempt crashed", extra={"context": {"message_id": row.message_id}})
+            outcome = None
+        if outcome is None or outcome.kind in outbox.STILL_PENDING:
+            waiting_chats.add(row.chat_id)
+        if outcome is not None:
+            outcomes.append(outcome)
+    _give_back(ctx, owner, held_back)  # free at once for whoever claims after the earlier one settles
     return outcomes
 
 
@@ -46,20 +62,34 @@ def release(ctx, owner: str, message_ids: list[int]) -> int:
 
     Only rows still pending, still leased by ``owner`` and with no attempt marked: a row whose
     attempt started keeps its lease (whoever takes it next must treat it as maybe sent)."""
-    if not message_ids:
-        return 0
-    o = ctx.state.tables["outbox"]
-    with ctx.helpdesk.db.write() as tx:
-        released = tx.conn.execute(sa.update(o).where(
-            o.c.message_id.in_(message_ids), o.c.lease_owner == owner, o.c.state == "pending",
-            o.c.attempt_started_at.is_(None),
-        ).values(lease_owner=None, lease_until=None, updated_at=ctx.clock())).rowcount
+    released = _give_back(ctx, owner, message_ids)
     log.info("Wazzup24 outbox worker stopping: %s claimed rows released for the next worker", released,
              extra={"context": {"worker": owner}})
     return released
 
 
-HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys
+def _give_back(ctx, owner: str, message_ids: list[int]) -> int:
+    """Clear ``owner``'s leases of these rows where no attempt is marked; returns how many."""
+    if not message_ids:
+        return 0
+    o = ctx.state.tables["outbox"]
+    with ctx.helpdesk.db.write() as tx:
+        return tx.conn.execute(sa.update(o).where(
+            o.c.message_id.in_(message_ids), o.c.lease_owner == owner, o.c.state == "pending",
+            o.c.attempt_started_at.is_(None),
+        ).values(lease_owner=None, lease_until=None, updated_at=ctx.clock())).rowcount
+
+
+def download_due_media(ctx, owner: str, stop: threading.Event | None = None) -> int:
+    """Customers' media due for download (wazzup_plugin/media): a bounded batch per loop, after the sends."""
+    try:
+        return media_download.download_due(ctx.helpdesk, ctx.state, owner, stop)
+    except Exception:  # e.g. the database is briefly unavailable: the next loop tries again
+        log.exception("Wazzup24 media downloads could not claim rows")
+        return 0
+
+
+HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys and uploaded files
 
 
 def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10) -> None:
@@ -80,12 +110,14 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
+        media_claimed = download_due_media(ctx, owner, stop)
         if loops % HOUSEKEEPING_EVERY == 0:
-            try:
-                outbox.purge_idempotency_keys(ctx)
-            except Exception:
-                log.exception("Wazzup24 outbox housekeeping failed")
+            for purge in (outbox.purge_idempotency_keys, purge_files):  # one failing does not skip the other
+                try:
+                    purge(ctx)
+                except Exception:
+                    log.exception("Wazzup24 outbox housekeeping failed")
         loops += 1
-        if len(outcomes) < batch:
+        if len(outcomes) < batch and media_claimed < media_download.BATCH:
             stop.wait(poll_seconds)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})

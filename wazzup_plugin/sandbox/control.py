@@ -8,7 +8,8 @@
 - ``GET /_sandbox/received[?crmMessageId=]`` what the API accepted (and how often per crmMessageId);
 - ``GET /_sandbox/deliveries`` the webhook deliveries and their outcomes;
 - ``GET``/``PATCH /_sandbox/config`` the behaviour (variants, delays...); ``POST /_sandbox/reset``;
-- ``GET /_sandbox/health``; ``GET /_sandbox/media/{photo.png,invoice.pdf}`` files customers can send.
+- ``GET /_sandbox/health``; ``GET /_sandbox/media/{photo.png,invoice.pdf}`` files customers can send;
+  ``GET /_sandbox/store/{id}/?filename=<name>.png|.pdf|.wav``: the same, as links into Wazzup's store.
 The control API needs no key: the sandbox listens on 127.0.0.1 and is never a production service.
 """
 
@@ -22,7 +23,7 @@ from wazzup_plugin.sandbox.api import read_json
 from wazzup_plugin.sandbox.config import SandboxConfigError
 from wazzup_plugin.sandbox.core import Sandbox, SandboxError
 from wazzup_plugin.sandbox.faults import FaultError
-from wazzup_plugin.sandbox.media import MediaResource
+from wazzup_plugin.sandbox.media import MediaResource, StoreResource
 from wazzup_plugin.sandbox import deliveries
 
 _SECRET_PARAM = re.compile(r"(?i)([?&]token=)[^&#]*")
@@ -190,4 +191,5 @@ def control_routes(sandbox: Sandbox) -> list[tuple[str, object]]:
         ("/_sandbox/reset", ResetResource(sandbox)),
         ("/_sandbox/iframe/{token}", IframePageResource(sandbox)),
         ("/_sandbox/media/{name}", MediaResource()),
+        ("/_sandbox/store/{item_id}", StoreResource()),
     ]

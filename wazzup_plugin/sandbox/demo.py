@@ -29,6 +29,8 @@ import click
 import requests
 
 from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+from wazzup_plugin.sandbox.media import store_url
+from wazzup_plugin.settings import DEFAULT_MEDIA_HOSTS
 
 AGENT = "demo"
 STOP_SECONDS = 10
@@ -161,6 +163,8 @@ class Demo:
             "WAZZUP24_WEBHOOK_SECRET": secret,
             "WAZZUP24_WEBHOOK_URL": f"{self.url}/api/webhook?token={secret}",
             "WAZZUP24_SANDBOX_URL": self.sandbox_url,
+            # The customers' media comes from the sandbox's store: the helpdesk downloads and keeps it.
+            "WAZZUP24_MEDIA_HOSTS": f"{DEFAULT_MEDIA_HOSTS},{self.host}",
         }
         write_env_file(self.data / ".env", self.settings)
         creds_file = self.data / "demo.json"
@@ -267,7 +271,7 @@ class Demo:
                 if line.startswith("echo:"):
                     spec.update(text=line[5:], isEcho=True, authorName="Demo Agent")
                 elif line.startswith("media:"):
-                    spec.update(contentUri=f"{self.sandbox_url}/_sandbox/media/{line[6:]}")
+                    spec.update(contentUri=store_url(self.sandbox_url, line[6:]))
                 else:
                     spec.update(text=line)
                 result = self.write(**spec)

@@ -1,5 +1,7 @@
-"""Files the sandbox serves itself (``/_sandbox/media/{name}``), so demo customers can send real media
-without any outside host. Built in code: nothing to ship, nothing to fetch."""
+"""Files the sandbox serves itself, so demo customers can send real media without any outside host:
+``/_sandbox/media/{name}``, and ``/_sandbox/store/{id}/?filename={name}`` shaped like Wazzup's store
+links (what the helpdesk downloads and keeps, wazzup_plugin/media). Built in code: nothing to ship,
+nothing to fetch."""
 
 from __future__ import annotations
 
@@ -46,7 +48,17 @@ def pdf(text: str = "Invoice 1042 - sandbox") -> bytes:
     return bytes(out)
 
 
+def wav(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    """A short quiet tone (a voice note's stand-in), as a valid 8-bit mono WAV."""
+    samples = bytes(128 + (8 if (i // 10) % 2 else -8) for i in range(int(seconds * rate)))
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    return (b"RIFF" + struct.pack("<I", 36 + len(samples)) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", len(samples)) + samples)
+
+
 FILES = {"photo.png": ("image/png", png), "invoice.pdf": ("application/pdf", pdf)}
+# The store's files by extension: any name with one of these is served (the link's own name kept).
+STORE_TYPES = {"png": ("image/png", png), "pdf": ("application/pdf", pdf), "wav": ("audio/wav", wav)}
 
 
 class MediaResource:
@@ -61,3 +73,30 @@ class MediaResource:
             self._cache[name] = build()
         resp.content_type = content_type
         resp.data = self._cache[name]
+
+
+class StoreResource:
+    """``GET /_sandbox/store/{id}/?filename=photo.png``: like a link into Wazzup's store, whatever the id."""
+
+    def __init__(self):
+        self._cache: dict[str, bytes] = {}
+
+    def on_get(self, req, resp, item_id):
+        name = req.get_param("filename") or ""
+        ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if ext not in STORE_TYPES:
+            raise falcon.HTTPNotFound(description=f"the sandbox's store serves ?filename= ending in "
+                                                  f"{', '.join('.' + e for e in STORE_TYPES)}")
+        content_type, build = STORE_TYPES[ext]
+        if ext not in self._cache:
+            self._cache[ext] = build()
+        resp.content_type = content_type
+        resp.data = self._cache[ext]
+
+
+def store_url(sandbox_url: str, name: str, item_id: str | None = None) -> str:
+    """A store link to a file named ``name`` (a fresh id each time, as Wazzup's links have)."""
+    import uuid
+
+    return f"{sandbox_url}/_sandbox/store/{item_id or uuid.uuid4().hex}/?filename={name}"
+

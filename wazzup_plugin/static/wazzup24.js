@@ -1,8 +1,10 @@
-/* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", and replies
- * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one.
+/* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", replies
+ * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one; and a
+ * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
- * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, api, notify, errorText)
+ * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, registerMediaUrl, api, notify,
+ * errorText)
  * and to the plugin's routes under /api/.../wazzup24/. Everything shown is set with textContent.
  */
 (function () {
@@ -1020,6 +1022,45 @@
         else if (r.status === 202) host.notify("Queued again: it will be sent when Wazzup24 answers.", "info");
         else if (r.ok) host.notify("Resent.", "success");
         else if (r.status !== 401) host.notify("Resend failed: " + reasonOf(r), "error");
+        if (ctx && ctx.refresh) ctx.refresh();
+      });
+    }
+  });
+
+  // ------------------------------------------------------------------ a customer's media, as the helpdesk keeps it
+
+  // The helpdesk's own copy (wazzup_media_url, once downloaded) is shown instead of Wazzup's link,
+  // which may stop working; until then, or if it cannot be kept, Wazzup's link is shown as before.
+  if (typeof host.registerMediaUrl === "function") {
+    host.registerMediaUrl(function (message) {
+      return message.wazzup_media_state === "stored" ? message.wazzup_media_url || null : null;
+    });
+  }
+
+  var MEDIA_NOT_KEPT = {
+    failed: "The helpdesk could not download this file; Wazzup's link may no longer work.",
+    too_big: "This file is too big for the helpdesk to keep; it is shown from Wazzup's link.",
+    refused_host: "This file's link is not on Wazzup's store, so the helpdesk did not download it."
+  };
+
+  if (typeof host.registerMessageDecorator === "function") {
+    host.registerMessageDecorator(function (message, chat) {
+      var why = chat.type === "wazzup" && MEDIA_NOT_KEPT[message.wazzup_media_state];
+      return why ? el("p", "wz-media-note", why) : null;
+    });
+  }
+
+  host.registerMessageAction({
+    id: "wazzup24-media-retry",
+    label: "Retry download",
+    appliesTo: function (message, chat) {
+      return chat.type === "wazzup" && message.wazzup_media_state === "failed";
+    },
+    run: function (message, chat, ctx) {
+      var path = "/api/chats/" + chat.id + "/wazzup24/messages/" + message.id + "/media/retry";
+      return host.api(path, { method: "POST", body: {} }).then(function (r) {
+        if (r.ok) host.notify("Downloading the file again.", "info");
+        else if (r.status !== 401) host.notify("Retry failed: " + reasonOf(r), "error");
         if (ctx && ctx.refresh) ctx.refresh();
       });
     }

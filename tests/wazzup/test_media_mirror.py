@@ -1,0 +1,384 @@
+"""A customer's photo, voice note or document is kept by the helpdesk: queued with the message, downloaded
+by the outbox worker from Wazzup's store (allowed hosts only, capped, checksummed, retried) and served
+from the helpdesk's own origin."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+import requests
+import responses
+import sqlalchemy as sa
+
+from host_stub.errors import StartupError
+
+STORE_URI = "https://store.wazzup24.com/e5115a1e0046d628b3924161d411e5812d2546/?filename=photo.jpg"
+PHOTO = b"\xff\xd8\xff\xe0" + b"a customer's photo" * 100
+
+
+@pytest.fixture
+def media_row(helpdesk):
+    """The media row of the only message (or None)."""
+    from wazzup_plugin.state import get_state
+
+    def row():
+        t = get_state(helpdesk).tables["media"]
+        with helpdesk.db.read() as conn:
+            rows = conn.execute(sa.select(t)).all()
+        assert len(rows) <= 1, rows
+        return rows[0] if rows else None
+
+    return row
+
+
+@pytest.fixture
+def download(helpdesk):
+    """One loop of a worker's media downloads: ``download("worker-a")`` returns how many it claimed."""
+    from wazzup_plugin.media.download import download_due
+    from wazzup_plugin.state import get_state
+
+    return lambda owner="worker-a": download_due(helpdesk, get_state(helpdesk), owner)
+
+
+def _image_delivery(payload, uri=STORE_URI):
+    body = payload("incoming_image")
+    body["messages"][0]["contentUri"] = uri
+    return body
+
+
+def _messages_page(client, auth, wazzup_rows):
+    [chat] = wazzup_rows.chats()
+    return client.simulate_get(f"/api/chats/{chat['id']}/messages", headers=auth).json["items"]
+
+
+def test_an_incoming_media_message_is_queued_for_download_with_the_message(deliver, payload, media_row,
+                                                                          wazzup_rows, wazzup_api):
+    assert deliver(payload("incoming_image")).status_code == 200
+
+    row = media_row()
+    [message] = wazzup_rows.messages()
+    assert (row.message_id, row.chat_id, row.source_uri) == (message["id"], message["chat_id"], STORE_URI)
+    assert (row.state, row.attempts, row.name, row.data) == ("pending", 0, "photo.jpg", None)
+    assert len(row.token) >= 40
+    assert len(wazzup_api.calls) == 0  # never downloaded inside the webhook's request
+
+
+def test_media_in_a_known_chat_is_queued_too(deliver, payload, media_row, wazzup_rows):
+    """PostgreSQL writes such a delivery in one statement: the queueing is part of it."""
+    deliver(payload("incoming_text"))  # the chat exists from now on
+
+    deliver(payload("incoming_image"))
+
+    image = wazzup_rows.message(payload("incoming_image")["messages"][0]["messageId"])
+    row = media_row()
+    assert (row.message_id, row.chat_id, row.state, row.name) == (image["id"], image["chat_id"], "pending", "photo.jpg")
+    assert row.next_attempt_at == row.created_at and row.attempts == 0 and len(row.token) >= 40
+
+
+def test_a_redelivered_webhook_leaves_one_media_row(deliver, payload, media_row):
+    deliver(payload("incoming_image"))
+    first = media_row()
+    deliver(payload("incoming_image"))
+    assert media_row() == first
+
+
+def test_a_text_message_queues_no_download(deliver, payload, media_row):
+    deliver(payload("incoming_text"))
+    assert media_row() is None
+
+
+def test_a_stored_copy_is_served_with_its_checksum_and_shown_on_the_message(deliver, payload, media_row, download,
+                                                                             wazzup_api, client, auth, wazzup_rows):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO, content_type="image/jpeg")
+
+    assert download() == 1
+
+    row = media_row()
+    assert (row.state, row.size, row.content_type, row.attempts) == ("stored", len(PHOTO), "image/jpeg", 1)
+    assert row.sha256 == hashlib.sha256(PHOTO).hexdigest() and row.data == PHOTO
+    [message] = _messages_page(client, auth, wazzup_rows)
+    assert message["wazzup_media_state"] == "stored"
+    url = message["wazzup_media_url"]
+    assert url == f"/wazzup24/media/{row.token}/photo.jpg"
+    served = client.simulate_get(url)
+    assert served.status_code == 200 and served.content == PHOTO
+    assert served.headers["ETag"] == f'"{row.sha256}"'
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Security-Policy"].startswith("sandbox")
+    assert served.headers["Content-Disposition"].startswith("inline;")
+    assert served.headers["Content-Type"] == "image/jpeg"
+    assert client.simulate_head(url).headers["Content-Length"] == str(len(PHOTO))
+    assert client.simulate_get(url, headers={"If-None-Match": f'"{row.sha256}"'}).status_code == 304
+    assert client.simulate_get(f"/wazzup24/media/{row.token}/other.jpg").status_code == 404
+
+
+def test_the_download_never_sends_our_api_key(deliver, payload, download, wazzup_api, api_key, http):
+    http.headers["Authorization"] = f"Bearer {api_key}"  # even a session that carries it
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+
+    download()
+
+    [call] = wazzup_api.calls
+    assert "Authorization" not in call.request.headers
+    assert api_key not in str(call.request.headers)
+
+
+def test_a_copy_not_downloaded_yet_is_not_served_and_the_message_says_pending(deliver, payload, media_row, client,
+                                                                               auth, wazzup_rows):
+    deliver(payload("incoming_image"))
+    [message] = _messages_page(client, auth, wazzup_rows)
+    assert (message["wazzup_media_state"], message["wazzup_media_url"]) == ("pending", None)
+    assert client.simulate_get(f"/wazzup24/media/{media_row().token}/photo.jpg").status_code == 404
+
+
+def test_a_text_message_has_no_media_fields(deliver, payload, client, auth, wazzup_rows):
+    deliver(payload("incoming_text"))
+    [message] = _messages_page(client, auth, wazzup_rows)
+    assert (message["wazzup_media_state"], message["wazzup_media_url"]) == (None, None)
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:8080/admin/?filename=photo.jpg",
+    "https://store.wazzup24.com.evil.example/?filename=photo.jpg",
+    "https://wazzup24.com@169.254.169.254/?filename=photo.jpg",
+    "https://localhost/x/?filename=photo.jpg",
+])
+def test_a_link_outside_the_allowed_hosts_is_refused_without_a_request(deliver, payload, media_row, download,
+                                                                       wazzup_api, uri):
+    deliver(_image_delivery(payload, uri))
+
+    download()
+
+    assert len(wazzup_api.calls) == 0
+    row = media_row()
+    assert (row.state, row.data) == ("refused_host", None)
+    assert "WAZZUP24_MEDIA_HOSTS" in row.last_error
+
+
+def test_a_redirect_to_an_allowed_host_is_followed_once(deliver, payload, media_row, download, wazzup_api):
+    cdn = "https://cdn.wazzup24.ru/files/photo.jpg"
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=302, headers={"Location": cdn})
+    wazzup_api.get(cdn, body=PHOTO)
+
+    download()
+
+    assert [c.request.url for c in wazzup_api.calls] == [STORE_URI, cdn]
+    assert (media_row().state, media_row().data) == ("stored", PHOTO)
+
+
+def test_a_redirect_elsewhere_is_refused_and_not_followed(deliver, payload, media_row, download, wazzup_api):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=302, headers={"Location": "http://10.0.0.5/internal"})
+
+    download()
+
+    assert [c.request.url for c in wazzup_api.calls] == [STORE_URI]
+    assert media_row().state == "refused_host"
+
+
+def test_a_second_redirect_is_not_followed(deliver, payload, media_row, download, wazzup_api):
+    cdn = "https://cdn.wazzup24.com/a"
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=302, headers={"Location": cdn})
+    wazzup_api.get(cdn, status=302, headers={"Location": "https://cdn.wazzup24.com/b"})
+
+    download()
+
+    assert len(wazzup_api.calls) == 2
+    assert media_row().state == "failed"
+
+
+@pytest.fixture
+def settings(settings):
+    return {**settings, "WAZZUP24_MEDIA_MAX_MB": "1"}
+
+
+def test_a_file_over_the_size_cap_is_too_big_and_not_kept(deliver, payload, media_row, download, wazzup_api):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=b"x" * (1024 * 1024 + 1))
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.data, row.size) == ("too_big", None, None)
+    assert "WAZZUP24_MEDIA_MAX_MB" in row.last_error
+
+
+def test_a_file_of_exactly_the_cap_is_kept(deliver, payload, media_row, download, wazzup_api):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=b"x" * (1024 * 1024))
+
+    download()
+
+    assert (media_row().state, media_row().size) == ("stored", 1024 * 1024)
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_file_the_store_no_longer_has_fails_at_once(deliver, payload, media_row, download, wazzup_api, status):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=status)
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert str(status) in row.last_error
+
+
+def test_network_errors_and_5xx_are_retried_on_a_schedule_then_fail(deliver, payload, media_row, download,
+                                                                     wazzup_api, clock):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=requests.ConnectionError("refused"))
+    wazzup_api.get(STORE_URI, status=503)
+    delays = []
+    for attempt in range(1, 6):
+        download()
+        row = media_row()
+        assert (row.state, row.attempts) == ("pending", attempt)
+        delays.append((row.next_attempt_at - clock()).total_seconds())
+        clock.advance(delays[-1] - 1)
+        assert download() == 0  # not due a second early
+        clock.advance(1)
+    assert delays == [60, 300, 1800, 7200, 43200]
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.attempts) == ("failed", 6)
+    assert len(wazzup_api.calls) == 6
+
+
+def test_an_agent_retries_a_failed_download(deliver, payload, media_row, download, wazzup_api, client, auth,
+                                            wazzup_rows):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=404)
+    download()
+    [message] = wazzup_rows.messages()
+    retry = f"/api/chats/{message['chat_id']}/wazzup24/messages/{message['id']}/media/retry"
+
+    answer = client.simulate_post(retry, headers=auth)
+
+    assert answer.status_code == 202 and answer.json == {"message_id": message["id"], "state": "pending"}
+    assert (media_row().state, media_row().attempts) == ("pending", 0)
+    assert client.simulate_post(retry, headers=auth).status_code == 409  # already pending
+    wazzup_api.replace(responses.GET, STORE_URI, body=PHOTO)
+    download()
+    assert media_row().state == "stored"
+    assert client.simulate_post(retry, headers=auth).json["code"] == "not_retryable"
+
+
+def test_a_retry_needs_an_agent_and_a_known_message(deliver, payload, client, auth, wazzup_rows):
+    deliver(payload("incoming_image"))
+    deliver(payload("incoming_text"))
+    image, text = wazzup_rows.messages()
+    base = f"/api/chats/{image['chat_id']}/wazzup24/messages"
+
+    assert client.simulate_post(f"{base}/{image['id']}/media/retry").status_code == 401
+    assert client.simulate_post(f"{base}/{text['id']}/media/retry", headers=auth).status_code == 404
+    assert client.simulate_post(f"{base}/999999/media/retry", headers=auth).status_code == 404
+    other_chat = f"/api/chats/{image['chat_id'] + 1000}/wazzup24/messages/{image['id']}/media/retry"
+    assert client.simulate_post(other_chat, headers=auth).status_code == 404
+
+
+def test_two_workers_never_download_the_same_file(deliver, payload, media_row, helpdesk, download, wazzup_api):
+    from wazzup_plugin.media.download import claim_due, download_one
+    from wazzup_plugin.state import get_state
+
+    state = get_state(helpdesk)
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+    from datetime import timedelta
+
+    [claimed] = claim_due(helpdesk.db, state.tables["media"], "worker-a", helpdesk.clock(), 5, timedelta(minutes=2))
+
+    assert download("worker-b") == 0  # leased to worker-a
+    download_one(helpdesk.db, state, helpdesk.http, "worker-a", claimed, helpdesk.clock)
+    assert download("worker-b") == 0  # stored
+
+    assert len(wazzup_api.calls) == 1
+    assert media_row().state == "stored"
+
+
+def test_an_edit_that_brings_new_media_downloads_it_again(deliver, payload, media_row, download, wazzup_api):
+    new_uri = "https://store.wazzup24.com/b2c3/?filename=invoice.pdf"
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+    download()
+    token = media_row().token
+    edited = _image_delivery(payload, new_uri)
+    edited["messages"][0].update(isEdited=True, dateTime="2025-05-06T14:17:00Z")
+
+    deliver(edited)
+
+    row = media_row()
+    assert (row.state, row.source_uri, row.name, row.data, row.token) == ("pending", new_uri, "invoice.pdf", None, token)
+    wazzup_api.get(new_uri, body=b"%PDF-1.4")
+    download()
+    assert (media_row().state, media_row().content_type) == ("stored", "application/pdf")
+
+
+def test_a_stored_html_file_is_served_as_bytes_to_download(deliver, payload, media_row, download, wazzup_api, client):
+    uri = "https://store.wazzup24.com/abc/?filename=page.html"
+    deliver(_image_delivery(payload, uri))
+    wazzup_api.get(uri, body=b"<script>alert(1)</script>", content_type="text/html")
+
+    download()
+
+    row = media_row()
+    served = client.simulate_get(f"/wazzup24/media/{row.token}/page.html")
+    assert served.headers["Content-Type"] == "application/octet-stream"
+    assert served.headers["Content-Disposition"].startswith("attachment;")
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("WAZZUP24_MEDIA_HOSTS", "http://store.wazzup24.com", "WAZZUP24_MEDIA_HOSTS"),
+    ("WAZZUP24_MEDIA_HOSTS", "*", "WAZZUP24_MEDIA_HOSTS"),
+    ("WAZZUP24_MEDIA_MAX_MB", "0", "WAZZUP24_MEDIA_MAX_MB"),
+    ("WAZZUP24_MEDIA_MAX_MB", "lots", "WAZZUP24_MEDIA_MAX_MB"),
+])
+def test_media_settings_are_checked_at_startup(build_app, pm, name, value, says):
+    with pytest.raises(StartupError, match=says):
+        build_app(pm, **{name: value})
+
+
+def test_the_media_hosts_setting_decides_what_is_fetched(build_app, pm_with, deliver, payload, wazzup_api):
+    from falcon.testing import TestClient
+
+    from wazzup_plugin.media.download import download_due
+    from wazzup_plugin.state import get_state
+
+    app = build_app(pm_with(), WAZZUP24_MEDIA_HOSTS="files.example.org")
+    uri = "https://files.example.org/a/?filename=photo.jpg"
+    TestClient(app).simulate_post("/api/webhook", json=_image_delivery(payload, uri))
+    wazzup_api.get(uri, body=PHOTO)
+
+    download_due(app.helpdesk, get_state(app.helpdesk), "worker-a")
+
+    assert [c.request.url for c in wazzup_api.calls] == [uri]
+
+
+def test_status_shows_the_media_backlog(run, deliver, payload):
+    import json
+
+    deliver(payload("incoming_image"))
+    deliver(payload("incoming_document"))
+
+    report = json.loads(run("status", "--json").output)
+
+    assert report["media"]["pending"] == 2 and report["media"]["oldest_queued_at"]
+    assert re.search(r"Media backlog +2, oldest queued ", run("status").output)
+
+
+def test_a_copys_token_is_masked_in_logs():
+    import wazzup_plugin.hooks
+
+    line = "GET /wazzup24/media/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd/photo.jpg 200"
+    masked = line
+    for pattern in wazzup_plugin.hooks.register_log_masks():
+        masked = pattern.sub(lambda m: m.group(1) + "***", masked)
+    assert masked == "GET /wazzup24/media/***/photo.jpg 200"

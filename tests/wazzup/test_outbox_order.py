@@ -1,0 +1,212 @@
+"""A chat's messages reach the customer in the order agents sent them, whatever the outbox meets.
+
+The outbox worker never sends a chat's message while an earlier one of that chat is still pending
+(queued, leased, or waiting for its retry); once that one ends, the later ones go at once. Wazzup is
+``responses`` with a script per call; time is the fake clock; the worker runs step by step.
+"""
+
+import json
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from wazzup_plugin import heartbeats
+from wazzup_plugin.outbound import outbox, worker
+from wazzup_plugin.state import get_state
+
+REFUSED = {"status": 400, "error": "BAD_CONTACT", "description": "No WhatsApp on this number"}
+
+
+class ScriptedWazzup:
+    """``POST /v3/message``: each call takes the next mode of ``script`` (then "ok"), and the order of
+    the calls is kept as ``(crmMessageId, mode)``."""
+
+    def __init__(self, network_error, script=()):
+        self.network_error = network_error
+        self.script = list(script)
+        self.calls = []
+        self.lock = threading.Lock()
+        self.think = 0.0  # seconds each accepted call takes: lets another worker act meanwhile
+
+    def __call__(self, request):
+        crm = json.loads(request.body)["crmMessageId"]
+        with self.lock:
+            mode = self.script.pop(0) if self.script else "ok"
+            self.calls.append((crm, mode))
+        if mode == "refuse":
+            return self.network_error("refused")
+        if mode == "bad_contact":
+            return 400, {}, json.dumps(REFUSED)
+        time.sleep(self.think)
+        return 201, {}, json.dumps({"messageId": f"wz-{crm}", "chatId": "79011112233"})
+
+    def sent(self):
+        """crmMessageIds of the calls Wazzup accepted, in the order they came."""
+        return [crm for crm, mode in self.calls if mode == "ok"]
+
+
+@pytest.fixture
+def wazzup(wazzup_api, wazzup_url, network_error):
+    fake = ScriptedWazzup(network_error)
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=fake)
+    return fake
+
+
+@pytest.fixture
+def crm_of(helpdesk):
+    """``crm_of(message_id)``: the crmMessageId the message goes out with."""
+    w = get_state(helpdesk).tables["messages"]
+
+    def crm(message_id):
+        with helpdesk.db.read() as conn:
+            return conn.execute(sa.select(w.c.crm_message_id).where(w.c.message_id == message_id)).scalar_one()
+
+    return crm
+
+
+@pytest.fixture
+def queue(helpdesk, outbox_ctx, clock):
+    """``queue(chat, n)``: n messages stored for the worker at once (as the send route stores a file
+    it sends through the worker), in one transaction: due together, claimed together."""
+
+    def store(chat_id, n=1):
+        with helpdesk.db.write() as tx:
+            return [outbox.enqueue(tx, outbox_ctx, chat_id=chat_id, now=clock(), lease_owner=None, text=f"m{i}")
+                    for i in range(n)]
+
+    return store
+
+
+def status(helpdesk, message_id):
+    m = helpdesk.tables.messages
+    with helpdesk.db.read() as conn:
+        return conn.execute(sa.select(m.c.status).where(m.c.id == message_id)).scalar_one()
+
+
+def test_a_later_message_waits_while_an_earlier_one_is_in_backoff_then_goes_right_after_it(
+        send, make_wazzup_chat, wazzup, outbox_ctx, clock, helpdesk, crm_of):
+    chat = make_wazzup_chat()
+    wazzup.script = ["refuse"]
+    first = send(chat, text="first").json["id"]   # refused: retried in 2 s
+    second = send(chat, text="second").json["id"]  # queued behind it, due now
+    clock.advance(1)
+    assert worker.run_once(outbox_ctx, "w") == []  # the second is due, the first is not: nothing goes
+    assert status(helpdesk, second) == "queued"
+
+    clock.advance(2)
+    assert [o.kind for o in worker.run_once(outbox_ctx, "w")] == ["accepted"]
+    assert [o.kind for o in worker.run_once(outbox_ctx, "w")] == ["accepted"]  # at once, no time passed
+    assert wazzup.sent() == [crm_of(first), crm_of(second)]
+
+
+def test_a_message_claimed_with_an_earlier_one_that_is_postponed_is_not_sent_in_that_run(
+        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of, outbox_row):
+    chat = make_wazzup_chat()
+    first, second = queue(chat, 2)
+    wazzup.script = ["refuse"]
+    outcomes = worker.run_once(outbox_ctx, "w")
+    assert [(o.message_id, o.kind) for o in outcomes] == [(first, "retry")]
+    assert [crm for crm, _ in wazzup.calls] == [crm_of(first)]
+    assert (status(helpdesk, second), outbox_row(second).lease_owner) == ("queued", None)  # given back at once
+
+    clock.advance(5)
+    worker.run_once(outbox_ctx, "w")
+    worker.run_once(outbox_ctx, "w")
+    assert wazzup.sent() == [crm_of(first), crm_of(second)]
+
+
+def test_an_earlier_message_that_fails_for_good_lets_the_later_ones_go(
+        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of):
+    chat = make_wazzup_chat()
+    first, second, third = queue(chat, 3)
+    wazzup.script = ["refuse", "bad_contact"]
+    worker.run_once(outbox_ctx, "w")  # the first is retried later; the others wait behind it
+    clock.advance(1)
+    worker.run_once(outbox_ctx, "w")
+    assert [crm for crm, _ in wazzup.calls] == [crm_of(first)]
+
+    clock.advance(2)
+    worker.run_once(outbox_ctx, "w")  # refused for good: failed
+    worker.run_once(outbox_ctx, "w")
+    assert [status(helpdesk, m) for m in (first, second, third)] == ["failed", "accepted", "accepted"]
+    assert [crm for crm, _ in wazzup.calls] == [crm_of(first), crm_of(first), crm_of(second), crm_of(third)]
+
+
+def test_a_message_that_waited_an_hour_behind_one_that_failed_is_still_tried_once(
+        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of):
+    chat = make_wazzup_chat()
+    first, second = queue(chat, 2)
+    wazzup.script = ["refuse"] * 1000
+    for _ in range(200):  # Wazzup unreachable for the first message's whole hour
+        worker.run_once(outbox_ctx, "w")
+        if status(helpdesk, first) == "failed":
+            break
+        clock.advance(30)
+    assert status(helpdesk, first) == "failed" and status(helpdesk, second) == "queued"
+    wazzup.script = []  # Wazzup is back
+    worker.run_once(outbox_ctx, "w")
+    assert status(helpdesk, second) == "accepted"
+    assert wazzup.sent() == [crm_of(second)]
+
+
+def test_one_chats_backoff_holds_back_neither_other_chats_nor_a_batch(
+        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of):
+    waiting, other = make_wazzup_chat("79011112233"), make_wazzup_chat("79022223344", title="Olga")
+    wazzup.script = ["refuse"]
+    first, *behind = queue(waiting, 4)
+    worker.run_once(outbox_ctx, "w", batch=1)  # the waiting chat's first: retried in 2 s
+    clock.advance(0.5)
+    (elsewhere,) = queue(other)
+    clock.advance(0.5)
+    # The waiting chat's later messages are due before the other chat's, yet they do not take the batch.
+    assert [(o.message_id, o.kind) for o in worker.run_once(outbox_ctx, "w", batch=1)] == [(elsewhere, "accepted")]
+    assert [status(helpdesk, m) for m in behind] == ["queued"] * 3
+    assert wazzup.sent() == [crm_of(elsewhere)]
+
+
+def test_two_workers_draining_one_chat_send_its_messages_in_order(
+        make_wazzup_chat, wazzup, queue, clock, helpdesk, crm_of):
+    from wazzup_plugin.outbound.context import outbound
+
+    chat = make_wazzup_chat()
+    ids = queue(chat, 20)
+    wazzup.think = 0.01
+    start = threading.Barrier(2)
+
+    def drain(name):
+        ctx = outbound(helpdesk)  # a worker's own, as in its own process
+        ctx.limiter.sleep = clock.advance
+        start.wait(10)
+        for _ in range(2000):  # bounded; a worker that found nothing looks again (the other holds the chat)
+            worker.run_once(ctx, name, batch=3)
+            if status(helpdesk, ids[-1]) == "accepted":
+                return
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=drain, args=(f"worker-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert wazzup.sent() == [crm_of(m) for m in ids]
+
+
+def test_worker_once_records_the_heartbeat_with_its_schedulers_interval(run, helpdesk, wazzup):
+    table = get_state(helpdesk).tables["heartbeats"]
+
+    def beat():
+        with helpdesk.db.read() as conn:
+            return conn.execute(sa.select(table).where(table.c.name == heartbeats.WORKER)).first()
+
+    result = run("worker", "--once")
+    assert result.exit_code == 0, result.output
+    recorded = beat()
+    assert recorded.every_seconds == 60 and recorded.detail.startswith("worker:")
+    assert json.loads(run("status", "--json").output)["worker"]["alive"] is True
+
+    assert run("worker", "--once", "--every-seconds", "300").exit_code == 0
+    assert beat().every_seconds == 300
+    assert run("worker", "--every-seconds", "300").exit_code == 2  # a running worker records its own

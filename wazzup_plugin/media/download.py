@@ -1,0 +1,139 @@
+"""The download job: the outbox worker's loop claims due media rows with a lease and downloads each.
+
+Claimed like the outbox's rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
+serialises claimers), so two workers never download the same file; an outcome is recorded only
+under the claim it was made with (a retry or an edit meanwhile clears it). Network errors and 5xx
+are retried after 1 min, 5 min, 30 min, 2 h and 12 h, then the row fails; 404/410 fail at once. An
+agent may retry a failed row (``resources.RetryResource``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from wazzup_plugin.media.fetch import Fetched, fetch, served_type
+from wazzup_plugin.media.tables import FAILED, PENDING, STORED
+from wazzup_plugin.media.urls import media_url
+from wazzup_plugin.store_common import host_tables
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+                timedelta(hours=12))
+BATCH = 5                  # downloads per worker loop: sends are not held up behind a backlog of media
+LEASE_MARGIN = 30.0        # seconds of a claim beyond the download's own budget (its database writes)
+
+
+def budget_seconds(settings) -> float:
+    """The longest one download may take: a few reads' timeouts (a large file is many reads)."""
+    return settings.connect_timeout + 3 * settings.read_timeout
+
+
+def claim_due(db, table: sa.Table, owner: str, now, limit: int, lease: timedelta) -> list:
+    """Lease up to ``limit`` due pending rows to ``owner``: ``(message_id, source_uri, name, token)`` each."""
+    t = table
+    with db.write() as tx:
+        rows = tx.conn.execute(
+            sa.select(t.c.message_id, t.c.source_uri, t.c.name, t.c.token)
+            # A literal 'pending': the planner then proves the partial due index applies.
+            .where(t.c.state == sa.literal_column(f"'{PENDING}'"), t.c.next_attempt_at <= now,
+                   sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now))
+            .order_by(t.c.next_attempt_at, t.c.message_id).limit(limit)
+            .with_for_update(skip_locked=True)).all()
+        if rows:
+            tx.conn.execute(sa.update(t).where(t.c.message_id.in_([r.message_id for r in rows]))
+                            .values(lease_owner=owner, lease_until=now + lease))
+    return rows
+
+
+def _recorded_values(result: Fetched, row, attempts: int, now) -> dict:
+    """The row's new columns after ``result`` of its ``attempts``-th attempt."""
+    done = {"lease_owner": None, "lease_until": None, "attempts": attempts}
+    if result.outcome == STORED:
+        return {**done, "state": STORED, "data": result.data, "sha256": result.sha256, "size": len(result.data),
+                "content_type": served_type(row.name, result.content_type), "stored_at": now, "last_error": None,
+                "url": media_url(row.token, row.name)}
+    if result.outcome == "retry" and attempts <= len(RETRY_DELAYS):
+        return {**done, "next_attempt_at": now + RETRY_DELAYS[attempts - 1], "last_error": result.error}
+    state = FAILED if result.outcome == "retry" else result.outcome
+    return {**done, "state": state, "last_error": result.error}
+
+
+def download_one(db, state, session, owner: str, row, clock) -> str:
+    """Download one claimed row and record the outcome under ``owner``'s claim; returns the outcome."""
+    settings, t = state.settings, state.tables["media"]
+    result = fetch(session, row.source_uri, hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
+                   timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings))
+    with db.write() as tx:
+        attempts = tx.conn.execute(sa.select(t.c.attempts).where(t.c.message_id == row.message_id)).scalar()
+        if attempts is None:
+            return "gone"  # its message was deleted meanwhile
+        values = _recorded_values(result, row, attempts + 1, clock())
+        seq = tx.change_seq if "state" in values else None  # before any write, as every writer of messages
+        recorded = tx.conn.execute(sa.update(t).where(
+            t.c.message_id == row.message_id, t.c.lease_owner == owner,
+            t.c.state == sa.literal_column(f"'{PENDING}'")).values(**values)).rowcount
+        if recorded and seq is not None:
+            touch_message(tx, state, row.message_id, seq)
+    if not recorded:
+        return "superseded"  # an edit brought a new link meanwhile: the new one is downloaded next
+    context = {"message_id": row.message_id, "outcome": result.outcome, "attempts": attempts + 1}
+    if result.outcome == STORED:
+        log.info("Wazzup24 media stored", extra={"context": {**context, "size": len(result.data)}})
+    else:
+        log.warning("Wazzup24 media not stored: %s", result.error,
+                    extra={"context": {**context, "state": values.get("state", PENDING)}})
+    return values.get("state", PENDING)
+
+
+def touch_message(tx, state, message_id: int, seq: int) -> None:
+    """Stamp the message with ``seq``: its media's new state reaches the agents' pages as a change."""
+    _, messages = host_tables(state)
+    chat_id = tx.conn.execute(sa.update(messages).where(messages.c.id == message_id).values(change_seq=seq)
+                              .returning(messages.c.chat_id)).scalar()
+    if chat_id is not None:
+        tx.touched(chat_ids=[chat_id], message_ids=[message_id])
+
+
+def download_due(helpdesk, state, owner: str, stop=None, batch: int = BATCH) -> int:
+    """Claim up to ``batch`` due rows and download each; returns how many were claimed."""
+    settings, t = state.settings, state.tables["media"]
+    lease = timedelta(seconds=budget_seconds(settings) + LEASE_MARGIN)
+    rows = claim_due(helpdesk.db, t, owner, helpdesk.clock(), batch, lease)
+    for index, row in enumerate(rows):
+        if stop is not None and stop.is_set():
+            _release(helpdesk.db, t, owner, [r.message_id for r in rows[index:]])
+            break
+        try:
+            download_one(helpdesk.db, state, helpdesk.http, owner, row, helpdesk.clock)
+        except Exception:  # one bad row must not stop the others; its lease expires and it is retried
+            log.exception("Wazzup24 media download crashed", extra={"context": {"message_id": row.message_id}})
+    return len(rows)
+
+
+def _release(db, table: sa.Table, owner: str, message_ids: list[int]) -> None:
+    """Give back claims never attempted (a stopping worker), so the next worker takes them at once."""
+    with db.write() as tx:
+        tx.conn.execute(sa.update(table).where(table.c.message_id.in_(message_ids), table.c.lease_owner == owner)
+                        .values(lease_owner=None, lease_until=None))
+
+
+def retry_failed(db, state, message_id: int, chat_id: int, now) -> str | None:
+    """An agent's retry: a failed row becomes due now. Returns the row's state before (None: no row);
+    only a failed row changes."""
+    t = state.tables["media"]
+    with db.write() as tx:
+        current = tx.conn.execute(sa.select(t.c.state).where(
+            t.c.message_id == message_id, t.c.chat_id == chat_id)).scalar()
+        if current == FAILED:
+            seq = tx.change_seq
+            tx.conn.execute(sa.update(t).where(t.c.message_id == message_id, t.c.state == FAILED)
+                            .values(state=PENDING, attempts=0, next_attempt_at=now, lease_owner=None,
+                                    lease_until=None, last_error=None))
+            touch_message(tx, state, message_id, seq)
+    return current
+
+
