@@ -17,9 +17,11 @@ from fire_support import CHANNEL_ID, FIRE_WEBHOOK_SECRET
 
 # Routes anyone may call: Wazzup's callbacks, the health check, the OpenAPI document, the UI page
 # (it holds no data; everything it shows comes from authenticated /api calls), the login, and the
-# files agents upload, which Wazzup downloads (an unguessable token in the URL is their only key).
+# files agents upload, which Wazzup downloads, and the helpdesk's copies of customers' media, which the
+# agent page shows in <img>/<audio> tags that carry no token (an unguessable token in the URL is their
+# only key, masked in every log line).
 PUBLIC = {"/api/webhook", "/api/wazzup24/webhook", "/api/health", "/api/openapi.json", "/",
-          "/wazzup24/files/{token}/{name}"}
+          "/wazzup24/files/{token}/{name}", "/wazzup24/media/{token}/{name}"}
 LOGIN = "/api/session"  # POST signs in; GET and DELETE authenticate inside the resource
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -42,7 +44,7 @@ def _protected_operations(helpdesk):
     return ops
 
 
-def test_only_the_webhook_health_openapi_ui_page_login_and_uploaded_files_are_public(helpdesk):
+def test_only_the_webhook_health_openapi_ui_page_login_and_stored_files_are_public(helpdesk):
     public = {r.template for r in helpdesk.registrations.routes if r.public}
     assert public <= PUBLIC | {LOGIN}, f"unexpected public routes: {sorted(public - PUBLIC - {LOGIN})}"
     assert {"/api/webhook", "/api/wazzup24/webhook"} <= public, "the webhook routes are missing"
