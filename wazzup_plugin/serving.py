@@ -21,6 +21,12 @@ CACHE_SECONDS = 3600
 SANDBOX_CSP = "sandbox; default-src 'none'"
 
 
+def token_in_url(path: str) -> re.Pattern:
+    """A served file's token in its URL under ``path``, however written (%-encoded included), for the
+    host to mask in every log line (``hooks.register_log_masks``): the token is the file's only key."""
+    return re.compile(rf"({re.escape(path)}/)[^/?#\s\"']+")
+
+
 def served_responses(missing: str) -> dict:
     """The OpenAPI responses of a route answered by :func:`serve_stored` (``missing``: when it is 404)."""
     return {"200": {"description": "the file's bytes", "content": {"application/octet-stream": {}}},

@@ -374,6 +374,16 @@ def test_status_shows_the_media_backlog(run, deliver, payload):
     assert re.search(r"Media backlog +2, oldest queued ", run("status").output)
 
 
+def test_worker_once_from_cron_downloads_customers_media_too(run, deliver, payload, media_row, wazzup_api):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+
+    assert run("worker", "--once").exit_code == 0
+
+    row = media_row()
+    assert (row.state, row.sha256) == ("stored", hashlib.sha256(PHOTO).hexdigest())
+
+
 def test_a_copys_token_is_masked_in_logs():
     import wazzup_plugin.hooks
 
@@ -382,3 +392,42 @@ def test_a_copys_token_is_masked_in_logs():
     for pattern in wazzup_plugin.hooks.register_log_masks():
         masked = pattern.sub(lambda m: m.group(1) + "***", masked)
     assert masked == "GET /wazzup24/media/***/photo.jpg 200"
+
+
+def test_a_slow_media_download_does_not_hold_back_a_queued_message(deliver, payload, wazzup_api, wazzup_url,
+                                                                   outbox_ctx, make_wazzup_chat, helpdesk, clock):
+    """The worker downloads in a thread of its own: while the store trickles a file (up to the
+    download's whole budget), an agent's queued message still goes out at once."""
+    import json
+    import threading
+
+    from wazzup_plugin.outbound import outbox, worker
+
+    downloading, sent = threading.Event(), threading.Event()
+
+    def slow_store(request):
+        downloading.set()
+        sent.wait(15)  # the store answers only once the message went out (or gives up)
+        return 200, {}, PHOTO
+
+    def wazzup(request):
+        sent.set()
+        return 201, {}, json.dumps({"messageId": "wz-1", "chatId": "79011112233"})
+
+    wazzup_api.add_callback("GET", STORE_URI, callback=slow_store)
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=wazzup)
+    deliver(payload("incoming_image"))
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(outbox_ctx, stop), kwargs={"poll_seconds": 0.01})
+    running.start()
+    try:
+        assert downloading.wait(10), "the worker never started the download"
+        chat = make_wazzup_chat()
+        with helpdesk.db.write() as tx:  # as the send route queues a file for the worker
+            outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner=None, text="on its way")
+        assert sent.wait(5), "the queued message waited for the media download"
+    finally:
+        sent.set()
+        stop.set()
+        running.join(20)
+    assert not running.is_alive()

@@ -1,7 +1,7 @@
 """Incoming media kept by the helpdesk: a customer's photo, voice note or document is downloaded from
 Wazzup's store in the background and served from here, not only linked.
 
-``enqueue`` (in the webhook's transaction) → ``download`` (the outbox worker's loop, via ``fetch``)
+``enqueue`` (in the webhook's transaction) → ``download`` (a thread of the outbox worker, via ``fetch``)
 → ``resources`` (the copy's URL, an agent's retry) and ``fields`` (the message's media state and URL).
 """
 

@@ -1,4 +1,4 @@
-"""The download job: the outbox worker's loop claims due media rows with a lease and downloads each.
+"""The download job: a thread of the outbox worker claims due media rows with a lease and downloads each.
 
 Claimed like the outbox's rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock
 serialises claimers), so two workers never download the same file; an outcome is recorded only
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
                 timedelta(hours=12))
-BATCH = 5                  # downloads per worker loop: sends are not held up behind a backlog of media
+BATCH = 5                  # downloads per claim of the worker's media thread (outbound/worker.py)
 LEASE_MARGIN = 30.0        # seconds of a claim beyond the download's own budget (its database writes)
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote
 
 from wazzup_plugin.outbound.stored_files import url_name
+from wazzup_plugin.serving import token_in_url
 
 PATH = "/wazzup24/media"
-# A copy's token in its URL, for the host to mask in every log line (hooks.register_log_masks), as the
-# uploaded files' tokens are: the token is the only key to a customer's file.
-TOKEN_IN_URL = re.compile(rf"({re.escape(PATH)}/)[^/?#\s\"']+")
+TOKEN_IN_URL = token_in_url(PATH)  # masked in every log line, as the uploaded files' tokens are
 
 
 def served_name(name: str | None) -> str:

@@ -47,12 +47,14 @@ def worker_command(once, every_seconds, poll_seconds):
 
 def _run_from_scheduler(ctx, every_seconds: float) -> int:
     """One ``--once`` run: the heartbeat (with the scheduler's interval, so that ``status`` does not call
-    a cron-driven worker stale), then what is due. A chat's later messages become due only as its
-    earlier ones settle (``outbox.claim_due_rows``), so claims repeat while the last one settled
-    something, rather than leaving them for the next run. Returns how many attempts were made."""
+    a cron-driven worker stale), then what is due: sends, media downloads, housekeeping. A chat's
+    later messages become due only as its earlier ones settle (``outbox.claim_due_rows``), so claims
+    repeat while the last one settled something, rather than leaving them for the next run. Returns
+    how many send attempts were made."""
     from datetime import timedelta
 
     from wazzup_plugin import heartbeats
+    from wazzup_plugin.media import download as media_download
     from wazzup_plugin.outbound import outbox, worker
 
     owner = worker.worker_id()
@@ -64,6 +66,11 @@ def _run_from_scheduler(ctx, every_seconds: float) -> int:
         attempted += len(outcomes)
         if all(outcome.kind in outbox.STILL_PENDING for outcome in outcomes):
             break
+    # What the running worker does beside the sends: customers' media, then the housekeeping.
+    for _ in range(ONCE_ROUNDS):
+        if worker.download_due_media(ctx, owner) < media_download.BATCH:
+            break
+    worker.housekeeping(ctx)
     return attempted
 
 

@@ -25,7 +25,7 @@ from wazzup_plugin.outbound.file_quota import check_quota
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response
 from wazzup_plugin.outbound.send import _SendBase
 from wazzup_plugin.outbound.stored_files import not_configured, public_url, url_name
-from wazzup_plugin.serving import TOKEN, not_found, serve_stored
+from wazzup_plugin.serving import TOKEN, not_found, serve_stored, served_responses
 from wazzup_plugin.settings import PUBLIC_URL
 from wazzup_plugin.store_common import built
 
@@ -149,9 +149,7 @@ class PublicFileResource:
 
     openapi = {"get": {
         "summary": "An uploaded file, as Wazzup downloads it (public: the token in the URL is the key)",
-        "responses": {"200": {"description": "the file's bytes", "content": {"application/octet-stream": {}}},
-                      "304": {"description": "not modified (If-None-Match)"},
-                      "404": error_response("no such file"),
+        "responses": {**served_responses("no such file"),
                       "410": error_response("`wazzup_file_expired`: deleted after the retention period")},
     }}
 

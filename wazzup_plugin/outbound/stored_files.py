@@ -6,7 +6,6 @@ these, so neither imports the other's module.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -14,12 +13,11 @@ import sqlalchemy as sa
 
 from wazzup_plugin.outbound import file_rules as rules
 from wazzup_plugin.outbound.http import Problem
+from wazzup_plugin.serving import token_in_url
 from wazzup_plugin.settings import PUBLIC_URL
 
 PATH = "/wazzup24/files"
-# A file's token in its URL, however written (%-encoded included), for the host to mask in every log line
-# (hooks.register_log_masks): the token is the only key to the file, and logs are read by more people.
-TOKEN_IN_URL = re.compile(rf"({re.escape(PATH)}/)[^/?#\s\"']+")
+TOKEN_IN_URL = token_in_url(PATH)  # masked in every log line: the token is the only key to the file
 # The URL's last segment is the file's name as long as its %-encoded form stays short; a longer one
 # (a Cyrillic name is six characters per letter encoded) is served as file.<ext>, so the URL fits.
 MAX_URL_NAME = 300

@@ -81,12 +81,29 @@ def _give_back(ctx, owner: str, message_ids: list[int]) -> int:
 
 
 def download_due_media(ctx, owner: str, stop: threading.Event | None = None) -> int:
-    """Customers' media due for download (wazzup_plugin/media): a bounded batch per loop, after the sends."""
+    """Customers' media due for download (wazzup_plugin/media): one bounded batch."""
     try:
         return media_download.download_due(ctx.helpdesk, ctx.state, owner, stop)
     except Exception:  # e.g. the database is briefly unavailable: the next loop tries again
         log.exception("Wazzup24 media downloads could not claim rows")
         return 0
+
+
+def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: float) -> None:
+    """The worker's media thread: downloads of its own, so a slow store (a download may take its whole
+    budget, ``media.download.budget_seconds``) never holds back the agents' queued messages."""
+    while not stop.is_set():
+        if download_due_media(ctx, owner, stop) < media_download.BATCH:
+            stop.wait(poll_seconds)
+
+
+def housekeeping(ctx) -> None:
+    """Old Idempotency-Keys and uploaded files past their time (``file_housekeeping``)."""
+    for purge in (outbox.purge_idempotency_keys, purge_files):  # one failing does not skip the other
+        try:
+            purge(ctx)
+        except Exception:
+            log.exception("Wazzup24 outbox housekeeping failed")
 
 
 HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys and uploaded files
@@ -101,6 +118,9 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
     log.info("Wazzup24 outbox worker started", extra={"context": {"worker": owner}})
     if ctx.client is None:
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
+    media = threading.Thread(target=_download_media_until, args=(ctx, owner, stop, poll_seconds),
+                             name="wazzup24-media", daemon=True)
+    media.start()
     while not stop.is_set():
         heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
         if ctx.client is not None and heartbeats.due(ctx.state.extras, "worker.channels", ctx.clock(), CHANNELS_EVERY):
@@ -110,14 +130,11 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
-        media_claimed = download_due_media(ctx, owner, stop)
         if loops % HOUSEKEEPING_EVERY == 0:
-            for purge in (outbox.purge_idempotency_keys, purge_files):  # one failing does not skip the other
-                try:
-                    purge(ctx)
-                except Exception:
-                    log.exception("Wazzup24 outbox housekeeping failed")
+            housekeeping(ctx)
         loops += 1
-        if len(outcomes) < batch and media_claimed < media_download.BATCH:
+        if len(outcomes) < batch:
             stop.wait(poll_seconds)
+    # A download in progress ends within its budget; what it claimed but did not start is released.
+    media.join(media_download.budget_seconds(ctx.state.settings) + 5)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})
