@@ -66,6 +66,15 @@ def sent(upload_pdf, send, chat, wazzup_api, wazzup_url, outbox_ctx):
     return file, message.json
 
 
+@pytest.fixture
+def expired(sent, configure, clock, purge):
+    """:func:`sent`, emptied by retention (one day) two days later."""
+    configure(file_retention_days=1)
+    clock.advance(days=2)
+    purge()
+    return sent
+
+
 def file_row(helpdesk, file_id):
     f = get_state(helpdesk).tables["files"]
     with helpdesk.db.read() as conn:
@@ -182,12 +191,8 @@ def test_a_wrong_name_for_an_expired_file_still_answers_404(sent, purge, clock, 
     assert client.simulate_get(path_of(file["url"]).rsplit("/", 1)[0] + "/b.pdf").status_code == 404
 
 
-def test_an_expired_file_cannot_be_sent_or_resent(sent, purge, clock, client, auth, chat, send, configure,
-                                                  wazzup_api, wazzup_url, helpdesk):
-    file, message = sent
-    configure(file_retention_days=1)
-    clock.advance(days=2)
-    purge()
+def test_an_expired_file_cannot_be_sent_or_resent(expired, client, auth, chat, send, helpdesk):
+    file, message = expired
     again = send(chat, {"file_id": file["id"]})
     assert (again.status_code, again.json["code"]) == (422, "wazzup_file_expired")
     assert "file_id" in again.json["fields"]
@@ -201,19 +206,43 @@ def test_an_expired_file_cannot_be_sent_or_resent(sent, purge, clock, client, au
         assert conn.execute(sa.select(sa.func.count()).select_from(m)).scalar() == 1  # nothing new stored
 
 
-def test_a_resend_of_a_deleted_unsent_files_link_is_refused_too(upload_pdf, send, chat, client, auth, helpdesk,
-                                                                 purge, clock):
+def test_a_pasted_link_to_an_uploaded_file_is_sent_as_that_file_and_kept(upload_pdf, send, chat, purge, clock,
+                                                                        helpdesk, client, wazzup_api, wazzup_url,
+                                                                        outbox_ctx):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-1"}, status=201)
     file = upload_pdf()
-    # The file's own URL sent as a content_uri (not by file_id): the file stays unmarked, and goes.
-    message = send(chat, {"content_uri": file["url"]}).json
+    # The file's own URL as a content_uri (not by file_id), as an integrator copying it would send it.
+    message = send(chat, {"content_uri": file["url"]})
+    assert message.status_code == 202, message.text
+    worker.run_once(outbox_ctx, worker.worker_id())
+    assert file_row(helpdesk, file["id"])["sent_at"] == clock()
+    assert json.loads(wazzup_api.calls[-1].request.body)["contentUri"] == file["url"]
     clock.advance(days=2)
-    purge()
+    assert purge() == (0, 0)  # kept: Wazzup, and the chat's link, still need it
+    assert client.simulate_get(path_of(file["url"])).status_code == 200
+
+
+def test_a_pasted_link_to_a_file_this_helpdesk_does_not_have_is_refused_and_nothing_is_stored(
+        upload_pdf, send, chat, purge, clock, helpdesk, wazzup_api):
+    file = upload_pdf()
+    clock.advance(days=2)
+    purge()  # never sent: deleted
+    refused = send(chat, {"content_uri": file["url"]})
+    assert (refused.status_code, refused.json["code"]) == (422, "invalid_body")
+    assert "content_uri" in refused.json["fields"]
+    made_up = send(chat, {"content_uri": f"{PUBLIC}/wazzup24/files/{'x' * 43}/a.pdf"})
+    assert made_up.status_code == 422 and "content_uri" in made_up.json["fields"]
     m = helpdesk.tables.messages
-    with helpdesk.db.write() as tx:
-        tx.conn.execute(sa.update(m).where(m.c.id == message["id"]).values(status="failed"))
-    resend = client.simulate_post(f"/api/chats/{chat}/wazzup24/messages/{message['id']}/resend", json={},
-                                  headers=auth)
-    assert (resend.status_code, resend.json["code"]) == (410, "wazzup_file_expired")
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(m)).scalar() == 0
+    assert not wazzup_api.calls
+
+
+def test_a_pasted_link_to_an_expired_file_is_refused_as_expired(expired, chat, send):
+    file, _ = expired
+    again = send(chat, {"content_uri": file["url"]})
+    assert (again.status_code, again.json["code"]) == (422, "wazzup_file_expired")
+    assert "content_uri" in again.json["fields"]
 
 
 # ---------------------------------------------------------------- quota

@@ -29,7 +29,7 @@ from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
 from wazzup_plugin.outbound.serialize import message_json
 from wazzup_plugin.outbound.stored_files import (
-    StoredFile, expired_here, file_for_send, mark_sent, not_configured, public_url, served_here)
+    StoredFile, expired_here, file_at_url, file_for_send, mark_sent, not_configured, public_url, served_here)
 from wazzup_plugin.outbound.templates import MAX_VALUE as MAX_TEMPLATE_VALUE
 from wazzup_plugin.outbound.templates import chosen_template, not_waba, stored_template
 from wazzup_plugin.outbound.window import Window, chat_channel, chat_window
@@ -87,7 +87,7 @@ class SendSchema(Schema):
     content_uri = fields.String(validate=[validate.Length(max=2000), _http_url],
                                 metadata={"description": "public http(s) URL of a file Wazzup downloads"})
     content_name = fields.String(validate=validate.Length(max=500),
-                                 metadata={"description": "file name shown in the helpdesk (default: from the URL)"})
+                                 metadata={"description": "file name shown in the helpdesk (default: the uploaded file's, or from the URL)"})
     reply_to = fields.Integer(strict=True, validate=validate.Range(1, MAX_MESSAGE_ID),
                               metadata={"description": "id of a message in this chat to quote"})
     file_id = fields.Integer(strict=True, validate=validate.Range(1, MAX_MESSAGE_ID),
@@ -132,7 +132,7 @@ SEND_BODY_SCHEMA = {
         "content_uri": {"type": "string", "maxLength": 2000, "pattern": _HTTP_URL.pattern,
                         "description": "public http(s) URL of a file Wazzup downloads"},
         "content_name": {"type": "string", "maxLength": 500,
-                         "description": "file name shown in the helpdesk (default: from the URL)"},
+                         "description": "file name shown in the helpdesk (default: the uploaded file's, or from the URL)"},
         "reply_to": {"type": "integer", "minimum": 1, "maximum": MAX_MESSAGE_ID,
                      "description": "id of a message in this chat to quote"},
         "file_id": {"type": "integer", "minimum": 1, "maximum": MAX_MESSAGE_ID,
@@ -423,6 +423,8 @@ class SendResource(_SendBase):
                                   fields={"reply_to": ["this message has no Wazzup id yet, so it cannot be quoted"]})
                 ref = quoted.wazzup_message_id
             uploaded = self._uploaded(conn, chat_id, data.get("file_id"))
+            if served_here(self.state.settings, data.get("content_uri")):
+                uploaded = file_at_url(conn, self.state, self.state.settings, data["content_uri"])
             behind = self._waiting_in_outbox(conn, chat_id, self.helpdesk.clock())
         template = self._template(chat_id, window, data.get("template_id"), data.get("template_values"))
         self._check_window(window, template)
@@ -432,6 +434,7 @@ class SendResource(_SendBase):
         if uploaded is not None:
             message_type, name, content_type = uploaded.kind, uploaded.name, uploaded.content_type
             content_uri = public_url(self.state.settings, uploaded.token, uploaded.name)
+            name = data.get("content_name") or name
         elif content_uri is not None:
             message_type, name = guess_type(content_uri)
             name = data.get("content_name") or name

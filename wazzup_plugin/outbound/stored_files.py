@@ -64,12 +64,21 @@ def file_for_send(conn, state, chat_id: int, file_id: int) -> StoredFile:
     """The uploaded file ``file_id`` of chat ``chat_id`` (422 on ``file_id`` otherwise: another chat's
     file is never sent, and which chats have files is not told)."""
     f = state.tables["files"]
-    row = conn.execute(sa.select(f.c.id, f.c.chat_id, f.c.name, f.c.content_type, f.c.size, f.c.token, f.c.purged_at)
-                       .where(f.c.id == file_id, f.c.chat_id == chat_id)).first()
+    row = _file_row(conn, f, f.c.id == file_id, f.c.chat_id == chat_id)
     if row is None:
         raise _no_such_file()
+    return _live(row, "file_id")
+
+
+def _file_row(conn, f, *where):
+    return conn.execute(sa.select(f.c.id, f.c.chat_id, f.c.name, f.c.content_type, f.c.size, f.c.token, f.c.purged_at)
+                        .where(*where)).first()
+
+
+def _live(row, field: str) -> StoredFile:
+    """The file of ``row``; 422 ``wazzup_file_expired`` on ``field`` when housekeeping emptied it."""
     if row.purged_at is not None:
-        raise Problem(422, "wazzup_file_expired", EXPIRED, fields={"file_id": [EXPIRED]})
+        raise Problem(422, "wazzup_file_expired", EXPIRED, fields={field: [EXPIRED]})
     return StoredFile(**{k: v for k, v in row._mapping.items() if k != "purged_at"})
 
 
@@ -92,12 +101,30 @@ def mark_sent(conn, state, file_id: int, now) -> None:
         raise _no_such_file()
 
 
+def _token_in(settings, uri: str) -> str:
+    """The token of one of our file URLs (:func:`served_here`)."""
+    return uri[len(f"{settings.public_url}{PATH}/"):].partition("/")[0]
+
+
 def expired_here(conn, state, settings, uri: str | None) -> bool:
     """Whether ``uri`` is one of this helpdesk's uploaded files that is gone (deleted or emptied): a
     resend of it would only have Wazzup fail to download it."""
     if not served_here(settings, uri):
         return False
-    token = uri[len(f"{settings.public_url}{PATH}/"):].partition("/")[0]
     f = state.tables["files"]
-    row = conn.execute(sa.select(f.c.purged_at).where(f.c.token == token)).first()
+    row = conn.execute(sa.select(f.c.purged_at).where(f.c.token == _token_in(settings, uri))).first()
     return row is None or row.purged_at is not None
+
+
+def file_at_url(conn, state, settings, uri: str) -> StoredFile:
+    """The uploaded file whose public URL a send pasted as ``content_uri`` (:func:`served_here`), so that
+    it is sent, and kept, as if named by ``file_id``: left as a plain link, housekeeping would delete
+    it as never sent while Wazzup still has to download it. The token is the file's key, so a file of
+    another chat is found too (forwarding its link shares nothing its holder could not download).
+    422 on ``content_uri`` when no file has that token, or it was deleted: Wazzup could not download it."""
+    f = state.tables["files"]
+    row = _file_row(conn, f, f.c.token == _token_in(settings, uri))
+    if row is None:
+        raise Problem(422, "invalid_body", "The request body is not valid.",
+                      fields={"content_uri": ["this helpdesk has no uploaded file at this address"]})
+    return _live(row, "content_uri")
