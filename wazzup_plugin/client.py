@@ -23,6 +23,7 @@ from typing import Any, Callable
 import requests
 import urllib3.exceptions
 
+from wazzup_plugin.bounded_read import Overdue, chunks_within
 from wazzup_plugin.text import is_id
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,6 @@ class WazzupApiError(WazzupError):
 
 class WazzupInvalidData(WazzupError):
     """Bad input given to the client, or an answer from Wazzup we cannot read."""
-
-
-LAST_READ = 0.01  # seconds: a read past the deadline only takes what has come already
-
-
-class _Overdue(Exception):
-    """The call's deadline passed before Wazzup's whole answer came."""
 
 
 class RateLimiter:
@@ -283,7 +277,7 @@ class WazzupClient:
         status = response.status_code
         try:
             body = self._read_within(response, started + self.deadline)
-        except (_Overdue, urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        except (Overdue, urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             response.close()
             self.last_latency_ms = None
             if lenient and 200 <= status < 300:
@@ -292,7 +286,7 @@ class WazzupClient:
                 log.warning("Wazzup answered %s to %s %s, but not the rest of its answer within %.0f s",
                             status, method, path, self.deadline, extra={"context": {"operation": operation}})
                 return None
-            kind = "timed out" if isinstance(exc, (_Overdue, urllib3.exceptions.TimeoutError, TimeoutError,
+            kind = "timed out" if isinstance(exc, (Overdue, urllib3.exceptions.TimeoutError, TimeoutError,
                                                    requests.Timeout)) else "lost the connection"
             raise WazzupUnavailable(self.redact(f"Wazzup {kind} while answering {method} {path} ({status})"),
                                     maybe_sent=method != "GET", operation=operation, http_status=status) from None
@@ -317,28 +311,8 @@ class WazzupClient:
         raise self._api_error(body, status, operation)
 
     def _read_within(self, response, deadline: float) -> bytes:
-        """The body of a streamed response, read by the deadline or raising :class:`_Overdue`.
-
-        ``requests``' read timeout bounds each socket read, not the answer: one trickling in a byte
-        at a time would keep a call going for as long as the server likes (a send past its outbox
-        lease, when another worker takes the message up). So the body is read one socket read at a
-        time (``read1``), each allowed no more than the time left, and the deadline is checked in
-        between. Wazzup's answers are small: the first read, which is always made (what came with
-        the headers is there already), usually has all of it."""
-        raw = response.raw
-        sock = getattr(getattr(raw, "connection", None), "sock", None)
-        chunks = []
-        while True:
-            left = deadline - self.clock()
-            if left <= 0 and chunks:
-                raise _Overdue()
-            if sock is not None:  # urllib3 sets the socket's timeout again for the next request
-                sock.settimeout(min(max(left, LAST_READ), self.timeout[1]))
-            chunk = raw.read1(decode_content=True)
-            if chunk:
-                chunks.append(chunk)
-            if not chunk or raw.closed:
-                return b"".join(chunks)
+        """The body of a streamed response, read by the deadline (:mod:`wazzup_plugin.bounded_read`)."""
+        return b"".join(chunks_within(response, deadline, self.clock, self.timeout[1]))
 
     def _json(self, body: bytes, status: int, operation: str, lenient: bool):
         if not body:

@@ -64,5 +64,6 @@ def serve_stored(req, resp, *, name: str, content_type: str, size: int, sha256: 
 def content_disposition(name: str, content_type: str) -> str:
     """Inline for media and PDF, a download otherwise; the name both as plain ASCII and RFC 6266 UTF-8."""
     kind = "inline" if rules.is_inline(content_type) else "attachment"
-    fallback = name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_")
+    fallback = "".join("_" if c < " " or c == "\x7f" else c for c in
+                       name.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("\\", "_"))
     return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

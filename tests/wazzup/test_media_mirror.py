@@ -146,6 +146,9 @@ def test_a_text_message_has_no_media_fields(deliver, payload, client, auth, wazz
     "https://store.wazzup24.com.evil.example/?filename=photo.jpg",
     "https://wazzup24.com@169.254.169.254/?filename=photo.jpg",
     "https://localhost/x/?filename=photo.jpg",
+    # urlsplit reads one host name, "127.0.0.1\\.wazzup24.com"; urllib3 would connect to 127.0.0.1
+    "http://127.0.0.1\\.wazzup24.com/admin?filename=leak.txt",
+    "https://store.wazzup24.com%2F.evil.example/?filename=photo.jpg",
 ])
 def test_a_link_outside_the_allowed_hosts_is_refused_without_a_request(deliver, payload, media_row, download,
                                                                        wazzup_api, uri):
@@ -178,6 +181,34 @@ def test_a_redirect_elsewhere_is_refused_and_not_followed(deliver, payload, medi
     download()
 
     assert [c.request.url for c in wazzup_api.calls] == [STORE_URI]
+    assert media_row().state == "refused_host"
+
+
+@pytest.mark.parametrize("uri, allowed", [
+    ("https://store.wazzup24.com/a/?filename=photo.jpg", True),
+    ("https://STORE.wazzup24.com./a", True),
+    ("https://cdn.wazzup24.ru:8443/a", True),
+    ("http://127.0.0.1\\.wazzup24.com/admin", False),
+    ("https://store.wazzup24.com\t/a", False),
+    ("https://store.wazzup24.com/a\nb", False),
+    ("https://store.wazzup24.com%2F.evil.example/a", False),
+    ("https://[::1]/a", False),
+    ("ftp://store.wazzup24.com/a", False),
+])
+def test_the_host_check_reads_a_link_as_the_connection_would(uri, allowed):
+    from wazzup_plugin.media.fetch import host_allowed
+    from wazzup_plugin.settings import DEFAULT_MEDIA_HOSTS
+
+    assert host_allowed(uri, tuple(DEFAULT_MEDIA_HOSTS.split(","))) is allowed
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused(deliver, payload, media_row, download, wazzup_api):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, status=302, headers={"Location": "http://cdn.wazzup24.com/photo.jpg"})
+
+    download()
+
+    assert len(wazzup_api.calls) == 1
     assert media_row().state == "refused_host"
 
 
@@ -431,3 +462,148 @@ def test_a_slow_media_download_does_not_hold_back_a_queued_message(deliver, payl
         stop.set()
         running.join(20)
     assert not running.is_alive()
+
+
+# ---------------------------------------------------------------- what a hostile or broken store can do
+
+
+def test_a_trickling_store_is_given_up_at_the_downloads_budget_not_when_it_finishes():
+    """Each read beats the read timeout, yet the whole download stops at its budget (else one store
+    sending a byte every few seconds keeps a download, and its claim, going for days)."""
+    import http.server
+    import socketserver
+    import threading
+
+    from wazzup_plugin.media.fetch import fetch
+
+    written = []
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "4000")
+            self.end_headers()
+            try:
+                for _ in range(40):  # 100 bytes every 0.25 s: 10 s in all
+                    self.wfile.write(b"x" * 100)
+                    self.wfile.flush()
+                    written.append(100)
+                    threading.Event().wait(0.25)
+            except OSError:
+                pass  # the client hung up: what the budget should make it do
+
+        def log_message(self, *args):
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with requests.Session() as session:
+            got = fetch(session, f"http://127.0.0.1:{server.server_address[1]}/f.jpg", hosts=("127.0.0.1",),
+                        max_bytes=10**6, timeout=(2, 2), budget=1.0)
+        assert len(written) < 30, "the download waited for (nearly) the whole trickle"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (got.outcome, got.error) == ("retry", "the download was too slow and was given up")
+
+
+def test_a_batchs_later_rows_are_never_downloaded_twice_when_its_downloads_outlast_the_claim(
+        deliver, payload, helpdesk, wazzup_api, clock, download):
+    """A claim's lease covers one download: when worker-a's first two downloads each take their whole
+    budget, the batch's third row is free again and worker-b takes it up; worker-a, coming to it,
+    leaves it to worker-b."""
+    from wazzup_plugin.media import download as job
+    from wazzup_plugin.state import get_state
+
+    uris = [f"https://store.wazzup24.com/f{i}/?filename=p{i}.jpg" for i in range(3)]
+    for i, uri in enumerate(uris):
+        body = _image_delivery(payload, uri)
+        body["messages"][0]["messageId"] = f"6a2087e8-e0f4-4b11-b968-9d3c1a93300{i}"
+        assert deliver(body).status_code == 200
+    budget = job.budget_seconds(get_state(helpdesk).settings)
+    taken_by_b = []
+
+    def slow(request):
+        clock.advance(seconds=budget)  # this download took its whole budget
+        if request.url == uris[1] and not taken_by_b:
+            taken_by_b.append(download("worker-b"))
+        return 200, {}, PHOTO
+
+    for uri in uris:
+        wazzup_api.add_callback("GET", uri, callback=slow)
+
+    assert download("worker-a") == 3
+
+    assert taken_by_b == [1]  # the third row: the second's lease was renewed when its turn came
+    assert sorted(c.request.url for c in wazzup_api.calls) == sorted(uris)  # each file once
+    t = get_state(helpdesk).tables["media"]
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(t.c.state)).scalars().all() == ["stored"] * 3
+
+
+@pytest.mark.parametrize("filename, stored", [
+    ("a%0D%0ASet-Cookie:%20x=1.jpg", "aSet-Cookie: x=1.jpg"),
+    ("dir/photo.jpg", "photo.jpg"),
+    ("..%5C..%5Cphoto.jpg", "photo.jpg"),
+    ("%E2%80%AEgpj.exe", "gpj.exe"),
+])
+def test_a_links_file_name_is_cleaned_so_the_copy_is_served_under_it(deliver, payload, media_row, download,
+                                                                     wazzup_api, client, filename, stored):
+    uri = f"https://store.wazzup24.com/abc/?filename={filename}"
+    deliver(_image_delivery(payload, uri))
+    wazzup_api.get(uri, body=PHOTO)
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.name) == ("stored", stored)
+    served = client.simulate_get(row.url)
+    assert served.status_code == 200
+    assert not re.search(r"[\x00-\x1f\x7f]", served.headers["Content-Disposition"])
+
+
+def test_a_names_control_characters_never_reach_the_content_disposition_header():
+    from wazzup_plugin.serving import content_disposition
+
+    header = content_disposition("a\r\nSet-Cookie: x=1\x7f.jpg", "image/jpeg")
+
+    assert not re.search(r"[\x00-\x1f\x7f]", header)
+    assert header.startswith('inline; filename="a__Set-Cookie: x=1_.jpg"')
+
+
+def test_a_stores_overlong_content_type_is_not_kept_and_the_copy_is_stored(deliver, payload, media_row, download,
+                                                                           wazzup_api):
+    uri = "https://store.wazzup24.com/abc123/noextension"  # no name: the type would come from the store
+    deliver(_image_delivery(payload, uri))
+    wazzup_api.get(uri, body=PHOTO, headers={"Content-Type": "image/" + "x" * 250})
+
+    download()
+
+    assert (media_row().state, media_row().content_type) == ("stored", "application/octet-stream")
+
+
+def test_a_download_that_crashes_counts_as_an_attempt_and_ends_failed(deliver, payload, media_row, download,
+                                                                      clock, monkeypatch):
+    """Whatever the cause, a row whose download raises follows the retry schedule, not a loop of
+    downloading it again whenever its lease runs out."""
+    from wazzup_plugin.media import download as job
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(job, "fetch", crash)
+    deliver(payload("incoming_image"))
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.attempts, row.lease_owner) == ("pending", 1, None)
+    assert row.last_error == "the download failed unexpectedly (RuntimeError)"
+    for delay in job.RETRY_DELAYS:
+        clock.advance(seconds=delay.total_seconds())
+        assert download() == 1
+    assert (media_row().state, media_row().attempts) == ("failed", 6)

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from wazzup_plugin.inbound.parse import Message
+from wazzup_plugin.outbound.file_rules import clean_name
 
 PHONE_CHAT_TYPES = ("whatsapp", "viber")
 # Group chats: an item's ``contact`` is (as far as Wazzup lets us tell: no participant field is
@@ -46,7 +47,9 @@ def content_name(uri: str | None) -> str | None:
     if not name:
         last = PurePosixPath(unquote(parts.path)).name
         name = last if "." in last else None
-    return name.replace("\x00", "")[:500] if name else None
+    # Cleaned as an agent's upload's name is: the last path part, no control or format characters
+    # (the name reaches a Content-Disposition header and the copy's URL, where "/" would not route).
+    return (clean_name(name)[:500] or None) if name else None
 
 
 def content_fields(uri: str | None) -> dict:

@@ -64,29 +64,40 @@ def _recorded_values(result: Fetched, row, attempts: int, now) -> dict:
 
 def download_one(db, state, session, owner: str, row, clock) -> str:
     """Download one claimed row and record the outcome under ``owner``'s claim; returns the outcome."""
-    settings, t = state.settings, state.tables["media"]
+    settings = state.settings
     result = fetch(session, row.source_uri, hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                    timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings))
-    with db.write() as tx:
-        attempts = tx.conn.execute(sa.select(t.c.attempts).where(t.c.message_id == row.message_id)).scalar()
-        if attempts is None:
-            return "gone"  # its message was deleted meanwhile
-        values = _recorded_values(result, row, attempts + 1, clock())
-        seq = tx.change_seq if "state" in values else None  # before any write, as every writer of messages
-        recorded = tx.conn.execute(sa.update(t).where(
-            t.c.message_id == row.message_id, t.c.lease_owner == owner,
-            t.c.state == sa.literal_column(f"'{PENDING}'")).values(**values)).rowcount
-        if recorded and seq is not None:
-            touch_message(tx, state, row.message_id, seq)
-    if not recorded:
+    recorded = _record(db, state, owner, row, result, clock())
+    if recorded is None:
+        return "gone"  # its message was deleted meanwhile
+    attempts, values = recorded
+    if values is None:
         return "superseded"  # an edit brought a new link meanwhile: the new one is downloaded next
-    context = {"message_id": row.message_id, "outcome": result.outcome, "attempts": attempts + 1}
+    context = {"message_id": row.message_id, "outcome": result.outcome, "attempts": attempts}
     if result.outcome == STORED:
         log.info("Wazzup24 media stored", extra={"context": {**context, "size": len(result.data)}})
     else:
         log.warning("Wazzup24 media not stored: %s", result.error,
                     extra={"context": {**context, "state": values.get("state", PENDING)}})
     return values.get("state", PENDING)
+
+
+def _record(db, state, owner: str, row, result: Fetched, now) -> tuple[int, dict | None] | None:
+    """Record ``result`` as the row's next attempt, only under ``owner``'s claim: ``(attempts, the
+    values written, or None when the claim was no longer ours)``; None when the row is gone."""
+    t = state.tables["media"]
+    with db.write() as tx:
+        attempts = tx.conn.execute(sa.select(t.c.attempts).where(t.c.message_id == row.message_id)).scalar()
+        if attempts is None:
+            return None
+        values = _recorded_values(result, row, attempts + 1, now)
+        seq = tx.change_seq if "state" in values else None  # before any write, as every writer of messages
+        recorded = tx.conn.execute(sa.update(t).where(
+            t.c.message_id == row.message_id, t.c.lease_owner == owner,
+            t.c.state == sa.literal_column(f"'{PENDING}'")).values(**values)).rowcount
+        if recorded and seq is not None:
+            touch_message(tx, state, row.message_id, seq)
+    return attempts + 1, values if recorded else None
 
 
 def touch_message(tx, state, message_id: int, seq: int) -> None:
@@ -107,11 +118,35 @@ def download_due(helpdesk, state, owner: str, stop=None, batch: int = BATCH) -> 
         if stop is not None and stop.is_set():
             _release(helpdesk.db, t, owner, [r.message_id for r in rows[index:]])
             break
+        # The claim's lease covers one download: each row's is renewed as its turn comes, so the
+        # batch's later rows are never taken up by another worker while this one is still busy.
+        if not _renew(helpdesk.db, t, owner, row.message_id, helpdesk.clock() + lease):
+            continue
         try:
             download_one(helpdesk.db, state, helpdesk.http, owner, row, helpdesk.clock)
-        except Exception:  # one bad row must not stop the others; its lease expires and it is retried
+        except Exception as exc:  # one bad row must not stop the others, nor be downloaded forever
             log.exception("Wazzup24 media download crashed", extra={"context": {"message_id": row.message_id}})
+            _record_crash(helpdesk.db, state, owner, row, helpdesk.clock(), exc)
     return len(rows)
+
+
+def _renew(db, table: sa.Table, owner: str, message_id: int, until) -> bool:
+    """Extend ``owner``'s claim on a row to ``until``; False when the claim is no longer ``owner``'s."""
+    with db.write() as tx:
+        return bool(tx.conn.execute(sa.update(table).where(
+            table.c.message_id == message_id, table.c.lease_owner == owner,
+            table.c.state == sa.literal_column(f"'{PENDING}'")).values(lease_until=until)).rowcount)
+
+
+def _record_crash(db, state, owner: str, row, now, exc: Exception) -> None:
+    """Count a download that raised as a failed attempt, in a transaction of its own, so that a row
+    that always crashes (whatever the cause) follows the retry schedule and ends ``failed``."""
+    try:
+        _record(db, state, owner, row, Fetched("retry", f"the download failed unexpectedly ({type(exc).__name__})"),
+                now)
+    except Exception:  # the database itself is failing: the lease expires and the row is taken up again
+        log.exception("Wazzup24 media download's failure could not be recorded",
+                      extra={"context": {"message_id": row.message_id}})
 
 
 def _release(db, table: sa.Table, owner: str, message_ids: list[int]) -> None:

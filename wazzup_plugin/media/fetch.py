@@ -3,8 +3,9 @@
 Without the database: :func:`fetch` takes a link and answers a :class:`Fetched`, the download job
 (``download``) records it. A link into a host not in WAZZUP24_MEDIA_HOSTS is never requested (a
 forged delivery must not make the helpdesk fetch its own network's addresses); redirects are not
-followed blindly: one, to an allowed host, at most. Our API key is never sent: the store's links
-carry their own access, and our session's headers are not used (only the request's own).
+followed blindly: one, to an allowed host, at most, and never from https to plain http. Our API key
+is never sent: the store's links carry their own access, so the request has no Authorization at all
+(not the session's, not one from ~/.netrc).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
+from wazzup_plugin.bounded_read import Overdue, chunks_within
 from wazzup_plugin.outbound import file_rules as rules
 
 CHUNK = 64 * 1024
@@ -25,7 +30,15 @@ REDIRECTS = (301, 302, 303, 307, 308)
 GONE = (404, 410)                       # the store no longer has it: retrying cannot help
 RETRIED_4XX = (408, 425, 429)           # the store is busy: like a 5xx
 _MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
-_HEADERS = {"Accept": "*/*", "Authorization": None}  # None: never an Authorization, whatever the session has
+# None: never an Authorization, whatever the session has; identity: the size cap counts bytes as they
+# come (media files are compressed already), and no decoder inflates a small answer into a large one.
+_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "Authorization": None}
+MAX_TYPE = 100  # characters of a declared Content-Type kept (the column holds 200)
+
+
+def _no_auth(request):
+    """An explicit auth that adds nothing: requests then never takes one from ~/.netrc for the store."""
+    return request
 
 
 @dataclass(frozen=True)
@@ -40,42 +53,61 @@ class Fetched:
     content_type: str | None = None
 
 
+# What a store link's authority may hold: a host name or IP literal and a port. Anything else (a
+# backslash, userinfo, whitespace, %-escapes) is refused, not interpreted: parsers disagree on where
+# such an authority ends (urlsplit reads "127.0.0.1\\.wazzup24.com" as one host name, urllib3, which
+# connects, as 127.0.0.1 and a path), and the host checked must be the host connected to.
+_AUTHORITY = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
+SCHEMES = ("http", "https")
+
+
 def host_allowed(url: str, hosts: tuple[str, ...]) -> bool:
-    """Whether ``url`` is an http(s) link into one of ``hosts`` (``*.domain``: its subdomains)."""
+    """Whether ``url`` is an http(s) link into one of ``hosts`` (``*.domain``: its subdomains), on any
+    port (the demo's store is the sandbox's); the link is checked as urlsplit and urllib3 (which
+    connects) both read it."""
+    if any(c <= " " or c == "\x7f" for c in url):  # urlsplit drops tabs and newlines, others keep them
+        return False
     try:
         parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".").lower()
-    except ValueError:
+        connected = parse_url(url)
+    except (ValueError, LocationParseError):
         return False
-    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+    if parts.scheme not in SCHEMES or not _AUTHORITY.fullmatch(parts.netloc):
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host or (connected.host or "").rstrip(".").lower() != host:
         return False
     return any(host.endswith(h[1:]) if h.startswith("*.") else host == h for h in hosts)
 
 
 def fetch(session: requests.Session, url: str, *, hosts: tuple[str, ...], max_bytes: int,
-          timeout: tuple[float, float], budget: float) -> Fetched:
-    """Download ``url`` once (following one redirect to an allowed host at most). ``budget``: the
-    most seconds the whole download may take (a read timeout bounds each read, not a slow trickle),
-    so that it ends well inside its claim's lease."""
-    deadline = time.monotonic() + budget
+          timeout: tuple[float, float], budget: float, clock=time.monotonic) -> Fetched:
+    """Download ``url`` once (following one redirect to an allowed host at most, never from https to
+    http). ``budget``: the most seconds the whole download may take, however slowly the store's
+    answer trickles in (:mod:`wazzup_plugin.bounded_read`), so that it ends inside its claim's lease."""
+    deadline = clock() + budget
     if not host_allowed(url, hosts):
         return Fetched("refused_host", "the link is not into an allowed media host (WAZZUP24_MEDIA_HOSTS)")
     for hop in range(2):
         try:
-            response = session.get(url, headers=_HEADERS, timeout=timeout, allow_redirects=False, stream=True)
+            response = session.get(url, headers=_HEADERS, auth=_no_auth, timeout=timeout, allow_redirects=False,
+                                   stream=True)
         except requests.RequestException as exc:
             return Fetched("retry", f"the store could not be reached ({type(exc).__name__})")
         with response:
             if response.status_code in REDIRECTS and hop == 0:
-                url = urljoin(url, response.headers.get("Location") or "")
-                if not host_allowed(url, hosts):
+                target = urljoin(url, response.headers.get("Location") or "")
+                if not host_allowed(target, hosts):
                     return Fetched("refused_host", "the store redirected to a host not in WAZZUP24_MEDIA_HOSTS")
+                if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+                    return Fetched("refused_host", "the store redirected from https to plain http")
+                url = target
                 continue
-            return _read(response, max_bytes, deadline)
+            return _read(response, max_bytes, deadline, clock, timeout[1])
     return Fetched("failed", "the store redirected more than once")
 
 
-def _read(response: requests.Response, max_bytes: int, deadline: float) -> Fetched:
+def _read(response: requests.Response, max_bytes: int, deadline: float, clock, read_timeout: float) -> Fetched:
     status = response.status_code
     if status in GONE:
         return Fetched("failed", f"the store no longer has the file (HTTP {status})")
@@ -89,15 +121,15 @@ def _read(response: requests.Response, max_bytes: int, deadline: float) -> Fetch
         return too_big  # not read at all
     digest, chunks, size = hashlib.sha256(), [], 0
     try:
-        for chunk in response.iter_content(CHUNK):
+        for chunk in chunks_within(response, deadline, clock, read_timeout, CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 return too_big
             digest.update(chunk)
             chunks.append(chunk)
-            if time.monotonic() > deadline:
-                return Fetched("retry", "the download was too slow and was given up")
-    except requests.RequestException as exc:
+    except Overdue:
+        return Fetched("retry", "the download was too slow and was given up")
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         return Fetched("retry", f"the download broke off ({type(exc).__name__})")
     return Fetched("stored", data=b"".join(chunks), sha256=digest.hexdigest(),
                    content_type=declared_type(response.headers.get("Content-Type")))
@@ -106,7 +138,7 @@ def _read(response: requests.Response, max_bytes: int, deadline: float) -> Fetch
 def declared_type(header: str | None) -> str | None:
     """The bare MIME type a response declares, or None when it declares none worth keeping."""
     mime = (header or "").split(";", 1)[0].strip().lower()
-    return mime if _MIME.fullmatch(mime) and mime != "application/octet-stream" else None
+    return mime if len(mime) <= MAX_TYPE and _MIME.fullmatch(mime) and mime != "application/octet-stream" else None
 
 
 def served_type(name: str | None, declared: str | None) -> str:
