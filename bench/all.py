@@ -18,12 +18,13 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import browse, ingest, memory, send
+from bench import browse, claim, ingest, memory, send
 from bench.common import parser
 from bench.harness import REPO
 from bench.report import Section, document
 
-SECTIONS = {"ingest": ingest.section, "send": send.section, "browse": browse.section, "memory": memory.section}
+SECTIONS = {"ingest": ingest.section, "send": send.section, "claim": claim.section, "browse": browse.section,
+            "memory": memory.section}
 RESULTS = REPO / "bench" / "RESULTS.md"
 # Hand-written: what profiling found and fixed, with before/after figures; appended to the results.
 FINDINGS = REPO / "bench" / "FINDINGS.md"
@@ -49,7 +50,7 @@ def preamble(args, started: datetime, seconds: float) -> list[str]:
         "",
         "The machine is shared with other engineers' test runs, so absolute figures are noise: read the ratios, "
         "which compare cases measured minutes apart in the same run. Re-run a single section with "
-        "`.venv/bin/python -m bench.<ingest|send|browse|memory>`; profile one request with "
+        "`.venv/bin/python -m bench.<ingest|send|claim|browse|memory>`; profile one request with "
         "`.venv/bin/python -m bench.profile <case>`.",
     ]
 

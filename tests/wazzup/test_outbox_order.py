@@ -210,3 +210,21 @@ def test_worker_once_records_the_heartbeat_with_its_schedulers_interval(run, hel
     assert run("worker", "--once", "--every-seconds", "300").exit_code == 0
     assert beat().every_seconds == 300
     assert run("worker", "--every-seconds", "300").exit_code == 2  # a running worker records its own
+
+
+def test_a_worker_claiming_beside_another_takes_the_next_chats(make_wazzup_chat, queue, outbox_ctx, helpdesk,
+                                                               clock):
+    """PostgreSQL: while one worker's claim holds the first chats' first rows (locked, not yet
+    committed), another's claim passes over them to the next chats instead of coming back empty."""
+    engine = helpdesk.db.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises claimers (BEGIN IMMEDIATE): no claim runs beside another")
+    chats = [make_wazzup_chat(f"790111{i:05d}") for i in range(4)]
+    firsts = [queue(chat)[0] for chat in chats]
+    o = get_state(helpdesk).tables["outbox"]
+    with engine.connect() as other:
+        with other.begin():  # a claim in progress elsewhere: the first two chats' first rows locked
+            other.execute(sa.select(o.c.message_id).where(o.c.message_id.in_(firsts[:2])).with_for_update())
+            claimed = outbox.claim_due_rows(outbox_ctx, "worker-b", limit=2)
+    assert [row.chat_id for row in claimed] == chats[2:]
+    assert [row.message_id for row in claimed] == firsts[2:]

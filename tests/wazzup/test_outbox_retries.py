@@ -352,11 +352,13 @@ def test_releasing_leaves_rows_another_worker_holds_or_whose_attempt_started(
     assert [outbox_row(mid).lease_owner for mid in theirs] == ["other-worker"]
 
 
-def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
+def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_indexes(
         send, chat, flaky, outbox_ctx, clock, helpdesk):
-    # Done rows (every message ever sent) stay out of ix_wazzup_outbox_due. SQLite plans the claim
-    # with its bound values; a PostgreSQL prepared statement's generic plan can use the index only
-    # when the query states the index's condition as a literal (with a bound value this fails).
+    # Done rows (every message ever sent) stay out of the pending rows' indexes. The claim first
+    # finds the chats whose first pending row is due (the due index, then the chat's own pending
+    # rows to tell its first), then reads those chats' pending rows only, never the whole backlog.
+    # SQLite plans with its bound values; a PostgreSQL prepared statement's generic plan can use a
+    # partial index only when the query states its condition as a literal (a bound value fails).
     flaky.script = ["ok", "ok", "ok", "refuse", "refuse"]
     statuses = [send(chat, text=f"message {i}").status_code for i in range(5)]
     assert statuses == [201, 201, 201, 202, 202]
@@ -373,16 +375,20 @@ def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_index(
         assert len(outbox.claim_due(outbox_ctx, "claimer")) == 1  # the chat's 4th; the 5th goes after it
     finally:
         sa.event.remove(engine, "before_cursor_execute", capture)
-    ((statement, parameters),) = claims
+    plans = []
     with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            plan = " ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-        else:
-            plan = _generic_plan(conn, statement, parameters)
-    assert "ix_wazzup_outbox_due" in plan, plan
+        for n, (statement, parameters) in enumerate(claims):
+            if engine.dialect.name == "sqlite":
+                plans.append(" ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                               parameters)))
+            else:
+                plans.append(_generic_plan(conn, statement, parameters, f"claim{n}"))
+    ready_chats, their_rows = plans
+    assert "ix_wazzup_outbox_due" in ready_chats and "ix_wazzup_outbox_chat_pending" in ready_chats, ready_chats
+    assert "ix_wazzup_outbox_chat_pending" in their_rows, their_rows
 
 
-def _generic_plan(conn, statement: str, parameters: dict) -> str:
+def _generic_plan(conn, statement: str, parameters: dict, name: str = "claim") -> str:
     """PostgreSQL's plan of ``statement`` as a prepared statement reused past its fifth run may get:
     generic, made without the parameters' values."""
     names = []
@@ -392,12 +398,12 @@ def _generic_plan(conn, statement: str, parameters: dict) -> str:
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    conn.exec_driver_sql("PREPARE claim AS " + re.sub(r"%\((\w+)\)s", placeholder, statement))
+    conn.exec_driver_sql(f"PREPARE {name} AS " + re.sub(r"%\((\w+)\)s", placeholder, statement))
     conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
     conn.exec_driver_sql("SET enable_seqscan = off")  # five rows: a scan would win on cost alone
     values = ", ".join(f"'{parameters[n].isoformat()}'" if hasattr(parameters[n], "isoformat") else repr(parameters[n])
                        for n in names)
-    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE claim({values})"))
+    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({values})"))
 
 
 @pytest.mark.parametrize("meanwhile", ["a worker settled it unknown", "a worker holds it"])

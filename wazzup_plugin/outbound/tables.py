@@ -42,6 +42,9 @@ def define_outbound_tables(metadata, table) -> dict:
             # it, so it stays as small as the backlog and settling a send writes no entry into it.
             sa.Index("ix_wazzup_outbox_due", "next_attempt_at", "message_id",
                      postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'")),
+            # A chat's pending rows in order: its first one, which holds the rest back (the claim).
+            sa.Index("ix_wazzup_outbox_chat_pending", "chat_id", "message_id",
+                     postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'")),
         ),
         # Idempotency-Key per agent: a repeated request returns the first result and sends nothing.
         "idempotency": table(metadata, "wazzup_idempotency_keys",
