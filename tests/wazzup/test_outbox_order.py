@@ -228,3 +228,66 @@ def test_a_worker_claiming_beside_another_takes_the_next_chats(make_wazzup_chat,
             claimed = outbox.claim_due_rows(outbox_ctx, "worker-b", limit=2)
     assert [row.chat_id for row in claimed] == chats[2:]
     assert [row.message_id for row in claimed] == firsts[2:]
+
+
+def _first_pending_rows(rows: dict, chat_of: dict) -> dict:
+    firsts = {}
+    for message_id in sorted(rows):
+        firsts.setdefault(chat_of[message_id], message_id)
+    return firsts
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, make_wazzup_chat, queue, outbox_ctx,
+                                                                          helpdesk, clock):
+    """Random backlogs (states, due times, leases held, expired or none, batch sizes): every row a
+    claim takes is due and free and comes with every earlier pending row of its chat; a claim is
+    never empty while a chat's first pending row is due and free."""
+    import random
+    from datetime import timedelta
+
+    rnd = random.Random(seed)
+    o = get_state(helpdesk).tables["outbox"]
+    chats = [make_wazzup_chat(f"7901{seed:02d}{i:05d}") for i in range(rnd.choice([2, 3, 5, 12]))]
+    chat_of = {}
+    for _ in range(rnd.randint(10, 40)):
+        chat = rnd.choice(chats)
+        chat_of[queue(chat)[0]] = chat
+    now = clock()
+    for trial in range(25):
+        with helpdesk.db.write() as tx:
+            for message_id in chat_of:
+                lease = rnd.choice(["none", "none", "none", "expired", "held"])
+                tx.conn.execute(sa.update(o).where(o.c.message_id == message_id).values(
+                    state=rnd.choice(["pending"] * 4 + ["done"]),
+                    next_attempt_at=now + timedelta(seconds=rnd.choice([-30, -10, -5, 0, 0, 5, 30])),
+                    lease_owner=None if lease == "none" else "another",
+                    lease_until=None if lease == "none" else now + timedelta(seconds=-5 if lease == "expired" else 60)))
+            pending = {r.message_id: r for r in tx.conn.execute(sa.select(o).where(o.c.state == "pending"))}
+
+        claimed = [row.message_id for row in outbox.claim_due_rows(outbox_ctx, f"w{trial}", rnd.choice([1, 2, 3, 10]))]
+
+        def free(message_id):
+            row = pending[message_id]
+            return row.next_attempt_at <= now and (row.lease_until is None or row.lease_until <= now)
+
+        assert len(claimed) == len(set(claimed))
+        for message_id in claimed:
+            assert free(message_id), (trial, message_id)
+            earlier = {m for m in pending if chat_of[m] == chat_of[message_id] and m < message_id}
+            assert earlier <= set(claimed), (trial, message_id, earlier, claimed)
+        if any(free(m) for m in _first_pending_rows(pending, chat_of).values()):
+            assert claimed, (trial, "a chat's first message is due and free, yet nothing was claimed")
+
+
+def test_a_claim_reads_at_most_its_share_of_chats(make_wazzup_chat, queue, outbox_ctx, monkeypatch):
+    """A claim reads its chats in one statement of a part per chat (SQLite takes 500 parts at most),
+    so however large the batch, it takes the rows of MAX_CLAIM_CHATS chats at most."""
+    monkeypatch.setattr(outbox, "MAX_CLAIM_CHATS", 3)
+    chats = [make_wazzup_chat(f"790111{i:05d}") for i in range(5)]
+    firsts = [queue(chat, 2)[0] for chat in chats]
+
+    claimed = outbox.claim_due_rows(outbox_ctx, "worker", limit=100)
+
+    assert sorted({row.chat_id for row in claimed}) == chats[:3]
+    assert len(claimed) == 6 and firsts[3] not in {row.message_id for row in claimed}

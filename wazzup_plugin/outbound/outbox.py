@@ -305,7 +305,7 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     """
     o = ctx.state.tables["outbox"]
     now = ctx.clock()
-    params = {"b_now": now, "b_limit": limit}
+    params = {"b_now": now, "b_limit": limit, "b_chats": min(limit, MAX_CLAIM_CHATS)}
     with ctx.helpdesk.db.write() as tx:
         # Statements built once (per number of chats), their values bound: building costs as much as running.
         chats = tx.conn.execute(built(o, "claim_ready_chats", lambda: _ready_chats(o)), params).scalars().all()
@@ -331,6 +331,9 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
 # 'pending' as a literal: only then can the planner prove the partial indexes' condition (a bound
 # value would do for one plan, but not for a prepared statement's generic plan).
 _PENDING = sa.literal_column("'pending'")
+# Chats one claim reads at most: the claim reads them in one statement of a part per chat, and SQLite
+# takes at most 500 parts; a worker claims 10 rows, `worker --once` 100.
+MAX_CLAIM_CHATS = 100
 
 
 def _now(o):
@@ -342,9 +345,9 @@ def _limit():
 
 
 def _ready_chats(o):
-    """The chats whose first pending row is due and free, in claiming order, ``b_limit`` at most: only
-    these can give rows (a chat's later rows wait for its first), and the first ``b_limit`` rows the
-    claim could take are all theirs (each row's earlier ones come before it in that order). So the
+    """The chats whose first pending row is due and free, in claiming order, ``b_chats`` at most: only
+    these can give rows (a chat's later rows wait for its first), and each row the claim takes comes
+    after its chat's first in the claiming order (each row's earlier ones come before it). So the
     claim reads their first pending rows only, whatever the backlog: an integrator's broadcast to
     30,000 chats queued behind the rate limit costs each claim a few index reads, not a sort of
     30,000 rows while SQLite's write lock keeps every webhook waiting (bench/claim.py). A chat's
@@ -356,7 +359,7 @@ def _ready_chats(o):
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= _now(o)),
                    ~sa.exists().where(earlier.c.chat_id == o.c.chat_id, earlier.c.message_id < o.c.message_id,
                                       earlier.c.state == _PENDING))
-            .order_by(o.c.next_attempt_at, o.c.message_id).limit(_limit())
+            .order_by(o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
             .with_for_update(skip_locked=True, of=o))
 
 
@@ -382,8 +385,10 @@ def _earlier_in_chat(o, chats: int):
     earlier pending rows add up to: how many there are, the latest time one is due, the latest lease
     one holds. A claim of ``b_limit`` rows takes none past a chat's ``b_limit``-th, and a row's
     earlier ones are all among its chat's first rows, so window functions over those rows only (read
-    through ``ix_wazzup_outbox_chat_pending``, a chat at a time) give what a window over the whole
-    backlog would: a chat with thousands of messages queued costs a claim no more than one with ten."""
+    through ``ix_wazzup_outbox_chat_pending``, a chat at a time) give each of them what a window over
+    the whole backlog would: a chat with thousands of messages queued costs a claim no more than one
+    with ten. (Rows past a chat's ``b_limit``-th, which the claim could never take, no longer compete
+    for the batch's places either: a claim may take more rows than a window over everything did.)"""
     firsts = sa.union_all(*(
         sa.select(sa.select(o.c.message_id, o.c.chat_id, o.c.next_attempt_at, o.c.lease_until)
                   .where(o.c.state == _PENDING, o.c.chat_id == sa.bindparam(f"b_chat_{n}", type_=o.c.chat_id.type))
