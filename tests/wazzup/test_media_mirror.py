@@ -127,6 +127,24 @@ def test_the_download_never_sends_our_api_key(deliver, payload, download, wazzup
     assert api_key not in str(call.request.headers)
 
 
+def test_the_download_sends_no_credentials_from_netrc_and_asks_for_no_compression(
+        deliver, payload, download, wazzup_api, tmp_path, monkeypatch):
+    """requests adds a ~/.netrc login for the host unless the request has an auth of its own; and a
+    compressed answer would be inflated past the size cap's count of bytes as they come."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine store.wazzup24.com login someone password a-secret\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+
+    download()
+
+    [call] = wazzup_api.calls
+    assert "Authorization" not in call.request.headers
+    assert call.request.headers["Accept-Encoding"] == "identity"
+
+
 def test_a_copy_not_downloaded_yet_is_not_served_and_the_message_says_pending(deliver, payload, media_row, client,
                                                                                auth, wazzup_rows):
     deliver(payload("incoming_image"))

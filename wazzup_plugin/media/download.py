@@ -92,9 +92,7 @@ def _record(db, state, owner: str, row, result: Fetched, now) -> tuple[int, dict
             return None
         values = _recorded_values(result, row, attempts + 1, now)
         seq = tx.change_seq if "state" in values else None  # before any write, as every writer of messages
-        recorded = tx.conn.execute(sa.update(t).where(
-            t.c.message_id == row.message_id, t.c.lease_owner == owner,
-            t.c.state == sa.literal_column(f"'{PENDING}'")).values(**values)).rowcount
+        recorded = tx.conn.execute(sa.update(t).where(*_still_ours(t, row.message_id, owner)).values(**values)).rowcount
         if recorded and seq is not None:
             touch_message(tx, state, row.message_id, seq)
     return attempts + 1, values if recorded else None
@@ -133,9 +131,14 @@ def download_due(helpdesk, state, owner: str, stop=None, batch: int = BATCH) -> 
 def _renew(db, table: sa.Table, owner: str, message_id: int, until) -> bool:
     """Extend ``owner``'s claim on a row to ``until``; False when the claim is no longer ``owner``'s."""
     with db.write() as tx:
-        return bool(tx.conn.execute(sa.update(table).where(
-            table.c.message_id == message_id, table.c.lease_owner == owner,
-            table.c.state == sa.literal_column(f"'{PENDING}'")).values(lease_until=until)).rowcount)
+        return bool(tx.conn.execute(sa.update(table).where(*_still_ours(table, message_id, owner))
+                                    .values(lease_until=until)).rowcount)
+
+
+def _still_ours(table: sa.Table, message_id: int, owner: str) -> tuple:
+    """The row under ``owner``'s claim, still pending: a retry or an edit meanwhile clears the claim."""
+    return (table.c.message_id == message_id, table.c.lease_owner == owner,
+            table.c.state == sa.literal_column(f"'{PENDING}'"))
 
 
 def _record_crash(db, state, owner: str, row, now, exc: Exception) -> None:
