@@ -101,3 +101,31 @@ def test_the_worker_finishes_interrupted_sends_without_sending_twice(live, fault
     assert settled["status"] in ("accepted", "sent", "delivered", "read"), settled
     received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": queued["wazzup_crm_message_id"]})
     assert received["accepted"] == 1
+
+
+def test_respond_async_answers_before_a_slow_wazzup_and_the_same_worker_then_sends_it(
+        gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup_chat, api_key):
+    """Wazzup takes 5 s to answer: the 202 comes back while the call is still waiting (the message is
+    still queued after the answer), then the gunicorn worker that answered records Wazzup's verdict;
+    no outbox worker runs here."""
+    env = {"HELPDESK_DATABASE_URL": database_url, "WAZZUP24_API_KEY": api_key, "WAZZUP24_API_URL": sandbox_server.url,
+           "WAZZUP24_WEBHOOK_SECRET": SECRET, "WAZZUP24_CONNECT_TIMEOUT": "1", "WAZZUP24_READ_TIMEOUT": "15"}
+    host = gunicorn_host(env, workers=2)
+    chat = make_wazzup_chat(channel_id=None)  # the channel comes from the sandbox's GET /v3/channels
+    requests.post(sandbox_server.url + "/_sandbox/faults", json={"kind": "slow", "seconds": 5, "path": "/v3/message"},
+                  timeout=10).raise_for_status()
+    result = requests.post(f"{host.url}/api/chats/{chat}/wazzup24/send", json={"text": "no waiting"},
+                           headers={**agent["headers"], "Prefer": "respond-async"}, timeout=30)
+    assert (result.status_code, result.headers["Preference-Applied"]) == (202, "respond-async")
+    queued = result.json()
+
+    def status():
+        items = requests.get(f"{host.url}/api/chats/{chat}/messages", headers=agent["headers"], timeout=10).json()
+        return next(m for m in items["items"] if m["id"] == queued["id"])["status"]
+
+    assert (queued["status"], status()) == ("queued", "queued")
+    assert wait_for(lambda: status() != "queued" and status(), timeout=30, what="Wazzup's verdict") in (
+        "accepted", "sent", "delivered", "read")
+    received = requests.get(sandbox_server.url + "/_sandbox/received",
+                            params={"crmMessageId": queued["wazzup_crm_message_id"]}, timeout=10).json()
+    assert received["accepted"] == 1

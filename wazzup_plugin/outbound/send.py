@@ -5,6 +5,11 @@ The message is stored and committed first, then this request makes the first att
 by the worker; 4xx when Wazzup refused it for good (the message stays ``failed`` with the reason);
 502 when Wazzup refused our API key; 503 when no API key is configured (nothing is stored then:
 the agent keeps the text and nothing is silently lost).
+
+With ``Prefer: respond-async`` (RFC 7240) the answer is 202 as soon as the message is stored, and the
+same worker makes the attempt once the answer is out (``wazzup_plugin/after_answer.py``): for an
+integrator sending in bulk, who follows the message's status instead of waiting on Wazzup per message.
+The agents' UI keeps the default, so that a refusal is said at once where the agent typed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import falcon
 import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from wazzup_plugin.after_answer import answer_then, prefers_async
 from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.outbound import outbox
 from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
@@ -165,8 +171,9 @@ def guess_type(uri: str) -> tuple[str, str]:
 
 
 OPENAPI_ERRORS = {
-    "202": {"description": "stored; Wazzup could not be reached, the worker retries it; and always for a file "
-                           "uploaded here (file_id): the outbox worker sends it, as Wazzup downloads it from us",
+    "202": {"description": "stored; Wazzup could not be reached, the worker retries it; always for a file "
+                           "uploaded here (file_id): the outbox worker sends it, as Wazzup downloads it from us; "
+                           "and with `Prefer: respond-async`, before the attempt (`Preference-Applied` says so)",
             "content": {"application/json": {"schema": "Message"}}},
     "404": error_response("`chat_not_found`: no such chat; `message_not_found` (resend): no such message in it"),
     "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress; "
@@ -186,6 +193,12 @@ BODY_ERRORS = {
 IDEMPOTENCY_PARAM = {"in": "header", "name": "Idempotency-Key", "required": False,
                      "schema": {"type": "string", "maxLength": MAX_KEY},
                      "description": "repeat a request safely: a repeat returns the first result and sends nothing"}
+PREFER_PARAM = {"in": "header", "name": "Prefer", "required": False, "schema": {"type": "string"},
+                "example": "respond-async",
+                "description": "`respond-async` (RFC 7240): answer 202 with the message as stored (`queued`), "
+                               "with `Preference-Applied: respond-async`, and make the attempt after the answer; "
+                               "Wazzup's verdict then reaches the message (its status, error_code and error_text) "
+                               "and the change feed. A repeat with the same Idempotency-Key answers that verdict."}
 
 
 class _SendBase:
@@ -264,7 +277,8 @@ class _SendBase:
         return (chat.chat_type, chat.transport) if chat is not None else (None, None)
 
     def _run(self, req, resp, request_data: dict, store, *, inline: bool = True):
-        """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer.
+        """Idempotency, storing (``store(tx, ctx, now, lease)`` → message id, ``lease`` being
+        :func:`outbox.enqueue`'s arguments about the first attempt), the first attempt, the answer.
 
         ``inline=False``: the outbox worker makes the first attempt, and the answer is 202. For a file
         this helpdesk serves: Wazzup downloads it before it answers the send, and a web worker waiting
@@ -282,6 +296,9 @@ class _SendBase:
             raise Problem(503, "wazzup_not_configured",
                           "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
         owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
+        # Answered before the attempt (RFC 7240): the attempt is not recorded in the storing commit, so
+        # a process that dies before making it leaves a message plainly never tried, not "maybe sent".
+        deferred = inline and prefers_async(req)
         idem = self.state.tables["idempotency"]
         for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
             try:
@@ -293,7 +310,8 @@ class _SendBase:
                             return self._replay(resp, first, request_hash, tx.conn, ctx)
                     now = ctx.clock()
                     written = {}
-                    message_id = store(tx, ctx, now, owner, written)
+                    message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written,
+                                                      "attempt_now": not deferred})
                     if key is not None:
                         tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
                                                                message_id=message_id, created_at=now))
@@ -307,22 +325,35 @@ class _SendBase:
         log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})
-        # The row as this request wrote it, under its own lease: no need to read it back.
-        try:
-            result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
-                      else outbox.Outcome("retry", message_id))
-        except Exception:
-            # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
-            # worker takes it up when this request's lease runs out, with the same crmMessageId.
-            log.exception("Wazzup24 send attempt failed unexpectedly; the outbox worker will retry it",
-                          extra={"context": {"message_id": message_id}})
-            result = outbox.Outcome(kind="retry", message_id=message_id)
-        status, body = self._answer(ctx, result)
-        if key is not None:
-            with self.helpdesk.db.write() as tx:
-                tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
-                                .values(response_status=status, response_body=json.dumps(body)))
-        self._write(resp, status, body)
+
+        def first_attempt() -> tuple[int, dict]:
+            # The row as this request wrote it, under its own lease: no need to read it back.
+            try:
+                result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
+                          else outbox.Outcome("retry", message_id))
+            except Exception:
+                # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
+                # worker takes it up when this request's lease runs out, with the same crmMessageId.
+                log.exception("Wazzup24 send attempt failed unexpectedly; the outbox worker will retry it",
+                              extra={"context": {"message_id": message_id}})
+                result = outbox.Outcome(kind="retry", message_id=message_id)
+            status, body = self._answer(ctx, result)
+            if key is not None:  # a repeat of this request answers with Wazzup's verdict from now on
+                with self.helpdesk.db.write() as tx:
+                    tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
+                                    .values(response_status=status, response_body=json.dumps(body)))
+            return status, body
+
+        if prefers_async(req):
+            resp.set_header("Preference-Applied", "respond-async")  # 202 either way: see below
+            if deferred:
+                # Answered as stored (202, the message queued); the attempt follows in this worker once the
+                # answer is out, under the lease taken above: a process that dies first leaves the message
+                # to the outbox worker. Its outcome reaches the caller through the change feed.
+                self._write(resp, *self._answer(ctx, outbox.Outcome("retry", message_id)))
+                answer_then(resp, first_attempt)
+                return
+        self._write(resp, *first_attempt())
 
     @staticmethod
     def _write(resp, status: int, body: dict) -> None:
@@ -393,8 +424,9 @@ class SendResource(_SendBase):
         "description": "Exactly one of text, content_uri, template_id and file_id (a file uploaded "
                        "with POST .../wazzup24/files). Stored first, then sent with our crmMessageId. "
                        "201: Wazzup accepted it; 202: stored and retried by the worker. A permanent refusal "
-                       "keeps the message as failed and answers 4xx with Wazzup's code.",
-        "parameters": [IDEMPOTENCY_PARAM],
+                       "keeps the message as failed and answers 4xx with Wazzup's code. With "
+                       "`Prefer: respond-async` the answer is 202 as soon as the message is stored.",
+        "parameters": [IDEMPOTENCY_PARAM, PREFER_PARAM],
         "requestBody": {"required": True, "content": {"application/json": {"schema": SEND_BODY_SCHEMA}}},
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
                       **OPENAPI_ERRORS, **BODY_ERRORS},
@@ -441,13 +473,13 @@ class SendResource(_SendBase):
         else:
             message_type, name = "text", None
 
-        def store(tx, ctx, now, owner, written):
+        def store(tx, ctx, now, lease):
             if uploaded is not None:  # the file is kept from now on (file_housekeeping.py), or the send refused
                 mark_sent(tx.conn, self.state, uploaded.id, now)
-            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
+            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, **lease, text=text,
                                   content_uri=content_uri, content_name=name, content_type=content_type,
                                   message_type=message_type, ref_message_id=ref, author_agent_id=agent.id,
-                                  author_name=agent.display_name or agent.username, written=written,
+                                  author_name=agent.display_name or agent.username,
                                   template=template[:2] if template else None)
 
         # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
@@ -461,7 +493,7 @@ class ResendResource(_SendBase):
         "summary": "Resend a failed or unknown message as a new attempt",
         "description": "Creates a new outgoing message with the same content and a new crmMessageId; "
                        "the original stays as it was. A message can be resent once.",
-        "parameters": [IDEMPOTENCY_PARAM],
+        "parameters": [IDEMPOTENCY_PARAM, PREFER_PARAM],
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
                       **OPENAPI_ERRORS,
                       "410": error_response("`wazzup_file_expired`: the message's uploaded file was deleted")},
@@ -492,13 +524,13 @@ class ResendResource(_SendBase):
                               "upload it again and send it. Nothing was stored or sent.")
         agent = req.context.agent
 
-        def store(tx, ctx, now, owner, written):
+        def store(tx, ctx, now, lease):
             new_id = outbox.enqueue(
-                tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
+                tx, ctx, chat_id=chat_id, now=now, **lease, text=original.text,
                 content_uri=original.content_uri, content_name=original.content_name,
                 content_type=original.content_type, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
-                author_name=agent.display_name or agent.username, written=written, template=template)
+                author_name=agent.display_name or agent.username, template=template)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount
