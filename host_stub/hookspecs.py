@@ -93,7 +93,9 @@ Wazzup24 plugin's ``wazzup_plugin/host.py`` restates them as protocols):
     Rows of ``tables.chats`` / ``tables.messages`` as the API serves them, every plugin's fields
     included, so a plugin's own routes answer with exactly the host's JSON. ``rows`` are mappings
     (``dict`` or ``result.mappings()`` rows, not attribute-style rows) holding every column of the
-    table, as ``select(table)`` reads them.
+    table, as ``select(table)`` reads them. A row may also carry every field of a field set (see
+    ``register_fields``) under the fields' names, read by the caller (a plugin joining its own
+    table into its query); the host serves those values as given and loads only the other sets.
 
 Host tables. ``tables.chats``, ``tables.messages`` and ``tables.agents`` are the tables named
 exactly ``chats``, ``messages`` and ``agents`` in ``metadata``, in the schema of the plugins' tables

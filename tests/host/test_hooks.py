@@ -306,3 +306,27 @@ def test_hook_register_fields_refuses_joined_field_sets_that_could_break_pages(b
         Item(entity=entity, load=lambda conn, ids: {}, **item)])
     with pytest.raises(StartupError, match=message):
         build_app(pm_with(plugin))
+
+
+def test_serialize_messages_serves_a_field_set_the_row_carries_and_loads_only_the_others(
+        build_app, pm_with, make_plugin, make_chat, make_message):
+    calls = []
+
+    def load(name):
+        def loader(conn, ids):
+            calls.append(name)
+            return {i: {name: f"loaded-{i}"} for i in ids}
+        return loader
+
+    plugin = make_plugin("sms", register_fields=lambda helpdesk: [
+        Item(entity="message", fields={"sms_joined": fields.String()}, load=load("sms_joined")),
+        Item(entity="message", fields={"sms_loaded": fields.String()}, load=load("sms_loaded"))])
+    helpdesk = build_app(pm_with(plugin)).helpdesk
+    message_id = make_message(make_chat(title="a"), text="hi")
+    m = helpdesk.tables.messages
+    with helpdesk.db.read() as conn:
+        row = conn.execute(sa.select(m, sa.literal("read by the plugin").label("sms_joined"))
+                           .where(m.c.id == message_id)).mappings().one()
+        [item] = helpdesk.serialize_messages(conn, [row])
+    assert (item["sms_joined"], item["sms_loaded"], item["text"]) == ("read by the plugin", f"loaded-{message_id}", "hi")
+    assert calls == ["sms_loaded"]

@@ -261,8 +261,8 @@ def test_a_host_with_only_the_documented_columns_runs_the_plugin(documented_host
     deliver(delivery(statuses=[status_update(message_id="WZ-SENT", status="delivered")]))
 
     with host.db.read() as conn:
-        sent = message_json(conn, host, outcomes[0].message_id)
-        failed = message_json(conn, host, outcomes[1].message_id)
+        sent = message_json(conn, host, state, outcomes[0].message_id)
+        failed = message_json(conn, host, state, outcomes[1].message_id)
         stored = conn.execute(sa.select(sa.func.count()).select_from(m)).scalar_one()
     assert (sent["status"], sent["author_agent_id"], sent["author_name"]) == ("delivered", 7, "Alice")
     assert (failed["status"], failed["error_code"]) == ("failed", "CHAT_NOT_FOUND")

@@ -520,3 +520,11 @@ def test_wazzups_too_long_codes_are_explained_in_plain_words(send, make_wazzup_c
     assert (result.status_code, result.json["wazzup_code"]) == (422, code)
     assert words in result.json["data"]["message"]["error_text"]
     assert words in result.json["message"]
+
+
+def test_the_send_answer_is_the_message_exactly_as_the_host_lists_it(client, auth, send, chat, wazzup_api, wazzup_url):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    answered = send(chat, {"text": "same JSON"}).json
+    [listed] = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
+    assert answered == listed
+    assert {"wazzup_message_id", "wazzup_crm_message_id", "wazzup_media_state", "wazzup_resent_as"} <= set(answered)

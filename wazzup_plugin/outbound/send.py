@@ -38,7 +38,7 @@ from wazzup_plugin.outbound.stored_files import (
     StoredFile, expired_here, file_at_url, file_for_send, mark_sent, not_configured, public_url, served_here)
 from wazzup_plugin.outbound.templates import MAX_VALUE as MAX_TEMPLATE_VALUE
 from wazzup_plugin.outbound.templates import chosen_template, not_waba, stored_template
-from wazzup_plugin.outbound.window import Window, chat_channel, chat_window
+from wazzup_plugin.outbound.window import ChatChannel, Window, chat_channel, chat_window
 from wazzup_plugin.store_common import built
 from wazzup_plugin.text_limits import BY_CHAT_TYPE, LONGEST, WABA, text_limit, too_long_reason
 
@@ -255,21 +255,38 @@ class _SendBase:
         values = values or []
         return template.id, values, template.render(values)
 
-    def _waiting_in_outbox(self, conn, chat_id: int, now) -> bool:
-        """Whether a message of the chat is waiting in the outbox for the worker (queued or retried).
+    def _send_chat(self, conn, chat_id: int, now) -> tuple:
+        """What a send checks about its chat, in one read: the chat (404 / 409 as :meth:`_chat`), its
+        :func:`chat_channel` row (None: no Wazzup identity yet), and whether a message of the chat is
+        waiting in the outbox for the worker (queued or retried).
 
-        A message another send request is sending right now (a live web lease) does not count: the
-        two are as simultaneous as their agents' clicks, and queueing this one would only turn its
-        201 into a 202 without ordering anything (the worker could send it before that call ends)."""
-        o = self.state.tables["outbox"]
-        # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
-        return conn.execute(built(o, "send_chat_waiting", lambda: sa.select(o.c.message_id).where(
-            o.c.state == sa.literal_column("'pending'"),
-            o.c.chat_id == sa.bindparam("b_chat_id", type_=o.c.chat_id.type),
-            # OR, not NOT(AND): an unleased row has NULLs there, and NOT of NULL would hide it.
-            sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= sa.bindparam("b_now", type_=o.c.lease_until.type),
-                   sa.not_(o.c.lease_owner.startswith(WEB_OWNER, autoescape=True)))).limit(1)),
-            {"b_chat_id": chat_id, "b_now": now}).first() is not None
+        A message another send request is sending right now (a live web lease) does not count as
+        waiting: the two are as simultaneous as their agents' clicks, and queueing this one would only
+        turn its 201 into a 202 without ordering anything (the worker could send it before that call ends)."""
+        chats, wc, ch, o = (self.helpdesk.tables.chats, self.state.tables["chats"], self.state.tables["channels"],
+                            self.state.tables["outbox"])
+
+        def build():
+            # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
+            waiting = sa.exists().where(
+                o.c.state == sa.literal_column("'pending'"), o.c.chat_id == chats.c.id,
+                # OR, not NOT(AND): an unleased row has NULLs there, and NOT of NULL would hide it.
+                sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= sa.bindparam("b_now", type_=o.c.lease_until.type),
+                       sa.not_(o.c.lease_owner.startswith(WEB_OWNER, autoescape=True))))
+            return (sa.select(chats.c.type, wc.c.chat_id.label("wazzup_row"), wc.c.channel_id, wc.c.chat_type,
+                              ch.c.transport, waiting.label("waiting"))
+                    .select_from(chats.outerjoin(wc, wc.c.chat_id == chats.c.id)
+                                 .outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
+                    .where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)))
+
+        row = conn.execute(built(chats, "send_chat_checks", build), {"b_id": chat_id, "b_now": now}).first()
+        if row is None:
+            raise Problem(404, "chat_not_found", f"There is no chat {chat_id}.")
+        if row.type != CHAT_TYPE:
+            raise Problem(409, "wrong_chat_type",
+                          f"Chat {chat_id} is a {row.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
+        channel = None if row.wazzup_row is None else ChatChannel(row.channel_id, row.chat_type, row.transport)
+        return channel, bool(row.waiting)
 
     def _messenger(self, conn, chat_id: int) -> tuple[str | None, str | None]:
         """The chat's Wazzup chat type and its channel's transport (None where not known): its limits."""
@@ -397,7 +414,7 @@ class _SendBase:
 
     def _answer(self, ctx, result: outbox.Outcome) -> tuple[int, dict]:
         with self.helpdesk.db.read() as conn:
-            message = message_json(conn, self.helpdesk, result.message_id)
+            message = message_json(conn, self.helpdesk, self.state, result.message_id)
         if result.kind == "failed":
             code = result.error_code or "UNKNOWN"
             if result.auth_failure:
@@ -438,8 +455,8 @@ class SendResource(_SendBase):
         w = self.state.tables["messages"]
         m = self.helpdesk.tables.messages
         with self.helpdesk.db.read() as conn:
-            self._chat(conn, chat_id)
-            channel = chat_channel(conn, self.state, chat_id)  # for the text limit and the window both
+            # The chat's channel serves the text limit and the window both; behind: see the end.
+            channel, behind = self._send_chat(conn, chat_id, self.helpdesk.clock())
             self._check_text(channel, data.get("text"))
             window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel)
             ref = None
@@ -457,7 +474,6 @@ class SendResource(_SendBase):
             uploaded = self._uploaded(conn, chat_id, data.get("file_id"))
             if served_here(self.state.settings, data.get("content_uri")):
                 uploaded = file_at_url(conn, self.state, self.state.settings, data["content_uri"])
-            behind = self._waiting_in_outbox(conn, chat_id, self.helpdesk.clock())
         template = self._template(chat_id, window, data.get("template_id"), data.get("template_values"))
         self._check_window(window, template)
         text = template[2] if template else data.get("text")

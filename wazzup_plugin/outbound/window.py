@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -55,8 +56,15 @@ def is_waba(chat_type: str | None, transport: str | None) -> bool:
     return (chat_type or "whatsapp").lower() == "whatsapp" and (transport or "").lower() == WABA_TRANSPORT
 
 
+class ChatChannel(NamedTuple):
+    """A chat's Wazzup row with its stored channel's transport (None where the channel is not stored)."""
+    channel_id: str | None
+    chat_type: str | None
+    transport: str | None
+
+
 def chat_channel(conn, state, chat_id: int):
-    """The chat's Wazzup row with its stored channel's transport: (channel_id, chat_type, transport), or None."""
+    """The chat's Wazzup row with its stored channel's transport: a row of :class:`ChatChannel`'s fields, or None."""
     wc, ch = state.tables["chats"], state.tables["channels"]
     return conn.execute(built(wc, "window_channel", lambda: sa.select(wc.c.channel_id, wc.c.chat_type, ch.c.transport)
                               .select_from(wc.outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
