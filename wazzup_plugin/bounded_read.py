@@ -10,6 +10,7 @@ the Wazzup client (small answers: the first read usually has all of it) and the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Union
 
 LAST_READ = 0.01  # seconds: a read past the deadline only takes what has come already
 
@@ -18,17 +19,18 @@ class Overdue(Exception):
     """The deadline passed before the whole body came."""
 
 
-def chunks_within(response, deadline: float, clock: Callable[[], float], read_timeout: float,
-                  amt: int | None = None) -> Iterator[bytes]:
+def chunks_within(response, deadline: Union[float, Callable[[], float]], clock: Callable[[], float],
+                  read_timeout: float, amt: int | None = None) -> Iterator[bytes]:
     """The body of a streamed ``requests`` response, a socket read at a time (at most ``amt`` bytes
     each when given), decoded; raises :class:`Overdue` once ``deadline`` (on ``clock``) has passed.
+    ``deadline`` may be a callable, asked again before each read (a deadline that moves with progress).
     The first read is always made: what came with the headers is there already. Errors are
     urllib3's (``urllib3.exceptions.HTTPError``) and ``OSError``, not requests'."""
     raw = response.raw
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     first = True
     while True:
-        left = deadline - clock()
+        left = (deadline() if callable(deadline) else deadline) - clock()
         if left <= 0 and not first:
             raise Overdue()
         first = False

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from contextlib import contextmanager
+
 import pytest
 import requests
 import responses
@@ -485,28 +487,27 @@ def test_a_slow_media_download_does_not_hold_back_a_queued_message(deliver, payl
 # ---------------------------------------------------------------- what a hostile or broken store can do
 
 
-def test_a_trickling_store_is_given_up_at_the_downloads_budget_not_when_it_finishes():
-    """Each read beats the read timeout, yet the whole download stops at its budget (else one store
-    sending a byte every few seconds keeps a download, and its claim, going for days)."""
+@contextmanager
+def _trickling_store(pieces: int, every: float, piece: int = 100):
+    """A store on 127.0.0.1 sending a file of ``pieces`` × ``piece`` bytes, a piece every ``every``
+    seconds (each read beats any read timeout); yields (its URL, the pieces it managed to write)."""
     import http.server
     import socketserver
     import threading
-
-    from wazzup_plugin.media.fetch import fetch
 
     written = []
 
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
-            self.send_header("Content-Length", "4000")
+            self.send_header("Content-Length", str(pieces * piece))
             self.end_headers()
             try:
-                for _ in range(40):  # 100 bytes every 0.25 s: 10 s in all
-                    self.wfile.write(b"x" * 100)
+                for _ in range(pieces):
+                    self.wfile.write(b"x" * piece)
                     self.wfile.flush()
-                    written.append(100)
-                    threading.Event().wait(0.25)
+                    written.append(piece)
+                    threading.Event().wait(every)
             except OSError:
                 pass  # the client hung up: what the budget should make it do
 
@@ -519,14 +520,59 @@ def test_a_trickling_store_is_given_up_at_the_downloads_budget_not_when_it_finis
     server = Server(("127.0.0.1", 0), Trickle)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with requests.Session() as session:
-            got = fetch(session, f"http://127.0.0.1:{server.server_address[1]}/f.jpg", hosts=("127.0.0.1",),
-                        max_bytes=10**6, timeout=(2, 2), budget=1.0)
-        assert len(written) < 30, "the download waited for (nearly) the whole trickle"
+        yield f"http://127.0.0.1:{server.server_address[1]}/f.jpg", written
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("min_rate", [None, 1000], ids=["budget alone", "slower than the least rate"])
+def test_a_trickling_store_is_given_up_at_the_downloads_budget_not_when_it_finishes(min_rate):
+    """Each read beats the read timeout, yet the whole download stops at its budget (else one store
+    sending a byte every few seconds keeps a download, and its claim, going for days): 400 bytes a
+    second earn little beyond the budget at a least rate of 1,000."""
+    from wazzup_plugin.media.fetch import fetch
+
+    with _trickling_store(40, 0.25) as (url, written), requests.Session() as session:  # 10 s in all
+        got = fetch(session, url, hosts=("127.0.0.1",), max_bytes=10**6, timeout=(2, 2), budget=1.0,
+                    min_rate=min_rate)
+        assert len(written) < 30, "the download waited for (nearly) the whole trickle"
     assert (got.outcome, got.error) == ("retry", "the download was too slow and was given up")
+
+
+def test_a_large_file_that_keeps_coming_is_stored_past_the_downloads_budget():
+    """A big video from a slow store takes longer than the budget: while it keeps coming at the least
+    rate (here 2,000 bytes a second against 1,000) the download goes on, and the whole file is kept."""
+    from wazzup_plugin.media.fetch import fetch
+
+    with _trickling_store(40, 0.05) as (url, _), requests.Session() as session:  # 2 s in all
+        got = fetch(session, url, hosts=("127.0.0.1",), max_bytes=10**6, timeout=(2, 2), budget=0.5,
+                    min_rate=1000)
+    assert (got.outcome, len(got.data)) == ("stored", 4000)
+
+
+def test_a_stopping_worker_ends_a_download_within_its_budget_however_it_is_going():
+    import threading
+
+    from wazzup_plugin.media.fetch import fetch
+
+    stop = threading.Event()
+    stop.set()
+    with _trickling_store(40, 0.05) as (url, written), requests.Session() as session:
+        got = fetch(session, url, hosts=("127.0.0.1",), max_bytes=10**6, timeout=(2, 2), budget=0.5,
+                    min_rate=1000, stop=stop)
+        assert len(written) < 30
+    assert got.outcome == "retry"
+
+
+def test_a_rows_claim_lasts_as_long_as_the_largest_file_at_the_least_rate(helpdesk):
+    from wazzup_plugin.media import download as job
+    from wazzup_plugin.media.fetch import MIN_RATE
+    from wazzup_plugin.state import get_state
+
+    settings = get_state(helpdesk).settings
+    assert job.lease_seconds(settings) == (job.budget_seconds(settings) + settings.media_max_bytes / MIN_RATE
+                                           + job.LEASE_MARGIN)
 
 
 def test_a_batchs_later_rows_are_never_downloaded_twice_when_its_downloads_outlast_the_claim(
@@ -542,11 +588,11 @@ def test_a_batchs_later_rows_are_never_downloaded_twice_when_its_downloads_outla
         body = _image_delivery(payload, uri)
         body["messages"][0]["messageId"] = f"6a2087e8-e0f4-4b11-b968-9d3c1a93300{i}"
         assert deliver(body).status_code == 200
-    budget = job.budget_seconds(get_state(helpdesk).settings)
+    longest = job.lease_seconds(get_state(helpdesk).settings) - job.LEASE_MARGIN
     taken_by_b = []
 
     def slow(request):
-        clock.advance(seconds=budget)  # this download took its whole budget
+        clock.advance(seconds=longest)  # this download took as long as one may (the largest file, slowly)
         if request.url == uris[1] and not taken_by_b:
             taken_by_b.append(download("worker-b"))
         return 200, {}, PHOTO

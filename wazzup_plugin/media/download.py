@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from wazzup_plugin.media.fetch import Fetched, fetch, served_type
+from wazzup_plugin.media.fetch import MIN_RATE, Fetched, fetch, longest_seconds, served_type
 from wazzup_plugin.media.tables import FAILED, PENDING, STORED
 from wazzup_plugin.media.urls import media_url
 from wazzup_plugin.store_common import host_tables
@@ -28,8 +28,14 @@ LEASE_MARGIN = 30.0        # seconds of a claim beyond the download's own budget
 
 
 def budget_seconds(settings) -> float:
-    """The longest one download may take: a few reads' timeouts (a large file is many reads)."""
+    """What one download may take however slowly it comes: a few reads' timeouts (a large file is many
+    reads). A file that keeps coming at ``fetch.MIN_RATE`` is given more (:func:`lease_seconds`)."""
     return settings.connect_timeout + 3 * settings.read_timeout
+
+
+def lease_seconds(settings) -> float:
+    """A row's claim: the longest download (the largest file kept, at ``fetch.MIN_RATE``) and its writes."""
+    return longest_seconds(budget_seconds(settings), settings.media_max_bytes) + LEASE_MARGIN
 
 
 def claim_due(db, table: sa.Table, owner: str, now, limit: int, lease: timedelta) -> list:
@@ -62,11 +68,13 @@ def _recorded_values(result: Fetched, row, attempts: int, now) -> dict:
     return {**done, "state": state, "last_error": result.error}
 
 
-def download_one(db, state, session, owner: str, row, clock) -> str:
-    """Download one claimed row and record the outcome under ``owner``'s claim; returns the outcome."""
+def download_one(db, state, session, owner: str, row, clock, stop=None) -> str:
+    """Download one claimed row and record the outcome under ``owner``'s claim; returns the outcome.
+    ``stop`` set (the worker is stopping): the download ends within its budget, however it is going."""
     settings = state.settings
     result = fetch(session, row.source_uri, hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
-                   timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings))
+                   timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings),
+                   min_rate=MIN_RATE, stop=stop)
     recorded = _record(db, state, owner, row, result, clock())
     if recorded is None:
         return "gone"  # its message was deleted meanwhile
@@ -110,7 +118,7 @@ def touch_message(tx, state, message_id: int, seq: int) -> None:
 def download_due(helpdesk, state, owner: str, stop=None, batch: int = BATCH) -> int:
     """Claim up to ``batch`` due rows and download each; returns how many were claimed."""
     settings, t = state.settings, state.tables["media"]
-    lease = timedelta(seconds=budget_seconds(settings) + LEASE_MARGIN)
+    lease = timedelta(seconds=lease_seconds(settings))
     rows = claim_due(helpdesk.db, t, owner, helpdesk.clock(), batch, lease)
     for index, row in enumerate(rows):
         if stop is not None and stop.is_set():
@@ -121,7 +129,7 @@ def download_due(helpdesk, state, owner: str, stop=None, batch: int = BATCH) -> 
         if not _renew(helpdesk.db, t, owner, row.message_id, helpdesk.clock() + lease):
             continue
         try:
-            download_one(helpdesk.db, state, helpdesk.http, owner, row, helpdesk.clock)
+            download_one(helpdesk.db, state, helpdesk.http, owner, row, helpdesk.clock, stop)
         except Exception as exc:  # one bad row must not stop the others, nor be downloaded forever
             log.exception("Wazzup24 media download crashed", extra={"context": {"message_id": row.message_id}})
             _record_crash(helpdesk.db, state, owner, row, helpdesk.clock(), exc)

@@ -34,6 +34,9 @@ _MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 # come (media files are compressed already), and no decoder inflates a small answer into a large one.
 _HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "Authorization": None}
 MAX_TYPE = 100  # characters of a declared Content-Type kept (the column holds 200)
+# Bytes per second a download must keep up, on average, to be given time beyond its budget: a 25 MB
+# video from a slow store takes minutes, and is not cut off while it keeps coming at this rate.
+MIN_RATE = 64 * 1024
 
 
 def _no_auth(request):
@@ -80,12 +83,34 @@ def host_allowed(url: str, hosts: tuple[str, ...]) -> bool:
     return any(host.endswith(h[1:]) if h.startswith("*.") else host == h for h in hosts)
 
 
+class Deadline:
+    """A download's deadline: its ``budget``, plus the time the bytes received so far earn at
+    ``min_rate`` (:data:`MIN_RATE`): a large file that keeps coming is not cut off, a trickle is
+    (:mod:`wazzup_plugin.bounded_read`). Once ``stop`` is set (the worker is stopping) the budget alone
+    counts again, so that a stop waits for no more than that."""
+
+    def __init__(self, at: float, min_rate: float | None = None, stop=None):
+        self.at, self.min_rate, self.stop, self.received = at, min_rate, stop, 0
+
+    def __call__(self) -> float:
+        if not self.min_rate or (self.stop is not None and self.stop.is_set()):
+            return self.at
+        return self.at + self.received / self.min_rate
+
+
+def longest_seconds(budget: float, max_bytes: int, min_rate: float = MIN_RATE) -> float:
+    """The longest a download with this ``budget`` may take: the largest file kept at the slowest rate."""
+    return budget + max_bytes / min_rate
+
+
 def fetch(session: requests.Session, url: str, *, hosts: tuple[str, ...], max_bytes: int,
-          timeout: tuple[float, float], budget: float, clock=time.monotonic) -> Fetched:
+          timeout: tuple[float, float], budget: float, min_rate: float | None = None, stop=None,
+          clock=time.monotonic) -> Fetched:
     """Download ``url`` once (following one redirect to an allowed host at most, never from https to
-    http). ``budget``: the most seconds the whole download may take, however slowly the store's
-    answer trickles in (:mod:`wazzup_plugin.bounded_read`), so that it ends inside its claim's lease."""
-    deadline = clock() + budget
+    http). ``budget``: the seconds the whole download may take, however slowly the store's answer
+    trickles in, so that it ends inside its claim's lease; with ``min_rate``, more while the file keeps
+    coming at that rate (:class:`Deadline`; :func:`longest_seconds` bounds it)."""
+    deadline = Deadline(clock() + budget, min_rate, stop)
     if not host_allowed(url, hosts):
         return Fetched("refused_host", "the link is not into an allowed media host (WAZZUP24_MEDIA_HOSTS)")
     for hop in range(2):
@@ -107,7 +132,7 @@ def fetch(session: requests.Session, url: str, *, hosts: tuple[str, ...], max_by
     return Fetched("failed", "the store redirected more than once")
 
 
-def _read(response: requests.Response, max_bytes: int, deadline: float, clock, read_timeout: float) -> Fetched:
+def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock, read_timeout: float) -> Fetched:
     status = response.status_code
     if status in GONE:
         return Fetched("failed", f"the store no longer has the file (HTTP {status})")
@@ -125,6 +150,7 @@ def _read(response: requests.Response, max_bytes: int, deadline: float, clock, r
             size += len(chunk)
             if size > max_bytes:
                 return too_big
+            deadline.received = size
             digest.update(chunk)
             chunks.append(chunk)
     except Overdue:

@@ -90,8 +90,8 @@ def download_due_media(ctx, owner: str, stop: threading.Event | None = None) -> 
 
 
 def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: float) -> None:
-    """The worker's media thread: downloads of its own, so a slow store (a download may take its whole
-    budget, ``media.download.budget_seconds``) never holds back the agents' queued messages."""
+    """The worker's media thread: downloads of its own, so a slow store (a large file may take minutes,
+    ``media.download.lease_seconds``) never holds back the agents' queued messages."""
     while not stop.is_set():
         if download_due_media(ctx, owner, stop) < media_download.BATCH:
             stop.wait(poll_seconds)
