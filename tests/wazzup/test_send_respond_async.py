@@ -150,3 +150,13 @@ def test_an_async_resend_answers_202_and_sends_it_again(
         202, "queued", "respond-async")
     assert len(sent_bodies()) == 2
     assert tuple(_status(helpdesk, result.json["id"])) == ("accepted", None)
+
+
+def test_the_async_verdict_reaches_the_change_feed_after_the_answers_change_seq(
+        client, auth, send, chat, wazzup_api, wazzup_url, api_payload):
+    """How an integrator learns the verdict: the chat's messages changed since the 202's change_seq."""
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
+    answered = send(chat, {"text": "to nobody"}, headers=ASYNC).json
+    changed = client.simulate_get(f"/api/chats/{chat}/messages", params={"changed_since": answered["change_seq"]},
+                                  headers=auth).json["items"]
+    assert [(m["id"], m["status"], m["error_code"]) for m in changed] == [(answered["id"], "failed", "BAD_CONTACT")]
