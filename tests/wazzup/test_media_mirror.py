@@ -562,7 +562,29 @@ def test_a_stopping_worker_ends_a_download_within_its_budget_however_it_is_going
         got = fetch(session, url, hosts=("127.0.0.1",), max_bytes=10**6, timeout=(2, 2), budget=0.5,
                     min_rate=1000, stop=stop)
         assert len(written) < 30
-    assert got.outcome == "retry"
+    assert (got.outcome, got.error) == ("stopped", "the worker stopped during the download")
+
+
+def test_a_download_cut_short_by_a_stopping_worker_is_given_back_without_counting_an_attempt(
+        deliver, payload, helpdesk, wazzup_api, monkeypatch, download):
+    """A restart during a long download is no fault of the file's: the row is free again at once,
+    its attempts and retry schedule untouched (five restarts must not fail a file)."""
+    from wazzup_plugin.media import download as job
+    from wazzup_plugin.media.fetch import Fetched
+    from wazzup_plugin.state import get_state
+
+    assert deliver(_image_delivery(payload)).status_code == 200
+    monkeypatch.setattr(job, "fetch", lambda *args, **kwargs: Fetched("stopped", "the worker stopped during the download"))
+    assert download("worker-a") == 1
+    t = get_state(helpdesk).tables["media"]
+    with helpdesk.db.read() as conn:
+        row = conn.execute(sa.select(t.c.state, t.c.attempts, t.c.lease_owner, t.c.last_error)).one()
+    assert tuple(row) == ("pending", 0, None, None)
+    monkeypatch.undo()
+    wazzup_api.add(responses.GET, STORE_URI, body=PHOTO, status=200)
+    assert download("worker-b") == 1  # taken up again at once, and stored
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(t.c.state, t.c.attempts)).one() == ("stored", 1)
 
 
 def test_a_rows_claim_lasts_as_long_as_the_largest_file_at_the_least_rate(helpdesk):

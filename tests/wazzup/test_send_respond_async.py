@@ -76,6 +76,46 @@ def test_a_process_that_dies_after_the_async_answer_leaves_the_message_to_the_wo
     assert tuple(_status(helpdesk, message_id)) == ("accepted", None)
 
 
+def _answered_not_closed(client, auth, chat, text, headers=None):
+    """An async send whose answer was read, its attempt not made yet (close() not called)."""
+    env = testing.create_environ(f"/api/chats/{chat}/wazzup24/send", method="POST", body=json.dumps({"text": text}),
+                                 headers={**auth, **ASYNC, **(headers or {}), "Content-Type": "application/json"})
+    body = client.app(env, lambda *args: None)
+    return json.loads(b"".join(body)), body
+
+
+@pytest.mark.parametrize("second", [ASYNC, {}], ids=["second async", "second answered with the verdict"])
+def test_a_message_sent_after_an_async_answer_reaches_wazzup_after_it(
+        client, auth, send, chat, wazzup_api, wazzup_url, sent_bodies, outbox_ctx, second):
+    """The client has the first 202 before it sends the second: the second queues behind the first,
+    whose attempt is still to come, and the customer reads them in the order they were sent."""
+    from wazzup_plugin.outbound import worker
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first, body = _answered_not_closed(client, auth, chat, "first")
+    queued = send(chat, text="second", headers=second)
+    assert (queued.status_code, queued.json["status"]) == (202, "queued")
+    body.close()  # the first request's worker makes its attempt now
+    worker.run_once(outbox_ctx, worker.worker_id())
+    assert [b["text"] for b in sent_bodies()] == ["first", "second"]
+
+
+def test_a_repeat_after_the_worker_took_a_late_async_attempts_message_reads_its_fate(
+        client, auth, send, chat, wazzup_api, wazzup_url, sent_bodies, outbox_ctx, clock):
+    """The request's attempt came after its lease ran out and the worker had sent the message: the
+    attempt does nothing, and a repeat answers the message as it is, not a stale "queued"."""
+    from wazzup_plugin.outbound import outbox, worker
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first, body = _answered_not_closed(client, auth, chat, "late", headers={"Idempotency-Key": "late-1"})
+    clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+    worker.run_once(outbox_ctx, worker.worker_id())
+    body.close()
+    assert len(sent_bodies()) == 1
+    again = send(chat, text="late", headers={"Idempotency-Key": "late-1"})
+    assert (again.status_code, again.json["id"], again.json["status"]) == (201, first["id"], "accepted")
+
+
 def _all_messages(helpdesk):
     m = helpdesk.tables.messages
     with helpdesk.db.read() as conn:
@@ -160,3 +200,18 @@ def test_the_async_verdict_reaches_the_change_feed_after_the_answers_change_seq(
     changed = client.simulate_get(f"/api/chats/{chat}/messages", params={"changed_since": answered["change_seq"]},
                                   headers=auth).json["items"]
     assert [(m["id"], m["status"], m["error_code"]) for m in changed] == [(answered["id"], "failed", "BAD_CONTACT")]
+
+
+def test_a_resend_while_a_message_of_the_chat_waits_in_the_outbox_queues_behind_it(
+        client, auth, send, chat, wazzup_api, wazzup_url, api_payload, sent_bodies, outbox_ctx):
+    from wazzup_plugin.outbound import worker
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
+    failed = send(chat, text="failed once").json["message_id"]
+    wazzup_api.replace("POST", f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first, body = _answered_not_closed(client, auth, chat, "waiting")
+    resent = client.simulate_post(f"/api/chats/{chat}/wazzup24/messages/{failed}/resend", headers=auth)
+    assert (resent.status_code, resent.json["status"]) == (202, "queued")
+    body.close()
+    worker.run_once(outbox_ctx, worker.worker_id())
+    assert [b["text"] for b in sent_bodies()] == ["failed once", "waiting", "failed once"]

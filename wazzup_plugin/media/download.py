@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from wazzup_plugin.media.fetch import MIN_RATE, Fetched, fetch, longest_seconds, served_type
+from wazzup_plugin.media.fetch import MIN_RATE, STOPPED, Fetched, fetch, longest_seconds, served_type
 from wazzup_plugin.media.tables import FAILED, PENDING, STORED
 from wazzup_plugin.media.urls import media_url
 from wazzup_plugin.store_common import host_tables
@@ -75,6 +75,11 @@ def download_one(db, state, session, owner: str, row, clock, stop=None) -> str:
     result = fetch(session, row.source_uri, hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                    timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings),
                    min_rate=MIN_RATE, stop=stop)
+    if result.outcome == STOPPED:  # no fault of the file's: given back uncounted, taken up again at once
+        _release(db, state.tables["media"], owner, [row.message_id])
+        log.info("Wazzup24 media download given back: the worker is stopping",
+                 extra={"context": {"message_id": row.message_id}})
+        return STOPPED
     recorded = _record(db, state, owner, row, result, clock())
     if recorded is None:
         return "gone"  # its message was deleted meanwhile

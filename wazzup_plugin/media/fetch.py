@@ -34,6 +34,7 @@ _MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 # come (media files are compressed already), and no decoder inflates a small answer into a large one.
 _HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "Authorization": None}
 MAX_TYPE = 100  # characters of a declared Content-Type kept (the column holds 200)
+STOPPED = "stopped"
 # Bytes per second a download must keep up, on average, to be given time beyond its budget: a 25 MB
 # video from a slow store takes minutes, and is not cut off while it keeps coming at this rate.
 MIN_RATE = 64 * 1024
@@ -47,7 +48,8 @@ def _no_auth(request):
 @dataclass(frozen=True)
 class Fetched:
     """``outcome``: ``stored`` (``data`` and its ``sha256``), ``retry`` (a network error, a 5xx),
-    ``failed`` (404/410 or another refusal), ``too_big`` or ``refused_host``; ``error`` in our words."""
+    ``failed`` (404/410 or another refusal), ``too_big``, ``refused_host``, or ``stopped`` (the worker
+    stopped while the file was still coming: not an attempt); ``error`` in our words."""
 
     outcome: str
     error: str | None = None
@@ -154,6 +156,8 @@ def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock
             digest.update(chunk)
             chunks.append(chunk)
     except Overdue:
+        if deadline.stop is not None and deadline.stop.is_set():  # cut short by the stop, not by the store
+            return Fetched(STOPPED, "the worker stopped during the download")
         return Fetched("retry", "the download was too slow and was given up")
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         return Fetched("retry", f"the download broke off ({type(exc).__name__})")

@@ -75,6 +75,9 @@ def _http_url(value: str) -> None:
 
 
 WEB_OWNER = "web:"  # the lease a send request holds on its message while it makes the first attempt
+# The same for a request answered before its attempt (Prefer: respond-async). Not a "web:" lease: its
+# client has the answer already and may send the chat's next message at once, which must queue behind.
+ASYNC_OWNER = "web-async:"
 
 # The host's message ids are INTEGER columns (four bytes on PostgreSQL): a larger id names no message,
 # and binding one fails the statement.
@@ -210,12 +213,17 @@ class _SendBase:
         chats = self.helpdesk.tables.chats
         chat = conn.execute(built(chats, "send_chat", lambda: sa.select(chats.c.id, chats.c.type).where(
             chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type))), {"b_id": chat_id}).first()
+        self._check_chat(chat_id, chat)
+        return chat
+
+    @staticmethod
+    def _check_chat(chat_id: int, chat) -> None:
+        """404 for no chat, 409 for a chat of another type (``chat``: a row with ``type``, or None)."""
         if chat is None:
             raise Problem(404, "chat_not_found", f"There is no chat {chat_id}.")
         if chat.type != CHAT_TYPE:
             raise Problem(409, "wrong_chat_type",
                           f"Chat {chat_id} is a {chat.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
-        return chat
 
     @staticmethod
     def _check_text(channel, text: str | None) -> None:
@@ -256,7 +264,7 @@ class _SendBase:
         return template.id, values, template.render(values)
 
     def _send_chat(self, conn, chat_id: int, now) -> tuple:
-        """What a send checks about its chat, in one read: the chat (404 / 409 as :meth:`_chat`), its
+        """What a send checks about its chat, in one read: the chat (:meth:`_check_chat`), its
         :func:`chat_channel` row (None: no Wazzup identity yet), and whether a message of the chat is
         waiting in the outbox for the worker (queued or retried).
 
@@ -280,11 +288,7 @@ class _SendBase:
                     .where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)))
 
         row = conn.execute(built(chats, "send_chat_checks", build), {"b_id": chat_id, "b_now": now}).first()
-        if row is None:
-            raise Problem(404, "chat_not_found", f"There is no chat {chat_id}.")
-        if row.type != CHAT_TYPE:
-            raise Problem(409, "wrong_chat_type",
-                          f"Chat {chat_id} is a {row.type!r} chat; only {CHAT_TYPE!r} chats send through Wazzup24.")
+        self._check_chat(chat_id, row)
         channel = None if row.wazzup_row is None else ChatChannel(row.channel_id, row.chat_type, row.transport)
         return channel, bool(row.waiting)
 
@@ -312,10 +316,10 @@ class _SendBase:
         if ctx.client is None:
             raise Problem(503, "wazzup_not_configured",
                           "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
-        owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
         # Answered before the attempt (RFC 7240): the attempt is not recorded in the storing commit, so
         # a process that dies before making it leaves a message plainly never tried, not "maybe sent".
         deferred = inline and prefers_async(req)
+        owner = f"{ASYNC_OWNER if deferred else WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
         idem = self.state.tables["idempotency"]
         for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
             try:
@@ -355,7 +359,9 @@ class _SendBase:
                               extra={"context": {"message_id": message_id}})
                 result = outbox.Outcome(kind="retry", message_id=message_id)
             status, body = self._answer(ctx, result)
-            if key is not None:  # a repeat of this request answers with Wazzup's verdict from now on
+            # A repeat of this request answers with Wazzup's verdict from now on; not with "busy" (the
+            # request's lease ran out and the worker has the message): a repeat then reads its fate.
+            if key is not None and result.kind != "busy":
                 with self.helpdesk.db.write() as tx:
                     tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
                                     .values(response_status=status, response_body=json.dumps(body)))
@@ -400,7 +406,8 @@ class _SendBase:
                            .where(o.c.message_id == message_id)).first()
         if row is None:
             return None
-        if (row.state == "pending" and row.lease_owner is not None and row.lease_owner.startswith(WEB_OWNER)
+        if (row.state == "pending" and row.lease_owner is not None
+                and row.lease_owner.startswith((WEB_OWNER, ASYNC_OWNER))
                 and row.lease_until is not None and row.lease_until > ctx.clock()):
             return None
         if row.status == "failed":
@@ -519,7 +526,7 @@ class ResendResource(_SendBase):
     def on_post(self, req, resp, chat_id, message_id):
         m, w = self.helpdesk.tables.messages, self.state.tables["messages"]
         with self.helpdesk.db.read() as conn:
-            self._chat(conn, chat_id)
+            channel, behind = self._send_chat(conn, chat_id, self.helpdesk.clock())
             original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
                                     .where(m.c.id == message_id, m.c.chat_id == chat_id)).first()
         if original is None:
@@ -529,7 +536,6 @@ class ResendResource(_SendBase):
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
         with self.helpdesk.db.read() as conn:
             template = stored_template(conn, self.state, message_id)
-            channel = chat_channel(conn, self.state, chat_id)
             if original.text is not None and not original.content_uri and template is None:
                 self._check_text(channel, original.text)
             self._check_window(chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel),
@@ -563,5 +569,6 @@ class ResendResource(_SendBase):
             tx.touched(chat_ids=[chat_id], message_ids=[message_id])
             return new_id
 
+        # Behind a message of the chat still in the outbox, the resend queues too, as a send does.
         self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store,
-                  inline=not served_here(self.state.settings, original.content_uri))
+                  inline=not (behind or served_here(self.state.settings, original.content_uri)))
