@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 300
     .venv/bin/python -m bench.profile ingest-1 --db sqlite --requests 3000 --timing   # no profiler: mean, p50
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 1500 --timing --wal-records
+    .venv/bin/python -m bench.profile send-async --db postgres --requests 500 --timing  # the 202, not the attempt
 
 The app is built exactly as gunicorn builds it (``create_app`` over the product's settings) and
 called through Falcon's test client, so the profile shows our code, not the network.
@@ -13,6 +14,7 @@ pyinstrument is a benchmark tool, not a product dependency: ``pip install -e '.[
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -34,7 +36,7 @@ from bench.databases import create_product_schema, product_plugin_manager, throw
 from bench.harness import free_port
 
 CASES = ("browse-first", "browse-cursor", "browse-messages", "ingest-1", "ingest-100", "ingest-redelivery", "send",
-         "probe-1", "probe-100")
+         "send-async", "probe-1", "probe-100")
 
 
 def main(argv=None) -> int:
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
         url = stack.enter_context(throwaway_database(args.db, "profile"))
         create_product_schema(url)
         extra = {}
-        if args.case == "send":  # a real sandbox on the far side of the wire, limits out of the way
+        if args.case.startswith("send"):  # a real sandbox on the far side of the wire, limits out of the way
             from bench.send import SANDBOX_KEY, start_sandbox
 
             sandbox, sandbox_url = start_sandbox(free_port(), 1_000_000, 1.0)
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
         warmup = 10
         for i in range(warmup):  # warm-up: imports, caches, statement compilation
             call(i)
+            _after(call)
         if args.db == "postgres" and args.case.startswith(("ingest", "probe")):
             from bench.ingest import _analyze
 
@@ -85,6 +88,7 @@ def main(argv=None) -> int:
             warmup = max(10, args.requests)
             for i in range(10, warmup):
                 call(i)
+                _after(call)
             _analyze(url)
         if args.timing:
             _time(call, args, warmup, engine)
@@ -92,10 +96,11 @@ def main(argv=None) -> int:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0005)
-        profiler.start()
         for i in range(warmup, warmup + args.requests):
+            profiler.start()  # sessions combine: what ``_after`` does is left out
             call(i)
-        profiler.stop()
+            profiler.stop()
+            _after(call)
         print(profiler.output_text(unicode=True, color=False, show_all=False))
         if args.html:
             with open(args.html, "w", encoding="utf-8") as f:
@@ -115,13 +120,16 @@ def _time(call, args, start: int, engine) -> None:
     postgres = args.db == "postgres"
     times = []
     wal0 = _wal_lsn(engine) if postgres else 0
-    cpu0, server0 = time.process_time(), _postgres_cpu() if postgres else 0.0
+    server0 = _postgres_cpu() if postgres else 0.0
+    cpu = 0.0
     for i in range(start, start + args.requests):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         call(i)
         times.append(time.perf_counter() - t0)
+        cpu += time.process_time() - c0
+        _after(call)  # untimed; the server's CPU and the WAL below include it
     n = len(times)
-    cpu = (time.process_time() - cpu0) / n
+    cpu /= n
     server = (_postgres_cpu() - server0) / n if postgres else None
     wal1 = _wal_lsn(engine) if postgres else 0
     wal = (wal1 - wal0) / n
@@ -184,6 +192,13 @@ def _postgres_cpu() -> float:
     return total / ticks
 
 
+def _after(call) -> None:
+    """Run what a case does after its answer, untimed (``send-async``: the attempt made on close())."""
+    after = getattr(call, "after", None)
+    if after is not None:
+        after()
+
+
 def _prepare(args, url, client):
     if args.case.startswith("browse"):
         from bench.browse import make_token
@@ -199,7 +214,7 @@ def _prepare(args, url, client):
         cursor = _deep_cursor(client, headers, args.chats // 2)
         return lambda i: _ok(client.simulate_get("/api/chats", params={"limit": 50, "cursor": cursor},
                                                  headers=headers))
-    if args.case == "send":
+    if args.case.startswith("send"):
         from bench.browse import make_token
         from bench.send import CHATS, TEXT
 
@@ -207,8 +222,10 @@ def _prepare(args, url, client):
         items = [payloads.message_item(payloads.message_id(1, 0, k), payloads.chat_id(k, CHATS)) for k in range(CHATS)]
         _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
         chats = [c["id"] for c in _ok(client.simulate_get("/api/chats", headers=headers)).json["items"]]
-        return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
-                                                  json={"text": TEXT}, headers=headers))
+        if args.case == "send":
+            return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
+                                                      json={"text": TEXT}, headers=headers))
+        return _answer_only(client.app, chats, {**headers, "Prefer": "respond-async"})
     run = random.randrange(1, 2**30)
     batch = 100 if args.case in ("ingest-100", "probe-100") else 1
     pool = 500 if args.case == "ingest-redelivery" else None
@@ -224,6 +241,32 @@ def _prepare(args, url, client):
                      for k in range(start, start + 100)]
             _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
     return lambda i: _ok(client.simulate_post("/api/webhook", body=body(i), headers=webhook_headers()))
+
+
+def _answer_only(app, chats, headers):
+    """``send-async``: each call reads the 202 as a server would send it; its ``after`` then closes the
+    body, which makes the attempt (WSGI close(), as gunicorn calls it once the answer is written)."""
+    from bench.send import TEXT
+
+    body = json.dumps({"text": TEXT}).encode()
+    opened = []
+
+    def call(i):
+        env = falcon.testing.create_environ(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send", method="POST",
+                                            body=body, headers={**headers, "Content-Type": "application/json"})
+        status = []
+        answer = app(env, lambda s, h, exc_info=None: status.append(s))
+        b"".join(answer)
+        if not status[0].startswith("202"):
+            raise RuntimeError(f"{status[0]} from the async send")
+        opened.append(answer)
+
+    def after():
+        while opened:
+            opened.pop().close()
+
+    call.after = after
+    return call
 
 
 def _deep_cursor(client, headers, position: int) -> str:

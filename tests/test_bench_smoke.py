@@ -94,7 +94,7 @@ def test_bulk_generated_chats_and_messages_page_through_the_api(database_url, en
     assert messages["items"][-1]["wazzup_message_id"].startswith("00000000-0000-4000-8000-")
 
 
-@pytest.mark.parametrize("case", ["ingest-1", "ingest-100", "probe-1"])
+@pytest.mark.parametrize("case", ["ingest-1", "ingest-100", "probe-1", "send-async"])
 def test_profile_timing_mode_runs_a_case_in_process_without_the_profiler(case, capsys):
     from bench import profile
 
