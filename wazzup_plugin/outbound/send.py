@@ -268,9 +268,10 @@ class _SendBase:
         :func:`chat_channel` row (None: no Wazzup identity yet), and whether a message of the chat is
         waiting in the outbox for the worker (queued or retried).
 
-        A message another send request is sending right now (a live web lease) does not count as
+        A message another send request is sending right now (a live ``web:`` lease) does not count as
         waiting: the two are as simultaneous as their agents' clicks, and queueing this one would only
-        turn its 201 into a 202 without ordering anything (the worker could send it before that call ends)."""
+        turn its 201 into a 202 without ordering anything (the worker could send it before that call ends).
+        One answered before its attempt (``web-async:``) does: its client may have its 202 already."""
         chats, wc, ch, o = (self.helpdesk.tables.chats, self.state.tables["chats"], self.state.tables["channels"],
                             self.state.tables["outbox"])
 
