@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 300
     .venv/bin/python -m bench.profile ingest-1 --db sqlite --requests 3000 --timing   # no profiler: mean, p50
     .venv/bin/python -m bench.profile ingest-1 --db postgres --requests 1500 --timing --wal-records
-    .venv/bin/python -m bench.profile send-async --db postgres --requests 500 --timing  # the 202, not the attempt
+    .venv/bin/python -m bench.profile send-async --db postgres --requests 500 --timing  # Prefer: respond-async
 
 The app is built exactly as gunicorn builds it (``create_app`` over the product's settings) and
 called through Falcon's test client, so the profile shows our code, not the network.
@@ -14,7 +14,6 @@ pyinstrument is a benchmark tool, not a product dependency: ``pip install -e '.[
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -79,7 +78,6 @@ def main(argv=None) -> int:
         warmup = 10
         for i in range(warmup):  # warm-up: imports, caches, statement compilation
             call(i)
-            _after(call)
         if args.db == "postgres" and args.case.startswith(("ingest", "probe")):
             from bench.ingest import _analyze
 
@@ -88,7 +86,6 @@ def main(argv=None) -> int:
             warmup = max(10, args.requests)
             for i in range(10, warmup):
                 call(i)
-                _after(call)
             _analyze(url)
         if args.timing:
             _time(call, args, warmup, engine)
@@ -96,11 +93,10 @@ def main(argv=None) -> int:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0005)
+        profiler.start()
         for i in range(warmup, warmup + args.requests):
-            profiler.start()  # sessions combine: what ``_after`` does is left out
             call(i)
-            profiler.stop()
-            _after(call)
+        profiler.stop()
         print(profiler.output_text(unicode=True, color=False, show_all=False))
         if args.html:
             with open(args.html, "w", encoding="utf-8") as f:
@@ -127,7 +123,6 @@ def _time(call, args, start: int, engine) -> None:
         call(i)
         times.append(time.perf_counter() - t0)
         cpu += time.process_time() - c0
-        _after(call)  # untimed; the server's CPU and the WAL below include it
     n = len(times)
     cpu /= n
     server = (_postgres_cpu() - server0) / n if postgres else None
@@ -192,13 +187,6 @@ def _postgres_cpu() -> float:
     return total / ticks
 
 
-def _after(call) -> None:
-    """Run what a case does after its answer, untimed (``send-async``: the attempt made on close())."""
-    after = getattr(call, "after", None)
-    if after is not None:
-        after()
-
-
 def _prepare(args, url, client):
     if args.case.startswith("browse"):
         from bench.browse import make_token
@@ -222,10 +210,10 @@ def _prepare(args, url, client):
         items = [payloads.message_item(payloads.message_id(1, 0, k), payloads.chat_id(k, CHATS)) for k in range(CHATS)]
         _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
         chats = [c["id"] for c in _ok(client.simulate_get("/api/chats", headers=headers)).json["items"]]
-        if args.case == "send":
-            return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
-                                                      json={"text": TEXT}, headers=headers))
-        return _answer_only(client.app, chats, {**headers, "Prefer": "respond-async"})
+        if args.case == "send-async":  # answered once stored; nothing runs the outbox worker here
+            headers = {**headers, "Prefer": "respond-async"}
+        return lambda i: _ok(client.simulate_post(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send",
+                                                  json={"text": TEXT}, headers=headers))
     run = random.randrange(1, 2**30)
     batch = 100 if args.case in ("ingest-100", "probe-100") else 1
     pool = 500 if args.case == "ingest-redelivery" else None
@@ -241,32 +229,6 @@ def _prepare(args, url, client):
                      for k in range(start, start + 100)]
             _ok(client.simulate_post("/api/webhook", body=payloads.delivery_body(items), headers=webhook_headers()))
     return lambda i: _ok(client.simulate_post("/api/webhook", body=body(i), headers=webhook_headers()))
-
-
-def _answer_only(app, chats, headers):
-    """``send-async``: each call reads the 202 as a server would send it; its ``after`` then closes the
-    body, which makes the attempt (WSGI close(), as gunicorn calls it once the answer is written)."""
-    from bench.send import TEXT
-
-    body = json.dumps({"text": TEXT}).encode()
-    opened = []
-
-    def call(i):
-        env = falcon.testing.create_environ(f"/api/chats/{chats[i % len(chats)]}/wazzup24/send", method="POST",
-                                            body=body, headers={**headers, "Content-Type": "application/json"})
-        status = []
-        answer = app(env, lambda s, h, exc_info=None: status.append(s))
-        b"".join(answer)
-        if not status[0].startswith("202"):
-            raise RuntimeError(f"{status[0]} from the async send")
-        opened.append(answer)
-
-    def after():
-        while opened:
-            opened.pop().close()
-
-    call.after = after
-    return call
 
 
 def _deep_cursor(client, headers, position: int) -> str:

@@ -528,3 +528,30 @@ def test_the_send_answer_is_the_message_exactly_as_the_host_lists_it(client, aut
     [listed] = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
     assert answered == listed
     assert {"wazzup_message_id", "wazzup_crm_message_id", "wazzup_media_state", "wazzup_resent_as"} <= set(answered)
+
+
+def test_a_repeat_after_the_worker_sent_a_late_attempts_message_reads_its_fate(
+        send, make_wazzup_chat, wazzup_api, wazzup_url, api_payload, sent_bodies, outbox_ctx, clock, monkeypatch):
+    """The request reached its attempt only after its lease ran out, and the worker had sent the
+    message meanwhile (the chat's channel comes from Wazzup's list, so the storing commit recorded no
+    attempt): the request's attempt does nothing, and a repeat answers the message as it is now
+    (201, accepted), not the request's own 202."""
+    from wazzup_plugin.outbound import outbox, worker
+
+    chat = make_wazzup_chat(channel_id=None)
+    real_attempt = outbox.attempt
+
+    def late(ctx, message_id, owner, as_written=None):
+        monkeypatch.setattr(outbox, "attempt", real_attempt)  # the worker's own attempt is on time
+        clock.advance(outbox.lease_seconds(outbox_ctx) + 1)
+        worker.run_once(outbox_ctx, worker.worker_id())
+        return real_attempt(ctx, message_id, owner, as_written=as_written)
+
+    monkeypatch.setattr(outbox, "attempt", late)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"), status=200)
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first = send(chat, {"text": "late"}, headers={"Idempotency-Key": "late-1"})
+    assert (first.status_code, first.json["status"]) == (202, "accepted")
+    again = send(chat, {"text": "late"}, headers={"Idempotency-Key": "late-1"})
+    assert (again.status_code, again.json["id"], again.json["status"]) == (201, first.json["id"], "accepted")
+    assert len(sent_bodies()) == 1

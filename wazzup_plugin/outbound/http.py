@@ -41,6 +41,17 @@ def answers_problems(responder):
     return wrapper
 
 
+def prefers_async(req) -> bool:
+    """Whether the request asked to be answered before its work is done (RFC 7240 ``respond-async``).
+
+    Preference names are case-insensitive; several may share one header or come in several."""
+    for preference in req.get_header("Prefer", default="").split(","):
+        name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+        if name == "respond-async":
+            return True
+    return False
+
+
 def load_body(schema: Schema, req) -> dict:
     try:
         body = req.get_media(default_when_empty=None)

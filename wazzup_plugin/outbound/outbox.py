@@ -113,16 +113,14 @@ def lease_seconds(ctx) -> float:
 
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
             content_name=None, content_type=None, message_type="text", ref_message_id=None, author_agent_id=None,
-            author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None,
-            attempt_now: bool = True) -> int:
+            author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None) -> int:
     """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
 
     With a ``lease_owner`` (the caller attempts the message as soon as this commits) the first
     attempt is recorded here too whenever that needs no call to Wazzup and the rate limiter grants
     a call right now: the stored message, the attempt marker and the call's budget then share one
     commit (one fsync) before Wazzup is called, and :func:`attempt` goes straight to the call.
-    Otherwise (or with ``attempt_now=False``: the caller answers before it attempts) :func:`attempt`
-    records the attempt itself, as for a retry.
+    Otherwise :func:`attempt` records the attempt itself, as for a retry.
 
     ``written``: a dict that receives ``"row"``, the outbox row and message as :func:`attempt` reads
     them, as this transaction writes them (valid once it commits: see ``attempt``'s ``as_written``).
@@ -151,7 +149,7 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
         template_id=template[0] if template else None,
         template_values=json.dumps(template[1], ensure_ascii=False) if template else None,
         lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None)
-    if lease_owner and attempt_now:
+    if lease_owner:
         target = _first_attempt_now(tx.conn, ctx, chat_id)
         if target is not None:
             channel_id, chat_type, wazzup_chat_id = target

@@ -7,9 +7,9 @@ by the worker; 4xx when Wazzup refused it for good (the message stays ``failed``
 the agent keeps the text and nothing is silently lost).
 
 With ``Prefer: respond-async`` (RFC 7240) the answer is 202 as soon as the message is stored, and the
-same worker makes the attempt once the answer is out (``wazzup_plugin/after_answer.py``): for an
-integrator sending in bulk, who follows the message's status instead of waiting on Wazzup per message.
-The agents' UI keeps the default, so that a refusal is said at once where the agent typed.
+outbox worker sends it, at the rate limit, in the chat's order: for an integrator sending in bulk, who
+follows the message's status instead of holding a web worker while Wazzup answers each message. The
+agents' UI keeps the default, so that a refusal is said at once where the agent typed.
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import falcon
 import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from wazzup_plugin.after_answer import answer_then, prefers_async
 from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.outbound import outbox
 from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
-from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body
+from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body, prefers_async
 from wazzup_plugin.outbound.serialize import message_json
 from wazzup_plugin.outbound.stored_files import (
     StoredFile, expired_here, file_at_url, file_for_send, mark_sent, not_configured, public_url, served_here)
@@ -75,9 +74,6 @@ def _http_url(value: str) -> None:
 
 
 WEB_OWNER = "web:"  # the lease a send request holds on its message while it makes the first attempt
-# The same for a request answered before its attempt (Prefer: respond-async). Not a "web:" lease: its
-# client has the answer already and may send the chat's next message at once, which must queue behind.
-ASYNC_OWNER = "web-async:"
 
 # The host's message ids are INTEGER columns (four bytes on PostgreSQL): a larger id names no message,
 # and binding one fails the statement.
@@ -176,7 +172,7 @@ def guess_type(uri: str) -> tuple[str, str]:
 OPENAPI_ERRORS = {
     "202": {"description": "stored; Wazzup could not be reached, the worker retries it; always for a file "
                            "uploaded here (file_id): the outbox worker sends it, as Wazzup downloads it from us; "
-                           "and with `Prefer: respond-async`, before the attempt (`Preference-Applied` says so)",
+                           "and with `Prefer: respond-async`: the outbox worker sends it (`Preference-Applied`)",
             "content": {"application/json": {"schema": "Message"}}},
     "404": error_response("`chat_not_found`: no such chat; `message_not_found` (resend): no such message in it"),
     "409": error_response("not a Wazzup chat, a channel problem, or an Idempotency-Key still in progress; "
@@ -199,9 +195,9 @@ IDEMPOTENCY_PARAM = {"in": "header", "name": "Idempotency-Key", "required": Fals
 PREFER_PARAM = {"in": "header", "name": "Prefer", "required": False, "schema": {"type": "string"},
                 "example": "respond-async",
                 "description": "`respond-async` (RFC 7240): answer 202 with the message as stored (`queued`), "
-                               "with `Preference-Applied: respond-async`, and make the attempt after the answer; "
-                               "Wazzup's verdict then reaches the message (its status, error_code and error_text) "
-                               "and the change feed. A repeat with the same Idempotency-Key answers that verdict."}
+                               "with `Preference-Applied: respond-async`; the outbox worker sends it (at the rate "
+                               "limit, in the chat's order), and Wazzup's verdict reaches the message (its status, "
+                               "error_code and error_text) and the change feed."}
 
 
 class _SendBase:
@@ -270,8 +266,7 @@ class _SendBase:
 
         A message another send request is sending right now (a live ``web:`` lease) does not count as
         waiting: the two are as simultaneous as their agents' clicks, and queueing this one would only
-        turn its 201 into a 202 without ordering anything (the worker could send it before that call ends).
-        One answered before its attempt (``web-async:``) does: its client may have its 202 already."""
+        turn its 201 into a 202 without ordering anything (the worker could send it before that call ends)."""
         chats, wc, ch, o = (self.helpdesk.tables.chats, self.state.tables["chats"], self.state.tables["channels"],
                             self.state.tables["outbox"])
 
@@ -302,7 +297,8 @@ class _SendBase:
         """Idempotency, storing (``store(tx, ctx, now, lease)`` → message id, ``lease`` being
         :func:`outbox.enqueue`'s arguments about the first attempt), the first attempt, the answer.
 
-        ``inline=False``: the outbox worker makes the first attempt, and the answer is 202. For a file
+        ``inline=False`` (or ``Prefer: respond-async``): the outbox worker makes the first attempt, and the
+        answer is 202. For a file
         this helpdesk serves: Wazzup downloads it before it answers the send, and a web worker waiting
         for that answer could be the one its download needs (with every worker sending a file, none is
         left to serve one, and each send fails with MESSAGE_DOWNLOAD_CONTENT_ERROR)."""
@@ -317,10 +313,11 @@ class _SendBase:
         if ctx.client is None:
             raise Problem(503, "wazzup_not_configured",
                           "Wazzup24 is not configured (WAZZUP24_API_KEY is not set); nothing was stored or sent.")
-        # Answered before the attempt (RFC 7240): the attempt is not recorded in the storing commit, so
-        # a process that dies before making it leaves a message plainly never tried, not "maybe sent".
-        deferred = inline and prefers_async(req)
-        owner = f"{ASYNC_OWNER if deferred else WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
+        # Answered once stored (RFC 7240): the outbox worker sends it, and this request holds no web
+        # worker while Wazzup answers (a bulk sender would otherwise take them from the agents' pages).
+        asked_async = prefers_async(req)
+        inline = inline and not asked_async
+        owner = f"{WEB_OWNER}{uuid.uuid4().hex[:16]}" if inline else None
         idem = self.state.tables["idempotency"]
         for _ in range(2):  # a concurrent twin inserting the same key wins; then we replay its answer
             try:
@@ -332,8 +329,7 @@ class _SendBase:
                             return self._replay(resp, first, request_hash, tx.conn, ctx)
                     now = ctx.clock()
                     written = {}
-                    message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written,
-                                                      "attempt_now": not deferred})
+                    message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written})
                     if key is not None:
                         tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
                                                                message_id=message_id, created_at=now))
@@ -347,37 +343,26 @@ class _SendBase:
         log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})
-
-        def first_attempt() -> tuple[int, dict]:
-            # The row as this request wrote it, under its own lease: no need to read it back.
-            try:
-                result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
-                          else outbox.Outcome("retry", message_id))
-            except Exception:
-                # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
-                # worker takes it up when this request's lease runs out, with the same crmMessageId.
-                log.exception("Wazzup24 send attempt failed unexpectedly; the outbox worker will retry it",
-                              extra={"context": {"message_id": message_id}})
-                result = outbox.Outcome(kind="retry", message_id=message_id)
-            status, body = self._answer(ctx, result)
-            # A repeat of this request answers with Wazzup's verdict from now on; not with "busy" (the
-            # request's lease ran out and the worker has the message): a repeat then reads its fate.
-            if key is not None and result.kind != "busy":
-                with self.helpdesk.db.write() as tx:
-                    tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
-                                    .values(response_status=status, response_body=json.dumps(body)))
-            return status, body
-
-        if prefers_async(req):
-            resp.set_header("Preference-Applied", "respond-async")  # 202 either way: see below
-            if deferred:
-                # Answered as stored (202, the message queued); the attempt follows in this worker once the
-                # answer is out, under the lease taken above: a process that dies first leaves the message
-                # to the outbox worker. Its outcome reaches the caller through the change feed.
-                self._write(resp, *self._answer(ctx, outbox.Outcome("retry", message_id)))
-                answer_then(resp, first_attempt)
-                return
-        self._write(resp, *first_attempt())
+        # The row as this request wrote it, under its own lease: no need to read it back.
+        try:
+            result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
+                      else outbox.Outcome("retry", message_id))
+        except Exception:
+            # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
+            # worker takes it up when this request's lease runs out, with the same crmMessageId.
+            log.exception("Wazzup24 send attempt failed unexpectedly; the outbox worker will retry it",
+                          extra={"context": {"message_id": message_id}})
+            result = outbox.Outcome(kind="retry", message_id=message_id)
+        status, body = self._answer(ctx, result)
+        # A repeat of this request answers the same from now on; not "busy" (the request's lease ran out
+        # and the worker has the message): a repeat then reads the message's fate.
+        if key is not None and result.kind != "busy":
+            with self.helpdesk.db.write() as tx:
+                tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
+                                .values(response_status=status, response_body=json.dumps(body)))
+        if asked_async:  # honoured whatever else made it 202 (a file, a message waiting before it)
+            resp.set_header("Preference-Applied", "respond-async")
+        self._write(resp, status, body)
 
     @staticmethod
     def _write(resp, status: int, body: dict) -> None:
@@ -407,8 +392,7 @@ class _SendBase:
                            .where(o.c.message_id == message_id)).first()
         if row is None:
             return None
-        if (row.state == "pending" and row.lease_owner is not None
-                and row.lease_owner.startswith((WEB_OWNER, ASYNC_OWNER))
+        if (row.state == "pending" and row.lease_owner is not None and row.lease_owner.startswith(WEB_OWNER)
                 and row.lease_until is not None and row.lease_until > ctx.clock()):
             return None
         if row.status == "failed":
