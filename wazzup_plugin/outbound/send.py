@@ -197,7 +197,8 @@ PREFER_PARAM = {"in": "header", "name": "Prefer", "required": False, "schema": {
                 "description": "`respond-async` (RFC 7240): answer 202 with the message as stored (`queued`), "
                                "with `Preference-Applied: respond-async`; the outbox worker sends it (at the rate "
                                "limit, in the chat's order), and Wazzup's verdict reaches the message (its status, "
-                               "error_code and error_text) and the change feed."}
+                               "error_code and error_text) and the change feed. Refusals found before storing are "
+                               "the same 4xx; a channel that needs a person is reported on the message."}
 
 
 class _SendBase:
@@ -433,8 +434,9 @@ class SendResource(_SendBase):
         "description": "Exactly one of text, content_uri, template_id and file_id (a file uploaded "
                        "with POST .../wazzup24/files). Stored first, then sent with our crmMessageId. "
                        "201: Wazzup accepted it; 202: stored and retried by the worker. A permanent refusal "
-                       "keeps the message as failed and answers 4xx with Wazzup's code. With "
-                       "`Prefer: respond-async` the answer is 202 as soon as the message is stored.",
+                       "keeps the message as failed and answers 4xx with Wazzup's code. 202 also when a message "
+                       "of the chat is waiting in the outbox (this one queues behind it, to keep the order), "
+                       "and with `Prefer: respond-async`, as soon as the message is stored.",
         "parameters": [IDEMPOTENCY_PARAM, PREFER_PARAM],
         "requestBody": {"required": True, "content": {"application/json": {"schema": SEND_BODY_SCHEMA}}},
         "responses": {"201": {"description": "accepted by Wazzup", "content": {"application/json": {"schema": "Message"}}},
