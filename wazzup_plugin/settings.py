@@ -108,6 +108,10 @@ class WazzupSettings:
     unsent_file_hours: int = 24
     file_retention_days: int = 0
     files_quota_mb: int = 1024
+    # Prefer: respond-async sends are refused (429) while this many messages wait in the outbox
+    # (WAZZUP24_ASYNC_BACKLOG): the outbox is one queue, and an integrator's burst must not grow it past
+    # what the worker drains well within the hour, nor keep the agents' files waiting long behind it.
+    async_backlog: int = 500
 
     @property
     def configured(self) -> bool:
@@ -161,6 +165,7 @@ class WazzupSettings:
             unsent_file_hours=_int(env, "WAZZUP24_UNSENT_FILE_HOURS", 24, 1),
             file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0),
             files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),
+            async_backlog=_int(env, "WAZZUP24_ASYNC_BACKLOG", 500, 1),
         )
 
 

@@ -11,6 +11,11 @@ ASYNC = {"Prefer": "respond-async"}
 
 
 @pytest.fixture
+def settings(settings):
+    return {**settings, "WAZZUP24_ASYNC_BACKLOG": "3"}  # every test here queues fewer, but the one that fills it
+
+
+@pytest.fixture
 def chat(make_wazzup_chat):
     return make_wazzup_chat()
 
@@ -137,3 +142,22 @@ def test_an_async_resend_answers_202_and_the_worker_sends_it_again(
     work()
     assert len(sent_bodies()) == 2
     assert _status(helpdesk, result.json["id"]) == ("accepted", None)
+
+
+def test_async_sends_are_refused_with_429_while_the_outbox_is_full_and_nothing_is_stored(
+        send, chat, make_wazzup_chat, wazzup_api, wazzup_url, helpdesk, work, sent_bodies):
+    """WAZZUP24_ASYNC_BACKLOG (3 here): a burst cannot grow the one queue past what the worker drains."""
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    first = send(chat, text="m0", headers={**ASYNC, "Idempotency-Key": "burst-0"})
+    for i in (1, 2):
+        assert send(chat, text=f"m{i}", headers=ASYNC).status_code == 202
+    full = send(chat, text="one too many", headers=ASYNC)
+    assert (full.status_code, full.json["code"], full.headers["Retry-After"]) == (429, "wazzup_outbox_full", "1")
+    assert "WAZZUP24_ASYNC_BACKLOG" in full.json["message"] and len(_all_messages(helpdesk)) == 3
+    again = send(chat, text="m0", headers={**ASYNC, "Idempotency-Key": "burst-0"})  # stored already: replayed
+    assert (again.status_code, again.json["id"]) == (202, first.json["id"])
+    other = make_wazzup_chat(wazzup_chat_id="79000000001", phone="79000000001")
+    assert send(other, text="an agent's answer").status_code == 201  # the default send is never refused so
+    work()
+    assert send(chat, text="room again", headers=ASYNC).status_code == 202
+    assert len(sent_bodies()) == 4

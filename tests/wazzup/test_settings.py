@@ -132,3 +132,12 @@ def test_the_insecure_opt_out_takes_one_or_zero():
     assert WazzupSettings.from_env({}).webhook_insecure is False
     with pytest.raises(SettingsError, match="WAZZUP24_WEBHOOK_INSECURE must be 1 or 0"):
         WazzupSettings.from_env({"WAZZUP24_WEBHOOK_INSECURE": "maybe"})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "2.5"])
+def test_an_async_backlog_that_is_not_a_positive_whole_number_is_refused_naming_the_setting(value):
+    from wazzup_plugin.settings import SettingsError, WazzupSettings
+
+    with pytest.raises(SettingsError, match="WAZZUP24_ASYNC_BACKLOG"):
+        WazzupSettings.from_env({"WAZZUP24_ASYNC_BACKLOG": value})
+    assert WazzupSettings.from_env({}).async_backlog == 500

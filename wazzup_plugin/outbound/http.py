@@ -15,9 +15,11 @@ from wazzup_plugin.text import UNSTORABLE, storable_everywhere
 
 
 class Problem(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: dict | None = None, **extra):
+    def __init__(self, status: int, code: str, message: str, fields: dict | None = None,
+                 headers: dict | None = None, **extra):
         super().__init__(message)
         self.status, self.code, self.message, self.fields, self.extra = status, code, message, fields, extra
+        self.headers = headers or {}
 
     def write(self, resp) -> None:
         body = {"status": self.status, "code": self.code, "message": self.message}
@@ -25,6 +27,8 @@ class Problem(Exception):
             body["fields"] = self.fields
         body.update({k: v for k, v in self.extra.items() if v is not None})
         resp.status = falcon.code_to_http_status(self.status)
+        for name, value in self.headers.items():
+            resp.set_header(name, value)
         resp.media = body
 
 

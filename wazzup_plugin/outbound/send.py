@@ -14,6 +14,7 @@ agents' UI keeps the default, so that a refusal is said at once where the agent 
 
 from __future__ import annotations
 
+import math
 import re
 
 import hashlib
@@ -180,6 +181,8 @@ OPENAPI_ERRORS = {
                           "template goes, nothing was stored); `not_waba_chat`: a template to another chat"),
     "422": error_response("bad body (`wazzup_file_expired`: the file_id's file was deleted by retention), or "
                           "Wazzup refused the message (code in wazzup_code)"),
+    "429": error_response("`wazzup_outbox_full`: `Prefer: respond-async` while WAZZUP24_ASYNC_BACKLOG messages "
+                          "wait in the outbox (`Retry-After` says when to repeat); nothing was stored"),
     "502": error_response("Wazzup refused our API key"),
     "503": error_response("Wazzup24 is not configured (WAZZUP24_API_KEY)"),
 }
@@ -260,10 +263,11 @@ class _SendBase:
         values = values or []
         return template.id, values, template.render(values)
 
-    def _send_chat(self, conn, chat_id: int, now) -> tuple:
+    def _send_chat(self, conn, chat_id: int, now, backlog: int | None = None) -> tuple:
         """What a send checks about its chat, in one read: the chat (:meth:`_check_chat`), its
-        :func:`chat_channel` row (None: no Wazzup identity yet), and whether a message of the chat is
-        waiting in the outbox for the worker (queued or retried).
+        :func:`chat_channel` row (None: no Wazzup identity yet), whether a message of the chat is
+        waiting in the outbox for the worker (queued or retried), and, given ``backlog``, whether at
+        least that many messages wait in the outbox (:meth:`_outbox_full`).
 
         A message another send request is sending right now (a live ``web:`` lease) does not count as
         waiting: the two are as simultaneous as their agents' clicks, and queueing this one would only
@@ -272,34 +276,58 @@ class _SendBase:
                             self.state.tables["outbox"])
 
         def build():
+            pending = o.c.state == sa.literal_column("'pending'")
             # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
             waiting = sa.exists().where(
                 o.c.state == sa.literal_column("'pending'"), o.c.chat_id == chats.c.id,
                 # OR, not NOT(AND): an unleased row has NULLs there, and NOT of NULL would hide it.
                 sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= sa.bindparam("b_now", type_=o.c.lease_until.type),
                        sa.not_(o.c.lease_owner.startswith(WEB_OWNER, autoescape=True))))
+            # The backlog's nth row, if there is one: an index walk of n entries at most, not a count.
+            full = (sa.exists(sa.select(o.c.message_id).where(pending)
+                              .limit(1).offset(sa.bindparam("b_backlog", type_=sa.Integer()))) if backlog
+                    else sa.false())
             return (sa.select(chats.c.type, wc.c.chat_id.label("wazzup_row"), wc.c.channel_id, wc.c.chat_type,
-                              ch.c.transport, waiting.label("waiting"))
+                              ch.c.transport, waiting.label("waiting"), full.label("full"))
                     .select_from(chats.outerjoin(wc, wc.c.chat_id == chats.c.id)
                                  .outerjoin(ch, ch.c.channel_id == wc.c.channel_id))
                     .where(chats.c.id == sa.bindparam("b_id", type_=chats.c.id.type)))
 
-        row = conn.execute(built(chats, "send_chat_checks", build), {"b_id": chat_id, "b_now": now}).first()
+        params = {"b_id": chat_id, "b_now": now, **({"b_backlog": backlog - 1} if backlog else {})}
+        row = conn.execute(built(chats, ("send_chat_checks", bool(backlog)), build), params).first()
         self._check_chat(chat_id, row)
         channel = None if row.wazzup_row is None else ChatChannel(row.channel_id, row.chat_type, row.transport)
-        return channel, bool(row.waiting)
+        return channel, bool(row.waiting), bool(row.full)
+
+    def _async_backlog(self, req) -> int | None:
+        """The outbox's bound for a ``Prefer: respond-async`` request (None for any other)."""
+        return self.state.settings.async_backlog if prefers_async(req) else None
+
+    def _outbox_full(self, full: bool) -> None:
+        """429 for a respond-async send while the outbox holds WAZZUP24_ASYNC_BACKLOG messages: nothing
+        stored. The default send is never refused so (it calls Wazzup itself, and an agent is waiting)."""
+        if not full:
+            return
+        settings = self.state.settings
+        per_second = settings.rate_limit / settings.rate_window
+        wait = max(1, math.ceil(settings.async_backlog / per_second))
+        raise Problem(429, "wazzup_outbox_full",
+                      f"{settings.async_backlog} or more messages are waiting to be sent to Wazzup24 "
+                      f"(WAZZUP24_ASYNC_BACKLOG); repeat in about {wait} s, or send without "
+                      "Prefer: respond-async. Nothing was stored.", headers={"Retry-After": str(wait)})
 
     def _messenger(self, conn, chat_id: int) -> tuple[str | None, str | None]:
         """The chat's Wazzup chat type and its channel's transport (None where not known): its limits."""
         chat = chat_channel(conn, self.state, chat_id)
         return (chat.chat_type, chat.transport) if chat is not None else (None, None)
 
-    def _run(self, req, resp, request_data: dict, store, *, inline: bool = True):
+    def _run(self, req, resp, request_data: dict, store, *, inline: bool = True, outbox_full: bool = False):
         """Idempotency, storing (``store(tx, ctx, now, lease)`` → message id, ``lease`` being
         :func:`outbox.enqueue`'s arguments about the first attempt), the first attempt, the answer.
 
-        ``inline=False`` (or ``Prefer: respond-async``): the outbox worker makes the first attempt, and the
-        answer is 202. For a file
+        ``outbox_full``: the outbox holds WAZZUP24_ASYNC_BACKLOG messages and this is a respond-async
+        request (:meth:`_outbox_full`). ``inline=False`` (or ``Prefer: respond-async``): the outbox
+        worker makes the first attempt, and the answer is 202. For a file
         this helpdesk serves: Wazzup downloads it before it answers the send, and a web worker waiting
         for that answer could be the one its download needs (with every worker sending a file, none is
         left to serve one, and each send fails with MESSAGE_DOWNLOAD_CONTENT_ERROR)."""
@@ -328,6 +356,7 @@ class _SendBase:
                                                                       idem.c.key == key)).first()
                         if first is not None:
                             return self._replay(resp, first, request_hash, tx.conn, ctx)
+                    self._outbox_full(outbox_full)  # after a repeat's replay: that one was stored already
                     now = ctx.clock()
                     written = {}
                     message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written})
@@ -450,7 +479,7 @@ class SendResource(_SendBase):
         m = self.helpdesk.tables.messages
         with self.helpdesk.db.read() as conn:
             # The chat's channel serves the text limit and the window both; behind: see the end.
-            channel, behind = self._send_chat(conn, chat_id, self.helpdesk.clock())
+            channel, behind, full = self._send_chat(conn, chat_id, self.helpdesk.clock(), self._async_backlog(req))
             self._check_text(channel, data.get("text"))
             window = chat_window(conn, self.helpdesk, self.state, chat_id, self.helpdesk.clock(), channel)
             ref = None
@@ -495,7 +524,7 @@ class SendResource(_SendBase):
         # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
         # one queues too: the worker sends them in order, so the customer reads them as written.
         self._run(req, resp, {**data, "chat_id": chat_id}, store,
-                  inline=not (behind or served_here(self.state.settings, content_uri)))
+                  inline=not (behind or served_here(self.state.settings, content_uri)), outbox_full=full)
 
 
 class ResendResource(_SendBase):
@@ -513,7 +542,7 @@ class ResendResource(_SendBase):
     def on_post(self, req, resp, chat_id, message_id):
         m, w = self.helpdesk.tables.messages, self.state.tables["messages"]
         with self.helpdesk.db.read() as conn:
-            channel, behind = self._send_chat(conn, chat_id, self.helpdesk.clock())
+            channel, behind, full = self._send_chat(conn, chat_id, self.helpdesk.clock(), self._async_backlog(req))
             original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
                                     .where(m.c.id == message_id, m.c.chat_id == chat_id)).first()
         if original is None:
@@ -558,4 +587,4 @@ class ResendResource(_SendBase):
 
         # Behind a message of the chat still in the outbox, the resend queues too, as a send does.
         self._run(req, resp, {"resend": message_id, "chat_id": chat_id}, store,
-                  inline=not (behind or served_here(self.state.settings, original.content_uri)))
+                  inline=not (behind or served_here(self.state.settings, original.content_uri)), outbox_full=full)
