@@ -111,3 +111,16 @@ def test_the_inline_attempt_sends_what_was_stored_without_reading_it_back(
     assert (sent["text"], sent["chatId"], sent["chatType"], sent["crmMessageId"]) == ("Привет", CUSTOMER, chat_type, crm_id)
     assert sent["crmUserId"] and state == "done"
     assert answer.json["status"] == "accepted" and answer.json["wazzup_message_id"] == WAZZUP_ID
+
+
+def test_a_send_left_to_the_worker_keeps_its_key_and_answer_in_the_one_commit_that_stores_it(
+        send, chat, wazzup_api, helpdesk, monkeypatch):
+    """Prefer: respond-async (or a file): one write transaction, the Idempotency-Key's answer in it."""
+    writes = []
+    write = helpdesk.db.write
+    monkeypatch.setattr(helpdesk.db, "write", lambda: writes.append(1) or write())
+    first = send(chat, {"text": "once"}, headers={"Prefer": "respond-async", "Idempotency-Key": "one-commit"})
+    assert (first.status_code, len(writes)) == (202, 1)
+    again = send(chat, {"text": "once"}, headers={"Prefer": "respond-async", "Idempotency-Key": "one-commit"})
+    assert (again.status_code, again.json) == (202, first.json)
+    assert len(wazzup_api.calls) == 0

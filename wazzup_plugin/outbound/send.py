@@ -360,9 +360,14 @@ class _SendBase:
                     now = ctx.clock()
                     written = {}
                     message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written})
+                    # Left to the worker: the answer is the message as stored, read here, so that the key
+                    # keeps it in this same commit (no second write for the key's answer).
+                    answered = None if inline else self._answer(ctx, outbox.Outcome("retry", message_id), tx.conn)
                     if key is not None:
+                        kept = {} if answered is None else {"response_status": answered[0],
+                                                            "response_body": json.dumps(answered[1])}
                         tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
-                                                               message_id=message_id, created_at=now))
+                                                               message_id=message_id, created_at=now, **kept))
                 break
             except sa.exc.IntegrityError:
                 if key is None:
@@ -373,10 +378,19 @@ class _SendBase:
         log.info("Wazzup24 message queued (chat_id=%s message_id=%s)", request_data.get("chat_id"), message_id,
                  extra={"context": {"chat_id": request_data.get("chat_id"), "message_id": message_id,
                                     "agent_id": agent.id, "status": "queued"}})
+        if answered is not None:
+            status, body = answered
+        else:
+            status, body = self._attempt_inline(ctx, message_id, owner, written.get("row"), agent, key)
+        if asked_async:  # honoured whatever else made it 202 (a file, a message waiting before it)
+            resp.set_header("Preference-Applied", "respond-async")
+        self._write(resp, status, body)
+
+    def _attempt_inline(self, ctx, message_id: int, owner: str, as_written, agent, key) -> tuple[int, dict]:
+        """The first attempt under this request's lease, and its answer (kept for the key, if any)."""
         # The row as this request wrote it, under its own lease: no need to read it back.
         try:
-            result = (outbox.attempt(ctx, message_id, owner, as_written=written.get("row")) if inline
-                      else outbox.Outcome("retry", message_id))
+            result = outbox.attempt(ctx, message_id, owner, as_written=as_written)
         except Exception:
             # Stored, and perhaps sent: a 500 would invite the agent to send it again by hand. The outbox
             # worker takes it up when this request's lease runs out, with the same crmMessageId.
@@ -387,12 +401,11 @@ class _SendBase:
         # A repeat of this request answers the same from now on; not "busy" (the request's lease ran out
         # and the worker has the message): a repeat then reads the message's fate.
         if key is not None and result.kind != "busy":
+            idem = self.state.tables["idempotency"]
             with self.helpdesk.db.write() as tx:
                 tx.conn.execute(sa.update(idem).where(idem.c.agent_id == agent.id, idem.c.key == key)
                                 .values(response_status=status, response_body=json.dumps(body)))
-        if asked_async:  # honoured whatever else made it 202 (a file, a message waiting before it)
-            resp.set_header("Preference-Applied", "respond-async")
-        self._write(resp, status, body)
+        return status, body
 
     @staticmethod
     def _write(resp, status: int, body: dict) -> None:
@@ -434,9 +447,13 @@ class _SendBase:
         kind = {"queued": "retry", "unknown": "unknown"}.get(row.status, "accepted")
         return outbox.Outcome(kind, message_id)
 
-    def _answer(self, ctx, result: outbox.Outcome) -> tuple[int, dict]:
-        with self.helpdesk.db.read() as conn:
-            message = message_json(conn, self.helpdesk, self.state, result.message_id)
+    def _answer(self, ctx, result: outbox.Outcome, conn=None) -> tuple[int, dict]:
+        """The answer to ``result``: its status and body (the message, or the refusal with it). ``conn``:
+        read in that connection (the storing transaction's), else in a read of its own."""
+        if conn is None:
+            with self.helpdesk.db.read() as conn:
+                return self._answer(ctx, result, conn)
+        message = message_json(conn, self.helpdesk, self.state, result.message_id)
         if result.kind == "failed":
             code = result.error_code or "UNKNOWN"
             if result.auth_failure:
