@@ -364,6 +364,7 @@ def test_the_counter_taken_inside_a_statement_tells_a_snapshot_older_than_the_lo
     if not database_url.startswith("postgresql"):
         pytest.skip("one-statement writes are PostgreSQL's")
     import threading
+    import time
 
     db = helpdesk.db
     with db.write() as tx:
@@ -371,7 +372,21 @@ def test_the_counter_taken_inside_a_statement_tells_a_snapshot_older_than_the_lo
     holder = db.engine.connect()
     holder.begin()
     holder.exec_driver_sql("UPDATE change_counter SET value = value + 1")  # another write holds the counter
-    release = threading.Timer(0.5, lambda: (holder.commit(), holder.close()))
+    holder_pid = holder.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    def release_once_the_statement_waits():
+        # Commit only once the statement is queued behind the holder's lock (a fixed delay let a slow
+        # machine start the statement after the commit: then value == seen + 1 and the test failed).
+        with db.engine.connect() as watcher:
+            for _ in range(200):  # at most 10 s
+                if watcher.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                                           (holder_pid,)).scalar():
+                    break
+                time.sleep(0.05)
+        holder.commit()
+        holder.close()
+
+    release = threading.Thread(target=release_once_the_statement_waits)
     release.start()
     try:
         with db.write_one_statement() as tx:
