@@ -116,15 +116,13 @@ def _time(call, args, start: int, engine) -> None:
     postgres = args.db == "postgres"
     times = []
     wal0 = _wal_lsn(engine) if postgres else 0
-    server0 = _postgres_cpu() if postgres else 0.0
-    cpu = 0.0
+    cpu0, server0 = time.process_time(), _postgres_cpu() if postgres else 0.0
     for i in range(start, start + args.requests):
-        c0, t0 = time.process_time(), time.perf_counter()
+        t0 = time.perf_counter()
         call(i)
         times.append(time.perf_counter() - t0)
-        cpu += time.process_time() - c0
     n = len(times)
-    cpu /= n
+    cpu = (time.process_time() - cpu0) / n
     server = (_postgres_cpu() - server0) / n if postgres else None
     wal1 = _wal_lsn(engine) if postgres else 0
     wal = (wal1 - wal0) / n

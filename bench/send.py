@@ -118,7 +118,7 @@ def overhead(backend: str) -> dict:
             "outcomes": outcomes}
 
 
-def _outgoing_statuses(url: str, settle_s: float = 10.0) -> dict:
+def _outgoing_statuses(url: str, settle_s: float) -> dict:
     """The outgoing messages by status, once none is queued (or after ``settle_s``)."""
     engine = sa.create_engine(url)
     try:

@@ -587,14 +587,29 @@ def test_a_download_cut_short_by_a_stopping_worker_is_given_back_without_countin
         assert conn.execute(sa.select(t.c.state, t.c.attempts)).one() == ("stored", 1)
 
 
-def test_a_rows_claim_lasts_as_long_as_the_largest_file_at_the_least_rate(helpdesk):
+def test_a_long_steady_download_keeps_its_row_from_a_second_worker(
+        deliver, payload, helpdesk, wazzup_api, clock, download):
+    """A large file arriving at the least rate takes well past the download's budget: its row's claim
+    lasts as long as such a download may, so no second worker downloads it meanwhile."""
     from wazzup_plugin.media import download as job
     from wazzup_plugin.media.fetch import MIN_RATE
     from wazzup_plugin.state import get_state
 
+    assert deliver(_image_delivery(payload)).status_code == 200
     settings = get_state(helpdesk).settings
-    assert job.lease_seconds(settings) == (job.budget_seconds(settings) + settings.media_max_bytes / MIN_RATE
-                                           + job.LEASE_MARGIN)
+    # Past what the budget alone (and its margin) would claim, within the largest file at the least rate.
+    took = job.budget_seconds(settings) + job.LEASE_MARGIN + settings.media_max_bytes / MIN_RATE / 2
+    taken_by_b = []
+
+    def long_and_steady(request):
+        if not taken_by_b:  # worker-a's download; worker-b must find nothing to take
+            clock.advance(seconds=took)
+            taken_by_b.append(download("worker-b"))
+        return 200, {}, PHOTO
+
+    wazzup_api.add_callback("GET", STORE_URI, callback=long_and_steady)
+    assert download("worker-a") == 1
+    assert taken_by_b == [0] and len(wazzup_api.calls) == 1
 
 
 def test_a_batchs_later_rows_are_never_downloaded_twice_when_its_downloads_outlast_the_claim(

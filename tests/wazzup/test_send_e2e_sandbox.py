@@ -47,9 +47,9 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
     def start_worker():
         outbox_worker_process(env)
 
-    def send(text):
+    def send(text, headers=None):
         return requests.post(f"{host.url}/api/chats/{chat}/wazzup24/send", json={"text": text},
-                             headers=agent["headers"], timeout=30)
+                             headers={**agent["headers"], **(headers or {})}, timeout=30)
 
     def message(message_id):
         items = requests.get(f"{host.url}/api/chats/{chat}/messages", headers=agent["headers"], timeout=10).json()
@@ -61,8 +61,22 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
         return result.json()
 
     return SimpleNamespace(host=host, chat=chat, cli=cli, start_worker=start_worker, send=send, message=message,
-                           sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path,
-                           agent_headers=agent["headers"])
+                           sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
+
+
+def times_accepted(live, message) -> int:
+    """How many times the sandbox accepted the message's crmMessageId."""
+    return live.sandbox("GET", "/_sandbox/received",
+                        params={"crmMessageId": message["wazzup_crm_message_id"]})["accepted"]
+
+
+def sent_once_by_the_worker(live, queued) -> None:
+    """Start the outbox worker process and wait until it settles ``queued``, sent to Wazzup once."""
+    live.start_worker()
+    settled = wait_for(lambda: (m := live.message(queued["id"]))["status"] != "queued" and m, timeout=30,
+                       what="the worker to settle the message")
+    assert settled["status"] in ("accepted", "sent", "delivered", "read"), settled
+    assert times_accepted(live, queued) == 1
 
 
 def test_a_message_goes_out_once_and_its_ticks_come_back_through_the_webhook(live):
@@ -96,27 +110,15 @@ def test_the_worker_finishes_interrupted_sends_without_sending_twice(live, fault
     assert result.status_code == 202, result.text
     queued = result.json()
     assert queued["status"] == "queued"
-    live.start_worker()
-    settled = wait_for(lambda: (m := live.message(queued["id"]))["status"] != "queued" and m, timeout=30,
-                       what="the worker to settle the message")
-    assert settled["status"] in ("accepted", "sent", "delivered", "read"), settled
-    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": queued["wazzup_crm_message_id"]})
-    assert received["accepted"] == 1
+    sent_once_by_the_worker(live, queued)
 
 
 def test_respond_async_is_answered_at_once_and_the_worker_process_sends_it_once(live):
     """Under gunicorn: the 202 comes back with the message stored, the request having called nobody;
     the outbox worker (a real process) sends it, and the sandbox sees it once."""
-    result = requests.post(f"{live.host.url}/api/chats/{live.chat}/wazzup24/send", json={"text": "no waiting"},
-                           headers={**live.agent_headers, "Prefer": "respond-async"}, timeout=30)
+    result = live.send("no waiting", headers={"Prefer": "respond-async"})
     assert (result.status_code, result.headers["Preference-Applied"]) == (202, "respond-async")
     queued = result.json()
     assert (queued["status"], live.message(queued["id"])["status"]) == ("queued", "queued")
-    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": queued["wazzup_crm_message_id"]})
-    assert received["accepted"] == 0  # nothing went out before the worker
-    live.start_worker()
-    settled = wait_for(lambda: (m := live.message(queued["id"]))["status"] != "queued" and m, timeout=30,
-                       what="the worker to send it")
-    assert settled["status"] in ("accepted", "sent", "delivered", "read"), settled
-    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": queued["wazzup_crm_message_id"]})
-    assert received["accepted"] == 1
+    assert times_accepted(live, queued) == 0  # nothing went out before the worker
+    sent_once_by_the_worker(live, queued)

@@ -161,3 +161,19 @@ def test_async_sends_are_refused_with_429_while_the_outbox_is_full_and_nothing_i
     work()
     assert send(chat, text="room again", headers=ASYNC).status_code == 202
     assert len(sent_bodies()) == 4
+
+
+def test_an_async_send_to_a_chat_whose_channel_needs_a_person_reports_it_on_the_message(
+        send, make_wazzup_chat, wazzup_api, helpdesk, clock, work):
+    """As README says: 202 once stored (not the default's 409), then failed with what to do, nothing sent."""
+    from wazzup_plugin.state import get_state
+
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id="tg-channel", transport="tgapi", plain_id="shop_bot", state="blocked", updated_at=clock()))
+    chat = make_wazzup_chat(wazzup_chat_id="123456789", channel_id="tg-channel", chat_type="telegram")
+    result = send(chat, {"text": "hello"}, headers=ASYNC)
+    assert (result.status_code, result.json["status"]) == (202, "queued")
+    work()
+    assert _status(helpdesk, result.json["id"]) == ("failed", "CHANNEL_NEEDS_ATTENTION")
+    assert len(wazzup_api.calls) == 0

@@ -276,10 +276,10 @@ class _SendBase:
                             self.state.tables["outbox"])
 
         def build():
-            pending = o.c.state == sa.literal_column("'pending'")
             # 'pending' as a literal: the planner proves the partial index of pending rows (few) applies.
+            pending = o.c.state == sa.literal_column("'pending'")
             waiting = sa.exists().where(
-                o.c.state == sa.literal_column("'pending'"), o.c.chat_id == chats.c.id,
+                pending, o.c.chat_id == chats.c.id,
                 # OR, not NOT(AND): an unleased row has NULLs there, and NOT of NULL would hide it.
                 sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= sa.bindparam("b_now", type_=o.c.lease_until.type),
                        sa.not_(o.c.lease_owner.startswith(WEB_OWNER, autoescape=True))))
@@ -322,8 +322,7 @@ class _SendBase:
         return (chat.chat_type, chat.transport) if chat is not None else (None, None)
 
     def _run(self, req, resp, request_data: dict, store, *, inline: bool = True, outbox_full: bool = False):
-        """Idempotency, storing (``store(tx, ctx, now, lease)`` → message id, ``lease`` being
-        :func:`outbox.enqueue`'s arguments about the first attempt), the first attempt, the answer.
+        """Idempotency, storing (``store(tx, ctx, now, owner, written)`` → message id), the first attempt, the answer.
 
         ``outbox_full``: the outbox holds WAZZUP24_ASYNC_BACKLOG messages and this is a respond-async
         request (:meth:`_outbox_full`). ``inline=False`` (or ``Prefer: respond-async``): the outbox
@@ -359,7 +358,7 @@ class _SendBase:
                     self._outbox_full(outbox_full)  # after a repeat's replay: that one was stored already
                     now = ctx.clock()
                     written = {}
-                    message_id = store(tx, ctx, now, {"lease_owner": owner, "written": written})
+                    message_id = store(tx, ctx, now, owner, written)
                     # Left to the worker: the answer is the message as stored, read here, so that the key
                     # keeps it in this same commit (no second write for the key's answer).
                     answered = None if inline else self._answer(ctx, outbox.Outcome("retry", message_id), tx.conn)
@@ -529,13 +528,13 @@ class SendResource(_SendBase):
         else:
             message_type, name = "text", None
 
-        def store(tx, ctx, now, lease):
+        def store(tx, ctx, now, owner, written):
             if uploaded is not None:  # the file is kept from now on (file_housekeeping.py), or the send refused
                 mark_sent(tx.conn, self.state, uploaded.id, now)
-            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, **lease, text=text,
+            return outbox.enqueue(tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=text,
                                   content_uri=content_uri, content_name=name, content_type=content_type,
                                   message_type=message_type, ref_message_id=ref, author_agent_id=agent.id,
-                                  author_name=agent.display_name or agent.username,
+                                  author_name=agent.display_name or agent.username, written=written,
                                   template=template[:2] if template else None)
 
         # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
@@ -579,13 +578,13 @@ class ResendResource(_SendBase):
                               "upload it again and send it. Nothing was stored or sent.")
         agent = req.context.agent
 
-        def store(tx, ctx, now, lease):
+        def store(tx, ctx, now, owner, written):
             new_id = outbox.enqueue(
-                tx, ctx, chat_id=chat_id, now=now, **lease, text=original.text,
+                tx, ctx, chat_id=chat_id, now=now, lease_owner=owner, text=original.text,
                 content_uri=original.content_uri, content_name=original.content_name,
                 content_type=original.content_type, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
-                author_name=agent.display_name or agent.username, template=template)
+                author_name=agent.display_name or agent.username, written=written, template=template)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount
