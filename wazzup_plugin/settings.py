@@ -109,8 +109,8 @@ class WazzupSettings:
     file_retention_days: int = 0
     files_quota_mb: int = 1024
     # Prefer: respond-async sends are refused (429) while this many messages wait in the outbox
-    # (WAZZUP24_ASYNC_BACKLOG): the outbox is one queue, and an integrator's burst must not grow it past
-    # what the worker drains well within the hour, nor keep the agents' files waiting long behind it.
+    # (WAZZUP24_ASYNC_BACKLOG): they wait in the outbox's last lane (behind agents' sends and retries),
+    # and an integrator's burst must not grow it past what the worker drains well within the hour.
     async_backlog: int = 500
 
     @property

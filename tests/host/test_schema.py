@@ -106,6 +106,17 @@ def _fresh_schema(engine, pm) -> dict:
     return _schema(engine)
 
 
+def _old_chat(conn, metadata, now, messages: list[tuple[str, str]]) -> tuple[int, list[int]]:
+    """A chat and its outgoing messages ((status, text) each) in a database an older revision made."""
+    chats, table = metadata.tables["chats"], metadata.tables["messages"]
+    chat_id = conn.execute(sa.insert(chats).values(type="wazzup", title="Ann", phone="79160000000",
+                                                   last_activity_at=now, created_at=now, change_seq=1)
+                           ).inserted_primary_key[0]
+    return chat_id, [conn.execute(sa.insert(table).values(chat_id=chat_id, direction="out", status=status, text=text,
+                                                          created_at=now, change_seq=2)).inserted_primary_key[0]
+                     for status, text in messages]
+
+
 def test_a_database_made_by_the_first_migrations_upgrades_to_a_fresh_schema_and_keeps_its_rows(empty_engine, pm):
     """The first revisions as they shipped (0001_host, 0001_wazzup before they were edited in
     place): the later changes come as revisions of their own, and the rows come along."""
@@ -118,16 +129,10 @@ def test_a_database_made_by_the_first_migrations_upgrades_to_a_fresh_schema_and_
     assert "resent_as" in {c["name"] for c in inspector.get_columns("wazzup_outbox")}  # the old shape
     assert "ix_chats_phone" in {i["name"] for i in inspector.get_indexes("chats")}
     metadata, _ = assemble_metadata(pm)
-    chats, messages = metadata.tables["chats"], metadata.tables["messages"]
     now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
     with empty_engine.begin() as conn:
-        chat_id = conn.execute(sa.insert(chats).values(type="wazzup", title="Ann", phone="79160000000",
-                                                       last_activity_at=now, created_at=now, change_seq=1)
-                               ).inserted_primary_key[0]
-        failed, resend, imported, resend_of_imported = [
-            conn.execute(sa.insert(messages).values(chat_id=chat_id, direction="out", status=status, text=text,
-                                                    created_at=now, change_seq=2)).inserted_primary_key[0]
-            for status, text in [("failed", "one"), ("queued", "one"), ("failed", "old"), ("queued", "old")]]
+        chat_id, (failed, resend, imported, resend_of_imported) = _old_chat(
+            conn, metadata, now, [("failed", "one"), ("queued", "one"), ("failed", "old"), ("queued", "old")])
         conn.execute(sa.text(
             "INSERT INTO wazzup_messages (message_id, chat_id, crm_message_id, is_echo) VALUES (:m, :c, :crm, :no)"
         ).bindparams(sa.bindparam("no", False, type_=sa.Boolean())),
@@ -149,7 +154,7 @@ def test_a_database_made_by_the_first_migrations_upgrades_to_a_fresh_schema_and_
         kept = conn.execute(sa.text("SELECT message_id, crm_message_id, resent_as FROM wazzup_messages"
                                     " ORDER BY message_id")).all()
         outbox = conn.execute(sa.text("SELECT message_id, state FROM wazzup_outbox ORDER BY message_id")).all()
-        titles = conn.execute(sa.select(chats.c.title)).scalars().all()
+        titles = conn.execute(sa.select(metadata.tables["chats"].c.title)).scalars().all()
     assert kept == [(failed, "crm-1", resend), (resend, "crm-2", None), (imported, None, resend_of_imported)]
     assert outbox == [(failed, "done"), (resend, "pending"), (imported, "done")]
     assert titles == ["Ann"]
@@ -204,7 +209,7 @@ def test_the_schema_check_names_a_partial_index_whose_condition_was_changed_or_d
     upgrade(empty_engine, pm)
     with empty_engine.begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_wazzup_outbox_due")
-        conn.exec_driver_sql("CREATE INDEX ix_wazzup_outbox_due ON wazzup_outbox (next_attempt_at, message_id) "
+        conn.exec_driver_sql("CREATE INDEX ix_wazzup_outbox_due ON wazzup_outbox (lane, next_attempt_at, message_id) "
                              "WHERE state = 'done'")
         conn.exec_driver_sql("DROP INDEX uq_wazzup_messages_crm_message_id")
         conn.exec_driver_sql("CREATE UNIQUE INDEX uq_wazzup_messages_crm_message_id ON wazzup_messages (crm_message_id)")
@@ -564,3 +569,30 @@ def test_messages_keep_every_generic_fact(helpdesk):
     assert {f"{status}_at" for status in MESSAGE_STATUSES if status != "inbound"} <= columns
     assert {"type", "title", "phone", "avatar_uri", "unread_count", "last_message_at", "change_seq"} <= set(
         helpdesk.tables.chats.c.keys())
+
+
+def test_outbox_rows_from_before_the_lanes_go_in_the_agents_lane_and_maybe_sent_ones_first(empty_engine, pm):
+    """0011_wazzup: pending rows already marked maybe sent keep their deadline's place; the rest,
+    all sent by agents before respond-async had a lane, are agents'."""
+    cfg = alembic_config(pm)
+    with empty_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, next(head for head in _heads(pm) if head.endswith("_host")))
+        command.upgrade(cfg, "0010_wazzup")
+    metadata, _ = assemble_metadata(pm)
+    now = datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc)
+    with empty_engine.begin() as conn:
+        chat_id, ids = _old_chat(conn, metadata, now, [("queued", str(n)) for n in range(3)])
+        conn.execute(sa.text(
+            "INSERT INTO wazzup_outbox (message_id, chat_id, state, crm_message_id, attempts, maybe_sent,"
+            " next_attempt_at, created_at, updated_at) VALUES (:m, :c, :state, :crm, 1, :maybe, :now, :now, :now)"
+        ).bindparams(sa.bindparam("maybe", type_=sa.Boolean()), sa.bindparam("now", now, type_=sa.DateTime())),
+            [{"m": ids[0], "c": chat_id, "state": "pending", "crm": "crm-0", "maybe": True},
+             {"m": ids[1], "c": chat_id, "state": "pending", "crm": "crm-1", "maybe": False},
+             {"m": ids[2], "c": chat_id, "state": "done", "crm": "crm-2", "maybe": True}])
+
+    assert upgrade(empty_engine, pm) == _heads(pm)
+    with empty_engine.connect() as conn:
+        lanes = conn.execute(sa.text("SELECT message_id, lane FROM wazzup_outbox ORDER BY message_id")).all()
+    assert [tuple(row) for row in lanes] == [(ids[0], 0), (ids[1], 1), (ids[2], 1)]
+    assert schema_differences(empty_engine, pm) == []

@@ -96,8 +96,9 @@ def test_a_later_message_waits_while_an_earlier_one_is_in_backoff_then_goes_righ
     assert status(helpdesk, second) == "queued"
 
     clock.advance(2)
-    assert [o.kind for o in worker.run_once(outbox_ctx, "w")] == ["accepted"]
-    assert [o.kind for o in worker.run_once(outbox_ctx, "w")] == ["accepted"]  # at once, no time passed
+    # The first, then the second right after it: claimed together, in the chat's order.
+    assert [(o.message_id, o.kind) for o in worker.run_once(outbox_ctx, "w")] == [(first, "accepted"),
+                                                                                   (second, "accepted")]
     assert wazzup.sent() == [crm_of(first), crm_of(second)]
 
 
@@ -139,8 +140,8 @@ def test_a_message_that_waited_an_hour_behind_one_that_failed_is_still_tried_onc
     chat = make_wazzup_chat()
     first, second = queue(chat, 2)
     wazzup.script = ["refuse"] * 1000
-    for _ in range(200):  # Wazzup unreachable for the first message's whole hour
-        worker.run_once(outbox_ctx, "w")
+    for _ in range(200):  # Wazzup unreachable for the first message's whole hour (one row a run)
+        worker.run_once(outbox_ctx, "w", batch=1)
         if status(helpdesk, first) == "failed":
             break
         clock.advance(30)
@@ -240,9 +241,10 @@ def _first_pending_rows(rows: dict, chat_of: dict) -> dict:
 @pytest.mark.parametrize("seed", range(6))
 def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, make_wazzup_chat, queue, outbox_ctx,
                                                                           helpdesk, clock):
-    """Random backlogs (states, due times, leases held, expired or none, batch sizes): every row a
-    claim takes is due and free and comes with every earlier pending row of its chat; a claim is
-    never empty while a chat's first pending row is due and free."""
+    """Random backlogs (states, lanes, due times, leases held, expired or none, batch sizes): every
+    row a claim takes is due and free and comes with every earlier pending row of its chat; a claim
+    is never empty while a chat's first pending row is due and free; and its chats are the first of
+    those ready, in the order of their first pending row's lane, due time and id."""
     import random
     from datetime import timedelta
 
@@ -259,13 +261,14 @@ def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, 
             for message_id in chat_of:
                 lease = rnd.choice(["none", "none", "none", "expired", "held"])
                 tx.conn.execute(sa.update(o).where(o.c.message_id == message_id).values(
-                    state=rnd.choice(["pending"] * 4 + ["done"]),
+                    state=rnd.choice(["pending"] * 4 + ["done"]), lane=rnd.choice(list(range(3))),
                     next_attempt_at=now + timedelta(seconds=rnd.choice([-30, -10, -5, 0, 0, 5, 30])),
                     lease_owner=None if lease == "none" else "another",
                     lease_until=None if lease == "none" else now + timedelta(seconds=-5 if lease == "expired" else 60)))
             pending = {r.message_id: r for r in tx.conn.execute(sa.select(o).where(o.c.state == "pending"))}
 
         claimed = [row.message_id for row in outbox.claim_due_rows(outbox_ctx, f"w{trial}", rnd.choice([1, 2, 3, 10]))]
+        claimed_chats = list(dict.fromkeys(chat_of[m] for m in claimed))
 
         def free(message_id):
             row = pending[message_id]
@@ -276,8 +279,11 @@ def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, 
             assert free(message_id), (trial, message_id)
             earlier = {m for m in pending if chat_of[m] == chat_of[message_id] and m < message_id}
             assert earlier <= set(claimed), (trial, message_id, earlier, claimed)
-        if any(free(m) for m in _first_pending_rows(pending, chat_of).values()):
+        ready = sorted((m for m in _first_pending_rows(pending, chat_of).values() if free(m)),
+                       key=lambda m: (pending[m].lane, pending[m].next_attempt_at, m))
+        if ready:
             assert claimed, (trial, "a chat's first message is due and free, yet nothing was claimed")
+        assert claimed_chats == [chat_of[m] for m in ready][:len(claimed_chats)], (trial, claimed, ready)
 
 
 def test_a_claim_reads_at_most_its_share_of_chats(make_wazzup_chat, queue, outbox_ctx, monkeypatch):

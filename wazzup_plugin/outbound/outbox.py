@@ -18,6 +18,13 @@ Retry rules (DESIGN.md §4):
 - ``REPEATED_CRM_MESSAGE_ID``: an earlier attempt went out: ``accepted`` (the id comes with the echo).
 - any other Wazzup error, or Wazzup refusing our key: ``failed`` with the code and a human text.
 
+Lanes (:data:`LANE_MAYBE_SENT` …): the worker takes a chat whose first message may have reached
+Wazzup before any other (its retry must reach Wazzup inside the dedupe window, or it ends
+``unknown``), then chats with what agents sent (a file, a message queued behind a retry), then
+integrators' ``Prefer: respond-async`` sends: a bulk send of hundreds never holds back an agent's
+file or a retry's deadline. A message an agent queues behind a chat's bulk ones brings them into the
+agents' lane (they must go first, and the agent is waiting for them).
+
 Order (:func:`claim_due_rows`): a worker never sends a chat's message while an earlier one of that
 chat (lower message id) is still pending — queued, leased, or waiting for its retry. Once the
 earlier one ends (accepted, failed, unknown, or settled by a webhook) the later ones go at once.
@@ -54,6 +61,9 @@ MAX_QUEUE_AGE = timedelta(hours=1)
 SURE_BACKOFF = (2, 5, 15, 30, 60, 120, 300)
 MAYBE_BACKOFF = (2, 4, 8, 16)
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# Claiming order before the due time (wazzup_outbox.lane): a retry that may have reached Wazzup first,
+# then agents' sends, then integrators' respond-async sends.
+LANE_MAYBE_SENT, LANE_AGENTS, LANE_BULK = 0, 1, 2
 # Wazzup answers MESSAGE_CHANNEL_UNAVAILABLE with "Wait a minute" (reference §3.5): retry after that.
 CHANNEL_UNAVAILABLE_RETRY = 60.0
 
@@ -113,7 +123,8 @@ def lease_seconds(ctx) -> float:
 
 def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, text=None, content_uri=None,
             content_name=None, content_type=None, message_type="text", ref_message_id=None, author_agent_id=None,
-            author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None) -> int:
+            author_name=None, written: dict | None = None, template: tuple[str, list[str]] | None = None,
+            lane: int = LANE_AGENTS) -> int:
     """Store an outgoing message and its outbox row (in the caller's transaction); returns its id.
 
     With a ``lease_owner`` (the caller attempts the message as soon as this commits) the first
@@ -127,6 +138,8 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
 
     ``template``: (Wazzup's templateId, templateValues) of a WhatsApp Business template send; ``text``
     is then the template filled in, as the agent sees it, and the template is what goes out.
+
+    ``lane``: :data:`LANE_AGENTS`, or :data:`LANE_BULK` for an integrator's respond-async send.
     """
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     # Statements built once (their values are parameters): building them cost as much as running them.
@@ -145,7 +158,7 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
         ref_message_id=ref_message_id))
     outbox_row = dict(
         message_id=message_id, chat_id=chat_id, state="pending", crm_message_id=crm_id, ref_message_id=ref_message_id,
-        attempts=0, maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now,
+        attempts=0, maybe_sent=False, next_attempt_at=now, created_at=now, updated_at=now, lane=lane,
         template_id=template[0] if template else None,
         template_values=json.dumps(template[1], ensure_ascii=False) if template else None,
         lease_owner=lease_owner, lease_until=(now + timedelta(seconds=lease_seconds(ctx))) if lease_owner else None)
@@ -156,6 +169,13 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
             outbox_row.update(attempts=1, attempt_started_at=now, first_attempt_at=now, channel_id=channel_id,
                               chat_type=chat_type, wazzup_chat_id=wazzup_chat_id)
     tx.conn.execute(built(o, "enqueue", lambda: sa.insert(o)), outbox_row)
+    if lane == LANE_AGENTS and lease_owner is None:
+        # Queued for the worker (a file, or behind a message of the chat still pending): the chat's
+        # bulk messages before it go in the agents' lane from now on, else it would wait behind
+        # every integrator's message queued elsewhere. (Sent at once, a chat has none pending.)
+        tx.conn.execute(built(o, "agents_lane", lambda: sa.update(o).where(
+            o.c.chat_id == sa.bindparam("b_chat_id", type_=o.c.chat_id.type), o.c.state == _PENDING,
+            o.c.lane == LANE_BULK).values(lane=LANE_AGENTS)), {"b_chat_id": chat_id})
     if written is not None:
         written["row"] = _AttemptRow(**{
             **{c.name: None for c in o.c}, **outbox_row, "m_status": "queued", "m_text": text,
@@ -278,6 +298,9 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     transaction (``BEGIN IMMEDIATE``) serialises claimers. A row whose lease expired with an attempt
     still marked in flight belonged to a holder that died mid-call: it is flagged ``maybe_sent``.
 
+    The chats come in the order of their first pending row's lane, due time and id (:func:`_ready_chats`),
+    and their rows chat by chat, as returned: the worker attempts them in that order.
+
     A chat's messages reach the customer in the order agents wrote them (message ids): a row is
     claimed only together with every pending row of its chat before it, so whoever holds a chat's
     later message holds all its earlier ones too, and attempts them first (returned in id order).
@@ -285,11 +308,9 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     holds the rest of its chat back; other chats go on. Two conditions, from the pending rows only
     (:func:`_earlier_in_chat`):
 
-    - no earlier pending row of the chat is leased or comes later in the claiming order (due later
-      than this row, or not due at all): rows held back never fill the batch, so one waiting chat
-      cannot starve the others, and each row's earlier ones come before it in the order the
-      ``LIMIT`` cuts (else a chat whose first message was retried, so is due after the rest, would
-      fill every batch with rows that cannot go);
+    - no earlier pending row of the chat is leased or not due yet: rows held back never fill the
+      batch, so one waiting chat cannot starve the others (the ``LIMIT`` cuts the rows chat by chat
+      and in id order, so each row's earlier ones come before it);
     - the number of the chat's earlier pending rows, checked against the rows claimed here:
       ``SKIP LOCKED`` passes over a row another worker is claiming this very moment (still
       pending in our snapshot, so counted: a later row is then dropped, never sent beside it).
@@ -321,11 +342,11 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
         interrupted = [row.message_id for row in rows if row.attempt_started_at is not None]
         if interrupted:
             tx.conn.execute(sa.update(o).where(o.c.message_id.in_(interrupted))
-                            .values(maybe_sent=True, attempt_started_at=None))
+                            .values(maybe_sent=True, attempt_started_at=None, lane=LANE_MAYBE_SENT))
             for message_id in interrupted:
                 log.warning("Wazzup24 send interrupted mid-call by a stopped process; treating it as maybe sent",
                             extra={"context": {"message_id": message_id}})
-    return [Claimed(row.message_id, row.chat_id) for row in rows]
+    return [Claimed(row.message_id, row.chat_id) for row in sorted(rows, key=lambda r: (r.chat_rank, r.message_id))]
 
 
 # 'pending' as a literal: only then can the planner prove the partial indexes' condition (a bound
@@ -345,7 +366,8 @@ def _limit():
 
 
 def _ready_chats(o):
-    """The chats whose first pending row is due and free, in claiming order, ``b_chats`` at most: only
+    """The chats whose first pending row is due and free, in claiming order (that row's lane, due time,
+    id: ``ix_wazzup_outbox_due``), ``b_chats`` at most: only
     these can give rows (a chat's later rows wait for its first), and each row the claim takes comes
     after its chat's first in the claiming order (each row's earlier ones come before it). So the
     claim reads their first pending rows only, whatever the backlog: an integrator's broadcast to
@@ -359,24 +381,25 @@ def _ready_chats(o):
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= _now(o)),
                    ~sa.exists().where(earlier.c.chat_id == o.c.chat_id, earlier.c.message_id < o.c.message_id,
                                       earlier.c.state == _PENDING))
-            .order_by(o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
+            .order_by(o.c.lane, o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
             .with_for_update(skip_locked=True, of=o))
 
 
 def _claimable_rows(o, chats: int):
-    """The rows a claim may take from chats ``b_chat_0`` … (``chats`` of them), in claiming order,
-    ``b_limit`` at most, each with how many pending rows of its chat come before it."""
+    """The rows a claim may take from chats ``b_chat_0`` … (``chats`` of them, in claiming order), chat
+    by chat and in id order, ``b_limit`` at most, each with how many pending rows of its chat come
+    before it: each row's earlier ones come before it in the order the ``LIMIT`` cuts."""
     before = _earlier_in_chat(o, chats)
     now = _now(o)
-    return (sa.select(o.c.message_id, o.c.chat_id, o.c.attempt_started_at, before.c.pending_before)
+    return (sa.select(o.c.message_id, o.c.chat_id, o.c.attempt_started_at, before.c.pending_before,
+                      before.c.chat_rank)
             .join(before, before.c.message_id == o.c.message_id)
             .where(o.c.state == _PENDING, o.c.next_attempt_at <= now,
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
-                   # Held back by an earlier row that is leased, or due after this one (or not due
-                   # at all): each row's earlier ones then come before it in the order the LIMIT cuts.
-                   sa.or_(before.c.due_at.is_(None), before.c.due_at <= o.c.next_attempt_at),
+                   # Held back by an earlier row that is leased or not due yet.
+                   sa.or_(before.c.due_at.is_(None), before.c.due_at <= now),
                    sa.or_(before.c.leased_until.is_(None), before.c.leased_until <= now))
-            .order_by(o.c.next_attempt_at, o.c.message_id).limit(_limit())
+            .order_by(before.c.chat_rank, o.c.message_id).limit(_limit())
             .with_for_update(skip_locked=True, of=o))
 
 
@@ -390,13 +413,14 @@ def _earlier_in_chat(o, chats: int):
     with ten. (Rows past a chat's ``b_limit``-th, which the claim could never take, no longer compete
     for the batch's places either: a claim may take more rows than a window over everything did.)"""
     firsts = sa.union_all(*(
-        sa.select(sa.select(o.c.message_id, o.c.chat_id, o.c.next_attempt_at, o.c.lease_until)
+        sa.select(sa.select(o.c.message_id, o.c.chat_id, o.c.next_attempt_at, o.c.lease_until,
+                            sa.literal_column(str(n), sa.Integer).label("chat_rank"))
                   .where(o.c.state == _PENDING, o.c.chat_id == sa.bindparam(f"b_chat_{n}", type_=o.c.chat_id.type))
                   .order_by(o.c.message_id).limit(_limit()).subquery())
         for n in range(chats))).subquery("firsts")
     chat_order = {"partition_by": firsts.c.chat_id, "order_by": firsts.c.message_id}
     earlier = {**chat_order, "rows": (None, -1)}  # ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-    return (sa.select(firsts.c.message_id,
+    return (sa.select(firsts.c.message_id, firsts.c.chat_rank,
                       (sa.func.row_number().over(**chat_order) - 1).label("pending_before"),
                       sa.func.max(firsts.c.next_attempt_at).over(**earlier).label("due_at"),
                       sa.func.max(firsts.c.lease_until).over(**earlier).label("leased_until"))
@@ -640,7 +664,7 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     if outcome.kind == "retry":
         values.update(next_attempt_at=outcome.retry_at, last_error=_last_error(outcome))
         if outcome.error_code == "MAYBE_SENT":
-            values.update(maybe_sent=True)  # once maybe sent, always (it is never cleared)
+            values.update(maybe_sent=True, lane=LANE_MAYBE_SENT)  # once maybe sent, always (never cleared)
         elif not row.maybe_sent:
             # Nothing reached Wazzup yet (refused, 429): its dedupe window starts with the first attempt
             # that may reach it, not with these. A worker that dies mid-call leaves attempt_started_at,

@@ -303,6 +303,12 @@ class _SendBase:
         """The outbox's bound for a ``Prefer: respond-async`` request (None for any other)."""
         return self.state.settings.async_backlog if prefers_async(req) else None
 
+    @staticmethod
+    def _lane(req) -> int:
+        """The outbox lane of what this request stores: an integrator's respond-async send waits behind
+        what agents send (outbox.LANE_BULK)."""
+        return outbox.LANE_BULK if prefers_async(req) else outbox.LANE_AGENTS
+
     def _outbox_full(self, full: bool) -> None:
         """429 for a respond-async send while the outbox holds WAZZUP24_ASYNC_BACKLOG messages: nothing
         stored. The default send is never refused so (it calls Wazzup itself, and an agent is waiting)."""
@@ -527,6 +533,7 @@ class SendResource(_SendBase):
             name = data.get("content_name") or name
         else:
             message_type, name = "text", None
+        lane = self._lane(req)
 
         def store(tx, ctx, now, owner, written):
             if uploaded is not None:  # the file is kept from now on (file_housekeeping.py), or the send refused
@@ -535,7 +542,7 @@ class SendResource(_SendBase):
                                   content_uri=content_uri, content_name=name, content_type=content_type,
                                   message_type=message_type, ref_message_id=ref, author_agent_id=agent.id,
                                   author_name=agent.display_name or agent.username, written=written,
-                                  template=template[:2] if template else None)
+                                  template=template[:2] if template else None, lane=lane)
 
         # Behind a message of this chat still in the outbox (a file the worker sends, a retry), this
         # one queues too: the worker sends them in order, so the customer reads them as written.
@@ -577,6 +584,7 @@ class ResendResource(_SendBase):
                               f"The file of message {message_id} was deleted (WAZZUP24_FILE_RETENTION_DAYS); "
                               "upload it again and send it. Nothing was stored or sent.")
         agent = req.context.agent
+        lane = self._lane(req)
 
         def store(tx, ctx, now, owner, written):
             new_id = outbox.enqueue(
@@ -584,7 +592,7 @@ class ResendResource(_SendBase):
                 content_uri=original.content_uri, content_name=original.content_name,
                 content_type=original.content_type, message_type=original.type,
                 ref_message_id=original.ref_message_id, author_agent_id=agent.id,
-                author_name=agent.display_name or agent.username, written=written, template=template)
+                author_name=agent.display_name or agent.username, written=written, template=template, lane=lane)
             # The claim: only the first resend of a message sets resent_as (the UPDATE's row lock decides).
             claimed = tx.conn.execute(sa.update(w).where(w.c.message_id == message_id, w.c.resent_as.is_(None))
                                       .values(resent_as=new_id)).rowcount

@@ -33,6 +33,9 @@ def define_outbound_tables(metadata, table) -> dict:
             # Some attempt may have reached Wazzup: later retries only inside the dedupe window.
             sa.Column("maybe_sent", sa.Boolean, nullable=False, default=False),
             sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+            # Claiming order before the due time (outbox.LANES): a maybe-sent retry, whose deadline is
+            # Wazzup's dedupe window, then what agents send, then integrators' respond-async sends.
+            sa.Column("lane", sa.SmallInteger, nullable=False, default=1, server_default="1"),
             sa.Column("lease_owner", sa.String(80)),
             sa.Column("lease_until", UTCDateTime()),
             sa.Column("last_error", sa.String(500)),
@@ -40,7 +43,7 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("updated_at", UTCDateTime(), nullable=False),
             # Pending rows only, in claiming order: done rows, every message ever sent, stay out of
             # it, so it stays as small as the backlog and settling a send writes no entry into it.
-            sa.Index("ix_wazzup_outbox_due", "next_attempt_at", "message_id",
+            sa.Index("ix_wazzup_outbox_due", "lane", "next_attempt_at", "message_id",
                      postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'")),
             # A chat's pending rows in order: its first one, which holds the rest back (the claim).
             sa.Index("ix_wazzup_outbox_chat_pending", "chat_id", "message_id",
