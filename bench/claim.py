@@ -39,7 +39,8 @@ def _backlog(url: str, tables: dict, chats: int, per_chat: int) -> None:
     messages = ({"id": m, "chat_id": (m - 1) % chats + 1, "direction": "out", "status": "queued", "type": "text",
                  "text": f"m{m}", "messenger_at": at, "created_at": at, "change_seq": 1} for m in range(1, n + 1))
     outbox = ({"message_id": m, "chat_id": (m - 1) % chats + 1, "state": "pending", "crm_message_id": f"crm-{m}",
-               "attempts": 0, "maybe_sent": False, "next_attempt_at": at, "created_at": at, "updated_at": at}
+               "attempts": 0, "maybe_sent": False, "next_attempt_at": at, "created_at": at, "updated_at": at,
+               "lane": 2}  # an integrator's respond-async burst
               for m in range(1, n + 1))
     writer.write([(tables["chats"], bulk.chat_rows(1, chats, 1)), (tables["wazzup_chats"], bulk.wazzup_chat_rows(1, chats)),
                   (tables["messages"], messages), (tables["wazzup_outbox"], outbox)])
@@ -58,7 +59,7 @@ def _bare_claim(helpdesk, o, now) -> list[int]:
         ids = tx.conn.execute(sa.select(o.c.message_id).where(
             o.c.state == sa.literal_column("'pending'"), o.c.next_attempt_at <= now,
             sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now))
-            .order_by(o.c.next_attempt_at, o.c.message_id).limit(BATCH)).scalars().all()
+            .order_by(o.c.lane, o.c.next_attempt_at, o.c.message_id).limit(BATCH)).scalars().all()
         tx.conn.execute(sa.update(o).where(o.c.message_id.in_(ids)).values(lease_owner="bare",
                                                                          lease_until=now + timedelta(minutes=1)))
     return ids
