@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
 from wazzup_plugin.media.status import media_backlog
+from wazzup_plugin.outbound.outbox import LANE_BULK
 from wazzup_plugin.outbound.file_quota import MB, QUOTA, quota_bytes, stored_files
 from wazzup_plugin.outbound.file_rules import human_size
 
@@ -63,7 +64,7 @@ def _outbox(conn, tables, messages: sa.Table, now: datetime) -> dict:
     backlog = conn.execute(sa.select(
         sa.func.count(), sa.func.sum(sa.case((leased, 1), else_=0)),
         sa.func.sum(sa.case((sa.and_(sa.not_(leased) | o.c.lease_until.is_(None), o.c.attempts > 0), 1), else_=0)),
-        sa.func.min(o.c.created_at),
+        sa.func.min(o.c.created_at), sa.func.sum(sa.case((o.c.lane == LANE_BULK, 1), else_=0)),
     ).where(o.c.state == sa.literal_column("'pending'"))).one()
     pending, leased_count, retrying, oldest = backlog[0], backlog[1] or 0, backlog[2] or 0, backlog[3]
     first = first_outbox_id_since(conn, o, now - DAY)
@@ -76,7 +77,8 @@ def _outbox(conn, tables, messages: sa.Table, now: datetime) -> dict:
             .where(o.c.message_id >= first, messages.c.id >= first, messages.c.status.in_(("unknown", "failed")))
             .group_by(messages.c.status)).all())
     return {"pending": pending, "queued": pending - leased_count - retrying, "leased": leased_count,
-            "retrying": retrying, "oldest_pending_at": oldest, "sent_last_24h": first is not None,
+            "retrying": retrying, "oldest_pending_at": oldest, "async": backlog[4] or 0,
+            "sent_last_24h": first is not None,
             "unknown_last_24h": settled.get("unknown", 0), "failed_last_24h": settled.get("failed", 0)}
 
 
@@ -118,6 +120,7 @@ def build_report(facts: dict, settings, now: datetime) -> dict:
         "outbox": {"pending": outbox["pending"], "queued": outbox["queued"], "leased": outbox["leased"],
                    "retrying": outbox["retrying"], "oldest_pending_at": _iso(outbox["oldest_pending_at"]),
                    "oldest_pending_age_seconds": _age(now, outbox["oldest_pending_at"]),
+                   "async": outbox["async"], "async_limit": settings.async_backlog,
                    "sent_last_24h": outbox["sent_last_24h"], "unknown_last_24h": outbox["unknown_last_24h"],
                    "failed_last_24h": outbox["failed_last_24h"]},
         "webhook": {"last_received_at": _iso(webhook and webhook.at),
@@ -178,6 +181,10 @@ def _verdicts(report: dict) -> tuple[list[dict], list[str]]:
         notes.append(f"a delivery used the previous webhook secret {_ago(used)} ago: run `helpdesk-stub wazzup24 "
                      "set-webhook` again if this persists; remove WAZZUP24_WEBHOOK_SECRET_PREVIOUS once it stops")
     notes.extend(c["advice"] for c in report["channels"] if c["needs_action"] and c["advice"])
+    if outbox["pending"] >= outbox["async_limit"]:
+        notes.append(f"{outbox['pending']} message(s) wait in the outbox ({outbox['async']} sent with Prefer: "
+                     f"respond-async): such sends are refused (429 wazzup_outbox_full) until fewer than "
+                     f"{outbox['async_limit']} wait (WAZZUP24_ASYNC_BACKLOG)")
     files = report["files"]
     if files["quota_bytes"] and files["bytes"] >= QUOTA_NEARLY_FULL * files["quota_bytes"]:
         notes.append(f"uploaded files take {human_size(files['bytes'])} of the {files['quota_bytes'] // MB} MB "
@@ -202,6 +209,7 @@ def print_report(report: dict) -> None:
     rows = [
         ("Outbox queued", outbox["queued"]), ("Outbox sending", outbox["leased"]),
         ("Outbox retrying", outbox["retrying"]),
+        ("Outbox async", f"{outbox['async']} (respond-async; refused while {outbox['async_limit']} wait in all)"),
         ("Oldest pending", "-" if outbox["oldest_pending_age_seconds"] is None
          else _ago(outbox["oldest_pending_age_seconds"])),
         ("Unknown (24 h)", outbox["unknown_last_24h"]), ("Failed (24 h)", outbox["failed_last_24h"]),

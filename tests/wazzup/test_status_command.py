@@ -17,7 +17,7 @@ REPORT_KEYS = {
 }
 SECTION_KEYS = {
     "outbox": {"pending", "queued", "leased", "retrying", "oldest_pending_at", "oldest_pending_age_seconds",
-               "sent_last_24h", "unknown_last_24h", "failed_last_24h"},
+               "async", "async_limit", "sent_last_24h", "unknown_last_24h", "failed_last_24h"},
     "webhook": {"last_received_at", "last_received_age_seconds", "previous_secret_configured",
                 "previous_secret_last_used_at", "previous_secret_last_used_age_seconds"},
     "worker": {"last_heartbeat_at", "last_heartbeat_age_seconds", "heartbeat_every_seconds", "alive", "worker_id"},
@@ -39,10 +39,10 @@ def queue_message(helpdesk, make_wazzup_chat, outbox_ctx):
 
     chat = make_wazzup_chat()
 
-    def queue(minutes_ago: float = 1):
+    def queue(minutes_ago: float = 1, lane=outbox.LANE_AGENTS):
         with helpdesk.db.write() as tx:
             return outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=_real_now() - timedelta(minutes=minutes_ago),
-                                  lease_owner=None, text="waiting")
+                                  lease_owner=None, text="waiting", lane=lane)
 
     return queue
 
@@ -117,6 +117,22 @@ def test_status_json_has_the_documented_keys(run, helpdesk, queue_message):
         assert set(report[section]) == keys, section
     assert report["outbox"]["queued"] == 1 and report["outbox"]["sent_last_24h"] is True
     assert report["status"] == "attention" and report["problems"][0]["code"] == "worker_stale"
+
+
+def test_status_counts_async_sends_and_notes_when_the_outbox_refuses_more(run, queue_message):
+    from wazzup_plugin.outbound.outbox import LANE_BULK
+
+    queue_message()
+    queue_message(lane=LANE_BULK)
+    report = json.loads(run("status", "--json", WAZZUP24_ASYNC_BACKLOG="3").output)
+    assert (report["outbox"]["pending"], report["outbox"]["async"], report["outbox"]["async_limit"]) == (2, 1, 3)
+    assert not any("WAZZUP24_ASYNC_BACKLOG" in note for note in report["notes"])
+
+    queue_message(lane=LANE_BULK)
+    report = json.loads(run("status", "--json", WAZZUP24_ASYNC_BACKLOG="3").output)
+    [note] = [note for note in report["notes"] if "WAZZUP24_ASYNC_BACKLOG" in note]
+    assert note.startswith("3 message(s) wait in the outbox (2 sent with Prefer: respond-async)") and "429" in note
+    assert "Outbox async" in run("status", WAZZUP24_ASYNC_BACKLOG="3").output
 
 
 def test_status_counts_the_last_days_unknown_and_failed_sends(run, helpdesk, queue_message, outbox_ctx):
