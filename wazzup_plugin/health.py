@@ -248,14 +248,21 @@ def _reason(exc: Exception) -> str:
 
 @click.command("status", help="The Wazzup24 channel's health from the database (no call to Wazzup): outbox, "
                               "webhook, worker, quarantine, channels. Exit 0 all well, 1 something needs "
-                              "attention, 2 the database cannot be read.")
+                              "attention, 2 the database cannot be read or the helpdesk cannot start.")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (keys in README, \"Operations\")")
 def status_command(as_json):
     from wazzup_plugin.outbound.connection import stored_channels
     from wazzup_plugin.outbound.context import outbound
 
-    helpdesk = click.get_current_context().obj.helpdesk()
-    ctx = outbound(helpdesk)
+    try:
+        helpdesk = click.get_current_context().obj.helpdesk()
+        ctx = outbound(helpdesk)
+    except Exception as exc:  # the host refused to start: an invalid setting, a database not migrated...
+        # Still one JSON object for a monitor that parses it, saying why (the host's message names the fix).
+        if as_json:
+            click.echo(json.dumps({"status": "cannot_start", "reason": str(exc)[:500]}))
+        click.echo(f"Wazzup24 status: the helpdesk cannot start: {exc}", err=True)
+        raise SystemExit(EXIT_UNREADABLE) from None
     try:
         facts = collect(helpdesk, ctx.state, lambda: stored_channels(ctx))
     except sa.exc.SQLAlchemyError as exc:

@@ -222,3 +222,11 @@ def test_status_exits_2_when_the_database_cannot_be_read(run, backend, database_
     assert result.exit_code == 2
     assert json.loads(result.stdout)["status"] == "unreadable"
     assert "cannot read the database" in result.stderr
+
+
+def test_status_with_an_invalid_setting_exits_2_with_one_json_object_naming_it(run):
+    result = run("status", "--json", WAZZUP24_RATE_LIMIT="abc")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["status"] == "cannot_start" and "WAZZUP24_RATE_LIMIT" in report["reason"]
+    assert "the helpdesk cannot start" in result.stderr and "WAZZUP24_RATE_LIMIT" in result.stderr
