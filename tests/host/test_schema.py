@@ -572,8 +572,8 @@ def test_messages_keep_every_generic_fact(helpdesk):
 
 
 def test_outbox_rows_from_before_the_lanes_go_in_the_agents_lane_and_maybe_sent_ones_first(empty_engine, pm):
-    """0011_wazzup: pending rows already marked maybe sent keep their deadline's place; the rest,
-    all sent by agents before respond-async had a lane, are agents'."""
+    """0011_wazzup: pending rows already marked maybe sent keep their deadline's place; the rest go
+    in the agents' lane (a respond-async send queued before the upgrade cannot be told apart)."""
     cfg = alembic_config(pm)
     with empty_engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -7,6 +7,7 @@ by due time alone.
 """
 
 import json
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -145,6 +146,28 @@ def test_a_claim_takes_chats_in_lane_order_then_by_due_time(make_wazzup_chat, ou
                                       lane=lane))
     claimed = outbox.claim_due_rows(outbox_ctx, "w", limit=4)
     assert [row.message_id for row in claimed] == [ids[3], ids[1], ids[4], ids[0]]
+
+
+@pytest.mark.parametrize("heads", [outbox.LANE_AGENTS, outbox.LANE_MAYBE_SENT], ids=["agents' rows", "retries"])
+def test_a_chats_bulk_messages_behind_its_first_never_go_before_another_chats_agent_message_or_retry(
+        make_wazzup_chat, outbox_ctx, clock, helpdesk, heads):
+    """Chat A: an agent's message (or a maybe-sent retry), then 15 bulk messages; chat C: the same kind
+    of message, due a second later. A claim of 10 takes both heads before any bulk message."""
+    o = get_state(helpdesk).tables["outbox"]
+    a, c = make_wazzup_chat("79040000001"), make_wazzup_chat("79040000002")
+    with helpdesk.db.write() as tx:
+        head = outbox.enqueue(tx, outbox_ctx, chat_id=a, now=clock(), lease_owner=None, text="A first")
+        behind = [outbox.enqueue(tx, outbox_ctx, chat_id=a, now=clock(), lease_owner=None, text=f"A bulk {i}",
+                                 lane=outbox.LANE_BULK) for i in range(15)]
+        other = outbox.enqueue(tx, outbox_ctx, chat_id=c, now=clock() + timedelta(seconds=1), lease_owner=None,
+                               text="C first")
+        if heads == outbox.LANE_MAYBE_SENT:
+            tx.conn.execute(sa.update(o).where(o.c.message_id.in_([head, other])).values(
+                lane=outbox.LANE_MAYBE_SENT, maybe_sent=True, attempts=1, first_attempt_at=clock()))
+    clock.advance(2)
+
+    claimed = outbox.claim_due(outbox_ctx, "w", limit=10)
+    assert claimed == [head, other] + behind[:8]  # in the order the worker attempts them
 
 
 def _chat_of(helpdesk, message_id):

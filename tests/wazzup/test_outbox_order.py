@@ -243,8 +243,10 @@ def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, 
                                                                           helpdesk, clock):
     """Random backlogs (states, lanes, due times, leases held, expired or none, batch sizes): every
     row a claim takes is due and free and comes with every earlier pending row of its chat; a claim
-    is never empty while a chat's first pending row is due and free; and its chats are the first of
-    those ready, in the order of their first pending row's lane, due time and id."""
+    is never empty while a chat's first pending row is due and free; its chats are the first of
+    those ready, in the order of their first pending row's lane, due time and id; and no row it
+    takes is of a later lane (the highest among it and its chat's earlier rows) than a ready
+    chat's first row it leaves."""
     import random
     from datetime import timedelta
 
@@ -284,6 +286,13 @@ def test_any_claim_keeps_each_chats_order_and_leaves_no_ready_chat_behind(seed, 
         if ready:
             assert claimed, (trial, "a chat's first message is due and free, yet nothing was claimed")
         assert claimed_chats == [chat_of[m] for m in ready][:len(claimed_chats)], (trial, claimed, ready)
+
+        def lane_so_far(message_id):
+            return max(pending[m].lane for m in pending if chat_of[m] == chat_of[message_id] and m <= message_id)
+
+        left = [pending[m].lane for m in ready if m not in claimed]
+        if left:
+            assert all(lane_so_far(m) <= min(left) for m in claimed), (trial, claimed, ready)
 
 
 def test_a_claim_reads_at_most_its_share_of_chats(make_wazzup_chat, queue, outbox_ctx, monkeypatch):

@@ -64,6 +64,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # Claiming order before the due time (wazzup_outbox.lane): a retry that may have reached Wazzup first,
 # then agents' sends, then integrators' respond-async sends.
 LANE_MAYBE_SENT, LANE_AGENTS, LANE_BULK = 0, 1, 2
+LANES = (LANE_MAYBE_SENT, LANE_AGENTS, LANE_BULK)
 # Wazzup answers MESSAGE_CHANNEL_UNAVAILABLE with "Wait a minute" (reference §3.5): retry after that.
 CHANNEL_UNAVAILABLE_RETRY = 60.0
 
@@ -299,7 +300,7 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     still marked in flight belonged to a holder that died mid-call: it is flagged ``maybe_sent``.
 
     The chats come in the order of their first pending row's lane, due time and id (:func:`_ready_chats`),
-    and their rows chat by chat, as returned: the worker attempts them in that order.
+    and the rows in :func:`_claiming_order`, as returned: the worker attempts them in that order.
 
     A chat's messages reach the customer in the order agents wrote them (message ids): a row is
     claimed only together with every pending row of its chat before it, so whoever holds a chat's
@@ -326,10 +327,15 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     """
     o = ctx.state.tables["outbox"]
     now = ctx.clock()
-    params = {"b_now": now, "b_limit": limit, "b_chats": min(limit, MAX_CLAIM_CHATS)}
+    params = {"b_now": now, "b_limit": limit}
     with ctx.helpdesk.db.write() as tx:
         # Statements built once (per number of chats), their values bound: building costs as much as running.
-        chats = tx.conn.execute(built(o, "claim_ready_chats", lambda: _ready_chats(o)), params).scalars().all()
+        chats = []
+        for lane in LANES:  # a range read of the due index per lane, the earlier lanes first
+            params.update(b_lane=lane, b_chats=min(limit, MAX_CLAIM_CHATS) - len(chats))
+            chats += tx.conn.execute(built(o, "claim_ready_chats", lambda: _ready_chats(o)), params).scalars().all()
+            if len(chats) == min(limit, MAX_CLAIM_CHATS):
+                break
         if not chats:
             return []
         params.update((f"b_chat_{n}", chat) for n, chat in enumerate(chats))
@@ -346,7 +352,7 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
             for message_id in interrupted:
                 log.warning("Wazzup24 send interrupted mid-call by a stopped process; treating it as maybe sent",
                             extra={"context": {"message_id": message_id}})
-    return [Claimed(row.message_id, row.chat_id) for row in sorted(rows, key=lambda r: (r.chat_rank, r.message_id))]
+    return [Claimed(row.message_id, row.chat_id) for row in sorted(rows, key=_claiming_order)]
 
 
 # 'pending' as a literal: only then can the planner prove the partial indexes' condition (a bound
@@ -366,8 +372,9 @@ def _limit():
 
 
 def _ready_chats(o):
-    """The chats whose first pending row is due and free, in claiming order (that row's lane, due time,
-    id: ``ix_wazzup_outbox_due``), ``b_chats`` at most: only
+    """The chats whose first pending row is in lane ``b_lane``, due and free, in claiming order (that
+    row's due time, id: a range of ``ix_wazzup_outbox_due``, which leads with the lane, so that a
+    lane with nothing due costs one index probe), ``b_chats`` at most: only
     these can give rows (a chat's later rows wait for its first), and each row the claim takes comes
     after its chat's first in the claiming order (each row's earlier ones come before it). So the
     claim reads their first pending rows only, whatever the backlog: an integrator's broadcast to
@@ -377,29 +384,33 @@ def _ready_chats(o):
     locked here (``SKIP LOCKED``): a worker claiming beside another takes the next chats, not the same."""
     earlier = o.alias("earlier")
     return (sa.select(o.c.chat_id)
-            .where(o.c.state == _PENDING, o.c.next_attempt_at <= _now(o),
+            .where(o.c.state == _PENDING, o.c.lane == sa.bindparam("b_lane", type_=o.c.lane.type),
+                   o.c.next_attempt_at <= _now(o),
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= _now(o)),
                    ~sa.exists().where(earlier.c.chat_id == o.c.chat_id, earlier.c.message_id < o.c.message_id,
                                       earlier.c.state == _PENDING))
-            .order_by(o.c.lane, o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
+            .order_by(o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
             .with_for_update(skip_locked=True, of=o))
 
 
 def _claimable_rows(o, chats: int):
-    """The rows a claim may take from chats ``b_chat_0`` … (``chats`` of them, in claiming order), chat
-    by chat and in id order, ``b_limit`` at most, each with how many pending rows of its chat come
-    before it: each row's earlier ones come before it in the order the ``LIMIT`` cuts."""
+    """The rows a claim may take from chats ``b_chat_0`` … (``chats`` of them, in claiming order),
+    ``b_limit`` at most, each with how many pending rows of its chat come before it, in
+    :func:`_claiming_order`: by the highest lane among the row and its chat's earlier rows, then by
+    chat, then by id. A chat's rows keep their id order in it (that lane only grows along a chat), so
+    each row's earlier ones come before it in the order the ``LIMIT`` cuts; and the bulk rows queued
+    behind an agent's row come after other chats' agents' rows, not with their chat's first."""
     before = _earlier_in_chat(o, chats)
     now = _now(o)
     return (sa.select(o.c.message_id, o.c.chat_id, o.c.attempt_started_at, before.c.pending_before,
-                      before.c.chat_rank)
+                      before.c.lane_so_far, before.c.chat_rank)
             .join(before, before.c.message_id == o.c.message_id)
             .where(o.c.state == _PENDING, o.c.next_attempt_at <= now,
                    sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
                    # Held back by an earlier row that is leased or not due yet.
                    sa.or_(before.c.due_at.is_(None), before.c.due_at <= now),
                    sa.or_(before.c.leased_until.is_(None), before.c.leased_until <= now))
-            .order_by(before.c.chat_rank, o.c.message_id).limit(_limit())
+            .order_by(before.c.lane_so_far, before.c.chat_rank, o.c.message_id).limit(_limit())
             .with_for_update(skip_locked=True, of=o))
 
 
@@ -413,7 +424,7 @@ def _earlier_in_chat(o, chats: int):
     with ten. (Rows past a chat's ``b_limit``-th, which the claim could never take, no longer compete
     for the batch's places either: a claim may take more rows than a window over everything did.)"""
     firsts = sa.union_all(*(
-        sa.select(sa.select(o.c.message_id, o.c.chat_id, o.c.next_attempt_at, o.c.lease_until,
+        sa.select(sa.select(o.c.message_id, o.c.chat_id, o.c.next_attempt_at, o.c.lease_until, o.c.lane,
                             sa.literal_column(str(n), sa.Integer).label("chat_rank"))
                   .where(o.c.state == _PENDING, o.c.chat_id == sa.bindparam(f"b_chat_{n}", type_=o.c.chat_id.type))
                   .order_by(o.c.message_id).limit(_limit()).subquery())
@@ -422,9 +433,15 @@ def _earlier_in_chat(o, chats: int):
     earlier = {**chat_order, "rows": (None, -1)}  # ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
     return (sa.select(firsts.c.message_id, firsts.c.chat_rank,
                       (sa.func.row_number().over(**chat_order) - 1).label("pending_before"),
+                      sa.func.max(firsts.c.lane).over(**chat_order, rows=(None, 0)).label("lane_so_far"),
                       sa.func.max(firsts.c.next_attempt_at).over(**earlier).label("due_at"),
                       sa.func.max(firsts.c.lease_until).over(**earlier).label("leased_until"))
             .subquery("earlier_in_chat"))
+
+
+def _claiming_order(row) -> tuple:
+    """The order the worker attempts a claim's rows in, as :func:`_claimable_rows` cuts them."""
+    return row.lane_so_far, row.chat_rank, row.message_id
 
 
 def _with_all_before(rows) -> list:

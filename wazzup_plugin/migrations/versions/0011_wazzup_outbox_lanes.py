@@ -6,8 +6,9 @@ Create Date: 2026-11-29 08:40:00
 
 wazzup_outbox gains ``lane`` (0: a retry that may have reached Wazzup, whose dedupe window is its
 deadline; 1: what agents send; 2: a ``Prefer: respond-async`` send), and the due index, which the
-claim walks in order, leads with it. Earlier rows are agents' (the default, 1), except pending rows
-already marked maybe sent, which move to 0.
+claim reads a lane at a time, leads with it. Earlier rows go in the agents' lane (1): a respond-async
+send still queued at the upgrade cannot be told from an agent's. Pending rows already marked maybe
+sent move to 0.
 """
 from alembic import op
 import sqlalchemy as sa
