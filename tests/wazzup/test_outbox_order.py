@@ -152,35 +152,6 @@ def test_a_message_that_waited_an_hour_behind_one_that_failed_is_still_tried_onc
     assert wazzup.sent() == [crm_of(second)]
 
 
-def test_a_message_first_tried_past_the_hour_is_retried_and_sent_when_wazzup_answers(
-        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of):
-    (message,) = queue(make_wazzup_chat())
-    clock.advance(2 * 3600)  # no worker ran for two hours
-    wazzup.script = ["refuse", "refuse"]
-    for _ in range(3):
-        worker.run_once(outbox_ctx, "w")
-        clock.advance(10)
-    assert status(helpdesk, message) == "accepted"
-    assert [mode for _, mode in wazzup.calls] == ["refuse", "refuse", "ok"]
-
-
-def test_a_message_first_tried_past_the_hour_fails_not_sent_after_its_late_attempts(
-        make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk):
-    (message,) = queue(make_wazzup_chat())
-    clock.advance(2 * 3600)
-    wazzup.script = ["refuse"] * 1000
-    for _ in range(100):
-        worker.run_once(outbox_ctx, "w")
-        if status(helpdesk, message) == "failed":
-            break
-        clock.advance(30)
-    m = helpdesk.tables.messages
-    with helpdesk.db.read() as conn:
-        assert conn.execute(sa.select(m.c.status, m.c.error_code).where(m.c.id == message)).one() == (
-            "failed", "NOT_SENT")
-    assert len(wazzup.calls) == outbox.LATE_ATTEMPTS
-
-
 def test_one_chats_backoff_holds_back_neither_other_chats_nor_a_batch(
         make_wazzup_chat, wazzup, queue, outbox_ctx, clock, helpdesk, crm_of):
     waiting, other = make_wazzup_chat("79011112233"), make_wazzup_chat("79022223344", title="Olga")

@@ -8,8 +8,7 @@ attempt *before* the call, so a process killed mid-call leaves a row that the ne
 
 Retry rules (DESIGN.md §4):
 - surely not sent (connection refused, connect timeout, 429): retry any time, with backoff, for up
-  to :data:`MAX_QUEUE_AGE` since it was stored, and :data:`LATE_ATTEMPTS` times at least; then
-  ``failed`` (``NOT_SENT``), visible to the agent, who may resend.
+  to :data:`MAX_QUEUE_AGE`; then ``failed`` (``NOT_SENT``), visible to the agent, who may resend.
 - ``MESSAGE_CHANNEL_UNAVAILABLE`` (Wazzup: "Wait a minute", the channel's phone is starting up or
   offline): a refusal, so surely not sent; retried every minute or so (:data:`CHANNEL_UNAVAILABLE_RETRY`)
   until :data:`MAX_QUEUE_AGE`, then ``failed`` with that code.
@@ -60,8 +59,6 @@ log = logging.getLogger(__name__)
 DEDUPE_WINDOW = timedelta(seconds=60)
 MAX_QUEUE_AGE = timedelta(hours=1)
 SURE_BACKOFF = (2, 5, 15, 30, 60, 120, 300)
-# Attempts a message surely not sent gets before the hour can fail it: with SURE_BACKOFF, about a minute.
-LATE_ATTEMPTS = 5
 MAYBE_BACKOFF = (2, 4, 8, 16)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 # Claiming order before the due time (wazzup_outbox.lane): a retry that may have reached Wazzup first,
@@ -497,14 +494,12 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
                                                error="WAZZUP24_API_KEY is not set", retry_after=60))
     if row.maybe_sent and not _window_open(ctx, row.first_attempt_at, now):
         return _settle(ctx, row, owner, _unknown(message_id))
-    # Only a message tried LATE_ATTEMPTS times: one whose first attempt came past the hour (it waited
-    # behind an earlier message of its chat, which took up to the hour, or for a worker that was
-    # down) still gets about a minute of retries, so one 429 or dropped connection does not fail it.
-    if not row.maybe_sent and row.attempts >= LATE_ATTEMPTS and now - row.created_at > MAX_QUEUE_AGE:
+    # Only a message already tried: one that waited its turn behind an earlier message of its chat
+    # (which took up to the hour) gets its own attempt before the age can fail it.
+    if not row.maybe_sent and row.attempts and now - row.created_at > MAX_QUEUE_AGE:
         return _settle(ctx, row, owner, Outcome(
             "failed", message_id, error_code="NOT_SENT",
-            error_text="Wazzup could not be reached; the message is over an hour old and nothing was sent. "
-                       "Resend it when Wazzup is back."))
+            error_text="Wazzup could not be reached for an hour; nothing was sent. Resend it when Wazzup is back."))
 
     channel_id, chat_type, wazzup_chat_id = row.channel_id, row.chat_type, row.wazzup_chat_id
     if row.attempt_started_at is not None:
