@@ -444,3 +444,27 @@ def test_wazzups_201_after_the_lease_ran_out_is_recorded_and_nothing_is_sent_aga
     assert outbox_row(message_id).state == "done"
     assert len(calls) == 1
     assert outbox_ctx.client.deadline + outbox_ctx.limiter.max_wait < outbox.lease_seconds(outbox_ctx)
+
+
+def test_a_message_whose_channel_list_cannot_be_read_backs_off_and_fails_after_the_hour(
+        make_wazzup_chat, wazzup_api, wazzup_url, network_error, outbox_ctx, clock, helpdesk, outbox_row):
+    """No channel stored for the chat, none configured, and GET /v3/channels refused: each attempt
+    fails before the send call. It still counts, so the retries back off and the hour ends it (it
+    used to be retried every 2 s for ever, holding its chat back)."""
+    from wazzup_plugin.outbound import worker
+
+    gets = []
+    wazzup_api.add_callback("GET", f"{wazzup_url}/v3/channels",
+                            callback=lambda request: gets.append(request) or network_error("refused"))
+    chat = make_wazzup_chat(channel_id=None)
+    with helpdesk.db.write() as tx:
+        message_id = outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner=None, text="waiting")
+    for _ in range(200):
+        worker.run_once(outbox_ctx, "w")
+        row = outbox_row(message_id)
+        if row.state == "done":
+            break
+        clock.now = row.next_attempt_at
+    stored = message(helpdesk, message_id)
+    assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
+    assert len(gets) < 30  # backed off to minutes apart, not every 2 s (1,800 calls in the hour)

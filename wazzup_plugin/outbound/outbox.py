@@ -680,6 +680,11 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     values = {"lease_owner": None, "lease_until": None, "attempt_started_at": None, "updated_at": now}
     if outcome.kind == "retry":
         values.update(next_attempt_at=outcome.retry_at, last_error=_last_error(outcome))
+        if row.attempt_started_at is None:
+            # Failed before any call to Wazzup (its channel list unreachable, no API key): it counts
+            # as an attempt all the same, or its backoff would never grow and the hour rule, which
+            # needs one attempt, would never fail it (it would hold its chat back for ever).
+            values.update(attempts=row.attempts + 1)
         if outcome.error_code == "MAYBE_SENT":
             values.update(maybe_sent=True, lane=LANE_MAYBE_SENT)  # once maybe sent, always (never cleared)
         elif not row.maybe_sent:
