@@ -182,8 +182,8 @@ def _verdicts(report: dict) -> tuple[list[dict], list[str]]:
                      "set-webhook` again if this persists; remove WAZZUP24_WEBHOOK_SECRET_PREVIOUS once it stops")
     notes.extend(c["advice"] for c in report["channels"] if c["needs_action"] and c["advice"])
     if outbox["pending"] >= outbox["async_limit"]:
-        notes.append(f"{outbox['pending']} message(s) wait in the outbox ({outbox['async']} sent with Prefer: "
-                     f"respond-async): such sends are refused (429 wazzup_outbox_full) until fewer than "
+        notes.append(f"{outbox['pending']} message(s) wait in the outbox ({outbox['async']} in the lane of those "
+                     f"sent with Prefer: respond-async): such sends are refused (429 wazzup_outbox_full) until fewer than "
                      f"{outbox['async_limit']} wait (WAZZUP24_ASYNC_BACKLOG)")
     files = report["files"]
     if files["quota_bytes"] and files["bytes"] >= QUOTA_NEARLY_FULL * files["quota_bytes"]:

@@ -131,7 +131,7 @@ def test_status_counts_async_sends_and_notes_when_the_outbox_refuses_more(run, q
     queue_message(lane=LANE_BULK)
     report = json.loads(run("status", "--json", WAZZUP24_ASYNC_BACKLOG="3").output)
     [note] = [note for note in report["notes"] if "WAZZUP24_ASYNC_BACKLOG" in note]
-    assert note.startswith("3 message(s) wait in the outbox (2 sent with Prefer: respond-async)") and "429" in note
+    assert note.startswith("3 message(s) wait in the outbox (2 in the lane of those sent with Prefer: respond-async)") and "429" in note
     assert "Outbox async" in run("status", WAZZUP24_ASYNC_BACKLOG="3").output
 
 
