@@ -31,11 +31,12 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
     host = gunicorn_host(env, workers=1, port=free_port)
     sandbox_server.app.sandbox.register_webhook(f"{webhook}?token={SECRET}")
     chat = make_wazzup_chat(channel_id=None)  # the channel comes from the sandbox's GET /v3/channels
-    def api(method, path, headers=None, **kwargs):
-        return requests.request(method, host.url + path, headers=headers or agent["headers"], timeout=30, **kwargs)
+    def api(method, path, headers=None, **kwargs):  # ``headers`` go on top of the agent's
+        return requests.request(method, host.url + path, headers={**agent["headers"], **(headers or {})},
+                                timeout=30, **kwargs)
 
-    return SimpleNamespace(host=host, chat=chat, api=api, api_headers=agent["headers"],
-                           sandbox=sandbox_server.app.sandbox, start_worker=lambda: outbox_worker_process(env))
+    return SimpleNamespace(host=host, chat=chat, api=api, sandbox=sandbox_server.app.sandbox,
+                           start_worker=lambda: outbox_worker_process(env))
 
 
 def test_an_uploaded_file_goes_out_through_the_worker_while_the_web_worker_serves_its_download(live):
@@ -74,7 +75,7 @@ def test_an_agents_file_goes_out_before_an_integrators_async_backlog_queued_earl
     for n in range(8):
         chat = make_wazzup_chat(f"790155{n:05d}", channel_id=None, title=f"Customer {n}")
         sent = live.api("POST", f"/api/chats/{chat}/wazzup24/send", json={"text": f"offer {n}"},
-                        headers={**live.api_headers, "Prefer": "respond-async"})
+                        headers={"Prefer": "respond-async"})
         assert sent.status_code == 202, sent.text
         backlog.append(sent.json()["wazzup_crm_message_id"])
     uploaded = live.api("POST", f"/api/chats/{live.chat}/wazzup24/files",

@@ -304,7 +304,8 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
 
     A chat's messages reach the customer in the order agents wrote them (message ids): a row is
     claimed only together with every pending row of its chat before it, so whoever holds a chat's
-    later message holds all its earlier ones too, and attempts them first (returned in id order).
+    later message holds all its earlier ones too, and attempts them first (a chat's rows are returned
+    in id order).
     One waiting in its backoff, or leased by another (a worker, a send request's first attempt),
     holds the rest of its chat back; other chats go on. Two conditions, from the pending rows only
     (:func:`_earlier_in_chat`):
@@ -328,13 +329,14 @@ def claim_due_rows(ctx, owner: str, limit: int = 10) -> list[Claimed]:
     o = ctx.state.tables["outbox"]
     now = ctx.clock()
     params = {"b_now": now, "b_limit": limit}
+    room = min(limit, MAX_CLAIM_CHATS)
     with ctx.helpdesk.db.write() as tx:
         # Statements built once (per number of chats), their values bound: building costs as much as running.
         chats = []
         for lane in LANES:  # a range read of the due index per lane, the earlier lanes first
-            params.update(b_lane=lane, b_chats=min(limit, MAX_CLAIM_CHATS) - len(chats))
+            params.update(b_lane=lane, b_chats=room - len(chats))
             chats += tx.conn.execute(built(o, "claim_ready_chats", lambda: _ready_chats(o)), params).scalars().all()
-            if len(chats) == min(limit, MAX_CLAIM_CHATS):
+            if len(chats) == room:
                 break
         if not chats:
             return []
@@ -415,9 +417,9 @@ def _claimable_rows(o, chats: int):
 
 
 def _earlier_in_chat(o, chats: int):
-    """Each of the first ``b_limit`` pending rows of each chat ``b_chat_0`` … with what its chat's
-    earlier pending rows add up to: how many there are, the latest time one is due, the latest lease
-    one holds. A claim of ``b_limit`` rows takes none past a chat's ``b_limit``-th, and a row's
+    """Each of the first ``b_limit`` pending rows of each chat ``b_chat_0`` … (``chat_rank``: that n)
+    with what its chat's earlier pending rows add up to: how many there are, the latest time one is
+    due, the latest lease one holds, and the highest lane among them and the row (``lane_so_far``). A claim of ``b_limit`` rows takes none past a chat's ``b_limit``-th, and a row's
     earlier ones are all among its chat's first rows, so window functions over those rows only (read
     through ``ix_wazzup_outbox_chat_pending``, a chat at a time) give each of them what a window over
     the whole backlog would: a chat with thousands of messages queued costs a claim no more than one
