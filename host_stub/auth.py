@@ -66,9 +66,15 @@ class AuthenticatedAgent:
 
 
 def create_agent(conn: sa.Connection, username: str, password: str, display_name: str, now) -> int:
+    return insert_agent(conn, username, hash_password(password), display_name, now)
+
+
+def insert_agent(conn: sa.Connection, username: str, password_hash: str, display_name: str, now) -> int:
+    """An active agent whose password ``hash_password`` has hashed already (scrypt is slow on purpose:
+    a caller creating many agents with one password hashes it once)."""
     return conn.execute(sa.insert(Agent.__table__).values(
         username=username, display_name=display_name or username,
-        password_hash=hash_password(password), is_active=True, created_at=now,
+        password_hash=password_hash, is_active=True, created_at=now,
     )).inserted_primary_key[0]
 
 

@@ -31,17 +31,12 @@ HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck
 
 
 @pytest.fixture
-def engine(database_url, pm):
+def engine(database_url, fresh_tables):
     """The suite's engine, but SQLite without fsync: thousands of tiny transactions, durability not under test."""
     from host_stub.db import make_engine
-    from host_stub.schema import create_all
 
     engine = make_engine(database_url, sqlite_synchronous="OFF")
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-    create_all(engine, pm)
+    fresh_tables(engine)
     yield engine
     engine.dispose()
 

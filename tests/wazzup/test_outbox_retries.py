@@ -352,6 +352,7 @@ def test_releasing_leaves_rows_another_worker_holds_or_whose_attempt_started(
     assert [outbox_row(mid).lease_owner for mid in theirs] == ["other-worker"]
 
 
+@pytest.mark.new_tables
 def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_indexes(
         send, chat, flaky, outbox_ctx, clock, helpdesk):
     # Done rows (every message ever sent) stay out of the pending rows' indexes. The claim first
