@@ -173,6 +173,7 @@ def test_surely_unsent_messages_fail_visibly_after_an_hour(send, chat, flaky, ou
     run_worker_for(outbox_ctx, clock, 3900, step=30)
     stored = message(helpdesk, result.json["id"])
     assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
+    assert "The last attempt: Wazzup could not connect" in stored.error_text  # why, for the agent
     assert sum(flaky.delivered.values()) == 0
 
 
@@ -452,20 +453,43 @@ def test_a_message_whose_channel_list_cannot_be_read_backs_off_and_fails_after_t
     """No channel stored for the chat, none configured, and GET /v3/channels refused: each attempt
     fails before the send call. It still counts, so the retries back off and the hour ends it (it
     used to be retried every 2 s for ever, holding its chat back)."""
-    from wazzup_plugin.outbound import worker
-
     gets = []
     wazzup_api.add_callback("GET", f"{wazzup_url}/v3/channels",
                             callback=lambda request: gets.append(request) or network_error("refused"))
-    chat = make_wazzup_chat(channel_id=None)
+    message_id = _queue_for_the_worker(helpdesk, outbox_ctx, clock, make_wazzup_chat(channel_id=None))
+    _run_worker_until_done(outbox_ctx, clock, outbox_row, message_id)
+    stored = message(helpdesk, message_id)
+    assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
+    assert len(gets) < 30  # backed off to minutes apart, not every 2 s (1,800 calls in the hour)
+
+
+@pytest.mark.parametrize("settings", [{"WAZZUP24_API_URL": "https://api.wazzup.test"}])  # no API key
+def test_a_message_queued_before_the_api_key_was_removed_fails_after_the_hour_saying_why(
+        settings, make_wazzup_chat, outbox_ctx, clock, helpdesk, outbox_row):
+    """The worker runs without WAZZUP24_API_KEY (removed after the message was queued): nothing can
+    go out. The hour rule ends the wait as for any message Wazzup never took (it would otherwise
+    hold its chat back, and go out however late once a key is back), and the agent reads why."""
+    assert outbox_ctx.client is None
+    message_id = _queue_for_the_worker(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    row = _run_worker_until_done(outbox_ctx, clock, outbox_row, message_id)
+    stored = message(helpdesk, message_id)
+    assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
+    assert "WAZZUP24_API_KEY is not set" in stored.error_text
+    assert clock() - row.created_at < timedelta(hours=1, minutes=5)
+
+
+def _queue_for_the_worker(helpdesk, ctx, clock, chat) -> int:
+    """A message stored for the outbox worker to send (as files and async sends are)."""
     with helpdesk.db.write() as tx:
-        message_id = outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner=None, text="waiting")
-    for _ in range(200):
-        worker.run_once(outbox_ctx, "w")
+        return outbox.enqueue(tx, ctx, chat_id=chat, now=clock(), lease_owner=None, text="waiting")
+
+
+def _run_worker_until_done(ctx, clock, outbox_row, message_id, runs=200):
+    """Worker runs, the clock moved to each retry's time, until the message's outbox row is done."""
+    for _ in range(runs):
+        worker.run_once(ctx, "w")
         row = outbox_row(message_id)
         if row.state == "done":
             break
         clock.now = row.next_attempt_at
-    stored = message(helpdesk, message_id)
-    assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
-    assert len(gets) < 30  # backed off to minutes apart, not every 2 s (1,800 calls in the hour)
+    return row

@@ -491,17 +491,17 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
     if message is None or message.status != "queued":
         # An echo or a status settled it while it waited (or it is gone): nothing left to send.
         return _settle(ctx, row, owner, Outcome("done", message_id))
-    if ctx.client is None:
-        return _settle(ctx, row, owner, _retry(ctx, row, now, maybe_sent=False,
-                                               error="WAZZUP24_API_KEY is not set", retry_after=60))
     if row.maybe_sent and not _window_open(ctx, row.first_attempt_at, now):
         return _settle(ctx, row, owner, _unknown(message_id))
     # Only a message already tried: one that waited its turn behind an earlier message of its chat
-    # (which took up to the hour) gets its own attempt before the age can fail it.
+    # (which took up to the hour) gets its own attempt before the age can fail it. Before the API
+    # key's check: a message queued before the key was removed ends too (else it would hold its chat
+    # back, and go out however late once a key is back).
     if not row.maybe_sent and row.attempts and now - row.created_at > MAX_QUEUE_AGE:
-        return _settle(ctx, row, owner, Outcome(
-            "failed", message_id, error_code="NOT_SENT",
-            error_text="Wazzup could not be reached for an hour; nothing was sent. Resend it when Wazzup is back."))
+        return _settle(ctx, row, owner, _not_sent_within_the_hour(message_id, row.last_error))
+    if ctx.client is None:
+        return _settle(ctx, row, owner, _retry(ctx, row, now, maybe_sent=False,
+                                               error="WAZZUP24_API_KEY is not set", retry_after=60))
 
     channel_id, chat_type, wazzup_chat_id = row.channel_id, row.chat_type, row.wazzup_chat_id
     if row.attempt_started_at is not None:
@@ -578,6 +578,13 @@ def _unknown(message_id: int) -> Outcome:
     return Outcome("unknown", message_id, error_code="MAYBE_SENT",
                    error_text="Wazzup did not confirm the message and it can no longer be retried safely: "
                               "it may or may not have reached the customer. Resend it if it did not.")
+
+
+def _not_sent_within_the_hour(message_id: int, last_error: str | None) -> Outcome:
+    """The hour rule's verdict, with the last attempt's reason (Wazzup unreachable, no API key…)."""
+    reason = f" The last attempt: {last_error.rstrip('.')}." if last_error else ""
+    return Outcome("failed", message_id, error_code="NOT_SENT",
+                   error_text=f"Not sent within an hour: nothing went out.{reason} Resend it once that is fixed.")
 
 
 def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None,
