@@ -152,13 +152,16 @@ _POSTGRES_MADE: dict[str, tuple[str, str]] = {}  # database URL -> (schema key, 
 # Everything of the public schema a test could change and a DELETE would not undo, as one digest.
 _CATALOG_DIGEST = """
 SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
-  SELECT 'r ' || c.relkind::text || ' ' || c.relname || ' ' || coalesce(array_to_string(c.reloptions, ','), '') AS item
+  SELECT 'r ' || c.relkind::text || ' ' || c.relname || ' ' || c.relpersistence::text || ' ' || c.relhasrules::text
+         || ' ' || coalesce(array_to_string(c.reloptions, ','), '') || ' ' || coalesce(c.relacl::text, '') AS item
     FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
   UNION ALL
-  SELECT 'a ' || a.attrelid::regclass::text || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-         || ' ' || a.attnotnull::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+  SELECT 'a ' || a.attrelid::regclass::text || '.' || a.attnum || ' ' || a.attname || ' '
+         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text || ' ' || coalesce(l.collname, '')
+         || ' ' || coalesce(a.attstattarget::text, '') || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    LEFT JOIN pg_collation l ON l.oid = a.attcollation
     WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL
   SELECT 'i ' || pg_get_indexdef(i.indexrelid)
@@ -169,7 +172,14 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
   UNION ALL
   SELECT 't ' || t.tgrelid::regclass::text || ' ' || t.tgname || ' ' || t.tgenabled::text
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-    WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+    WHERE c.relnamespace = 'public'::regnamespace  -- internal ones too: the foreign keys' (DISABLE TRIGGER ALL)
+  UNION ALL
+  SELECT 'u ' || w.ev_class::regclass::text || ' ' || w.rulename || ' ' || pg_get_ruledef(w.oid)
+    FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class WHERE c.relnamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT 's ' || q.seqrelid::regclass::text || ' ' || q.seqstart || ' ' || q.seqincrement || ' ' || q.seqmin
+         || ' ' || q.seqmax || ' ' || q.seqcycle::text
+    FROM pg_sequence q JOIN pg_class c ON c.oid = q.seqrelid WHERE c.relnamespace = 'public'::regnamespace
   UNION ALL
   SELECT 'f ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
   UNION ALL

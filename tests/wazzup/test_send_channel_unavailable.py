@@ -70,6 +70,21 @@ def test_channel_unavailable_for_an_hour_fails_with_wazzups_code_and_a_channel_p
     assert 40 <= len(sent_bodies()) <= 70
 
 
+def test_a_worker_back_after_the_hour_fails_it_with_the_channels_reason_and_no_word_of_retrying(
+        send, chat, wazzup_api, wazzup_url, helpdesk, clock, outbox_ctx):
+    """The worker was down for the hour after Wazzup's "wait a minute": the hour rule fails the message,
+    and its text gives that reason without the retry's own remark (nothing is retried any more)."""
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=UNAVAILABLE, status=400)
+    result = send(chat)
+    assert result.status_code == 202
+    clock.advance(3700)
+    worker.run_once(outbox_ctx, worker.worker_id())
+    message = stored(helpdesk, result.json["id"])
+    assert (message.status, message.error_code) == ("failed", "NOT_SENT")
+    assert "The last attempt: The channel's phone is unavailable at Wazzup" in message.error_text
+    assert "retrying" not in message.error_text
+
+
 def test_an_unknown_quoted_message_fails_permanently_with_a_clear_text(
         send, chat, wazzup_api, wazzup_url, outbox_row):
     wazzup_api.post(f"{wazzup_url}/v3/message", status=400, json={

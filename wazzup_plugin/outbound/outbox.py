@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -580,11 +581,20 @@ def _unknown(message_id: int) -> Outcome:
                               "it may or may not have reached the customer. Resend it if it did not.")
 
 
+# What a retry's reason says of the retry itself ("…; retrying", "…; nothing was sent"): the hour's
+# verdict says it in its own words.
+_RETRY_REMARK = re.compile(r"\s*[;,]\s*(?:retrying|nothing was sent)\.?\s*$")
+
+
 def _not_sent_within_the_hour(message_id: int, last_error: str | None) -> Outcome:
     """The hour rule's verdict, with the last attempt's reason (Wazzup unreachable, no API key…)."""
-    reason = f" The last attempt: {last_error.rstrip('.')}." if last_error else ""
-    return Outcome("failed", message_id, error_code="NOT_SENT",
-                   error_text=f"Not sent within an hour: nothing went out.{reason} Resend it once that is fixed.")
+    reason = _RETRY_REMARK.sub("", last_error or "").strip().rstrip(".")
+    if not reason:  # a row from before the reasons were kept
+        return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
+            "Not sent within an hour: Wazzup could not be reached, and nothing went out. Resend it when Wazzup "
+            "is back."))
+    return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
+        f"Not sent within an hour: nothing went out. The last attempt: {reason}. Resend it once that is fixed."))
 
 
 def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None,
@@ -624,8 +634,8 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
     if isinstance(exc, WazzupApiError) and exc.is_code("MESSAGE_CHANNEL_UNAVAILABLE"):
         # "Wait a minute": the channel is starting up or its phone is offline. A refusal, so nothing
         # went out (and Wazzup's dedupe window does not limit the retries). Failed with Wazzup's code
-        # once the next retry would come near MAX_QUEUE_AGE (a late worker would then fail it as
-        # NOT_SENT, "Wazzup could not be reached", which would hide the reason).
+        # once the next retry would come near MAX_QUEUE_AGE (a late worker would then fail it by the
+        # hour rule: NOT_SENT, with this only as the last attempt's reason).
         if now + timedelta(seconds=2 * CHANNEL_UNAVAILABLE_RETRY) - row.created_at <= MAX_QUEUE_AGE:
             return _retry(ctx, row, now, maybe_sent=False, delay=CHANNEL_UNAVAILABLE_RETRY,
                           error="The channel's phone is unavailable at Wazzup (MESSAGE_CHANNEL_UNAVAILABLE: "
