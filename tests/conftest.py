@@ -7,7 +7,6 @@ its own, created next to the one named by the URL and dropped at the end.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ import requests
 import responses
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 from host_stub.app import create_app
 from host_stub.auth import create_token, hash_password, insert_agent
@@ -123,9 +121,9 @@ def fresh_tables(pm, schema_templates):
 
 
 @pytest.fixture
-def engine(database_url, pm, schema_templates, request):
+def engine(database_url, fresh_tables, request):
     engine = make_engine(database_url)
-    fresh_schema(engine, pm, schema_templates, rebuild=request.node.get_closest_marker("new_tables") is not None)
+    fresh_tables(engine, rebuild=request.node.get_closest_marker("new_tables") is not None)
     yield engine
     engine.dispose()
 
@@ -145,7 +143,7 @@ def _reset_postgres(engine):
 # - PostgreSQL empties the tables and restarts the sequences of the schema it made for an earlier test,
 #   when its catalog shows nothing changed since; any difference (a migration test's tables, another
 #   plugin's, a dropped column) rebuilds the schema as before.
-_SCHEMAS: dict[tuple, tuple[sa.MetaData, dict[str, str]]] = {}  # plugins -> (tables, key per dialect)
+_SCHEMAS: dict[tuple, tuple[sa.MetaData, str]] = {}  # plugins -> (their tables, the schema's key)
 _SQLITE_TEMPLATES: dict[str, Path] = {}  # schema key -> this worker's empty database file
 _POSTGRES_MADE: dict[str, tuple[str, str]] = {}  # database URL -> (schema key, catalog fingerprint)
 
@@ -190,26 +188,13 @@ _RESTART_SEQUENCES = ("SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequ
                       "JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = 'public'::regnamespace")
 
 
-def _schema_key(metadata: sa.MetaData, dialect) -> str:
-    """The schema's DDL on this dialect, as a digest: equal keys make equal schemas."""
-    ddl = []
-    for table in metadata.sorted_tables:
-        ddl.append(str(CreateTable(table).compile(dialect=dialect)))
-        ddl.extend(str(CreateIndex(index).compile(dialect=dialect))
-                   for index in sorted(table.indexes, key=lambda index: index.name or ""))
-    return hashlib.sha256("\n".join(ddl).encode()).hexdigest()
-
-
-def _schema(pm, dialect) -> tuple[sa.MetaData, str]:
-    """``pm``'s tables and their key on ``dialect``, assembled once per set of plugins (the set is held
-    as the cache's key, so no plugin's id is reused by another meanwhile)."""
+def _schema(pm) -> tuple[sa.MetaData, str]:
+    """``pm``'s tables and a name for them, assembled once per set of plugins (the set is held as the
+    cache's key, so no plugin's id is reused by another meanwhile)."""
     plugins = tuple(sorted(pm.get_plugins(), key=id))
     if plugins not in _SCHEMAS:
-        _SCHEMAS[plugins] = (assemble_metadata(pm)[0], {})
-    metadata, keys = _SCHEMAS[plugins]
-    if dialect.name not in keys:
-        keys[dialect.name] = _schema_key(metadata, dialect)
-    return metadata, keys[dialect.name]
+        _SCHEMAS[plugins] = (assemble_metadata(pm)[0], f"schema{len(_SCHEMAS)}")
+    return _SCHEMAS[plugins]
 
 
 def fresh_schema(engine: sa.Engine, pm, templates: Path, rebuild: bool = False) -> None:
@@ -218,7 +203,7 @@ def fresh_schema(engine: sa.Engine, pm, templates: Path, rebuild: bool = False) 
     ``rebuild``: on PostgreSQL, make the tables anew even if emptying them would do. Emptied tables keep
     the planner's statistics of the rows they had (a test asserting a query's plan needs new tables:
     mark it ``new_tables``)."""
-    metadata, key = _schema(pm, engine.dialect)
+    metadata, key = _schema(pm)
     if engine.dialect.name == "postgresql":
         _fresh_postgres(engine, metadata, key, rebuild)
     else:
@@ -244,9 +229,8 @@ def _fresh_sqlite(engine: sa.Engine, metadata: sa.MetaData, key: str, templates:
 
 def _fresh_postgres(engine: sa.Engine, metadata: sa.MetaData, key: str, rebuild: bool) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    made = _POSTGRES_MADE.pop(url, None)
+    made = _POSTGRES_MADE.get(url)
     if not rebuild and made is not None and made[0] == key and _emptied(engine, metadata, made[1]):
-        _POSTGRES_MADE[url] = made
         return
     _reset_postgres(engine)
     metadata.create_all(engine)

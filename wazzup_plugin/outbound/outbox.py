@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -581,20 +580,15 @@ def _unknown(message_id: int) -> Outcome:
                               "it may or may not have reached the customer. Resend it if it did not.")
 
 
-# What a retry's reason says of the retry itself ("…; retrying", "…; nothing was sent"): the hour's
-# verdict says it in its own words.
-_RETRY_REMARK = re.compile(r"\s*[;,]\s*(?:retrying|nothing was sent)\.?\s*$")
-
-
 def _not_sent_within_the_hour(message_id: int, last_error: str | None) -> Outcome:
     """The hour rule's verdict, with the last attempt's reason (Wazzup unreachable, no API key…)."""
-    reason = _RETRY_REMARK.sub("", last_error or "").strip().rstrip(".")
-    if not reason:  # a row from before the reasons were kept
+    if not last_error:  # a row from before the reasons were kept
         return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
             "Not sent within an hour: Wazzup could not be reached, and nothing went out. Resend it when Wazzup "
             "is back."))
     return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
-        f"Not sent within an hour: nothing went out. The last attempt: {reason}. Resend it once that is fixed."))
+        f"Not sent within an hour: nothing went out. The last attempt: {last_error.rstrip('.')}. "
+        "Resend it once that is fixed."))
 
 
 def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None,
@@ -639,7 +633,7 @@ def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outc
         if now + timedelta(seconds=2 * CHANNEL_UNAVAILABLE_RETRY) - row.created_at <= MAX_QUEUE_AGE:
             return _retry(ctx, row, now, maybe_sent=False, delay=CHANNEL_UNAVAILABLE_RETRY,
                           error="The channel's phone is unavailable at Wazzup (MESSAGE_CHANNEL_UNAVAILABLE: "
-                                "wait a minute); retrying.")
+                                "wait a minute).")  # the row, pending, says it is retried
     if isinstance(exc, WazzupApiError):
         code = exc.code.upper()
         text = human_text(code) or exc.description or f"Wazzup refused the message ({code})."
