@@ -41,6 +41,7 @@ TEXT = "Добрый день! Ваш заказ готов, его можно �
 BACKLOG = 300
 OUR_LIMIT, OUR_WINDOW = 50, 1.0       # what the product is configured with for the drain
 SANDBOX_LIMIT = 55                   # Wazzup's own limit, in the same proportion as 450 is to 500
+PICKUPS, PICKUP_PAUSE = 40, 0.3      # respond-async sends to an idle worker, one every 0.3 s
 
 
 def start_sandbox(port: int, rate_limit: int, rate_window: float) -> tuple[Background, str]:
@@ -112,10 +113,37 @@ def overhead(backend: str) -> dict:
                 with Background([sys.executable, "-m", "host_stub", "wazzup24", "worker", "--poll", "0.2"], env,
                                 name=f"send-worker-{backend}"):
                     outcomes = _outgoing_statuses(url, settle_s=60.0)
+                # A worker as the product starts it (its default poll), idle when each message comes.
+                with Background([sys.executable, "-m", "host_stub", "wazzup24", "worker"], env,
+                                name=f"pickup-worker-{backend}"):
+                    pickup_ms = _pickup(url, server.url, token, async_chats)
         finally:
             sandbox.stop()
     return {"direct": direct_ms, "hop": hop_ms, "ours": ours_ms, "async": async_ms, "statuses": statuses,
-            "outcomes": outcomes}
+            "outcomes": outcomes, "pickup": pickup_ms}
+
+
+def _pickup(url: str, server_url: str, token: dict, chats: list[int]) -> list[float]:
+    """Respond-async sends made one at a time, each once the worker is idle again; per message, ms from
+    being stored (``created_at``) to Wazzup's acceptance (``accepted_at``), both stamped by the product."""
+    ids = []
+    with requests.Session() as session:
+        time.sleep(2.0)  # the worker's start: its first round done, idle
+        for i in range(PICKUPS):
+            r = session.post(f"{server_url}/api/chats/{chats[i % len(chats)]}/wazzup24/send", json={"text": TEXT},
+                             headers={**token, "Prefer": "respond-async"}, timeout=60)
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+            time.sleep(PICKUP_PAUSE)
+    _outgoing_statuses(url, settle_s=30.0)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT created_at, accepted_at FROM messages WHERE id IN "
+                                        f"({', '.join(str(int(i)) for i in ids)})")).all()
+    finally:
+        engine.dispose()
+    return [(_as_datetime(a) - _as_datetime(c)).total_seconds() * 1000 for c, a in rows if a is not None]
 
 
 def _outgoing_statuses(url: str, settle_s: float) -> dict:
@@ -207,11 +235,14 @@ def section(args) -> Section:
         "Each round also sends with `Prefer: respond-async`: answered 202 once the message is stored, and "
         "sent by the outbox worker, which is started after the rounds (so that it never runs beside them) "
         "and must get every one of them accepted. "
+        f"Pickup: then {PICKUPS} respond-async sends, one every {PICKUP_PAUSE:g} s, to a worker started as "
+        "the product starts it (`wazzup24 worker`, its default poll of 1 s), idle when each comes; per message, "
+        "the time from being stored to Wazzup's acceptance, both stamped by the product. "
         f"Outbox: a backlog of {BACKLOG} "
         f"sends stored while Wazzup was unreachable, drained by 2 outbox worker processes with our limit at "
         f"{OUR_LIMIT} per {OUR_WINDOW:g} s and the sandbox enforcing {SANDBOX_LIMIT} per {OUR_WINDOW:g} s "
         "(Wazzup's 500 to our default 450, scaled down to keep the run short)."))
-    over_rows, drain_rows = [], []
+    over_rows, drain_rows, pickup_rows = [], [], []
     for backend in backends(args.db):
         o = overhead(backend)
         d50, d99 = percentile(o["direct"], 50), percentile(o["direct"], 99)
@@ -237,6 +268,11 @@ def section(args) -> Section:
         unexpected = {k: v for k, v in o["statuses"].items() if not k.endswith(expected[k.split()[0]])}
         if unexpected:
             sec.notes.append(f"{backend} overhead: unexpected answers: {unexpected}")
+        p50, p99 = percentile(o["pickup"], 50), percentile(o["pickup"], 99)
+        pickup_rows.append(Row(backend, {"messages": len(o["pickup"]), "p50 ms": p50, "p99 ms": p99,
+                                         "direct POST p50 ms": d50}))
+        if len(o["pickup"]) != PICKUPS:
+            sec.notes.append(f"{backend} pickup: {PICKUPS - len(o['pickup'])} of {PICKUPS} sends not accepted")
         sent = (WARMUP + SENDS) * 2
         if o["outcomes"].get("accepted", 0) != sent:
             sec.notes.append(f"{backend} overhead: of {sent} sends, by status: {o['outcomes']}")
@@ -254,6 +290,8 @@ def section(args) -> Section:
                              f"{r['answers']}")
     sec.tables.append(table(over_rows, ["p50 ms", "p99 ms", "p50 ratio", "p99 ratio", "overhead p50 ms",
                                         "overhead p99 ms", "ours beyond the floor p50 ms"]))
+    sec.tables.append(table(pickup_rows, ["messages", "p50 ms", "p99 ms", "direct POST p50 ms"],
+                            first="respond-async: stored → accepted, worker idle"))
     sec.tables.append(table(drain_rows, ["backlog", "answered 202", "accepted", "left queued", "drain s", "msg/s",
                                          "% of our limit", "429s"], first="outbox drain"))
     return sec

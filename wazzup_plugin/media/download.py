@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from wazzup_plugin.media.fetch import MIN_RATE, STOPPED, Fetched, fetch, longest_seconds, served_type
 from wazzup_plugin.media.tables import FAILED, PENDING, STORED
 from wazzup_plugin.media.urls import media_url
-from wazzup_plugin.store_common import host_tables
+from wazzup_plugin.store_common import built, host_tables
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,30 @@ def claim_due(db, table: sa.Table, owner: str, now, limit: int, lease: timedelta
     t = table
     with db.write() as tx:
         rows = tx.conn.execute(
-            sa.select(t.c.message_id, t.c.source_uri, t.c.name, t.c.token)
-            # A literal 'pending': the planner then proves the partial due index applies.
-            .where(t.c.state == sa.literal_column(f"'{PENDING}'"), t.c.next_attempt_at <= now,
-                   sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now))
+            _due(t, now, t.c.message_id, t.c.source_uri, t.c.name, t.c.token)
             .order_by(t.c.next_attempt_at, t.c.message_id).limit(limit)
             .with_for_update(skip_locked=True)).all()
         if rows:
             tx.conn.execute(sa.update(t).where(t.c.message_id.in_([r.message_id for r in rows]))
                             .values(lease_owner=owner, lease_until=now + lease))
     return rows
+
+
+def _due(t: sa.Table, now, *columns) -> sa.Select:
+    """``columns`` of the due pending rows that nobody holds."""
+    # A literal 'pending': the planner then proves the partial due index applies.
+    return sa.select(*columns).where(t.c.state == sa.literal_column(f"'{PENDING}'"), t.c.next_attempt_at <= now,
+                                     sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now))
+
+
+def anything_due(db, table: sa.Table, now) -> bool:
+    """Whether a claim now would take a row: a read, taking no lock (the worker's check between polls)."""
+    def build():
+        return sa.select(sa.exists(_due(table, sa.bindparam("b_now", type_=table.c.next_attempt_at.type),
+                                        table.c.message_id)))
+
+    with db.read() as conn:
+        return bool(conn.execute(built(table, "anything_due", build), {"b_now": now}).scalar())
 
 
 def _recorded_values(result: Fetched, row, attempts: int, now) -> dict:

@@ -29,7 +29,8 @@ ONCE_ROUNDS = 10  # claims per --once run at most (100 rows each): a run never g
               help=f"with --once: how often the scheduler runs it (default {ONCE_EVERY_SECONDS:.0f}, cron's every "
                    "minute); `wazzup24 status` calls the worker alive for 3 times this after a run")
 @click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
-              help="seconds between looks at the outbox when idle")
+              help="seconds between the idle worker's rounds (heartbeat, channels, retries coming due); "
+                   "new work wakes it sooner: it checks for some every 0.05 s with one indexed read")
 def worker_command(once, every_seconds, poll_seconds):
     from wazzup_plugin.outbound import worker
 

@@ -384,15 +384,37 @@ def _ready_chats(o):
     30,000 rows while SQLite's write lock keeps every webhook waiting (bench/claim.py). A chat's
     first pending row is told through ``ix_wazzup_outbox_chat_pending``. On PostgreSQL those rows are
     locked here (``SKIP LOCKED``): a worker claiming beside another takes the next chats, not the same."""
-    earlier = o.alias("earlier")
-    return (sa.select(o.c.chat_id)
-            .where(o.c.state == _PENDING, o.c.lane == sa.bindparam("b_lane", type_=o.c.lane.type),
-                   o.c.next_attempt_at <= _now(o),
-                   sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= _now(o)),
-                   ~sa.exists().where(earlier.c.chat_id == o.c.chat_id, earlier.c.message_id < o.c.message_id,
-                                      earlier.c.state == _PENDING))
+    return (_first_rows_due(o, sa.bindparam("b_lane", type_=o.c.lane.type))
             .order_by(o.c.next_attempt_at, o.c.message_id).limit(sa.bindparam("b_chats", type_=sa.Integer))
             .with_for_update(skip_locked=True, of=o))
+
+
+def _first_rows_due(o, lane) -> sa.Select:
+    """The chats of lane ``lane`` whose first pending row is due and free (:func:`_ready_chats`)."""
+    earlier = o.alias("earlier")
+    return (sa.select(o.c.chat_id)
+            .where(o.c.state == _PENDING, o.c.lane == lane, o.c.next_attempt_at <= _now(o),
+                   sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= _now(o)),
+                   ~sa.exists().where(earlier.c.chat_id == o.c.chat_id, earlier.c.message_id < o.c.message_id,
+                                      earlier.c.state == _PENDING)))
+
+
+def anything_to_claim(ctx) -> bool:
+    """Whether a claim now would take a row: some chat's first pending row is due and free.
+
+    A read, taking no lock (on SQLite, no turn at the write lock): an idle worker asks it between
+    polls (``wakeup``) and claims only when it is true. Each lane is a range of the due index, as in
+    the claim. A row held back behind its chat's earlier one does not count: the claim could not take it."""
+    o = ctx.state.tables["outbox"]
+    with ctx.helpdesk.db.read() as conn:
+        return bool(conn.execute(built(o, "anything_to_claim", lambda: _anything_to_claim(o)),
+                                 {"b_now": ctx.clock()}).scalar())
+
+
+def _anything_to_claim(o) -> sa.Select:
+    # Lanes as literals: each EXISTS is then its own range of the lane-led due index.
+    return sa.select(sa.or_(*[sa.exists(_first_rows_due(o, sa.literal_column(str(int(lane)))))
+                              for lane in LANES]))
 
 
 def _claimable_rows(o, chats: int):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
 from wazzup_plugin.media import download as media_download
-from wazzup_plugin.outbound import outbox
+from wazzup_plugin.outbound import outbox, wakeup
 from wazzup_plugin.outbound.channels import CHANNELS_EVERY, refresh_channels
 from wazzup_plugin.outbound.file_housekeeping import purge_files
 
@@ -89,12 +89,14 @@ def download_due_media(ctx, owner: str, stop: threading.Event | None = None) -> 
         return 0
 
 
-def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: float) -> None:
+def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: float, check_seconds: float) -> None:
     """The worker's media thread: downloads of its own, so a slow store (a large file may take minutes,
     ``media.download.lease_seconds``) never holds back the agents' queued messages."""
+    helpdesk, table = ctx.helpdesk, ctx.state.tables["media"]
     while not stop.is_set():
         if download_due_media(ctx, owner, stop) < media_download.BATCH:
-            stop.wait(poll_seconds)
+            wakeup.wait_for_work(stop, poll_seconds, lambda: media_download.anything_due(
+                helpdesk.db, table, helpdesk.clock()), check_seconds)
 
 
 def housekeeping(ctx) -> None:
@@ -106,19 +108,24 @@ def housekeeping(ctx) -> None:
             log.exception("Wazzup24 outbox housekeeping failed")
 
 
-HOUSEKEEPING_EVERY = 300  # loops between purges of old Idempotency-Keys and uploaded files
+# Between purges of old Idempotency-Keys and uploaded files: by the clock, since a busy worker, woken
+# as work comes (``wakeup``), may loop many times a second.
+HOUSEKEEPING_EVERY = timedelta(minutes=5)
 
 
-def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10) -> None:
+def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10,
+        check_seconds: float = wakeup.CHECK_SECONDS) -> None:
+    """Claim and attempt until ``stop``; idle, look again at the poll, or sooner when work comes
+    (``wakeup``: a read every ``check_seconds``)."""
     owner = worker_id()
-    loops = 0
+    housekept_at = None
     # ``status`` calls the worker alive while its beat is younger than 3 times this: the poll
     # interval, or the heartbeat's own (a write every loop would cost SQLite a write lock a second).
     beat_every = max(timedelta(seconds=poll_seconds), heartbeats.WORKER_EVERY)
     log.info("Wazzup24 outbox worker started", extra={"context": {"worker": owner}})
     if ctx.client is None:
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
-    media = threading.Thread(target=_download_media_until, args=(ctx, owner, stop, poll_seconds),
+    media = threading.Thread(target=_download_media_until, args=(ctx, owner, stop, poll_seconds, check_seconds),
                              name="wazzup24-media", daemon=True)
     media.start()
     while not stop.is_set():
@@ -130,11 +137,11 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
-        if loops % HOUSEKEEPING_EVERY == 0:
+        if housekept_at is None or ctx.clock() - housekept_at >= HOUSEKEEPING_EVERY:  # at start, then by the clock
+            housekept_at = ctx.clock()
             housekeeping(ctx)
-        loops += 1
         if len(outcomes) < batch:
-            stop.wait(poll_seconds)
+            wakeup.wait_for_work(stop, poll_seconds, lambda: outbox.anything_to_claim(ctx), check_seconds)
     # A download in progress ends within its budget; what it claimed but did not start is released.
     media.join(media_download.budget_seconds(ctx.state.settings) + 5)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})

@@ -1,0 +1,42 @@
+"""An idle worker's wait: until its next poll, or until there is work, whichever comes first.
+
+Waiting the whole poll (1 s by default) between claims made an agent's file, a send answered with
+``Prefer: respond-async`` and a customer's photo sit for up to that long before anything was done,
+and a chat's messages queued together went out one per poll (each waits for the one before it to
+settle). Between polls the worker now asks every ``CHECK_SECONDS`` whether a claim would take
+something. The question is one read through the due index, with no lock and, on SQLite, no turn at
+the write lock; the claim, a write, still runs only when there is something to take. An idle
+worker costs the database about twenty indexed reads a second per thread, and the poll still paces
+everything else the loop does (heartbeats, channels, housekeeping, retries coming due).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 0.05  # how long new work waits for an idle worker at most (plus the check's own read)
+
+
+def wait_for_work(stop: threading.Event, poll_seconds: float, ready: Callable[[], bool],
+                  check_seconds: float = CHECK_SECONDS) -> bool:
+    """Wait up to ``poll_seconds``; True as soon as ``ready()`` is, False on ``stop`` or at the poll.
+
+    A failing check (the database briefly away) ends the checks of this wait, which then runs to
+    its end: the loop's own claim reports the failure, once per poll rather than twenty times."""
+    deadline = time.monotonic() + poll_seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or stop.wait(min(check_seconds, remaining)):
+            return False
+        try:
+            if ready():
+                return True
+        except Exception:
+            log.debug("Wazzup24 worker: the check for new work failed; waiting for the poll", exc_info=True)
+            stop.wait(max(0.0, deadline - time.monotonic()))
+            return False
