@@ -21,8 +21,8 @@ def idle_worker(outbox_ctx, monkeypatch):
     """Start the worker with a poll it never reaches; returns once it has claimed, found nothing, and
     started checking for new work: its checks and claims, counted. Stopped at the test's end."""
     checking = threading.Event()
-    counts = {"checks": 0, "claims": 0}
-    look, claim = outbox.anything_to_claim, outbox.claim_due_rows
+    counts = {"checks": 0, "claims": 0, "media claims": 0}
+    look, claim, media_claim = outbox.anything_to_claim, outbox.claim_due_rows, media_download.claim_due
 
     def counted_look(ctx):
         counts["checks"] += 1
@@ -33,8 +33,13 @@ def idle_worker(outbox_ctx, monkeypatch):
         counts["claims"] += 1
         return claim(*args, **kwargs)
 
+    def counted_media_claim(*args, **kwargs):
+        counts["media claims"] += 1
+        return media_claim(*args, **kwargs)
+
     monkeypatch.setattr(outbox, "anything_to_claim", counted_look)
     monkeypatch.setattr(outbox, "claim_due_rows", counted_claim)
+    monkeypatch.setattr(media_download, "claim_due", counted_media_claim)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(outbox_ctx, stop),
                               kwargs={"poll_seconds": NEVER, "check_seconds": 0.01})
@@ -65,17 +70,34 @@ def test_an_idle_worker_sends_a_message_queued_after_its_last_look_without_waiti
     assert sent == ["on its way"]
 
 
-def test_a_chats_queued_messages_go_one_after_another_without_a_poll_between_them(
+def test_a_message_queued_behind_one_in_flight_goes_as_soon_as_that_one_settles(
         helpdesk, outbox_ctx, clock, make_wazzup_chat, wazzup_api, wazzup_url, idle_worker):
-    """Each waits for the one before it to settle; the next is taken as soon as it has."""
+    """An agent's file queued behind the chat's message that a send request is attempting: the
+    worker cannot take it while that one is in flight, and takes it once it settles, not a poll later."""
     sent, done = [], threading.Event()
-    _accepting(wazzup_api, wazzup_url, sent, done, expected=3)
+    _accepting(wazzup_api, wazzup_url, sent, done)
     chat = make_wazzup_chat()
+    o = get_state(helpdesk).tables["outbox"]
     with helpdesk.db.write() as tx:
-        for n in range(3):
-            outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner=None, text=f"part {n}")
-    assert done.wait(10), f"only {sent} went out before the poll"
-    assert sent == ["part 0", "part 1", "part 2"]
+        in_flight = outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner="a send request",
+                                   text="in flight")
+        _queue_in(tx, outbox_ctx, clock, chat, "behind it")
+    checked = idle_worker["checks"]
+    _wait_for_checks(idle_worker, checked + 5)
+    assert sent == []
+    with helpdesk.db.write() as tx:  # the request's attempt settles (as outbox.attempt records it)
+        tx.conn.execute(sa.update(o).where(o.c.message_id == in_flight)
+                        .values(state="done", lease_owner=None, lease_until=None))
+    assert done.wait(10), "the message behind it waited for the worker's poll"
+    assert sent == ["behind it"]
+
+
+def _wait_for_checks(counts: dict, at_least: int) -> None:
+    for _ in range(1000):  # bounded: ten seconds
+        if counts["checks"] >= at_least:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"the worker checked {counts['checks']} times, not {at_least}")
 
 
 def test_an_idle_worker_downloads_a_customers_photo_without_waiting_for_its_poll(
@@ -106,16 +128,11 @@ def test_an_idle_worker_does_not_claim_a_message_held_behind_its_chats_earlier_o
         tx.conn.execute(sa.update(o).where(o.c.message_id == first)
                         .values(attempts=1, next_attempt_at=clock() + timedelta(minutes=5)))
         _queue_in(tx, outbox_ctx, clock, chat, "second")
-    checked = idle_worker["checks"]
-    for _ in range(500):  # until the worker has checked a few times more
-        if idle_worker["checks"] >= checked + 5:
-            break
-        threading.Event().wait(0.01)
-    assert idle_worker["checks"] >= checked + 5
+    _wait_for_checks(idle_worker, idle_worker["checks"] + 5)
     assert idle_worker["claims"] == claims and sent == []
     clock.advance(5 * 60)  # the backoff is over: the next check finds the first message due
     assert done.wait(10)
-    assert sent == ["first"]
+    assert sent[0] == "first"
 
 
 def _queue(helpdesk, ctx, clock, chat, text="on its way") -> int:
@@ -201,3 +218,82 @@ def test_a_failing_check_waits_for_the_poll_instead_of_asking_again():
     threading.Timer(0.2, stop.set).start()  # the poll below is never reached: the stop ends the wait
     assert wakeup.wait_for_work(stop, NEVER, broken, check_seconds=0.001) is False
     assert stop.is_set() and len(calls) == 1
+
+
+def test_an_idle_worker_with_nothing_to_download_claims_no_media(idle_worker):
+    claims = idle_worker["media claims"]
+    _wait_for_checks(idle_worker, idle_worker["checks"] + 5)
+    assert idle_worker["media claims"] == claims
+
+
+def _failing_claim(calls: list):
+    def claim(*args, **kwargs):
+        calls.append(1)
+        raise sa.exc.OperationalError("UPDATE", {}, Exception("database or disk is full"))
+
+    return claim
+
+
+def _run_worker(ctx, seconds: float, poll_seconds: float) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(ctx, stop),
+                              kwargs={"poll_seconds": poll_seconds, "check_seconds": 0.01})
+    thread.start()
+    stop.wait(seconds)
+    stop.set()
+    thread.join(20)
+    assert not thread.is_alive()
+
+
+def test_a_claim_that_fails_while_reads_work_is_tried_once_a_poll(
+        helpdesk, outbox_ctx, clock, make_wazzup_chat, monkeypatch):
+    """A full disk or a read-only standby: the check finds the message due, every claim fails. The
+    worker claims (and logs the failure) once a poll, not at every check."""
+    _queue(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    claims = []
+    monkeypatch.setattr(outbox, "claim_due_rows", _failing_claim(claims))
+    _run_worker(outbox_ctx, 1.2, poll_seconds=0.5)
+    assert 2 <= len(claims) <= 4, f"{len(claims)} failing claims in 1.2 s with a poll of 0.5 s"
+
+
+def test_a_media_claim_that_fails_while_reads_work_is_tried_once_a_poll(
+        outbox_ctx, deliver, payload, monkeypatch):
+    assert deliver(payload("incoming_image")).status_code == 200
+    claims = []
+    monkeypatch.setattr(media_download, "claim_due", _failing_claim(claims))
+    _run_worker(outbox_ctx, 1.2, poll_seconds=0.5)
+    assert 2 <= len(claims) <= 4, f"{len(claims)} failing media claims in 1.2 s with a poll of 0.5 s"
+
+
+def test_a_row_another_transaction_locks_is_claimed_once_a_poll(
+        helpdesk, outbox_ctx, clock, make_wazzup_chat, monkeypatch, engine):
+    """PostgreSQL: the check reads a locked row as due and free; the claim's SKIP LOCKED passes over it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks that a read does not see: PostgreSQL")
+    first = _queue(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    claims, claim = [], outbox.claim_due_rows
+
+    def counted(*args, **kwargs):
+        rows = claim(*args, **kwargs)
+        claims.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(outbox, "claim_due_rows", counted)
+    o = get_state(helpdesk).tables["outbox"]
+    with engine.connect() as other, other.begin():  # e.g. a transaction settling the row, still open
+        other.execute(sa.select(o.c.message_id).where(o.c.message_id == first).with_for_update())
+        _run_worker(outbox_ctx, 1.2, poll_seconds=0.5)
+    assert sum(claims) == 0 and 2 <= len(claims) <= 4, f"{len(claims)} claims in 1.2 s with a poll of 0.5 s"
+
+
+def test_a_slow_check_is_made_less_often():
+    """A check that reads through a long backlog takes at most about a tenth of the idle time."""
+    calls = []
+
+    def slow():
+        calls.append(1)
+        threading.Event().wait(0.02)
+        return False
+
+    assert wakeup.wait_for_work(threading.Event(), 0.6, slow, check_seconds=0.001) is False
+    assert len(calls) <= 5, f"{len(calls)} checks of 20 ms in 0.6 s"

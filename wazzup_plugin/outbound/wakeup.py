@@ -20,6 +20,9 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 0.05  # how long new work waits for an idle worker at most (plus the check's own read)
+# A check takes at most about a tenth of the idle time: a chat's thousands of messages held behind its
+# first one (in its backoff during an outage) are read through by every check, as by every claim.
+SLOW_CHECK_FACTOR = 10
 
 
 def wait_for_work(stop: threading.Event, poll_seconds: float, ready: Callable[[], bool],
@@ -29,10 +32,12 @@ def wait_for_work(stop: threading.Event, poll_seconds: float, ready: Callable[[]
     A failing check (the database briefly away) ends the checks of this wait, which then runs to
     its end: the loop's own claim reports the failure, once per poll rather than twenty times."""
     deadline = time.monotonic() + poll_seconds
+    interval = check_seconds
     while True:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or stop.wait(min(check_seconds, remaining)):
+        if remaining <= 0 or stop.wait(min(interval, remaining)):
             return False
+        started = time.monotonic()
         try:
             if ready():
                 return True
@@ -40,3 +45,32 @@ def wait_for_work(stop: threading.Event, poll_seconds: float, ready: Callable[[]
             log.debug("Wazzup24 worker: the check for new work failed; waiting for the poll", exc_info=True)
             stop.wait(max(0.0, deadline - time.monotonic()))
             return False
+        interval = max(check_seconds, (time.monotonic() - started) * SLOW_CHECK_FACTOR)
+
+
+class IdleWait:
+    """An idle loop's wait between claims: :func:`wait_for_work`, but the whole poll once a check
+    found work that the claim after it did not take, until a claim takes something again.
+
+    Then the check and the claim disagree: a row another transaction holds (PostgreSQL: the read
+    sees it free, the claim's ``SKIP LOCKED`` passes over it), or a claim that fails while reads
+    work (a full disk, a read-only standby, a lock timeout). Checking on would claim, and fail,
+    twenty times a second; the loop polls as it did before checks, and one claim a poll tells
+    when the two agree again."""
+
+    def __init__(self, stop: threading.Event, poll_seconds: float, ready: Callable[[], bool],
+                 check_seconds: float = CHECK_SECONDS):
+        self.stop, self.poll_seconds, self.ready, self.check_seconds = stop, poll_seconds, ready, check_seconds
+        self.woken = False     # the last wait ended on a check that found work
+        self.polling = False   # a check and its claim disagreed, and no claim has taken anything since
+
+    def after_claim(self, took_any: bool) -> None:
+        if took_any:
+            self.polling = False
+        elif self.woken:
+            self.polling = True
+        if self.polling:
+            self.woken = False
+            self.stop.wait(self.poll_seconds)
+        else:
+            self.woken = wait_for_work(self.stop, self.poll_seconds, self.ready, self.check_seconds)

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -93,10 +94,12 @@ def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: 
     """The worker's media thread: downloads of its own, so a slow store (a large file may take minutes,
     ``media.download.lease_seconds``) never holds back the agents' queued messages."""
     helpdesk, table = ctx.helpdesk, ctx.state.tables["media"]
+    idle = wakeup.IdleWait(stop, poll_seconds, lambda: media_download.anything_due(helpdesk.db, table, helpdesk.clock()),
+                           check_seconds)
     while not stop.is_set():
-        if download_due_media(ctx, owner, stop) < media_download.BATCH:
-            wakeup.wait_for_work(stop, poll_seconds, lambda: media_download.anything_due(
-                helpdesk.db, table, helpdesk.clock()), check_seconds)
+        claimed = download_due_media(ctx, owner, stop)
+        if claimed < media_download.BATCH:
+            idle.after_claim(claimed > 0)
 
 
 def housekeeping(ctx) -> None:
@@ -108,9 +111,9 @@ def housekeeping(ctx) -> None:
             log.exception("Wazzup24 outbox housekeeping failed")
 
 
-# Between purges of old Idempotency-Keys and uploaded files: by the clock, since a busy worker, woken
-# as work comes (``wakeup``), may loop many times a second.
-HOUSEKEEPING_EVERY = timedelta(minutes=5)
+# Seconds between purges of old Idempotency-Keys and uploaded files: timed (monotonic), not counted
+# in loops, since a busy worker, woken as work comes (``wakeup``), may loop many times a second.
+HOUSEKEEPING_EVERY = 300.0
 
 
 def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 10,
@@ -119,6 +122,7 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
     (``wakeup``: a read every ``check_seconds``)."""
     owner = worker_id()
     housekept_at = None
+    idle = wakeup.IdleWait(stop, poll_seconds, lambda: outbox.anything_to_claim(ctx), check_seconds)
     # ``status`` calls the worker alive while its beat is younger than 3 times this: the poll
     # interval, or the heartbeat's own (a write every loop would cost SQLite a write lock a second).
     beat_every = max(timedelta(seconds=poll_seconds), heartbeats.WORKER_EVERY)
@@ -137,11 +141,11 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
-        if housekept_at is None or ctx.clock() - housekept_at >= HOUSEKEEPING_EVERY:  # at start, then by the clock
-            housekept_at = ctx.clock()
+        if housekept_at is None or time.monotonic() - housekept_at >= HOUSEKEEPING_EVERY:  # at start, then by time
+            housekept_at = time.monotonic()
             housekeeping(ctx)
         if len(outcomes) < batch:
-            wakeup.wait_for_work(stop, poll_seconds, lambda: outbox.anything_to_claim(ctx), check_seconds)
+            idle.after_claim(bool(outcomes))
     # A download in progress ends within its budget; what it claimed but did not start is released.
     media.join(media_download.budget_seconds(ctx.state.settings) + 5)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})
