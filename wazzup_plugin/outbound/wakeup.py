@@ -2,8 +2,8 @@
 
 Waiting the whole poll (1 s by default) between claims made an agent's file, a send answered with
 ``Prefer: respond-async`` and a customer's photo sit for up to that long before anything was done,
-and a chat's messages queued together went out one per poll (each waits for the one before it to
-settle). Between polls the worker now asks every ``CHECK_SECONDS`` whether a claim would take
+and a message queued behind its chat's message in flight waited for the poll after that one settled.
+Between polls the worker now asks every ``CHECK_SECONDS`` whether a claim would take
 something. The question is one read through the due index, with no lock and, on SQLite, no turn at
 the write lock; the claim, a write, still runs only when there is something to take. An idle
 worker costs the database about twenty indexed reads a second per thread, and the poll still paces
