@@ -53,3 +53,21 @@ def upload(client, auth):
                                     headers={**auth, "Content-Type": content_type, **(headers or {})})
 
     return post
+
+
+@pytest.fixture
+def queue(helpdesk, outbox_ctx, clock):
+    """``queue(chat, n)``: n messages stored for the outbox worker at once (as the send route stores a
+    file it sends through the worker), in one transaction: due together, claimed together; their ids.
+    ``texts=[…]`` gives their texts (and their number; else ``m0``, ``m1`` …); ``tx``: the caller's
+    transaction, to write something else in the same commit."""
+    from wazzup_plugin.outbound import outbox
+
+    def store(chat_id, n=1, *, texts=None, tx=None):
+        if tx is None:
+            with helpdesk.db.write() as tx:
+                return store(chat_id, n, texts=texts, tx=tx)
+        return [outbox.enqueue(tx, outbox_ctx, chat_id=chat_id, now=clock(), lease_owner=None, text=text)
+                for text in (texts if texts is not None else [f"m{i}" for i in range(n)])]
+
+    return store

@@ -446,13 +446,13 @@ def test_a_copys_token_is_masked_in_logs():
 
 
 def test_a_slow_media_download_does_not_hold_back_a_queued_message(deliver, payload, wazzup_api, wazzup_url,
-                                                                   outbox_ctx, make_wazzup_chat, helpdesk, clock):
+                                                                   outbox_ctx, make_wazzup_chat, queue):
     """The worker downloads in a thread of its own: while the store trickles a file (up to the
     download's whole budget), an agent's queued message still goes out at once."""
     import json
     import threading
 
-    from wazzup_plugin.outbound import outbox, worker
+    from wazzup_plugin.outbound import worker
 
     downloading, sent = threading.Event(), threading.Event()
 
@@ -473,9 +473,7 @@ def test_a_slow_media_download_does_not_hold_back_a_queued_message(deliver, payl
     running.start()
     try:
         assert downloading.wait(10), "the worker never started the download"
-        chat = make_wazzup_chat()
-        with helpdesk.db.write() as tx:  # as the send route queues a file for the worker
-            outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner=None, text="on its way")
+        queue(make_wazzup_chat(), texts=["on its way"])  # as the send route queues a file for the worker
         assert sent.wait(5), "the queued message waited for the media download"
     finally:
         sent.set()

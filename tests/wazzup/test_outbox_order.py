@@ -66,19 +66,6 @@ def crm_of(helpdesk):
     return crm
 
 
-@pytest.fixture
-def queue(helpdesk, outbox_ctx, clock):
-    """``queue(chat, n)``: n messages stored for the worker at once (as the send route stores a file
-    it sends through the worker), in one transaction: due together, claimed together."""
-
-    def store(chat_id, n=1):
-        with helpdesk.db.write() as tx:
-            return [outbox.enqueue(tx, outbox_ctx, chat_id=chat_id, now=clock(), lease_owner=None, text=f"m{i}")
-                    for i in range(n)]
-
-    return store
-
-
 def status(helpdesk, message_id):
     m = helpdesk.tables.messages
     with helpdesk.db.read() as conn:

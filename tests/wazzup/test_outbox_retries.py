@@ -449,14 +449,14 @@ def test_wazzups_201_after_the_lease_ran_out_is_recorded_and_nothing_is_sent_aga
 
 
 def test_a_message_whose_channel_list_cannot_be_read_backs_off_and_fails_after_the_hour(
-        make_wazzup_chat, wazzup_api, wazzup_url, network_error, outbox_ctx, clock, helpdesk, outbox_row):
+        make_wazzup_chat, queue, wazzup_api, wazzup_url, network_error, outbox_ctx, clock, helpdesk, outbox_row):
     """No channel stored for the chat, none configured, and GET /v3/channels refused: each attempt
     fails before the send call. It still counts, so the retries back off and the hour ends it (it
     used to be retried every 2 s for ever, holding its chat back)."""
     gets = []
     wazzup_api.add_callback("GET", f"{wazzup_url}/v3/channels",
                             callback=lambda request: gets.append(request) or network_error("refused"))
-    message_id = _queue_for_the_worker(helpdesk, outbox_ctx, clock, make_wazzup_chat(channel_id=None))
+    (message_id,) = queue(make_wazzup_chat(channel_id=None))
     _run_worker_until_done(outbox_ctx, clock, outbox_row, message_id)
     stored = message(helpdesk, message_id)
     assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
@@ -465,23 +465,17 @@ def test_a_message_whose_channel_list_cannot_be_read_backs_off_and_fails_after_t
 
 @pytest.mark.parametrize("settings", [{"WAZZUP24_API_URL": "https://api.wazzup.test"}])  # no API key
 def test_a_message_queued_before_the_api_key_was_removed_fails_after_the_hour_saying_why(
-        settings, make_wazzup_chat, outbox_ctx, clock, helpdesk, outbox_row):
+        settings, make_wazzup_chat, queue, outbox_ctx, clock, helpdesk, outbox_row):
     """The worker runs without WAZZUP24_API_KEY (removed after the message was queued): nothing can
     go out. The hour rule ends the wait as for any message Wazzup never took (it would otherwise
     hold its chat back, and go out however late once a key is back), and the agent reads why."""
     assert outbox_ctx.client is None
-    message_id = _queue_for_the_worker(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    (message_id,) = queue(make_wazzup_chat())
     row = _run_worker_until_done(outbox_ctx, clock, outbox_row, message_id)
     stored = message(helpdesk, message_id)
     assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
     assert "WAZZUP24_API_KEY is not set" in stored.error_text
     assert clock() - row.created_at < timedelta(hours=1, minutes=5)
-
-
-def _queue_for_the_worker(helpdesk, ctx, clock, chat) -> int:
-    """A message stored for the outbox worker to send (as files and async sends are)."""
-    with helpdesk.db.write() as tx:
-        return outbox.enqueue(tx, ctx, chat_id=chat, now=clock(), lease_owner=None, text="waiting")
 
 
 def _run_worker_until_done(ctx, clock, outbox_row, message_id, runs=200):

@@ -62,16 +62,16 @@ def _accepting(wazzup_api, wazzup_url, sent: list, done: threading.Event, expect
 
 
 def test_an_idle_worker_sends_a_message_queued_after_its_last_look_without_waiting_for_its_poll(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat, wazzup_api, wazzup_url, idle_worker):
+        make_wazzup_chat, queue, wazzup_api, wazzup_url, idle_worker):
     sent, done = [], threading.Event()
     _accepting(wazzup_api, wazzup_url, sent, done)
-    _queue(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    queue(make_wazzup_chat(), texts=["on its way"])
     assert done.wait(10), "the queued message waited for the worker's poll"
     assert sent == ["on its way"]
 
 
 def test_a_message_queued_behind_one_in_flight_goes_as_soon_as_that_one_settles(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat, wazzup_api, wazzup_url, idle_worker):
+        helpdesk, outbox_ctx, clock, make_wazzup_chat, queue, wazzup_api, wazzup_url, idle_worker):
     """An agent's file queued behind the chat's message that a send request is attempting: the
     worker cannot take it while that one is in flight, and takes it once it settles, not a poll later."""
     sent, done = [], threading.Event()
@@ -81,7 +81,7 @@ def test_a_message_queued_behind_one_in_flight_goes_as_soon_as_that_one_settles(
     with helpdesk.db.write() as tx:
         in_flight = outbox.enqueue(tx, outbox_ctx, chat_id=chat, now=clock(), lease_owner="a send request",
                                    text="in flight")
-        _queue_in(tx, outbox_ctx, clock, chat, "behind it")
+        queue(chat, texts=["behind it"], tx=tx)
     checked = idle_worker["checks"]
     _wait_for_checks(idle_worker, checked + 5)
     assert sent == []
@@ -115,7 +115,7 @@ def test_an_idle_worker_downloads_a_customers_photo_without_waiting_for_its_poll
 
 
 def test_an_idle_worker_does_not_claim_a_message_held_behind_its_chats_earlier_one(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat, wazzup_api, wazzup_url, idle_worker):
+        helpdesk, clock, make_wazzup_chat, queue, wazzup_api, wazzup_url, idle_worker):
     """The earlier message waits in its backoff: the checks find nothing to take, so the worker
     neither claims (a write) nor calls Wazzup until the backoff ends."""
     sent, done = [], threading.Event()
@@ -124,10 +124,9 @@ def test_an_idle_worker_does_not_claim_a_message_held_behind_its_chats_earlier_o
     o = get_state(helpdesk).tables["outbox"]
     claims = idle_worker["claims"]
     with helpdesk.db.write() as tx:  # one commit: the worker never sees the first one due
-        first = _queue_in(tx, outbox_ctx, clock, chat, "first")
+        first, _ = queue(chat, texts=["first", "second"], tx=tx)
         tx.conn.execute(sa.update(o).where(o.c.message_id == first)
                         .values(attempts=1, next_attempt_at=clock() + timedelta(minutes=5)))
-        _queue_in(tx, outbox_ctx, clock, chat, "second")
     _wait_for_checks(idle_worker, idle_worker["checks"] + 5)
     assert idle_worker["claims"] == claims and sent == []
     clock.advance(5 * 60)  # the backoff is over: the next check finds the first message due
@@ -135,17 +134,8 @@ def test_an_idle_worker_does_not_claim_a_message_held_behind_its_chats_earlier_o
     assert sent[0] == "first"
 
 
-def _queue(helpdesk, ctx, clock, chat, text="on its way") -> int:
-    with helpdesk.db.write() as tx:  # as the send route queues a file or a respond-async send
-        return _queue_in(tx, ctx, clock, chat, text)
-
-
-def _queue_in(tx, ctx, clock, chat, text):
-    return outbox.enqueue(tx, ctx, chat_id=chat, now=clock(), lease_owner=None, text=text)
-
-
 def test_anything_to_claim_is_true_only_when_a_claim_would_take_a_row(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat):
+        helpdesk, outbox_ctx, clock, make_wazzup_chat, queue):
     o = get_state(helpdesk).tables["outbox"]
 
     def change(message_id, **values):
@@ -154,11 +144,11 @@ def test_anything_to_claim_is_true_only_when_a_claim_would_take_a_row(
 
     assert not outbox.anything_to_claim(outbox_ctx)
     chat = make_wazzup_chat()
-    first = _queue(helpdesk, outbox_ctx, clock, chat, "first")
+    (first,) = queue(chat)
     assert outbox.anything_to_claim(outbox_ctx)
     change(first, lease_owner="another worker", lease_until=clock() + timedelta(minutes=1))
     assert not outbox.anything_to_claim(outbox_ctx), "a row another worker holds"
-    second = _queue(helpdesk, outbox_ctx, clock, chat, "second")
+    (second,) = queue(chat)
     assert not outbox.anything_to_claim(outbox_ctx), "a row behind its chat's earlier one"
     change(first, lease_owner=None, lease_until=None, next_attempt_at=clock() + timedelta(seconds=30))
     assert not outbox.anything_to_claim(outbox_ctx), "its chat's first row waits in its backoff"
@@ -245,11 +235,10 @@ def _run_worker(ctx, seconds: float, poll_seconds: float) -> None:
     assert not thread.is_alive()
 
 
-def test_a_claim_that_fails_while_reads_work_is_tried_once_a_poll(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat, monkeypatch):
+def test_a_claim_that_fails_while_reads_work_is_tried_once_a_poll(outbox_ctx, make_wazzup_chat, queue, monkeypatch):
     """A full disk or a read-only standby: the check finds the message due, every claim fails. The
     worker claims (and logs the failure) once a poll, not at every check."""
-    _queue(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    queue(make_wazzup_chat())
     claims = []
     monkeypatch.setattr(outbox, "claim_due_rows", _failing_claim(claims))
     _run_worker(outbox_ctx, 1.2, poll_seconds=0.5)
@@ -266,11 +255,11 @@ def test_a_media_claim_that_fails_while_reads_work_is_tried_once_a_poll(
 
 
 def test_a_row_another_transaction_locks_is_claimed_once_a_poll(
-        helpdesk, outbox_ctx, clock, make_wazzup_chat, monkeypatch, engine):
+        helpdesk, outbox_ctx, make_wazzup_chat, queue, monkeypatch, engine):
     """PostgreSQL: the check reads a locked row as due and free; the claim's SKIP LOCKED passes over it."""
     if engine.dialect.name != "postgresql":
         pytest.skip("row locks that a read does not see: PostgreSQL")
-    first = _queue(helpdesk, outbox_ctx, clock, make_wazzup_chat())
+    (first,) = queue(make_wazzup_chat())
     claims, claim = [], outbox.claim_due_rows
 
     def counted(*args, **kwargs):

@@ -604,13 +604,11 @@ def _unknown(message_id: int) -> Outcome:
 
 def _not_sent_within_the_hour(message_id: int, last_error: str | None) -> Outcome:
     """The hour rule's verdict, with the last attempt's reason (Wazzup unreachable, no API key…)."""
-    if not last_error:  # a row from before the reasons were kept
-        return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
+    text = (f"Not sent within an hour: nothing went out. The last attempt: {last_error.rstrip('.')}. "
+            "Resend it once that is fixed." if last_error else  # else a row from before the reasons were kept
             "Not sent within an hour: Wazzup could not be reached, and nothing went out. Resend it when Wazzup "
-            "is back."))
-    return Outcome("failed", message_id, error_code="NOT_SENT", error_text=(
-        f"Not sent within an hour: nothing went out. The last attempt: {last_error.rstrip('.')}. "
-        "Resend it once that is fixed."))
+            "is back.")
+    return Outcome("failed", message_id, error_code="NOT_SENT", error_text=text)
 
 
 def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | None = None,
