@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 
 import pytest
@@ -69,3 +70,45 @@ def test_an_odd_status_is_quarantined_and_the_other_statuses_and_messages_are_ke
     assert parked == {s["messageId"] for n, s in enumerate(statuses) if n != 2}
     assert [(q["section"], q["wazzup_message_id"]) for q in quarantined] == [("statuses", statuses[2]["messageId"])]
     assert "status" in quarantined[0]["reason"]
+
+
+def test_an_item_nested_as_deep_as_the_parser_goes_is_quarantined_and_the_good_message_stored(client, helpdesk):
+    # The deepest body the webhook still parses: the deeper ones are refused whole (400, not JSON).
+    # Writing that item back out for the quarantine runs deeper in the stack than parsing it did.
+    good = incoming_message(channel_id=CHANNEL_ID, chat_id=phone(5), text="kept", message_id=str(uuid.uuid4()))
+    odd = incoming_message(channel_id=CHANNEL_ID, chat_id=phone(6), text="odd", message_id=str(uuid.uuid4()))
+    head = json.dumps(delivery(messages=[good, dict(odd, contact="DEEP")]))
+    head, tail = head.split('"DEEP"')
+    for depth in range(sys.getrecursionlimit(), 0, -1):
+        result = client.simulate_post("/api/webhook", body=head + "[" * depth + "]" * depth + tail,
+                                      headers={"Content-Type": "application/json"})
+        if result.status_code != 400:
+            break
+
+    assert result.status_code == 200, result.text
+    tables = get_state(helpdesk).tables
+    with helpdesk.db.read() as conn:
+        stored = set(conn.execute(sa.select(tables["messages"].c.wazzup_message_id)).scalars())
+        quarantined = conn.execute(sa.select(tables["quarantine"])).mappings().all()
+    assert stored == {good["messageId"]}
+    assert [q["wazzup_message_id"] for q in quarantined] == [odd["messageId"]]
+    kept = json.loads(quarantined[0]["item"])
+    assert kept["messageId"] == odd["messageId"] and "contact" in quarantined[0]["reason"]
+
+
+def test_an_item_too_deep_to_write_out_is_kept_cut_at_64_levels():
+    from wazzup_plugin.inbound.parse import CUT, raw_json
+
+    item = {"messageId": "m-1", "contact": []}
+    inner = item["contact"]
+    for _ in range(sys.getrecursionlimit() * 2):
+        inner.append([])
+        inner = inner[0]
+
+    kept = json.loads(raw_json(item))
+
+    assert kept["messageId"] == "m-1"
+    level, depth = kept["contact"], 1
+    while level != CUT:
+        level, depth = level[0], depth + 1
+    assert depth == 64

@@ -315,11 +315,33 @@ NOTICE_KEYS = ("createContact", "createDeal", "templateStatus")
 def raw_json(item) -> str:
     """An item as JSON text for storage, exactly as received: readable (no ``\\u`` escapes for
     Cyrillic) unless it holds a lone surrogate, which no database stores as text; then every
-    non-ASCII character is escaped, which keeps it exactly (a NUL is always escaped)."""
-    text = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
-    if not is_clean(text):
-        text = json.dumps(item, ensure_ascii=True, sort_keys=True, default=str)
+    non-ASCII character is escaped, which keeps it exactly (a NUL is always escaped).
+
+    An item nested nearly as deep as the JSON parser goes cannot be written back out from where
+    the webhook stands in the stack (``RecursionError``): it is kept cut at ``KEPT_DEPTH`` levels
+    rather than failing the whole delivery, whose good items would then never be stored."""
+    try:
+        text = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+        if not is_clean(text):
+            text = json.dumps(item, ensure_ascii=True, sort_keys=True, default=str)
+    except RecursionError:
+        text = json.dumps(_cut_deep(item, KEPT_DEPTH), ensure_ascii=True, sort_keys=True, default=str)
     return text
+
+
+KEPT_DEPTH = 64        # Wazzup's items nest four levels at most
+CUT = "<nested deeper than this: not kept>"
+
+
+def _cut_deep(value, levels: int):
+    """``value`` with every list or object below ``levels`` levels replaced by :data:`CUT`."""
+    if not isinstance(value, (dict, list)):
+        return value
+    if levels <= 0:
+        return CUT
+    if isinstance(value, dict):
+        return {key: _cut_deep(inner, levels - 1) for key, inner in value.items()}
+    return [_cut_deep(inner, levels - 1) for inner in value]
 
 
 def _reason(error: ValidationError) -> str:
