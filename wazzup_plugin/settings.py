@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from wazzup_plugin.host import DEFAULT_REQUEST_TIMEOUT
+from wazzup_plugin.shown_urls import mask_url
 
 DEFAULT_API_URL = "https://api.wazzup24.com"
 # The longest the outbox's rate limiter waits for a free call (wazzup_plugin/outbound/context.py).
@@ -74,7 +75,8 @@ def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | N
     except ValueError:  # e.g. an unclosed IPv6 bracket
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"{name} must be an http(s) URL, got {raw!r}")
+        # a mistyped URL may still hold its credentials: the error is shown masked
+        raise SettingsError(f"{name} must be an http(s) URL, got {mask_url(raw)!r}")
     return raw
 
 
@@ -186,7 +188,7 @@ def _public_url(env: Mapping[str, str], webhook_url: str | None) -> str | None:
     if parts.query or parts.fragment or "@" in parts.netloc or len(raw) > MAX_PUBLIC_URL:
         raise SettingsError(f"{PUBLIC_URL} must be the helpdesk's public http(s) address, e.g. "
                             f"https://helpdesk.example.com, with no query, fragment or credentials and at most "
-                            f"{MAX_PUBLIC_URL} characters; got {_without_credentials(parts)!r}")
+                            f"{MAX_PUBLIC_URL} characters; got {mask_url(raw)[:MAX_PUBLIC_URL + 20]!r}")
     return raw.rstrip("/")
 
 
@@ -207,11 +209,6 @@ def _media_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
                             f"domain's subdomains, no scheme, port or path), e.g. {DEFAULT_MEDIA_HOSTS}; "
                             f"got {', '.join(repr(h) for h in bad) or repr(raw)}")
     return hosts
-
-
-def _without_credentials(parts) -> str:
-    """A URL as an error message may show it: a password in it stays out of logs and terminals."""
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()[:MAX_PUBLIC_URL + 20]
 
 
 def attempt_seconds(connect_timeout: float, read_timeout: float) -> float:

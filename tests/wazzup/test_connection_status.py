@@ -140,6 +140,32 @@ def test_our_webhook_registered_with_an_old_secret_is_degraded_and_says_what_to_
     assert "an-old-secret-0123456789" not in json.dumps(report)
 
 
+def test_another_integrations_webhook_is_shown_without_its_credentials(client, auth, wazzup_api, wazzup_url,
+                                                                         api_payload):
+    """Every agent reads the report: a CRM's URL at Wazzup may hold that CRM's credentials anywhere."""
+    theirs = "https://crmuser:hunter2pass@crm.other.example/amo/hook/3f9a8b7c6d5e4f3a2b1c?access_token=ABCDEF123456"
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json={**api_payload("webhooks_ours"), "webhooksUri": theirs})
+    report = connection(client, auth)
+    assert report["webhook"]["registration"] == "other"
+    assert report["webhook"]["registered_url"] == "https://***@crm.other.example/amo/hook/***?access_token=***"
+    for secret in ("crmuser", "hunter2pass", "3f9a8b7c6d5e4f3a2b1c", "ABCDEF123456"):
+        assert secret not in json.dumps(report)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://u:p%40ss@h.example/hook", "https://***@h.example/hook"),
+    ("https://h.example/hook?apiKey=k1&X-Signature=s1&sid=s2&page=2",
+     "https://h.example/hook?apiKey=***&X-Signature=***&sid=***&page=2"),
+    ("https://h.example/wazzup24-hook/550e8400-e29b-41d4-a716-446655440000",
+     "https://h.example/wazzup24-hook/***"),
+    ("https://h.example/api/v3/webhooks#token=abc", "https://h.example/api/v3/webhooks"),
+    ("http://[::1/hook?token=abc", "***"),
+])
+def test_shown_urls_mask_userinfo_credential_parameters_and_generated_path_segments(url, shown):
+    assert mask_url(url) == shown
+
+
 def test_a_channel_that_needs_a_person_and_has_chats_makes_the_report_degraded_naming_it(
         client, auth, wazzup_api, wazzup_url, api_payload, make_wazzup_chat):
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=[

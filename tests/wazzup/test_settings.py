@@ -21,6 +21,18 @@ def test_a_rate_limit_over_wazzups_500_is_refused():
         WazzupSettings.from_env({"WAZZUP24_RATE_LIMIT": "501"})
 
 
+@pytest.mark.parametrize("name, value", [
+    ("WAZZUP24_WEBHOOK_URL", "htps://helpdesk.example/api/webhook?token=Sup3rSecretTokenValue123"),
+    ("WAZZUP24_API_URL", "ftp://user:Sup3rSecretTokenValue123@api.example/v3"),
+    ("WAZZUP24_PUBLIC_URL", "https://user:Sup3rSecretTokenValue123@helpdesk.example"),
+])
+def test_a_mistyped_url_setting_is_refused_without_showing_its_credentials(name, value):
+    with pytest.raises(SettingsError, match=name) as refused:
+        WazzupSettings.from_env({name: value})
+    assert "Sup3rSecretTokenValue123" not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
 @pytest.mark.parametrize("limit, window, most", [(450, 5.0, 495), (500, 5.0, 550), (450, 1.0, 2295), (50, 1.0, 255)])
 def test_the_most_calls_in_any_five_seconds_counts_the_slots_a_span_overlaps(limit, window, most):
     assert most_in_any_span(limit, window) == most

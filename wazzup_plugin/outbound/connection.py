@@ -76,7 +76,7 @@ def _ask_wazzup(ctx) -> dict:
     s = ctx.settings
     ours = with_secret(s.webhook_url, s.webhook_secret) if s.webhook_url else None
     report = {
-        "status": "ok", "configured": s.configured, "key_valid": None, "api_url": s.api_url, "latency_ms": None,
+        "status": "ok", "configured": s.configured, "key_valid": None, "api_url": mask_url(s.api_url), "latency_ms": None,
         "channels": [], "stored_channel_states": [], "selected_channel": None,
         "webhook": {"our_url": mask_url(ours, s.webhook_secret), "registered_url": None, "registration": None,
                     "protected": bool(s.webhook_secret)},

@@ -6,19 +6,17 @@ string within its 200-character limit). Wherever a URL is shown, the secret is m
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from wazzup_plugin.client import WazzupApiError
+from wazzup_plugin.shown_urls import mask_url
 
 MAX_URL = 200
 TOKEN_PARAM = "token"
-MASK = "***"
 SUBSCRIPTIONS = {"messagesAndStatuses": True, "channelsUpdates": True,
                  "contactsAndDealsCreation": False, "templateStatus": False}
-_SECRET_PARAMS = re.compile(r"(?i)^(token|secret|key|api_?key|crm_?key|k)$")
 
 
 def new_secret() -> str:
@@ -33,20 +31,6 @@ def with_secret(url: str, secret: str | None) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != TOKEN_PARAM]
     query.append((TOKEN_PARAM, secret))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def mask_url(url: str | None, *known_secrets: str | None) -> str | None:
-    """The URL with secret-looking query values (and any known secret) replaced by ``***``."""
-    if not url:
-        return url
-    for secret in known_secrets:
-        if secret:
-            url = url.replace(secret, MASK)
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [(k, MASK if _SECRET_PARAMS.match(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def _without_secret(url: str) -> tuple[str, str | None]:
