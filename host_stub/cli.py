@@ -99,14 +99,14 @@ def _database_problem(exc) -> str:
     """An OperationalError worded for the operator: the setting, its URL without the password, the reason."""
     import sqlalchemy as sa
 
-    from host_stub.config import DEFAULT_DATABASE_URL
+    from host_stub.config import DEFAULT_DATABASE_URL, shown_database_url
 
     raw = os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     try:
         parsed = sa.engine.make_url(raw)
         url, password = parsed.render_as_string(hide_password=True), parsed.password
     except Exception:  # not parseable: Config.validate names it; never echo what may hold a password
-        url, password = "<unparseable URL>", None
+        url, password = shown_database_url(raw), None
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
     if password:
         reason = reason.replace(str(password), "***")

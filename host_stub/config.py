@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from dotenv import dotenv_values
 
 from host_stub.errors import StartupError
@@ -23,6 +24,15 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # kills what is left). The default covers a plugin's slowest call out (Wazzup24: 5 s to connect,
 # 20 s to read, 3 s for its rate limiter, a margin) with room to spare.
 DEFAULT_REQUEST_TIMEOUT, MIN_REQUEST_TIMEOUT = 60, 10
+
+
+def shown_database_url(raw: str) -> str:
+    """A database URL as messages may show it: its password (everything before the host) masked,
+    even when the URL does not parse."""
+    scheme, sep, rest = raw.rpartition("://")
+    if "@" not in rest:
+        return raw
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 def read_environment(environ: Mapping[str, str] | None = None, dotenv_path: str | os.PathLike | None = ".env"):
@@ -91,9 +101,14 @@ class Config:
         if "://" not in self.database_url:
             raise StartupError(
                 f"HELPDESK_DATABASE_URL must be a database URL such as sqlite:///helpdesk.sqlite3 "
-                f"or postgresql+psycopg://user@host/db, got {self.database_url!r}")
+                f"or postgresql+psycopg://user@host/db, got {shown_database_url(self.database_url)!r}")
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise StartupError("HELPDESK_DATABASE_URL must point at SQLite or PostgreSQL")
+        try:
+            sa.engine.make_url(self.database_url)
+        except (ValueError, sa.exc.ArgumentError) as exc:  # e.g. a port that is not a number
+            raise StartupError(f"HELPDESK_DATABASE_URL is not a valid database URL ({exc}): "
+                               f"{shown_database_url(self.database_url)!r}") from None
         if self.log_level not in LOG_LEVELS:
             raise StartupError(f"HELPDESK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
