@@ -373,15 +373,21 @@ def test_an_edit_that_brings_new_media_downloads_it_again(deliver, payload, medi
     assert (media_row().state, media_row().content_type) == ("stored", "application/pdf")
 
 
-def test_a_stored_html_file_is_served_as_bytes_to_download(deliver, payload, media_row, download, wazzup_api, client):
-    uri = "https://store.wazzup24.com/abc/?filename=page.html"
+@pytest.mark.parametrize("name, declared", [
+    ("page.html", "text/html"), ("drawing.svg", "image/svg+xml"), ("evil.js", "text/javascript"),
+    ("evil.mjs", "text/javascript"), ("look.css", "text/css"), ("code.wasm", "application/wasm"),
+    ("noextension", "application/javascript"),
+])
+def test_a_stored_file_a_browser_would_run_is_served_as_bytes_to_download(deliver, payload, media_row, download,
+                                                                          wazzup_api, client, name, declared):
+    uri = f"https://store.wazzup24.com/abc/?filename={name}"
     deliver(_image_delivery(payload, uri))
-    wazzup_api.get(uri, body=b"<script>alert(1)</script>", content_type="text/html")
+    wazzup_api.get(uri, body=b"<script>alert(1)</script>", content_type=declared)
 
     download()
 
     row = media_row()
-    served = client.simulate_get(f"/wazzup24/media/{row.token}/page.html")
+    served = client.simulate_get(f"/wazzup24/media/{row.token}/{name}")
     assert served.headers["Content-Type"] == "application/octet-stream"
     assert served.headers["Content-Disposition"].startswith("attachment;")
 

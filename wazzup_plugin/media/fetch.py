@@ -171,9 +171,17 @@ def declared_type(header: str | None) -> str | None:
     return mime if len(mime) <= MAX_TYPE and _MIME.fullmatch(mime) and mime != "application/octet-stream" else None
 
 
+# What a customer's file may be served as from our origin: pictures, sound, video and the documents
+# agents may send. Anything else (HTML, SVG, XML, but also JavaScript, CSS, WebAssembly, which the
+# page's own ``script-src 'self'`` would accept from this origin) is served as bytes to download.
+SERVED_AS_ITSELF = frozenset(rules.MIME_BY_EXTENSION.values())
+BYTES = "application/octet-stream"
+
+
 def served_type(name: str | None, declared: str | None) -> str:
-    """The type the copy is served as: the name's, else the store's; never one a browser would run
-    on our origin (HTML, SVG, XML are served as bytes to download)."""
+    """The type the copy is served as: the name's, else the store's, when it is one of
+    :data:`SERVED_AS_ITSELF` or a picture, sound or video a browser does not run; else bytes."""
     guessed = mimetypes.guess_type(name)[0] if name else None
-    mime = guessed or declared or "application/octet-stream"
-    return "application/octet-stream" if rules.is_active(mime) else mime
+    mime = guessed or declared or BYTES
+    media = mime.split("/", 1)[0] in ("image", "audio", "video") and not rules.is_active(mime)
+    return mime if media or mime in SERVED_AS_ITSELF else BYTES
