@@ -166,3 +166,23 @@ def test_the_control_api_shows_the_webhook_secret_masked(sandbox_client, sandbox
     sandbox.webhook_uri = "http://127.0.0.1:8000/api/webhook?token=whsec-0123456789abcdef&x=1"
     shown = sandbox_client.simulate_get("/_sandbox/config").json
     assert shown["webhooksUri"] == "http://127.0.0.1:8000/api/webhook?token=***&x=1"
+
+
+@pytest.mark.parametrize("headers, body, status", [
+    ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, '{"text": "from a web page"}', 403),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, "text=from+a+form", 415),
+    ({"Content-Type": "text/plain"}, '{"text": "not sent as JSON"}', 415),
+    ({"Content-Type": "application/json", "Origin": "http://evil.example"}, '{"text": "cross-site"}', 403),
+])
+def test_the_control_api_refuses_what_a_web_page_could_send(sandbox_client, hook, headers, body, status):
+    result = sandbox_client.simulate_post("/_sandbox/customer-messages", body=body, headers=headers)
+    assert result.status_code == status, result.text
+    assert hook.posted() == []
+    assert sandbox_client.simulate_post("/_sandbox/reset", headers={"Origin": "http://evil.example"}).status_code == 403
+
+
+def test_the_control_api_takes_json_from_scripts_and_its_own_origin(sandbox_client, hook):
+    own = sandbox_client.simulate_post("/_sandbox/customer-messages", json={"text": "hi"},
+                                       headers={"Origin": "http://falconframework.org"})
+    assert own.status_code == 201, own.text
+    assert sandbox_client.simulate_post("/_sandbox/reset").status_code in (200, 204)

@@ -128,13 +128,36 @@ class Gate:
         resp.complete = True
 
 
+class ControlGuard:
+    """Falcon middleware for the control API (``/_sandbox``), which has no key: no web page may drive it.
+
+    A page a developer visits could otherwise post customer messages into their helpdesk (with the
+    webhook secret attached by the sandbox), reset it or set faults: a form or ``text/plain`` post
+    needs no preflight. Browsers name the page's origin on such requests; the CLI and scripts do not.
+    """
+
+    SAFE = ("GET", "HEAD", "OPTIONS")
+
+    def process_request(self, req, resp):
+        if not req.path.startswith("/_sandbox") or req.method in self.SAFE:
+            return
+        origin = req.get_header("Origin")
+        if origin is not None and origin.lower() != req.prefix.lower():
+            raise falcon.HTTPForbidden(title="sandbox", description=(
+                f"the control API takes no requests from web pages (Origin: {origin}); use the CLI or a script"))
+        has_body = (req.content_length or 0) > 0 or req.get_header("Transfer-Encoding") is not None
+        if has_body and (req.content_type or "").split(";", 1)[0].strip().lower() != falcon.MEDIA_JSON:
+            raise falcon.HTTPUnsupportedMediaType(title="sandbox", description=(
+                f"the body must be JSON sent as {falcon.MEDIA_JSON}, got {req.content_type or 'no Content-Type'}"))
+
+
 def create_sandbox_app(config: SandboxConfig | None = None, *, clock: Callable[[], datetime] | None = None,
                        http: requests.Session | None = None, start_sender: bool = True,
                        sleep: Callable[[float], None] = time.sleep) -> SandboxApp:
     """The sandbox app; ``app.sandbox`` holds its state. With ``start_sender`` a background thread posts
     webhook deliveries as they fall due; without it, call ``app.sandbox.sender.pump()``."""
     sandbox = Sandbox(config or SandboxConfig(), clock or utc_now, http or requests.Session())
-    app = SandboxApp(middleware=[Gate(sandbox, sleep)])
+    app = SandboxApp(middleware=[ControlGuard(), Gate(sandbox, sleep)])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_route("/v3/channels", ChannelsResource(sandbox))
     app.add_route("/v3/message", MessageResource(sandbox))
