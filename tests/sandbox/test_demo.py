@@ -110,6 +110,13 @@ def test_the_demo_keeps_its_secrets_and_credentials_across_runs(tmp_path):
     assert oct((tmp_path / "data" / ".env").stat().st_mode & 0o777) == "0o600"
 
 
+def test_the_demos_data_folder_is_the_users_alone(tmp_path):
+    (tmp_path / "data" / "logs").mkdir(parents=True, mode=0o755)   # left by an older demo
+    Demo(tmp_path / "data", "127.0.0.1", 8000, 8100, "helpdesk-stub").prepare()
+    for folder in (tmp_path / "data", tmp_path / "data" / "logs"):
+        assert oct(folder.stat().st_mode & 0o777) == "0o700", folder
+
+
 def test_the_demo_never_passes_the_callers_wazzup_settings_on(tmp_path, monkeypatch):
     monkeypatch.setenv("WAZZUP24_API_KEY", "a-real-production-key")
     monkeypatch.setenv("WAZZUP24_API_URL", "https://api.wazzup24.com")

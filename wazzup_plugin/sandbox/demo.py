@@ -150,6 +150,10 @@ class Demo:
 
     def prepare(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The database holds the agents' password hashes and the customers' messages, the logs their
+        # traffic: the folder is the user's alone, as .env and demo.json are (an older one is fixed).
+        for folder in (self.data, self.logs):
+            folder.chmod(0o700)
         self.db_file = self.data / "helpdesk.sqlite3"
         fresh = not self.db_file.exists()
         old = {} if fresh else read_env_file(self.data / ".env")
