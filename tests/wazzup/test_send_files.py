@@ -284,6 +284,14 @@ def test_send_with_file_id_sends_the_public_url_and_stores_the_file_message(send
             message["content_uri"]) == ("accepted", "image", "photo.png", "image/png", uploaded["url"])
 
 
+def test_a_sent_file_reads_in_the_chat_list_as_a_received_one_does(send_file, chat, uploaded, wazzup_api,
+                                                                    wazzup_url, client, auth):
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    send_file(chat, uploaded["id"])
+    shown = client.simulate_get(f"/api/chats/{chat}", headers=auth).json
+    assert shown["last_message_preview"] == "[Image] photo.png"
+
+
 def test_a_file_send_waits_for_the_worker_and_calls_wazzup_only_from_it(send, chat, uploaded, wazzup_api):
     # Wazzup downloads the file from us before it answers: the web request must not be the one waiting.
     result = send(chat, {"file_id": uploaded["id"]})
@@ -385,4 +393,4 @@ def test_a_text_sent_while_a_file_waits_in_the_outbox_goes_out_after_it(send, ch
 def test_a_wrong_public_address_is_refused_without_showing_its_password():
     with pytest.raises(SettingsError) as refused:
         WazzupSettings.from_env({"WAZZUP24_PUBLIC_URL": "https://admin:S3cretPass@desk.example.com"})
-    assert "S3cretPass" not in str(refused.value) and "https://desk.example.com" in str(refused.value)
+    assert "S3cretPass" not in str(refused.value) and "https://***@desk.example.com" in str(refused.value)

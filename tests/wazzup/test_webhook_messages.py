@@ -81,6 +81,22 @@ def test_every_documented_type_is_stored_and_shown(deliver, payload, wazzup_rows
     assert wazzup_rows.chats()[0]["last_message_preview"]
 
 
+@pytest.mark.parametrize("name, change, shown", [
+    ("incoming_vcard", {"contentUri": None, "text": "BEGIN:VCARD\nVERSION:3.0\nFN;CHARSET=UTF-8:Анна Смирнова\n"
+                                                    "TEL:+79990001122\nEND:VCARD"}, "[Contact card] Анна Смирнова"),
+    ("incoming_vcard", {}, "[Contact card] contact.vcf"),
+    ("incoming_geo", {}, "[Location] 55.751244, 37.618423"),
+])
+def test_a_contact_card_or_a_location_reads_as_such_in_the_chat_list(deliver, payload, wazzup_rows, name, change,
+                                                                      shown):
+    body = payload(name)
+    body["messages"][0].update({k: v for k, v in change.items() if v is not None})
+    for key in [k for k, v in change.items() if v is None]:
+        body["messages"][0].pop(key)
+    assert deliver(body).status_code == 200
+    assert wazzup_rows.chats()[0]["last_message_preview"] == shown
+
+
 def test_media_message_gets_its_mime_type_from_the_file_name(deliver, payload, wazzup_rows):
     deliver(payload("incoming_image"))
     assert wazzup_rows.messages()[0]["content_type"] == "image/jpeg"

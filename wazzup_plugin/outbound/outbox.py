@@ -49,6 +49,7 @@ from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, 
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
 from wazzup_plugin.outbound.channels import (ChannelNeedsAPerson, ChannelSelectionError, needs_a_person,
                                               select_channel, what_to_do)
+from wazzup_plugin.inbound.message_rows import preview as chat_preview
 from wazzup_plugin.inbound.parked import apply_parked, send_settled
 from wazzup_plugin.statuses import TIMESTAMP_COLUMN, TRANSITIONS, can_move
 from wazzup_plugin.store_common import built
@@ -181,7 +182,8 @@ def enqueue(tx, ctx, *, chat_id: int, now: datetime, lease_owner: str | None, te
         written["row"] = _AttemptRow(**{
             **{c.name: None for c in o.c}, **outbox_row, "m_status": "queued", "m_text": text,
             "m_content_uri": content_uri, "m_author_agent_id": author_agent_id})
-    preview = (text or content_name or content_uri or "")[:200]
+    # The chat list reads a sent file as it reads a received one ("[Document] invoice.pdf").
+    preview = chat_preview(text, message_type, content_name) if text or content_name else (content_uri or "")[:200]
     tx.conn.execute(built(chats, "enqueue", lambda: sa.update(chats).where(chats.c.id == sa.bindparam("b_id")).values(
         last_message_at=sa.bindparam("b_at", type_=chats.c.last_message_at.type),
         last_activity_at=sa.bindparam("b_at", type_=chats.c.last_activity_at.type),
