@@ -968,10 +968,17 @@
       box.appendChild(renderContact(m, uri));
       return box;
     } else if (type === "missing_call") {
+      // Its stored text, for hosts that show text only, is these same words: drawn once.
       box.appendChild(el("p", "msg-placeholder msg-call", "Missed call"));
+      return box;
+    } else if (m.text && type !== "unsupported" && type !== "unknown") {
+      box.appendChild(renderText(m.text));   // a type this page does not draw, with its text (a template)
+      return box;
     } else {
+      // The text stored for a message the messenger sent without one names what it was.
       box.appendChild(el("p", "msg-placeholder",
-        "This message (" + type + ") cannot be shown here; open it in the messenger."));
+        m.text || "This message (" + type + ") cannot be shown here; open it in the messenger."));
+      return box;
     }
     if (m.text) box.appendChild(renderText(m.text, "msg-text msg-caption"));
     return box;

@@ -85,6 +85,20 @@ def test_an_incoming_message_appears_live_and_opening_the_chat_marks_it_read(sig
     expect(item.locator(".badge")).to_have_count(0)                 # read while the agent looks at it
 
 
+def test_a_missed_call_and_an_unsupported_message_show_their_placeholder_once(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    for kind in ("missing_call", "unsupported"):
+        live.sandbox("POST", "/_sandbox/customer-messages",
+                     json={"type": kind, "chatId": phone, "name": "Gleb Calls", "wait": True})
+    open_chat(page, "Gleb Calls")
+    call = page.locator(".msg[data-type='missing_call']")
+    expect(call).to_have_count(1)
+    expect(call.locator(".msg-content")).to_have_text("Missed call")
+    unsupported = page.locator(".msg[data-type='unsupported'] .msg-content")
+    expect(unsupported).to_have_text("[A message of a type Wazzup does not support: open it on the phone]")
+
+
 def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
     page = signed_in
     phone = new_phone()
