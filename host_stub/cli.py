@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -68,6 +70,8 @@ def main(argv=None) -> None:
     for key, value in read_environment().items():
         if key.startswith(("HELPDESK_", "WAZZUP24_")):
             os.environ.setdefault(key, value)
+    sqlite_file = _sqlite_file()
+    existed = sqlite_file is not None and sqlite_file.exists()
     try:
         cli = build_cli(get_plugin_manager())
         cli.main(args=argv, prog_name="helpdesk-stub", standalone_mode=False)
@@ -82,8 +86,13 @@ def main(argv=None) -> None:
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
-    except _operational_error() as exc:
-        click.echo(f"Error: {_database_problem(exc)}", err=True)
+    except _database_errors() as exc:
+        missing = _missing_table(exc)
+        if missing is None and not isinstance(exc, _operational_error()):
+            raise
+        if missing is not None and sqlite_file is not None and not existed:
+            _remove_if_empty(sqlite_file)
+        click.echo(f"Error: {_not_set_up(missing, sqlite_file) if missing else _database_problem(exc)}", err=True)
         sys.exit(2)
 
 
@@ -93,6 +102,59 @@ def _operational_error():
     import sqlalchemy as sa
 
     return sa.exc.OperationalError
+
+
+def _database_errors():
+    import sqlalchemy as sa
+
+    return (sa.exc.OperationalError, sa.exc.ProgrammingError)
+
+
+def _missing_table(exc) -> str | None:
+    """The table a statement found missing (SQLite, PostgreSQL), else None."""
+    found = re.search(r'no such table: (\w+)|relation "(\w+)" does not exist', str(getattr(exc, "orig", None) or exc))
+    return (found.group(1) or found.group(2)) if found else None
+
+
+def _sqlite_file():
+    """The SQLite file HELPDESK_DATABASE_URL names (made absolute from the current folder), else None."""
+    import sqlalchemy as sa
+
+    from host_stub.config import DEFAULT_DATABASE_URL
+
+    raw = os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    try:
+        url = sa.engine.make_url(raw)
+    except Exception:  # Config.validate words it
+        return None
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).resolve()
+
+
+def _remove_if_empty(sqlite_file) -> None:
+    """Remove a SQLite database this command made by connecting (no tables), with its side files
+    (WAL, shared memory, the host's writers' lock): a command run in the wrong folder leaves nothing."""
+    import sqlite3
+
+    if not sqlite_file.exists():
+        return
+    with sqlite3.connect(sqlite_file) as conn:
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            return
+    conn.close()
+    for suffix in ("", "-wal", "-shm", "-journal", "-writers"):
+        sqlite_file.with_name(sqlite_file.name + suffix).unlink(missing_ok=True)
+
+
+def _not_set_up(table: str, sqlite_file) -> str:
+    """A command run against a database the helpdesk has not set up: usually the wrong folder."""
+    where = (f"{sqlite_file}, from HELPDESK_DATABASE_URL as read in {Path.cwd()}" if sqlite_file is not None
+             else "HELPDESK_DATABASE_URL")
+    return (f"the database at {where} is not set up for the helpdesk (table {table} is missing). Run this "
+            "command where the helpdesk's .env is (the demo's: its data folder, e.g. `cd demo-data`), or set "
+            "HELPDESK_DATABASE_URL; a new database is set up by `helpdesk-stub db upgrade` (serve does it "
+            "when it starts)")
 
 
 def _database_problem(exc) -> str:

@@ -210,6 +210,24 @@ def test_a_database_that_does_not_exist_is_named_as_the_setting(cli_env, capsys,
     assert "s3cret-pw" not in err
 
 
+def test_a_command_run_where_no_helpdesk_database_is_says_where_to_run_it_and_leaves_no_file(cli_env, capsys,
+                                                                                              tmp_path):
+    # No HELPDESK_DATABASE_URL: the default, helpdesk.sqlite3 in the current folder, which has none.
+    err = _refusal(capsys, ("tokens", "create", "alice"))
+    assert f"the database at {tmp_path / 'helpdesk.sqlite3'}, from HELPDESK_DATABASE_URL as read in {tmp_path}" in err
+    assert "is not set up for the helpdesk (table agents is missing)" in err
+    assert "`helpdesk-stub db upgrade`" in err and "cd demo-data" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_missing_table_is_recognised_on_both_databases():
+    from host_stub.cli import _missing_table
+
+    assert _missing_table(Exception("no such table: wazzup_outbox")) == "wazzup_outbox"
+    assert _missing_table(Exception('relation "agents" does not exist\nLINE 1: SELECT ...')) == "agents"
+    assert _missing_table(Exception("disk I/O error")) is None
+
+
 def test_a_log_file_in_a_missing_directory_is_refused_naming_the_setting(cli_env, capsys, tmp_path):
     log_file = tmp_path / "no-such-dir" / "helpdesk.log"
     os.environ.update({**cli_env, "HELPDESK_LOG_FILE": str(log_file)})
