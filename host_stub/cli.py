@@ -66,10 +66,14 @@ def main(argv=None) -> None:
     from host_stub.config import read_environment
     from host_stub.plugins import get_plugin_manager
 
-    # .env may name the plugins to enable; the environment wins over it.
-    for key, value in read_environment().items():
-        if key.startswith(("HELPDESK_", "WAZZUP24_")):
-            os.environ.setdefault(key, value)
+    try:
+        # .env may name the plugins to enable; the environment wins over it.
+        for key, value in read_environment().items():
+            if key.startswith(("HELPDESK_", "WAZZUP24_")):
+                os.environ.setdefault(key, value)
+    except StartupError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
     sqlite_file = _sqlite_file()
     existed = sqlite_file is not None and sqlite_file.exists()
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from host_stub.errors import StartupError
 
@@ -39,9 +40,25 @@ def read_environment(environ: Mapping[str, str] | None = None, dotenv_path: str 
     """The settings mapping: the ``.env`` file's values, overridden by the real environment."""
     values: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
+        _refuse_unreadable_lines(Path(dotenv_path))
         values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     values.update(os.environ if environ is None else environ)
     return values
+
+
+def _refuse_unreadable_lines(path: Path) -> None:
+    """A line python-dotenv cannot read (an unclosed quote) is skipped with a warning, and the setting
+    on it is then missing, reported as \"not set\": name the file, the line and the setting instead.
+    The value is not shown: it may be a secret."""
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                statement = binding.original.string
+                name = statement.split("=", 1)[0].strip() if "=" in statement else ""
+                setting = f" ({name}=…)" if name.isidentifier() else ""
+                raise StartupError(
+                    f"{path} line {binding.original.line}{setting} cannot be read: check its quotes "
+                    "(a value with spaces or # goes in quotes, and every quote opened is closed)")
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -102,8 +119,12 @@ class Config:
             raise StartupError(
                 f"HELPDESK_DATABASE_URL must be a database URL such as sqlite:///helpdesk.sqlite3 "
                 f"or postgresql+psycopg://user@host/db, got {shown_database_url(self.database_url)!r}")
+        if self.database_url.startswith("postgres:"):  # the spelling many hosting providers hand out
+            raise StartupError("HELPDESK_DATABASE_URL starts with postgres://, which SQLAlchemy does not read: "
+                               "write postgresql+psycopg:// instead (the rest stays as it is)")
         if not self.database_url.startswith(("sqlite", "postgresql")):
-            raise StartupError("HELPDESK_DATABASE_URL must point at SQLite or PostgreSQL")
+            raise StartupError("HELPDESK_DATABASE_URL must point at SQLite (sqlite:///…) or PostgreSQL "
+                               "(postgresql+psycopg://…)")
         try:
             sa.engine.make_url(self.database_url)
         except (ValueError, sa.exc.ArgumentError) as exc:  # e.g. a port that is not a number

@@ -129,6 +129,13 @@ def test_main_reads_dotenv_for_the_commands(cli_env, tmp_path, capsys):
     assert (tmp_path / "from-dotenv.sqlite3").exists()
 
 
+def test_an_unreadable_dotenv_line_is_named_without_its_value(cli_env, tmp_path, capsys):
+    (tmp_path / ".env").write_text('HELPDESK_LOG_LEVEL=INFO\nWAZZUP24_API_KEY="s3cret-key-value\nWAZZUP24_CHANNEL_ID=x\n')
+    err = _refusal(capsys, ("plugins",))
+    assert "Error: .env line 2 (WAZZUP24_API_KEY=…) cannot be read: check its quotes" in err
+    assert "s3cret-key-value" not in err and "python-dotenv" not in err
+
+
 def test_main_reports_a_startup_error_clearly(cli_env, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HELPDESK_PLUGINS", "telegram")
     with pytest.raises(SystemExit) as exit_info:
