@@ -190,6 +190,7 @@ def _database_problem(exc) -> str:
 @click.pass_obj
 def serve(obj: CliContext, host, port, workers, no_background, migrate):
     helpdesk = obj.helpdesk()  # validates settings and plugins before anything starts
+    _refuse_a_busy_address(host, port)
     from host_stub.migrate import check_schema, upgrade
 
     if migrate:
@@ -217,6 +218,26 @@ def serve(obj: CliContext, host, port, workers, no_background, migrate):
     # gunicorn gives up on its requests after `seconds`; a background worker finishes its call in as
     # long. serve waits a little longer before it kills what is left.
     _supervise(procs, stop_seconds=seconds + STOP_MARGIN_SECONDS)
+
+
+def _refuse_a_busy_address(host: str, port: int) -> None:
+    """Say so before starting anything: gunicorn would retry, log five tracebacks and exit, after
+    serve had said it was listening."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: connections a previous run left in TIME_WAIT do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server "
+                                   "there? choose another port with --port)") from None
 
 
 STOP_MARGIN_SECONDS = 5

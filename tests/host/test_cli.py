@@ -111,6 +111,22 @@ def test_serve_defaults_to_port_8000(run):
     assert "8000" in result.output and "--no-workers" in result.output and "--workers" in result.output
 
 
+def test_serve_on_a_busy_port_says_so_before_starting_anything(run, monkeypatch):
+    import socket
+    import subprocess as sp
+
+    started = []
+    monkeypatch.setattr(sp, "Popen", lambda *a, **k: started.append(a))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), "--no-migrate")
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert "--port" in result.output and started == []
+
+
 def test_dotenv_is_read_and_the_environment_wins(cli_env, tmp_path, monkeypatch):
     from host_stub.config import Config
 
