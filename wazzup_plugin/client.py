@@ -257,6 +257,21 @@ class WazzupClient:
                     extra={"context": {"operation": operation, "outcome": outcome,
                                        "latency_ms": self.last_latency_ms}})
 
+    def _unreachable(self, exc: requests.RequestException) -> str:
+        """Which side of the call failed, as far as the error tells: a name that does not resolve or a
+        refused connection is this server's network (or WAZZUP24_API_URL), not Wazzup's answer."""
+        connect, read = self.timeout
+        if isinstance(exc, requests.ConnectTimeout):
+            return f"connecting to Wazzup timed out after {connect:g} s (this server's network or firewall?)"
+        if isinstance(exc, requests.Timeout):
+            return f"Wazzup timed out: no answer within {read:g} s"
+        chain = list(_reason_chain(exc))
+        if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+            return "the helpdesk could not find Wazzup's server: its name does not resolve (DNS, or no network)"
+        if any(isinstance(e, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)) for e in chain):
+            return "the helpdesk could not connect to Wazzup (refused or unreachable: this server's network?)"
+        return "the connection to Wazzup broke off"
+
     def _exchange(self, method: str, path: str, *, json_body=None, operation: str, lenient: bool = False,
                   budget_taken: bool = False):
         self.last_latency_ms = None  # this call's, or none: never the previous call's
@@ -271,8 +286,7 @@ class WazzupClient:
         except requests.RequestException as exc:
             self.last_latency_ms = None
             maybe_sent = classify_connection_error(exc) if method != "GET" else False
-            kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or lost the connection"
-            raise WazzupUnavailable(self.redact(f"Wazzup {kind} ({type(exc).__name__}) on {method} {path}"),
+            raise WazzupUnavailable(self.redact(f"{self._unreachable(exc)} ({type(exc).__name__}) on {method} {path}"),
                                     maybe_sent=maybe_sent, operation=operation) from None
         status = response.status_code
         try:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+import urllib3
 
 from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupClient, WazzupInvalidData,
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
@@ -55,6 +56,31 @@ def test_every_call_carries_the_bearer_key_and_both_timeouts(wazzup, wazzup_api,
     assert seen == {"auth": f"Bearer {API_KEY}", "timeout": (1.5, 7)}
     assert limiter.acquired == 1
     assert wazzup.last_latency_ms is not None
+
+
+def _name_not_resolving():
+    return requests.ConnectionError(urllib3.exceptions.NameResolutionError(
+        "api.wazzup24.com", None, socket.gaierror(-2, "Name or service not known")))
+
+
+def _refused():
+    return requests.ConnectionError(urllib3.exceptions.NewConnectionError(
+        None, "Failed to establish a new connection: [Errno 111] Connection refused"))
+
+
+@pytest.mark.parametrize("error, says", [
+    (_name_not_resolving, "the helpdesk could not find Wazzup's server: its name does not resolve (DNS, or no network)"),
+    (_refused, "the helpdesk could not connect to Wazzup (refused or unreachable: this server's network?)"),
+    (lambda: requests.ConnectTimeout("no SYN-ACK"), "connecting to Wazzup timed out after 1.5 s"),
+    (lambda: requests.ReadTimeout("no answer"), "Wazzup timed out: no answer within 7 s"),
+    (lambda: requests.ConnectionError("Connection reset by peer"), "the connection to Wazzup broke off"),
+])
+def test_a_call_that_reaches_no_answer_says_which_side_failed(wazzup, wazzup_api, wazzup_url, error, says):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", body=error())
+    with pytest.raises(WazzupUnavailable) as caught:
+        wazzup.channels()
+    assert caught.value.message.startswith(says), caught.value.message
+    assert caught.value.http_status is None
 
 
 def test_send_returns_wazzups_message_id(wazzup, wazzup_api, api_payload):

@@ -48,6 +48,7 @@ def test_no_network_is_error_with_the_reason(client, auth, wazzup_api, wazzup_ur
     report = connection(client, auth)
     assert (report["status"], report["key_valid"]) == ("error", None)
     assert "timed out" in report["reason"]
+    assert report["reason"].endswith(f"Check this server's network and WAZZUP24_API_URL ({wazzup_url})")
 
 
 def test_another_integrations_webhook_and_an_inactive_channel_are_degraded(

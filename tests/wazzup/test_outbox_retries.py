@@ -173,7 +173,7 @@ def test_surely_unsent_messages_fail_visibly_after_an_hour(send, chat, flaky, ou
     run_worker_for(outbox_ctx, clock, 3900, step=30)
     stored = message(helpdesk, result.json["id"])
     assert (stored.status, stored.error_code) == ("failed", "NOT_SENT")
-    assert "The last attempt: Wazzup could not connect" in stored.error_text  # why, for the agent
+    assert "The last attempt: the helpdesk could not connect to Wazzup" in stored.error_text  # why, for the agent
     assert sum(flaky.delivered.values()) == 0
 
 

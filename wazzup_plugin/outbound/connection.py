@@ -95,7 +95,10 @@ def _ask_wazzup(ctx) -> dict:
     try:
         channels = ctx.client.channels()
     except WazzupError as exc:
-        report.update(status="error", reason=exc.message, latency_ms=ctx.client.last_latency_ms)
+        reason = exc.message
+        if isinstance(exc, WazzupUnavailable) and exc.http_status is None:  # no answer at all
+            reason += f". Check this server's network and WAZZUP24_API_URL ({mask_url(s.api_url)})"
+        report.update(status="error", reason=reason, latency_ms=ctx.client.last_latency_ms)
         if isinstance(exc, WazzupAuthError):
             report["key_valid"] = False
         elif not isinstance(exc, WazzupUnavailable):
