@@ -81,6 +81,22 @@ def test_error_status_is_stored_as_failed_with_code_and_description(deliver, pay
     assert wazzup_rows.message("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")["status"] == "failed"
 
 
+def test_a_message_reported_failed_is_logged_with_its_ids_and_code_once(deliver, payload, wazzup_rows, outgoing_send,
+                                                                       chat_id, caplog):
+    send = outgoing_send(chat_id)
+    send.settle("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")
+    with caplog.at_level("INFO", logger="wazzup_plugin.inbound.webhook"):
+        deliver(payload("statuses_error"))
+        deliver(payload("statuses_error"))                      # Wazzup redelivers: nothing changes
+    message_id = wazzup_rows.message("f66c53a6-957a-46b2-b41b-5a2ef4844bcb")["id"]
+    [failed] = [r for r in caplog.records if r.getMessage() == "Wazzup24 message not delivered"]
+    assert failed.levelname == "WARNING"
+    assert failed.context == {"message_id": message_id, "wazzup_message_id": "f66c53a6-957a-46b2-b41b-5a2ef4844bcb",
+                              "error_code": "BAD_CONTACT"}
+    stored = [r for r in caplog.records if r.getMessage() == "webhook delivery stored"]
+    assert stored[0].context["message_ids"] == [message_id] and stored[1].context["message_ids"] == []
+
+
 def test_edited_status_marks_the_message_edited_without_changing_its_status(deliver, payload, wazzup_rows,
                                                                             outgoing_send, chat_id):
     send = outgoing_send(chat_id)

@@ -41,12 +41,13 @@ class StatusWrites:
         if unknown and allow_park:
             self._park([("status", r.message_id, None, f"s:{r.message_id}:{r.status}", r.raw)
                         for wid in unknown for r in by_id[wid]])
-        updates = []
+        changed = []
         for wid in sorted(by_id, key=lambda w: rows[w].id if w in rows else 0):
             if wid in rows:
                 change = self._status_change(rows[wid], by_id[wid], stamp_cols)
                 if change:
-                    updates.append(change)
+                    changed.append((wid, change))
+        updates = [change for _, change in changed]
         if not updates:
             return
         self.conn.execute(sa.update(m).where(m.c.id == sa.bindparam("b_id")).values(
@@ -58,6 +59,8 @@ class StatusWrites:
             **{col: sa.bindparam(f"b_{col}", type_=m.c[col].type) for col in stamp_cols}), updates)
         self.summary.statuses_applied += len(updates)
         self.summary.message_ids.update(u["b_id"] for u in updates)
+        self.summary.failed.extend((u["b_id"], wid, u["b_error_code"]) for wid, u in changed
+                                   if u["b_status"] == "failed" and rows[wid].status != "failed")
 
     def _status_change(self, row, reports: list[StatusReport], stamp_cols) -> dict | None:
         status = row.status

@@ -58,6 +58,8 @@ class Summary:
     chats_created: list[int] = field(default_factory=list)
     chat_ids: set[int] = field(default_factory=set)
     message_ids: set[int] = field(default_factory=set)
+    # (message id, Wazzup id, error code) of each message a status report turned failed: each is logged
+    failed: list[tuple] = field(default_factory=list)
 
     def add(self, other: "Summary") -> None:
         """Fold in what a later transaction of the same delivery did: lists and counts add up, sets
@@ -73,6 +75,7 @@ class Summary:
             "quarantined": self.quarantined, "channels": self.channels,
             "chats_created": self.chats_created[:limit], "chat_ids": sorted(self.chat_ids)[:limit],
             "wazzup_message_ids": (self.new + self.duplicates)[:limit],
+            "message_ids": sorted(self.message_ids)[:limit],
         }
 
 

@@ -93,6 +93,9 @@ class WebhookResource:
                      key, extra={"context": {"kind": key,  # the client's word, bounded: it reaches the log
                                              "source": source[:100] if isinstance(source, str) else None}})
         log.info("webhook delivery stored", extra={"context": context})
+        for message_id, wazzup_id, code in summary.failed:  # an agent's reply that never reached the customer
+            log.warning("Wazzup24 message not delivered", extra={"context": {
+                "message_id": message_id, "wazzup_message_id": wazzup_id, "error_code": code}})
         self._received()
         resp.media = {"ok": True, **{k: context[k] for k in (
             "new_messages", "duplicates", "statuses_applied", "parked", "quarantined", "channels")}}
