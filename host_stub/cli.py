@@ -78,7 +78,10 @@ def main(argv=None) -> None:
     existed = sqlite_file is not None and sqlite_file.exists()
     try:
         cli = build_cli(get_plugin_manager())
-        cli.main(args=argv, prog_name="helpdesk-stub", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="helpdesk-stub", standalone_mode=False)
+        # Out of standalone mode click returns the code of a command's ctx.exit(n) instead of raising.
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except StartupError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

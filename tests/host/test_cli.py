@@ -160,6 +160,30 @@ def test_main_reports_a_startup_error_clearly(cli_env, tmp_path, capsys, monkeyp
     assert "Error: HELPDESK_PLUGINS names telegram, which is not installed" in capsys.readouterr().err
 
 
+def test_main_exits_with_the_code_a_command_exits_with(cli_env, monkeypatch):
+    """A command (a plugin's too) may end with ctx.exit(n): the console script exits n, not 0."""
+    import click
+
+    import host_stub.cli
+
+    @click.command("give-up")
+    @click.pass_context
+    def give_up(ctx):
+        ctx.exit(3)
+
+    build = host_stub.cli.build_cli
+
+    def build_with_give_up(pm):
+        cli = build(pm)
+        cli.add_command(give_up)
+        return cli
+
+    monkeypatch.setattr(host_stub.cli, "build_cli", build_with_give_up)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["give-up"])
+    assert exit_info.value.code == 3
+
+
 def test_helpdesk_stub_console_script_runs(tmp_path):
     script = Path(sys.executable).parent / "helpdesk-stub"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
