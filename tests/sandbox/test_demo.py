@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
 from wazzup_plugin.sandbox.demo import Demo, read_env_file
 
 
@@ -108,6 +109,18 @@ def test_the_demo_keeps_its_secrets_and_credentials_across_runs(tmp_path):
     assert again.settings["WAZZUP24_API_URL"] == "http://127.0.0.1:8101"
     assert again.creds["password"] == "pw-123456"
     assert oct((tmp_path / "data" / ".env").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_demos_env_file_names_the_channel_its_helpdesk_sends_through(tmp_path):
+    """The CLI run from the data folder (test-connection, simulate-incoming) picks the running helpdesk's
+    channel, not an error about two active ones or a made-up channel."""
+    first = Demo(tmp_path / "data", "127.0.0.1", 8000, 8100, "helpdesk-stub")
+    first.prepare()
+    (tmp_path / "data" / "helpdesk.sqlite3").write_bytes(b"")
+    again = Demo(tmp_path / "data", "127.0.0.1", 8000, 8100, "helpdesk-stub")
+    again.prepare()
+    assert read_env_file(tmp_path / "data" / ".env")["WAZZUP24_CHANNEL_ID"] == DEFAULT_CHANNEL_ID
+    assert first.env["WAZZUP24_CHANNEL_ID"] == again.env["WAZZUP24_CHANNEL_ID"] == DEFAULT_CHANNEL_ID
 
 
 def test_the_demos_data_folder_is_the_users_alone(tmp_path):

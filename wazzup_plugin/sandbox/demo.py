@@ -167,6 +167,10 @@ class Demo:
             "WAZZUP24_WEBHOOK_SECRET": secret,
             "WAZZUP24_WEBHOOK_URL": f"{self.url}/api/webhook?token={secret}",
             "WAZZUP24_SANDBOX_URL": self.sandbox_url,
+            # The plain WhatsApp channel for a chat that names none (two active ones would leave it open); in
+            # .env too, so the CLI run from this folder (test-connection, simulate-incoming) agrees with the
+            # running helpdesk.
+            "WAZZUP24_CHANNEL_ID": DEFAULT_CHANNEL_ID,
             # The customers' media comes from the sandbox's store: the helpdesk downloads and keeps it.
             "WAZZUP24_MEDIA_HOSTS": f"{DEFAULT_MEDIA_HOSTS},{self.host}",
         }
@@ -177,8 +181,6 @@ class Demo:
         # (a real API key in the caller's .env must never meet the demo).
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HELPDESK_", "WAZZUP24_"))}
         self.env.update(self.settings)
-        # The plain WhatsApp channel for a chat that names none (two active ones would leave it open).
-        self.env["WAZZUP24_CHANNEL_ID"] = DEFAULT_CHANNEL_ID
 
     def save_creds(self) -> None:
         path = self.data / "demo.json"
