@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import responses
@@ -10,6 +12,12 @@ import responses
 from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
 
 HOOK = "https://crm.example.test/api/webhook"
+
+
+def helpdesk_stub() -> list[str]:
+    """The console script, run as a user runs it."""
+    script = Path(sys.executable).parent / "helpdesk-stub"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "host_stub"]
 
 
 class V3:

@@ -16,18 +16,15 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.sandbox.conftest import helpdesk_stub
 from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
 from wazzup_plugin.sandbox.demo import Demo, read_env_file
 
 
-def helpdesk_stub() -> list[str]:
-    script = Path(sys.executable).parent / "helpdesk-stub"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "host_stub"]
-
-
 class RunningDemo:
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen, env: dict[str, str]):
         self.proc = proc
+        self.env = env     # the user's environment: none of the demo's settings
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -56,7 +53,7 @@ def demo(tmp_path):
     proc = subprocess.Popen([*helpdesk_stub(), "demo", "--data-dir", str(tmp_path / "demo-data"), "--port", "0",
                              "--sandbox-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env, start_new_session=True)
-    running = RunningDemo(proc)
+    running = RunningDemo(proc, env)
     yield running
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -88,6 +85,16 @@ def test_demo_runs_the_product_and_a_customer_message_appears_through_the_api(de
     settings = read_env_file(tmp_path / "demo-data" / ".env")
     assert settings["WAZZUP24_API_URL"] == sandbox
     assert settings["WAZZUP24_WEBHOOK_URL"] == f"{url}/api/webhook?token={settings['WAZZUP24_WEBHOOK_SECRET']}"
+
+    # The commands the banner gives, pasted into a shell where the demo was started (no venv activated).
+    write = re.search(r"make a customer write:\n\s+(.+)", banner).group(1)
+    wrote = subprocess.run(["bash", "-c", write], cwd=tmp_path, env=demo.env, capture_output=True, text=True,
+                           timeout=60)
+    assert wrote.returncode == 0 and '"state": "delivered"' in wrote.stdout, wrote.stderr
+    check = re.search(r"run from its data folder, e.g.\n\s+(cd .+)", banner).group(1)
+    checked = subprocess.run(["bash", "-c", check], cwd=tmp_path, env=demo.env, capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0 and "Wazzup24 connection: OK" in checked.stdout, checked.stdout + checked.stderr
 
     os.killpg(demo.proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal does
     assert demo.proc.wait(timeout=60) == 0
@@ -121,6 +128,30 @@ def test_the_demos_env_file_names_the_channel_its_helpdesk_sends_through(tmp_pat
     again.prepare()
     assert read_env_file(tmp_path / "data" / ".env")["WAZZUP24_CHANNEL_ID"] == DEFAULT_CHANNEL_ID
     assert first.env["WAZZUP24_CHANNEL_ID"] == again.env["WAZZUP24_CHANNEL_ID"] == DEFAULT_CHANNEL_ID
+
+
+def test_the_banners_commands_run_the_demos_cli_from_where_the_user_is(tmp_path, monkeypatch):
+    exe = tmp_path / ".venv" / "bin" / "helpdesk-stub"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/helpdesk-stub", "demo"])
+
+    def banner() -> str:
+        lines = []
+        demo = Demo(Path("demo-data"), "127.0.0.1", 8000, 8101, "helpdesk-stub", out=lines.append)
+        demo.creds = {"agent": "demo", "password": "pw-123456", "token": "hdt_x"}
+        demo.banner()
+        return "\n".join(lines)
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))   # the README's way: no venv activated
+    shown = banner()
+    assert "\n              .venv/bin/helpdesk-stub wazzup24 sandbox-ctl --url http://127.0.0.1:8101 write 'Hello!'\n" \
+        in shown
+    assert "\n              cd demo-data && ../.venv/bin/helpdesk-stub wazzup24 test-connection\n" in shown
+    monkeypatch.setenv("PATH", str(exe.parent))             # the venv activated: the name finds it
+    assert "\n              cd demo-data && helpdesk-stub wazzup24 test-connection\n" in banner()
 
 
 def test_the_demos_data_folder_is_the_users_alone(tmp_path):

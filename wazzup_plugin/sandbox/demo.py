@@ -16,6 +16,8 @@ import json
 import os
 import random
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -88,6 +90,26 @@ def host_cli(prog: str) -> list[str]:
     return [sys.executable, sys.argv[0]]
 
 
+def running_executable(prog: str) -> Path | None:
+    """The host CLI's executable (its console script) that runs this demo, if there is one."""
+    for path in (sys.argv[0], Path(sys.executable).parent / prog, shutil.which(prog)):
+        if path and Path(path).name == prog and Path(path).is_file():
+            return Path(os.path.abspath(path))
+    return None
+
+
+def typed(prog: str, exe: Path | None, start: Path, home: Path) -> str:
+    """How a user in folder ``start`` types the host CLI: its name when the shell finds this one by it,
+    else its path, relative when both are under ``home`` (where the demo was started)."""
+    found = shutil.which(prog)
+    if exe is None or (found and os.path.samefile(found, exe)):
+        return prog
+    if exe.is_relative_to(home) and start.is_relative_to(home):
+        relative = os.path.relpath(exe, start)
+        return shlex.quote(relative if os.sep in relative else f".{os.sep}{relative}")
+    return shlex.quote(str(exe))
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     from dotenv import dotenv_values
 
@@ -129,6 +151,8 @@ def tail(path: Path, lines: int = 15) -> str:
 class Demo:
     def __init__(self, data_dir: Path, host: str, port: int, sandbox_port: int, prog: str, out=click.echo):
         self.data = data_dir.resolve()
+        self.home = Path.cwd()
+        self.prog = prog
         self.host = host
         self.port = port
         self.sandbox_port = sandbox_port
@@ -321,8 +345,14 @@ class Demo:
         out(f"  Sign in:    {self.creds['agent']} / {self.creds['password']}")
         out(f"  API token:  {self.creds['token']}")
         out(f"              curl -H 'Authorization: Bearer {self.creds['token']}' {self.url}/api/chats")
-        out(f"  Sandbox:    {self.sandbox_url}  (a local Wazzup24; make a customer write:")
-        out(f"              helpdesk-stub wazzup24 sandbox-ctl --url {self.sandbox_url} write 'Hello!')")
+        exe = running_executable(self.prog)
+        here = typed(self.prog, exe, self.home, self.home)
+        data = os.path.relpath(self.data, self.home) if self.data.is_relative_to(self.home) else str(self.data)
+        out(f"  Sandbox:    {self.sandbox_url}  (a local Wazzup24); make a customer write:")
+        out(f"              {here} wazzup24 sandbox-ctl --url {self.sandbox_url} write 'Hello!'")
+        out("  CLI:        commands that read the demo's settings run from its data folder, e.g.")
+        out(f"              cd {shlex.quote(data)} && {typed(self.prog, exe, self.data, self.home)} wazzup24 "
+            "test-connection")
         out(f"  Data:       {self.data}  (delete it to start over; logs in {self.logs})")
         out("Press Ctrl-C to stop.")
 
