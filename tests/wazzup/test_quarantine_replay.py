@@ -176,6 +176,20 @@ def test_replay_by_id_replays_only_the_items_named(run, quarantine, wazzup_rows)
     assert [r["id"] for r in wazzup_rows.table("quarantine")] == [two]
 
 
+def test_replaying_an_id_not_in_the_quarantine_says_so_and_exits_1(run, quarantine, wazzup_rows):
+    one = quarantine(_message(1, status="pending"))
+
+    result = run("quarantine", "replay", "--id", str(one), "--id", "99")
+
+    assert result.exit_code == 1, result.output
+    assert "replayed 1, still quarantined 0" in result.stdout
+    assert result.stderr.endswith("Error: not in the quarantine: #99 (replayed already, or no such item: "
+                                  "see `quarantine list`)\n")
+    assert [m["wazzup_message_id"] for m in wazzup_rows.messages()] == ["q-1"]
+    again = run("quarantine", "replay", "--id", str(one), "--json")
+    assert again.exit_code == 1 and json.loads(again.stdout)["missing_ids"] == [one], again.output
+
+
 def test_replay_asks_for_ids_or_all(run):
     for args in ((), ("--id", "1", "--all")):
         result = run("quarantine", "replay", *args)

@@ -218,7 +218,7 @@ def list_command(limit, section, as_json):
 
 @quarantine_group.command("replay", help="Parse quarantined items again and store those that fit now, exactly as "
                                          "the webhook would (a message stored already is a duplicate). Exit 1 "
-                                         "when some still do not fit.")
+                                         "when some still do not fit, or an --id is not in the quarantine.")
 @click.option("--id", "ids", multiple=True, type=click.IntRange(1), help="a quarantined item's id (repeatable)")
 @click.option("--all", "all_", is_flag=True, help="every quarantined item")
 @click.option("--batch", default=BATCH, show_default=True, type=click.IntRange(1, 5000),
@@ -240,7 +240,8 @@ def replay_command(ids, all_, batch, as_json):
         if report.kept_ids:
             click.echo(f"  still quarantined: {', '.join(f'#{i}' for i in report.kept_ids[:50])}"
                        f"{' …' if len(report.kept_ids) > 50 else ''} (see `quarantine list`)")
-        if report.missing_ids:
-            click.echo(f"  not in quarantine: {', '.join(f'#{i}' for i in report.missing_ids)}", err=True)
+    if report.missing_ids:
+        raise click.ClickException(f"not in the quarantine: {', '.join(f'#{i}' for i in report.missing_ids)} "
+                                   "(replayed already, or no such item: see `quarantine list`)")
     if report.still_quarantined:
         raise SystemExit(1)
