@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
+from click.testing import CliRunner
 
-from tests.sandbox.conftest import HOOK
+from tests.sandbox.conftest import HOOK, helpdesk_stub
+from wazzup_plugin.sandbox.cli import sandbox_ctl
 
 
 
@@ -133,10 +136,6 @@ def test_config_can_be_read_and_changed_but_not_broken(sandbox_client, sandbox):
 
 def test_the_cli_drives_a_running_sandbox(sandbox_server, webhook_receiver):
     """``helpdesk-stub wazzup24 sandbox-ctl`` against a real sandbox."""
-    from click.testing import CliRunner
-
-    from wazzup_plugin.sandbox.cli import sandbox_ctl
-
     sandbox_server.app.sandbox.register_webhook(webhook_receiver.url)
     runner = CliRunner()
     url = ["--url", sandbox_server.url]
@@ -150,7 +149,38 @@ def test_the_cli_drives_a_running_sandbox(sandbox_server, webhook_receiver):
     result = runner.invoke(sandbox_ctl, [*url, "received"])
     assert json.loads(result.output)["total"] == 0
     assert runner.invoke(sandbox_ctl, [*url, "reset"]).exit_code == 0
-    assert runner.invoke(sandbox_ctl, ["--url", "http://127.0.0.1:9", "received"]).exit_code != 0
+
+
+@pytest.mark.parametrize("args, description", [
+    (["config", "foo=1"], "unknown sandbox option 'foo'"),
+    (["fault", "slow"], "a slow fault needs seconds > 0"),
+    (["write", "Hello!"], "no webhook is registered (PATCH /v3/webhooks first)"),
+    (["status", "m-1", "seen"], "give messageId and a status (sent, delivered, read, error, edited)"),
+])
+def test_a_call_the_sandbox_refuses_is_an_error_on_stderr(sandbox_server, args, description):
+    result = CliRunner().invoke(sandbox_ctl, ["--url", sandbox_server.url, *args])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {description}\n")
+
+
+def test_the_console_script_exits_1_when_the_sandbox_refuses_a_call(sandbox_server):
+    done = subprocess.run([*helpdesk_stub(), "wazzup24", "sandbox-ctl", "--url", sandbox_server.url, "config",
+                           "foo=1"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert done.stderr.endswith("Error: unknown sandbox option 'foo'\n"), done.stderr
+
+
+def test_without_a_sandbox_the_cli_says_how_to_start_one_or_name_the_one_running():
+    result = CliRunner().invoke(sandbox_ctl, ["--url", "http://127.0.0.1:9", "received"])
+    assert result.exit_code == 1
+    assert "no sandbox at http://127.0.0.1:9" in result.stderr and "helpdesk-stub wazzup24 sandbox" in result.stderr
+    assert "--url" in result.stderr and "WAZZUP24_SANDBOX_URL" in result.stderr
+
+
+@pytest.mark.parametrize("chat_id", ["abc", "+79161234567", "7916 123", "７９１６"])
+def test_a_customers_number_is_digits_only(sandbox_server, chat_id):
+    result = CliRunner().invoke(sandbox_ctl, ["--url", sandbox_server.url, "write", "Hello!", "--chat-id", chat_id])
+    assert result.exit_code == 2 and "digits only" in result.stderr, result.output
+    assert sandbox_server.app.sandbox.known_chats == {}
 
 
 def test_the_sandbox_serves_media_customers_can_send(sandbox_client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 
@@ -93,19 +94,31 @@ def sandbox_command(host, port, api_key, channels, unauthorized_body, retry_afte
 # ---------------------------------------------------------------- sandbox-ctl
 
 
-def _call(url: str, method: str, path: str, body=None, params=None):
+TIMEOUT = 60
+
+
+def _request(url: str, method: str, path: str, body, params) -> tuple[int, bytes]:
     try:
-        resp = requests.request(method, url.rstrip("/") + path, json=body, params=params, timeout=60)
+        resp = requests.request(method, url.rstrip("/") + path, json=body, params=params, timeout=TIMEOUT)
+        return resp.status_code, resp.content
     except requests.RequestException as exc:
-        raise click.ClickException(f"no sandbox at {url} ({type(exc).__name__}); start one with "
-                                   "`helpdesk-stub wazzup24 sandbox`") from None
+        raise click.ClickException(
+            f"no sandbox at {url} ({type(exc).__name__}); start one with `helpdesk-stub wazzup24 sandbox`, "
+            "or name the one running with `sandbox-ctl --url URL` or WAZZUP24_SANDBOX_URL") from None
+
+
+def _call(url: str, method: str, path: str, body=None, params=None):
+    """Print the sandbox's answer; a refusal is an error (its description on stderr, exit 1)."""
+    status, content = _request(url, method, path, body, params)
+    text = content.decode("utf-8", "replace")
     try:
-        data = resp.json()
+        data = json.loads(text)
     except ValueError:
-        data = {"status": resp.status_code, "text": resp.text}
+        data = {"status": status, "text": text}
+    if status >= 400:
+        said = (data.get("description") or data.get("title")) if isinstance(data, dict) else None
+        raise click.ClickException(said or f"the sandbox answered HTTP {status} {text.strip()[:200]}".strip())
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-    if resp.status_code >= 400:
-        raise click.exceptions.Exit(1)
     return data
 
 
@@ -121,11 +134,17 @@ def _url() -> str:
     return click.get_current_context().meta["sandbox_url"]
 
 
+def _digits(ctx, param, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9]+", value):
+        raise click.BadParameter(f"digits only, e.g. 79161234567 (got {value!r})")
+    return value
+
+
 @sandbox_ctl.command("write", help="A customer writes TEXT (or sends --media URL) to the webhook.")
 @click.argument("text", required=False)
 @click.option("--media", "content_uri", help="a media URL instead of text")
 @click.option("--type", "type_", help="message type (image, video, audio, document...)")
-@click.option("--chat-id", help="the customer's number, digits only (default: a new number)")
+@click.option("--chat-id", callback=_digits, help="the customer's number, digits only (default: a new number)")
 @click.option("--known", is_flag=True, help="the most recent known number writes again")
 @click.option("--name", help="the contact's name")
 @click.option("--echo", is_flag=True, help="an outgoing message typed on the company's phone")
