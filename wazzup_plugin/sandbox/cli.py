@@ -176,7 +176,8 @@ def ctl_status(message_id, status, code):
                                                                      "after for slow and drop)")
 @click.option("--path", help="only calls to this path, e.g. /v3/message")
 @click.option("--mode", type=click.Choice(DOWNTIME_MODES), default="503", show_default=True,
-              help="downtime: answer 503 or refuse connections")
+              help="downtime: answer 503, or refuse connections (the port closes for --seconds, default 10, "
+                   "and this control API with it: the downtime ends on its own)")
 def ctl_fault(kind, count, status, seconds, after_accept, path, mode):
     body = {"kind": kind, "count": count, "status": status, "path": path, "mode": mode}
     if seconds is not None:
