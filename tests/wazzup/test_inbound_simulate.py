@@ -51,6 +51,18 @@ def test_simulated_text_message_becomes_a_chat_through_the_real_route(cli, webho
     assert message["wazzup_message_id"] in result.output
 
 
+def test_simulate_posts_to_the_configured_webhook_url_with_the_secret_in_a_header(cli, monkeypatch):
+    monkeypatch.setenv("WAZZUP24_WEBHOOK_URL", f"http://127.0.0.1:18123/api/webhook?token={SECRET}")
+    monkeypatch.setenv("WAZZUP24_WEBHOOK_SECRET", SECRET)
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, "http://127.0.0.1:18123/api/webhook", json={"ok": True, "new_messages": 1})
+        result = cli("--phone", "79161234567", "--text", "Hello")
+        assert result.exit_code == 0, result.output
+        [call] = mock.calls
+    assert call.request.url == "http://127.0.0.1:18123/api/webhook"          # no token in the URL
+    assert call.request.headers["Authorization"] == f"Bearer {SECRET}"
+
+
 def test_simulated_media_message_carries_its_link_and_type(cli, webhook_mock, deliver, wazzup_rows):
     uri = "https://example.com/files/invoice.pdf"
     result = cli("--phone", "79161234567", "--content-uri", uri, "--type", "document")

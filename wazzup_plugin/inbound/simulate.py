@@ -13,6 +13,7 @@ import uuid
 import click
 import requests
 
+from wazzup_plugin.outbound.webhook_setup import without_secret
 from wazzup_plugin.sandbox.deliveries import delivery, incoming_message
 
 DEFAULT_URL = "http://127.0.0.1:8000/api/webhook"
@@ -48,6 +49,13 @@ def post_delivery(session: requests.Session, url: str, body: dict, secret: str |
                         timeout=timeout)
 
 
+def _configured_webhook_url() -> str | None:
+    """The helpdesk's own webhook URL from its settings (the demo's on whatever port it chose); the
+    secret goes in a header, so the URL's token is dropped (it would reach the access log)."""
+    configured = _setting("WAZZUP24_WEBHOOK_URL")
+    return without_secret(configured)[0] if configured else None
+
+
 @click.command("simulate-incoming", help="Post a Wazzup-shaped incoming message to a running helpdesk.")
 @click.option("--phone", required=True, help="the customer's number (Wazzup's chatId), e.g. 79161234567")
 @click.option("--name", default=None, help="the contact's name (default: the phone)")
@@ -58,7 +66,8 @@ def post_delivery(session: requests.Session, url: str, body: dict, secret: str |
 @click.option("--echo", is_flag=True, help="as if typed on the company phone (isEcho: outgoing)")
 @click.option("--message-id", default=None, help="Wazzup messageId (default: random; repeat to test dedupe)")
 @click.option("--channel-id", default=None, help="default: WAZZUP24_CHANNEL_ID, else a fixed simulated one")
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="the helpdesk's webhook URL")
+@click.option("--url", default=None, help="the helpdesk's webhook URL (default: WAZZUP24_WEBHOOK_URL without its "
+                                           f"token, else {DEFAULT_URL})")
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="seconds to wait for the answer")
 def simulate_incoming(phone, name, text, content_uri, type_, echo, message_id, channel_id, url, timeout):
     digits = "".join(ch for ch in phone if ch.isdigit())
@@ -70,6 +79,7 @@ def simulate_incoming(phone, name, text, content_uri, type_, echo, message_id, c
                       channel_id=channel_id or _setting("WAZZUP24_CHANNEL_ID") or SIMULATED_CHANNEL_ID,
                       echo=echo, message_id=message_id)
     item = body["messages"][0]
+    url = url or _configured_webhook_url() or DEFAULT_URL
     with requests.Session() as session:
         try:
             resp = post_delivery(session, url, body, _setting("WAZZUP24_WEBHOOK_SECRET"), timeout)

@@ -33,7 +33,7 @@ def with_secret(url: str, secret: str | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _without_secret(url: str) -> tuple[str, str | None]:
+def without_secret(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url.strip())
     query = parse_qsl(parts.query, keep_blank_values=True)
     token = next((v for k, v in query if k == TOKEN_PARAM), None)
@@ -48,8 +48,8 @@ def compare(registered: str | None, ours: str | None) -> str:
         return "none"
     if not ours:
         return "other"
-    reg_base, reg_token = _without_secret(registered)
-    our_base, our_token = _without_secret(ours)
+    reg_base, reg_token = without_secret(registered)
+    our_base, our_token = without_secret(ours)
     if reg_base != our_base:
         return "other"
     return "same" if reg_token == our_token else "stale_secret"
