@@ -26,6 +26,10 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
+# What an agent's credentials may be: what sign-in accepts (LoginSchema), within the columns' sizes.
+USERNAME_MAX_LENGTH = Agent.__table__.c.username.type.length
+PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 1024
+
 # scrypt: memory-hard, in the standard library; ~50 ms per check on these machines.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 

@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import click
 
+from host_stub.cli_accounts import tokens, users
 from host_stub.errors import StartupError
 
 # serve's own lines: through the helpdesk's handler (HELPDESK_LOG_FILE or stderr, text or JSON),
@@ -345,62 +345,6 @@ def db_upgrade(obj: CliContext):
     # first step on a bad setting, not after the schema has moved.
     heads = upgrade(obj.helpdesk().db.engine, obj.pm)
     click.echo("database at " + ", ".join(heads))
-
-
-@click.group(help="Agents who sign in to the helpdesk.")
-def users():
-    pass
-
-
-@users.command("create", help="Create an agent; the password comes from a prompt or --password-stdin.")
-@click.argument("name")
-@click.option("--display-name", default="", help="name shown to colleagues")
-@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
-@click.pass_obj
-def users_create(obj: CliContext, name, display_name, password_stdin):
-    import sqlalchemy as sa
-
-    from host_stub.auth import create_agent
-
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        raise click.UsageError("the password must be at least 8 characters")
-    helpdesk = obj.helpdesk()
-    try:
-        with helpdesk.db.write() as tx:
-            agent_id = create_agent(tx.conn, name, password, display_name, helpdesk.clock())
-    except sa.exc.IntegrityError:
-        raise click.UsageError(f"an agent named {name!r} already exists") from None
-    click.echo(f"created agent {name} (id {agent_id})", err=True)
-
-
-@click.group(help="API tokens for integrations.")
-def tokens():
-    pass
-
-
-@tokens.command("create", help="Create an API token for agent NAME; prints only the token.")
-@click.argument("name")
-@click.option("--label", default="cli", show_default=True, help="what the token is for")
-@click.option("--days", type=click.IntRange(1, 3650), default=None, help="expire after this many days")
-@click.pass_obj
-def tokens_create(obj: CliContext, name, label, days):
-    import sqlalchemy as sa
-
-    from host_stub.auth import create_token
-
-    helpdesk = obj.helpdesk()
-    agents = helpdesk.tables.agents
-    with helpdesk.db.write() as tx:
-        agent_id = tx.conn.execute(sa.select(agents.c.id).where(agents.c.username == name)).scalar()
-        if agent_id is None:
-            raise click.UsageError(f"no agent named {name!r}; create one with `helpdesk-stub users create {name}`")
-        token = create_token(tx.conn, agent_id, label, helpdesk.clock(),
-                             timedelta(days=days) if days else None)
-    click.echo(token)
 
 
 @click.command(help="List the enabled plugins with their versions (after checking their settings).")

@@ -16,8 +16,8 @@ import falcon
 import sqlalchemy as sa
 from marshmallow import Schema, fields, validate
 
-from host_stub.auth import (SESSION_COOKIE, AuthMiddleware, LoginThrottle, authenticate_password, create_session,
-                            token_digest)
+from host_stub.auth import (PASSWORD_MAX_LENGTH, SESSION_COOKIE, USERNAME_MAX_LENGTH, AuthMiddleware, LoginThrottle,
+                            authenticate_password, create_session, token_digest)
 from host_stub.errors import ApiError
 from host_stub.models import AgentSession
 from host_stub.schemas import ErrorSchema
@@ -25,8 +25,8 @@ from host_stub.validation import load_body
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=150))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    username = fields.String(required=True, validate=validate.Length(min=1, max=USERNAME_MAX_LENGTH))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH))
 
 
 class AgentOutSchema(Schema):
@@ -81,7 +81,8 @@ class SessionResource:
                               "401": {"description": "not signed in", "content": {_JSON: {"schema": ErrorSchema}}}}},
         "delete": {"summary": "Sign out: ends the session and clears the cookie",
                    "responses": {"204": {"description": "signed out"},
-                                 "409": {"description": "signed in with an API token, not a UI session",
+                                 "409": {"description": "signed in with an API token, not a UI session (`not_a_session`): "
+                                                        "tokens are revoked with `helpdesk-stub tokens revoke`",
                                          "content": {_JSON: {"schema": ErrorSchema}}},
                                  "401": {"description": "not signed in",
                                          "content": {_JSON: {"schema": ErrorSchema}}},
@@ -142,7 +143,8 @@ class SessionResource:
         agent = self._auth.authenticate(req)  # checks the CSRF token: DELETE is a write
         if agent.via != "session":
             raise ApiError(falcon.HTTP_409, "not_a_session",
-                           "Signing out ends a UI session; API tokens are revoked separately.")
+                           "Signing out ends a UI session; an API token is revoked with "
+                           "`helpdesk-stub tokens revoke ID` (`helpdesk-stub tokens list` shows the ids).")
         sessions = AgentSession.__table__
         token = req.get_cookie_values(SESSION_COOKIE)[0]
         with self.helpdesk.db.write() as tx:
