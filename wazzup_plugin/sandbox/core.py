@@ -62,7 +62,6 @@ class Sandbox:
             self.customer_messages: deque[dict] = deque(maxlen=10_000)
             self.message_ids: dict[str, None] = {}      # every message id issued or delivered, oldest first
             self.last_incoming: dict[tuple[str, str], datetime] = {}  # (channelId, chatId) -> the customer's last
-            self._name_turn = 0
             self.faults.clear()
             self.limiter.reset()
             self.sender.clear()
@@ -209,9 +208,9 @@ class Sandbox:
                 chat_id = "7" + "".join(str(secrets.randbelow(10)) for _ in range(10))
             known = self.known_chats.get(chat_id)
             name = spec.get("name") or (known["name"] if known and known["name"] != chat_id else None)
-            if name is None:
-                name = CUSTOMER_NAMES[self._name_turn % len(CUSTOMER_NAMES)]
-                self._name_turn += 1
+            if name is None:  # a new customer gets a name no other customer has (the demo's seeded ones included)
+                used = {c["name"] for c in self.known_chats.values()}
+                name = next((n for n in CUSTOMER_NAMES if n not in used), None) or f"Customer {len(used) + 1}"
             self.known_chats[chat_id] = {"channelId": channel_id, "name": name}
         extra = {k: v for k, v in spec.items() if k in ("isEdited", "isDeleted", "oldInfo", "quotedMessage",
                                                          "sentFromApp", "authorName", "authorId")}
