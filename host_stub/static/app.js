@@ -46,6 +46,7 @@
   var DRAFT_PREFIX = "helpdesk.draft.";   // sessionStorage: DRAFT_PREFIX + agent id + "." + chat id
   var UNKNOWN_ICON = "/static/icons/unknown.svg";
   var SVG_NS = "http://www.w3.org/2000/svg";
+  var TITLE = "Helpdesk";        // the tab's title; "(N) Helpdesk" while N listed chats have unread messages
 
   var state = {
     csrf: null,
@@ -247,6 +248,7 @@
     setOffline(false);
     $("toasts").replaceChildren();
     $("agent-name").textContent = "";
+    document.title = TITLE;
     $("app-view").hidden = true;
     $("login-view").hidden = false;
     $("login-message").textContent = message || "";
@@ -493,6 +495,14 @@
     list.replaceChildren(fragment);
     $("chat-list-empty").hidden = sorted.length > 0 || state.listLoading;
     $("chat-list-more").hidden = !state.listCursor;
+    showUnreadInTitle(sorted);
+  }
+
+  /** "(3) Helpdesk": how many of the listed chats have messages nobody read, for an agent in another tab. */
+  function showUnreadInTitle(chats) {
+    var unread = chats.filter(function (c) { return c.unread_count > 0; }).length;
+    var title = unread ? "(" + unread + ") " + TITLE : TITLE;
+    if (document.title !== title) document.title = title;
   }
 
   function renderChatItem(c) {
@@ -597,6 +607,7 @@
     state.msgChangeCursor = null;
     state.msgLoadingOlder = false;
     state.chatGeneration += 1;
+    showNewMessages(false);
     $("chat-panel").replaceChildren();
     $("chat-header-extra").replaceChildren();
   }
@@ -631,8 +642,10 @@
     if (c.unread_count > 0) markRead(c);
   }
 
+  /** Mark the chat read, once the agent can see its newest messages: the tab shown, scrolled to the bottom. */
   function markRead(c) {
     if (!c.unread_count || document.hidden || state.readInFlight === c.id) return;
+    if (state.chat && state.chat.id === c.id && !nearBottom()) return;
     state.readInFlight = c.id;
     api("/api/chats/" + c.id + "/read", { method: "POST" }).then(function (r) {
       state.readInFlight = null;
@@ -725,13 +738,33 @@
 
   function onMessagesScroll() {
     if (scrollBox().scrollTop < 60) loadOlder();
+    if (nearBottom()) seenNewest();
+  }
+
+  /** New messages came while the agent reads older ones: a button says so (and scrolls down). */
+  function showNewMessages(show) {
+    $("messages-new").hidden = !show;
+  }
+
+  /** The agent is at the newest messages: nothing left to point to, and the chat is read. */
+  function seenNewest() {
+    showNewMessages(false);
+    if (state.chat) markRead(state.chat);
+  }
+
+  function onNewMessagesClick() {
+    scrollToBottom();
+    seenNewest();
   }
 
   function mergeMessages(items) {
     if (!items.length) return;
     var stick = nearBottom();
-    var oldestId = null;
-    state.messages.forEach(function (m) { if (oldestId === null || m.id < oldestId) oldestId = m.id; });
+    var oldestId = null, newestId = null, arrived = false;
+    state.messages.forEach(function (m) {
+      if (oldestId === null || m.id < oldestId) oldestId = m.id;
+      if (newestId === null || m.id > newestId) newestId = m.id;
+    });
     items.forEach(function (m) {
       var before = state.messages.get(m.id);
       if (before && before.change_seq > m.change_seq) return;  // an older answer than what is shown
@@ -743,10 +776,12 @@
       // A change to a message older than the loaded history is not shown until it is paged in.
       if (before || oldestId === null || m.id > oldestId || !state.msgCursor) {
         state.messages.set(m.id, m);
+        if (!before && newestId !== null && m.id > newestId) arrived = true;
       }
     });
     renderMessages();
     if (stick) scrollToBottom();
+    else if (arrived) showNewMessages(true);
   }
 
   function renderMessages() {
@@ -1172,11 +1207,12 @@
     $("chat-back").addEventListener("click", backToList);
     $("chat-icon").addEventListener("error", onIconError);
     $("messages").addEventListener("scroll", onMessagesScroll, { passive: true });
+    $("messages-new").addEventListener("click", onNewMessagesClick);
     window.addEventListener("online", function () { if (state.agent) pollNow(); });
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden && state.agent) {
         pollNow();
-        if (state.chat) markRead(state.chat);
+        if (state.chat) markRead(state.chat);   // only if the agent is at the newest messages
       }
     });
     // Infinite scroll: the "load more" button at the end of the list loads the next page as it
