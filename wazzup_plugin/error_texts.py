@@ -52,6 +52,9 @@ HUMAN_TEXT = {normalize_code(k): v for k, v in {
     "CANNOT_REPLY_TO_DELETED": "The quoted message was deleted, so this reply could not be sent.",
     "MENTION_FORBIDDEN": "The messenger does not allow this mention.",
     "CHANNEL_REJECTED": "The channel was rejected by the messenger; see the channel in Wazzup.",
+    # Ours, not Wazzup's: Wazzup refused the helpdesk's API key (outbox.py). The agent cannot fix it.
+    "WAZZUP_AUTH": "Wazzup24 refused the helpdesk's API key, so nothing was sent: ask your administrator to "
+                   "check the Wazzup24 settings.",
     **TOO_LONG_TEXTS,  # MESSAGES_TOO_LONG_TELEGRAM, ...: wazzup_plugin/text_limits.py
 }.items()}
 

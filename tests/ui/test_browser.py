@@ -132,21 +132,28 @@ def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
     screenshot(page, "chat-desktop")
 
 
-def test_a_bad_contact_reported_later_by_webhook_notifies_and_offers_resend(signed_in, live):
+def test_a_failure_reported_later_by_webhook_notifies_and_offers_resend_only_where_it_can_help(signed_in, live):
     page = signed_in
     phone = new_phone()
     live.customer_writes("Hi there", chatId=phone, name="Vera Webhook")
     open_chat(page, "Vera Webhook")
-    reply(page, "Thanks for writing")
-    sent = bubble(page, "Thanks for writing")
-    expect(sent).to_have_attribute("data-status", "accepted")
     chat_id = live.chat_by_phone(phone)["id"]
-    message_id = int(sent.get_attribute("data-message-id"))
-    wazzup_id = live.message(chat_id, message_id)["wazzup_message_id"]
-    live.post_status(wazzup_id, "error", {"error": "BAD_CONTACT", "description": "Account with this chatId does not exist"})
-    expect(sent).to_have_attribute("data-status", "failed")
+
+    def fails_later(text: str, code: str):
+        reply(page, text)
+        sent = bubble(page, text)
+        expect(sent).to_have_attribute("data-status", "accepted")
+        wazzup_id = live.message(chat_id, int(sent.get_attribute("data-message-id")))["wazzup_message_id"]
+        live.post_status(wazzup_id, "error", {"error": code, "description": "Refused"})
+        expect(sent).to_have_attribute("data-status", "failed")
+        return sent
+
+    sent = fails_later("Thanks for writing", "BAD_CONTACT")
     expect(page.locator(".toast-error")).to_contain_text("The number is not on WhatsApp")  # our words for the code
     expect(sent.locator(".msg-error")).to_contain_text("The number is not on WhatsApp")
+    expect(sent.get_by_role("button", name="Resend")).to_have_count(0)   # it would be refused again
+    sent = fails_later("We are on it", "TOO_MANY_EXT_REQS")
+    expect(sent.locator(".msg-error")).to_contain_text("resend it later")
     sent.get_by_role("button", name="Resend").click()
     expect(page.locator(".toast").last).to_contain_text(re.compile("Sent again|Queued again|Resend failed"))
     expect(sent.get_by_role("button", name="Resend")).to_have_count(0)  # offered once: it points at its resend
@@ -172,10 +179,17 @@ def test_the_connection_indicator_is_green_and_turns_red_with_a_wrong_key(playwr
         expect(red).to_have_attribute("aria-label", re.compile(r"Wazzup24 connection failed: .+"))
         assert red.get_attribute("title") == red.get_attribute("aria-label")
         reply(other, "Sending with a refused key")
-        expect(other.locator(".toast-error")).to_contain_text("Wazzup24 refused the request")
-        expect(other.locator(".toast-error")).to_contain_text("Use Resend on the message")
+        # In an agent's words, once: who can fix it, then Resend (which works again once the key does).
+        toast = other.locator(".toast-error")
+        expect(toast).to_have_text(re.compile(
+            r"^Not delivered: Wazzup24 refused the helpdesk's API key, so nothing was sent: ask your administrator "
+            r"to check the Wazzup24 settings\. Use Resend on the message to send it again once that is done\."))
+        expect(toast).not_to_contain_text("WAZZUP24_API_KEY")
         expect(composer(other)).to_have_value("")   # stored as failed: Resend, not another Enter, sends it
-        expect(bubble(other, "Sending with a refused key")).to_have_attribute("data-status", "failed")
+        failed = bubble(other, "Sending with a refused key")
+        expect(failed).to_have_attribute("data-status", "failed")
+        expect(failed.locator(".msg-error")).to_contain_text("ask your administrator")
+        expect(failed.get_by_role("button", name="Resend")).to_be_visible()
     finally:
         other.context.close()
 
@@ -305,8 +319,9 @@ def test_every_kind_of_message_status_and_marker_is_shown(signed_in, live):
     expect(bubble(page, "Please rate us").locator(".msg-error")).to_have_text(
         "Not delivered: The contact does not exist in WhatsApp")
     expect(bubble(page, "Are you still there?").locator(".msg-hint")).to_contain_text("could not confirm")
-    for text in ("Please rate us", "Are you still there?"):                      # the plugin's action
-        expect(bubble(page, text).get_by_role("button", name="Resend")).to_be_visible()
+    # The plugin's action: where resending may help (not to a number that is not on WhatsApp).
+    expect(bubble(page, "Are you still there?").get_by_role("button", name="Resend")).to_be_visible()
+    expect(bubble(page, "Please rate us").get_by_role("button", name="Resend")).to_have_count(0)
     expect(bubble(page, "It is on its way.").get_by_role("button", name="Resend")).to_have_count(0)
     expect(page.locator(".msg-in .ticks")).to_have_count(0)
     page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")

@@ -152,7 +152,8 @@ def test_a_burst_larger_than_one_poll_shows_every_message_without_a_gap(signed_i
 
 # ------------------------------------------------------------------ 3: a refusal that was stored
 
-def test_a_failed_send_that_was_stored_clears_the_composer_and_points_to_resend(signed_in, live):
+def test_a_refused_send_that_was_stored_clears_the_composer_and_offers_no_resend_that_would_fail_again(
+        signed_in, live):
     page = signed_in
     phone = new_phone()
     live.customer_writes("Write to me", chatId=phone, name="Ivan Resend")
@@ -160,19 +161,37 @@ def test_a_failed_send_that_was_stored_clears_the_composer_and_points_to_resend(
     try:
         open_chat(page, "Ivan Resend")
         reply(page, "Your refund is approved")
-        expect(page.locator(".toast-error")).to_contain_text(
-            re.compile(r"Not delivered: .+ \(BAD_CONTACT\)\. Use Resend on the message"))
+        toast = page.locator(".toast-error")
+        expect(toast).to_contain_text(re.compile(r"Not delivered: .+ \(BAD_CONTACT\)"))
+        expect(toast).not_to_contain_text("Resend")   # the number is not on WhatsApp: it would fail again
         expect(composer(page)).to_have_value("")   # one more Enter must not send a second copy
         assert page.evaluate(DRAFTS) == []
         failed = bubble(page, "Your refund is approved")
         expect(failed).to_have_attribute("data-status", "failed")
         expect(failed.locator(".msg-error")).to_contain_text(re.compile(r"Not delivered: \w+"))
-        expect(failed.get_by_role("button", name="Resend")).to_be_visible()
+        expect(failed.get_by_role("button", name="Resend")).to_have_count(0)
         composer(page).press("Enter")
         expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
         expect(page.locator(".msg-out")).to_have_count(1)
     finally:
         live.sandbox("PATCH", "/_sandbox/config", json={"bad_contacts": [], "bad_contact_mode": "webhook"})
+
+
+def test_a_plain_refusal_of_the_message_by_wazzup_offers_no_resend(signed_in, live):
+    page = signed_in
+    live.customer_writes("Hello", chatId=new_phone(), name="Hana Http")
+    open_chat(page, "Hana Http")
+    live.sandbox("POST", "/_sandbox/faults", json={"kind": "fail", "status": 400, "path": "/v3/message", "count": 1})
+    try:
+        reply(page, "Refused for no stated reason")
+        toast = page.locator(".toast-error")
+        expect(toast).to_contain_text("Not delivered")
+        expect(toast).not_to_contain_text("Resend")
+        failed = bubble(page, "Refused for no stated reason")
+        expect(failed).to_have_attribute("data-status", "failed")
+        expect(failed.get_by_role("button", name="Resend")).to_have_count(0)
+    finally:
+        live.sandbox("DELETE", "/_sandbox/faults")
 
 
 # ------------------------------------------------------------------ 4: the connection is lost

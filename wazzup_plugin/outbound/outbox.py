@@ -641,7 +641,9 @@ def _retry(ctx, row, now, *, maybe_sent: bool, error: str, retry_after: float | 
 
 def _failure(ctx, row, now, exc: WazzupError, before_send: bool = False) -> Outcome:
     if isinstance(exc, WazzupAuthError):
-        return Outcome("failed", row.message_id, error_code="WAZZUP_AUTH", error_text=exc.message, auth_failure=True)
+        # The message's reason is read by agents (the API's answer names the setting for integrators).
+        return Outcome("failed", row.message_id, error_code="WAZZUP_AUTH", error_text=human_text("WAZZUP_AUTH"),
+                       auth_failure=True)
     if isinstance(exc, WazzupRateLimited):
         return _retry(ctx, row, now, maybe_sent=False, error=exc.message,
                       retry_after=exc.retry_after if exc.retry_after is not None else ctx.settings.rate_window)
