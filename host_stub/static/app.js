@@ -31,6 +31,8 @@
  *                                  (status 0: the server could not be reached). body: sent as JSON,
  *                                  or as it is when it is a FormData (a file upload).
  *   notify(text, kind)             a toast: kind "success" | "error" | "info".
+ *   isOffline()                    whether the page says "Offline" (polls do not reach the helpdesk);
+ *                                  document gets a "helpdesk:offline" event ({detail: {offline}}) as it changes.
  *   errorText(result, fallback, labels)  an api() result's error for people: its message and per-field
  *                                  reasons, fields named by labels ({name: "label"}) where given.
  */
@@ -1104,7 +1106,13 @@
     // A live region that is always there, filled or emptied: screen readers announce the change.
     var bar = $("offline-bar");
     var text = offline ? "Offline \u2014 reconnecting\u2026" : "";
-    if (bar.textContent !== text) bar.textContent = text;
+    if (bar.textContent === text) return;
+    bar.textContent = text;
+    document.dispatchEvent(new CustomEvent("helpdesk:offline", { detail: { offline: offline } }));
+  }
+
+  function isOffline() {
+    return $("offline-bar").textContent !== "";
   }
 
   function pollNow() {
@@ -1193,6 +1201,7 @@
     api: api,
     notify: notify,
     errorText: errorText,
+    isOffline: isOffline,
     refresh: function () { return pollNow(); }
   };
 

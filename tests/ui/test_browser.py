@@ -428,6 +428,35 @@ def test_the_indicator_turns_amber_with_the_reason_when_the_channel_needs_attent
         live.sandbox("PATCH", f"/_sandbox/channels/{DEFAULT_CHANNEL_ID}", json={"state": "active"})
 
 
+def test_the_indicator_is_checked_again_as_soon_as_a_send_is_refused_or_queued(signed_in, live):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID
+
+    page = signed_in
+    live.customer_writes("Still open?", chatId=new_phone(), name="Recheck Indicator")
+    dot = page.locator(".wz-dot")
+    channel = f"/_sandbox/channels/{DEFAULT_CHANNEL_ID}"
+
+    def a_send_while(break_wazzup, repair_wazzup, text, toast, attribute, value):
+        open_chat(page, "Recheck Indicator")           # a fresh panel, whose check finds Wazzup working
+        expect(dot).to_have_attribute("data-channel-state", "active")
+        break_wazzup()
+        try:
+            reply(page, text)
+            expect(page.locator(".toast").last).to_contain_text(toast)
+            expect(dot).to_have_attribute(attribute, value, timeout=5000)   # not at the next check, in 30 s
+            expect(dot).not_to_have_class(re.compile(r"\bwz-dot-ok\b"))
+        finally:
+            repair_wazzup()
+
+    a_send_while(lambda: live.sandbox("PATCH", channel, json={"state": "disabled"}),
+                 lambda: live.sandbox("PATCH", channel, json={"state": "active"}),
+                 "Sent to a channel switched off", "switched off", "data-channel-state", "disabled")
+    a_send_while(lambda: live.sandbox("POST", "/_sandbox/faults", json={"kind": "downtime", "seconds": 60,
+                                                                        "mode": "503"}),
+                 lambda: live.sandbox("DELETE", "/_sandbox/faults"),
+                 "Sent while Wazzup is down", "Queued", "data-status", "error")
+
+
 TELEGRAM_CHANNEL = "5c1d7a0e-7e57-4b1e-9a11-7e1e6a2a0001"
 
 

@@ -218,6 +218,25 @@ def test_a_lost_connection_shows_an_offline_bar_until_polling_gets_through_again
     expect(bubble(page, "Written while you were offline")).to_be_visible()
 
 
+def test_while_the_helpdesk_is_unreachable_the_indicator_does_not_say_connected(signed_in, live):
+    page = signed_in
+    live.customer_writes("Hello from afar", chatId=new_phone(), name="Ula Unreachable")
+    open_chat(page, "Ula Unreachable")
+    dot, status = page.locator(".wz-dot"), page.locator(".wz-status-text")
+    expect(dot).to_have_attribute("data-status", re.compile(r"^(ok|degraded)$"))   # other tests' channels vary
+    before = status.text_content()
+    page.route("**/api/**", lambda route: route.abort())
+    try:
+        expect(page.get_by_role("status")).to_have_text(OFFLINE)
+        expect(dot).not_to_have_class(re.compile(r"\bwz-dot-ok\b"))
+        expect(status).to_have_text("Wazzup24 status unknown")
+        expect(dot).to_have_attribute("title", re.compile("the helpdesk cannot be reached"))
+    finally:
+        page.unroute("**/api/**")
+    expect(page.locator("#offline-bar")).to_be_hidden()
+    expect(status).to_have_text(before)   # asked again at once, not in 30 s
+
+
 def test_polling_backs_off_while_the_helpdesk_is_unreachable_and_resumes_when_the_browser_is_online(
         browser_page, live):
     # The page's timers run on Playwright's clock, paused, so that a minute passes in steps and every

@@ -173,7 +173,8 @@
     ok: "Wazzup24 connected",
     degraded: "Wazzup24 works with problems",
     error: "Wazzup24 connection failed",
-    not_configured: "Wazzup24 is not configured"
+    not_configured: "Wazzup24 is not configured",
+    unknown: "Wazzup24 status unknown"
   };
 
   function connectionReason(data) {
@@ -241,6 +242,18 @@
     return typeof t["default"] === "number" ? t["default"] : MAX_CHARS;
   }
 
+  // While the helpdesk cannot be reached, neither can Wazzup's status: the indicator says so, and asks again
+  // once the helpdesk is back.
+  document.addEventListener("helpdesk:offline", function (event) {
+    if (!connection.listeners.length) return;
+    if (!(event.detail && event.detail.offline)) fetchConnection();
+    connection.listeners.forEach(function (fn) { fn(); });
+  });
+
+  function helpdeskOffline() {
+    return typeof host.isOffline === "function" && host.isOffline();
+  }
+
   function watchConnection(fn) {
     connection.listeners.push(fn);
     if (connection.status) fn();
@@ -261,7 +274,7 @@
   function renderIndicator(dot, text, chat) {
     var status = connection.status;
     var level = LEVEL[status] || "warn";
-    var label = LABEL[status] || "Wazzup24 status unknown";
+    var label = LABEL[status] || LABEL.unknown;
     var reason = connection.reason;
     var channel = chat && chat.wazzup_channel_id ? connection.channels[chat.wazzup_channel_id] : null;
     var channelState = channel && channel.state ? String(channel.state) : "";
@@ -277,6 +290,11 @@
         reason = "This chat's channel is " + channelState + " at Wazzup: messages wait until it is active again." +
           (reason ? " " + reason : "");
       }
+    }
+    if (helpdeskOffline()) {
+      level = "unknown";
+      label = LABEL.unknown;
+      reason = "the helpdesk cannot be reached, so Wazzup24's status cannot be read.";
     }
     var full = label + (reason ? ": " + reason : "");
     dot.className = "wz-dot wz-dot-" + level;
@@ -845,8 +863,10 @@
           } else {
             host.notify("Not sent: " + reasonOf(r), "error");  // nothing stored: the text stays to fix or retry
           }
-          if (r.status >= 500 || r.status === 0) fetchConnection();
         }
+        // Refused, failed or queued: the connection may have changed (a channel switched off, Wazzup out of
+        // reach), and the indicator must not say "connected" until its next check, 30 s away.
+        if (r.status !== 401 && (!r.ok || r.status === 202)) fetchConnection();
         return r.ok;
       });
     }
