@@ -792,12 +792,38 @@
     Array.prototype.forEach.call(list.children, function (li) { existing.set(li.dataset.messageId, li); });
     var sorted = Array.from(state.messages.values()).sort(function (a, b) { return a.id - b.id; });
     var fragment = document.createDocumentFragment();
+    var lastDay = null;
     sorted.forEach(function (m) {
       var li = existing.get(String(m.id));
       if (!li || li.dataset.seq !== String(m.change_seq)) li = renderMessage(m);
+      var when = messageTime(m);
+      var day = when ? when.toDateString() : lastDay;
+      if (day !== lastDay && when) fragment.appendChild(daySeparator(when));
+      lastDay = day;
       fragment.appendChild(li);
     });
     list.replaceChildren(fragment);
+  }
+
+  function messageTime(m) {
+    return parseTime(m.messenger_at || m.created_at);
+  }
+
+  /** "Today", "Yesterday" or the date, above the first message of each day (the agent's own days). */
+  function daySeparator(d) {
+    var li = el("li", "msg-day", dayLabel(d));
+    li.setAttribute("role", "separator");
+    return li;
+  }
+
+  function dayLabel(d) {
+    var today = new Date();
+    var yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (d.toDateString() === today.toDateString()) return "Today";
+    if (d.toDateString() === yesterday.toDateString()) return "Yesterday";
+    var options = { weekday: "short", day: "numeric", month: "long" };
+    if (d.getFullYear() !== today.getFullYear()) options.year = "numeric";
+    return d.toLocaleDateString([], options);
   }
 
   var STATUS_LABELS = {
@@ -854,7 +880,7 @@
       deleted.title = "Deleted " + fullTime(parseTime(m.deleted_at));
       meta.appendChild(deleted);
     }
-    var when = parseTime(m.messenger_at || m.created_at);
+    var when = messageTime(m);
     var time = el("time", "msg-time", timeOnly(when));
     if (when) { time.dateTime = when.toISOString(); time.title = fullTime(when); }
     meta.appendChild(time);

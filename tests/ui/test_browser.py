@@ -334,6 +334,31 @@ def test_every_kind_of_message_status_and_marker_is_shown(signed_in, live):
     expect(page.locator(".wz-panel")).to_have_count(0)
 
 
+def test_messages_of_different_days_are_separated_by_their_day(signed_in, live):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.ui.seed import add_chat, add_message, helpdesk_for
+
+    helpdesk = helpdesk_for(live.database_url)
+    now = datetime.now(timezone.utc)
+    chat = add_chat(helpdesk, title="Dora Days", phone=new_phone(), at=now - timedelta(days=3))
+    add_message(helpdesk, chat, text="Three days ago, twice", at=now - timedelta(days=3))
+    add_message(helpdesk, chat, text="Three days ago, again", at=now - timedelta(days=3) + timedelta(seconds=5))
+    add_message(helpdesk, chat, text="Yesterday's question", at=now - timedelta(days=1))
+    add_message(helpdesk, chat, text="Today's question", at=now)
+    helpdesk.db.engine.dispose()
+    page = signed_in
+    open_chat(page, "Dora Days")
+    days = page.get_by_role("separator")
+    expect(days).to_have_count(3)
+    three_days_ago = page.evaluate("() => new Date(Date.now() - 3 * 864e5).getDate()")
+    expect(days.nth(0)).to_contain_text(re.compile(rf"\b{three_days_ago}\b"))
+    expect(days.nth(1)).to_have_text("Yesterday")
+    expect(days.nth(2)).to_have_text("Today")
+    order = page.locator("#message-list > li").all_text_contents()
+    assert [i for i, text in enumerate(order) if text in ("Yesterday", "Today")] == [3, 5], order
+
+
 def test_older_history_loads_when_scrolling_up(signed_in, live):
     from datetime import datetime, timedelta, timezone
 
