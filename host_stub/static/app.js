@@ -961,8 +961,23 @@
     }
   };
 
+  var URL_IN_TEXT = /https?:\/\/[^\s<>"]+/gi;
+  var URL_TAIL = /[.,;:!?'")\]}>]+$/;   // "see https://x.example/a." ends before the stop
+
+  /** A message's text, its http(s) links clickable: text nodes and <a> elements, never parsed as HTML. */
   function renderText(text, className) {
-    return auto(el("p", className || "msg-text", text));
+    var p = auto(el("p", className || "msg-text"));
+    var rest = 0;
+    text.replace(URL_IN_TEXT, function (found, at) {
+      var url = found.replace(URL_TAIL, "");
+      if (!safeUrl(url) || url.length < "http://x".length) return found;
+      if (at > rest) p.appendChild(document.createTextNode(text.slice(rest, at)));
+      p.appendChild(link(url, url));
+      rest = at + url.length;
+      return found;
+    });
+    if (rest < text.length) p.appendChild(document.createTextNode(text.slice(rest)));
+    return p;
   }
 
   function link(href, text, className) {

@@ -214,6 +214,26 @@ def test_a_script_payload_stays_inert_and_shows_literally(signed_in, live):
     assert page.page_errors == []
 
 
+def test_links_in_a_message_open_in_a_new_tab_and_nothing_else_becomes_a_link(signed_in, live):
+    page = signed_in
+    text = ("Track it at https://track.example/parcel?id=42&x=<b>1</b>. Or http://shop.example/faq, "
+            "not javascript:alert(1) nor <a href='https://evil.example'>this</a>")
+    live.customer_writes(text, chatId=new_phone(), name="Lukas Links")
+    open_chat(page, "Lukas Links")
+    shown = bubble(page, "Track it at")
+    expect(shown.locator(".msg-text")).to_have_text(text)            # every character shown as written
+    links = shown.locator(".msg-text a")
+    expect(links).to_have_count(3)
+    expect(links.nth(0)).to_have_attribute("href", "https://track.example/parcel?id=42&x=")
+    expect(links.nth(1)).to_have_attribute("href", "http://shop.example/faq")
+    expect(links.nth(2)).to_have_attribute("href", "https://evil.example")   # the URL, not the markup
+    expect(links.nth(2)).to_have_text("https://evil.example")
+    for i in range(3):
+        expect(links.nth(i)).to_have_attribute("target", "_blank")
+        expect(links.nth(i)).to_have_attribute("rel", "noopener noreferrer")
+    expect(shown.locator("b")).to_have_count(0)
+
+
 def test_the_list_filters_by_type_searches_and_pages(signed_in, live):
     page = signed_in
     phone = new_phone()
