@@ -435,7 +435,7 @@ def test_a_lost_session_returns_to_the_sign_in_form(signed_in, live):
     expect(page.locator(".chat-item").first).to_be_visible()
 
 
-def test_the_panel_is_disabled_while_a_send_is_in_flight(signed_in, live):
+def test_while_a_send_is_in_flight_send_waits_and_the_box_takes_the_next_message(signed_in, live):
     page = signed_in
     live.customer_writes("Take your time", chatId=new_phone(), name="Slow Wazzup")
     open_chat(page, "Slow Wazzup")
@@ -447,11 +447,14 @@ def test_the_panel_is_disabled_while_a_send_is_in_flight(signed_in, live):
         box.press("Enter")
         expect(send).to_be_disabled()
         expect(send).to_have_text("Sending…")
-        expect(box).not_to_be_editable()
-        expect(page.locator(".toast-success")).to_contain_text("Sent")
-        expect(send).to_have_text("Send")
         expect(box).to_be_editable()
-        expect(box).to_have_value("")
+        expect(box).to_have_value("")                 # the text went out of the box: the next one comes in
+        box.type("And here is the next one")
+        box.press("Enter")                            # not sent while the first one is in flight
+        expect(send).to_have_text("Send")
+        expect(bubble(page, "Wazzup is slow today")).to_have_attribute("data-status", "accepted")
+        expect(box).to_have_value("And here is the next one")
+        expect(page.locator(".msg-out")).to_have_count(1)
     finally:
         live.sandbox("DELETE", "/_sandbox/faults")
 

@@ -287,6 +287,33 @@ def test_an_html_error_page_from_a_proxy_is_not_shown_nor_blamed_on_wazzup(signe
         page.unroute("**/wazzup24/send")
 
 
+def test_a_text_not_sent_comes_back_to_the_box_before_what_was_typed_while_it_was_on_its_way(signed_in, live):
+    page = signed_in
+    live.customer_writes("Hi", chatId=new_phone(), name="Pia Pending")
+    open_chat(page, "Pia Pending")
+    held = []   # the send's request, answered once the agent typed on (as by a slow proxy)
+    page.route("**/wazzup24/send", lambda route: held.append(route))
+    try:
+        box = composer(page)
+        reply(page, "Your order left the warehouse")
+        expect(box).to_have_value("")
+        box.type("Tracking: RU555")
+        for _ in range(300):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        held[0].fulfill(status=502, content_type="text/html", body="<html>502 Bad Gateway</html>")
+        expect(page.locator(".toast-error")).to_contain_text("Not sent")
+        expect(box).to_have_value("Your order left the warehouse\nTracking: RU555")
+        assert page.evaluate(DRAFTS + ".map(k => sessionStorage.getItem(k))") == [
+            "Your order left the warehouse\nTracking: RU555"]
+    finally:
+        page.unroute("**/wazzup24/send")
+    box.press("Enter")
+    expect(bubble(page, "Tracking: RU555")).to_have_attribute("data-status", "accepted")
+    expect(box).to_have_value("")
+
+
 # ------------------------------------------------------------------ 6: right-to-left text
 
 def test_right_to_left_text_is_laid_out_right_to_left(signed_in, live):

@@ -696,6 +696,14 @@
     var replyTo = null;   // the message the next send quotes
     var draft = ctx.draft || { get: function () { return ""; }, set: function () {}, clear: function () {} };
     textarea.value = draft.get();   // what the agent was typing here before (e.g. before the session ended)
+    // The text being sent: out of the box, which takes the next message meanwhile, and back in it (before
+    // what was typed since) if it was not sent. The draft holds both until the answer comes.
+    var pending = null;
+
+    function unsent() {
+      if (!pending) return textarea.value;
+      return textarea.value ? pending + "\n" + textarea.value : pending;
+    }
 
     // The chat's messenger's limit (Telegram 4,096, Instagram 1,000, ...), in code points as the server counts.
     var maxChars = textLimit(chat);
@@ -721,7 +729,6 @@
       textarea.placeholder = closed ? "Window closed: use Template" : "Write a message\u2026";
       textarea.title = closed ? WINDOW_CLOSED_TEXT + ": the customer last wrote more than 24 hours ago." : "";
       fileRemove.disabled = sending;
-      textarea.readOnly = sending;
       linkInput.readOnly = sending;
       grow();
     }
@@ -789,6 +796,10 @@
       var built = body();
       if (built.error) { host.notify(built.error, "error"); return; }
       sending = true;
+      if (built.steps.some(function (step) { return step.name === "text"; })) {
+        pending = textarea.value;
+        textarea.value = "";
+      }
       update();
       var quoting = replyTo;
       var steps = built.steps.slice();
@@ -809,6 +820,13 @@
       function finish(all) {
         sending = false;
         send.textContent = "Send";
+        if (pending !== null) {   // not sent (nor stored): back in the box to fix or send again
+          var typed = textarea.value;
+          textarea.value = unsent();
+          pending = null;
+          if (typed) delete keys.text;   // with what was typed since, it is another message
+          draft.set(textarea.value);
+        }
         update();
         if (ctx.refresh) ctx.refresh();
         if (all) textarea.focus();
@@ -830,12 +848,14 @@
         // Stored (as failed) even though Wazzup refused it: the message is in the chat with Resend.
         var stored = !r.ok && r.data && typeof r.data.message_id === "number";
         if (r.ok || stored) {
+          // What the agent typed meanwhile stays in the box; a template leaves the box alone.
           if (step.name === "file") {
             detach();
-          } else if (step.name !== "template") {   // a template leaves what the agent is typing alone
-            textarea.value = "";
+          } else if (step.name === "text") {
+            pending = null;
+            draft.set(textarea.value);
+          } else if (step.name === "link") {
             linkInput.value = "";
-            draft.clear();
           }
           if (replyTo === quoting) setReply(null);   // not another one chosen while this one was sent
         }
@@ -921,8 +941,9 @@
     }
 
     textarea.addEventListener("input", function () {
-      draft.set(textarea.value);
-      edited();
+      draft.set(unsent());
+      if (sending) update();   // the next message: the one in flight keeps its key
+      else edited();
     });
     linkInput.addEventListener("input", edited);
     textarea.addEventListener("keydown", function (event) {
@@ -1022,7 +1043,7 @@
         if (composers[chat.id] === composer) delete composers[chat.id];
         unwatch();
         waba.destroy();
-        draft.set(textarea.value);   // also what a script put there without an input event
+        draft.set(unsent());   // also what a script put there without an input event
       }
     };
   }
