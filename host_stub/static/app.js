@@ -770,10 +770,15 @@
     items.forEach(function (m) {
       var before = state.messages.get(m.id);
       if (before && before.change_seq > m.change_seq) return;  // an older answer than what is shown
-      // A message the agent saw going out has failed since: say so, with the messenger's reason.
-      if (before && m.direction === "out" && m.status === "failed" && before.status !== "failed") {
-        notify("Not delivered: " + (m.error_text || "the messenger refused the message") +
-          (m.error_code ? " (" + m.error_code + ")" : ""), "error");
+      // A message the agent saw going out has failed since, or may not have gone out: say so.
+      if (before && m.direction === "out" && m.status !== before.status) {
+        if (m.status === "failed") {
+          notify("Not delivered: " + (m.error_text || "the messenger refused the message") +
+            (m.error_code ? " (" + m.error_code + ")" : ""), "error");
+        } else if (m.status === "unknown") {
+          notify("Not confirmed: the helpdesk could not confirm that your message went out. Check with the " +
+            "customer, or resend it.", "error");
+        }
       }
       // A change to a message older than the loaded history is not shown until it is paged in.
       if (before || oldestId === null || m.id > oldestId || !state.msgCursor) {

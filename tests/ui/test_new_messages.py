@@ -66,3 +66,24 @@ def test_a_message_that_arrives_while_the_agent_reads_older_ones_is_pointed_to_a
         assert live.api(f"/api/chats/{chat}")["unread_count"] == 0
     finally:
         helpdesk.db.engine.dispose()
+
+
+def test_a_reply_that_turns_unknown_is_announced_like_one_that_failed(signed_in, live):
+    from tests.ui.seed import add_chat, add_message, helpdesk_for, set_message
+
+    page = signed_in
+    helpdesk = helpdesk_for(live.database_url)
+    try:
+        chat = add_chat(helpdesk, title="Uma Unknown", phone=new_phone(), preview="Hi")
+        add_message(helpdesk, chat, text="Where is my order?")
+        sure = add_message(helpdesk, chat, text="It left today", direction="out", status="accepted")
+        unsure = add_message(helpdesk, chat, text="Tracking follows", direction="out", status="accepted")
+        open_chat(page, "Uma Unknown")
+        expect(bubble(page, "Tracking follows")).to_have_attribute("data-status", "accepted")
+        set_message(helpdesk, unsure, status="unknown")
+        expect(page.locator(".toast-error")).to_contain_text("could not confirm that your message went out")
+        set_message(helpdesk, sure, status="failed", error_code="BAD_CONTACT", error_text="Not on WhatsApp")
+        expect(page.locator(".toast-error").last).to_contain_text("Not delivered: Not on WhatsApp")
+        expect(page.locator(".toast-error")).to_have_count(2)
+    finally:
+        helpdesk.db.engine.dispose()

@@ -868,9 +868,7 @@
             host.notify("Queued after the file: the customer gets them in this order.", "info");
           } else if (r.status === 202) {
             host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
-          } else {
-            host.notify("Sent to Wazzup24.", "success");
-          }
+          }   // taken by Wazzup: the message's tick says so, without a toast over the chat
         } else if (r.status !== 401) {
           if (stored) {
             // Not kept in the composer: one more Enter would send it a second time. A refused key is the
