@@ -507,8 +507,18 @@
     if (document.title !== title) document.title = title;
   }
 
+  /** A phone as people write it: "+7 916 123-45-67" for a Russian or Kazakh number (+7), "+" and the
+   *  digits for any other international number; anything else (a Telegram username) as it is. */
+  function displayPhone(phone) {
+    var value = phone || "";
+    if (/^7\d{10}$/.test(value)) {
+      return "+7 " + value.slice(1, 4) + " " + value.slice(4, 7) + "-" + value.slice(7, 9) + "-" + value.slice(9);
+    }
+    return /^\d{10,15}$/.test(value) ? "+" + value : value;
+  }
+
   function renderChatItem(c) {
-    var li = el("li", "chat-item");
+    var li = el("li", c.unread_count > 0 ? "chat-item chat-unread" : "chat-item");
     li.dataset.chatId = String(c.id);
     li.dataset.seq = String(c.change_seq);
     li.dataset.type = c.type;
@@ -523,7 +533,7 @@
 
     var body = el("span", "chat-item-body");
     var top = el("span", "chat-item-top");
-    top.appendChild(auto(el("span", "chat-item-title", c.title || c.phone || "Chat " + c.id)));
+    top.appendChild(auto(el("span", "chat-item-title", c.title || displayPhone(c.phone) || "Chat " + c.id)));
     var when = parseTime(c.last_message_at || c.last_activity_at);
     var time = el("time", "chat-item-time", listTime(when));
     if (when) { time.dateTime = when.toISOString(); time.title = fullTime(when); }
@@ -539,7 +549,7 @@
       bottom.appendChild(badge);
     }
     body.appendChild(bottom);
-    if (c.phone) body.appendChild(el("span", "chat-item-phone", c.phone));
+    if (c.phone) body.appendChild(el("span", "chat-item-phone", displayPhone(c.phone)));
     button.appendChild(body);
     button.setAttribute("aria-label", (c.title || c.phone || "Chat") +
       (c.unread_count > 0 ? ", " + c.unread_count + " unread" : ""));
@@ -634,8 +644,8 @@
 
   function renderChatHeader(c) {
     setChatIcon($("chat-icon"), c);
-    $("chat-title").textContent = c.title || c.phone || "Chat " + c.id;
-    $("chat-phone").textContent = c.phone || "";
+    $("chat-title").textContent = c.title || displayPhone(c.phone) || "Chat " + c.id;
+    $("chat-phone").textContent = displayPhone(c.phone);
   }
 
   function updateOpenChat(c) {

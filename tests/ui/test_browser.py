@@ -85,6 +85,21 @@ def test_an_incoming_message_appears_live_and_opening_the_chat_marks_it_read(sig
     expect(item.locator(".badge")).to_have_count(0)                 # read while the agent looks at it
 
 
+def test_the_chat_list_writes_phones_as_people_do_and_sets_unread_chats_apart(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    written = f"+7 {phone[1:4]} {phone[4:7]}-{phone[7:9]}-{phone[9:]}"
+    live.customer_writes("Is anyone there?", chatId=phone, name="Rita Unread")
+    item = chat_item(page, "Rita Unread")
+    expect(item.locator(".chat-item-phone")).to_have_text(written)
+    expect(item).to_have_class(re.compile(r"\bchat-unread\b"))
+    assert item.locator(".chat-item-title").evaluate("e => getComputedStyle(e).fontWeight") == "700"
+    open_chat(page, "Rita Unread")
+    expect(page.locator("#chat-phone")).to_have_text(written)
+    expect(item).not_to_have_class(re.compile(r"\bchat-unread\b"))
+    assert item.locator(".chat-item-title").evaluate("e => getComputedStyle(e).fontWeight") == "500"
+
+
 def test_a_missed_call_and_an_unsupported_message_show_their_placeholder_once(signed_in, live):
     page = signed_in
     phone = new_phone()
