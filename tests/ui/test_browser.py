@@ -100,6 +100,18 @@ def test_the_chat_list_writes_phones_as_people_do_and_sets_unread_chats_apart(si
     assert item.locator(".chat-item-title").evaluate("e => getComputedStyle(e).fontWeight") == "500"
 
 
+def test_the_chat_header_names_the_channel_the_reply_goes_out_from(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Which shop is this?", chatId=phone, name="Vadim Channel")
+    open_chat(page, "Vadim Channel")   # the page's connection check stores the account's channels
+    line = page.locator("#chat-header-extra .wz-chat-channel")
+    expect(line).to_contain_text("via WhatsApp +")
+    channel = live.api(f"/api/chats/{live.chat_by_phone(phone)['id']}/wazzup24/info")["channel"]
+    assert (channel["transport"], channel["state"]) == ("whatsapp", "active")
+    expect(line).to_have_text(f"via WhatsApp +{channel['plain_id']}")
+
+
 def test_a_missed_call_and_an_unsupported_message_show_their_placeholder_once(signed_in, live):
     page = signed_in
     phone = new_phone()

@@ -429,6 +429,7 @@
       inflight = host.api("/api/chats/" + chat.id + "/wazzup24/info").then(function (r) {
         inflight = null;
         if (r.ok && r.data && r.data.window) state = r.data.window;
+        if (r.ok && r.data && panel.info) panel.info(r.data);
         render();
       });
       return inflight;
@@ -670,7 +671,8 @@
     linkRow.appendChild(linkInput);
 
     var waba = wabaWindow(chat, { changed: function () { update(); }, sendTemplate: sendTemplate,
-      edited: function () { delete keys.template; } });   // another template or value: another message
+      edited: function () { delete keys.template; },    // another template or value: another message
+      info: function (info) { if (root.isConnected) showChannel(ctx.headerElement, info); } });  // still this chat
 
     form.appendChild(label);
     form.appendChild(hint);
@@ -1047,6 +1049,34 @@
   }
 
   host.registerPanel("wazzup24-send", sendPanel);
+
+  // ------------------------------------------------------------------ the chat's channel, in its header
+  // Which of the company's numbers (or bots) the customer writes to, and whether that channel works:
+  // an agent with several channels answers knowing which one the reply goes out from.
+
+  var TRANSPORTS = { whatsapp: "WhatsApp", wapi: "WhatsApp Business", tgapi: "Telegram", telegram: "Telegram",
+    viber: "Viber", instagram: "Instagram", vk: "VK", avito: "Avito", max: "MAX" };
+
+  function showChannel(target, info) {
+    if (!target) return;
+    var line = target.querySelector(".wz-chat-channel");
+    var channel = info && info.channel;
+    if (!channel) {
+      if (line) line.remove();
+      return;
+    }
+    if (!line) {
+      line = el("span", "wz-chat-channel");
+      target.appendChild(line);
+    }
+    var number = String(channel.plain_id || "");
+    if (/^\d{10,15}$/.test(number)) number = "+" + number;
+    var active = !channel.state || channel.state === "active";
+    line.textContent = "via " + (TRANSPORTS[channel.transport] || channel.transport || "Wazzup24") +
+      (number ? " " + number : "") + (active ? "" : " (channel " + channel.state + ")");
+    line.classList.toggle("wz-chat-channel-down", !active);
+    line.title = "Wazzup24 channel " + (channel.channel_id || "");
+  }
 
   // ------------------------------------------------------------------ an icon per messenger
   // The `wazzup` chat type's own icon is WhatsApp's; a chat on another messenger (or a group) shows its
