@@ -80,6 +80,10 @@ def test_a_closed_window_disables_the_text_box_and_a_template_from_the_picker_re
 
     # The customer answers: the window opens for 24 hours and the text box with it.
     live.customer_writes("Thanks, I'll come today", chatId=phone, channelId=waba_channel)
-    expect(line).to_have_text(re.compile(r"^Window open for 2[34] h \d+ min \(until \d\d:\d\d tomorrow\)$"))
+    # the time as the bubbles write it, in the browser's locale
+    bubble_time = page.evaluate("() => new Date(2026, 0, 1, 16, 36).toLocaleTimeString([], "
+                                "{hour: '2-digit', minute: '2-digit'})")
+    clock = r"\d\d:\d\d [AP]M" if bubble_time.endswith("PM") else r"\d\d:\d\d"
+    expect(line).to_have_text(re.compile(rf"^Window open for 2[34] h \d+ min \(until {clock} tomorrow\)$"))
     expect(composer(page)).to_be_enabled()
     assert not page.page_errors

@@ -368,8 +368,9 @@
     button.setAttribute("aria-controls", id);
   }
 
+  /** A time as the message bubbles write it (the browser's locale: "16:36" or "04:36 PM"). */
   function hhmm(date) {
-    return ("0" + date.getHours()).slice(-2) + ":" + ("0" + date.getMinutes()).slice(-2);
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
   /** "for 23 h 50 min (until 02:09 tomorrow)": a bare time would read as today's, already past. */
