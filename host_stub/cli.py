@@ -117,6 +117,13 @@ def _database_errors():
     return (sa.exc.OperationalError, sa.exc.ProgrammingError)
 
 
+def _database_url_setting() -> str:
+    """HELPDESK_DATABASE_URL as the commands read it (from the environment, .env copied in), or its default."""
+    from host_stub.config import DEFAULT_DATABASE_URL
+
+    return os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+
+
 def _missing_table(exc) -> str | None:
     """The table a statement found missing (SQLite, PostgreSQL), else None."""
     found = re.search(r'no such table: (\w+)|relation "(\w+)" does not exist', str(getattr(exc, "orig", None) or exc))
@@ -127,11 +134,8 @@ def _sqlite_file():
     """The SQLite file HELPDESK_DATABASE_URL names (made absolute from the current folder), else None."""
     import sqlalchemy as sa
 
-    from host_stub.config import DEFAULT_DATABASE_URL
-
-    raw = os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     try:
-        url = sa.engine.make_url(raw)
+        url = sa.engine.make_url(_database_url_setting())
     except Exception:  # Config.validate words it
         return None
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
@@ -143,13 +147,13 @@ def _remove_if_empty(sqlite_file) -> None:
     """Remove a SQLite database this command made by connecting (no tables), with its side files
     (WAL, shared memory, the host's writers' lock): a command run in the wrong folder leaves nothing."""
     import sqlite3
+    from contextlib import closing
 
     if not sqlite_file.exists():
         return
-    with sqlite3.connect(sqlite_file) as conn:
+    with closing(sqlite3.connect(sqlite_file)) as conn:
         if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             return
-    conn.close()
     for suffix in ("", "-wal", "-shm", "-journal", "-writers"):
         sqlite_file.with_name(sqlite_file.name + suffix).unlink(missing_ok=True)
 
@@ -168,9 +172,9 @@ def _database_problem(exc) -> str:
     """An OperationalError worded for the operator: the setting, its URL without the password, the reason."""
     import sqlalchemy as sa
 
-    from host_stub.config import DEFAULT_DATABASE_URL, shown_database_url
+    from host_stub.config import shown_database_url
 
-    raw = os.environ.get("HELPDESK_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    raw = _database_url_setting()
     try:
         parsed = sa.engine.make_url(raw)
         url, password = parsed.render_as_string(hide_password=True), parsed.password

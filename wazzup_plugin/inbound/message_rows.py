@@ -37,9 +37,11 @@ _VCARD_NAME = re.compile(r"(?im)^FN(?:;[^:\r\n]*)?:(.*\S)")
 def preview(text: str | None, msg_type: str, content_name: str | None) -> str:
     """A chat's last message as its list line: the text; a file's type and name; a contact card's
     or a location's type before what it holds (not a vCard's raw lines or bare coordinates)."""
-    if text and msg_type in ("vcard", "geo"):
-        name = _VCARD_NAME.search(text) if msg_type == "vcard" else None
-        text = f"{PLACEHOLDERS[msg_type]} {name.group(1) if name else text if msg_type == 'geo' else ''}"
+    if text and msg_type == "vcard":
+        name = _VCARD_NAME.search(text)
+        text = f"{PLACEHOLDERS['vcard']} {name.group(1) if name else ''}"
+    elif text and msg_type == "geo":
+        text = f"{PLACEHOLDERS['geo']} {text}"
     if text:
         return re.sub(r"\s+", " ", text).strip()[:200]
     label = PLACEHOLDERS.get(msg_type, "[Message]")
