@@ -15,6 +15,7 @@ from host_stub.errors import StartupError
 from host_stub.migrate import alembic_config, schema_differences, upgrade
 from host_stub.models import MESSAGE_STATUSES
 from host_stub.schema import assemble_metadata
+from wazzup_plugin.inbound.parse import quarantine_digest
 
 
 
@@ -596,3 +597,28 @@ def test_outbox_rows_from_before_the_lanes_go_in_the_agents_lane_and_maybe_sent_
         lanes = conn.execute(sa.text("SELECT message_id, lane FROM wazzup_outbox ORDER BY message_id")).all()
     assert [tuple(row) for row in lanes] == [(ids[0], 0), (ids[1], 1), (ids[2], 1)]
     assert schema_differences(empty_engine, pm) == []
+
+
+def test_quarantined_rows_from_before_the_digest_get_it_and_a_repeat_stays_without_one(empty_engine, pm):
+    """0012_wazzup: each quarantined item's first row gets its digest (so a redelivery of it adds no
+    row); a row repeating an older one keeps NULL and stays: an upgrade deletes nothing quarantined."""
+    cfg = alembic_config(pm)
+    with empty_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, next(head for head in _heads(pm) if head.endswith("_host")))
+        command.upgrade(cfg, "0011_wazzup")
+    now = datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc)
+    items = ['{"messageId": "a"}', '{"messageId": "b"}', '{"messageId": "a"}', '{"messageId": "a"}']
+    sections = ["messages", "messages", "messages", "statuses"]
+    with empty_engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO wazzup_quarantine (section, reason, item, received_at)"
+                             " VALUES (:section, 'odd', :item, :now)")
+                     .bindparams(sa.bindparam("now", now, type_=sa.DateTime())),
+                     [{"section": section, "item": item} for section, item in zip(sections, items)])
+
+    assert upgrade(empty_engine, pm) == _heads(pm)
+    assert schema_differences(empty_engine, pm) == []
+    with empty_engine.connect() as conn:
+        digests = conn.execute(sa.text("SELECT item_digest FROM wazzup_quarantine ORDER BY id")).scalars().all()
+    assert digests == [quarantine_digest("messages", items[0]), quarantine_digest("messages", items[1]), None,
+                       quarantine_digest("statuses", items[3])]

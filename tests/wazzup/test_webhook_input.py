@@ -194,6 +194,27 @@ def test_odd_status_items_and_sections_are_quarantined(deliver, wazzup_rows):
     assert len(wazzup_rows.messages()) == 1
 
 
+def test_a_redelivered_odd_item_is_quarantined_once(deliver, wazzup_rows):
+    odd = {**incoming_message(channel_id=CHANNEL, chat_id="79161234567", message_id="odd-1"), "chatType": "pigeon"}
+    body = delivery(messages=[odd, incoming_message(channel_id=CHANNEL, chat_id="79161234567", message_id="ok-1")],
+                    statuses=[{"messageId": "WZ-1", "status": "vanished"}])
+    for _ in range(3):  # at least once: Wazzup may send the same delivery again
+        assert deliver(body).status_code == 200
+    # The same item twice in one delivery, with its keys in another order, is still the one item.
+    assert deliver({"messages": [dict(reversed(list(odd.items()))), odd]}).status_code == 200
+    quarantined = wazzup_rows.table("quarantine")
+    assert sorted((q["section"], q["wazzup_message_id"]) for q in quarantined) == [
+        ("messages", "odd-1"), ("statuses", "WZ-1")]
+    assert len(wazzup_rows.messages()) == 1
+
+
+def test_odd_items_that_differ_in_any_field_are_each_kept(deliver, wazzup_rows):
+    odd = {**incoming_message(channel_id=CHANNEL, chat_id="79161234567", message_id="odd-1"), "chatType": "pigeon"}
+    assert deliver(delivery(messages=[odd, {**odd, "text": "another text"}])).status_code == 200
+    assert deliver({"channelsUpdates": [odd]}).status_code == 200  # the same item in another section
+    assert sorted(q["section"] for q in wazzup_rows.table("quarantine")) == ["channelsUpdates", "messages", "messages"]
+
+
 def test_text_with_nul_and_lone_surrogates_is_stored_cleaned(deliver, wazzup_rows):
     raw = ('{"messages": [{"messageId": "nul-1", "channelId": "%s", "chatType": "whatsapp", "chatId": "79161234567",'
            ' "type": "text", "text": "a\\u0000b\\ud800c", "contact": {"name": "N\\u0000ame"}}]}' % CHANNEL)

@@ -8,6 +8,7 @@ reference/wazzup-api-v3.md §5.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -327,6 +328,14 @@ def raw_json(item) -> str:
     except RecursionError:
         text = json.dumps(_cut_deep(item, KEPT_DEPTH), ensure_ascii=True, sort_keys=True, default=str)
     return text
+
+
+def quarantine_digest(section: str, stored_item: str) -> str:
+    """What makes a quarantined item one row however often it is delivered: SHA-256 of its section
+    and its JSON as :func:`raw_json` stores it (keys sorted, so the same item always reads the same).
+    Migration ``0012_wazzup`` computes the same for rows stored before it; keep the two alike."""
+    text = f"{section}\n{stored_item}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 KEPT_DEPTH = 64        # Wazzup's items nest four levels at most

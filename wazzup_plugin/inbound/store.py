@@ -31,11 +31,11 @@ from wazzup_plugin.inbound.echoes import Echoes
 from wazzup_plugin.inbound.message_edits import MessageEdits
 from wazzup_plugin.inbound.message_rows import contact_update, newest_copies
 from wazzup_plugin.inbound.new_messages import WAZZUP_COLUMNS, NewMessages, selected_parameters
-from wazzup_plugin.inbound.parse import ChannelUpdate, Message, Quarantined, raw_json
+from wazzup_plugin.inbound.parse import ChannelUpdate, Message, Quarantined, quarantine_digest, raw_json
 from wazzup_plugin.inbound.status_writes import StatusWrites
 from wazzup_plugin.inbound.stored_lookups import StoredLookups
 from wazzup_plugin.media.enqueue import QUEUED_COLUMNS, pending_row
-from wazzup_plugin.store_common import built, dialect_insert, host_tables, upsert
+from wazzup_plugin.store_common import built, dialect_insert, host_tables, insert_ignore, upsert
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,14 @@ class Writer(StoredLookups, ChatWrites, Echoes, NewMessages, MessageEdits, Statu
     def store_quarantine(self, items: list[Quarantined]) -> None:
         if not items:
             return
-        self.conn.execute(sa.insert(self.t["quarantine"]), [
-            {"section": q.section, "wazzup_message_id": q.message_id, "reason": q.reason,
-             "item": raw_json(q.raw), "received_at": self.now} for q in items])
+        rows = []
+        for q in items:
+            item = raw_json(q.raw)
+            rows.append({"section": q.section, "wazzup_message_id": q.message_id, "reason": q.reason,
+                         "item": item, "item_digest": quarantine_digest(q.section, item), "received_at": self.now})
+        # Wazzup delivers at least once: an odd item it sends again is the row already kept, not a
+        # second one (an operator would replay both, and the status check would count both).
+        insert_ignore(self.conn, self.t["quarantine"], sorted(rows, key=lambda r: r["item_digest"]))
         self.summary.quarantined += len(items)
         for q in items:
             log.warning("webhook item quarantined", extra={"context": {

@@ -29,6 +29,9 @@ def define_inbound_tables(metadata, table) -> dict:
             sa.Column("wazzup_message_id", sa.String(64)),               # when the item had a usable one
             sa.Column("reason", sa.Text, nullable=False),
             sa.Column("item", sa.Text, nullable=False),
+            # SHA-256 of the section and the item as stored: a redelivered odd item is kept once.
+            # NULL on rows from before it (``0012_wazzup``) that repeat an older row.
+            sa.Column("item_digest", sa.String(64), unique=True),
             sa.Column("received_at", UTCDateTime(), nullable=False, index=True),
         ),
     }
