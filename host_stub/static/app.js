@@ -111,10 +111,20 @@
   }
 
   /** Only http(s) links may become href/src; anything else (javascript:, data:) is dropped. */
-  function safeUrl(value, httpsOnly) {
+  /** ``value`` if it is an http(s) link, else null. ``embedded`` (a picture, a player drawn in the page):
+   * https, or http from this helpdesk's own origin (the demo, a helpdesk on its LAN, serving the files
+   * agents sent), which the page's CSP allows as 'self'; http from elsewhere would be mixed content. */
+  function safeUrl(value, embedded) {
     if (typeof value !== "string") return null;
-    var re = httpsOnly ? /^https:\/\//i : /^https?:\/\//i;
-    return re.test(value.trim()) ? value.trim() : null;
+    var v = value.trim();
+    if (/^https:\/\//i.test(v)) return v;
+    if (!/^http:\/\//i.test(v)) return null;
+    if (!embedded) return v;
+    try {
+      return new URL(v).origin === window.location.origin ? v : null;
+    } catch (e) {
+      return null;
+    }
   }
 
   function parseTime(value) {
@@ -1022,28 +1032,28 @@
     var type = m.type || "text";
     var own = pluginMediaUrl(m);
     var uri = own || safeUrl(m.content_uri);
-    var httpsUri = own || safeUrl(m.content_uri, true);
+    var embeddable = own || safeUrl(m.content_uri, true);
     var name = m.content_name || "";
     if (type === "text" || type === "note") {
       box.appendChild(renderText(m.text || ""));
       return box;
     }
-    if (type === "image" && httpsUri) {
-      var a = link(httpsUri, "", "msg-image-link");
+    if (type === "image" && embeddable) {
+      var a = link(embeddable, "", "msg-image-link");
       var img = el("img", "msg-image");
-      img.src = httpsUri;
+      img.src = embeddable;
       img.alt = name || "Image";
       img.loading = "lazy";
       img.addEventListener("error", function () { a.replaceChildren(document.createTextNode(name || "Open the image")); });
       a.appendChild(img);
       box.appendChild(a);
-    } else if ((type === "video" || type === "audio") && httpsUri) {
+    } else if ((type === "video" || type === "audio") && embeddable) {
       var player = el(type, "msg-" + type);
       player.controls = true;
       player.preload = "metadata";
-      player.src = httpsUri;
+      player.src = embeddable;
       box.appendChild(player);
-      box.appendChild(link(httpsUri, name || (type === "video" ? "Download the video" : "Download the audio"),
+      box.appendChild(link(embeddable, name || (type === "video" ? "Download the video" : "Download the audio"),
         "msg-link msg-download"));
     } else if (type === "document" || ((type === "image" || type === "video" || type === "audio") && uri)) {
       if (uri) {

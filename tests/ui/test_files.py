@@ -3,6 +3,8 @@ sends it by its id; a text typed beside it goes as a second message (Wazzup take
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.ui.conftest import WAIT_MS, screenshot
@@ -134,3 +136,34 @@ def test_a_file_dropped_on_the_panel_is_attached(signed_in, live):
         panel.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
     }""")
     expect(file_row(page).locator(".wz-file-name")).to_have_text("contract.pdf")
+
+
+def test_a_photo_the_agent_sent_shows_as_a_picture_when_the_helpdesk_serves_it_over_http(signed_in, live,
+                                                                                        outbox_worker):
+    """Wazzup downloads a sent file from the helpdesk's public URL, which is the message's link: on a
+    helpdesk served over http (the demo, a LAN), the page's own origin, so the picture is drawn."""
+    page = signed_in
+    photo = live.http.get(live.sandbox_url + "/_sandbox/media/photo.png", timeout=10).content
+    live.customer_writes("Send me a photo of the parcel", chatId=new_phone(), name="Pavel Photo")
+    open_chat(page, "Pavel Photo")
+    page.get_by_label("File to attach").set_input_files({"name": "parcel.png", "mimeType": "image/png",
+                                                        "buffer": photo})
+    page.get_by_role("button", name="Send", exact=True).click()
+    sent = page.locator(".msg-out[data-type='image']")
+    expect(sent).to_have_attribute("data-status", "accepted")
+    expect(sent.locator("img.msg-image")).to_have_attribute("src", re.compile(
+        "^" + re.escape(live.url) + "/wazzup24/files/[^/]+/parcel.png$"))
+    page.wait_for_function("() => document.querySelector('.msg-out img.msg-image').naturalWidth > 0",
+                           timeout=WAIT_MS)
+
+
+def test_a_customers_picture_linked_over_plain_http_elsewhere_stays_a_link(signed_in, live):
+    """http from another origin would be mixed content on an https helpdesk: a link, never drawn."""
+    page = signed_in
+    live.sandbox("POST", "/_sandbox/customer-messages", json={
+        "chatId": new_phone(), "name": "Hanna Http", "type": "image", "contentUri": "http://store.example/parcel.png",
+        "wait": True})
+    open_chat(page, "Hanna Http")
+    bubble_ = page.locator(".msg-in[data-type='image']")
+    expect(bubble_.locator("a.msg-document")).to_have_attribute("href", "http://store.example/parcel.png")
+    expect(bubble_.locator("img")).to_have_count(0)
