@@ -144,7 +144,11 @@ def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
     sent = bubble(page, "Of course, in five minutes.")
     expect(sent).to_have_class(re.compile(r"\bmsg-out\b"))
     expect(sent).to_have_attribute("data-status", "accepted")
-    assert page.locator(".toast").count() == 0   # its tick says it went: no toast over the chat
+    # Said where the agent looks (the seed's "notification of a successful send"), not in a toast over the chat.
+    note = page.locator(".wz-sent-note")
+    expect(note).to_have_text("Sent to Wazzup24 \u2713")
+    expect(note).to_have_attribute("aria-live", "polite")
+    assert page.locator(".toast").count() == 0
     message_id = int(sent.get_attribute("data-message-id"))
     chat_id = live.chat_by_phone(phone)["id"]
     wazzup_id = live.message(chat_id, message_id)["wazzup_message_id"]
@@ -156,6 +160,7 @@ def test_a_reply_goes_out_and_its_ticks_progress_to_read(signed_in, live):
     expect(sent.locator(".ticks-read")).to_have_attribute("aria-label", "Read")
     color = sent.locator(".ticks-read").evaluate("node => getComputedStyle(node).color")
     assert color == "rgb(14, 165, 233)"  # read ticks are blue
+    expect(note).to_have_text("", timeout=WAIT_MS)  # said for a few seconds
     screenshot(page, "chat-desktop")
 
 

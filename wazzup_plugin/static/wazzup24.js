@@ -17,6 +17,7 @@
   var COUNTER_FROM = 0.9;         // the counter appears near the limit (this share of it)
   var CONNECTION_POLL_MS = 30000;
   var SNIPPET_CHARS = 100;        // how much of a quoted message a quote shows
+  var SENT_NOTE_MS = 4000;        // how long "Sent to Wazzup24" stays beside the connection line
   // What the server counts as blank (wazzup_plugin/outbound/send.py _BLANK), spelt out the same way:
   // String.prototype.trim() misses U+001C-U+001F and U+0085, which the server refuses as blank.
   var BLANK = "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
@@ -582,8 +583,14 @@
     var counter = el("span", "wz-counter");
     counter.id = "wz-counter-" + chat.id;
     counter.hidden = true;
+    // "Sent" said where the agent looks, for a few seconds: a toast for every message stacked over the
+    // chat's header; the tick on the bubble stays the lasting answer.
+    var sentNote = el("span", "wz-sent-note");
+    sentNote.setAttribute("aria-live", "polite");   // read out, without being the page's one status region
+    var sentNoteTimer = null;
     statusRow.appendChild(dot);
     statusRow.appendChild(statusText);
+    statusRow.appendChild(sentNote);
     statusRow.appendChild(counter);
 
     var form = el("form", "wz-form");
@@ -837,6 +844,13 @@
       next();
     }
 
+    /** "Sent to Wazzup24 ✓" beside the connection line, cleared after a few seconds (the next one restarts it). */
+    function saySent() {
+      sentNote.textContent = "Sent to Wazzup24 \u2713";
+      clearTimeout(sentNoteTimer);
+      sentNoteTimer = setTimeout(function () { sentNote.textContent = ""; }, SENT_NOTE_MS);
+    }
+
     /** Send one message; resolves whether Wazzup took it (or it is queued). A message stored as failed
      * leaves the composer too: it is in the chat, with Resend. */
     function post(step, quoting) {
@@ -871,7 +885,9 @@
             host.notify("Queued after the file: the customer gets them in this order.", "info");
           } else if (r.status === 202) {
             host.notify("Queued: Wazzup24 has not confirmed it yet; it will be retried automatically.", "info");
-          }   // taken by Wazzup: the message's tick says so, without a toast over the chat
+          } else {
+            saySent();
+          }
         } else if (r.status !== 401) {
           if (stored) {
             // Not kept in the composer: one more Enter would send it a second time. A refused key is the
