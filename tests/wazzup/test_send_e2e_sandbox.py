@@ -122,3 +122,30 @@ def test_respond_async_is_answered_at_once_and_the_worker_process_sends_it_once(
     assert (queued["status"], live.message(queued["id"])["status"]) == ("queued", "queued")
     assert times_accepted(live, queued) == 0  # nothing went out before the worker
     sent_once_by_the_worker(live, queued)
+
+
+def test_the_helpdesk_writes_first_and_the_customers_answer_lands_in_the_same_chat(live, agent):
+    """Over real HTTP: a chat started with a number as people type it, a message to it, the customer's
+    answer through the real webhook: one chat, both messages in it."""
+    assert live.cli("set-webhook", "--yes").returncode == 0
+    started = requests.post(f"{live.host.url}/api/wazzup24/chats", json={"phone": "8 (916) 555-01-32", "name": "Olga"},
+                            headers=agent["headers"], timeout=30)
+    assert started.status_code == 201, started.text
+    chat = started.json()["id"]
+    sent = requests.post(f"{live.host.url}/api/chats/{chat}/wazzup24/send", json={"text": "Your order is ready"},
+                         headers=agent["headers"], timeout=30)
+    assert sent.status_code == 201, sent.text
+    received = live.sandbox("GET", "/_sandbox/received", params={"crmMessageId": sent.json()["wazzup_crm_message_id"]})
+    assert (received["messages"][0]["chatId"], received["messages"][0]["channelId"]) == ("79165550132", live.channel_id)
+    answer = live.sandbox("POST", "/_sandbox/customer-messages", json={"text": "Thank you!", "chatId": "79165550132",
+                                                                         "wait": True})
+    assert answer["delivery"]["state"] == "delivered", answer
+
+    def texts():
+        items = requests.get(f"{live.host.url}/api/chats/{chat}/messages", headers=agent["headers"], timeout=10)
+        return [m["text"] for m in items.json()["items"]]
+
+    assert texts() == ["Your order is ready", "Thank you!"]
+    chats = requests.get(f"{live.host.url}/api/chats", params={"q": "79165550132"}, headers=agent["headers"],
+                         timeout=10).json()["items"]
+    assert [c["id"] for c in chats] == [chat]

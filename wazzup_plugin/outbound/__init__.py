@@ -6,12 +6,13 @@ from wazzup_plugin.routing import Route, Worker
 
 
 def routes(helpdesk, state) -> list:
-    """Routes of the outbound flow (send, resend, templates, connection, info, files)."""
+    """Routes of the outbound flow (send, resend, templates, connection, info, files, starting a chat)."""
     from wazzup_plugin.outbound.connection import ConnectionResource
     from wazzup_plugin.outbound.files import PublicFileResource, UploadResource
     from wazzup_plugin.outbound.stored_files import PATH
     from wazzup_plugin.outbound.info import InfoResource
     from wazzup_plugin.outbound.send import ResendResource, SendResource
+    from wazzup_plugin.outbound.start_chat import StartChatResource
     from wazzup_plugin.outbound.templates import TemplatesResource
 
     send = SendResource(helpdesk, state)
@@ -25,6 +26,7 @@ def routes(helpdesk, state) -> list:
         # Public: Wazzup downloads the file from here; the unguessable token in the URL is the key.
         Route(PATH + "/{token}/{name}", PublicFileResource(helpdesk, state), public=True),
         Route("/api/wazzup24/connection", ConnectionResource(helpdesk, state)),
+        Route("/api/wazzup24/chats", StartChatResource(helpdesk, state)),
     ]
 
 
