@@ -222,6 +222,9 @@ def register_fields(helpdesk):
     message, the item also has ``table``, ``key`` (that table's column equal to the chat's or
     message's id) and ``columns`` (field name to column, for exactly the names in ``fields``):
     the host then outer-joins the table into its page queries and does not call ``load`` for them.
+    A column may also be a SQL expression over that table and the host's own ``chats`` or
+    ``messages`` table (NULLs in the plugin table's columns where it has no row), e.g. a flag worked
+    out from ``messages.status``: ``load`` must then give the same value.
     """
 
 

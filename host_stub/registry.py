@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.sql import util as sa_util
 
 from host_stub.errors import StartupError
 
@@ -116,17 +117,30 @@ def _per_plugin(pm, hook_name: str, **kwargs):
         yield impl.plugin_name, result
 
 
-def _check_joinable(plugin: str, entity: str, obj, columns: dict) -> None:
-    """A joined field set must be columns of its own table, keyed by a unique column (one row per id)."""
+def _from_tables(column) -> set:
+    """The tables a field set's column reads: its own table, or every table a SQL expression names."""
+    if isinstance(column, sa.Column):
+        return {column.table}
+    if isinstance(column, sa.ColumnElement):
+        return set(sa_util.find_tables(column, check_columns=True)) or {None}
+    return {None}
+
+
+def _check_joinable(plugin: str, entity: str, obj, columns: dict, host_table: sa.Table | None = None) -> None:
+    """A joined field set must be columns of its own table, or expressions over it and the host's table of
+    the entity (nothing else is in the page query's FROM), keyed by a unique column (one row per id)."""
     if set(columns) != set(obj.fields):
         raise StartupError(f"plugin {plugin!r}: {entity} field set columns {sorted(columns)} must name "
                            f"exactly its fields {sorted(obj.fields)}")
     table, key = getattr(obj, "table", None), getattr(obj, "key", None)
     if table is None or key is None:
         raise StartupError(f"plugin {plugin!r}: a {entity} field set with columns needs its table and key")
-    foreign = sorted(name for name, col in {"key": key, **columns}.items() if getattr(col, "table", None) is not table)
+    allowed = {table, host_table} - {None}
+    foreign = sorted(["key"] * (getattr(key, "table", None) is not table)
+                     + [name for name, col in columns.items() if not _from_tables(col) <= allowed])
     if foreign:
-        raise StartupError(f"plugin {plugin!r}: {entity} field set {foreign} are not columns of {table.name!r}")
+        raise StartupError(f"plugin {plugin!r}: {entity} field set {foreign} are not columns of {table.name!r}"
+                           + (f" nor expressions over it and {host_table.name!r}" if host_table is not None else ""))
     unique = key.primary_key and len(table.primary_key.columns) == 1 or any(
         len(c.columns) == 1 and key in c.columns for c in table.constraints if isinstance(c, sa.UniqueConstraint))
     if not unique:
@@ -153,7 +167,9 @@ def collect(pm, helpdesk, reserved_fields: dict[str, set[str]], host_routes: lis
                 seen_fields[entity][fname] = plugin
             columns = getattr(obj, "columns", None)
             if columns is not None:
-                _check_joinable(plugin, entity, obj, columns)
+                host_tables = getattr(helpdesk, "tables", None)
+                _check_joinable(plugin, entity, obj, columns,
+                                getattr(host_tables, "chats" if entity == "chat" else "messages", None))
             fs = FieldSet(entity, dict(obj.fields), obj.load, plugin, getattr(obj, "table", None),
                           getattr(obj, "key", None), dict(columns) if columns is not None else None)
             (regs.chat_fields if entity == "chat" else regs.message_fields).append(fs)

@@ -290,6 +290,7 @@ def _flags_table():
     ("foreign column", r"\['sms_flag'\] are not columns of 'sms_flags'"),
     ("key not unique", "is not unique"),
     ("host column name", "registered twice"),
+    ("expression over another table", r"\['sms_flag'\] are not columns of 'sms_flags' nor expressions over it and 'chats'"),
 ])
 def test_hook_register_fields_refuses_joined_field_sets_that_could_break_pages(build_app, pm_with, make_plugin,
                                                                                case, message):
@@ -300,12 +301,36 @@ def test_hook_register_fields_refuses_joined_field_sets_that_could_break_pages(b
             "key not unique": dict(fields={"sms_flag": fields.String()}, table=flags, key=flags.c.chat_id,
                                    columns={"sms_flag": flags.c.flag}),
             "host column name": dict(fields={"author_agent_id": fields.String()}, table=flags, key=flags.c.id,
-                                     columns={"author_agent_id": flags.c.flag})}[case]
+                                     columns={"author_agent_id": flags.c.flag}),
+            "expression over another table": dict(fields={"sms_flag": fields.String()}, table=flags, key=flags.c.id,
+                                                  columns={"sms_flag": sa.func.coalesce(flags.c.flag, other.c.x)})}[case]
     entity = "message" if case == "host column name" else "chat"
     plugin = make_plugin("sms", register_fields=lambda helpdesk: [
         Item(entity=entity, load=lambda conn, ids: {}, **item)])
     with pytest.raises(StartupError, match=message):
         build_app(pm_with(plugin))
+
+
+def test_hook_register_fields_joins_an_expression_over_its_table_and_the_hosts(build_app, pm_with, make_plugin,
+                                                                               make_chat, engine, auth):
+    meta = sa.MetaData()
+    flags = sa.Table("sms_flags", meta, sa.Column("chat_id", sa.Integer, primary_key=True), sa.Column("flag", sa.String))
+
+    def register_fields(helpdesk):
+        chats = helpdesk.tables.chats
+        return [Item(entity="chat", fields={"sms_label": fields.String()}, load=lambda conn, ids: {}, table=flags,
+                     key=flags.c.chat_id, columns={"sms_label": sa.func.coalesce(flags.c.flag, chats.c.title)})]
+
+    app = build_app(pm_with(make_plugin("sms", register_fields=register_fields)))
+    meta.create_all(engine)
+    try:
+        flagged, plain = make_chat(title="flagged"), make_chat(title="plain")
+        with engine.begin() as conn:
+            conn.execute(sa.insert(flags).values(chat_id=flagged, flag="VIP"))
+        items = falcon.testing.TestClient(app).simulate_get("/api/chats", headers=auth).json["items"]
+    finally:
+        meta.drop_all(engine)
+    assert {c["id"]: c["sms_label"] for c in items} == {flagged: "VIP", plain: "plain"}
 
 
 def test_serialize_messages_serves_a_field_set_the_row_carries_and_loads_only_the_others(
