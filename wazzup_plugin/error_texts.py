@@ -6,6 +6,8 @@ a code not listed; codes compare as Wazzup spells them either way (``normalize_c
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from wazzup_plugin.client import normalize_code
 from wazzup_plugin.text_limits import TOO_LONG_TEXTS
 
@@ -62,3 +64,31 @@ HUMAN_TEXT = {normalize_code(k): v for k, v in {
 def human_text(code: str | None) -> str | None:
     """Wazzup's error code in words for agents, or None when it is not one we know."""
     return HUMAN_TEXT.get(normalize_code(code)) if code else None
+
+
+# Refusals that the same message meets again when resent: the number is not on the messenger, or the
+# message itself is refused (its text, its file, what it quotes or mentions). A channel's, a balance's or
+# the API key's problem is not among them: once someone fixes it, a resend goes through.
+FINAL_CODES = frozenset(normalize_code(c) for c in (
+    "BAD_CONTACT", "INVALID_DATA", "INVALID_MESSAGE_DATA", "MESSAGE_TEXT_TOO_LONG", "MESSAGE_ONLY_TEXT_OR_CONTENT",
+    "MESSAGE_NOTHING_TO_SEND", "MESSAGE_WRONG_CONTENT_TYPE", "MESSAGES_CONTENT_SIZE_EXCEEDED", "TOO_BIG_CONTENT",
+    "TOO_LONG_TEXT", "WRONG_CONTENT", "CHATID_IGSID_MISMATCH", "REFERENCE_MESSAGE_NOT_FOUND",
+    "CANNOT_REPLY_TO_DELETED", "MENTION_FORBIDDEN"))
+_TOO_LONG_FOR_THE_MESSENGER = normalize_code("MESSAGES_TOO_LONG_")  # ..._TELEGRAM, ..._WABA: text_limits.py
+
+
+def resendable(messages: sa.Table, wazzup_messages: sa.Table) -> sa.ColumnElement:
+    """Whether Resend can help a message, as SQL over the host's ``messages`` and our ``wazzup_messages``
+    (outer-joined: NULLs where we hold no row): an outgoing message that failed or may not have gone out,
+    not resent yet, unless its code says that a second attempt meets the same refusal (one of
+    :data:`FINAL_CODES`, a text too long for the messenger, Wazzup's plain 4xx ``HTTP_400``). The resend
+    route itself takes any failed or unknown message: the customer may update their app, after all.
+    Worked out as the message is read, so it follows every change of status or code with no write of its own."""
+    m = messages.c
+    code = sa.func.lower(sa.func.replace(sa.func.replace(sa.func.coalesce(m.error_code, ""), "_", ""), "-", ""))
+    final = sa.or_(code.in_(sorted(FINAL_CODES)), code.like(_TOO_LONG_FOR_THE_MESSENGER + "%"),
+                   code.like("http4__"))  # HTTP_404: client.py names a plain refusal by its HTTP status
+    return sa.type_coerce(sa.case(
+        (sa.and_(m.direction == "out", wazzup_messages.c.resent_as.is_(None),
+                 sa.or_(m.status == "unknown", sa.and_(m.status == "failed", sa.not_(final)))), sa.true()),
+        else_=sa.false()), sa.Boolean)

@@ -12,6 +12,8 @@ from typing import Callable
 import sqlalchemy as sa
 from marshmallow import fields
 
+from wazzup_plugin.error_texts import resendable
+
 
 @dataclass(frozen=True)
 class FieldSet:
@@ -43,18 +45,18 @@ def chat_fields(tables) -> FieldSet:
         "wazzup_chat_id": t.c.wazzup_chat_id, "wazzup_chat_type": t.c.chat_type, "wazzup_channel_id": t.c.channel_id})
 
 
-def message_fields(tables) -> FieldSet:
+def message_fields(tables, messages: sa.Table) -> FieldSet:
+    """``messages``: the host's table, whose columns ``wazzup_resendable`` reads (the host joins ours to it)."""
     t = tables["messages"]
-    stmt = (sa.select(t.c.message_id, t.c.wazzup_message_id, t.c.crm_message_id, t.c.is_echo, t.c.resent_as,
-                      t.c.ref_message_id)
-            .where(t.c.message_id.in_(sa.bindparam("b_ids", expanding=True))))
+    columns = {"wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
+               "wazzup_is_echo": t.c.is_echo, "wazzup_resent_as": t.c.resent_as, "wazzup_reply_to": t.c.ref_message_id,
+               "wazzup_resendable": resendable(messages, t)}
+    stmt = (sa.select(messages.c.id, *(c.label(name) for name, c in columns.items()))
+            .select_from(messages.outerjoin(t, t.c.message_id == messages.c.id))
+            .where(messages.c.id.in_(sa.bindparam("b_ids", expanding=True))))
 
     def load(conn, ids):
-        return {message_id: {"wazzup_message_id": wazzup_message_id, "wazzup_crm_message_id": crm_message_id,
-                             "wazzup_is_echo": is_echo, "wazzup_resent_as": resent_as,
-                             "wazzup_reply_to": ref_message_id}
-                for message_id, wazzup_message_id, crm_message_id, is_echo, resent_as, ref_message_id
-                in conn.execute(stmt, {"b_ids": ids})}
+        return {row.id: {name: row._mapping[name] for name in columns} for row in conn.execute(stmt, {"b_ids": ids})}
 
     return FieldSet("message", {
         "wazzup_message_id": fields.String(metadata={"description": "the message's id in Wazzup24"}),
@@ -65,7 +67,9 @@ def message_fields(tables) -> FieldSet:
         "wazzup_reply_to": fields.String(allow_none=True, metadata={
             "description": "the Wazzup message id this message quotes (a customer's reply, or a send with "
                            "reply_to): the quoted message is the one whose wazzup_message_id it is"}),
-    }, load, table=t, key=t.c.message_id, columns={
-        "wazzup_message_id": t.c.wazzup_message_id, "wazzup_crm_message_id": t.c.crm_message_id,
-        "wazzup_is_echo": t.c.is_echo, "wazzup_resent_as": t.c.resent_as, "wazzup_reply_to": t.c.ref_message_id})
-
+        "wazzup_resendable": fields.Boolean(metadata={
+            "description": "whether Resend can help: true only for an outgoing message that failed or may not "
+                           "have gone out (status failed or unknown), not resent yet, whose error code does not "
+                           "say that a second attempt meets the same refusal (BAD_CONTACT, a text too long, "
+                           "Wazzup's plain HTTP_4xx ...); false otherwise"}),
+    }, load, table=t, key=t.c.message_id, columns=columns)

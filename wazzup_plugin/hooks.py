@@ -38,7 +38,7 @@ def register_schema(metadata):
 @hookimpl
 def register_fields(helpdesk):
     tables = get_state(helpdesk).tables
-    return [chat_fields(tables), message_fields(tables), media_fields(tables)]
+    return [chat_fields(tables), message_fields(tables, helpdesk.tables.messages), media_fields(tables)]
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from marshmallow import Schema, fields, post_dump, pre_dump
 
 from host_stub import json_media
+from host_stub.models import Message
 from host_stub.schemas import ChatSchema, MessageSchema, extend_schema
 from host_stub.serializer import CompiledDump
 from wazzup_plugin.fields import chat_fields as wazzup_chat_fields
@@ -106,7 +107,7 @@ def _wazzup_schema(base, fieldsets_factory, name):
 
 
 CHAT_OUT = _wazzup_schema(ChatSchema, wazzup_chat_fields, "Chat")
-MESSAGE_OUT = _wazzup_schema(MessageSchema, wazzup_message_fields, "Message")
+MESSAGE_OUT = _wazzup_schema(MessageSchema, lambda t: wazzup_message_fields(t, Message.__table__), "Message")
 
 _zones = st.sampled_from([dt.timezone.utc, dt.timezone(dt.timedelta(hours=3)),
                           dt.timezone(dt.timedelta(hours=-5, minutes=-30)), None])

@@ -246,3 +246,80 @@ def test_a_chat_whose_channel_is_back_to_active_sends_again(send, make_wazzup_ch
         tx.conn.execute(sa.update(t).where(t.c.channel_id == "tg-channel").values(state="active"))
     wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-9"}, status=201)
     assert send(chat, {"text": "hello again"}).status_code == 201
+
+
+def _resendable(client, auth, chat_id):
+    # As JSON says it: true or false, never 1 or 0 (SQLite has no boolean type).
+    return {m["id"]: json.dumps(m["wazzup_resendable"])
+            for m in client.simulate_get(f"/api/chats/{chat_id}/messages", headers=auth).json["items"]}
+
+
+@pytest.mark.parametrize("code", ["BAD_CONTACT", "badContact", "HTTP_400", "MESSAGES_TOO_LONG_WABA", "TOO_LONG_TEXT"])
+def test_a_message_refused_for_what_it_is_is_not_resendable(client, auth, make_wazzup_chat, make_message, helpdesk,
+                                                             code):
+    chat = make_wazzup_chat()
+    failed = make_message(chat, "x", direction="out", status="failed")
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == failed)
+                        .values(error_code=code))
+    assert _resendable(client, auth, chat) == {failed: "false"}
+
+
+@pytest.mark.parametrize("status, code", [("unknown", None), ("failed", "NOT_SENT"), ("failed", "CHANNEL_BLOCKED"),
+                                          ("failed", "HTTP_500"), ("failed", "WAZZUP_AUTH"), ("failed", None)])
+def test_a_message_that_may_go_through_a_second_time_is_resendable(client, auth, make_wazzup_chat, make_message,
+                                                                    helpdesk, status, code):
+    chat = make_wazzup_chat()
+    message_id = make_message(chat, "x", direction="out", status=status)
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(helpdesk.tables.messages).where(helpdesk.tables.messages.c.id == message_id)
+                        .values(error_code=code))
+    assert _resendable(client, auth, chat) == {message_id: "true"}
+
+
+@pytest.mark.parametrize("status, direction", [("accepted", "out"), ("queued", "out"), ("read", "out"),
+                                               ("inbound", "in")])
+def test_a_message_that_has_not_failed_is_not_resendable(client, auth, make_wazzup_chat, make_message, status,
+                                                          direction):
+    chat = make_wazzup_chat()
+    message_id = make_message(chat, "x", direction=direction, status=status)
+    assert _resendable(client, auth, chat) == {message_id: "false"}
+
+
+def test_a_resent_message_is_no_longer_resendable_and_its_resend_answer_says_so(
+        client, auth, make_wazzup_chat, make_message, wazzup_api, wazzup_url):
+    chat = make_wazzup_chat()
+    lost = make_message(chat, "lost?", direction="out", status="unknown")
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": "wz-5"}, status=201)
+    answered = resend(client, auth, chat, lost).json
+    assert answered["wazzup_resendable"] is False     # accepted
+    assert _resendable(client, auth, chat) == {lost: "false", answered["id"]: "false"}
+
+
+def test_a_send_refused_for_good_answers_with_a_stored_message_that_is_not_resendable(
+        send, make_wazzup_chat, wazzup_api, wazzup_url, api_payload):
+    chat = make_wazzup_chat()
+    wazzup_api.post(f"{wazzup_url}/v3/message", json=api_payload("error_bad_contact"), status=400)
+    stored = send(chat, {"text": "anyone?"}).json["data"]["message"]
+    assert stored["status"] == "failed" and stored["wazzup_resendable"] is False
+
+
+def test_the_openapi_document_describes_wazzup_resendable_as_a_boolean(client):
+    message = client.simulate_get("/api/openapi.json").json["components"]["schemas"]["Message"]
+    assert message["properties"]["wazzup_resendable"]["type"] == "boolean"
+    assert "Resend" in message["properties"]["wazzup_resendable"]["description"]
+
+
+def test_wazzup_resendable_is_the_same_when_the_host_loads_it_instead_of_joining_it(helpdesk, make_wazzup_chat,
+                                                                                     make_message):
+    from wazzup_plugin.fields import message_fields
+    from wazzup_plugin.state import get_state
+
+    chat = make_wazzup_chat()
+    lost = make_message(chat, "lost?", direction="out", status="unknown")
+    read = make_message(chat, "seen", direction="out", status="read")
+    field_set = message_fields(get_state(helpdesk).tables, helpdesk.tables.messages)
+    with helpdesk.db.read() as conn:
+        loaded = field_set.load(conn, [lost, read])
+    assert {i: values["wazzup_resendable"] for i, values in loaded.items()} == {lost: True, read: False}
+    assert all(type(values["wazzup_resendable"]) is bool for values in loaded.values())

@@ -16,7 +16,7 @@ def message_json(conn, helpdesk, state, message_id: int) -> dict | None:
         # The plugin's own fields joined in (the host then loads only other plugins' fields: the
         # contract's serialize_messages): one query where a lookup per field set would be three.
         source, columns = m, []
-        for fs in (message_fields(state.tables), media_fields(state.tables)):
+        for fs in (message_fields(state.tables, m), media_fields(state.tables)):
             source = source.outerjoin(fs.table, fs.key == m.c.id)
             columns.extend(column.label(name) for name, column in fs.columns.items())
         return sa.select(m, *columns).select_from(source).where(m.c.id == sa.bindparam("b_id", type_=m.c.id.type))

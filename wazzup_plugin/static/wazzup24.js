@@ -36,13 +36,6 @@
   var MB = 1000 * 1000;
   var MAX_FILE_BYTES = 10 * MB;   // Wazzup's API limit
   var MAX_PHOTO_BYTES = 5 * MB;   // photos on Telegram and WhatsApp Business (WABA)
-  // Refusals that the same message meets again when resent (codes as wazzup_plugin/error_texts.py has them):
-  // the number is not on the messenger, or the message itself is refused. A channel's or the API key's
-  // problem is not among them: once someone fixes it, Resend sends the message.
-  var FINAL_CODES = ["BAD_CONTACT", "INVALID_DATA", "INVALID_MESSAGE_DATA", "MESSAGE_TEXT_TOO_LONG",
-    "MESSAGE_ONLY_TEXT_OR_CONTENT", "MESSAGE_NOTHING_TO_SEND", "MESSAGE_WRONG_CONTENT_TYPE",
-    "MESSAGES_CONTENT_SIZE_EXCEEDED", "TOO_BIG_CONTENT", "TOO_LONG_TEXT", "WRONG_CONTENT", "CHATID_IGSID_MISMATCH",
-    "REFERENCE_MESSAGE_NOT_FOUND", "CANNOT_REPLY_TO_DELETED", "MENTION_FORBIDDEN"].map(normalizeCode);
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -91,18 +84,6 @@
       if (BLANK.indexOf(text.charAt(i)) < 0) return false;
     }
     return true;
-  }
-
-  /** BAD_CONTACT and badContact compare equal, as the server compares them (client.py normalize_code). */
-  function normalizeCode(code) {
-    return String(code || "").replace(/[_-]/g, "").toLowerCase();
-  }
-
-  /** Can resending a message that failed with this code go through? Not after a refusal of the message
-   * itself: a listed code, Wazzup's plain 4xx (HTTP_400) or a text too long for the messenger. */
-  function resendCanHelp(code) {
-    var c = normalizeCode(code);
-    return FINAL_CODES.indexOf(c) < 0 && !/^http4\d\d$/.test(c) && c.indexOf("messagestoolong") !== 0;
   }
 
   function reasonOf(result, fallback) {
@@ -892,10 +873,11 @@
           if (stored) {
             // Not kept in the composer: one more Enter would send it a second time. A refused key is the
             // administrator's to fix: the stored message says so in an agent's words, not the API's.
-            var storedText = r.data.data && r.data.data.message && r.data.data.message.error_text;
+            var storedMessage = (r.data.data && r.data.data.message) || {};
+            var storedText = storedMessage.error_text;
             var reason = code === "wazzup_auth_failed" && storedText ? storedText : reasonOf(r);
             reason = "Not delivered: " + reason;
-            host.notify(resendCanHelp(r.data.wazzup_code) ? sentences(reason, "Use Resend on the message to send it " +
+            host.notify(storedMessage.wazzup_resendable ? sentences(reason, "Use Resend on the message to send it " +
               "again" + (code === "wazzup_auth_failed" ? " once that is done." : ".")) : reason, "error");
           } else {
             host.notify("Not sent: " + reasonOf(r), "error");  // nothing stored: the text stays to fix or retry
@@ -1118,10 +1100,9 @@
     id: "wazzup24-resend",
     label: "Resend",
     appliesTo: function (message, chat) {
-      // Offered once: a message already resent points at its replacement (wazzup_resent_as).
-      // Not where it would be refused again (the number is not on WhatsApp, ...): see resendCanHelp.
-      return chat.type === "wazzup" && message.direction === "out" && !message.wazzup_resent_as &&
-        (message.status === "unknown" || (message.status === "failed" && resendCanHelp(message.error_code)));
+      // The server's verdict: a failed or unknown outgoing message, not resent yet, that would not meet the
+      // same refusal again (not to a number that is not on WhatsApp, ...): wazzup_plugin/error_texts.py.
+      return chat.type === "wazzup" && message.wazzup_resendable === true;
     },
     run: function (message, chat, ctx) {
       var path = "/api/chats/" + chat.id + "/wazzup24/messages/" + message.id + "/resend";
