@@ -24,6 +24,13 @@
  *                                  instead of its content_uri (e.g. the helpdesk's own copy), or null:
  *                                  a path on this origin ("/..."; an https URL is taken as well). The
  *                                  first plugin answering one wins; content_uri stays the message's.
+ *   registerTextFormat(typeName, fn)  fn(text, linkify) returns a Node drawn as the text of messages in
+ *                                  chats of that type (a messenger's markup: *bold*, ...), or null for
+ *                                  the plain text. linkify(text) returns text as this page draws it, its
+ *                                  http(s) links clickable (a DocumentFragment), for fn's pieces of plain
+ *                                  text. Build DOM nodes only (never HTML from the text). The Node's
+ *                                  textContent must be the text exactly as written, markers included (so
+ *                                  copying a message gives it back), else the page draws the plain text.
  *   registerChatIcon(typeName, fn) fn(chat) returns {src, label} (src under /static/) or null: the
  *                                  icon of one chat of that type, where the type's own icon is too
  *                                  coarse (e.g. a gateway's chats on different messengers).
@@ -79,6 +86,7 @@
   var messageDecorators = [];
   var mediaUrls = [];            // fn(message, chat): where to show a message's media from (registerMediaUrl)
   var chatIcons = {};            // chat type name -> fn(chat): a plugin's icon for one chat (registerChatIcon)
+  var textFormats = {};          // chat type name -> fn(text, linkify): its messages' text drawn (registerTextFormat)
   var FLASH_MS = 1600;           // how long a message scrolled to stays highlighted
 
   // ------------------------------------------------------------------ small helpers
@@ -989,20 +997,42 @@
   var URL_IN_TEXT = /https?:\/\/[^\s<>"]+/gi;
   var URL_TAIL = /[.,;:!?'")\]}>]+$/;   // "see https://x.example/a." ends before the stop
 
-  /** A message's text, its http(s) links clickable: text nodes and <a> elements, never parsed as HTML. */
+  /** A message's text: formatted as its chat type's plugin says (registerTextFormat), else as written with
+   * its links clickable. Text nodes and elements only, never parsed as HTML. */
   function renderText(text, className) {
     var p = auto(el("p", className || "msg-text"));
+    p.appendChild(formattedText(text) || linkify(text));
+    return p;
+  }
+
+  /** Text with its http(s) links clickable: text nodes and <a> elements. */
+  function linkify(text) {
+    var out = document.createDocumentFragment();
     var rest = 0;
+    text = String(text);
     text.replace(URL_IN_TEXT, function (found, at) {
       var url = found.replace(URL_TAIL, "");
       if (!safeUrl(url) || url.length < "http://x".length) return found;
-      if (at > rest) p.appendChild(document.createTextNode(text.slice(rest, at)));
-      p.appendChild(link(url, url));
+      if (at > rest) out.appendChild(document.createTextNode(text.slice(rest, at)));
+      out.appendChild(link(url, url));
       rest = at + url.length;
       return found;
     });
-    if (rest < text.length) p.appendChild(document.createTextNode(text.slice(rest)));
-    return p;
+    if (rest < text.length) out.appendChild(document.createTextNode(text.slice(rest)));
+    return out;
+  }
+
+  /** The open chat's type's drawing of a text (registerTextFormat), or null: none, it failed, or it lost or
+   * changed characters (the agent must see every character the customer wrote). */
+  function formattedText(text) {
+    var format = state.chat && textFormats[state.chat.type];
+    if (!format) return null;
+    try {
+      var node = format(text, linkify);
+      if (node instanceof Node && node.textContent === text) return node;
+      if (node) console.error("registerTextFormat: the drawn text differs from the message's; drawn plain");
+    } catch (e) { console.error(e); }
+    return null;
   }
 
   function link(href, text, className) {
@@ -1255,6 +1285,12 @@
         throw new TypeError("registerChatIcon(typeName, fn) needs a chat type's name and a function");
       }
       chatIcons[typeName] = fn;
+    },
+    registerTextFormat: function (typeName, fn) {
+      if (typeof typeName !== "string" || typeof fn !== "function") {
+        throw new TypeError("registerTextFormat(typeName, fn) needs a chat type's name and a function");
+      }
+      textFormats[typeName] = fn;
     },
     registerMessageDecorator: function (fn) {
       if (typeof fn !== "function") throw new TypeError("registerMessageDecorator(fn) needs a function");
