@@ -1,16 +1,138 @@
-"""A chat type's text format (registerTextFormat) in message bubbles."""
+"""WhatsApp's formatting in message bubbles: *bold*, _italic_, ~strikethrough~, ```monospace```,
+`inline code`, "> " quotes, "- "/"* " bullets and "1. " numbered lines, drawn as WhatsApp draws them,
+while the text stays what the customer wrote: stored and sent as is, copied with its markers.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import WAIT_MS
-from tests.ui.test_browser import bubble, new_phone, open_chat
+from tests.ui.conftest import WAIT_MS, screenshot
+from tests.ui.test_browser import bubble, new_phone, open_chat, reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 expect = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright").expect
 expect.set_options(timeout=WAIT_MS)
+
+# A bubble's text as its elements draw it: <strong>…</strong> for what is bold, hidden markers left out,
+# [quote] … for a line drawn as a quote.
+_SHAPE = """text => {
+  const p = [...document.querySelectorAll('.msg-text')].find(n => n.textContent === text);
+  if (!p) return null;
+  const shape = node => [...node.childNodes].map(c => {
+    if (c.nodeType === Node.TEXT_NODE) return c.textContent;
+    if (c.classList.contains('wz-fmt-mark')) return '';
+    const line = [...c.classList].find(k => /^wz-fmt-(quote|bullet|numbered)$/.test(k));
+    if (line) return '[' + line.slice(7) + ']' + shape(c);
+    const tag = c.tagName.toLowerCase();
+    return '<' + tag + '>' + shape(c) + '</' + tag + '>';
+  }).join('');
+  return shape(p);
+}"""
+
+
+def shape(page, text: str) -> str:
+    expect(bubble(page, text.splitlines()[0]).first).to_be_visible()
+    return page.evaluate(_SHAPE, text)
+
+
+FORMATTED = {
+    "*Order 1234* is ready": "<strong>Order 1234</strong> is ready",
+    "It is _really_ late": "It is <em>really</em> late",
+    "Price ~100~ 80 EUR": "Price <s>100</s> 80 EUR",
+    "Run ```pip install *x*``` now": "Run <code>pip install *x*</code> now",
+    "Use `git status` first": "Use <code>git status</code> first",
+    "*bold _and italic_*": "<strong>bold <em>and italic</em></strong>",
+    "(*in brackets*), fine.": "(<strong>in brackets</strong>), fine.",
+    "> what you asked\nmy answer": "[quote]what you asked\nmy answer",
+    "Bring:\n- a pen\n* a *big* cup\n1. first\n2. second": (
+        "Bring:\n[bullet]a pen\n[bullet]a <strong>big</strong> cup\n[numbered]1. first\n[numbered]2. second"),
+    "```line one\n*line* two```": "<code>line one\n*line* two</code>",
+}
+
+AS_WRITTEN = [
+    "so * not bold * here",
+    "_ not italic_",
+    "2*3*4 is 24",
+    "call snake_case_names here",
+    "see https://shop.example/_sale_/a_b_c for it",
+    "**",
+    "a ~~ b",
+    "open *but never closed",
+    "mid*word* too",
+]
+
+
+def test_whatsapp_markers_are_drawn_as_whatsapp_draws_them(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    for text in FORMATTED:
+        live.customer_writes(text, chatId=phone, name="Fiona Format")
+    open_chat(page, "Fiona Format")
+    assert {text: shape(page, text) for text in FORMATTED} == FORMATTED
+    screenshot(page, "whatsapp-formatting")
+
+
+def test_markers_that_do_not_hug_text_or_sit_in_words_or_links_stay_as_written(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    for text in AS_WRITTEN:
+        live.customer_writes(text, chatId=phone, name="Nora Nomatch")
+    open_chat(page, "Nora Nomatch")
+    drawn = {text: shape(page, text) for text in AS_WRITTEN}
+    link = "see <a>https://shop.example/_sale_/a_b_c</a> for it"
+    assert drawn == {text: (link if text.startswith("see ") else text) for text in AS_WRITTEN}
+
+
+def test_a_link_in_bold_text_stays_a_working_link(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    text = "*Track it: https://post.example/t?id=7*"
+    live.customer_writes(text, chatId=phone, name="Lena Link")
+    open_chat(page, "Lena Link")
+    assert shape(page, text) == "<strong>Track it: <a>https://post.example/t?id=7</a></strong>"
+    link = bubble(page, "Track it").locator("strong a")
+    expect(link).to_have_attribute("href", "https://post.example/t?id=7")
+    expect(link).to_have_attribute("target", "_blank")
+
+
+def test_a_formatted_bubble_copies_as_written_and_the_agents_text_is_stored_and_sent_as_written(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("Hello", chatId=phone, name="Carl Copy")
+    open_chat(page, "Carl Copy")
+    written = "*Done*: your _refund_ is ~pending~ sent\n> see `ticket 12`"
+    reply(page, written)
+    sent = bubble(page, "your")
+    expect(sent.locator("strong")).to_have_text("*Done*")      # drawn bold; the markers are in the text, hidden
+    expect(sent.locator("strong .wz-fmt-mark").first).to_have_css("font-size", "0px")
+    copied = page.evaluate("""() => {
+        const p = [...document.querySelectorAll('.msg-text')].find(n => n.textContent.startsWith('*Done*'));
+        const range = document.createRange();
+        range.selectNodeContents(p);
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        return getSelection().toString();
+    }""")
+    assert copied == written
+    chat_id = live.chat_by_phone(phone)["id"]
+    assert live.message(chat_id, int(sent.get_attribute("data-message-id")))["text"] == written
+    received = live.sandbox("GET", "/_sandbox/received")["messages"]
+    assert len([m for m in received if m.get("text") == written]) == 1
+
+
+def test_markup_like_text_in_a_formatted_message_stays_inert_text(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    text = '*<script>window.pwned = 1</script>* _<img src=x onerror="window.pwned = 2">_'
+    live.customer_writes(text, chatId=phone, name="Ivy Inert")
+    open_chat(page, "Ivy Inert")
+    assert shape(page, text) == ('<strong><script>window.pwned = 1</script></strong> '
+                                 '<em><img src=x onerror="window.pwned = 2"></em>')
+    shown = bubble(page, "window.pwned = 1")
+    expect(shown.locator("script, img")).to_have_count(0)
+    assert page.evaluate("() => window.pwned") is None
 
 
 def test_a_text_format_that_changes_the_text_is_not_used_and_the_text_shows_as_written(signed_in, live):

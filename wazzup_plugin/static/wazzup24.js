@@ -1,10 +1,11 @@
 /* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", replies
  * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one; and a
- * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed.
+ * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed; and
+ * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
- * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, registerMediaUrl, api, notify,
- * errorText)
+ * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, registerMediaUrl,
+ * registerTextFormat, api, notify, errorText)
  * and to the plugin's routes under /api/.../wazzup24/. Everything shown is set with textContent.
  */
 (function () {
@@ -91,6 +92,102 @@
     if (d && !d.message && typeof d.reason === "string" && d.reason) return d.reason;  // the connection report
     return host.errorText(result, fallback, FIELD_LABELS);
   }
+
+  // ------------------------------------------------------------------ WhatsApp's formatting in bubbles
+
+  // WhatsApp's markers: *bold*, _italic_, ~strikethrough~, `inline code`; ```monospace``` may span lines.
+  var INLINE_TAGS = { "*": ["strong", "wz-fmt-bold"], "_": ["em", "wz-fmt-italic"], "~": ["s", "wz-fmt-strike"],
+    "`": ["code", "wz-fmt-code"] };
+  var MONOSPACE = /```([\s\S]*?\S[\s\S]*?)```/g;
+  // Lines that start so: "> " a quote, "- " or "* " a bullet, "1. " a numbered item.
+  var LINE_KINDS = [[/^> /, "wz-fmt-quote", true], [/^[-*] /, "wz-fmt-bullet", true],
+    [/^\d{1,3}\. /, "wz-fmt-numbered", false]];
+  // Links as the host finds them (app.js URL_IN_TEXT), without a closing marker or stop: no marker in them counts.
+  var URL_AT = /https?:\/\/[^\s<>"]+/gi;
+  var URL_STOP = /[.,;:!?'")\]}>*_~`]+$/;
+  var WORD_CHAR = /[\p{L}\p{N}]/u;
+
+  /** A message's text with WhatsApp's formatting as DOM nodes (host.registerTextFormat). Markers stay in
+   * the text, hidden (wz-fmt-mark), so that copying a bubble gives back what the customer wrote. */
+  function formatWhatsApp(text, linkify) {
+    var out = document.createDocumentFragment();
+    var rest = 0;
+    text.replace(MONOSPACE, function (found, inner, at) {
+      if (at > rest) formatLines(text.slice(rest, at), rest === 0 || text.charAt(rest - 1) === "\n", out, linkify);
+      out.appendChild(marked("code", "wz-fmt-mono", "```", linkify(inner)));  // nothing formatted inside
+      rest = at + found.length;
+      return found;
+    });
+    if (rest < text.length) formatLines(text.slice(rest), rest === 0 || text.charAt(rest - 1) === "\n", out, linkify);
+    return out;
+  }
+
+  function formatLines(text, atLineStart, out, linkify) {
+    text.split("\n").forEach(function (line, i) {
+      if (i > 0) out.appendChild(document.createTextNode("\n"));
+      var kind = (atLineStart || i > 0) && LINE_KINDS.filter(function (k) { return k[0].test(line); })[0];
+      if (!kind) return formatInline(line, out, linkify);
+      var head = kind[0].exec(line)[0];
+      var item = el("span", "wz-fmt-line " + kind[1]);
+      item.appendChild(kind[2] ? mark(head) : document.createTextNode(head));
+      formatInline(line.slice(head.length), item, linkify);
+      out.appendChild(item);
+    });
+  }
+
+  /** *bold*, _italic_, ~strike~ and `code` in one line: a marker pair hugs its text (no space inside it)
+   * and stands outside words (2*3*4, snake_case_names stay as written), never inside a link. */
+  function formatInline(text, out, linkify) {
+    var links = [];
+    text.replace(URL_AT, function (found, at) { links.push([at, at + found.replace(URL_STOP, "").length]); return found; });
+    var inLink = function (i) { return links.some(function (r) { return i >= r[0] && i < r[1]; }); };
+    var plain = 0;
+    for (var i = 0; i < text.length; i++) {
+      var ch = text.charAt(i);
+      if (!INLINE_TAGS[ch] || !opens(text, i) || inLink(i)) continue;
+      var close = -1;
+      for (var j = i + 2; j < text.length && close < 0; j++) {
+        if (text.charAt(j) === ch && closes(text, j) && !inLink(j)) close = j;
+      }
+      if (close < 0) continue;
+      if (i > plain) out.appendChild(linkify(text.slice(plain, i)));
+      var inner = text.slice(i + 1, close);
+      var content = document.createDocumentFragment();
+      if (ch === "`") content.appendChild(linkify(inner));   // code: nothing formatted inside
+      else formatInline(inner, content, linkify);
+      out.appendChild(marked(INLINE_TAGS[ch][0], INLINE_TAGS[ch][1], ch, content));
+      i = close;
+      plain = close + 1;
+    }
+    if (plain < text.length) out.appendChild(linkify(text.slice(plain)));
+  }
+
+  function opens(text, i) {
+    var before = text.charAt(i - 1), after = text.charAt(i + 1);
+    return !WORD_CHAR.test(before) && before !== text.charAt(i) && after !== "" && !/\s/.test(after) &&
+      after !== text.charAt(i);
+  }
+
+  function closes(text, j) {
+    var before = text.charAt(j - 1), after = text.charAt(j + 1);
+    return !/\s/.test(before) && !WORD_CHAR.test(after) && after !== text.charAt(j);
+  }
+
+  function mark(marker) {
+    var node = el("span", "wz-fmt-mark", marker);
+    node.setAttribute("aria-hidden", "true");
+    return node;
+  }
+
+  function marked(tag, className, marker, content) {
+    var node = el(tag, className);
+    node.appendChild(mark(marker));
+    node.appendChild(content);
+    node.appendChild(mark(marker));
+    return node;
+  }
+
+  if (typeof host.registerTextFormat === "function") host.registerTextFormat("wazzup", formatWhatsApp);
 
   // ------------------------------------------------------------------ quotes
 
