@@ -429,3 +429,11 @@ def test_a_name_that_is_just_the_number_never_renames_a_chat(deliver, payload, w
     deliver(payload("incoming_text"))
     deliver(payload("incoming_image"))  # contact.name is "79161234567", as WhatsApp may send it
     assert wazzup_rows.chats()[0]["title"] == "Ivan Petrov"
+
+
+def test_a_message_first_seen_as_its_deletion_keeps_its_text_out_of_the_chat_list(deliver, payload, wazzup_rows):
+    # The original delivery never came (or came later): the deletion is the first copy stored.
+    deliver(payload("deleted"))
+    [chat] = wazzup_rows.chats()
+    assert chat["last_message_preview"] == "[Deleted message]"
+    assert wazzup_rows.message("caa1f2b4-cce3-424c-86cd-05f4e2a95073")["deleted_at"] is not None

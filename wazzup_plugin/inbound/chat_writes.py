@@ -132,8 +132,11 @@ class ChatWrites:
         without ``b_seq``, for a statement that takes the counter itself)."""
         last = max(msgs, key=lambda x: x.at or self.now)
         text = last.text if last.text else (None if last.content_uri else placeholder(last))
+        # A message first seen as its deletion (its original never stored) shows no more of its text
+        # in the chat list than one deleted later does (``_follow_edited_last_messages``).
+        shown = DELETED_PREVIEW if last.is_deleted else preview(text, last.type, content_name(last.content_uri))
         values = {"b_id": chat_id, "b_unread": sum(1 for x in msgs if not x.is_echo), "b_last_at": last.at or self.now,
-                  "b_preview": preview(text, last.type, content_name(last.content_uri))}
+                  "b_preview": shown}
         if stamped:
             values["b_seq"] = self.seq
         return values
