@@ -203,6 +203,21 @@ def test_stale_parked_echo_is_released_even_with_a_send_stuck_in_flight(deliver,
     assert wazzup_rows.message("WZ-p")["direction"] == "out"
 
 
+def test_a_stale_parked_echo_is_released_with_the_statuses_parked_for_it(deliver, wazzup_rows, outgoing_send,
+                                                                        chat_id, clock):
+    """Its statuses waited for it as long as it waited for the send: they expire only if it never comes."""
+    outgoing_send(chat_id)  # stuck in flight: the echo waits for it
+    deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="typed on phone",
+                                                message_id="WZ-p", is_echo=True, at=at(1))]))
+    deliver(delivery(statuses=[status_update(message_id="WZ-p", status="read", at=at(3))]))
+    assert len(wazzup_rows.table("parked")) == 2
+    clock.advance(hours=25)
+    deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
+    message = wazzup_rows.message("WZ-p")
+    assert (message["direction"], message["status"], message["read_at"]) == ("out", "read", at(3))
+    assert [p["wazzup_message_id"] for p in wazzup_rows.table("parked")] == ["WZ-unrelated"]
+
+
 def test_status_parked_for_a_phone_echo_applies_when_the_echo_arrives(deliver, wazzup_rows, chat_id):
     deliver(delivery(statuses=[status_update(message_id="WZ-ph", status="read", at=at(5))]))
     deliver(delivery(messages=[incoming_message(channel_id=CHANNEL, chat_id=PHONE, text="hi", message_id="WZ-ph",

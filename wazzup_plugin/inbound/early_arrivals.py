@@ -132,6 +132,9 @@ class EarlyArrivals:
         p = self.t["parked"]
         self.apply_parked_of_known(limit)
         cutoff = self.now - PARKED_TTL
+        # Echoes first: a status parked for an echo that was itself parked (a send stuck in flight
+        # in its chat) waited for it as long, and applies as the echo is stored.
+        self.release_echoes(older_than=cutoff, limit=limit)
         # A status whose message is known by now is applied (above, ``limit`` at a time), never expired.
         expired = self._take_parked(sa.and_(p.c.kind == "status", p.c.received_at < cutoff,
                                             ~self._parked_message_known()), limit)
@@ -139,4 +142,3 @@ class EarlyArrivals:
             self.summary.expired.extend(r.wazzup_message_id for r in expired)
             log.warning("parked statuses expired: their message never became known", extra={"context": {
                 "count": len(expired), "wazzup_message_ids": [r.wazzup_message_id for r in expired][:50]}})
-        self.release_echoes(older_than=cutoff, limit=limit)
