@@ -103,6 +103,14 @@ def test_simulate_explains_an_unreachable_helpdesk(cli):
     assert "could not reach" in result.output and "helpdesk-stub serve" in result.output
 
 
+def test_an_unreachable_webhook_url_given_with_its_secret_is_shown_masked(cli):
+    with responses.RequestsMock():  # nothing registered: the connection is refused
+        result = cli("--phone", "79161234567", "--text", "Hi", "--url", f"{URL}?token={SECRET}")
+    assert result.exit_code != 0
+    assert "could not reach http://127.0.0.1:8000/api/webhook?token=***" in result.output
+    assert SECRET not in result.output
+
+
 def test_simulate_needs_something_to_send(cli):
     result = cli("--phone", "79161234567")
     assert result.exit_code != 0

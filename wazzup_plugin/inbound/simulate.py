@@ -15,6 +15,7 @@ import requests
 
 from wazzup_plugin.outbound.webhook_setup import without_secret
 from wazzup_plugin.sandbox.deliveries import delivery, incoming_message
+from wazzup_plugin.shown_urls import mask_url
 
 DEFAULT_URL = "http://127.0.0.1:8000/api/webhook"
 # Used when WAZZUP24_CHANNEL_ID is not set: a fixed id, so repeated simulations share one chat.
@@ -80,11 +81,13 @@ def simulate_incoming(phone, name, text, content_uri, type_, echo, message_id, c
                       echo=echo, message_id=message_id)
     item = body["messages"][0]
     url = url or _configured_webhook_url() or DEFAULT_URL
+    secret = _setting("WAZZUP24_WEBHOOK_SECRET")
     with requests.Session() as session:
         try:
-            resp = post_delivery(session, url, body, _setting("WAZZUP24_WEBHOOK_SECRET"), timeout)
+            resp = post_delivery(session, url, body, secret, timeout)
         except requests.RequestException as exc:
-            raise click.ClickException(f"could not reach {url}: {type(exc).__name__}. "
+            # A --url may carry the webhook's secret (?token=...): terminals and CI logs keep output.
+            raise click.ClickException(f"could not reach {mask_url(url, secret)}: {type(exc).__name__}. "
                                        "Is the helpdesk running (helpdesk-stub serve)?") from None
     if resp.status_code != 200:
         try:
