@@ -431,6 +431,23 @@ def test_status_shows_the_media_backlog(run, deliver, payload):
     assert re.search(r"Media backlog +2, oldest queued ", run("status").output)
 
 
+def test_new_media_an_edit_brings_counts_in_the_backlog_from_the_edit(run, deliver, payload, media_row, download,
+                                                                      wazzup_api, clock):
+    import json
+
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO)
+    download()
+    clock.advance(days=3)
+    edited = _image_delivery(payload, "https://store.wazzup24.com/b2c3/?filename=invoice.pdf")
+    edited["messages"][0].update(isEdited=True, dateTime="2025-05-06T14:17:00Z")
+    deliver(edited)
+
+    assert media_row().state == "pending"
+    report = json.loads(run("status", "--json").output)
+    assert report["media"]["oldest_queued_at"] == clock.now.isoformat()
+
+
 def test_worker_once_from_cron_downloads_customers_media_too(run, deliver, payload, media_row, wazzup_api):
     deliver(payload("incoming_image"))
     wazzup_api.get(STORE_URI, body=PHOTO)

@@ -15,9 +15,10 @@ from wazzup_plugin.media.tables import PENDING
 from wazzup_plugin.store_common import insert_ignore, upsert
 
 # What an edit bringing a new link resets: the row starts over for the new file (its token stays,
-# so the copy's URL changes only with its name).
+# so the copy's URL changes only with its name), queued now (``created_at``: the backlog's age).
 _RESET_ON_NEW_LINK = ("source_uri", "state", "attempts", "next_attempt_at", "lease_owner", "lease_until",
-                      "last_error", "name", "url", "content_type", "size", "sha256", "data", "stored_at")
+                      "last_error", "name", "url", "content_type", "size", "sha256", "data", "stored_at",
+                      "created_at")
 
 
 # A new row's columns but for its message and chat (the one-statement write selects those itself).
