@@ -62,3 +62,16 @@ def test_a_caption_edit_without_a_link_keeps_the_edited_media(deliver, payload, 
     assert message["text"] == "Look at this"
     assert message["content_name"] == "second.jpg"
     assert message["content_type"] == "image/jpeg"
+
+
+def test_a_media_edit_that_brings_another_kind_of_file_takes_the_edits_type(deliver, payload, wazzup_rows, client,
+                                                                          auth):
+    deliver(payload("incoming_image"))
+    deliver(_edited(payload, "https://store.wazzup24.com/b2c3/?filename=invoice.pdf", "2025-05-06T14:17:00Z",
+                    type="document"))
+
+    [message] = wazzup_rows.messages()
+    assert (message["type"], message["content_name"]) == ("document", "invoice.pdf")
+    assert wazzup_rows.chats()[0]["last_message_preview"] == "[Document] invoice.pdf"
+    listed = client.simulate_get(f"/api/chats/{message['chat_id']}/messages", headers=auth).json["items"]
+    assert [m["type"] for m in listed] == ["document"]

@@ -9,6 +9,9 @@ from wazzup_plugin.inbound.message_rows import content_fields
 from wazzup_plugin.inbound.parse import Message, StatusReport
 from wazzup_plugin.media.enqueue import enqueue_edited
 
+# The message types a new link of an edit may bring (what its copy says it is now).
+MEDIA_TYPES = ("image", "video", "audio", "document")
+
 
 class MessageEdits:
     """``Writer``'s edits and deletions of stored messages.
@@ -40,6 +43,7 @@ class MessageEdits:
                 content_uri=sa.bindparam("b_content_uri", type_=m.c.content_uri.type),
                 content_name=sa.bindparam("b_content_name", type_=m.c.content_name.type),
                 content_type=sa.bindparam("b_content_type", type_=m.c.content_type.type),
+                type=sa.bindparam("b_type", type_=m.c.type.type),
                 change_seq=sa.bindparam("b_seq", type_=m.c.change_seq.type)), edits)
             self.conn.execute(sa.update(wm).where(wm.c.message_id == sa.bindparam("b_id")).values(
                 version_at=sa.bindparam("b_version", type_=wm.c.version_at.type)), edits)
@@ -64,7 +68,7 @@ class MessageEdits:
         change = {"b_id": row.message_id, "wid": msg.message_id, "b_text": row.text,
                   "b_previous": row.previous_text, "b_edited": row.edited_at, "b_deleted": None,
                   "b_version": row.version_at, "b_seq": self.seq, "b_content_uri": row.content_uri,
-                  "b_content_name": row.content_name, "b_content_type": row.content_type,
+                  "b_content_name": row.content_name, "b_content_type": row.content_type, "b_type": row.type,
                   # for the chat's preview, when this is its last message
                   "chat_id": row.chat_id, "at": row.messenger_at, "type": row.type, "new_media": False}
         if msg.is_deleted:
@@ -84,5 +88,7 @@ class MessageEdits:
         if new_media:  # text and previous_text stay as they are unless the text changed too
             media = content_fields(msg.content_uri)
             change.update({f"b_{k}": v for k, v in media.items()}, new_media=not msg.is_echo)
+            if msg.raw_type in MEDIA_TYPES:  # the new file may be of another kind (a photo replaced by a PDF)
+                change.update(b_type=msg.raw_type, type=msg.raw_type)
         change.update(b_edited=self.now, b_version=max(at, row.version_at) if row.version_at else at)
         return change
