@@ -64,6 +64,26 @@ def test_only_failed_or_unknown_outgoing_messages_can_be_resent(client, auth, ma
     assert len(wazzup_api.calls) == 0
 
 
+@pytest.mark.parametrize("kind", ["geo", "vcard", "unsupported", "something_new"])
+def test_a_failed_phone_message_known_only_by_its_placeholder_is_not_resent_as_that_text(
+        client, auth, deliver, wazzup_rows, wazzup_api, sent_bodies, kind):
+    from wazzup_plugin.sandbox.deliveries import delivery, incoming_message
+
+    echo = incoming_message(channel_id="b96a353b-06f5-4cac-8413-ba1d8e93f981", chat_id="79161234567", text=None,
+                            message_id="WZ-phone", is_echo=True)
+    echo.pop("text", None)
+    echo.update(type=kind, status="error", error={"error": "BAD_CONTACT", "description": "no such account"})
+    deliver(delivery(messages=[echo]))
+    failed = wazzup_rows.message("WZ-phone")
+    assert (failed["direction"], failed["status"], failed["text"].startswith("[")) == ("out", "failed", True)
+
+    result = resend(client, auth, failed["chat_id"], failed["id"])
+
+    assert (result.status_code, result.json["code"]) == (409, "not_resendable")
+    assert sent_bodies() == []
+    assert len(wazzup_rows.messages()) == 1
+
+
 def test_resend_of_a_message_in_another_chat_is_404(client, auth, make_wazzup_chat, make_message):
     one, two = make_wazzup_chat(), make_wazzup_chat(wazzup_chat_id="79022223344")
     message_id = make_message(one, "x", direction="out", status="failed")

@@ -31,6 +31,15 @@ def placeholder(msg: Message) -> str:
     return PLACEHOLDERS.get(msg.type, "[Message]")
 
 
+def is_placeholder(text: str | None, msg_type: str | None) -> bool:
+    """Whether a stored message's text is only the label :func:`placeholder` gave it (it came with no
+    text and no link): what it was is not known here."""
+    if text is None:
+        return False
+    return (text == PLACEHOLDERS.get(msg_type or "")
+            or (msg_type == "unknown" and text.startswith("[Unknown message type")))
+
+
 _VCARD_NAME = re.compile(r"(?im)^FN(?:;[^:\r\n]*)?:(.*\S)")
 
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from wazzup_plugin.chat_type import CHAT_TYPE
+from wazzup_plugin.inbound.message_rows import is_placeholder
 from wazzup_plugin.outbound import outbox
 from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
@@ -566,13 +567,20 @@ class ResendResource(_SendBase):
         m, w = self.helpdesk.tables.messages, self.state.tables["messages"]
         with self.helpdesk.db.read() as conn:
             channel, behind, full = self._send_chat(conn, chat_id, self.helpdesk.clock(), self._async_backlog(req))
-            original = conn.execute(sa.select(m, w.c.ref_message_id).select_from(m.outerjoin(w, w.c.message_id == m.c.id))
+            original = conn.execute(sa.select(m, w.c.ref_message_id, w.c.is_echo)
+                                    .select_from(m.outerjoin(w, w.c.message_id == m.c.id))
                                     .where(m.c.id == message_id, m.c.chat_id == chat_id)).first()
         if original is None:
             raise Problem(404, "message_not_found", f"Message {message_id} is not in chat {chat_id}.")
         if original.direction != "out" or original.status not in ("failed", "unknown"):
             raise Problem(409, "not_resendable",
                           f"Only failed or unknown outgoing messages can be resent; this one is {original.status!r}.")
+        if original.is_echo and not original.content_uri and is_placeholder(original.text, original.type):
+            # Sent from the phone as a location, contact card...: its text is only our label for it,
+            # which would reach the customer as a text ("[Location]").
+            raise Problem(409, "not_resendable",
+                          f"Message {message_id} was sent from the phone as a {original.type!r} message, which the "
+                          "helpdesk knows only by its label; send it again from the phone. Nothing was sent.")
         with self.helpdesk.db.read() as conn:
             template = stored_template(conn, self.state, message_id)
             if original.text is not None and not original.content_uri and template is None:
