@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from wazzup_plugin.client import normalize_code
+from wazzup_plugin.inbound.message_rows import known_only_by_its_label
 from wazzup_plugin.text_limits import TOO_LONG_TEXTS
 
 HUMAN_TEXT = {normalize_code(k): v for k, v in {
@@ -90,5 +91,6 @@ def resendable(messages: sa.Table, wazzup_messages: sa.Table) -> sa.ColumnElemen
                    code.like("http4__"))  # HTTP_404: client.py names a plain refusal by its HTTP status
     return sa.type_coerce(sa.case(
         (sa.and_(m.direction == "out", wazzup_messages.c.resent_as.is_(None),
+                 sa.not_(known_only_by_its_label(messages, wazzup_messages)),
                  sa.or_(m.status == "unknown", sa.and_(m.status == "failed", sa.not_(final)))), sa.true()),
         else_=sa.false()), sa.Boolean)

@@ -71,5 +71,6 @@ def message_fields(tables, messages: sa.Table) -> FieldSet:
             "description": "whether Resend can help: true only for an outgoing message that failed or may not "
                            "have gone out (status failed or unknown), not resent yet, whose error code does not "
                            "say that a second attempt meets the same refusal (BAD_CONTACT, a text too long, "
-                           "Wazzup's plain HTTP_4xx ...); false otherwise"}),
+                           "Wazzup's plain HTTP_4xx ...), and which is not a location, contact card or other "
+                           "message sent from the phone that the helpdesk knows only by its label; false otherwise"}),
     }, load, table=t, key=t.c.message_id, columns=columns)

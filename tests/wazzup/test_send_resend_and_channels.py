@@ -72,16 +72,23 @@ def test_a_failed_phone_message_known_only_by_its_placeholder_is_not_resent_as_t
     echo = incoming_message(channel_id="b96a353b-06f5-4cac-8413-ba1d8e93f981", chat_id="79161234567", text=None,
                             message_id="WZ-phone", is_echo=True)
     echo.pop("text", None)
-    echo.update(type=kind, status="error", error={"error": "BAD_CONTACT", "description": "no such account"})
-    deliver(delivery(messages=[echo]))
+    # A code a second attempt could get past: only the label stands in the way.
+    echo.update(type=kind, status="error", error={"error": "CHANNEL_BLOCKED", "description": "try later"})
+    typed = incoming_message(channel_id="b96a353b-06f5-4cac-8413-ba1d8e93f981", chat_id="79161234567",
+                             text="typed on the phone", message_id="WZ-typed", is_echo=True)
+    typed.update(status="error", error={"error": "CHANNEL_BLOCKED", "description": "try later"})
+    deliver(delivery(messages=[echo, typed]))
     failed = wazzup_rows.message("WZ-phone")
     assert (failed["direction"], failed["status"], failed["text"].startswith("[")) == ("out", "failed", True)
+    listed = client.simulate_get(f"/api/chats/{failed['chat_id']}/messages", headers=auth).json["items"]
+    # The UI offers Resend by this: never for the label, still for a text typed on the phone.
+    assert {m["wazzup_message_id"]: m["wazzup_resendable"] for m in listed} == {"WZ-phone": False, "WZ-typed": True}
 
     result = resend(client, auth, failed["chat_id"], failed["id"])
 
     assert (result.status_code, result.json["code"]) == (409, "not_resendable")
     assert sent_bodies() == []
-    assert len(wazzup_rows.messages()) == 1
+    assert len(wazzup_rows.messages()) == 2
 
 
 def test_resend_of_a_message_in_another_chat_is_404(client, auth, make_wazzup_chat, make_message):

@@ -8,6 +8,8 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import sqlalchemy as sa
+
 from wazzup_plugin.inbound.parse import Message
 from wazzup_plugin.outbound.file_rules import clean_name
 
@@ -38,6 +40,16 @@ def is_placeholder(text: str | None, msg_type: str | None) -> bool:
         return False
     return (text == PLACEHOLDERS.get(msg_type or "")
             or (msg_type == "unknown" and text.startswith("[Unknown message type")))
+
+
+def known_only_by_its_label(messages, wazzup_messages):
+    """:func:`is_placeholder` of a message sent from the phone, as SQL over the host's ``messages`` and
+    our ``wazzup_messages``: Resend would send our label to the customer as a text, so it is not offered."""
+    m = messages.c
+    # COALESCE: a NULL text or a type without a label compares as NULL, which NOT would keep NULL.
+    return sa.and_(wazzup_messages.c.is_echo.is_(True), m.content_uri.is_(None), sa.func.coalesce(sa.or_(
+        m.text == sa.case(PLACEHOLDERS, value=m.type, else_=sa.null()),
+        sa.and_(m.type == "unknown", m.text.startswith("[Unknown message type", autoescape=True))), sa.false()))
 
 
 _VCARD_NAME = re.compile(r"(?im)^FN(?:;[^:\r\n]*)?:(.*\S)")
