@@ -322,6 +322,11 @@ def register_ui(helpdesk):
         accessible label for one chat of that type, in the list and the chat's header, where the
         type's own icon is too coarse (e.g. a gateway whose chats are on different messengers).
         ``chat`` is as the API serves it, plugin fields included; null keeps the type's icon.
+    ``registerListAction({id, label, run(ctx)})``
+        A button under the chat list's search (e.g. a channel's "New WhatsApp chat"); the same ``id``
+        again replaces it. ``run`` gets ``api``, ``notify`` and ``errorText`` (below), ``opener`` (the
+        button, to give focus back to) and ``openChat(chatId)``, which opens a chat (loading it if the
+        list does not hold it yet).
     ``api(path, {method, body, headers})``
         ``fetch`` with the agent's session, ``body`` sent as JSON; the host adds whatever its
         writes need (the reference host: its CSRF token on every method but GET and HEAD). It

@@ -1265,6 +1265,25 @@
 
   // ------------------------------------------------------------------ the plugin API
 
+  /** A plugin's button under the chat list's search (e.g. "New WhatsApp chat"); the same id replaces it. */
+  function addListAction(action) {
+    var row = $("list-actions");
+    var button = el("button", "btn btn-ghost list-action", action.label);
+    button.type = "button";
+    button.dataset.action = action.id;
+    button.addEventListener("click", function () {
+      try {
+        action.run({ api: api, notify: notify, errorText: errorText, opener: button,
+          openChat: function (chatId) { return openChat(chatId); } });
+      } catch (e) {
+        console.error(e);
+      }
+    });
+    var old = row.querySelector('[data-action="' + CSS.escape(action.id) + '"]');
+    if (old) old.replaceWith(button); else row.appendChild(button);
+    row.hidden = false;
+  }
+
   window.helpdesk = {
     registerPanel: function (name, factory) {
       if (typeof name !== "string" || typeof factory !== "function") {
@@ -1291,6 +1310,13 @@
         throw new TypeError("registerTextFormat(typeName, fn) needs a chat type's name and a function");
       }
       textFormats[typeName] = fn;
+    },
+    registerListAction: function (action) {
+      if (!action || typeof action.id !== "string" || typeof action.label !== "string" ||
+          typeof action.run !== "function") {
+        throw new TypeError("registerListAction needs {id, label, run}");
+      }
+      addListAction(action);
     },
     registerMessageDecorator: function (fn) {
       if (typeof fn !== "function") throw new TypeError("registerMessageDecorator(fn) needs a function");

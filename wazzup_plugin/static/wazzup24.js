@@ -1153,6 +1153,13 @@
   var TRANSPORTS = { whatsapp: "WhatsApp", wapi: "WhatsApp Business", tgapi: "Telegram", telegram: "Telegram",
     viber: "Viber", instagram: "Instagram", vk: "VK", avito: "Avito", max: "MAX" };
 
+  /** "WhatsApp +79865784457": a channel as agents know it (its messenger and its number). */
+  function channelLabel(channel) {
+    var number = String(channel.plain_id || "");
+    if (/^\d{10,15}$/.test(number)) number = "+" + number;
+    return (TRANSPORTS[channel.transport] || channel.transport || "Wazzup24") + (number ? " " + number : "");
+  }
+
   function showChannel(target, info) {
     if (!target) return;
     var line = target.querySelector(".wz-chat-channel");
@@ -1165,11 +1172,8 @@
       line = el("span", "wz-chat-channel");
       target.appendChild(line);
     }
-    var number = String(channel.plain_id || "");
-    if (/^\d{10,15}$/.test(number)) number = "+" + number;
     var active = !channel.state || channel.state === "active";
-    line.textContent = "via " + (TRANSPORTS[channel.transport] || channel.transport || "Wazzup24") +
-      (number ? " " + number : "") + (active ? "" : " (channel " + channel.state + ")");
+    line.textContent = "via " + channelLabel(channel) + (active ? "" : " (channel " + channel.state + ")");
     line.classList.toggle("wz-chat-channel-down", !active);
     line.title = "Wazzup24 channel " + (channel.channel_id || "");
   }
@@ -1267,4 +1271,103 @@
       else host.notify("The reply box of this chat is not open.", "error");
     }
   });
+  // ------------------------------------------------------------------ writing first: a new chat by number
+
+  /** "New WhatsApp chat": a number (and a name) in a dialog; the chat is found or created
+   * (POST /api/wazzup24/chats) and opened, ready for the first message. Nothing is sent here. */
+  function newChatDialog(ctx) {
+    var dialog = el("dialog", "wz-new-chat");
+    dialog.setAttribute("aria-labelledby", "wz-new-chat-title");
+    var form = el("form", "wz-new-chat-form");
+    form.noValidate = true;
+    var title = el("h2", "wz-new-chat-title", "New WhatsApp chat");
+    title.id = "wz-new-chat-title";
+    var phoneLabel = el("label", "", "Phone number");
+    var phone = el("input", "wz-new-chat-phone");
+    phone.type = "tel";
+    phone.id = "wz-new-chat-phone";
+    phone.autocomplete = "off";
+    phone.maxLength = 40;
+    phone.placeholder = "+7 916 123-45-67";
+    phone.required = true;
+    phoneLabel.htmlFor = phone.id;
+    var nameLabel = el("label", "", "Name (optional)");
+    var name = el("input", "wz-new-chat-name");
+    name.id = "wz-new-chat-name";
+    name.autocomplete = "off";
+    name.maxLength = 300;
+    nameLabel.htmlFor = name.id;
+    // "From": shown when the account has several WhatsApp channels (the connection report lists them).
+    var fromLabel = el("label", "", "From");
+    var from = el("select", "wz-new-chat-from");
+    from.id = "wz-new-chat-from";
+    fromLabel.htmlFor = from.id;
+    fromLabel.hidden = from.hidden = true;
+    var error = el("p", "wz-new-chat-error");
+    error.setAttribute("role", "alert");
+    var buttons = el("div", "wz-new-chat-buttons");
+    var cancel = el("button", "btn btn-ghost", "Cancel");
+    cancel.type = "button";
+    var submit = el("button", "btn btn-primary", "Open the chat");
+    submit.type = "submit";
+    buttons.appendChild(cancel);
+    buttons.appendChild(submit);
+    [title, phoneLabel, phone, nameLabel, name, fromLabel, from, error, buttons].forEach(function (node) { form.appendChild(node); });
+    dialog.appendChild(form);
+    document.body.appendChild(dialog);
+
+    function close() {
+      dialog.close();
+    }
+    dialog.addEventListener("close", function () {
+      dialog.remove();
+      if (ctx.opener && ctx.opener.isConnected) ctx.opener.focus();
+    });
+    cancel.addEventListener("click", close);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (submit.disabled) return;
+      if (!phone.value.trim()) {
+        error.textContent = "Write the customer's phone number.";
+        phone.focus();
+        return;
+      }
+      var body = { phone: phone.value.trim() };
+      if (name.value.trim()) body.name = name.value.trim();
+      if (!from.hidden) body.channel_id = from.value;
+      submit.disabled = true;
+      error.textContent = "";
+      ctx.api("/api/wazzup24/chats", { method: "POST", body: body }).then(function (r) {
+        submit.disabled = false;
+        if (r.ok) {
+          close();
+          ctx.openChat(r.data.id);
+        } else if (r.status !== 401) {
+          error.textContent = ctx.errorText(r, "The chat could not be opened.",
+            { phone: "Phone number", name: "Name", channel_id: "From" });
+          (r.data && r.data.fields && r.data.fields.name ? name : phone).focus();
+        }
+      });
+    });
+    dialog.showModal();
+    phone.focus();
+    ctx.api("/api/wazzup24/connection").then(function (r) {
+      var channels = r.ok && r.data.channels ? r.data.channels.filter(function (c) {
+        return c.transport === "whatsapp" || c.transport === "wapi";
+      }) : [];
+      if (channels.length < 2 || !dialog.open) return;   // one: the server takes it; none: it says so
+      var chosen = r.data.selected_channel && r.data.selected_channel.channel_id;
+      channels.forEach(function (c) {
+        var option = el("option", "", channelLabel(c) + (c.active ? "" : " (" + c.state + ")"));
+        option.value = c.channel_id;
+        option.selected = c.channel_id === chosen;
+        from.appendChild(option);
+      });
+      fromLabel.hidden = from.hidden = false;
+    });
+  }
+
+  if (typeof host.registerListAction === "function") {
+    host.registerListAction({ id: "wazzup24-new-chat", label: "New WhatsApp chat", run: newChatDialog });
+  }
 })();
