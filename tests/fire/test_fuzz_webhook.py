@@ -2,7 +2,8 @@
 
 Deliveries are built from the documented shapes (``sandbox/deliveries.py``), then items are bent:
 fields dropped, replaced by JSON of another type, enum values invented, unknown keys added. Each
-item carries a fresh id, so the accounting is exact: after each delivery, the number of new stored
+item carries a fresh id (or, whose id is not one, a fresh unknown key: an odd item delivered again
+is quarantined once), so the accounting is exact: after each delivery, the number of new stored
 messages plus new quarantined message items equals the number of message items sent, and likewise
 for statuses (parked, because their messages are unknown, or quarantined).
 """
@@ -133,6 +134,8 @@ def test_fuzzed_deliveries_never_fail_and_never_half_store(client, helpdesk, bac
         for item in messages + statuses:  # fresh ids: every example's items are new to the database
             if isinstance(item["messageId"], str):
                 item["messageId"] = str(uuid.uuid4())
+            else:  # an id that is not one: a key of its own keeps the item new (a repeat is quarantined once)
+                item["fuzzCopy"] = str(uuid.uuid4())
         message_ids = {m["messageId"] for m in messages if isinstance(m["messageId"], str)}
         status_ids = {s["messageId"] for s in statuses if isinstance(s["messageId"], str)}
         _, _, q_m0, q_s0, host0 = _accounting(helpdesk, message_ids, status_ids)
