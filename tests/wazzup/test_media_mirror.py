@@ -269,6 +269,22 @@ def test_a_file_of_exactly_the_cap_is_kept(deliver, payload, media_row, download
     assert (media_row().state, media_row().size) == ("stored", 1024 * 1024)
 
 
+def test_an_empty_answer_from_the_store_is_retried_not_kept_as_the_file(deliver, payload, media_row, download,
+                                                                          wazzup_api, clock):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=b"", content_type="image/jpeg")
+    wazzup_api.get(STORE_URI, body=b"\xff\xd8 a photo", content_type="image/jpeg")
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.data, row.attempts) == ("pending", None, 1)
+    assert "empty" in row.last_error
+    clock.advance((row.next_attempt_at - clock()).total_seconds())
+    download()
+    assert (media_row().state, media_row().data) == ("stored", b"\xff\xd8 a photo")
+
+
 @pytest.mark.parametrize("status", [404, 410])
 def test_a_file_the_store_no_longer_has_fails_at_once(deliver, payload, media_row, download, wazzup_api, status):
     deliver(payload("incoming_image"))

@@ -161,6 +161,10 @@ def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock
         return Fetched("retry", "the download was too slow and was given up")
     except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         return Fetched("retry", f"the download broke off ({type(exc).__name__})")
+    if not size:
+        # No customer sends an empty file: the store answered before it had the file, or in error. Kept, it
+        # would be "stored" for good (agents could not ask for it again); retried, it usually comes.
+        return Fetched("retry", "the store sent an empty file")
     return Fetched("stored", data=b"".join(chunks), sha256=digest.hexdigest(),
                    content_type=declared_type(response.headers.get("Content-Type")))
 
