@@ -31,6 +31,9 @@
  *                                  text. Build DOM nodes only (never HTML from the text). The Node's
  *                                  textContent must be the text exactly as written, markers included (so
  *                                  copying a message gives it back), else the page draws the plain text.
+ *   registerListAction(action)     {id, label, run(ctx)}: a button under the chat list's search (e.g.
+ *                                  "New WhatsApp chat"); ctx = {api, notify, errorText, opener (the
+ *                                  button), openChat(chatId)}. The same id again replaces it.
  *   registerChatIcon(typeName, fn) fn(chat) returns {src, label} (src under /static/) or null: the
  *                                  icon of one chat of that type, where the type's own icon is too
  *                                  coarse (e.g. a gateway's chats on different messengers).
@@ -118,8 +121,7 @@
     return s;
   }
 
-  /** Only http(s) links may become href/src; anything else (javascript:, data:) is dropped. */
-  /** ``value`` if it is an http(s) link, else null. ``embedded`` (a picture, a player drawn in the page):
+  /** ``value`` if it is an http(s) link, else null (javascript:, data: never become href/src). ``embedded`` (a picture, a player drawn in the page):
    * https, or http from this helpdesk's own origin (the demo, a helpdesk on its LAN, serving the files
    * agents sent), which the page's CSP allows as 'self'; http from elsewhere would be mixed content. */
   function safeUrl(value, embedded) {

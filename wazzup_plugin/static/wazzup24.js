@@ -1,11 +1,12 @@
 /* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", replies
  * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one; and a
  * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed; and
- * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats.
+ * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats; and "New WhatsApp chat"
+ * under the chat list, to write first.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
  * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, registerMediaUrl,
- * registerTextFormat, api, notify, errorText)
+ * registerTextFormat, registerListAction, api, notify, errorText)
  * and to the plugin's routes under /api/.../wazzup24/. Everything shown is set with textContent.
  */
 (function () {
