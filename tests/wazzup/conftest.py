@@ -4,6 +4,7 @@ import logging
 import os
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from urllib3 import encode_multipart_formdata
 
@@ -71,3 +72,92 @@ def queue(helpdesk, outbox_ctx, clock):
                 for text in (texts if texts is not None else [f"m{i}" for i in range(n)])]
 
     return store
+
+
+@pytest.fixture
+def plugin_settings(helpdesk):
+    """``plugin_settings(media_retention_days=30)``: the running plugin's settings with these fields changed."""
+    import dataclasses
+
+    from wazzup_plugin.state import get_state
+
+    def change(**fields):
+        state = get_state(helpdesk)
+        state.settings = dataclasses.replace(state.settings, **fields)
+
+    return change
+
+
+@pytest.fixture
+def media_row(helpdesk):
+    """The media row of the only message (or None)."""
+    from wazzup_plugin.state import get_state
+
+    def row():
+        t = get_state(helpdesk).tables["media"]
+        with helpdesk.db.read() as conn:
+            rows = conn.execute(sa.select(t)).all()
+        assert len(rows) <= 1, rows
+        return rows[0] if rows else None
+
+    return row
+
+
+@pytest.fixture
+def download(helpdesk):
+    """One loop of a worker's media downloads: ``download("worker-a")`` returns how many it claimed."""
+    from wazzup_plugin.media.download import download_due
+    from wazzup_plugin.state import get_state
+
+    return lambda owner="worker-a": download_due(helpdesk, get_state(helpdesk), owner)
+
+
+@pytest.fixture
+def query_plans(helpdesk):
+    """``with query_plans("FROM wazzup_media") as plans: ...``: after the block, ``plans`` holds the plan of
+    every SELECT run in it whose text contains that, as the database would run it. SQLite plans with
+    its bound values; PostgreSQL as a prepared statement reused past its fifth run may be planned:
+    generic, without the values (a partial index is then used only when the query states its
+    condition as a literal), and with sequential scans off, since a few rows would win on cost alone."""
+    import contextlib
+    import re
+
+    engine = helpdesk.db.engine
+
+    def generic_plan(conn, statement: str, parameters: dict, name: str) -> str:
+        names = []
+
+        def placeholder(match):
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        conn.exec_driver_sql(f"PREPARE {name} AS " + re.sub(r"%\((\w+)\)s", placeholder, statement))
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        values = ", ".join(f"'{parameters[n].isoformat()}'" if hasattr(parameters[n], "isoformat")
+                           else repr(parameters[n]) for n in names)
+        return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({values})"))
+
+    @contextlib.contextmanager
+    def capture(fragment: str):
+        seen, plans = [], []
+
+        def listen(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and fragment in statement:
+                seen.append((statement, parameters))
+
+        sa.event.listen(engine, "before_cursor_execute", listen)
+        try:
+            yield plans
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", listen)
+        with engine.connect() as conn:
+            for n, (statement, parameters) in enumerate(seen):
+                if engine.dialect.name == "sqlite":
+                    plans.append(" ".join(row[-1] for row in conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters)))
+                else:
+                    plans.append(generic_plan(conn, statement, parameters, f"plan{n}"))
+
+    return capture

@@ -20,16 +20,11 @@ KB600 = b"%PDF-1.4 " + b"x" * (600 * 1024)
 
 
 @pytest.fixture
-def configure(helpdesk):
+def configure(plugin_settings):
     """``configure(file_retention_days=30)``: the plugin's settings with these fields changed; the files'
     public address (WAZZUP24_PUBLIC_URL, which uploads need) is set from the start."""
-
-    def change(**fields):
-        state = get_state(helpdesk)
-        state.settings = dataclasses.replace(state.settings, **fields)
-
-    change(public_url=PUBLIC)
-    return change
+    plugin_settings(public_url=PUBLIC)
+    return plugin_settings
 
 
 @pytest.fixture

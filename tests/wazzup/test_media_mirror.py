@@ -20,30 +20,6 @@ STORE_URI = "https://store.wazzup24.com/e5115a1e0046d628b3924161d411e5812d2546/?
 PHOTO = b"\xff\xd8\xff\xe0" + b"a customer's photo" * 100
 
 
-@pytest.fixture
-def media_row(helpdesk):
-    """The media row of the only message (or None)."""
-    from wazzup_plugin.state import get_state
-
-    def row():
-        t = get_state(helpdesk).tables["media"]
-        with helpdesk.db.read() as conn:
-            rows = conn.execute(sa.select(t)).all()
-        assert len(rows) <= 1, rows
-        return rows[0] if rows else None
-
-    return row
-
-
-@pytest.fixture
-def download(helpdesk):
-    """One loop of a worker's media downloads: ``download("worker-a")`` returns how many it claimed."""
-    from wazzup_plugin.media.download import download_due
-    from wazzup_plugin.state import get_state
-
-    return lambda owner="worker-a": download_due(helpdesk, get_state(helpdesk), owner)
-
-
 def _image_delivery(payload, uri=STORE_URI):
     body = payload("incoming_image")
     body["messages"][0]["contentUri"] = uri

@@ -355,7 +355,7 @@ def test_releasing_leaves_rows_another_worker_holds_or_whose_attempt_started(
 
 @pytest.mark.new_tables
 def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_indexes(
-        send, chat, flaky, outbox_ctx, clock, helpdesk):
+        send, chat, flaky, outbox_ctx, clock, query_plans):
     # Done rows (every message ever sent) stay out of the pending rows' indexes. The claim first
     # finds the chats whose first pending row is due (the due index, then the chat's own pending
     # rows to tell its first), then reads those chats' pending rows only, never the whole backlog.
@@ -364,27 +364,9 @@ def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_indexes
     flaky.script = ["ok", "ok", "ok", "refuse", "refuse"]
     statuses = [send(chat, text=f"message {i}").status_code for i in range(5)]
     assert statuses == [201, 201, 201, 202, 202]
-    engine = helpdesk.db.engine
-    claims = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM wazzup_outbox" in statement:
-            claims.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
-        clock.advance(60)
+    clock.advance(60)
+    with query_plans("FROM wazzup_outbox") as plans:
         assert len(outbox.claim_due(outbox_ctx, "claimer")) == 2  # the chat's 4th, and the 5th behind it
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
-    plans = []
-    with engine.connect() as conn:
-        for n, (statement, parameters) in enumerate(claims):
-            if engine.dialect.name == "sqlite":
-                plans.append(" ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                                               parameters)))
-            else:
-                plans.append(_generic_plan(conn, statement, parameters, f"claim{n}"))
     *ready_chats, their_rows = plans
     assert len(ready_chats) == len(outbox.LANES)  # one chat found: each lane is read
     for plan in ready_chats:
@@ -392,24 +374,6 @@ def test_claiming_due_sends_reads_the_pending_rows_through_their_partial_indexes
         # A range of the index (the lane, then due by now), not a walk of all of it: nothing due, nothing read.
         assert re.search(r"lane ?= ?(?:\?|\$\d+)\)? AND \(?next_attempt_at ?<=? ?(?:\?|\$\d+)", plan), plan
     assert "ix_wazzup_outbox_chat_pending" in their_rows, their_rows
-
-
-def _generic_plan(conn, statement: str, parameters: dict, name: str = "claim") -> str:
-    """PostgreSQL's plan of ``statement`` as a prepared statement reused past its fifth run may get:
-    generic, made without the parameters' values."""
-    names = []
-
-    def placeholder(match):
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    conn.exec_driver_sql(f"PREPARE {name} AS " + re.sub(r"%\((\w+)\)s", placeholder, statement))
-    conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-    conn.exec_driver_sql("SET enable_seqscan = off")  # five rows: a scan would win on cost alone
-    values = ", ".join(f"'{parameters[n].isoformat()}'" if hasattr(parameters[n], "isoformat") else repr(parameters[n])
-                       for n in names)
-    return " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN EXECUTE {name}({values})"))
 
 
 @pytest.mark.parametrize("meanwhile", ["a worker settled it unknown", "a worker holds it"])
