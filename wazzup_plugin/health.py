@@ -17,7 +17,7 @@ import click
 import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
-from wazzup_plugin.media.status import media_backlog
+from wazzup_plugin.media.status import media_backlog, media_kept
 from wazzup_plugin.outbound.outbox import LANE_BULK
 from wazzup_plugin.outbound.file_quota import MB, QUOTA, quota_bytes, stored_files
 from wazzup_plugin.outbound.file_rules import human_size
@@ -93,7 +93,7 @@ def collect(helpdesk, state, channels) -> dict:
         p = t["parked"]
         parked = dict(conn.execute(sa.select(p.c.kind, sa.func.count()).group_by(p.c.kind)).all())
         files = stored_files(conn, state)
-        media = media_backlog(conn, state)
+        media = media_backlog(conn, state) + media_kept(conn, state)
     return {"outbox": outbox, "heartbeats": beats, "quarantine": (quarantined, oldest_quarantined),
             "parked": parked, "channels": channels(), "files": files, "media": media}
 
@@ -136,7 +136,9 @@ def build_report(facts: dict, settings, now: datetime) -> dict:
         "parked": {"statuses": facts["parked"].get("status", 0), "echoes": facts["parked"].get("echo", 0)},
         "files": {"stored": facts["files"][0], "bytes": facts["files"][1], "quota_bytes": quota_bytes(settings)},
         "media": {"pending": facts["media"][0], "oldest_queued_at": _iso(facts["media"][1]),
-                  "oldest_queued_age_seconds": _age(now, facts["media"][1])},
+                  "oldest_queued_age_seconds": _age(now, facts["media"][1]),
+                  "stored": facts["media"][2], "bytes": facts["media"][3],
+                  "retention_days": settings.media_retention_days or None},
         "channels": [{k: c[k] for k in ("channel_id", "transport", "plain_id", "state", "updated_at",
                                          "needs_action", "advice")} for c in facts["channels"]],
     }
@@ -222,6 +224,7 @@ def print_report(report: dict) -> None:
         ("Uploaded files", _files_line(report["files"])),
         ("Media backlog", report["media"]["pending"] if not report["media"]["pending"]
          else f"{report['media']['pending']}, oldest queued {_ago(report['media']['oldest_queued_age_seconds'])} ago"),
+        ("Media kept", _media_line(report["media"])),
         *((("Channel", f"{c['channel_id']} {c['transport'] or '-'} {c['plain_id'] or '-'} [{c['state']}]")
            for c in report["channels"])),
     ]
@@ -239,6 +242,12 @@ def _files_line(files: dict) -> str:
     quota = files["quota_bytes"]
     return (f"{files['stored']}, {human_size(files['bytes'])}"
             + (f" of {quota // MB} MB" if quota else " (no quota)"))
+
+
+def _media_line(media: dict) -> str:
+    days = media["retention_days"]
+    return (f"{media['stored']}, {human_size(media['bytes'])}"
+            + (f" (kept {days} days)" if days else " (kept for good: WAZZUP24_MEDIA_RETENTION_DAYS)"))
 
 
 def _reason(exc: Exception) -> str:

@@ -103,6 +103,10 @@ class WazzupSettings:
     # the only hosts fetched from (WAZZUP24_MEDIA_MAX_MB, WAZZUP24_MEDIA_HOSTS).
     media_max_bytes: int = 25 * 1024 * 1024
     media_hosts: tuple[str, ...] = ()
+    # WAZZUP24_MEDIA_RETENTION_DAYS (0 = forever): a kept copy's bytes go that many days after it was
+    # downloaded (wazzup_plugin/media/housekeeping.py). Customers' media do not count in
+    # WAZZUP24_FILES_QUOTA_MB: a customer's file cannot be refused; its bound is this retention.
+    media_retention_days: int = 0
     # Uploaded files (wazzup_plugin/outbound/file_housekeeping.py): an upload never sent is deleted
     # after WAZZUP24_UNSENT_FILE_HOURS; a sent one is kept, unless WAZZUP24_FILE_RETENTION_DAYS (0 =
     # forever) says how many days after its upload its bytes go; WAZZUP24_FILES_QUOTA_MB (0 = none)
@@ -164,6 +168,7 @@ class WazzupSettings:
             public_url=_public_url(env, webhook_url),
             media_max_bytes=_int(env, MEDIA_MAX_MB, 25, 1) * 1024 * 1024,
             media_hosts=_media_hosts(env),
+            media_retention_days=_int(env, "WAZZUP24_MEDIA_RETENTION_DAYS", 0),
             unsent_file_hours=_int(env, "WAZZUP24_UNSENT_FILE_HOURS", 24, 1),
             file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0),
             files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),

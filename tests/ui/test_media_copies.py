@@ -88,3 +88,18 @@ def test_a_failed_download_offers_retry_download(signed_in, live):
     expect(bubble.locator(".wz-media-note")).to_have_count(0)
     assert _media(live, message_id).state == "pending"
     assert page.page_errors == []
+
+
+def test_a_copy_deleted_after_the_retention_says_so_and_offers_no_retry(signed_in, live):
+    page = signed_in
+    chat_id, message_id = _customer_sends_a_photo(live, "Edna Expired")
+    _set_media(live, message_id, state="expired", data=None)
+
+    open_chat(page, "Edna Expired")
+
+    bubble = page.locator(f".msg[data-message-id='{message_id}']")
+    expect(bubble.locator(".wz-media-note")).to_contain_text("retention period and has deleted it")
+    expect(bubble.locator("img.msg-image")).to_have_count(0)  # not drawn from the copy's URL, which answers 410
+    expect(bubble.get_by_role("button", name="Retry download")).to_have_count(0)
+    assert live.message(chat_id, message_id)["wazzup_media_state"] == "expired"
+    assert page.page_errors == []

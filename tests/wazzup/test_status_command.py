@@ -24,7 +24,7 @@ SECTION_KEYS = {
     "quarantine": {"count", "oldest_at", "oldest_age_seconds"},
     "parked": {"statuses", "echoes"},
     "files": {"stored", "bytes", "quota_bytes"},
-    "media": {"pending", "oldest_queued_at", "oldest_queued_age_seconds"},
+    "media": {"pending", "oldest_queued_at", "oldest_queued_age_seconds", "stored", "bytes", "retention_days"},
 }
 
 

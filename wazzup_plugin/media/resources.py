@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from wazzup_plugin.media.download import retry_failed
-from wazzup_plugin.media.tables import FAILED, STORED
+from wazzup_plugin.media.tables import EXPIRED, FAILED, STORED
 from wazzup_plugin.media.urls import served_name
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response
 from wazzup_plugin.outbound.stored_files import url_name
@@ -31,7 +31,9 @@ class MediaResource(_Resource):
 
     openapi = {"get": {
         "summary": "A customer's media as the helpdesk keeps it (public: the token in the URL is the key)",
-        "responses": served_responses("no such file, or not downloaded yet"),
+        "responses": {**served_responses("no such file, or not downloaded yet"),
+                      "410": error_response("`wazzup_media_expired`: deleted after the retention period "
+                                            "(WAZZUP24_MEDIA_RETENTION_DAYS)")},
     }}
 
     @answers_problems
@@ -39,24 +41,35 @@ class MediaResource(_Resource):
         row = self._find(token, with_data=False)
         if row is None or url_name(served_name(row.name)) != name:
             raise not_found()
+        if row.state == EXPIRED:
+            raise _expired()
 
         def load_data():
             with_data = self._find(token, with_data=True)
+            if with_data is not None and with_data.state == EXPIRED:  # emptied by retention in between
+                raise _expired()
             return None if with_data is None else with_data.data
 
         serve_stored(req, resp, name=served_name(row.name), content_type=row.content_type, size=row.size,
                      sha256=row.sha256, load_data=load_data)
 
     def _find(self, token: str, with_data: bool):
-        """The stored copy of ``token`` (a row still downloading, or failed, is not found)."""
+        """The stored (or expired) copy of ``token`` (a row still downloading, or failed, is not found)."""
         if not TOKEN.fullmatch(token):
             return None
         t = self.state.tables["media"]
-        columns = [t.c.name, t.c.content_type, t.c.size, t.c.sha256] + ([t.c.data] if with_data else [])
+        columns = [t.c.name, t.c.content_type, t.c.size, t.c.sha256, t.c.state] + ([t.c.data] if with_data else [])
         with self.helpdesk.db.read() as conn:
             return conn.execute(built(t, ("public_media", with_data), lambda: sa.select(*columns).where(
-                t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state == STORED)),
+                t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state.in_((STORED, EXPIRED)))),
                 {"b_token": token}).first()
+
+
+def _expired() -> Problem:
+    # A copy that was kept and then emptied: whoever follows the message's link (an agent, an
+    # integrator) learns that the helpdesk no longer keeps it, not that it never existed.
+    return Problem(410, "wazzup_media_expired", "This file is no longer available: the helpdesk deleted its copy "
+                                                "after the retention period (WAZZUP24_MEDIA_RETENTION_DAYS).")
 
 
 class RetryResource(_Resource):

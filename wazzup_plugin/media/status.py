@@ -1,14 +1,15 @@
-"""The media download backlog for ``helpdesk-stub wazzup24 status``: the pending rows only.
+"""Customers' media for ``helpdesk-stub wazzup24 status``: the download backlog, and what the kept copies take.
 
-Counting failed rows would read the whole table (on SQLite, each row's bytes with it), so only the
-pending ones are counted; each failure is logged by the worker as it happens.
+Each is read from a partial index (pending rows, stored rows). Counting failed rows would read the
+whole table (on SQLite, each row's bytes with it), so they are not counted; each failure is logged by
+the worker as it happens.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from wazzup_plugin.media.tables import PENDING
+from wazzup_plugin.media.tables import PENDING, STORED
 
 
 def media_backlog(conn, state) -> tuple[int, object]:
@@ -17,3 +18,10 @@ def media_backlog(conn, state) -> tuple[int, object]:
     t = state.tables["media"]
     return tuple(conn.execute(sa.select(sa.func.count(), sa.func.min(t.c.created_at))
                               .where(t.c.state == sa.literal_column(f"'{PENDING}'"))).one())
+
+
+def media_kept(conn, state) -> tuple[int, int]:
+    """``(copies kept, their bytes)``, summed from the partial index ix_wazzup_media_stored alone."""
+    t = state.tables["media"]
+    return tuple(conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.c.size), 0))
+                              .where(t.c.state == sa.literal_column(f"'{STORED}'"))).one())

@@ -43,7 +43,8 @@ def delete_unsent(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> in
     f = ctx.state.tables["files"]
     cutoff = ctx.clock() - timedelta(hours=ctx.state.settings.unsent_file_hours)
     unsent = sa.and_(f.c.purged_at.is_(None), f.c.sent_at.is_(None), f.c.created_at < cutoff)
-    return _in_batches(ctx, unsent, lambda ids: sa.delete(f).where(f.c.id.in_(ids), unsent), batch, max_batches)
+    return in_batches(ctx, f.c.id, f.c.created_at, unsent, lambda ids: sa.delete(f).where(f.c.id.in_(ids), unsent),
+                      batch, max_batches)
 
 
 def purge_expired(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> int:
@@ -53,21 +54,20 @@ def purge_expired(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> in
     f = ctx.state.tables["files"]
     now = ctx.clock()
     expired = sa.and_(f.c.purged_at.is_(None), f.c.sent_at.is_not(None), f.c.created_at < now - timedelta(days=days))
-    return _in_batches(ctx, expired, lambda ids: sa.update(f).where(f.c.id.in_(ids), expired)
-                       .values(data=b"", purged_at=now), batch, max_batches)
+    return in_batches(ctx, f.c.id, f.c.created_at, expired, lambda ids: sa.update(f).where(f.c.id.in_(ids), expired)
+                      .values(data=b"", purged_at=now), batch, max_batches)
 
 
-def _in_batches(ctx, condition, write, batch: int, max_batches: int) -> int:
-    """Run ``write(ids)`` on up to ``batch`` ids matching ``condition`` per transaction, until none are left."""
-    f = ctx.state.tables["files"]
+def in_batches(ctx, key: sa.Column, age: sa.Column, condition, write, batch: int, max_batches: int) -> int:
+    """Run ``write(keys)`` on up to ``batch`` keys matching ``condition``, oldest ``age`` first, one
+    transaction per batch, until none are left (or ``max_batches`` ran); returns the rows written."""
     done = 0
     for _ in range(max_batches):
         with ctx.helpdesk.db.write() as tx:
-            # Oldest first, read from ix_wazzup_files_live alone (never a row with its bytes).
-            ids = tx.conn.execute(sa.select(f.c.id).where(condition).order_by(f.c.created_at).limit(batch)
-                                  ).scalars().all()
-            if ids:
-                done += tx.conn.execute(write(ids)).rowcount
-        if len(ids) < batch:
+            # Keys only, read from the condition's partial index (never a row with its bytes).
+            keys = tx.conn.execute(sa.select(key).where(condition).order_by(age).limit(batch)).scalars().all()
+            if keys:
+                done += tx.conn.execute(write(keys)).rowcount
+        if len(keys) < batch:
             break
     return done

@@ -102,4 +102,6 @@ def clean_name(raw: str | None) -> str:
 
 
 def human_size(size: int) -> str:
+    if size == 0:
+        return "0 KB"  # nothing stored; any other small size reads as 1 KB rather than 0
     return f"{size / MB:.1f} MB" if size >= MB // 10 else f"{max(1, round(size / 1000))} KB"

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin import heartbeats
 from wazzup_plugin.media import download as media_download
+from wazzup_plugin.media.housekeeping import purge_expired_media
 from wazzup_plugin.outbound import outbox, wakeup
 from wazzup_plugin.outbound.channels import CHANNELS_EVERY, refresh_channels
 from wazzup_plugin.outbound.file_housekeeping import purge_files
@@ -103,8 +104,9 @@ def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: 
 
 
 def housekeeping(ctx) -> None:
-    """Old Idempotency-Keys and uploaded files past their time (``file_housekeeping``)."""
-    for purge in (outbox.purge_idempotency_keys, purge_files):  # one failing does not skip the other
+    """Old Idempotency-Keys, uploaded files and customers' media past their time (``file_housekeeping``,
+    ``media.housekeeping``)."""
+    for purge in (outbox.purge_idempotency_keys, purge_files, purge_expired_media):  # one failing does not skip the other
         try:
             purge(ctx)
         except Exception:

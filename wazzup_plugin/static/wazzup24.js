@@ -1231,7 +1231,8 @@
   var MEDIA_NOT_KEPT = {
     failed: "The helpdesk could not download this file; Wazzup's link may no longer work.",
     too_big: "This file is too big for the helpdesk to keep; it is shown from Wazzup's link.",
-    refused_host: "This file's link is not on Wazzup's store, so the helpdesk did not download it."
+    refused_host: "This file's link is not on Wazzup's store, so the helpdesk did not download it.",
+    expired: "The helpdesk kept this file for its retention period and has deleted it."
   };
 
   if (typeof host.registerMessageDecorator === "function") {
