@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -356,3 +357,63 @@ def test_an_echo_released_from_parking_still_settles_the_send_it_matches(deliver
     clock.advance(hours=25)
     deliver(delivery(statuses=[status_update(message_id="WZ-unrelated", status="sent")]))
     assert wazzup_rows.message("WZ-r")["id"] == settled.id
+
+
+def _file_send(outgoing_send, helpdesk, chat_id, name: str):
+    """An agent's file send, as the send route stores it: our public link to the upload, and its name."""
+    send = outgoing_send(chat_id, text=None)
+    send.chat_id = chat_id
+    m = helpdesk.tables.messages
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(m).where(m.c.id == send.id).values(
+            type="document", content_name=name, content_type="application/pdf",
+            content_uri=f"https://helpdesk.example.com/wazzup24/files/{'t' * 43}/{quote(name[:40], safe='')}"))
+    return send
+
+
+def _file_echo(uri, message_id, when):
+    echo = incoming_message(channel_id=CHANNEL, chat_id=PHONE, text=None, content_uri=uri, message_id=message_id,
+                            is_echo=True, at=when)
+    echo["type"] = "document"
+    return echo
+
+
+def test_an_echo_of_a_file_from_wazzups_store_settles_the_file_send_without_an_id(deliver, wazzup_rows,
+                                                                                   outgoing_send, chat_id, helpdesk):
+    """Wazzup took the file at once and echoes it from its own store: another link, the same name."""
+    send = _file_send(outgoing_send, helpdesk, chat_id, "invoice 42.pdf")
+    _settled_without_id(helpdesk, send, "unknown", at(1), at(3))
+
+    deliver(delivery(messages=[_file_echo("https://store.wazzup24.com/9f8e7d/?filename=invoice%2042.pdf", "WZ-f",
+                                          at(2))]))
+
+    [message] = wazzup_rows.messages(direction="out")
+    assert (message["id"], message["wazzup_message_id"]) == (send.id, "WZ-f")
+
+
+def test_an_echo_of_a_file_whose_long_name_our_link_shortened_settles_the_send(deliver, wazzup_rows, outgoing_send,
+                                                                               chat_id, helpdesk):
+    name = "a-very-long-name-" * 12 + ".pdf"
+    send = _file_send(outgoing_send, helpdesk, chat_id, name)
+    m = helpdesk.tables.messages
+    with helpdesk.db.write() as tx:  # as public_url names a long file: file.<extension>
+        tx.conn.execute(sa.update(m).where(m.c.id == send.id).values(
+            content_uri=f"https://helpdesk.example.com/wazzup24/files/{'t' * 43}/file.pdf"))
+    _settled_without_id(helpdesk, send, "accepted", at(1), at(3))
+
+    deliver(delivery(messages=[_file_echo("https://store.wazzup24.com/1a2b/?filename=file.pdf", "WZ-long", at(2))]))
+
+    assert wazzup_rows.message("WZ-long")["id"] == send.id
+
+
+def test_a_file_echo_with_another_name_is_not_taken_for_a_file_send(deliver, wazzup_rows, outgoing_send, chat_id,
+                                                                    helpdesk):
+    """Guards against taking too much: a file sent from the phone meanwhile is a message of its own."""
+    send = _file_send(outgoing_send, helpdesk, chat_id, "invoice.pdf")
+    _settled_without_id(helpdesk, send, "unknown", at(1), at(3))
+
+    deliver(delivery(messages=[_file_echo("https://store.wazzup24.com/5c6d/?filename=price-list.pdf", "WZ-phone",
+                                          at(2))]))
+
+    out = {m["id"]: m for m in wazzup_rows.messages(direction="out")}
+    assert out[send.id]["wazzup_message_id"] is None and len(out) == 2

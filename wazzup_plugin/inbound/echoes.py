@@ -9,6 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from wazzup_plugin.inbound.id_chunks import chunks
+from wazzup_plugin.inbound.message_rows import content_name
 from wazzup_plugin.inbound.parse import Message
 
 # Logged under the name these writes always had (log filters and alerts match it), although
@@ -30,6 +31,22 @@ def _could_be_its_echo(send, echo: Message) -> bool:
     if echo.at is None or send.first_attempt_at is None:
         return True  # nothing to compare: content decides, as before
     return send.first_attempt_at - ECHO_CLOCK_SKEW <= echo.at <= send.updated_at + ECHO_CLOCK_SKEW
+
+
+def _same_content(send, echo: Message) -> bool:
+    """Whether ``echo`` carries what ``send`` (a row with ``text``, ``content_uri`` and ``content_name``) sent.
+
+    A file is the same by its link, or by its name: Wazzup downloads a file from our link at once
+    and may echo it from its own store, another link that keeps the name (``?filename=``, as its
+    store's links carry it). The name of a long one is the shortened name our link carried."""
+    if echo.text is not None and send.text == echo.text:
+        return True
+    if echo.content_uri is None or send.content_uri is None:
+        return False
+    if send.content_uri == echo.content_uri:
+        return True
+    name = content_name(echo.content_uri)
+    return name is not None and name in (send.content_name, content_name(send.content_uri))
 
 
 class Echoes:
@@ -83,7 +100,8 @@ class Echoes:
         busy: set[tuple] = set()
         for part in chunks(keys):
             rows = self.conn.execute(
-                sa.select(wm.c.message_id, m.c.status, m.c.text, m.c.content_uri, wc.c.channel_id, wc.c.chat_type,
+                sa.select(wm.c.message_id, m.c.status, m.c.text, m.c.content_uri, m.c.content_name,
+                          wc.c.channel_id, wc.c.chat_type,
                           wc.c.wazzup_chat_id, o.c.first_attempt_at, o.c.updated_at)
                 .join(m, m.c.id == wm.c.message_id).join(wc, wc.c.chat_id == wm.c.chat_id)
                 .outerjoin(o, o.c.message_id == wm.c.message_id)
@@ -102,9 +120,7 @@ class Echoes:
             if wait_for_sends_in_flight and echo.chat_key in busy:
                 continue
             sends = candidates.get(echo.chat_key, [])
-            match = next((r for r in sends if ((echo.text is not None and r.text == echo.text)
-                          or (echo.content_uri is not None and r.content_uri == echo.content_uri))
-                          and _could_be_its_echo(r, echo)), None)
+            match = next((r for r in sends if _same_content(r, echo) and _could_be_its_echo(r, echo)), None)
             if match is not None:
                 sends.remove(match)
                 adopted.append({"b_id": match.message_id, "b_wid": echo.message_id})
