@@ -261,6 +261,25 @@ def test_an_empty_answer_from_the_store_is_retried_not_kept_as_the_file(deliver,
     assert (media_row().state, media_row().data) == ("stored", b"\xff\xd8 a photo")
 
 
+@pytest.mark.parametrize("declared", ["text/html; charset=utf-8", "application/xhtml+xml"])
+def test_a_web_page_the_store_answers_for_a_photo_is_retried_not_kept_as_the_file(deliver, payload, media_row,
+                                                                                  download, wazzup_api, clock,
+                                                                                  declared):
+    deliver(payload("incoming_image"))  # photo.jpg
+    wazzup_api.get(STORE_URI, body=b"<html><body>Service temporarily unavailable</body></html>",
+                   content_type=declared)
+    wazzup_api.get(STORE_URI, body=PHOTO, content_type="image/jpeg")
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.data, row.attempts) == ("pending", None, 1)
+    assert "web page" in row.last_error
+    clock.advance((row.next_attempt_at - clock()).total_seconds())
+    download()
+    assert (media_row().state, media_row().data) == ("stored", PHOTO)
+
+
 @pytest.mark.parametrize("status", [404, 410])
 def test_a_file_the_store_no_longer_has_fails_at_once(deliver, payload, media_row, download, wazzup_api, status):
     deliver(payload("incoming_image"))

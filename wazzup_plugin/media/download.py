@@ -88,7 +88,7 @@ def download_one(db, state, session, owner: str, row, clock, stop=None) -> str:
     settings = state.settings
     result = fetch(session, row.source_uri, hosts=settings.media_hosts, max_bytes=settings.media_max_bytes,
                    timeout=(settings.connect_timeout, settings.read_timeout), budget=budget_seconds(settings),
-                   min_rate=MIN_RATE, stop=stop)
+                   min_rate=MIN_RATE, stop=stop, name=row.name)
     if result.outcome == STOPPED:  # no fault of the file's: given back uncounted, taken up again at once
         _release(db, state.tables["media"], owner, [row.message_id])
         log.info("Wazzup24 media download given back: the worker is stopping",

@@ -107,11 +107,12 @@ def longest_seconds(budget: float, max_bytes: int, min_rate: float = MIN_RATE) -
 
 def fetch(session: requests.Session, url: str, *, hosts: tuple[str, ...], max_bytes: int,
           timeout: tuple[float, float], budget: float, min_rate: float | None = None, stop=None,
-          clock=time.monotonic) -> Fetched:
+          name: str | None = None, clock=time.monotonic) -> Fetched:
     """Download ``url`` once (following one redirect to an allowed host at most, never from https to
     http). ``budget``: the seconds the whole download may take, however slowly the store's answer
     trickles in, so that it ends inside its claim's lease; with ``min_rate``, more while the file keeps
-    coming at that rate (:class:`Deadline`; :func:`longest_seconds` bounds it)."""
+    coming at that rate (:class:`Deadline`; :func:`longest_seconds` bounds it). ``name``: the file's
+    name as the message gives it (a web page is taken for it only when the name says it is one)."""
     deadline = Deadline(clock() + budget, min_rate, stop)
     if not host_allowed(url, hosts):
         return Fetched("refused_host", "the link is not into an allowed media host (WAZZUP24_MEDIA_HOSTS)")
@@ -130,11 +131,12 @@ def fetch(session: requests.Session, url: str, *, hosts: tuple[str, ...], max_by
                     return Fetched("refused_host", "the store redirected from https to plain http")
                 url = target
                 continue
-            return _read(response, max_bytes, deadline, clock, timeout[1])
+            return _read(response, max_bytes, deadline, clock, timeout[1], name)
     return Fetched("failed", "the store redirected more than once")
 
 
-def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock, read_timeout: float) -> Fetched:
+def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock, read_timeout: float,
+          name: str | None) -> Fetched:
     status = response.status_code
     if status in GONE:
         return Fetched("failed", f"the store no longer has the file (HTTP {status})")
@@ -142,6 +144,10 @@ def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock
         return Fetched("retry", f"the store answered HTTP {status}")
     if status != 200:
         return Fetched("failed", f"the store refused the download (HTTP {status})")
+    if _a_page_instead_of(name, declared_type(response.headers.get("Content-Type"))):
+        # A maintenance or error page answered with 200 (a proxy's, a CDN's). Kept, it would be the
+        # customer's photo for good; retried (not read at all), the file usually comes.
+        return Fetched("retry", "the store answered with a web page instead of the file")
     too_big = Fetched("too_big", f"the file is larger than {max_bytes // (1024 * 1024)} MB (WAZZUP24_MEDIA_MAX_MB)")
     declared = response.headers.get("Content-Length") or ""
     if declared.isdigit() and int(declared) > max_bytes:
@@ -167,6 +173,14 @@ def _read(response: requests.Response, max_bytes: int, deadline: Deadline, clock
         return Fetched("retry", "the store sent an empty file")
     return Fetched("stored", data=b"".join(chunks), sha256=digest.hexdigest(),
                    content_type=declared_type(response.headers.get("Content-Type")))
+
+
+PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _a_page_instead_of(name: str | None, declared: str | None) -> bool:
+    """Whether the store declares a web page where the message names a file that is not one."""
+    return declared in PAGE_TYPES and mimetypes.guess_type(name or "")[0] not in PAGE_TYPES
 
 
 def declared_type(header: str | None) -> str | None:
