@@ -89,3 +89,12 @@ def test_with_several_whatsapp_channels_the_agent_chooses_the_one_to_write_from(
     expect(dialog.get_by_role("alert")).to_contain_text("not a channel of this Wazzup account")
     screenshot(page, "new-chat-from")
     assert posted[-1]["channel_id"] == other["channel_id"]
+
+
+def test_the_new_chat_action_stands_out_and_is_read_out_by_its_name_alone(signed_in):
+    page = signed_in
+    action = page.get_by_role("button", name="New WhatsApp chat", exact=True)  # the drawn "+ " is not read out
+
+    expect(action).to_be_visible()
+    assert page.evaluate("getComputedStyle(document.querySelector('.list-action')).color") == "rgb(37, 99, 235)"
+    assert page.page_errors == []
