@@ -168,14 +168,35 @@ def test_retention_empties_a_sent_file_whose_url_then_answers_410_and_its_messag
     row = file_row(helpdesk, file["id"])
     assert (bytes(row["data"]), row["purged_at"]) == (b"", clock())
     for method in ("GET", "HEAD"):
-        answer = client.simulate_request(method, path_of(file["url"]))
-        assert answer.status_code == 410
+        for asked in ({}, {"Range": "bytes=0-9"}):
+            answer = client.simulate_request(method, path_of(file["url"]), headers=asked)
+            assert answer.status_code == 410
     answer = client.simulate_get(path_of(file["url"]))
     assert answer.json["code"] == "wazzup_file_expired" and "retention" in answer.json["message"]
     items = client.simulate_get(f"/api/chats/{chat}/messages", headers=auth).json["items"]
     shown = next(m for m in items if m["id"] == message["id"])
     assert (shown["content_uri"], shown["content_name"], shown["status"]) == (file["url"], "a.pdf", "accepted")
     assert purge() == (0, 0)  # emptied once
+
+
+def test_a_range_of_a_file_emptied_while_it_is_answered_says_it_expired(sent, configure, clock, purge, client,
+                                                                          monkeypatch):
+    """Guards against doing too much: the slice read keeps the retention check of the whole file's."""
+    from wazzup_plugin.outbound import files
+
+    file, _ = sent
+    configure(file_retention_days=1)
+    clock.advance(days=2)
+    serve_stored = files.serve_stored
+
+    def purged_meanwhile(req, resp, **found):  # between the row's headers and its bytes
+        assert purge() == (0, 1)
+        serve_stored(req, resp, **found)
+
+    monkeypatch.setattr(files, "serve_stored", purged_meanwhile)
+    answer = client.simulate_get(path_of(file["url"]), headers={"Range": "bytes=0-9"})
+    assert (answer.status_code, answer.json["code"]) == (410, "wazzup_file_expired")
+    assert "Content-Range" not in answer.headers and "Content-Disposition" not in answer.headers
 
 
 def test_a_wrong_name_for_an_expired_file_still_answers_404(sent, purge, clock, client, configure):

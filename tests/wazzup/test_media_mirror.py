@@ -93,6 +93,25 @@ def test_a_stored_copy_is_served_with_its_checksum_and_shown_on_the_message(deli
     assert client.simulate_get(f"/wazzup24/media/{row.token}/other.jpg").status_code == 404
 
 
+def test_a_player_seeking_in_a_stored_copy_gets_only_the_bytes_it_asks_for(
+        deliver, payload, media_row, download, wazzup_api, client):
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO, content_type="image/jpeg")
+    download()
+    url = f"/wazzup24/media/{media_row().token}/photo.jpg"
+
+    seek = client.simulate_get(url, headers={"Range": "bytes=500-599"})
+    assert (seek.status_code, seek.content) == (206, PHOTO[500:600])
+    assert seek.headers["Content-Range"] == f"bytes 500-599/{len(PHOTO)}"
+    assert seek.headers["Accept-Ranges"] == "bytes"
+    head = client.simulate_head(url, headers={"Range": "bytes=-4"})
+    assert (head.status_code, head.content, head.headers["Content-Length"]) == (206, b"", "4")
+    past = client.simulate_get(url, headers={"Range": f"bytes={len(PHOTO)}-"})
+    assert (past.status_code, past.json["code"]) == (416, "range_not_satisfiable")
+    assert past.headers["Content-Range"] == f"bytes */{len(PHOTO)}"
+    assert past.headers["Content-Security-Policy"].startswith("sandbox")
+
+
 def test_the_download_never_sends_our_api_key(deliver, payload, download, wazzup_api, api_key, http):
     http.headers["Authorization"] = f"Bearer {api_key}"  # even a session that carries it
     deliver(payload("incoming_image"))

@@ -1,6 +1,6 @@
 """End to end over real HTTP: a customer sends a photo through the sandbox, the helpdesk (gunicorn) stores
 the message, the outbox worker (a real process) downloads the photo from the sandbox's store, and the
-helpdesk serves its own copy."""
+helpdesk serves its own copy, whole or a byte range of it."""
 
 import hashlib
 
@@ -38,3 +38,8 @@ def test_a_customers_photo_is_downloaded_by_the_worker_and_served_by_the_helpdes
     copy = requests.get(host.url + message["wazzup_media_url"], timeout=10)
     assert (copy.status_code, copy.headers["Content-Type"], copy.content) == (200, "image/png", png())
     assert copy.headers["ETag"] == f'"{hashlib.sha256(png()).hexdigest()}"'
+    # A player seeking: gunicorn carries the slice read from the database, and only it.
+    seek = requests.get(host.url + message["wazzup_media_url"], headers={"Range": "bytes=1000-1999"},
+                        timeout=10)
+    assert (seek.status_code, seek.content) == (206, png()[1000:2000])
+    assert seek.headers["Content-Range"] == f"bytes 1000-1999/{len(png())}"

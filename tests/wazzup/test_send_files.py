@@ -1,6 +1,7 @@
 """Agents attach files from their computer: upload, the public URL Wazzup downloads, send by file_id."""
 
 import hashlib
+import tracemalloc
 from urllib.parse import quote
 
 import pytest
@@ -14,6 +15,7 @@ from wazzup_plugin.state import get_state
 PUBLIC = "https://helpdesk.example.com"
 WAZZUP_ID = "f66c53a6-957a-46b2-b41b-5a2ef4844bcb"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+CLIP = bytes(range(256)) * 40   # 10240 bytes, each slice of them its own
 
 
 @pytest.fixture
@@ -33,6 +35,14 @@ def uploaded(upload, chat):
     result = upload(chat, ("photo.png", PNG, "image/png"))
     assert result.status_code == 201, result.text
     return result.json
+
+
+@pytest.fixture
+def clip(upload, chat):
+    """An uploaded video (:data:`CLIP`): its path on the public route."""
+    result = upload(chat, ("clip.mp4", CLIP, "video/mp4"))
+    assert result.status_code == 201, result.text
+    return path_of(result.json["url"])
 
 
 @pytest.fixture
@@ -228,6 +238,7 @@ def test_the_public_url_serves_the_file_with_headers_that_keep_it_inert(client, 
     assert h["X-Content-Type-Options"] == "nosniff"
     assert h["Content-Security-Policy"] == "sandbox; default-src 'none'"
     assert h["Content-Disposition"] == "inline; filename=\"photo.png\"; filename*=UTF-8''photo.png"
+    assert h["Accept-Ranges"] == "bytes"
     assert "Location" not in h
 
 
@@ -254,6 +265,7 @@ def test_head_answers_the_headers_without_the_body(client, uploaded):
     assert result.status_code == 200 and result.content == b""
     assert result.headers["Content-Length"] == str(len(PNG)) and result.headers["Content-Type"] == "image/png"
     assert result.headers["ETag"] == f'"{hashlib.sha256(PNG).hexdigest()}"'
+    assert result.headers["Accept-Ranges"] == "bytes"
 
 
 def test_a_repeat_with_its_etag_answers_not_modified(client, uploaded):
@@ -269,6 +281,97 @@ def test_an_unknown_token_and_a_wrong_name_answer_the_same_404(client, uploaded)
     odd_token = client.simulate_get(f"/wazzup24/files/x'/{name}")
     assert unknown.status_code == wrong_name.status_code == odd_token.status_code == 404
     assert unknown.json == wrong_name.json == odd_token.json
+
+
+# ---------------------------------------------------------------- byte ranges (players seek with them)
+
+
+@pytest.mark.parametrize("asked, first, last", [
+    ("bytes=100-199", 100, 199),
+    ("bytes=10000-", 10000, 10239),
+    ("bytes=-100", 10140, 10239),
+    ("bytes=10200-99999", 10200, 10239),        # past the end: clipped
+    ("bytes=-99999", 0, 10239),                 # more than the file: all of it, still a 206
+    ("BYTES = 0-0", 0, 0),
+    ("bytes=,5-6,", 5, 6),                      # empty list elements do not make it several ranges
+    ("bytes=0-" + "9" * 5000, 0, 10239),        # a last position of any length is clipped
+])
+def test_one_range_is_answered_206_with_only_those_bytes(client, clip, asked, first, last):
+    result = client.simulate_get(clip, headers={"Range": asked})
+    assert result.status_code == 206 and result.content == CLIP[first:last + 1]
+    h = result.headers
+    assert h["Content-Range"] == f"bytes {first}-{last}/{len(CLIP)}"
+    assert h["Content-Length"] == str(last - first + 1) and h["Content-Type"] == "video/mp4"
+    assert h["Accept-Ranges"] == "bytes" and h["ETag"] == f'"{hashlib.sha256(CLIP).hexdigest()}"'
+    assert h["X-Content-Type-Options"] == "nosniff" and h["Content-Security-Policy"].startswith("sandbox")
+
+
+def test_head_with_a_range_answers_as_get_would_without_the_body(client, clip):
+    result = client.simulate_head(clip, headers={"Range": "bytes=1000-1999"})
+    assert (result.status_code, result.content) == (206, b"")
+    assert result.headers["Content-Range"] == f"bytes 1000-1999/{len(CLIP)}"
+    assert result.headers["Content-Length"] == "1000"
+
+
+@pytest.mark.parametrize("asked", ["bytes=10240-", "bytes=10240-10300", "bytes=-0",
+                                   "bytes=" + "9" * 5000 + "-"])
+def test_a_range_the_file_cannot_answer_is_refused_416_saying_its_size(client, clip, asked):
+    got = client.simulate_get(clip, headers={"Range": asked})
+    for result in (got, client.simulate_head(clip, headers={"Range": asked})):
+        assert result.status_code == 416
+        assert result.headers["Content-Range"] == f"bytes */{len(CLIP)}"
+        assert result.headers["X-Content-Type-Options"] == "nosniff"
+        assert result.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+        assert "Content-Disposition" not in result.headers
+    assert got.json == {"status": 416, "code": "range_not_satisfiable",
+                        "message": "The range asked for starts past the file's end (10240 bytes)."}
+
+
+@pytest.mark.parametrize("asked", [
+    "bytes=0-1,5-9", "bytes=0-1, 20000-", "bytes=5-2", "bytes=-", "bytes=abc", "bytes=1-2-3", "bytes 0-1",
+    "items=0-1", "bytes=\u0663-", "=0-1", "bytes=",
+])
+def test_several_ranges_or_a_malformed_one_get_the_whole_file(client, clip, asked):
+    """Guards against doing too much (these were whole answers before ranges were served): RFC 9110
+    lets a server ignore such a Range, and the whole file is what every client takes."""
+    result = client.simulate_get(clip, headers={"Range": asked})
+    assert (result.status_code, result.content) == (200, CLIP)
+    assert "Content-Range" not in result.headers
+
+
+def test_if_range_with_the_files_etag_honours_the_range(client, clip):
+    etag = f'"{hashlib.sha256(CLIP).hexdigest()}"'
+    result = client.simulate_get(clip, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert (result.status_code, result.content) == (206, CLIP[:10])
+
+
+@pytest.mark.parametrize("if_range", ['"another-version"', "W/{etag}", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_if_range_with_another_etag_or_a_date_gets_the_whole_file(client, clip, if_range):
+    """Guards against doing too much: a client whose copy may be stale gets the file anew."""
+    if_range = if_range.format(etag=f'"{hashlib.sha256(CLIP).hexdigest()}"')
+    result = client.simulate_get(clip, headers={"Range": "bytes=0-9", "If-Range": if_range})
+    assert (result.status_code, result.content) == (200, CLIP)
+
+
+def test_a_client_that_has_the_file_is_answered_not_modified_even_with_a_range(client, clip):
+    """Guards against doing too much: If-None-Match comes before Range (RFC 9110 §13.2.2)."""
+    etag = f'"{hashlib.sha256(CLIP).hexdigest()}"'
+    result = client.simulate_get(clip, headers={"Range": "bytes=0-9", "If-None-Match": etag})
+    assert (result.status_code, result.content) == (304, b"")
+    assert result.headers["ETag"] == etag and result.headers["Accept-Ranges"] == "bytes"
+
+
+def test_a_range_of_a_large_file_is_read_from_the_database_without_the_rest(upload, chat, client):
+    result = upload(chat, ("big.zip", b"0" * MAX_FILE_BYTES, "application/zip"))
+    path = path_of(result.json["url"])
+    tracemalloc.start()
+    try:
+        served = client.simulate_get(path, headers={"Range": "bytes=5000000-5000099"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (served.status_code, served.content) == (206, b"0" * 100)
+    assert peak < MAX_FILE_BYTES // 10, f"{peak} bytes held to answer 100"
 
 
 # ---------------------------------------------------------------- sending it

@@ -2,7 +2,8 @@
 
 ``GET``/``HEAD /wazzup24/media/{token}/{name}`` serves the copy as the uploaded files are served
 (``wazzup_plugin.serving``: nosniff, a sandboxing CSP, inline only for media and PDF, the SHA-256 as
-ETag): the agent UI shows it from the helpdesk's own origin, whatever became of Wazzup's link.
+ETag, one byte range answered 206): the agent UI shows it from the helpdesk's own origin, whatever became
+of Wazzup's link.
 ``POST /api/chats/{chat}/wazzup24/messages/{message}/media/retry`` makes a failed download due now.
 """
 
@@ -15,7 +16,7 @@ from wazzup_plugin.media.tables import EXPIRED, FAILED, STORED
 from wazzup_plugin.media.urls import served_name
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response
 from wazzup_plugin.outbound.stored_files import url_name
-from wazzup_plugin.serving import TOKEN, not_found, serve_stored, served_responses
+from wazzup_plugin.serving import TOKEN, not_found, serve_stored, served_responses, slice_params, stored_bytes
 from wazzup_plugin.store_common import built
 
 
@@ -38,31 +39,42 @@ class MediaResource(_Resource):
 
     @answers_problems
     def on_get(self, req, resp, token, name):
-        row = self._find(token, with_data=False)
+        row = self._find(token)
         if row is None or url_name(served_name(row.name)) != name:
             raise not_found()
         if row.state == EXPIRED:
             raise _expired()
 
-        def load_data():
-            with_data = self._find(token, with_data=True)
-            if with_data is not None and with_data.state == EXPIRED:  # emptied by retention in between
-                raise _expired()
-            return None if with_data is None else with_data.data
+        def load_data(offset=0, length=None):
+            data = self._bytes(token, offset, length)
+            if data is None and getattr(self._find(token), "state", None) == EXPIRED:
+                raise _expired()  # emptied by retention in between
+            return data
 
         serve_stored(req, resp, name=served_name(row.name), content_type=row.content_type, size=row.size,
                      sha256=row.sha256, load_data=load_data)
 
-    def _find(self, token: str, with_data: bool):
-        """The stored (or expired) copy of ``token`` (a row still downloading, or failed, is not found)."""
+    def _find(self, token: str):
+        """The stored (or expired) copy of ``token``, not its bytes (one still downloading, or failed, is not found)."""
         if not TOKEN.fullmatch(token):
             return None
         t = self.state.tables["media"]
-        columns = [t.c.name, t.c.content_type, t.c.size, t.c.sha256, t.c.state] + ([t.c.data] if with_data else [])
         with self.helpdesk.db.read() as conn:
-            return conn.execute(built(t, ("public_media", with_data), lambda: sa.select(*columns).where(
+            return conn.execute(built(t, ("public_media", False), lambda: sa.select(
+                t.c.name, t.c.content_type, t.c.size, t.c.sha256, t.c.state).where(
                 t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state.in_((STORED, EXPIRED)))),
                 {"b_token": token}).first()
+
+    def _bytes(self, token: str, offset: int, length: int | None) -> bytes | None:
+        """``length`` bytes from ``offset`` (all without) of the copy of ``token``; None if it is gone."""
+        t = self.state.tables["media"]
+        sliced = length is not None
+        with self.helpdesk.db.read() as conn:
+            found = conn.execute(built(t, ("public_media_bytes", sliced), lambda: sa.select(
+                stored_bytes(t.c.data, sliced)).where(
+                t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state == STORED)),
+                {"b_token": token, **slice_params(offset, length)}).first()
+        return None if found is None else found.data
 
 
 def _expired() -> Problem:

@@ -25,7 +25,7 @@ from wazzup_plugin.outbound.file_quota import check_quota
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response
 from wazzup_plugin.outbound.send import _SendBase
 from wazzup_plugin.outbound.stored_files import not_configured, public_url, url_name
-from wazzup_plugin.serving import TOKEN, not_found, serve_stored, served_responses
+from wazzup_plugin.serving import TOKEN, not_found, serve_stored, served_responses, slice_params, stored_bytes
 from wazzup_plugin.settings import PUBLIC_URL
 from wazzup_plugin.store_common import built
 
@@ -159,14 +159,14 @@ class PublicFileResource:
 
     @answers_problems
     def on_get(self, req, resp, token, name):
-        row = self._find(token, with_data=False)  # the bytes only for an answer that carries them
+        row = self._find(token)  # the bytes only for an answer that carries them
         if row is None or url_name(row.name) != name:
             raise not_found()
         if row.purged_at is not None:
             raise _expired()
 
-        def load_data():
-            with_data = self._find(token, with_data=True)
+        def load_data(offset=0, length=None):
+            with_data = self._find(token, with_data=True, offset=offset, length=length)
             if with_data is not None and with_data.purged_at is not None:  # emptied by retention in between
                 raise _expired()
             return None if with_data is None else with_data.data  # None: removed with its chat in between
@@ -174,14 +174,18 @@ class PublicFileResource:
         serve_stored(req, resp, name=row.name, content_type=row.content_type, size=row.size, sha256=row.sha256,
                      load_data=load_data)
 
-    def _find(self, token: str, with_data: bool):
+    def _find(self, token: str, with_data: bool = False, offset: int = 0, length: int | None = None):
+        """The file of ``token``, with ``length`` of its bytes from ``offset`` (all without) ``with_data``."""
         if not TOKEN.fullmatch(token):
             return None
         f = self.state.tables["files"]
-        columns = [f.c.name, f.c.content_type, f.c.size, f.c.sha256, f.c.purged_at] + ([f.c.data] if with_data else [])
+        sliced = length is not None
+        columns = [f.c.name, f.c.content_type, f.c.size, f.c.sha256, f.c.purged_at]
+        columns += [stored_bytes(f.c.data, sliced)] if with_data else []
         with self.helpdesk.db.read() as conn:
-            return conn.execute(built(f, ("public_file", with_data), lambda: sa.select(*columns).where(
-                f.c.token == sa.bindparam("b_token", type_=f.c.token.type))), {"b_token": token}).first()
+            return conn.execute(built(f, ("public_file", with_data, sliced), lambda: sa.select(
+                *columns).where(f.c.token == sa.bindparam("b_token", type_=f.c.token.type))),
+                {"b_token": token, **slice_params(offset, length)}).first()
 
 
 def _expired() -> Problem:
