@@ -112,6 +112,34 @@ def test_a_player_seeking_in_a_stored_copy_gets_only_the_bytes_it_asks_for(
     assert past.headers["Content-Security-Policy"].startswith("sandbox")
 
 
+@pytest.mark.parametrize("asked", [{}, {"Range": "bytes=0-9"}])
+def test_a_copy_replaced_while_it_is_answered_is_not_served_under_the_old_ones_etag(
+        deliver, payload, media_row, download, wazzup_api, client, helpdesk, monkeypatch, asked):
+    """An edit bringing new media keeps the copy's token: bytes of the new file under the old one's
+    ETag and Content-Range would splice two files in a player's cache. It is gone, as a deleted one."""
+    from wazzup_plugin.media import resources
+    from wazzup_plugin.state import get_state
+
+    deliver(payload("incoming_image"))
+    wazzup_api.get(STORE_URI, body=PHOTO, content_type="image/jpeg")
+    download()
+    url = f"/wazzup24/media/{media_row().token}/photo.jpg"
+    other = b"\xff\xd8\xff\xe0 another photo"
+    serve_stored = resources.serve_stored
+
+    def replaced_meanwhile(req, resp, **found):  # between the row's headers and its bytes
+        t = get_state(helpdesk).tables["media"]
+        with helpdesk.db.write() as tx:
+            tx.conn.execute(sa.update(t).values(data=other, size=len(other),
+                                                sha256=hashlib.sha256(other).hexdigest()))
+        serve_stored(req, resp, **found)
+
+    monkeypatch.setattr(resources, "serve_stored", replaced_meanwhile)
+    served = client.simulate_get(url, headers=asked)
+    assert (served.status_code, served.json["code"]) == (404, "not_found")
+    assert "ETag" not in served.headers
+
+
 def test_the_download_never_sends_our_api_key(deliver, payload, download, wazzup_api, api_key, http):
     http.headers["Authorization"] = f"Bearer {api_key}"  # even a session that carries it
     deliver(payload("incoming_image"))

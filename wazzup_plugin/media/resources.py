@@ -46,7 +46,7 @@ class MediaResource(_Resource):
             raise _expired()
 
         def load_data(offset=0, length=None):
-            data = self._bytes(token, offset, length)
+            data = self._bytes(token, row.sha256, offset, length)
             if data is None and getattr(self._find(token), "state", None) == EXPIRED:
                 raise _expired()  # emptied by retention in between
             return data
@@ -65,15 +65,18 @@ class MediaResource(_Resource):
                 t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state.in_((STORED, EXPIRED)))),
                 {"b_token": token}).first()
 
-    def _bytes(self, token: str, offset: int, length: int | None) -> bytes | None:
-        """``length`` bytes from ``offset`` (all without) of the copy of ``token``; None if it is gone."""
+    def _bytes(self, token: str, sha256: str, offset: int, length: int | None) -> bytes | None:
+        """``length`` bytes from ``offset`` (all without) of the copy :meth:`_find` saw; None if it is gone.
+        That copy's checksum picks the row: an edit bringing new media keeps the token, and bytes of the new
+        file must not go out under the old one's ETag and Content-Range."""
         t = self.state.tables["media"]
         sliced = length is not None
         with self.helpdesk.db.read() as conn:
             found = conn.execute(built(t, ("public_media_bytes", sliced), lambda: sa.select(
                 stored_bytes(t.c.data, sliced)).where(
-                t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state == STORED)),
-                {"b_token": token, **slice_params(offset, length)}).first()
+                t.c.token == sa.bindparam("b_token", type_=t.c.token.type), t.c.state == STORED,
+                t.c.sha256 == sa.bindparam("b_sha256", type_=t.c.sha256.type))),
+                {"b_token": token, "b_sha256": sha256, **slice_params(offset, length)}).first()
         return None if found is None else found.data
 
 
