@@ -322,6 +322,18 @@ def register_ui(helpdesk):
         accessible label for one chat of that type, in the list and the chat's header, where the
         type's own icon is too coarse (e.g. a gateway whose chats are on different messengers).
         ``chat`` is as the API serves it, plugin fields included; null keeps the type's icon.
+    ``registerTextFormat(typeName, fn, plain)``
+        A messenger's markup (WhatsApp's ``*bold*``, ...) in the messages of chats of that type.
+        ``fn(text, linkify)`` returns a DOM Node drawn as a message's text, or null for the text as
+        written; ``linkify(text)`` is the host's drawing of plain text, its http(s) links clickable, for
+        ``fn``'s plain pieces. Build DOM nodes only, never HTML from the text. The Node's
+        ``textContent`` must be the text exactly as written, markers included (hide them, so that
+        copying a message gives it back), else the host draws the text as written. ``plain``
+        (optional): ``plain(text)`` returns the text as a one-line preview shows it, markers left out
+        (the host: a chat's ``last_message_preview`` in the chat list); it must return the text with
+        some characters left out and no others, else the host shows the text as written, as it does
+        for a type without ``plain`` (or when no plugin registered one). The stored text and preview
+        stay as written: ``plain`` is for display only.
     ``registerListAction({id, label, run(ctx)})``
         A button under the chat list's search (e.g. a channel's "New WhatsApp chat"); the same ``id``
         again replaces it. ``run`` gets ``api``, ``notify`` and ``errorText`` (below), ``opener`` (the

@@ -31,6 +31,10 @@
  *                                  text. Build DOM nodes only (never HTML from the text). The Node's
  *                                  textContent must be the text exactly as written, markers included (so
  *                                  copying a message gives it back), else the page draws the plain text.
+ *                                  plain (optional): plain(text) returns the text as a one-line preview
+ *                                  shows it (the chat list's last message), markers left out: a string
+ *                                  of the text's own characters, only some left out, else the page
+ *                                  shows the text as written (as it does for types without one).
  *   registerListAction(action)     {id, label, run(ctx)}: a button under the chat list's search (e.g.
  *                                  "New WhatsApp chat"); ctx = {api, notify, errorText, opener (the
  *                                  button), openChat(chatId)}. The same id again replaces it.
@@ -90,6 +94,7 @@
   var mediaUrls = [];            // fn(message, chat): where to show a message's media from (registerMediaUrl)
   var chatIcons = {};            // chat type name -> fn(chat): a plugin's icon for one chat (registerChatIcon)
   var textFormats = {};          // chat type name -> fn(text, linkify): its messages' text drawn (registerTextFormat)
+  var plainTexts = {};           // chat type name -> plain(text): its previews, markup left out (registerTextFormat)
   var FLASH_MS = 1600;           // how long a message scrolled to stays highlighted
 
   // ------------------------------------------------------------------ small helpers
@@ -561,7 +566,7 @@
     body.appendChild(top);
 
     var bottom = el("span", "chat-item-bottom");
-    var preview = auto(el("span", "chat-item-preview", c.last_message_preview || ""));
+    var preview = auto(el("span", "chat-item-preview", plainText(c.type, c.last_message_preview || "")));
     bottom.appendChild(preview);
     if (c.unread_count > 0) {
       var badge = el("span", "badge", c.unread_count > 99 ? "99+" : c.unread_count);
@@ -1037,6 +1042,29 @@
     return null;
   }
 
+  /** A preview of a chat of that type without its messenger's markup (registerTextFormat's plain), or as
+   * written: no plain function, it failed, or it gave characters the text does not have (the agent must
+   * never read in a preview what the customer did not write). */
+  function plainText(typeName, text) {
+    var plain = plainTexts[typeName];
+    if (!plain || !text) return text;
+    try {
+      var shown = plain(text);
+      if (typeof shown === "string" && leavesOutOnly(shown, text)) return shown;
+      console.error("registerTextFormat: plain gave characters the text does not have; shown as written");
+    } catch (e) { console.error(e); }
+    return text;
+  }
+
+  /** Whether ``shown`` is ``text`` with some characters left out, the rest in their order. */
+  function leavesOutOnly(shown, text) {
+    var i = 0;
+    for (var j = 0; j < text.length && i < shown.length; j++) {
+      if (text.charAt(j) === shown.charAt(i)) i++;
+    }
+    return i === shown.length;
+  }
+
   function link(href, text, className) {
     var a = el("a", className || "msg-link", text);
     a.href = href;
@@ -1307,11 +1335,14 @@
       }
       chatIcons[typeName] = fn;
     },
-    registerTextFormat: function (typeName, fn) {
-      if (typeof typeName !== "string" || typeof fn !== "function") {
-        throw new TypeError("registerTextFormat(typeName, fn) needs a chat type's name and a function");
+    registerTextFormat: function (typeName, fn, plain) {
+      if (typeof typeName !== "string" || typeof fn !== "function" ||
+          (plain != null && typeof plain !== "function")) {
+        throw new TypeError("registerTextFormat(typeName, fn, plain) needs a chat type's name, a function " +
+          "and, if given, a plain text function");
       }
       textFormats[typeName] = fn;
+      if (plain) plainTexts[typeName] = plain; else delete plainTexts[typeName];
     },
     registerListAction: function (action) {
       if (!action || typeof action.id !== "string" || typeof action.label !== "string" ||

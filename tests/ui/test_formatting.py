@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.conftest import WAIT_MS, screenshot
-from tests.ui.test_browser import bubble, new_phone, open_chat, reply
+from tests.ui.test_browser import bubble, chat_item, new_phone, open_chat, reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -149,3 +149,22 @@ def test_a_text_format_that_changes_the_text_is_not_used_and_the_text_shows_as_w
     shown = bubble(page, "keep every star").locator(".msg-text")
     expect(shown).to_have_text("*keep every star*")
     expect(shown.locator("b")).to_have_count(0)
+
+
+def test_a_plain_text_function_is_used_for_previews_only_while_it_leaves_characters_out(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    live.customer_writes("first", chatId=phone, name="Hugo Hashes")
+    preview = chat_item(page, "Hugo Hashes").locator(".chat-item-preview")
+    expect(preview).to_have_text("first")
+    # Another messenger's markup (#...#), registered through the host's contract.
+    page.evaluate("""() => window.helpdesk.registerTextFormat('wazzup', () => null,
+        (text) => text.replaceAll('#', ''))""")
+    live.customer_writes("#tagged# text", chatId=phone)
+    expect(preview).to_have_text("tagged text")
+    # One that writes what the customer did not is not used: the preview is the text as written.
+    page.evaluate("""() => window.helpdesk.registerTextFormat('wazzup', () => null,
+        (text) => text.toUpperCase())""")
+    live.customer_writes("#second# text", chatId=phone)
+    expect(preview).to_have_text("#second# text")
+
