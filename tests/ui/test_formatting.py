@@ -1,13 +1,14 @@
 """WhatsApp's formatting in message bubbles: *bold*, _italic_, ~strikethrough~, ```monospace```,
 `inline code`, "> " quotes, "- "/"* " bullets and "1. " numbered lines, drawn as WhatsApp draws them,
-while the text stays what the customer wrote: stored and sent as is, copied with its markers.
+while the text stays what the customer wrote: stored and sent as is, copied with its markers. One-line
+previews (the chat list, a reply's quote, the reply bar) show the same text plain, its markers left out.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.ui.conftest import WAIT_MS, screenshot
+from tests.ui.conftest import WAIT_MS, screenshot, sign_in
 from tests.ui.test_browser import bubble, chat_item, new_phone, open_chat, reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -151,6 +152,51 @@ def test_a_text_format_that_changes_the_text_is_not_used_and_the_text_shows_as_w
     expect(shown.locator("b")).to_have_count(0)
 
 
+# A chat list's preview: the customer's last text, markers left out by the same rules as in the bubble.
+PLAIN_PREVIEWS = {
+    "*Order* _42_ is ~late~": "Order 42 is late",
+    "> see `ticket 12`, ```now```": "see ticket 12, now",
+    "2*3*4 is 24": "2*3*4 is 24",
+    "a lone * stays": "a lone * stays",
+    "open *but never closed": "open *but never closed",
+    "see https://shop.example/_sale_/a_b_c": "see https://shop.example/_sale_/a_b_c",
+}
+
+
+def test_the_chat_list_previews_a_formatted_message_as_plain_text_and_keeps_stars_that_are_no_markers(
+        signed_in, live):
+    page = signed_in
+    phones = {text: new_phone() for text in PLAIN_PREVIEWS}
+    for i, (text, phone) in enumerate(phones.items()):
+        live.customer_writes(text, chatId=phone, name=f"Paul Preview {chr(65 + i)}")
+    for i, (text, shown) in enumerate(PLAIN_PREVIEWS.items()):
+        preview = chat_item(page, f"Paul Preview {chr(65 + i)}").locator(".chat-item-preview")
+        expect(preview).to_have_text(shown)
+        # Plain on the page only: the API's preview, like the message, is what the customer wrote.
+        assert live.chat_by_phone(phones[text])["last_message_preview"] == text
+    open_chat(page, "Paul Preview A")
+    expect(bubble(page, "Order").locator(".msg-text")).to_have_text("*Order* _42_ is ~late~")
+
+
+def test_a_reply_quotes_a_formatted_message_as_plain_text_and_so_does_the_reply_bar(signed_in, live):
+    page = signed_in
+    phone = new_phone()
+    formatted = live.customer_writes("*Order* _42_ is ~late~\n> your question\n- call me", chatId=phone,
+                                     name="Quentin Plain")
+    stars = live.customer_writes("2*3*4 is * 24", chatId=phone)
+    live.customer_writes("Any news?", chatId=phone, quotedMessage={"messageId": formatted["messageId"]})
+    live.customer_writes("Is that right?", chatId=phone, quotedMessage={"messageId": stars["messageId"]})
+    open_chat(page, "Quentin Plain")
+    # Each line's "> " and "- " count (the quote is made plain from the whole text, then put on one line).
+    plain = "Order 42 is late your question call me"
+    expect(bubble(page, "Any news?").locator(".wz-quote-text")).to_have_text(plain)
+    expect(bubble(page, "Is that right?").locator(".wz-quote-text")).to_have_text("2*3*4 is * 24")
+    # The message itself, not the replies whose quotes say "is late" too.
+    original = page.locator(".msg", has=page.locator(".msg-text", has_text="is ~late~"))
+    original.get_by_role("button", name="Reply").click()
+    expect(page.locator(".wz-reply")).to_contain_text("Replying to: " + plain)
+
+
 def test_a_plain_text_function_is_used_for_previews_only_while_it_leaves_characters_out(signed_in, live):
     page = signed_in
     phone = new_phone()
@@ -168,3 +214,15 @@ def test_a_plain_text_function_is_used_for_previews_only_while_it_leaves_charact
     live.customer_writes("#second# text", chatId=phone)
     expect(preview).to_have_text("#second# text")
 
+
+def test_without_the_plugin_the_host_shows_previews_and_bubbles_as_written(browser_page, live):
+    # Guards against doing too much: the host itself knows no messenger's markup (passes without the change).
+    page = browser_page
+    page.route("**/static/plugins/wazzup24/wazzup24.js*", lambda route: route.abort())
+    sign_in(page, live.url)
+    live.customer_writes("*Order* _7_ is ~late~", chatId=new_phone(), name="Otto Noplugin")
+    preview = chat_item(page, "Otto Noplugin").locator(".chat-item-preview")
+    expect(preview).to_have_text("*Order* _7_ is ~late~")
+    open_chat(page, "Otto Noplugin")
+    expect(bubble(page, "Order").locator(".msg-text")).to_have_text("*Order* _7_ is ~late~")
+    expect(bubble(page, "Order").locator("strong")).to_have_count(0)

@@ -57,7 +57,11 @@ _VCARD_NAME = re.compile(r"(?im)^FN(?:;[^:\r\n]*)?:(.*\S)")
 
 def preview(text: str | None, msg_type: str, content_name: str | None) -> str:
     """A chat's last message as its list line: the text; a file's type and name; a contact card's
-    or a location's type before what it holds (not a vCard's raw lines or bare coordinates)."""
+    or a location's type before what it holds (not a vCard's raw lines or bare coordinates).
+
+    WhatsApp's markers (``*bold*``, ``_italic_``...) stay, as the message's own text keeps them: the
+    agents' page leaves them out (wazzup24.js ``plainWhatsApp``, by the parser that draws the bubbles)
+    rather than a second parser here, and an API client gets what was written."""
     if text and msg_type == "vcard":
         name = _VCARD_NAME.search(text)
         text = f"{PLACEHOLDERS['vcard']} {name.group(1) if name else ''}"

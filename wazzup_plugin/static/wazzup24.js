@@ -1,7 +1,8 @@
 /* The Wazzup24 send panel for `wazzup` chats, the connection indicator, "Resend", replies
  * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one; and a
  * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed; and
- * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats; and "New WhatsApp chat"
+ * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats, its markers left out of
+ * their one-line previews (the chat list, quotes); and "New WhatsApp chat"
  * under the chat list, to write first.
  *
  * Loaded by the host page after its own app.js; talks to the host only through
@@ -188,17 +189,33 @@
     return node;
   }
 
-  if (typeof host.registerTextFormat === "function") host.registerTextFormat("wazzup", formatWhatsApp);
+  /** A text as a one-line preview shows it (a quote, the chat list): what formatWhatsApp draws, without the
+   * markers it hides. Taken from its own drawing, so the two never disagree about what is a marker
+   * (2*3*4 and a lone * stay). Links as plain text: a preview is not clickable. */
+  function plainWhatsApp(text) {
+    var drawn = formatWhatsApp(String(text), function (piece) { return document.createTextNode(piece); });
+    drawn.querySelectorAll(".wz-fmt-mark").forEach(function (marker) { marker.remove(); });
+    return drawn.textContent;
+  }
+
+  // The chat list's previews are the server's (last_message_preview), kept as written, for
+  // the API and for a host without this plugin: they are made plain here, where the parser is, not by a
+  // second one in Python; older previews need no rewrite. The server's preview is one line already, so
+  // there a "> " or "- " counts at its start only (a quote, below, is made plain from the whole text).
+  if (typeof host.registerTextFormat === "function") {
+    host.registerTextFormat("wazzup", formatWhatsApp, plainWhatsApp);
+  }
 
   // ------------------------------------------------------------------ quotes
 
   var PLACEHOLDERS = { image: "Photo", video: "Video", audio: "Audio", document: "Document", geo: "Location",
     vcard: "Contact card", missing_call: "Missed call" };
 
-  /** A message in a line: its first SNIPPET_CHARS characters, or what kind of message it is. */
+  /** A message in a line: the first SNIPPET_CHARS characters of its text without WhatsApp's markers (made
+   * plain before its lines are joined, so that each line's "> " or "- " counts), or what kind it is. */
   function snippet(message) {
     var type = message.type || "text";
-    var text = type === "vcard" ? "" : (message.text || "").replace(/\s+/g, " ").trim();
+    var text = type === "vcard" ? "" : plainWhatsApp(message.text || "").replace(/\s+/g, " ").trim();
     if (!text) {
       var placeholder = PLACEHOLDERS[type] || "Message";
       return type === "document" && message.content_name ? placeholder + ": " + message.content_name : placeholder;
