@@ -57,6 +57,21 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return secret
 
 
+def _api_key(env: Mapping[str, str]) -> str | None:
+    """WAZZUP24_API_KEY, as it must travel in the ``Authorization`` header: visible ASCII only. A key
+    pasted with an invisible character (a zero-width space from a chat or a web page) cannot be sent
+    at all: every call to Wazzup would fail inside the HTTP library, which the outbox must take for a
+    send that may have gone out. The key itself is never shown, only where the odd character is."""
+    key = (env.get("WAZZUP24_API_KEY") or "").strip() or None
+    odd = next(((n, c) for n, c in enumerate(key or "", 1) if not "!" <= c <= "~"), None)
+    if odd is not None:
+        n, c = odd
+        raise SettingsError(f"WAZZUP24_API_KEY must be the key exactly as Wazzup shows it (letters, digits and "
+                            f"punctuation, no spaces); its character {n} is U+{ord(c):04X}, perhaps copied with "
+                            "it: paste the key again")
+    return key
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -153,7 +168,7 @@ class WazzupSettings:
         _check_attempt_fits(request_timeout, connect_timeout, read_timeout)
         webhook_url = _http_url(env, "WAZZUP24_WEBHOOK_URL", None)
         return cls(
-            api_key=(env.get("WAZZUP24_API_KEY") or "").strip() or None,
+            api_key=_api_key(env),
             api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
             webhook_url=webhook_url,
             webhook_secret=secret,

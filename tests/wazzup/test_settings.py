@@ -153,3 +153,22 @@ def test_an_async_backlog_that_is_not_a_positive_whole_number_is_refused_naming_
     with pytest.raises(SettingsError, match="WAZZUP24_ASYNC_BACKLOG"):
         WazzupSettings.from_env({"WAZZUP24_ASYNC_BACKLOG": value})
     assert WazzupSettings.from_env({}).async_backlog == 500
+
+
+KEY = "c8cf90444023482f909520d454368d27"
+
+
+@pytest.mark.parametrize("key", [KEY[:16] + "\u200b" + KEY[16:], KEY[:-1] + "\u0441", "Bearer " + KEY])
+def test_an_api_key_with_an_invisible_character_or_a_space_is_refused_without_showing_it(key):
+    """A zero-width space pasted with the key cannot go in the Authorization header: every call to Wazzup
+    failed inside the HTTP library, each send ended `unknown` (maybe sent) though nothing went out,
+    test-connection crashed with a traceback, and the outbox worker died at its first channel refresh."""
+    with pytest.raises(SettingsError, match=r"WAZZUP24_API_KEY must be the key exactly as Wazzup shows it .*"
+                                            r"character \d+ is U\+[0-9A-F]{4}") as refused:
+        WazzupSettings.from_env({"WAZZUP24_API_KEY": key})
+    assert KEY[:8] not in str(refused.value)
+
+
+def test_an_api_key_keeps_working_with_blanks_around_it():
+    assert WazzupSettings.from_env({"WAZZUP24_API_KEY": f" {KEY}\n"}).api_key == KEY
+    assert WazzupSettings.from_env({"WAZZUP24_API_KEY": "  "}).api_key is None
