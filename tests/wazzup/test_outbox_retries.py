@@ -303,6 +303,44 @@ def test_the_worker_loop_sends_until_stopped(send, chat, flaky, outbox_ctx, cloc
     assert message(helpdesk, message_id).status == "accepted"
 
 
+def test_a_database_error_while_the_worker_refreshes_the_channels_does_not_stop_it(
+        send, chat, flaky, outbox_ctx, clock, helpdesk, wazzup_api, wazzup_url, api_payload, monkeypatch):
+    """The refresh runs at the worker's start and every 10 minutes: a database away at that moment (a
+    restart, a failover) killed the worker, and `serve` then stopped the whole helpdesk, webhook included."""
+    import threading
+
+    from wazzup_plugin.outbound import channels
+
+    def database_away(ctx, listed):
+        raise sa.exc.OperationalError("INSERT INTO wazzup_channels ...", {}, Exception("server closed the connection"))
+
+    wazzup_api.add("GET", f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    monkeypatch.setattr(channels, "remember_channels", database_away)
+    flaky.script = ["refuse"]
+    message_id = send(chat).json["id"]
+    clock.advance(5)
+    stop, failed = threading.Event(), []
+
+    def run():
+        try:
+            worker.run(outbox_ctx, stop, poll_seconds=0.01)
+        except Exception as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        for _ in range(500):
+            if failed or message(helpdesk, message_id).status == "accepted":
+                break
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert failed == []
+    assert message(helpdesk, message_id).status == "accepted"
+
+
 def test_a_stopped_worker_finishes_its_call_starts_no_other_and_releases_the_rows_it_claimed(
         send, chat, outbox_ctx, clock, helpdesk, wazzup_api, wazzup_url, network_error, outbox_row):
     """A restart (SIGTERM) while Wazzup is slow: the call in progress ends normally, no new call

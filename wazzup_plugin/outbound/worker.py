@@ -137,7 +137,10 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
     while not stop.is_set():
         heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
         if ctx.client is not None and heartbeats.due(ctx.state.extras, "worker.channels", ctx.clock(), CHANNELS_EVERY):
-            refresh_channels(ctx)
+            try:
+                refresh_channels(ctx)
+            except Exception:  # e.g. the database is briefly unavailable: the next refresh tries again
+                log.exception("Wazzup24 channel list could not be stored")
         try:
             outcomes = run_once(ctx, owner, batch, stop)
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
