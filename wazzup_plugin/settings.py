@@ -72,6 +72,17 @@ def _api_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
+def _channel_id(env: Mapping[str, str]) -> str | None:
+    """WAZZUP24_CHANNEL_ID: one channel id (Wazzup's are UUIDs). A value with a comment kept after it (an
+    env file read by docker or systemd keeps ``# ...``) or longer than the outbox's column (64) would
+    only fail later: on PostgreSQL every send to a new chat then failed to store, for ever."""
+    channel_id = (env.get("WAZZUP24_CHANNEL_ID") or "").strip() or None
+    if channel_id is not None and (len(channel_id) > 64 or re.search(r"[\s\x00-\x1f\x7f]", channel_id)):
+        raise SettingsError(f"WAZZUP24_CHANNEL_ID must be one channel id as `helpdesk-stub wazzup24 channels` lists "
+                            f"it (at most 64 characters, no spaces), got {channel_id[:100]!r}")
+    return channel_id
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -172,7 +183,7 @@ class WazzupSettings:
             api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
             webhook_url=webhook_url,
             webhook_secret=secret,
-            channel_id=(env.get("WAZZUP24_CHANNEL_ID") or "").strip() or None,
+            channel_id=_channel_id(env),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             rate_limit=rate_limit,

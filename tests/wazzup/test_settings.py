@@ -172,3 +172,14 @@ def test_an_api_key_with_an_invisible_character_or_a_space_is_refused_without_sh
 def test_an_api_key_keeps_working_with_blanks_around_it():
     assert WazzupSettings.from_env({"WAZZUP24_API_KEY": f" {KEY}\n"}).api_key == KEY
     assert WazzupSettings.from_env({"WAZZUP24_API_KEY": "  "}).api_key is None
+
+
+@pytest.mark.parametrize("value", ["e0629e11-0f67-4567-92a9-2237e91ec1b9  # only with several channels", "x" * 65])
+def test_a_channel_id_with_a_comment_after_it_or_too_long_for_the_outbox_is_refused(value):
+    """Such a value went to Wazzup with every message to a chat without a channel of its own; on
+    PostgreSQL one over 64 characters did not fit the outbox's column: the send answered 500 and the
+    worker retried a message queued for it every minute, for ever, holding its chat back."""
+    with pytest.raises(SettingsError, match="WAZZUP24_CHANNEL_ID must be one channel id"):
+        WazzupSettings.from_env({"WAZZUP24_CHANNEL_ID": value})
+    assert WazzupSettings.from_env({"WAZZUP24_CHANNEL_ID": " e0629e11-0f67-4567-92a9-2237e91ec1b9 "}).channel_id == \
+        "e0629e11-0f67-4567-92a9-2237e91ec1b9"
