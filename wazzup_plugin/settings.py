@@ -180,7 +180,7 @@ class WazzupSettings:
         webhook_url = _http_url(env, "WAZZUP24_WEBHOOK_URL", None)
         return cls(
             api_key=_api_key(env),
-            api_url=_http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/"),
+            api_url=_api_url(env),
             webhook_url=webhook_url,
             webhook_secret=secret,
             channel_id=_channel_id(env),
@@ -200,6 +200,13 @@ class WazzupSettings:
             files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),
             async_backlog=_int(env, "WAZZUP24_ASYNC_BACKLOG", 500, 1),
         )
+
+
+def _api_url(env: Mapping[str, str]) -> str:
+    """WAZZUP24_API_URL without the ``/v3`` Wazzup's documentation writes its base URL with
+    (``https://api.wazzup24.com/v3``): the client adds ``/v3/...`` to every route itself."""
+    url = _http_url(env, "WAZZUP24_API_URL", DEFAULT_API_URL).rstrip("/")
+    return url[:-len("/v3")] if url.lower().endswith("/v3") else url
 
 
 PUBLIC_URL = "WAZZUP24_PUBLIC_URL"

@@ -25,6 +25,18 @@ def test_test_connection_ok_exits_0_with_a_readable_report(run, wazzup_api, wazz
     assert SECRET not in result.output
 
 
+@pytest.mark.parametrize("suffix", ["/v3", "/v3/"])
+def test_test_connection_works_with_the_api_url_written_as_wazzups_documentation_writes_it(
+        run, wazzup_api, wazzup_url, api_payload, suffix):
+    """Wazzup documents its base URL with /v3 (https://api.wazzup24.com/v3): every call went to /v3/v3/...,
+    so the report said error and every message failed."""
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    result = run("test-connection", WAZZUP24_API_URL=wazzup_url + suffix)
+    assert result.exit_code == 0, result.output
+    assert [c.request.url for c in wazzup_api.calls] == [f"{wazzup_url}/v3/channels", f"{wazzup_url}/v3/webhooks"]
+
+
 def test_test_connection_with_a_refused_key_exits_1(run, wazzup_api, wazzup_url):
     wazzup_api.get(f"{wazzup_url}/v3/channels", status=401)
     result = run("test-connection")
