@@ -21,11 +21,12 @@ from wazzup_plugin.media.status import media_backlog, media_kept
 from wazzup_plugin.outbound.outbox import LANE_BULK
 from wazzup_plugin.outbound.file_quota import MB, QUOTA, quota_bytes, stored_files
 from wazzup_plugin.outbound.file_rules import human_size
+from wazzup_plugin.settings import attempt_seconds
 
 EXIT_OK, EXIT_ATTENTION, EXIT_UNREADABLE = 0, 1, 2
 DAY = timedelta(hours=24)
 PENDING_TOO_LONG = timedelta(minutes=5)
-WORKER_BEATS_MISSED = 3  # a worker looks dead once this many of its beats are missing
+WORKER_BEATS_MISSED = 3  # a worker looks dead once this many of its beats (and one send's time) are missing
 QUOTA_NEARLY_FULL = 0.9  # a note once uploaded files take this share of WAZZUP24_FILES_QUOTA_MB
 
 
@@ -112,8 +113,10 @@ def build_report(facts: dict, settings, now: datetime) -> dict:
     webhook = beats.get(heartbeats.WEBHOOK)
     previous = beats.get(heartbeats.WEBHOOK_PREVIOUS_SECRET)
     worker = beats.get(heartbeats.WORKER)
+    # A worker inside a call to Wazzup (up to the timeouts) cannot beat: one send's time is allowed too.
+    one_send = attempt_seconds(settings.connect_timeout, settings.read_timeout)
     alive = bool(worker and worker.every_seconds
-                 and now - worker.at < timedelta(seconds=WORKER_BEATS_MISSED * worker.every_seconds))
+                 and now - worker.at < timedelta(seconds=WORKER_BEATS_MISSED * worker.every_seconds + one_send))
     quarantined, oldest_quarantined = facts["quarantine"]
     report = {
         "checked_at": now.isoformat(),

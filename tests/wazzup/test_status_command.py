@@ -193,6 +193,32 @@ def test_the_outbox_worker_records_its_heartbeat(helpdesk, outbox_ctx):
     assert beat.every_seconds == heartbeats.WORKER_EVERY.total_seconds()
 
 
+def test_a_worker_inside_slow_calls_to_wazzup_is_not_called_dead(helpdesk, outbox_ctx, make_wazzup_chat, queue, clock,
+                                                                  wazzup_api, wazzup_url, network_error):
+    """Wazzup slow: each call takes up to the timeouts (5 s to connect, 20 s for the answer), a batch of
+    them minutes. `status` asked meanwhile said the worker had stopped ("start helpdesk-stub wazzup24
+    worker") while it was sending."""
+    from wazzup_plugin.health import build_report, collect
+    from wazzup_plugin.outbound import worker
+
+    state = get_state(helpdesk)
+    stop, alive = threading.Event(), []
+    seconds = [9, 25, 20, 25]  # what each call takes, on the test's clock
+
+    def slow_wazzup(request):
+        clock.advance(seconds[len(alive)])
+        alive.append(build_report(collect(helpdesk, state, list), state.settings, clock())["worker"]["alive"])
+        if len(alive) == len(seconds):
+            stop.set()
+        return network_error("read_timeout")
+
+    wazzup_api.add_callback("POST", f"{wazzup_url}/v3/message", callback=slow_wazzup)
+    for n in range(len(seconds)):
+        queue(make_wazzup_chat(wazzup_chat_id=f"7901111223{n}"))
+    worker.run(outbox_ctx, stop, poll_seconds=0.05)
+    assert alive == [True] * len(seconds)
+
+
 def test_the_webhook_records_when_it_last_received_at_most_every_30_seconds(deliver, payload, helpdesk, clock):
     table = get_state(helpdesk).tables["heartbeats"]
 

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -26,12 +27,16 @@ def worker_id() -> str:
     return f"worker:{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = None) -> list[outbox.Outcome]:
+def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = None,
+             between: Callable[[], None] | None = None) -> list[outbox.Outcome]:
     """Claim what is due and attempt each; returns the outcomes (tests and ``--once`` use this).
 
     ``stop``: checked before each attempt. Once it is set, no new call to Wazzup starts: the rows
     claimed but not attempted are released (their lease cleared), so the next worker, after a
     restart, takes them up at once instead of after the lease (about a minute).
+
+    ``between``: called before each attempt (the running worker records its heartbeat there when due:
+    with Wazzup slow, a batch's calls take minutes, and ``status`` must not call the worker dead).
 
     A chat's messages are claimed in order (``outbox.claim_due_rows``); once one of them is left
     pending (a retry later, a lease lost, a crash), the chat's later ones are not attempted in this
@@ -46,6 +51,8 @@ def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = No
         if row.chat_id in waiting_chats:
             held_back.append(row.message_id)
             continue
+        if between is not None:
+            between()
         try:
             outcome = outbox.attempt(ctx, row.message_id, owner)
         except Exception:  # one bad row must not stop the others; its lease expires and it is retried
@@ -125,9 +132,14 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
     owner = worker_id()
     housekept_at = None
     idle = wakeup.IdleWait(stop, poll_seconds, lambda: outbox.anything_to_claim(ctx), check_seconds)
-    # ``status`` calls the worker alive while its beat is younger than 3 times this: the poll
-    # interval, or the heartbeat's own (a write every loop would cost SQLite a write lock a second).
+    # ``status`` calls the worker alive while its beat is younger than 3 times this (plus one send's
+    # time): the poll interval, or the heartbeat's own (a write every loop would cost SQLite a write
+    # lock a second). Beaten between a batch's sends too, when due.
     beat_every = max(timedelta(seconds=poll_seconds), heartbeats.WORKER_EVERY)
+
+    def beat():
+        heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
+
     log.info("Wazzup24 outbox worker started", extra={"context": {"worker": owner}})
     if ctx.client is None:
         log.warning("WAZZUP24_API_KEY is not set: the outbox worker has nothing to send with")
@@ -135,14 +147,14 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
                              name="wazzup24-media", daemon=True)
     media.start()
     while not stop.is_set():
-        heartbeats.beat_if_due(ctx.helpdesk, ctx.state, heartbeats.WORKER, every=beat_every, detail=owner)
+        beat()
         if ctx.client is not None and heartbeats.due(ctx.state.extras, "worker.channels", ctx.clock(), CHANNELS_EVERY):
             try:
                 refresh_channels(ctx)
             except Exception:  # e.g. the database is briefly unavailable: the next refresh tries again
                 log.exception("Wazzup24 channel list could not be stored")
         try:
-            outcomes = run_once(ctx, owner, batch, stop)
+            outcomes = run_once(ctx, owner, batch, stop, between=beat)
         except Exception:  # e.g. the database is briefly unavailable: wait and try again
             log.exception("Wazzup24 outbox worker could not claim rows")
             outcomes = []
