@@ -63,6 +63,27 @@ def test_another_integrations_webhook_and_an_inactive_channel_are_degraded(
     assert any("another URL" in w for w in report["warnings"])
 
 
+def test_a_channel_setting_that_names_a_telegram_channel_is_degraded_naming_it(
+        client, auth, helpdesk, wazzup_api, wazzup_url, api_payload):
+    """Chats an agent starts ("New WhatsApp chat") go out through WAZZUP24_CHANNEL_ID: one naming the
+    account's Telegram bot was reported ok, and every message to such a chat was refused."""
+    import dataclasses
+
+    from wazzup_plugin.state import get_state
+
+    telegram = "7a1c0f43-3d51-4d7e-9d58-0c4bd6f1e2aa"
+    state = get_state(helpdesk)
+    state.settings = dataclasses.replace(state.settings, channel_id=telegram)
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_ours"))
+    report = connection(client, auth)
+    assert report["status"] == "degraded"
+    assert report["selected_channel"] == {"channel_id": telegram, "source": "setting", "state": "active"}
+    assert report["warnings"] == [f"WAZZUP24_CHANNEL_ID {telegram} is a telegram channel: WhatsApp chats started "
+                                  "from the helpdesk cannot send through it (Wazzup refuses them, WRONG_TRANSPORT). "
+                                  "Set it to a WhatsApp channel's id."]
+
+
 def test_stored_channel_states_from_the_webhook_are_shown(client, auth, wazzup_api, wazzup_url, api_payload,
                                                           helpdesk, clock, channel_id):
     import sqlalchemy as sa

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from marshmallow import Schema, fields
 
 from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupUnavailable
-from wazzup_plugin.outbound.channels import (ChannelSelectionError, channel_name, is_active, needs_a_person,
-                                              remember_channels, select_channel, what_to_do)
+from wazzup_plugin.outbound.channels import (WHATSAPP_TRANSPORTS, ChannelSelectionError, channel_name, is_active,
+                                              needs_a_person, remember_channels, select_channel, what_to_do)
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.webhook_setup import compare, mask_url, with_secret
 from wazzup_plugin.text_limits import for_the_ui as text_limits_for_the_ui
@@ -118,6 +118,10 @@ def _ask_wazzup(ctx) -> dict:
                                       "state": listed.get("state") if listed else None}
         if listed is None:
             warnings.append(f"WAZZUP24_CHANNEL_ID {selected.channel_id} is not among the account's channels.")
+        elif str(listed.get("transport") or "").lower() not in WHATSAPP_TRANSPORTS:
+            warnings.append(f"WAZZUP24_CHANNEL_ID {selected.channel_id} is a {listed.get('transport') or 'non-WhatsApp'} "
+                            "channel: WhatsApp chats started from the helpdesk cannot send through it (Wazzup "
+                            "refuses them, WRONG_TRANSPORT). Set it to a WhatsApp channel's id.")
         elif not is_active(listed):
             warnings.append(f"The selected channel is {listed.get('state')!r}, not active: messages cannot be sent.")
     except ChannelSelectionError as exc:
