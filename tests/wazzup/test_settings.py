@@ -183,3 +183,12 @@ def test_a_channel_id_with_a_comment_after_it_or_too_long_for_the_outbox_is_refu
         WazzupSettings.from_env({"WAZZUP24_CHANNEL_ID": value})
     assert WazzupSettings.from_env({"WAZZUP24_CHANNEL_ID": " e0629e11-0f67-4567-92a9-2237e91ec1b9 "}).channel_id == \
         "e0629e11-0f67-4567-92a9-2237e91ec1b9"
+
+
+@pytest.mark.parametrize("name", ["WAZZUP24_CONNECT_TIMEOUT", "WAZZUP24_READ_TIMEOUT", "WAZZUP24_RATE_WINDOW",
+                                  "WAZZUP24_CONNECTION_CACHE_SECONDS"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_seconds_setting_that_is_no_finite_number_is_refused(name, value):
+    # float() reads these, and NaN passes every bound a comparison sets: every send would then break.
+    with pytest.raises(SettingsError, match=f"{name} must be a finite number of seconds, got '{value}'"):
+        WazzupSettings.from_env({name: value})
