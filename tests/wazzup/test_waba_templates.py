@@ -147,6 +147,29 @@ def test_a_blank_template_value_is_named_by_its_place(send, closed_chat):
     assert result.json["fields"]["template_values"] == ["value 2 is blank"]
 
 
+@pytest.mark.parametrize("value, says", [
+    ("Lenina st.\n12", "value 2 has a line break or a tab"),
+    ("Lenina st.\t12", "value 2 has a line break or a tab"),
+    ("Lenina st.\u2028 12", "value 2 has a line break or a tab"),
+    ("Lenina st.     12", "value 2 has more than 4 spaces in a row"),
+])
+def test_a_template_value_whatsapp_would_refuse_is_named_before_anything_is_sent(send, closed_chat, wazzup_api, value,
+                                                                                 says):
+    result = send(closed_chat, {"template_id": ORDER_UPDATE, "template_values": ["Ivan", value]})
+
+    assert result.status_code == 422 and result.json["fields"]["template_values"][0].startswith(says)
+    assert len(wazzup_api.calls) == 0
+
+
+def test_a_template_value_with_four_spaces_in_a_row_goes_out(send, closed_chat, templates_api, wazzup_api, wazzup_url):
+    """Guards against refusing too much: WhatsApp takes up to four spaces in a row."""
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+
+    result = send(closed_chat, {"template_id": ORDER_UPDATE, "template_values": ["Ivan", "No.    7"]})
+
+    assert result.status_code == 201, result.json
+
+
 def test_a_template_to_a_plain_whatsapp_chat_is_409(send, make_wazzup_chat, wazzup_api):
     result = send(make_wazzup_chat(), {"template_id": ORDER_UPDATE, "template_values": ["a", "b"]})
     assert (result.status_code, result.json["code"]) == (409, "not_waba_chat")

@@ -115,10 +115,26 @@ class SendSchema(Schema):
             raise ValidationError(f"send exactly one of {', '.join(ALTERNATIVES)}", field_name="_schema")
         if data.get("template_values") is not None and data.get("template_id") is None:
             raise ValidationError("only with template_id", field_name="template_values")
-        blank = [f"value {n} is blank" for n, v in enumerate(data.get("template_values") or (), 1)
-                 if not v.strip(_BLANK)]
-        if blank:
-            raise ValidationError(blank, field_name="template_values")
+        wrong = [why for n, v in enumerate(data.get("template_values") or (), 1) for why in _template_value_problems(n, v)]
+        if wrong:
+            raise ValidationError(wrong, field_name="template_values")
+
+
+# WhatsApp (Meta) refuses a template whose values hold a line break or a tab, or more than four spaces
+# in a row (its error 132018); Wazzup would accept the send and report the refusal later, after the
+# agent was told it went out.
+_LINE_BREAK_OR_TAB = re.compile(r"[\n\r\t\v\f\u2028\u2029\x85]")
+_FIVE_SPACES = re.compile(r" {5}")
+
+
+def _template_value_problems(n: int, value: str) -> list[str]:
+    if not value.strip(_BLANK):
+        return [f"value {n} is blank"]
+    if _LINE_BREAK_OR_TAB.search(value):
+        return [f"value {n} has a line break or a tab: WhatsApp takes a template's values on one line"]
+    if _FIVE_SPACES.search(value):
+        return [f"value {n} has more than 4 spaces in a row, which WhatsApp refuses in a template's values"]
+    return []
 
 
 def _only(name: str) -> dict:
