@@ -143,3 +143,23 @@ def host_tables(state) -> tuple[sa.Table, sa.Table]:
     chats = next(iter(wm.c.chat_id.foreign_keys)).column.table
     messages = next(iter(wm.c.message_id.foreign_keys)).column.table
     return chats, messages
+
+
+def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batches: int) -> int:
+    """Run ``write(keys)`` on up to ``batch`` keys matching ``condition``, oldest ``age`` first, one
+    short write transaction per batch, until none are left (or ``max_batches`` ran); returns the rows
+    written. ``key``: a column (``keys`` are its values) or a tuple of columns (``keys`` are rows).
+    Housekeeping's way: a backlog never holds the write lock for long, nor frees gigabytes in one commit;
+    ``write`` repeats ``condition``, so that a row changed since it was read is left alone."""
+    columns = key if isinstance(key, tuple) else (key,)
+    done = 0
+    for _ in range(max_batches):
+        with ctx.helpdesk.db.write() as tx:
+            # Keys only, read through the condition's index (never a row with its bytes).
+            found = tx.conn.execute(sa.select(*columns).where(condition).order_by(age).limit(batch))
+            keys = found.all() if isinstance(key, tuple) else found.scalars().all()
+            if keys:
+                done += tx.conn.execute(write(keys)).rowcount
+        if len(keys) < batch:
+            break
+    return done

@@ -398,6 +398,28 @@ def test_idempotency_keys_are_forgotten_after_a_day(send, chat, wazzup_api, wazz
     assert send(chat, {"text": "a"}, headers={"Idempotency-Key": "daily"}).json["wazzup_message_id"] == "wz-next-day"
 
 
+def test_old_idempotency_keys_are_forgotten_oldest_first_in_bounded_batches(send, chat, wazzup_api, wazzup_url,
+                                                                            outbox_ctx, clock, helpdesk):
+    from wazzup_plugin.outbound.outbox import purge_idempotency_keys
+    from wazzup_plugin.state import get_state
+
+    wazzup_api.post(f"{wazzup_url}/v3/message", json={"messageId": WAZZUP_ID}, status=201)
+    for n in range(5):
+        assert send(chat, {"text": f"m{n}"}, headers={"Idempotency-Key": f"key-{n}"}).status_code == 201
+        clock.advance(60)
+    clock.advance(hours=24, seconds=-150)  # the first three are a day old, the last two not yet
+    t = get_state(helpdesk).tables["idempotency"]
+
+    def kept():
+        with helpdesk.db.read() as conn:
+            return sorted(conn.execute(sa.select(t.c.key)).scalars())
+
+    assert purge_idempotency_keys(outbox_ctx, batch=2, max_batches=1) == 2
+    assert kept() == ["key-2", "key-3", "key-4"]
+    assert purge_idempotency_keys(outbox_ctx, batch=2) == 1
+    assert kept() == ["key-3", "key-4"]
+
+
 @pytest.mark.parametrize("uri", ["http://[unclosed/a.png", "https://example.com/a b.png", "https://example.com/a.png\n"])
 def test_send_refuses_a_link_that_is_not_a_clean_http_url_with_422(send, chat, uri):
     result = send(chat, {"content_uri": uri})

@@ -21,7 +21,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from wazzup_plugin.media.tables import EXPIRED, STORED
-from wazzup_plugin.outbound.file_housekeeping import in_batches
+from wazzup_plugin.store_common import in_batches
 
 log = logging.getLogger(__name__)
 

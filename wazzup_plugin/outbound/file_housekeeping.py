@@ -22,6 +22,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from wazzup_plugin.store_common import in_batches
+
 log = logging.getLogger(__name__)
 
 BATCH = 20         # files per transaction (at most 200 MB of bytes freed in one commit)
@@ -56,18 +58,3 @@ def purge_expired(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> in
     expired = sa.and_(f.c.purged_at.is_(None), f.c.sent_at.is_not(None), f.c.created_at < now - timedelta(days=days))
     return in_batches(ctx, f.c.id, f.c.created_at, expired, lambda ids: sa.update(f).where(f.c.id.in_(ids), expired)
                       .values(data=b"", purged_at=now), batch, max_batches)
-
-
-def in_batches(ctx, key: sa.Column, age: sa.Column, condition, write, batch: int, max_batches: int) -> int:
-    """Run ``write(keys)`` on up to ``batch`` keys matching ``condition``, oldest ``age`` first, one
-    transaction per batch, until none are left (or ``max_batches`` ran); returns the rows written."""
-    done = 0
-    for _ in range(max_batches):
-        with ctx.helpdesk.db.write() as tx:
-            # Keys only, read from the condition's partial index (never a row with its bytes).
-            keys = tx.conn.execute(sa.select(key).where(condition).order_by(age).limit(batch)).scalars().all()
-            if keys:
-                done += tx.conn.execute(write(keys)).rowcount
-        if len(keys) < batch:
-            break
-    return done
