@@ -51,6 +51,23 @@ def test_no_network_is_error_with_the_reason(client, auth, wazzup_api, wazzup_ur
     assert report["reason"].endswith(f"Check this server's network and WAZZUP24_API_URL ({wazzup_url})")
 
 
+@pytest.mark.parametrize("limited_by", ["our rate limiter", "Wazzup's 429"])
+def test_a_rate_limited_check_is_degraded_without_advice_about_the_network(client, auth, wazzup_api, wazzup_url,
+                                                                            helpdesk, limited_by):
+    from wazzup_plugin.outbound.context import outbound
+
+    if limited_by == "our rate limiter":
+        outbound(helpdesk).limiter.blocked(60)  # as after a 429 to another call
+    else:
+        wazzup_api.get(f"{wazzup_url}/v3/channels", status=429, headers={"Retry-After": "5"})
+
+    report = connection(client, auth)
+
+    assert (report["status"], report["key_valid"]) == ("degraded", None)
+    assert "rate limit" in report["reason"] and "Check again in a few seconds" in report["reason"]
+    assert "network" not in report["reason"]
+
+
 def test_another_integrations_webhook_and_an_inactive_channel_are_degraded(
         client, auth, wazzup_api, wazzup_url, api_payload):
     wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_none_active"))

@@ -14,7 +14,7 @@ import logging
 import sqlalchemy as sa
 from marshmallow import Schema, fields
 
-from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupUnavailable
+from wazzup_plugin.client import WazzupAuthError, WazzupError, WazzupRateLimited, WazzupUnavailable
 from wazzup_plugin.outbound.channels import (WHATSAPP_TRANSPORTS, ChannelSelectionError, channel_name, is_active,
                                               needs_a_person, remember_channels, select_channel, what_to_do)
 from wazzup_plugin.outbound.context import outbound
@@ -94,6 +94,15 @@ def _ask_wazzup(ctx) -> dict:
         return report
     try:
         channels = ctx.client.channels()
+    except WazzupRateLimited as exc:
+        # Not a fault of the connection, and no advice about the network: the helpdesk is sending at
+        # its rate limit, or Wazzup asked it to wait (429). Nothing is lost; the key was not checked.
+        report.update(status="degraded", latency_ms=ctx.client.last_latency_ms, reason=(
+            f"{exc.message}. Wazzup could not be asked just now: the helpdesk is sending at its rate limit "
+            "(WAZZUP24_RATE_LIMIT) or Wazzup asked it to wait; queued messages go out in turn. Check again "
+            "in a few seconds"))
+        log.info("Wazzup24 connection check waited for the rate limit: %s", exc.message)
+        return report
     except WazzupError as exc:
         reason = exc.message
         if isinstance(exc, WazzupUnavailable) and exc.http_status is None:  # no answer at all
