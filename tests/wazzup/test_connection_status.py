@@ -43,6 +43,14 @@ def test_a_refused_key_is_error_with_key_invalid(client, auth, wazzup_api, wazzu
     assert "WAZZUP24_API_KEY" in report["reason"]
 
 
+def test_a_redirect_is_error_and_leaves_the_keys_validity_unknown(client, auth, wazzup_api, wazzup_url):
+    # A redirect (an http:// URL, a wrong path) answers before Wazzup looks at the key.
+    wazzup_api.get(f"{wazzup_url}/v3/channels", status=301, headers={"Location": "https://elsewhere.example"})
+    report = connection(client, auth)
+    assert (report["status"], report["key_valid"]) == ("error", None)
+    assert "WAZZUP24_API_URL" in report["reason"]
+
+
 def test_no_network_is_error_with_the_reason(client, auth, wazzup_api, wazzup_url):
     wazzup_api.get(f"{wazzup_url}/v3/channels", body=requests.ConnectTimeout("timed out"))
     report = connection(client, auth)

@@ -72,6 +72,10 @@ def _check(ctx) -> dict:
     return report
 
 
+def _a_redirect(http_status: int | None) -> bool:
+    return http_status is not None and 300 <= http_status < 400
+
+
 def _ask_wazzup(ctx) -> dict:
     s = ctx.settings
     ours = with_secret(s.webhook_url, s.webhook_secret) if s.webhook_url else None
@@ -110,8 +114,8 @@ def _ask_wazzup(ctx) -> dict:
         report.update(status="error", reason=reason, latency_ms=ctx.client.last_latency_ms)
         if isinstance(exc, WazzupAuthError):
             report["key_valid"] = False
-        elif not isinstance(exc, WazzupUnavailable):
-            report["key_valid"] = True  # Wazzup answered past authentication
+        elif not isinstance(exc, WazzupUnavailable) and not _a_redirect(exc.http_status):
+            report["key_valid"] = True  # Wazzup answered past authentication (a redirect never got there)
         log.warning("Wazzup24 connection check failed: %s", exc.message,
                     extra={"context": {"status": "error", "operation": exc.operation}})
         return report
