@@ -60,6 +60,15 @@ def test_channels_lists_them_and_marks_the_sending_one(run, wazzup_api, wazzup_u
     assert lines[2].startswith("  0b9f6a55") and lines[2].endswith("qr")
 
 
+def test_channels_exits_1_saying_why_when_no_channel_can_send(run, wazzup_api, wazzup_url, api_payload):
+    wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload("channels_none_active"))
+
+    result = run("channels")
+
+    assert result.exit_code == 1
+    assert "* =" not in result.stdout and result.stderr.strip()
+
+
 def test_set_webhook_without_a_secret_makes_one_and_prints_the_env_line(run, wazzup_api, wazzup_url, api_payload):
     wazzup_api.get(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_none"))
     wazzup_api.patch(f"{wazzup_url}/v3/webhooks", json=api_payload("webhooks_patched"))

@@ -108,7 +108,8 @@ def test_connection_command():
         raise SystemExit(EXIT_PROBLEM)
 
 
-@click.command("channels", help="List the Wazzup24 account's channels and which one sends.")
+@click.command("channels", help="List the Wazzup24 account's channels and which one sends. Exit 0, or 1 when "
+                                 "none can (or Wazzup cannot be asked), 2 not configured.")
 def channels_command():
     from wazzup_plugin.outbound.channels import ChannelSelectionError, remember_channels, select_channel
 
@@ -136,8 +137,9 @@ def channels_command():
                    f"{c.get('state')}")
     if selected:
         click.echo("* = the channel new chats send through")
-    if note:
+    if note:  # no channel new chats can send through: a script listing channels should notice
         click.echo(note, err=True)
+        raise SystemExit(EXIT_PROBLEM)
 
 
 @click.command("set-webhook", help="Register this helpdesk's webhook (WAZZUP24_WEBHOOK_URL plus the secret) at Wazzup.")
