@@ -489,3 +489,29 @@ def _run_worker_until_done(ctx, clock, outbox_row, message_id, runs=200):
             break
         clock.now = row.next_attempt_at
     return row
+
+
+def test_an_attempt_that_crashes_before_sending_is_counted_and_the_hour_rule_ends_it(
+        queue, chat, outbox_ctx, clock, outbox_row, helpdesk, wazzup_api, monkeypatch):
+    """A bug before an attempt is marked (nothing went out) retried the message at every lease's end
+    for ever, uncounted, its chat held back behind it."""
+    def crash(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(outbox, "_start_attempt", crash)
+    [message_id] = queue(chat)
+
+    worker.run_once(outbox_ctx, "worker:A")
+
+    row = outbox_row(message_id)
+    assert (row.state, row.attempts, row.lease_owner, row.attempt_started_at) == ("pending", 1, None, None)
+    assert "internal error" in row.last_error and "RuntimeError" in row.last_error
+    assert outbox.claim_due(outbox_ctx, "worker:B") == []  # not again at once: after worker.CRASH_RETRY
+    clock.advance(hours=1, seconds=1)
+    worker.run_once(outbox_ctx, "worker:A")
+    m = helpdesk.tables.messages
+    with helpdesk.db.read() as conn:
+        message = conn.execute(sa.select(m.c.status, m.c.error_code, m.c.error_text).where(m.c.id == message_id)).one()
+    assert (message.status, message.error_code) == ("failed", "NOT_SENT")
+    assert "internal error" in message.error_text
+    assert outbox_row(message_id).state == "done" and len(wazzup_api.calls) == 0

@@ -55,8 +55,9 @@ def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = No
             between()
         try:
             outcome = outbox.attempt(ctx, row.message_id, owner)
-        except Exception:  # one bad row must not stop the others; its lease expires and it is retried
+        except Exception as exc:  # one bad row must not stop the others
             log.exception("Wazzup24 outbox attempt crashed", extra={"context": {"message_id": row.message_id}})
+            count_the_crash(ctx, owner, row.message_id, exc)
             outcome = None
         if outcome is None or outcome.kind in outbox.STILL_PENDING:
             waiting_chats.add(row.chat_id)
@@ -64,6 +65,31 @@ def run_once(ctx, owner: str, batch: int = 10, stop: threading.Event | None = No
             outcomes.append(outcome)
     _give_back(ctx, owner, held_back)  # free at once for whoever claims after the earlier one settles
     return outcomes
+
+
+# When a message whose attempt crashed before anything could go out is tried again.
+CRASH_RETRY = timedelta(minutes=1)
+
+
+def count_the_crash(ctx, owner: str, message_id: int, exc: Exception) -> None:
+    """Count an attempt that raised before it marked itself started (so nothing went out) as a failed
+    attempt: the row waits :data:`CRASH_RETRY`, and the outbox's hour rule ends it (``NOT_SENT``, with
+    this reason) instead of a retry at every lease's end for ever, its chat held back behind it. An
+    attempt that had started keeps its lease: whoever takes it next treats it as maybe sent."""
+    o = ctx.state.tables["outbox"]
+    now = ctx.clock()
+    try:
+        with ctx.helpdesk.db.write() as tx:
+            tx.conn.execute(sa.update(o).where(
+                o.c.message_id == message_id, o.c.lease_owner == owner, o.c.state == "pending",
+                o.c.attempt_started_at.is_(None),
+            ).values(attempts=o.c.attempts + 1, next_attempt_at=now + CRASH_RETRY, lease_owner=None,
+                     lease_until=None, updated_at=now,
+                     last_error=f"an internal error stopped it before it was sent ({type(exc).__name__}; see the "
+                                "helpdesk's log)"))
+    except Exception:  # the database itself may be what failed: the lease's end takes the row up again
+        log.exception("Wazzup24 outbox could not record a crashed attempt",
+                      extra={"context": {"message_id": message_id}})
 
 
 def release(ctx, owner: str, message_ids: list[int]) -> int:
