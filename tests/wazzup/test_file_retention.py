@@ -2,7 +2,6 @@
 WAZZUP24_FILE_RETENTION_DAYS says otherwise (their URL then answers 410), and uploads stop at
 WAZZUP24_FILES_QUOTA_MB. Ages are moved with the injected clock."""
 
-import dataclasses
 import json
 import re
 import threading
