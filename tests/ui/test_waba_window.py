@@ -63,6 +63,10 @@ def test_a_closed_window_disables_the_text_box_and_a_template_from_the_picker_re
     expect(preview).to_contain_text("Hello Nina! Your order {{2}} is on its way.")
     values.nth(1).fill("<b>#1077</b>")
     expect(preview).to_have_text("Hello Nina! Your order <b>#1077</b> is on its way. Reply here with any questions.")
+    values.nth(0).fill("*Nina*")     # drawn as the customer's WhatsApp draws it; the text stays as written
+    expect(preview.locator("strong.wz-fmt-bold")).to_have_text("*Nina*")
+    expect(preview.locator("b")).to_have_count(0)          # a value's "<b>" stays text, never markup
+    values.nth(0).fill("Nina")
     screenshot(page, "waba-template-picker")
     go.click()
 

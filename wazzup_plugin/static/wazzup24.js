@@ -189,11 +189,16 @@
     return node;
   }
 
+  /** formatWhatsApp's linkify where links are not drawn (previews, the template picker): text as it is. */
+  function asText(piece) {
+    return document.createTextNode(piece);
+  }
+
   /** A text as a one-line preview shows it (a quote, the chat list): what formatWhatsApp draws, without the
    * markers it hides. Taken from its own drawing, so the two never disagree about what is a marker
    * (2*3*4 and a lone * stay). Links as plain text: a preview is not clickable. */
   function plainWhatsApp(text) {
-    var drawn = formatWhatsApp(String(text), function (piece) { return document.createTextNode(piece); });
+    var drawn = formatWhatsApp(String(text), asText);
     drawn.querySelectorAll(".wz-fmt-mark").forEach(function (marker) { marker.remove(); });
     return drawn.textContent;
   }
@@ -571,7 +576,8 @@
           var choose = el("button", "wz-template-choice");
           choose.type = "button";
           choose.appendChild(el("span", "wz-template-title", t.title || t.name || t.id));
-          var body = el("span", "wz-template-body", t.body);
+          var body = el("span", "wz-template-body");
+          body.appendChild(formatWhatsApp(t.body || "", asText));   // as the customer's WhatsApp draws it
           body.dir = "auto";
           choose.appendChild(body);
           choose.addEventListener("click", function () { fill(t); });
@@ -619,11 +625,12 @@
       function values() { return inputs.map(function (i) { return i.value; }); }
       function show() {
         var v = values();
-        // Filled in as the server does ({{n}} replaced by the n-th value), shown as text.
-        preview.textContent = t.body.replace(/\{\{\s*(\d{1,2})\s*\}\}/g, function (all, k) {
+        // Filled in as the server does ({{n}} replaced by the n-th value), drawn as the customer's
+        // WhatsApp will draw it (*bold*, _italic_...); DOM nodes only, the markers kept in its text.
+        preview.replaceChildren(formatWhatsApp(t.body.replace(/\{\{\s*(\d{1,2})\s*\}\}/g, function (all, k) {
           var value = v[Number(k) - 1];
           return value ? value : all;
-        });
+        }), asText));
         go.disabled = v.some(isBlank);
       }
       inputs.forEach(function (i) { i.addEventListener("input", function () { panel.edited(); show(); }); });
