@@ -1,4 +1,4 @@
-"""The sandbox speaks the documented shapes and codes of the Wazzup API v3 (reference §1-4, §7, §8.4)."""
+"""The sandbox speaks the documented shapes and codes of the Wazzup API v3 (reference §1-4, §7, §8.2, §8.4)."""
 
 from __future__ import annotations
 
@@ -254,6 +254,66 @@ def test_a_200_character_webhook_uri_is_accepted(v3, wazzup_api):
     assert len(uri) == 200
     wazzup_api.add(responses.POST, HOOK, json={})
     assert v3.patch("/v3/webhooks", json={"webhooksUri": uri}).status_code == 200
+
+
+# ---------------------------------------------------------------- users (§8.2): upserted by id, listed by name
+
+
+def test_posted_users_are_listed_sorted_by_name(v3):
+    result = v3.post("/v3/users", json=[{"id": "2", "name": "Olga"}, {"id": "1", "name": "Boris"}])
+    assert result.status_code == 200
+    assert v3.get("/v3/users").json == [{"id": "1", "name": "Boris"}, {"id": "2", "name": "Olga"}]
+
+
+def test_a_user_posted_again_with_its_id_is_renamed_not_added(v3):
+    v3.post("/v3/users", json=[{"id": "7", "name": "Alice"}])
+    assert v3.post("/v3/users", json=[{"id": "7", "name": "Alice Smith", "phone": "79261234567"}]).status_code == 200
+    assert v3.get("/v3/users").json == [{"id": "7", "name": "Alice Smith"}]
+
+
+def test_more_than_100_users_in_a_call_are_refused_and_none_is_kept(v3):
+    users = [{"id": str(i), "name": f"Agent {i}"} for i in range(101)]
+    body = assert_error(v3.post("/v3/users", json=users), "TOO_MANY_ENTITIES")
+    assert body["data"]["maxCount"] == 100
+    assert v3.post("/v3/users", json=users[:100]).status_code == 200
+    assert len(v3.get("/v3/users").json) == 100
+
+
+@pytest.mark.parametrize("users, refused", [
+    ([{"id": "1", "name": "Ann"}, {"id": "2"}], [{"index": 1, "fields": ["name"]}]),
+    ([{"id": "x" * 201, "name": "Ann"}, {"id": "2", "name": ""}],
+     [{"index": 0, "fields": ["id"]}, {"index": 1, "fields": ["name"]}]),
+    ([{"id": 3, "name": "n" * 201}, "Ann"],
+     [{"index": 0, "fields": ["id", "name"]}, {"index": 1, "fields": ["id", "name"]}]),
+], ids=["no name", "too long, empty", "wrong types"])
+def test_users_wazzup_would_refuse_are_named_by_index_and_none_is_kept(v3, users, refused):
+    body = assert_error(v3.post("/v3/users", json=users), "INVALID_USERS_DATA")
+    assert body["data"] == refused
+    assert v3.get("/v3/users").json == []
+
+
+def test_a_body_that_is_not_a_list_of_users_is_invalid_users_data(v3):
+    assert_error(v3.post("/v3/users", json={"id": "1", "name": "Ann"}), "INVALID_USERS_DATA")
+    assert_error(v3.client.simulate_post("/v3/users", body=b"not json",
+                                         headers={**v3.auth, "Content-Type": "application/json"}), "INVALID_USERS_DATA")
+
+
+def test_an_echo_of_a_send_names_its_user_when_crm_user_id_is_one(v3, sandbox, hook):
+    sandbox.update_config({"echo": "after"})
+    v3.post("/v3/users", json=[{"id": "7", "name": "Alice Smith"}])
+    v3.send(text="From Alice", crmUserId="7")
+    v3.send(text="From someone Wazzup does not know", crmUserId="8")
+    sandbox.sender.pump()
+    echoes = {m["text"]: m for body in hook.posted() for m in body.get("messages", [])}
+    assert (echoes["From Alice"]["authorId"], echoes["From Alice"]["authorName"]) == ("7", "Alice Smith")
+    assert echoes["From someone Wazzup does not know"]["authorId"] == "8"
+    assert "authorName" not in echoes["From someone Wazzup does not know"]
+
+
+def test_reset_forgets_the_users(v3, sandbox):
+    v3.post("/v3/users", json=[{"id": "7", "name": "Alice"}])
+    sandbox.reset()
+    assert v3.get("/v3/users").json == []
 
 
 # ---------------------------------------------------------------- iframe

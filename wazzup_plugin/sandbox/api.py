@@ -1,7 +1,7 @@
-"""The emulated Wazzup API v3 routes: channels, message, templates, webhooks, iframe.
+"""The emulated Wazzup API v3 routes: channels, message, templates, webhooks, users, iframe.
 
 Shapes and codes: reference/wazzup-api-v3.md §2 (channels), §3 (message), §4 (webhooks), §7 (errors),
-§8.4 (iframe). Authentication, rate limit and faults are applied before these run (``app.py``).
+§8.2 (users), §8.4 (iframe). Authentication, rate limit and faults are applied before these run (``app.py``).
 """
 
 from __future__ import annotations
@@ -287,6 +287,56 @@ class WebhooksResource:
             sb.webhook_uri = uri
             sb.subscriptions = {**sb.subscriptions, **subs}
         resp.media = {"ok": True}
+
+
+USERS_PER_CALL = 100   # batch routes take at most 100 entities (§7: TOO_MANY_ENTITIES)
+USER_FIELD_MAX = 200   # a user's id and name (§8.2)
+
+
+def invalid_user_fields(user) -> list[str]:
+    """The fields of one user of ``POST /v3/users`` that Wazzup would refuse (INVALID_USERS_DATA)."""
+    if not isinstance(user, dict):
+        return ["id", "name"]
+    bad = [f for f in ("id", "name") if not (isinstance(user.get(f), str) and 1 <= len(user[f]) <= USER_FIELD_MAX)]
+    if "phone" in user and not isinstance(user["phone"], str):  # an invalid number is dropped, not refused
+        bad.append("phone")
+    return bad
+
+
+class UsersResource:
+    """``GET /v3/users``: the users, sorted by name (the older documented shape: a plain array).
+    ``POST /v3/users``: up to 100 users upserted by id, all or none."""
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_get(self, req, resp):
+        resp.media = self.sandbox.listed_users()
+
+    def on_post(self, req, resp):
+        sb = self.sandbox
+        try:
+            body = read_json(req)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, list):
+            wazzup_error(resp, "INVALID_USERS_DATA", "Users data is invalid", [])
+            sb.count("INVALID_USERS_DATA")
+            return
+        if len(body) > USERS_PER_CALL:
+            wazzup_error(resp, "TOO_MANY_ENTITIES", f"No more than {USERS_PER_CALL} entities in a request",
+                         {"maxCount": USERS_PER_CALL, "count": len(body)})
+            sb.count("TOO_MANY_ENTITIES")
+            return
+        bad = [{"index": i, "fields": fields} for i, user in enumerate(body) if (fields := invalid_user_fields(user))]
+        if bad:
+            wazzup_error(resp, "INVALID_USERS_DATA", "Users data is invalid", bad)
+            sb.count("INVALID_USERS_DATA")
+            return
+        sb.upsert_users(body)
+        sb.count("users")
+        resp.status = falcon.HTTP_200
+        resp.data = b""
 
 
 class IframeResource:

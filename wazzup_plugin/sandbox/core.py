@@ -62,6 +62,7 @@ class Sandbox:
             self.customer_messages: deque[dict] = deque(maxlen=10_000)
             self.message_ids: dict[str, None] = {}      # every message id issued or delivered, oldest first
             self.last_incoming: dict[tuple[str, str], datetime] = {}  # (channelId, chatId) -> the customer's last
+            self.users: dict[str, str] = {}             # the account's users (POST /v3/users): id -> name
             self.faults.clear()
             self.limiter.reset()
             self.sender.clear()
@@ -91,6 +92,17 @@ class Sandbox:
         with self.lock:
             self.config = self.config.updated(changes)
             return self.config
+
+    def upsert_users(self, users: list[dict]) -> None:
+        """Create or rename users, matched by id (``POST /v3/users``, already validated)."""
+        with self.lock:
+            for user in users:
+                self.users[user["id"]] = user["name"]
+
+    def listed_users(self) -> list[dict]:
+        """The users as ``GET /v3/users`` lists them: sorted by name."""
+        with self.lock:
+            return [{"id": i, "name": n} for i, n in sorted(self.users.items(), key=lambda item: (item[1], item[0]))]
 
     def count(self, outcome: str) -> None:
         with self.lock:
@@ -146,6 +158,10 @@ class Sandbox:
         extra = {"sentFromApp": False}
         if record["crmUserId"]:
             extra["authorId"] = record["crmUserId"]
+            with self.lock:
+                name = self.users.get(record["crmUserId"])
+            if name is not None:  # Wazzup records a crmUserId as the sender only for a user it has (§3.1)
+                extra["authorName"] = name
         if self.config.echo_crm_message_id and record["crmMessageId"] is not None:
             extra["crmMessageId"] = record["crmMessageId"]
         return deliveries.incoming_message(
