@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MASK = "***"
 TEMPLATE_PAGE, TEMPLATE_PAGES = 100, 20  # GET /v3/templates/whatsapp: per page (Wazzup's example), pages at most
+USERS_PER_CALL, USER_FIELD_MAX = 100, 200  # POST /v3/users: users per call, and the longest id and name
 
 
 def normalize_code(code: str | None) -> str:
@@ -214,6 +215,19 @@ class WazzupClient:
                 return templates
         log.warning("Wazzup's template list goes on past %s templates; the rest is left out", len(templates))
         return templates
+
+    def upsert_users(self, users: list[dict], *, budget_taken: bool = False) -> None:
+        """``POST /v3/users``: create or rename Wazzup users, ``{"id", "name"}`` each (at most 100 in a
+        call, both strings of 1-200 characters), matched by ``id``. Any 2xx is taken: Wazzup documents
+        no answer body. ``budget_taken``: as :meth:`send_message`'s."""
+        if not 1 <= len(users) <= USERS_PER_CALL:
+            raise WazzupInvalidData(f"Wazzup takes 1-{USERS_PER_CALL} users in a call", operation="upsert_users")
+        for user in users:
+            if not all(isinstance(user.get(f), str) and 1 <= len(user[f]) <= USER_FIELD_MAX for f in ("id", "name")):
+                raise WazzupInvalidData(f"a Wazzup user needs an id and a name of 1-{USER_FIELD_MAX} characters",
+                                        operation="upsert_users")
+        self._request("POST", "/v3/users", json_body=[{"id": u["id"], "name": u["name"]} for u in users],
+                      operation="upsert_users", lenient=True, budget_taken=budget_taken)
 
     def get_webhooks(self) -> dict:
         data = self._request("GET", "/v3/webhooks", operation="get_webhooks")

@@ -86,9 +86,11 @@ def _channel_id(env: Mapping[str, str]) -> str | None:
     return channel_id
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = (env.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -147,6 +149,9 @@ class WazzupSettings:
     # (WAZZUP24_ASYNC_BACKLOG): they wait in the outbox's last lane (behind agents' sends and retries),
     # and an integrator's burst must not grow it past what the worker drains well within the hour.
     async_backlog: int = 500
+    # WAZZUP24_SYNC_USERS=0: agents are not made Wazzup users (``outbound/users.py``), so Wazzup shows
+    # no sender on what the helpdesk sends. On by default: crmUserId names a sender only for a user.
+    sync_users: bool = True
 
     @property
     def configured(self) -> bool:
@@ -202,6 +207,7 @@ class WazzupSettings:
             file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0),
             files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),
             async_backlog=_int(env, "WAZZUP24_ASYNC_BACKLOG", 500, 1),
+            sync_users=_flag(env, "WAZZUP24_SYNC_USERS", default=True),
         )
 
 

@@ -141,6 +141,20 @@ def test_worker_once_sends_what_is_queued(run, helpdesk, make_wazzup_chat, outbo
         assert conn.execute(helpdesk.tables.messages.select()).first().status == "accepted"
 
 
+def test_worker_once_makes_the_agents_who_sent_wazzup_users(run, helpdesk, outbox_ctx, agent, wazzup_api, wazzup_url):
+    """For a worker run from cron: what the running worker does in its background thread."""
+    from types import SimpleNamespace
+
+    from wazzup_plugin.outbound import users
+
+    with helpdesk.db.write() as tx:  # what a send by the agent wrote
+        users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent["id"], username="alice", display_name="Alice"))
+    wazzup_api.post(f"{wazzup_url}/v3/users", status=200)
+    assert run("worker", "--once").exit_code == 0
+    [call] = wazzup_api.calls
+    assert json.loads(call.request.body) == [{"id": str(agent["id"]), "name": "Alice"}]
+
+
 def test_serve_runs_the_outbox_worker_beside_gunicorn(helpdesk):
     assert [(w.name, w.argv) for w in helpdesk.registrations.workers] == [("wazzup24-outbox", ("wazzup24", "worker"))]
 

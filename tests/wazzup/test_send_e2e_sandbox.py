@@ -60,8 +60,13 @@ def live(gunicorn_host, sandbox_server, database_url, engine, agent, make_wazzup
         result.raise_for_status()
         return result.json()
 
+    def wazzup(path):  # the sandbox's Wazzup API, with the key
+        result = requests.get(sandbox_server.url + path, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+        result.raise_for_status()
+        return result.json()
+
     return SimpleNamespace(host=host, chat=chat, cli=cli, start_worker=start_worker, send=send, message=message,
-                           sandbox=sandbox, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
+                           sandbox=sandbox, wazzup=wazzup, channel_id=DEFAULT_CHANNEL_ID, tmp_path=tmp_path)
 
 
 def times_accepted(live, message) -> int:
@@ -122,6 +127,16 @@ def test_respond_async_is_answered_at_once_and_the_worker_process_sends_it_once(
     assert (queued["status"], live.message(queued["id"])["status"]) == ("queued", "queued")
     assert times_accepted(live, queued) == 0  # nothing went out before the worker
     sent_once_by_the_worker(live, queued)
+
+
+def test_the_worker_process_makes_the_sending_agent_a_wazzup_user(live, agent):
+    """Wazzup shows a send's crmUserId as its sender only for a user it has: after an agent's send the
+    outbox worker (a real process) makes them one, and Wazzup names them on what they send."""
+    assert live.send("Hello from Alice").status_code == 201
+    assert live.wazzup("/v3/users") == []
+    live.start_worker()
+    listed = wait_for(lambda: live.wazzup("/v3/users"), timeout=30, what="the agent as a Wazzup user")
+    assert listed == [{"id": str(agent["id"]), "name": "Alice Agent"}]
 
 
 def test_the_helpdesk_writes_first_and_the_customers_answer_lands_in_the_same_chat(live, agent):

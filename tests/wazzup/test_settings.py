@@ -146,6 +146,14 @@ def test_the_insecure_opt_out_takes_one_or_zero():
         WazzupSettings.from_env({"WAZZUP24_WEBHOOK_INSECURE": "maybe"})
 
 
+def test_agents_are_made_wazzup_users_unless_the_setting_says_0():
+    assert WazzupSettings.from_env({}).sync_users is True
+    assert WazzupSettings.from_env({"WAZZUP24_SYNC_USERS": "0"}).sync_users is False
+    assert WazzupSettings.from_env({"WAZZUP24_SYNC_USERS": " 1 "}).sync_users is True
+    with pytest.raises(SettingsError, match="WAZZUP24_SYNC_USERS must be 1 or 0"):
+        WazzupSettings.from_env({"WAZZUP24_SYNC_USERS": "maybe"})
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "many", "2.5"])
 def test_an_async_backlog_that_is_not_a_positive_whole_number_is_refused_naming_the_setting(value):
     from wazzup_plugin.settings import SettingsError, WazzupSettings

@@ -48,10 +48,10 @@ def worker_command(once, every_seconds, poll_seconds):
 
 def _run_from_scheduler(ctx, every_seconds: float) -> int:
     """One ``--once`` run: the heartbeat (with the scheduler's interval, so that ``status`` does not call
-    a cron-driven worker stale), then what is due: sends, media downloads, housekeeping. A chat's
-    later messages become due only as its earlier ones settle (``outbox.claim_due_rows``), so claims
-    repeat while the last one settled something, rather than leaving them for the next run. Returns
-    how many send attempts were made."""
+    a cron-driven worker stale), then what is due: sends, media downloads, housekeeping, the agents
+    Wazzup does not have as users yet. A chat's later messages become due only as its earlier ones
+    settle (``outbox.claim_due_rows``), so claims repeat while the last one settled something, rather
+    than leaving them for the next run. Returns how many send attempts were made."""
     from datetime import timedelta
 
     from wazzup_plugin import heartbeats
@@ -72,6 +72,7 @@ def _run_from_scheduler(ctx, every_seconds: float) -> int:
         if worker.download_due_media(ctx, owner) < media_download.BATCH:
             break
     worker.housekeeping(ctx)
+    worker.sync_users(ctx)
     return attempted
 
 

@@ -24,6 +24,9 @@ class Outbound:
     limiter: DbRateLimiter
     clock: Callable
     caches: dict = field(default_factory=dict)
+    # agent id -> the name this process last wrote to ``wazzup_users`` (``users.note_agent``): a send
+    # writes the row only for an agent new to the process or renamed.
+    agent_names: dict = field(default_factory=dict)
 
     @property
     def settings(self):

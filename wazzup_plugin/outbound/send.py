@@ -30,7 +30,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.inbound.message_rows import is_placeholder
-from wazzup_plugin.outbound import outbox
+from wazzup_plugin.outbound import outbox, users
 from wazzup_plugin.outbound.channels import ChannelNeedsAPerson
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_body, prefers_async
@@ -382,6 +382,10 @@ class _SendBase:
                     now = ctx.clock()
                     written = {}
                     message_id = store(tx, ctx, now, owner, written)
+                    # Wazzup shows the agent as the sender once it has them as a user (users.py): the
+                    # name goes with the message, written only when new to this process or changed.
+                    # After the message's own writes: every send takes the same locks in one order.
+                    noted = users.note_agent(tx.conn, ctx, agent)
                     # Left to the worker: the answer is the message as stored, read here, so that the key
                     # keeps it in this same commit (no second write for the key's answer).
                     answered = None if inline else self._answer(ctx, outbox.Outcome("retry", message_id), tx.conn)
@@ -390,6 +394,7 @@ class _SendBase:
                                                             "response_body": json.dumps(answered[1])}
                         tx.conn.execute(sa.insert(idem).values(agent_id=agent.id, key=key, request_hash=request_hash,
                                                                message_id=message_id, created_at=now, **kept))
+                users.remember(ctx, agent.id, noted)  # committed
                 break
             except sa.exc.IntegrityError:
                 if key is None:

@@ -1,4 +1,5 @@
-"""Tables of the outbound flow: the outbox, idempotency keys, uploaded files and the shared rate limiter."""
+"""Tables of the outbound flow: the outbox, idempotency keys, uploaded files, the shared rate limiter
+and the agents made Wazzup users."""
 
 from __future__ import annotations
 
@@ -90,5 +91,17 @@ def define_outbound_tables(metadata, table) -> dict:
             sa.Column("slot", sa.BigInteger, nullable=False),
             sa.Column("count", sa.Integer, nullable=False),
             sa.Column("blocked_until", UTCDateTime()),
+        ),
+        # The agents who sent through Wazzup, as Wazzup users (``users.py``): Wazzup shows a send's
+        # crmUserId as its sender only once a user has that id. A send writes ``name`` when the agent is
+        # new to its process or renamed; the outbox worker posts the rows whose ``synced_name`` differs.
+        # A few rows (one per agent): the worker reads them all, no index needed.
+        "users": table(metadata, "wazzup_users",
+            sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("name", sa.String(200), nullable=False),       # Wazzup takes names of at most 200
+            sa.Column("synced_name", sa.String(200)),                # the name Wazzup last took; NULL: never
+            sa.Column("synced_at", UTCDateTime()),
+            sa.Column("next_try_at", UTCDateTime()),                 # after a failure: not before then
+            sa.Column("last_error", sa.String(500)),                 # why the last post failed, in our words
         ),
     }

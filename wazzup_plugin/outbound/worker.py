@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from wazzup_plugin import heartbeats
 from wazzup_plugin.media import download as media_download
 from wazzup_plugin.media.housekeeping import purge_expired_media
-from wazzup_plugin.outbound import outbox, wakeup
+from wazzup_plugin.outbound import outbox, users, wakeup
 from wazzup_plugin.outbound.channels import CHANNELS_EVERY, refresh_channels
 from wazzup_plugin.outbound.file_housekeeping import purge_files
 
@@ -136,6 +136,22 @@ def _download_media_until(ctx, owner: str, stop: threading.Event, poll_seconds: 
             idle.after_claim(claimed > 0)
 
 
+def sync_users(ctx) -> None:
+    """Post the agents Wazzup does not have as users yet (``users.py``); never raises."""
+    try:
+        users.sync(ctx)
+    except Exception:  # e.g. the database is briefly unavailable: the next sync tries again
+        log.exception("Wazzup24 could not make the agents Wazzup users")
+
+
+def _sync_users_until(ctx, stop: threading.Event) -> None:
+    """The worker's users thread: a post to Wazzup of its own, about once a minute, so that it never
+    holds back a message (a slow answer from Wazzup would, in the sending loop)."""
+    while not stop.is_set():
+        sync_users(ctx)
+        stop.wait(users.SYNC_EVERY)
+
+
 def housekeeping(ctx) -> None:
     """Old Idempotency-Keys, uploaded files and customers' media past their time (``file_housekeeping``,
     ``media.housekeeping``)."""
@@ -172,6 +188,10 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
     media = threading.Thread(target=_download_media_until, args=(ctx, owner, stop, poll_seconds, check_seconds),
                              name="wazzup24-media", daemon=True)
     media.start()
+    agents = None
+    if ctx.client is not None and ctx.settings.sync_users:
+        agents = threading.Thread(target=_sync_users_until, args=(ctx, stop), name="wazzup24-users", daemon=True)
+        agents.start()
     while not stop.is_set():
         beat()
         if ctx.client is not None and heartbeats.due(ctx.state.extras, "worker.channels", ctx.clock(), CHANNELS_EVERY):
@@ -191,4 +211,6 @@ def run(ctx, stop: threading.Event, *, poll_seconds: float = 1.0, batch: int = 1
             idle.after_claim(bool(outcomes))
     # A download in progress ends within its budget; what it claimed but did not start is released.
     media.join(media_download.budget_seconds(ctx.state.settings) + 5)
+    if agents is not None:  # a post in progress ends within the client's deadline
+        agents.join(ctx.client.deadline + 5)
     log.info("Wazzup24 outbox worker stopped", extra={"context": {"worker": owner}})
