@@ -95,8 +95,18 @@ def collect(helpdesk, state, channels) -> dict:
         parked = dict(conn.execute(sa.select(p.c.kind, sa.func.count()).group_by(p.c.kind)).all())
         files = stored_files(conn, state)
         media = media_backlog(conn, state) + media_kept(conn, state)
+        agents = _agents(conn, t["users"])
     return {"outbox": outbox, "heartbeats": beats, "quarantine": (quarantined, oldest_quarantined),
-            "parked": parked, "channels": channels(), "files": files, "media": media}
+            "parked": parked, "channels": channels(), "files": files, "media": media, "agents": agents}
+
+
+def _agents(conn, users: sa.Table) -> dict:
+    """The agents made Wazzup users (``outbound/users.py``): one row per agent who sent, a small table."""
+    synced = sa.and_(users.c.synced_name.is_not(None), users.c.synced_name == users.c.name)
+    counts = conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.case((synced, 1), else_=0)))).one()
+    error = conn.execute(sa.select(users.c.last_error).where(sa.not_(synced), users.c.last_error.is_not(None))
+                         .order_by(users.c.next_try_at.desc()).limit(1)).scalar()
+    return {"synced": counts[1] or 0, "waiting": counts[0] - (counts[1] or 0), "last_error": error}
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -144,6 +154,7 @@ def build_report(facts: dict, settings, now: datetime) -> dict:
                   "retention_days": settings.media_retention_days or None},
         "channels": [{k: c[k] for k in ("channel_id", "transport", "plain_id", "state", "updated_at",
                                          "needs_action", "advice")} for c in facts["channels"]],
+        "agents": {**facts["agents"], "sync": settings.sync_users},
     }
     report["problems"], report["notes"] = _verdicts(report)
     report["status"] = "attention" if report["problems"] else "ok"
@@ -228,6 +239,7 @@ def print_report(report: dict) -> None:
         ("Media backlog", report["media"]["pending"] if not report["media"]["pending"]
          else f"{report['media']['pending']}, oldest queued {_ago(report['media']['oldest_queued_age_seconds'])} ago"),
         ("Media kept", _media_line(report["media"])),
+        ("Wazzup users", _agents_line(report["agents"])),
         *((("Channel", f"{c['channel_id']} {c['transport'] or '-'} {c['plain_id'] or '-'} [{c['state']}]")
            for c in report["channels"])),
     ]
@@ -245,6 +257,13 @@ def _files_line(files: dict) -> str:
     quota = files["quota_bytes"]
     return (f"{files['stored']}, {human_size(files['bytes'])}"
             + (f" of {quota // MB} MB" if quota else " (no quota)"))
+
+
+def _agents_line(agents: dict) -> str:
+    if not agents["sync"]:
+        return "not synced (WAZZUP24_SYNC_USERS=0)"
+    line = f"{agents['synced']} agent(s) synced, {agents['waiting']} waiting"
+    return line + (f" ({agents['last_error']})" if agents["waiting"] and agents["last_error"] else "")
 
 
 def _media_line(media: dict) -> str:

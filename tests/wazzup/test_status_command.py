@@ -13,7 +13,7 @@ from wazzup_plugin.state import get_state
 
 REPORT_KEYS = {
     "checked_at", "status", "problems", "notes", "channels",
-    "outbox", "webhook", "worker", "quarantine", "parked", "files", "media",
+    "outbox", "webhook", "worker", "quarantine", "parked", "files", "media", "agents",
 }
 SECTION_KEYS = {
     "outbox": {"pending", "queued", "leased", "retrying", "oldest_pending_at", "oldest_pending_age_seconds",
@@ -25,6 +25,7 @@ SECTION_KEYS = {
     "parked": {"statuses", "echoes"},
     "files": {"stored", "bytes", "quota_bytes"},
     "media": {"pending", "oldest_queued_at", "oldest_queued_age_seconds", "stored", "bytes", "retention_days"},
+    "agents": {"synced", "waiting", "last_error", "sync"},
 }
 
 
@@ -133,6 +134,29 @@ def test_status_counts_async_sends_and_notes_when_the_outbox_refuses_more(run, q
     [note] = [note for note in report["notes"] if "WAZZUP24_ASYNC_BACKLOG" in note]
     assert note.startswith("3 message(s) wait in the outbox (2 in the lane of those sent with Prefer: respond-async)") and "429" in note
     assert "Outbox async" in run("status", WAZZUP24_ASYNC_BACKLOG="3").output
+
+
+def test_status_shows_the_agents_wazzup_has_as_users_and_why_the_others_wait(run, helpdesk, outbox_ctx, agent,
+                                                                           agent_password_hash):
+    from types import SimpleNamespace
+
+    from host_stub.auth import insert_agent
+    from wazzup_plugin.outbound import users
+
+    t = get_state(helpdesk).tables["users"]
+    with helpdesk.db.write() as tx:
+        bob = insert_agent(tx.conn, "bob", agent_password_hash, "Bob", _real_now())
+        for agent_id, name in ((agent["id"], "alice"), (bob, "bob")):
+            users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent_id, username=name, display_name=""))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == agent["id"]).values(synced_name="alice"))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == bob).values(
+            last_error="Wazzup does not allow this API key on this route (403): a Sidecar key?"))
+    result = run("status")
+    assert result.exit_code == 0, result.output  # worth knowing, not a problem: messages still go out
+    assert "Wazzup users     1 agent(s) synced, 1 waiting (Wazzup does not allow this API key" in result.output
+    report = json.loads(run("status", "--json").output)
+    assert (report["agents"]["synced"], report["agents"]["waiting"], report["agents"]["sync"]) == (1, 1, True)
+    assert "not synced (WAZZUP24_SYNC_USERS=0)" in run("status", WAZZUP24_SYNC_USERS="0").output
 
 
 def test_status_counts_the_last_days_unknown_and_failed_sends(run, helpdesk, queue_message, outbox_ctx):
