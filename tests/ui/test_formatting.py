@@ -226,3 +226,16 @@ def test_without_the_plugin_the_host_shows_previews_and_bubbles_as_written(brows
     open_chat(page, "Otto Noplugin")
     expect(bubble(page, "Order").locator(".msg-text")).to_have_text("*Order* _7_ is ~late~")
     expect(bubble(page, "Order").locator("strong")).to_have_count(0)
+
+
+def test_a_previews_file_name_after_the_servers_label_keeps_its_underscores(signed_in, live):
+    from wazzup_plugin.sandbox.media import store_url
+
+    page = signed_in
+    phone = new_phone()
+    live.sandbox("POST", "/_sandbox/customer-messages", json={
+        "contentUri": store_url(live.sandbox_url, "_draft_ v2.pdf"), "type": "document", "chatId": phone,
+        "name": "Dora Draft", "wait": True})
+
+    expect(chat_item(page, "Dora Draft").locator(".chat-item-preview")).to_have_text("[Document] _draft_ v2.pdf")
+    assert page.page_errors == []

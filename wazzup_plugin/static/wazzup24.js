@@ -207,8 +207,16 @@
   // the API and for a host without this plugin: they are made plain here, where the parser is, not by a
   // second one in Python; older previews need no rewrite. The server's preview is one line already, so
   // there a "> " or "- " counts at its start only (a quote, below, is made plain from the whole text).
+  // A preview the server labelled ("[Document] _draft_.pdf", "[Location] ..."): a file's name or a place is
+  // no formatted text, and stays as it is.
+  var SERVER_LABEL = /^\[[A-Z][A-Za-z ]*\]( |$)/;
+
+  function plainPreview(text) {
+    return SERVER_LABEL.test(text) ? text : plainWhatsApp(text);
+  }
+
   if (typeof host.registerTextFormat === "function") {
-    host.registerTextFormat("wazzup", formatWhatsApp, plainWhatsApp);
+    host.registerTextFormat("wazzup", formatWhatsApp, plainPreview);
   }
 
   // ------------------------------------------------------------------ quotes
