@@ -327,6 +327,25 @@ def test_a_web_page_the_store_answers_for_a_photo_is_retried_not_kept_as_the_fil
     assert (media_row().state, media_row().data) == ("stored", PHOTO)
 
 
+@pytest.mark.parametrize("data, served_as", [
+    (b"RIFF\x1a\x00\x00\x00WEBPVP8L" + b"\x00" * 20, "image/webp"),   # a sticker WhatsApp made a WebP
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "image/png"),
+    (b"PK\x03\x04 an animated sticker's archive", "application/octet-stream"),   # not a picture: a download
+])
+def test_a_sticker_the_store_sends_as_bytes_is_kept_as_the_picture_it_is(deliver, payload, media_row, download,
+                                                                         wazzup_api, client, data, served_as):
+    uri = "https://store.wazzup24.com/5f6e/?filename=sticker.was"   # how WhatsApp's stickers arrive
+    deliver(_image_delivery(payload, uri))
+    wazzup_api.get(uri, body=data, content_type="application/octet-stream")
+
+    download()
+
+    row = media_row()
+    assert (row.state, row.content_type) == ("stored", served_as)
+    served = client.simulate_get(f"/wazzup24/media/{row.token}/sticker.was")
+    assert served.headers["Content-Type"] == served_as and served.content == data
+
+
 @pytest.mark.parametrize("status", [404, 410])
 def test_a_file_the_store_no_longer_has_fails_at_once(deliver, payload, media_row, download, wazzup_api, status):
     deliver(payload("incoming_image"))
@@ -763,7 +782,8 @@ def test_a_stores_overlong_content_type_is_not_kept_and_the_copy_is_stored(deliv
 
     download()
 
-    assert (media_row().state, media_row().content_type) == ("stored", "application/octet-stream")
+    # Not the store's overlong type: the photo's own first bytes say what it is.
+    assert (media_row().state, media_row().content_type) == ("stored", "image/jpeg")
 
 
 def test_a_download_that_crashes_counts_as_an_attempt_and_ends_failed(deliver, payload, media_row, download,

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from wazzup_plugin.media.fetch import MIN_RATE, STOPPED, Fetched, fetch, longest_seconds, served_type
+from wazzup_plugin.media.fetch import (MIN_RATE, STOPPED, Fetched, fetch, longest_seconds, served_type,
+                                       sniffed_type)
 from wazzup_plugin.media.tables import FAILED, PENDING, STORED
 from wazzup_plugin.media.urls import media_url
 from wazzup_plugin.store_common import built, host_tables
@@ -74,7 +75,7 @@ def _recorded_values(result: Fetched, row, attempts: int, now) -> dict:
     done = {"lease_owner": None, "lease_until": None, "attempts": attempts}
     if result.outcome == STORED:
         return {**done, "state": STORED, "data": result.data, "sha256": result.sha256, "size": len(result.data),
-                "content_type": served_type(row.name, result.content_type), "stored_at": now, "last_error": None,
+                "content_type": served_type(row.name, result.content_type or sniffed_type(result.data)), "stored_at": now, "last_error": None,
                 "url": media_url(row.token, row.name)}
     if result.outcome == "retry" and attempts <= len(RETRY_DELAYS):
         return {**done, "next_attempt_at": now + RETRY_DELAYS[attempts - 1], "last_error": result.error}

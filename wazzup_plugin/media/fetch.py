@@ -196,6 +196,21 @@ SERVED_AS_ITSELF = frozenset(rules.MIME_BY_EXTENSION.values())
 BYTES = "application/octet-stream"
 
 
+# A picture's own first bytes, for a file whose name and answer say nothing of its kind: WhatsApp's
+# stickers come as "<name>.was" (reference §5.1), and a store that answers application/octet-stream
+# would leave a WebP sticker a download instead of a picture in the chat.
+_PICTURE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                       (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+
+
+def sniffed_type(data: bytes | None) -> str | None:
+    """The picture type ``data`` begins with (PNG, JPEG, GIF, WebP), or None."""
+    head = (data or b"")[:16]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for signature, mime in _PICTURE_SIGNATURES if head.startswith(signature)), None)
+
+
 def served_type(name: str | None, declared: str | None) -> str:
     """The type the copy is served as: the name's, else the store's, when it is one of
     :data:`SERVED_AS_ITSELF` or a picture, sound or video a browser does not run; else bytes."""
