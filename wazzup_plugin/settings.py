@@ -28,13 +28,22 @@ class SettingsError(ValueError):
     """A setting is wrong; the message names it and says what to set."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
     if not re.fullmatch(r"\d+", raw) or int(raw) < minimum:
         raise SettingsError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+    if maximum is not None and int(raw) > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return int(raw)
+
+
+# The longest a retention may be: the housekeeping counts back from now, and a date before the year 1
+# cannot be computed (about 700,000 days): such a value failed every run, retention then did nothing.
+# A century is longer than any retention needs; 0 keeps for good.
+MAX_RETENTION_DAYS = 36_500
+MAX_RETENTION_HOURS = MAX_RETENTION_DAYS * 24
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
@@ -202,9 +211,9 @@ class WazzupSettings:
             public_url=_public_url(env, webhook_url),
             media_max_bytes=_int(env, MEDIA_MAX_MB, 25, 1) * 1024 * 1024,
             media_hosts=_media_hosts(env),
-            media_retention_days=_int(env, "WAZZUP24_MEDIA_RETENTION_DAYS", 0),
-            unsent_file_hours=_int(env, "WAZZUP24_UNSENT_FILE_HOURS", 24, 1),
-            file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0),
+            media_retention_days=_int(env, "WAZZUP24_MEDIA_RETENTION_DAYS", 0, maximum=MAX_RETENTION_DAYS),
+            unsent_file_hours=_int(env, "WAZZUP24_UNSENT_FILE_HOURS", 24, 1, maximum=MAX_RETENTION_HOURS),
+            file_retention_days=_int(env, "WAZZUP24_FILE_RETENTION_DAYS", 0, maximum=MAX_RETENTION_DAYS),
             files_quota_mb=_int(env, "WAZZUP24_FILES_QUOTA_MB", 1024),
             async_backlog=_int(env, "WAZZUP24_ASYNC_BACKLOG", 500, 1),
             sync_users=_flag(env, "WAZZUP24_SYNC_USERS", default=True),

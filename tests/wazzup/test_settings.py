@@ -200,3 +200,24 @@ def test_a_seconds_setting_that_is_no_finite_number_is_refused(name, value):
     # float() reads these, and NaN passes every bound a comparison sets: every send would then break.
     with pytest.raises(SettingsError, match=f"{name} must be a finite number of seconds, got '{value}'"):
         WazzupSettings.from_env({name: value})
+
+
+@pytest.mark.parametrize("name", ["WAZZUP24_MEDIA_RETENTION_DAYS", "WAZZUP24_FILE_RETENTION_DAYS",
+                                  "WAZZUP24_UNSENT_FILE_HOURS"])
+def test_a_retention_reaching_back_before_the_year_1_is_refused_naming_the_setting(name):
+    """Accepted, it failed the worker's housekeeping at every run (its cutoff is no date): a traceback
+    every 5 minutes, and nothing purged (an unsent-upload age so long skipped the sent files' retention too)."""
+    with pytest.raises(SettingsError, match=f"{name} must be at most"):
+        WazzupSettings.from_env({name: "99999999999"})
+
+
+def test_a_century_of_retention_is_taken_and_the_housekeeping_runs_with_it(outbox_ctx, plugin_settings, caplog):
+    """Guards against refusing too much: the longest retention accepted still works."""
+    from wazzup_plugin.outbound import worker
+
+    longest = WazzupSettings.from_env({"WAZZUP24_MEDIA_RETENTION_DAYS": "36500",
+                                       "WAZZUP24_FILE_RETENTION_DAYS": "36500", "WAZZUP24_UNSENT_FILE_HOURS": "876000"})
+    plugin_settings(media_retention_days=longest.media_retention_days,
+                    file_retention_days=longest.file_retention_days, unsent_file_hours=longest.unsent_file_hours)
+    worker.housekeeping(outbox_ctx)
+    assert "housekeeping failed" not in caplog.text
