@@ -145,12 +145,16 @@ def host_tables(state) -> tuple[sa.Table, sa.Table]:
     return chats, messages
 
 
-def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batches: int) -> int:
+def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batches: int, written=None) -> int:
     """Run ``write(keys)`` on up to ``batch`` keys matching ``condition``, oldest ``age`` first, one
     short write transaction per batch, until none are left (or ``max_batches`` ran); returns the rows
     written. ``key``: a column (``keys`` are its values) or a tuple of columns (``keys`` are rows).
     Housekeeping's way: a backlog never holds the write lock for long, nor frees gigabytes in one commit;
-    ``write`` repeats ``condition``, so that a row changed since it was read is left alone."""
+    ``write`` repeats ``condition``, so that a row changed since it was read is left alone.
+
+    ``written(tx, seq, rows)``: for a ``write`` that changes what a message shows, with a RETURNING: called
+    in the batch's transaction with the rows it returns and the change counter ``seq``, taken before the
+    write as every writer of messages takes it, to stamp them."""
     columns = key if isinstance(key, tuple) else (key,)
     done = 0
     for _ in range(max_batches):
@@ -158,8 +162,13 @@ def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batch
             # Keys only, read through the condition's index (never a row with its bytes).
             found = tx.conn.execute(sa.select(*columns).where(condition).order_by(age).limit(batch))
             keys = found.all() if isinstance(key, tuple) else found.scalars().all()
-            if keys:
+            if keys and written is None:
                 done += tx.conn.execute(write(keys)).rowcount
+            elif keys:
+                seq = tx.change_seq
+                rows = tx.conn.execute(write(keys)).all()
+                written(tx, seq, rows)
+                done += len(rows)
         if len(keys) < batch:
             break
     return done

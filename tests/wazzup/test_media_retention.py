@@ -75,6 +75,25 @@ def test_a_copy_past_the_retention_is_emptied_and_its_url_answers_410(kept, plug
     assert message["content_uri"] == STORE_URI and message["text"] is None  # the message itself is untouched
 
 
+def test_an_emptied_copy_reaches_a_page_that_follows_the_chat_by_changed_since(kept, plugin_settings, clock, purge,
+                                                                               client, auth, wazzup_rows):
+    """The agents' pages and integrators follow a chat's messages with changed_since: a copy emptied without
+    a new change_seq stayed `stored` there, its picture a link that answers 410."""
+    [chat] = wazzup_rows.chats()
+    messages = f"/api/chats/{chat['id']}/messages"
+    shown = client.simulate_get(messages, headers=auth).json
+    assert [m["wazzup_media_state"] for m in shown["items"]] == ["stored"]
+    plugin_settings(media_retention_days=30)
+    clock.advance(days=30, seconds=1)
+
+    assert purge() == 1
+
+    since = {"changed_since": shown["change_seq"]}
+    changed = client.simulate_get(messages, params=since, headers=auth).json["items"]
+    assert [(m["id"], m["wazzup_media_state"]) for m in changed] == [(shown["items"][0]["id"], "expired")]
+    assert purge() == 0  # emptied once
+
+
 def test_a_copy_younger_than_the_retention_is_kept(kept, plugin_settings, clock, purge, media_row, client):
     """Guards against emptying too much: a day short of the retention, nothing goes."""
     plugin_settings(media_retention_days=30)

@@ -10,7 +10,8 @@ since a customer's file cannot be refused as an agent's upload can. ``helpdesk-s
 status`` shows how much they take.
 
 In bounded batches (a copy may be 25 MB), each in a short transaction whose write repeats its
-condition: a copy an edit re-queued meanwhile is left to its new download.
+condition: a copy an edit re-queued meanwhile is left to its new download. Each emptied copy's message
+is stamped with the change counter, as a download's is: its new state reaches ``changed_since``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from wazzup_plugin.media.download import touch_message
 from wazzup_plugin.media.tables import EXPIRED, STORED
 from wazzup_plugin.store_common import in_batches
 
@@ -38,9 +40,17 @@ def purge_expired_media(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES)
     # A literal 'stored': the planner then proves that the partial index ix_wazzup_media_stored applies.
     past = sa.and_(t.c.state == sa.literal_column(f"'{STORED}'"), t.c.stored_at < ctx.clock() - timedelta(days=days))
     emptied = in_batches(ctx, t.c.message_id, t.c.stored_at, past,
-                         lambda ids: sa.update(t).where(t.c.message_id.in_(ids), past).values(data=None, state=EXPIRED),
-                         batch, max_batches)
+                         lambda ids: sa.update(t).where(t.c.message_id.in_(ids), past)
+                         .values(data=None, state=EXPIRED).returning(t.c.message_id),
+                         batch, max_batches, written=lambda tx, seq, rows: _stamp(tx, ctx.state, seq, rows))
     if emptied:
         log.info("Wazzup24 housekeeping: %s customers' media past retention emptied", emptied,
                  extra={"context": {"media_purged": emptied}})
     return emptied
+
+
+def _stamp(tx, state, seq: int, rows) -> None:
+    """The messages whose copies were emptied, as changed: ``wazzup_media_state`` is theirs, and the agents'
+    pages and integrators follow messages by ``changed_since`` (a page showing the copy learns it is gone)."""
+    for row in rows:  # a batch's few
+        touch_message(tx, state, row.message_id, seq)
