@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -145,7 +146,8 @@ def host_tables(state) -> tuple[sa.Table, sa.Table]:
     return chats, messages
 
 
-def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batches: int, written=None) -> int:
+def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batches: int, written=None,
+               seconds: float | None = None, timer=time.monotonic) -> int:
     """Run ``write(keys)`` on up to ``batch`` keys matching ``condition``, oldest ``age`` first, one
     short write transaction per batch, until none are left (or ``max_batches`` ran); returns the rows
     written. ``key``: a column (``keys`` are its values) or a tuple of columns (``keys`` are rows).
@@ -154,10 +156,15 @@ def in_batches(ctx, key, age: sa.Column, condition, write, batch: int, max_batch
 
     ``written(tx, seq, rows)``: for a ``write`` that changes what a message shows, with a RETURNING: called
     in the batch's transaction with the rows it returns and the change counter ``seq``, taken before the
-    write as every writer of messages takes it, to stamp them."""
+    write as every writer of messages takes it, to stamp them.
+
+    ``seconds``: no batch starts once this long has gone by (the worker's sends wait for housekeeping)."""
     columns = key if isinstance(key, tuple) else (key,)
     done = 0
+    started = timer()
     for _ in range(max_batches):
+        if seconds is not None and timer() - started >= seconds:
+            break
         with ctx.helpdesk.db.write() as tx:
             # Keys only, read through the condition's index (never a row with its bytes).
             found = tx.conn.execute(sa.select(*columns).where(condition).order_by(age).limit(batch))

@@ -29,9 +29,13 @@ log = logging.getLogger(__name__)
 
 BATCH = 8          # copies per transaction: at most 200 MB freed in one commit
 MAX_BATCHES = 50   # per housekeeping run; the rest waits for the next run
+# And no new batch after this many seconds of a run: housekeeping runs in the outbox worker's loop, and
+# retention switched on over a large store of videos must not hold its sends (nor its heartbeat) back.
+RUN_SECONDS = 2.0
 
 
-def purge_expired_media(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> int:
+def purge_expired_media(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES,
+                        seconds: float | None = RUN_SECONDS) -> int:
     """Empty the stored copies older than the retention; returns how many."""
     days = ctx.state.settings.media_retention_days
     if not days:
@@ -42,7 +46,8 @@ def purge_expired_media(ctx, batch: int = BATCH, max_batches: int = MAX_BATCHES)
     emptied = in_batches(ctx, t.c.message_id, t.c.stored_at, past,
                          lambda ids: sa.update(t).where(t.c.message_id.in_(ids), past)
                          .values(data=None, state=EXPIRED).returning(t.c.message_id),
-                         batch, max_batches, written=lambda tx, seq, rows: _stamp(tx, ctx.state, seq, rows))
+                         batch, max_batches, written=lambda tx, seq, rows: _stamp(tx, ctx.state, seq, rows),
+                         seconds=seconds)
     if emptied:
         log.info("Wazzup24 housekeeping: %s customers' media past retention emptied", emptied,
                  extra={"context": {"media_purged": emptied}})
