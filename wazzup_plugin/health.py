@@ -105,7 +105,7 @@ def _agents(conn, users: sa.Table) -> dict:
     synced = sa.and_(users.c.synced_name.is_not(None), users.c.synced_name == users.c.name)
     counts = conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.case((synced, 1), else_=0)))).one()
     error = conn.execute(sa.select(users.c.last_error).where(sa.not_(synced), users.c.last_error.is_not(None))
-                         .order_by(users.c.next_try_at.desc()).limit(1)).scalar()
+                         .order_by(users.c.next_try_at.desc().nulls_last()).limit(1)).scalar()
     return {"synced": counts[1] or 0, "waiting": counts[0] - (counts[1] or 0), "last_error": error}
 
 

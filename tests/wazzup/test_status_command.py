@@ -159,6 +159,28 @@ def test_status_shows_the_agents_wazzup_has_as_users_and_why_the_others_wait(run
     assert "not synced (WAZZUP24_SYNC_USERS=0)" in run("status", WAZZUP24_SYNC_USERS="0").output
 
 
+def test_status_shows_the_latest_reason_an_agent_waits_not_an_older_one(run, helpdesk, outbox_ctx, agent,
+                                                                      agent_password_hash):
+    """A renamed agent waits again at once (no next try set) and keeps its old reason; the reason shown is the
+    one of the agent waiting for the latest retry. PostgreSQL sorts NULLs first in a descending order."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from host_stub.auth import insert_agent
+    from wazzup_plugin.outbound import users
+
+    t = get_state(helpdesk).tables["users"]
+    with helpdesk.db.write() as tx:
+        bob = insert_agent(tx.conn, "bob", agent_password_hash, "Bob", _real_now())
+        for agent_id, name in ((agent["id"], "alice"), (bob, "bob")):
+            users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent_id, username=name, display_name=""))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == agent["id"]).values(last_error="an old reason"))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == bob).values(
+            last_error="the latest reason", next_try_at=_real_now() + timedelta(minutes=5)))
+
+    assert json.loads(run("status", "--json").output)["agents"]["last_error"] == "the latest reason"
+
+
 def test_status_counts_the_last_days_unknown_and_failed_sends(run, helpdesk, queue_message, outbox_ctx):
     from wazzup_plugin.outbound.outbox import move_status
 
