@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -162,7 +163,18 @@ class WazzupClient:
         self.rate_limiter = rate_limiter or RateLimiter()
         self.clock = clock
         self.rate_window = rate_window
-        self.last_latency_ms: float | None = None
+        # Per thread: the outbox worker's loop, its agents' sync and its media thread share one client,
+        # and a send's logged latency must be its own call's.
+        self._calls = threading.local()
+
+    @property
+    def last_latency_ms(self) -> float | None:
+        """This thread's last call's time to Wazzup's answer, in ms; None when it got none."""
+        return getattr(self._calls, "latency_ms", None)
+
+    @last_latency_ms.setter
+    def last_latency_ms(self, value: float | None) -> None:
+        self._calls.latency_ms = value
 
     # ------------------------------------------------------------ routes
 

@@ -58,6 +58,18 @@ def test_every_call_carries_the_bearer_key_and_both_timeouts(wazzup, wazzup_api,
     assert wazzup.last_latency_ms is not None
 
 
+def test_a_calls_latency_is_its_own_threads_not_another_threads_call(wazzup, wazzup_api, api_payload):
+    """The outbox worker's loop and its agents' sync share the client: a send logs its own call's time."""
+    wazzup_api.get(f"{WAZZUP_API}/v3/channels", json=api_payload("channels_one_active"))
+    wazzup.channels()
+    seen_elsewhere = []
+    other = threading.Thread(target=lambda: seen_elsewhere.append(wazzup.last_latency_ms))
+    other.start()
+    other.join(5)
+
+    assert wazzup.last_latency_ms is not None and seen_elsewhere == [None]
+
+
 def _name_not_resolving():
     return requests.ConnectionError(urllib3.exceptions.NameResolutionError(
         "api.wazzup24.com", None, socket.gaierror(-2, "Name or service not known")))
