@@ -235,7 +235,7 @@ def test_a_previews_file_name_after_the_servers_label_keeps_its_underscores(sign
     phone = new_phone()
     live.sandbox("POST", "/_sandbox/customer-messages", json={
         "contentUri": store_url(live.sandbox_url, "_draft_ v2.pdf"), "type": "document", "chatId": phone,
-        "name": "Dora Draft", "wait": True})
+        "name": "Dan Document", "wait": True})
 
-    expect(chat_item(page, "Dora Draft").locator(".chat-item-preview")).to_have_text("[Document] _draft_ v2.pdf")
+    expect(chat_item(page, "Dan Document").locator(".chat-item-preview")).to_have_text("[Document] _draft_ v2.pdf")
     assert page.page_errors == []
