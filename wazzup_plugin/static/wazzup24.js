@@ -47,6 +47,13 @@
     return node;
   }
 
+  /** A <button> of ``type`` ("button" or "submit": never the form-submitting default by accident). */
+  function button(type, className, text) {
+    var node = el("button", className, text);
+    node.type = type;
+    return node;
+  }
+
   function paperclip() {
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
@@ -62,11 +69,10 @@
 
   /** A small \u00d7 button that cancels or removes something, named for screen readers. */
   function crossButton(className, label, title) {
-    var button = el("button", "btn btn-ghost " + className, "\u00d7");
-    button.type = "button";
-    button.title = title;
-    button.setAttribute("aria-label", label);
-    return button;
+    var cross = button("button", "btn btn-ghost " + className, "\u00d7");
+    cross.title = title;
+    cross.setAttribute("aria-label", label);
+    return cross;
   }
 
   /** A random key for Idempotency-Key: repeating a send whose answer was lost never sends twice. */
@@ -248,8 +254,7 @@
     if (chat.type !== "wazzup" || !ref) return null;
     var quoted = helpers.findMessage(function (m) { return m.wazzup_message_id === ref; });
     if (!quoted) return el("div", "wz-quote wz-quote-missing", "a reply to an earlier message");
-    var quote = el("button", "wz-quote wz-quote-" + (quoted.direction === "out" ? "out" : "in"));
-    quote.type = "button";
+    var quote = button("button", "wz-quote wz-quote-" + (quoted.direction === "out" ? "out" : "in"));
     quote.title = "Show the quoted message";
     var author = el("span", "wz-quote-author", authorOf(quoted, chat));
     var text = el("span", "wz-quote-text", snippet(quoted));
@@ -469,13 +474,13 @@
   var WINDOW_TICK_MS = 30000;              // the line follows the clock (the window closes by itself)
 
   /** A button that shows and hides a group of controls (starting hidden): the ARIA that ties them. */
-  function disclosure(button, group, id, label) {
+  function disclosure(toggle, group, id, label) {
     group.id = id;
     group.hidden = true;
     group.setAttribute("role", "group");
     group.setAttribute("aria-label", label);
-    button.setAttribute("aria-expanded", "false");
-    button.setAttribute("aria-controls", id);
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.setAttribute("aria-controls", id);
   }
 
   /** A time as the message bubbles write it (the browser's locale: "16:36" or "04:36 PM"). */
@@ -502,8 +507,7 @@
     line.id = "wz-window-" + chat.id;
     line.hidden = true;
     line.setAttribute("aria-live", "polite");
-    var toggle = el("button", "btn btn-ghost wz-template-toggle", "Template");
-    toggle.type = "button";
+    var toggle = button("button", "btn btn-ghost wz-template-toggle", "Template");
     toggle.hidden = true;
     toggle.title = "Send a WhatsApp Business template (the only message that goes out once the window is closed)";
     var picker = el("div", "wz-templates");
@@ -581,8 +585,7 @@
         var list = el("ul", "wz-template-list");
         items.forEach(function (t) {
           var item = el("li");
-          var choose = el("button", "wz-template-choice");
-          choose.type = "button";
+          var choose = button("button", "wz-template-choice");
           choose.appendChild(el("span", "wz-template-title", t.title || t.name || t.id));
           var body = el("span", "wz-template-body");
           body.appendChild(formatWhatsApp(t.body || "", asText));   // as the customer's WhatsApp draws it
@@ -621,10 +624,8 @@
       preview.setAttribute("aria-live", "polite");
       form.appendChild(preview);
       var buttons = el("div", "wz-template-buttons");
-      var go = el("button", "btn btn-primary wz-template-send", "Send template");
-      go.type = "submit";
-      var back = el("button", "btn btn-ghost wz-template-back", "Other templates");
-      back.type = "button";
+      var go = button("submit", "btn btn-primary wz-template-send", "Send template");
+      var back = button("button", "btn btn-ghost wz-template-back", "Other templates");
       buttons.appendChild(go);
       buttons.appendChild(back);
       form.appendChild(buttons);
@@ -718,9 +719,8 @@
     label.htmlFor = textarea.id;
 
     // The paperclip opens a small menu: a file from this computer, or a file's link.
-    var attachToggle = el("button", "btn btn-ghost wz-attach-toggle");
+    var attachToggle = button("button", "btn btn-ghost wz-attach-toggle");
     attachToggle.appendChild(paperclip());
-    attachToggle.type = "button";
     attachToggle.title = "Attach a file";
     attachToggle.setAttribute("aria-label", "Attach a file or a link");
     attachToggle.setAttribute("aria-haspopup", "true");
@@ -731,11 +731,9 @@
     attachMenu.setAttribute("role", "group");
     attachMenu.setAttribute("aria-label", "Attach");
     attachToggle.setAttribute("aria-controls", attachMenu.id);
-    var pickFile = el("button", "btn btn-ghost wz-pick-file", "Attach a file\u2026");
-    pickFile.type = "button";
+    var pickFile = button("button", "btn btn-ghost wz-pick-file", "Attach a file\u2026");
     pickFile.title = "A photo, video, audio or document from this computer (or drop or paste it here)";
-    var linkToggle = el("button", "btn btn-ghost wz-link-toggle", "Send a file by its link");
-    linkToggle.type = "button";
+    var linkToggle = button("button", "btn btn-ghost wz-link-toggle", "Send a file by its link");
     linkToggle.setAttribute("aria-expanded", "false");
     attachMenu.appendChild(pickFile);
     attachMenu.appendChild(linkToggle);
@@ -762,8 +760,7 @@
     fileRow.appendChild(fileState);
     fileRow.appendChild(fileRemove);
 
-    var send = el("button", "btn btn-primary wz-send", "Send");
-    send.type = "submit";
+    var send = button("submit", "btn btn-primary wz-send", "Send");
     send.disabled = true;
 
     var replyBar = el("div", "wz-reply");
@@ -1340,10 +1337,8 @@
     var error = el("p", "wz-new-chat-error");
     error.setAttribute("role", "alert");
     var buttons = el("div", "wz-new-chat-buttons");
-    var cancel = el("button", "btn btn-ghost", "Cancel");
-    cancel.type = "button";
-    var submit = el("button", "btn btn-primary", "Open the chat");
-    submit.type = "submit";
+    var cancel = button("button", "btn btn-ghost", "Cancel");
+    var submit = button("submit", "btn btn-primary", "Open the chat");
     buttons.appendChild(cancel);
     buttons.appendChild(submit);
     [title, phoneLabel, phone, nameLabel, name, fromLabel, from, error, buttons].forEach(function (node) { form.appendChild(node); });
