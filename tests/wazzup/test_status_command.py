@@ -136,19 +136,25 @@ def test_status_counts_async_sends_and_notes_when_the_outbox_refuses_more(run, q
     assert "Outbox async" in run("status", WAZZUP24_ASYNC_BACKLOG="3").output
 
 
-def test_status_shows_the_agents_wazzup_has_as_users_and_why_the_others_wait(run, helpdesk, outbox_ctx, agent,
-                                                                           agent_password_hash):
+@pytest.fixture
+def two_agents_noted(helpdesk, outbox_ctx, agent, agent_password_hash):
+    """Alice and Bob noted as senders (``outbound/users.py``), neither a Wazzup user yet: ``(alice, bob, table)``."""
     from types import SimpleNamespace
 
     from host_stub.auth import insert_agent
     from wazzup_plugin.outbound import users
 
-    t = get_state(helpdesk).tables["users"]
     with helpdesk.db.write() as tx:
         bob = insert_agent(tx.conn, "bob", agent_password_hash, "Bob", _real_now())
         for agent_id, name in ((agent["id"], "alice"), (bob, "bob")):
             users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent_id, username=name, display_name=""))
-        tx.conn.execute(sa.update(t).where(t.c.agent_id == agent["id"]).values(synced_name="alice"))
+    return agent["id"], bob, get_state(helpdesk).tables["users"]
+
+
+def test_status_shows_the_agents_wazzup_has_as_users_and_why_the_others_wait(run, helpdesk, two_agents_noted):
+    alice, bob, t = two_agents_noted
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == alice).values(synced_name="alice"))
         tx.conn.execute(sa.update(t).where(t.c.agent_id == bob).values(
             last_error="Wazzup does not allow this API key on this route (403): a Sidecar key?"))
     result = run("status")
@@ -159,22 +165,14 @@ def test_status_shows_the_agents_wazzup_has_as_users_and_why_the_others_wait(run
     assert "not synced (WAZZUP24_SYNC_USERS=0)" in run("status", WAZZUP24_SYNC_USERS="0").output
 
 
-def test_status_shows_the_latest_reason_an_agent_waits_not_an_older_one(run, helpdesk, outbox_ctx, agent,
-                                                                      agent_password_hash):
+def test_status_shows_the_latest_reason_an_agent_waits_not_an_older_one(run, helpdesk, two_agents_noted):
     """A renamed agent waits again at once (no next try set) and keeps its old reason; the reason shown is the
     one of the agent waiting for the latest retry. PostgreSQL sorts NULLs first in a descending order."""
     from datetime import timedelta
-    from types import SimpleNamespace
 
-    from host_stub.auth import insert_agent
-    from wazzup_plugin.outbound import users
-
-    t = get_state(helpdesk).tables["users"]
+    alice, bob, t = two_agents_noted
     with helpdesk.db.write() as tx:
-        bob = insert_agent(tx.conn, "bob", agent_password_hash, "Bob", _real_now())
-        for agent_id, name in ((agent["id"], "alice"), (bob, "bob")):
-            users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent_id, username=name, display_name=""))
-        tx.conn.execute(sa.update(t).where(t.c.agent_id == agent["id"]).values(last_error="an old reason"))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == alice).values(last_error="an old reason"))
         tx.conn.execute(sa.update(t).where(t.c.agent_id == bob).values(
             last_error="the latest reason", next_try_at=_real_now() + timedelta(minutes=5)))
 

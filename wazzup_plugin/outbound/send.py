@@ -115,7 +115,8 @@ class SendSchema(Schema):
             raise ValidationError(f"send exactly one of {', '.join(ALTERNATIVES)}", field_name="_schema")
         if data.get("template_values") is not None and data.get("template_id") is None:
             raise ValidationError("only with template_id", field_name="template_values")
-        wrong = [why for n, v in enumerate(data.get("template_values") or (), 1) for why in _template_value_problems(n, v)]
+        values = data.get("template_values") or ()
+        wrong = [why for n, v in enumerate(values, 1) if (why := _template_value_problem(n, v))]
         if wrong:
             raise ValidationError(wrong, field_name="template_values")
 
@@ -127,14 +128,15 @@ _LINE_BREAK_OR_TAB = re.compile(r"[\n\r\t\v\f\u2028\u2029\x85]")
 _FIVE_SPACES = re.compile(r" {5}")
 
 
-def _template_value_problems(n: int, value: str) -> list[str]:
+def _template_value_problem(n: int, value: str) -> str | None:
+    """Why the ``n``-th template value cannot go (None: it can)."""
     if not value.strip(_BLANK):
-        return [f"value {n} is blank"]
+        return f"value {n} is blank"
     if _LINE_BREAK_OR_TAB.search(value):
-        return [f"value {n} has a line break or a tab: WhatsApp takes a template's values on one line"]
+        return f"value {n} has a line break or a tab: WhatsApp takes a template's values on one line"
     if _FIVE_SPACES.search(value):
-        return [f"value {n} has more than 4 spaces in a row, which WhatsApp refuses in a template's values"]
-    return []
+        return f"value {n} has more than 4 spaces in a row, which WhatsApp refuses in a template's values"
+    return None
 
 
 def _only(name: str) -> dict:
