@@ -101,7 +101,9 @@ Host tables. ``tables.chats``, ``tables.messages`` and ``tables.agents`` are the
 exactly ``chats``, ``messages`` and ``agents`` in ``metadata``, in the schema of the plugins' tables
 (plugins declare foreign keys to ``chats.id``, ``messages.id`` and ``agents.id`` by those names),
 each with the integer primary key ``id``. Plugins write ``chats`` and ``messages`` rows directly:
-they insert them, update them, and delete the copies they lose in races. Logic the host must run on
+they insert them, update them, and delete the copies they lose in races; a plugin may also move a
+chat's messages into another chat of its type and delete the emptied chat (the Wazzup24 plugin does,
+when a chat it started by phone or username turns out to be one the helpdesk has). Logic the host must run on
 every change of those rows therefore belongs in the database (defaults, constraints, triggers) or in
 ``changes_committed``, never in the host's own write path alone. The columns plugins read or write
 (the Wazzup24 plugin refuses to start without them: ``wazzup_plugin.host.HOST_COLUMNS``)::
@@ -335,7 +337,7 @@ def register_ui(helpdesk):
         for a type without ``plain`` (or when no plugin registered one). The stored text and preview
         stay as written: ``plain`` is for display only.
     ``registerListAction({id, label, run(ctx)})``
-        A button under the chat list's search (e.g. a channel's "New WhatsApp chat"); the same ``id``
+        A button under the chat list's search (e.g. a channel's "New chat"); the same ``id``
         again replaces it. ``run`` gets ``api``, ``notify`` and ``errorText`` (below), ``opener`` (the
         button, to give focus back to) and ``openChat(chatId)``, which opens a chat (loading it if the
         list does not hold it yet).

@@ -161,3 +161,17 @@ def query_plans(helpdesk):
                     plans.append(generic_plan(conn, statement, parameters, f"plan{n}"))
 
     return capture
+
+
+@pytest.fixture
+def chat_identity(helpdesk):
+    """A chat's Wazzup key as stored: ``chat_identity(chat_id)`` → (channel id, chat type, Wazzup chat id), or None."""
+    from wazzup_plugin.state import get_state
+
+    table = get_state(helpdesk).tables["chats"]
+
+    def identity(chat_id):
+        with helpdesk.db.read() as conn:
+            row = conn.execute(sa.select(table).where(table.c.chat_id == chat_id)).first()
+        return (row.channel_id, row.chat_type, row.wazzup_chat_id) if row else None
+    return identity

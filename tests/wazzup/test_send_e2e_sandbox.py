@@ -139,6 +139,34 @@ def test_the_worker_process_makes_the_sending_agent_a_wazzup_user(live, agent):
     assert listed == [{"id": str(agent["id"]), "name": "Alice Agent"}]
 
 
+def test_the_helpdesk_writes_first_on_telegram_by_username_and_the_answer_lands_in_that_chat(live, agent):
+    """Over real HTTP: a Telegram chat started by username goes out by username; the sandbox, as Wazzup,
+    answers with the chat's id, and the customer's answer to that id lands in the started chat."""
+    telegram = "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1"
+    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels + [
+        {"channelId": telegram, "transport": "tgapi", "plainId": "helpdesk_support", "state": "active"}]})
+    assert live.cli("set-webhook", "--yes").returncode == 0
+    started = requests.post(f"{live.host.url}/api/wazzup24/chats", json={"username": "@Olga_K", "channel_id": telegram},
+                            headers=agent["headers"], timeout=30)
+    assert started.status_code == 201, started.text
+    chat = started.json()["id"]
+    sent = requests.post(f"{live.host.url}/api/chats/{chat}/wazzup24/send", json={"text": "Your order is ready"},
+                         headers=agent["headers"], timeout=30)
+    assert sent.status_code == 201, sent.text
+    [received] = live.sandbox("GET", "/_sandbox/received",
+                              params={"crmMessageId": sent.json()["wazzup_crm_message_id"]})["messages"]
+    assert (received["channelId"], received["chatType"]) == (telegram, "telegram")
+    named = received["chatId"]  # the id the sandbox gave the customer it was asked to write to by username
+    answer = live.sandbox("POST", "/_sandbox/customer-messages", json={
+        "text": "Thank you!", "chatId": named, "chatType": "telegram", "channelId": telegram, "wait": True})
+    assert answer["delivery"]["state"] == "delivered", answer
+    items = requests.get(f"{live.host.url}/api/chats/{chat}/messages", headers=agent["headers"], timeout=10).json()
+    assert [m["text"] for m in items["items"]] == ["Your order is ready", "Thank you!"]
+    info = requests.get(f"{live.host.url}/api/chats/{chat}/wazzup24/info", headers=agent["headers"], timeout=10)
+    assert info.json()["wazzup_chat_id"] == named
+
+
 def test_the_helpdesk_writes_first_and_the_customers_answer_lands_in_the_same_chat(live, agent):
     """Over real HTTP: a chat started with a number as people type it, a message to it, the customer's
     answer through the real webhook: one chat, both messages in it."""

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from wazzup_plugin.outbound.start_chat import whatsapp_number
 from wazzup_plugin.sandbox.deliveries import delivery, incoming_message
-from wazzup_plugin.state import get_state
 
 CHANNEL = "e0629e11-0f67-4567-92a9-2237e91ec1b9"      # the only active WhatsApp channel of the fixtures
 WABA_CHANNEL = "0b9f6a55-77c2-4f61-8c0e-5d8b2a9e3c10"
@@ -31,13 +30,6 @@ def channels(wazzup_api, wazzup_url, api_payload):
     def answer(name="channels_one_active"):
         wazzup_api.get(f"{wazzup_url}/v3/channels", json=api_payload(name))
     return answer
-
-
-def _identity(helpdesk, chat_id):
-    table = get_state(helpdesk).tables["chats"]
-    with helpdesk.db.read() as conn:
-        row = conn.execute(sa.select(table).where(table.c.chat_id == chat_id)).first()
-    return (row.channel_id, row.chat_type, row.wazzup_chat_id) if row else None
 
 
 @pytest.mark.parametrize("written, digits", [
@@ -66,7 +58,7 @@ def test_a_number_that_cannot_be_read_surely_is_refused_saying_why(written, why)
         whatsapp_number(written)
 
 
-def test_a_chat_started_with_a_number_is_created_once_and_found_after(start, channels, helpdesk):
+def test_a_chat_started_with_a_number_is_created_once_and_found_after(start, channels, helpdesk, chat_identity):
     channels()
     first = start({"phone": "+7 916 123-45-67", "name": "Ivan Petrov"})
     assert first.status_code == 201, first.text
@@ -74,7 +66,7 @@ def test_a_chat_started_with_a_number_is_created_once_and_found_after(start, cha
     assert (chat["type"], chat["title"], chat["phone"], chat["unread_count"]) == ("wazzup", "Ivan Petrov",
                                                                                   "79161234567", 0)
     assert chat["wazzup_chat_id"] == "79161234567"
-    assert _identity(helpdesk, chat["id"]) == (CHANNEL, "whatsapp", "79161234567")
+    assert chat_identity(chat["id"]) == (CHANNEL, "whatsapp", "79161234567")
 
     again = start({"phone": "8 916 123 45 67", "name": "Someone Else"})
     assert again.status_code == 200
@@ -122,25 +114,25 @@ def test_a_chat_on_a_whatsapp_business_channel_takes_a_template_until_the_custom
     assert not [c for c in wazzup_api.calls if c.request.url.endswith("/v3/message")]
 
 
-def test_the_channel_setting_is_used_without_asking_wazzup(build_app, pm, auth, wazzup_api, helpdesk):
+def test_the_channel_setting_is_used_without_asking_wazzup(build_app, pm, auth, wazzup_api, helpdesk, chat_identity):
     import falcon.testing
 
     app = build_app(pm, WAZZUP24_CHANNEL_ID=WABA_CHANNEL)
     result = falcon.testing.TestClient(app).simulate_post("/api/wazzup24/chats", json={"phone": "+79161234567"},
                                                           headers=auth)
     assert result.status_code == 201, result.text
-    assert _identity(helpdesk, result.json["id"]) == (WABA_CHANNEL, "whatsapp", "79161234567")
+    assert chat_identity(result.json["id"]) == (WABA_CHANNEL, "whatsapp", "79161234567")
     assert not wazzup_api.calls
 
 
 @pytest.mark.parametrize("body, field, said", [
-    ({}, "phone", "Missing data"),
+    ({}, "phone", "exactly one of phone and username"),
     ({"phone": "8 495 123 45 67"}, "phone", "with + and the country code"),
     ({"phone": "not a number"}, "phone", "write a phone number"),
     ({"phone": 79161234567}, "phone", "Not a valid string"),
     ({"phone": "+79161234567", "name": ""}, "name", "Length"),
     ({"phone": "+79161234567", "channel_id": "no-such-channel"}, "channel_id", "not a channel of this Wazzup account"),
-    ({"phone": "+79161234567", "channel_id": TELEGRAM_CHANNEL}, "channel_id", "a telegram channel"),
+    ({"phone": "+79161234567", "channel_id": TELEGRAM_CHANNEL}, "channel_id", "a bot cannot write first"),
 ])
 def test_bad_input_is_refused_naming_the_field_and_nothing_is_stored(start, channels, helpdesk, body, field, said):
     channels()

@@ -68,13 +68,14 @@ class ChatWrites:
         return {k: row["chat_id"] for k, row in found.items()}
 
     def ensure_chat(self, channel_id: str, chat_type: str, wazzup_chat_id: str,
-                    title: str | None) -> tuple[int, bool]:
+                    title: str | None, phone: str | None = None) -> tuple[int, bool]:
         """``(chat id, whether it was created now)`` of the chat of this key, for a chat the helpdesk
         starts: created exactly as a customer's first message creates it (``title`` standing for their
-        name), found as that message would find it. An existing chat keeps its title."""
+        name, ``phone`` for the number a Telegram or MAX message shows), found as that message would
+        find it. An existing chat keeps its title."""
         first = Message(raw={}, message_id="", channel_id=channel_id, chat_type=chat_type, chat_id=wazzup_chat_id,
                         at=None, type="text", raw_type=None, is_echo=True, status=None, text=None,
-                        content_uri=None, contact_name=title, avatar_uri=None, contact_phone=None, author_name=None,
+                        content_uri=None, contact_name=title, avatar_uri=None, contact_phone=phone, author_name=None,
                         author_id=None, sent_from_app=None, error_code=None, error_text=None, is_edited=False,
                         is_deleted=False, old_text=None, crm_message_id=None, ref_message_id=None)
         # Outgoing (is_echo): an existing chat's contact is not renamed after what the helpdesk typed.

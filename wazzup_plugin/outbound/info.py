@@ -13,6 +13,7 @@ from marshmallow import Schema, fields, validate
 
 from wazzup_plugin.chat_type import CHAT_TYPE
 from wazzup_plugin.client import WazzupAuthError, WazzupError
+from wazzup_plugin.outbound.addresses import address_of, recipient_fields
 from wazzup_plugin.outbound.context import outbound
 from wazzup_plugin.outbound.http import Problem, answers_problems, error_response, load_query
 from wazzup_plugin.outbound.window import chat_window
@@ -121,8 +122,11 @@ class InfoResource:
             raise Problem(409, "no_wazzup_identity", "This chat has no Wazzup chat id or phone to open.")
         chat_type = info["chat_type"] or "whatsapp"
         body = {"user": {"id": str(agent.id), "name": agent.display_name or agent.username}, "scope": "card",
-                "filter": [{"chatType": chat_type, "chatId": chat_id, "name": info["contact"]["name"] or chat_id}]}
-        if info["channel"]:
+                "filter": [{"chatType": chat_type, **recipient_fields(chat_id),
+                            "name": info["contact"]["name"] or chat_id}]}
+        # A chat started by phone or username has no Wazzup id yet (addresses.py): the filter names it as
+        # the send does, and no chat is opened by id.
+        if info["channel"] and address_of(chat_id) is None:
             body["activeChat"] = {"channelId": info["channel"]["channel_id"], "chatType": chat_type, "chatId": chat_id}
         try:
             url = ctx.client.iframe(body)

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 
 from wazzup_plugin.client import (WazzupApiError, WazzupAuthError, WazzupError, WazzupInvalidData,
                                   WazzupRateLimited, WazzupUnavailable, normalize_code)
+from wazzup_plugin.outbound.addresses import address_of, learn_chat_id, recipient_fields
 from wazzup_plugin.outbound.channels import (ChannelNeedsAPerson, ChannelSelectionError, needs_a_person,
                                               select_channel, what_to_do)
 from wazzup_plugin.inbound.message_rows import preview as chat_preview
@@ -81,6 +82,7 @@ class Outcome:
     kind: str
     message_id: int
     wazzup_message_id: str | None = None
+    wazzup_chat_id: str | None = None  # accepted: the chat Wazzup says it went to (addresses.py)
     error_code: str | None = None
     error_text: str | None = None
     retry_at: datetime | None = None
@@ -562,7 +564,7 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
             # Waiting for the write lock took us past the last safe moment: this attempt must not go
             # out (Wazzup would no longer dedupe it). Nothing was sent; an earlier attempt may have been.
             return _settle(ctx, row, owner, _unknown(message_id))
-    body = {"channelId": channel_id, "chatType": chat_type, "chatId": wazzup_chat_id,
+    body = {"channelId": channel_id, "chatType": chat_type, **recipient_fields(wazzup_chat_id),
             "crmMessageId": row.crm_message_id}
     if row.template_id:
         body["templateId"] = row.template_id
@@ -590,7 +592,8 @@ def attempt(ctx, message_id: int, owner: str, as_written=None) -> Outcome:
         log.exception("unexpected error while sending through Wazzup24", extra={"context": context})
         outcome = _retry(ctx, row, now, maybe_sent=True, error="unexpected error")
     else:
-        outcome = Outcome("accepted", message_id, wazzup_message_id=answer["messageId"])
+        outcome = Outcome("accepted", message_id, wazzup_message_id=answer["messageId"],
+                          wazzup_chat_id=answer.get("chatId"))
     return _settle(ctx, row, owner, outcome, latency_ms=ctx.client.last_latency_ms)
 
 
@@ -748,11 +751,11 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         mine = tx.conn.execute(stmt, {"b_message_id": row.message_id, "b_owner": owner,
                                       **{f"b_{n}": v for n, v in values.items()}}).first()
         if mine is None:
-            if outcome.kind == "accepted" and _accept_late(tx, ctx, row, outcome.wazzup_message_id, now):
+            if outcome.kind == "accepted" and _accept_late(tx, ctx, row, outcome, now):
                 return outcome
             return Outcome("busy", row.message_id)
         if outcome.kind == "accepted":
-            _accept(tx, ctx, row, outcome.wazzup_message_id, now)
+            _accept(tx, ctx, row, outcome, now)
         elif outcome.kind in ("failed", "unknown"):
             move_status(tx, helpdesk, row.message_id, outcome.kind, now,
                         error_code=outcome.error_code, error_text=outcome.error_text)
@@ -761,7 +764,7 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _accept_late(tx, ctx, row, wazzup_message_id, now) -> bool:
+def _accept_late(tx, ctx, row, outcome: Outcome, now) -> bool:
     """Wazzup accepted the message after our lease ran out (the call outlived it): its answer is
     recorded all the same, since it is the only word on what reached the customer. Meanwhile
     another holder may have taken the row up and, past the dedupe window, settled the message as
@@ -783,13 +786,16 @@ def _accept_late(tx, ctx, row, wazzup_message_id, now) -> bool:
     tx.conn.execute(sa.update(o).where(o.c.message_id == row.message_id, o.c.state == "pending").values(
         state="done", lease_owner=None, lease_until=None, attempt_started_at=None, last_error=None, updated_at=now))
     log.warning("Wazzup24 accepted a message after this attempt's lease ran out; recording it",
-                extra={"context": {"message_id": row.message_id, "wazzup_message_id": wazzup_message_id}})
-    _accept(tx, ctx, row, wazzup_message_id, now)
+                extra={"context": {"message_id": row.message_id, "wazzup_message_id": outcome.wazzup_message_id}})
+    _accept(tx, ctx, row, outcome, now)
     return True
 
 
-def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
-    w = ctx.state.tables["messages"]
+def _accept(tx, ctx, row, outcome: Outcome, now) -> None:
+    w, wazzup_message_id, chat_id = ctx.state.tables["messages"], outcome.wazzup_message_id, row.chat_id
+    if address_of(row.wazzup_chat_id) is not None and outcome.wazzup_chat_id is not None:
+        # Sent by phone or username to a chat started so: Wazzup named the chat (the message may move).
+        chat_id = learn_chat_id(tx, ctx, row.chat_id, row.wazzup_chat_id, outcome.wazzup_chat_id)
     if wazzup_message_id:
         taken = _claim_wazzup_id(tx.conn, w, row.message_id, wazzup_message_id)
         if taken not in (None, row.message_id):
@@ -797,12 +803,12 @@ def _accept(tx, ctx, row, wazzup_message_id, now) -> None:
                         extra={"context": {"message_id": row.message_id, "wazzup_message_id": wazzup_message_id,
                                            "other_message_id": taken}})
     move_status(tx, ctx.helpdesk, row.message_id, "accepted", now)
-    tx.touched(chat_ids=[row.chat_id], message_ids=[row.message_id])
+    tx.touched(chat_ids=[chat_id], message_ids=[row.message_id])
     if wazzup_message_id:
-        if taken not in (None, row.message_id) or _anything_parked(tx, ctx, row.chat_id, wazzup_message_id):
+        if taken not in (None, row.message_id) or _anything_parked(tx, ctx, chat_id, wazzup_message_id):
             apply_parked(tx, ctx.state, [wazzup_message_id])
-    elif _anything_parked(tx, ctx, row.chat_id):
-        send_settled(tx, ctx.state, [row.chat_id])  # an echo parked meanwhile may bring the id
+    elif _anything_parked(tx, ctx, chat_id):
+        send_settled(tx, ctx.state, [chat_id])  # an echo parked meanwhile may bring the id
 
 
 def _claim_wazzup_id(conn, w, message_id: int, wazzup_message_id: str) -> int | None:

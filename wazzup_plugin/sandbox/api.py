@@ -93,6 +93,13 @@ def fetch_content(sb: Sandbox, uri: str) -> str | None:
     return None
 
 
+def _is_address(body: dict, name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        return False
+    return bool(re.fullmatch(r"\d{8,15}", value) if name == "phone" else re.fullmatch(r"[A-Za-z]\w{4,31}", value))
+
+
 def invalid_fields(body: dict) -> list[str]:
     """The fields of a send that are missing or of the wrong type (INVALID_MESSAGE_DATA)."""
     bad = []
@@ -102,7 +109,9 @@ def invalid_fields(body: dict) -> list[str]:
     if chat_type not in CHAT_TYPES:
         bad.append("chatType")
     chat_id = body.get("chatId")
-    by_name = chat_type == "telegram" and (body.get("username") or body.get("phone"))
+    # Telegram by username or phone, MAX by phone, when the chatId is not known (reference §3.1).
+    by_name = ((chat_type == "telegram" and (_is_address(body, "username") or _is_address(body, "phone")))
+               or (chat_type == "max" and _is_address(body, "phone")))
     if chat_id is None and not by_name:
         bad.append("chatId")
     elif chat_id is not None and (not isinstance(chat_id, str) or not chat_id
@@ -217,8 +226,9 @@ class MessageResource:
         if ref is not None and not sb.knows_message(ref):
             wazzup_error(resp, "REFERENCE_MESSAGE_NOT_FOUND", "Reference message not found", {"refMessageId": ref})
             return "REFERENCE_MESSAGE_NOT_FOUND"
-        if cfg.bad_contact_mode == "reject" and body.get("chatId") in cfg.bad_contacts:
-            wazzup_error(resp, "BAD_CONTACT", BAD_CONTACT_DESCRIPTION, {"chatId": body["chatId"]})
+        contact = body.get("chatId") or body.get("phone") or body.get("username")
+        if cfg.bad_contact_mode == "reject" and contact in cfg.bad_contacts:
+            wazzup_error(resp, "BAD_CONTACT", BAD_CONTACT_DESCRIPTION, {"chatId": contact})
             return "BAD_CONTACT"
         if sb.repeated_crm_id(body.get("crmMessageId")):
             wazzup_error(resp, "REPEATED_CRM_MESSAGE_ID", "You have already sent message with same crmMessageId",

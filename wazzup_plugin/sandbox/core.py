@@ -63,6 +63,8 @@ class Sandbox:
             self.message_ids: dict[str, None] = {}      # every message id issued or delivered, oldest first
             self.last_incoming: dict[tuple[str, str], datetime] = {}  # (channelId, chatId) -> the customer's last
             self.users: dict[str, str] = {}             # the account's users (POST /v3/users): id -> name
+            # Telegram/MAX customers written to first: (channelId, "phone"|"username", value) -> their chatId
+            self.addressed_chats: dict[tuple[str, str, str], str] = {}
             self.faults.clear()
             self.limiter.reset()
             self.sender.clear()
@@ -126,7 +128,7 @@ class Sandbox:
         cfg = self.config
         now = self.now()
         message_id = str(uuid.uuid4())
-        chat_id = body["chatId"]
+        chat_id = body.get("chatId") or self.chat_of_address(body)
         crm_id = body.get("crmMessageId")
         text = templates.template_text(cfg, body) if "templateId" in body else body.get("text")
         record = {"messageId": message_id, "chatId": chat_id, "channelId": body["channelId"],
@@ -201,6 +203,16 @@ class Sandbox:
         with self.lock:
             last = self.last_incoming.get((channel_id, chat_id))
         return last is not None and self.now() - last < timedelta(hours=self.config.waba_window_hours)
+
+    def chat_of_address(self, body: dict) -> str:
+        """The chatId of the customer a send names by ``phone`` or ``username`` (Telegram, MAX): the same
+        customer always has the same one, a number as Telegram's and MAX's ids are (reference §3.4)."""
+        kind = "phone" if body.get("phone") else "username"
+        key = (body["channelId"], kind, str(body[kind]).lower())
+        with self.lock:
+            if key not in self.addressed_chats:
+                self.addressed_chats[key] = str(500_000_000 + len(self.addressed_chats) + 1)
+            return self.addressed_chats[key]
 
     # ------------------------------------------------------------ customers
 
