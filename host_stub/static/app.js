@@ -36,7 +36,7 @@
  *                                  of the text's own characters, only some left out, else the page
  *                                  shows the text as written (as it does for types without one).
  *   registerListAction(action)     {id, label, run(ctx)}: a button under the chat list's search (e.g.
- *                                  "New WhatsApp chat"); ctx = {api, notify, errorText, opener (the
+ *                                  "New chat"); ctx = {api, notify, errorText, opener (the
  *                                  button), openChat(chatId)}. The same id again replaces it.
  *   registerChatIcon(typeName, fn) fn(chat) returns {src, label} (src under /static/) or null: the
  *                                  icon of one chat of that type, where the type's own icon is too
@@ -1295,7 +1295,7 @@
 
   // ------------------------------------------------------------------ the plugin API
 
-  /** A plugin's button under the chat list's search (e.g. "New WhatsApp chat"); the same id replaces it. */
+  /** A plugin's button under the chat list's search (e.g. "New chat"); the same id replaces it. */
   function addListAction(action) {
     var row = $("list-actions");
     var button = el("button", "btn btn-ghost list-action", action.label);

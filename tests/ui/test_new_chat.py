@@ -1,5 +1,5 @@
-"""Agents write first: "New WhatsApp chat" under the chat list opens a chat with a number, ready for
-the first message; the customer's answer comes to the same chat."""
+"""Agents write first: "New chat" under the chat list opens a chat with a number (or, on Telegram, a
+username), ready for the first message; the customer's answer comes to the same chat."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ expect.set_options(timeout=WAIT_MS)
 
 
 def new_chat_dialog(page):
-    page.get_by_role("button", name="New WhatsApp chat").click()
-    dialog = page.get_by_role("dialog", name="New WhatsApp chat")
+    page.get_by_role("button", name="New chat").click()
+    dialog = page.get_by_role("dialog", name="New chat")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_label("Phone number")).to_be_focused()
     return dialog
@@ -62,7 +62,7 @@ def test_a_number_that_cannot_be_read_surely_is_explained_in_the_dialog(signed_i
     expect(dialog.get_by_label("Phone number")).to_be_focused()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
-    expect(page.get_by_role("button", name="New WhatsApp chat")).to_be_focused()
+    expect(page.get_by_role("button", name="New chat")).to_be_focused()
     expect(composer(page)).to_have_count(0)   # no chat was opened
 
 
@@ -93,8 +93,38 @@ def test_with_several_whatsapp_channels_the_agent_chooses_the_one_to_write_from(
 
 def test_the_new_chat_action_stands_out_and_is_read_out_by_its_name_alone(signed_in):
     page = signed_in
-    action = page.get_by_role("button", name="New WhatsApp chat", exact=True)  # the drawn "+ " is not read out
+    action = page.get_by_role("button", name="New chat", exact=True)  # the drawn "+ " is not read out
 
     expect(action).to_be_visible()
     assert page.evaluate("getComputedStyle(document.querySelector('.list-action')).color") == "rgb(37, 99, 235)"
     assert page.page_errors == []
+
+
+def test_an_agent_writes_first_on_telegram_by_username_and_the_answer_comes_to_that_chat(signed_in, live):
+    page = signed_in
+    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
+    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
+                "plainId": "helpdesk_support", "state": "active"}
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels + [telegram]})
+    try:
+        username = "olga_" + new_phone()[-6:]
+        dialog = new_chat_dialog(page)
+        source = dialog.get_by_label("From")
+        expect(source.locator("option")).to_have_count(2)
+        source.select_option(telegram["channelId"])
+        typed = dialog.get_by_label("Phone number or username")
+        expect(typed).to_have_attribute("placeholder", "+7 916 123-45-67 or @username")
+        typed.fill("@" + username)
+        dialog.get_by_role("button", name="Open the chat").click()
+        expect(dialog).to_have_count(0)
+        expect(page.locator("#chat-title")).to_have_text("@" + username)
+        reply(page, "Hello Olga, your order is ready")
+        expect(bubble(page, "Hello Olga, your order is ready")).to_have_attribute("data-status", "accepted")
+        [sent] = [m for m in live.sandbox("GET", "/_sandbox/received")["messages"]
+                  if m.get("text") == "Hello Olga, your order is ready"]
+        assert (sent["channelId"], sent["chatType"]) == (telegram["channelId"], "telegram")
+        live.customer_writes("Thank you!", chatId=sent["chatId"], chatType="telegram", channelId=telegram["channelId"])
+        expect(bubble(page, "Thank you!")).to_be_visible()   # in the chat the agent started, open on screen
+        screenshot(page, "new-chat-telegram")
+    finally:
+        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})

@@ -90,7 +90,7 @@ def test_another_integrations_webhook_and_an_inactive_channel_are_degraded(
 
 def test_a_channel_setting_that_names_a_telegram_channel_is_degraded_naming_it(
         client, auth, helpdesk, wazzup_api, wazzup_url, api_payload):
-    """Chats an agent starts ("New WhatsApp chat") go out through WAZZUP24_CHANNEL_ID: one naming the
+    """Chats an agent starts ("New chat") go out through WAZZUP24_CHANNEL_ID: one naming the
     account's Telegram bot was reported ok, and every message to such a chat was refused."""
     import dataclasses
 

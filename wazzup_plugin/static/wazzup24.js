@@ -2,8 +2,8 @@
  * (quotes) as WhatsApp shows them: the quote above a message, and "Reply" to quote one; and a
  * customer's media shown from the helpdesk's own copy, with "Retry download" when it failed; and
  * WhatsApp's formatting (*bold*, _italic_, ...) in the bubbles of `wazzup` chats, its markers left out of
- * their one-line previews (the chat list, quotes); and "New WhatsApp chat"
- * under the chat list, to write first.
+ * their one-line previews (the chat list, quotes); and "New chat" under the chat list, to write first
+ * (WhatsApp and MAX by number, Telegram by number or username).
  *
  * Loaded by the host page after its own app.js; talks to the host only through
  * window.helpdesk (registerPanel, registerMessageAction, registerMessageDecorator, registerMediaUrl,
@@ -1304,14 +1304,27 @@
   });
   // ------------------------------------------------------------------ writing first: a new chat by number
 
-  /** "New WhatsApp chat": a number (and a name) in a dialog; the chat is found or created
+  // The channels a chat can be started from, and what it takes there (a Telegram bot cannot write first).
+  var WRITE_FIRST_TRANSPORTS = ["whatsapp", "wapi", "tgapi", "max"];
+
+  /** What the agent typed in "New chat", as the server takes it: a Telegram username ("@name",
+   * "t.me/name", or letters) on a Telegram channel, else a phone number. */
+  function newChatAddress(typed, transport) {
+    var text = typed.trim();
+    if (transport === "tgapi" && /^(@|(https?:\/\/)?(t|telegram)\.me\/|[A-Za-z])/i.test(text)) {
+      return { username: text };
+    }
+    return { phone: text };
+  }
+
+  /** "New chat": a number or a Telegram username (and a name) in a dialog; the chat is found or created
    * (POST /api/wazzup24/chats) and opened, ready for the first message. Nothing is sent here. */
   function newChatDialog(ctx) {
     var dialog = el("dialog", "wz-new-chat");
     dialog.setAttribute("aria-labelledby", "wz-new-chat-title");
     var form = el("form", "wz-new-chat-form");
     form.noValidate = true;
-    var title = el("h2", "wz-new-chat-title", "New WhatsApp chat");
+    var title = el("h2", "wz-new-chat-title", "New chat");
     title.id = "wz-new-chat-title";
     var phoneLabel = el("label", "", "Phone number");
     var phone = el("input", "wz-new-chat-phone");
@@ -1328,7 +1341,8 @@
     name.autocomplete = "off";
     name.maxLength = 300;
     nameLabel.htmlFor = name.id;
-    // "From": shown when the account has several WhatsApp channels (the connection report lists them).
+    // "From": shown when the account has several channels to write first from (the connection report lists
+    // them); a Telegram channel takes a username too.
     var fromLabel = el("label", "", "From");
     var from = el("select", "wz-new-chat-from");
     from.id = "wz-new-chat-from";
@@ -1357,11 +1371,12 @@
       event.preventDefault();
       if (submit.disabled) return;
       if (!phone.value.trim()) {
-        error.textContent = "Write the customer's phone number.";
+        error.textContent = telegramChosen() ? "Write the customer's phone number or Telegram username."
+          : "Write the customer's phone number.";
         phone.focus();
         return;
       }
-      var body = { phone: phone.value.trim() };
+      var body = newChatAddress(phone.value, telegramChosen() ? "tgapi" : "");
       if (name.value.trim()) body.name = name.value.trim();
       if (!from.hidden) body.channel_id = from.value;
       submit.disabled = true;
@@ -1373,16 +1388,27 @@
           ctx.openChat(r.data.id);
         } else if (r.status !== 401) {
           error.textContent = ctx.errorText(r, "The chat could not be opened.",
-            { phone: "Phone number", name: "Name", channel_id: "From" });
+            { phone: "Phone number", username: "Username", name: "Name", channel_id: "From" });
           (r.data && r.data.fields && r.data.fields.name ? name : phone).focus();
         }
       });
     });
     dialog.showModal();
     phone.focus();
+    var transports = {};   // channel id -> transport, of the channels in "From"
+    function telegramChosen() {
+      return !from.hidden && transports[from.value] === "tgapi";
+    }
+    function followChannel() {   // a Telegram channel takes a username as well as a number
+      var telegram = telegramChosen();
+      phoneLabel.textContent = telegram ? "Phone number or username" : "Phone number";
+      phone.type = telegram ? "text" : "tel";
+      phone.placeholder = telegram ? "+7 916 123-45-67 or @username" : "+7 916 123-45-67";
+    }
+    from.addEventListener("change", followChannel);
     ctx.api("/api/wazzup24/connection").then(function (r) {
       var channels = r.ok && r.data.channels ? r.data.channels.filter(function (c) {
-        return c.transport === "whatsapp" || c.transport === "wapi";
+        return WRITE_FIRST_TRANSPORTS.indexOf(c.transport) >= 0;
       }) : [];
       if (channels.length < 2 || !dialog.open) return;   // one: the server takes it; none: it says so
       var chosen = r.data.selected_channel && r.data.selected_channel.channel_id;
@@ -1390,13 +1416,15 @@
         var option = el("option", "", channelLabel(c) + (c.active ? "" : " (" + c.state + ")"));
         option.value = c.channel_id;
         option.selected = c.channel_id === chosen;
+        transports[c.channel_id] = c.transport;
         from.appendChild(option);
       });
       fromLabel.hidden = from.hidden = false;
+      followChannel();
     });
   }
 
   if (typeof host.registerListAction === "function") {
-    host.registerListAction({ id: "wazzup24-new-chat", label: "New WhatsApp chat", run: newChatDialog });
+    host.registerListAction({ id: "wazzup24-new-chat", label: "New chat", run: newChatDialog });
   }
 })();
