@@ -118,4 +118,4 @@ def _move_into(tx, ctx, source: int, target: int) -> None:
     tx.conn.execute(sa.update(chats).where(chats.c.id == target).values(**values))
     tx.conn.execute(sa.delete(tables["chats"]).where(tables["chats"].c.chat_id == source))
     tx.conn.execute(sa.delete(chats).where(chats.c.id == source))
-    tx.touched(chat_ids=[target, source], message_ids=moved)
+    tx.touched(chat_ids=[target], message_ids=moved)  # the removed chat is no one's to announce
