@@ -53,6 +53,20 @@ def test_a_message_typed_on_the_phone_comes_as_an_echo(sandbox_client, hook):
     assert (item["isEcho"], item["status"], item["authorName"]) == (True, "sent", "Alex")
 
 
+def test_a_telegram_channels_customers_write_from_telegram_and_known_means_its_own(sandbox_client, sandbox, hook):
+    from wazzup_plugin.sandbox.config import DEFAULT_CHANNEL_ID, Channel
+
+    telegram = "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1"
+    sandbox.update_config({"channels": [Channel(DEFAULT_CHANNEL_ID).to_json(),
+                                        Channel(telegram, transport="tgapi").to_json()]})
+    on_telegram = write(sandbox_client, text="Привет", channelId=telegram).json
+    write(sandbox_client, text="Hello", channelId=DEFAULT_CHANNEL_ID)   # the last customer written: WhatsApp's
+    again = write(sandbox_client, text="Ещё вопрос", channelId=telegram, **{"from": "known"}).json
+    items = [b["messages"][0] for b in hook.posted()]
+    assert [i["chatType"] for i in items] == ["telegram", "whatsapp", "telegram"]
+    assert again["chatId"] == on_telegram["chatId"] and not on_telegram["chatId"].startswith("7")
+
+
 def test_known_without_any_customer_is_refused(sandbox_client, hook):
     assert write(sandbox_client, text="x", **{"from": "known"}).status_code == 400
 

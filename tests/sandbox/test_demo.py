@@ -70,7 +70,7 @@ def test_demo_runs_the_product_and_a_customer_message_appears_through_the_api(de
 
     assert requests.get(url + "/", timeout=10).status_code == 200
     seeded = requests.get(url + "/api/chats", headers=auth, timeout=10).json()["items"]
-    assert {"Ivan Petrov", "Maria Ivanova", "Olga Smirnova"} <= {c["title"] for c in seeded}
+    assert {"Ivan Petrov", "Maria Ivanova", "Olga Smirnova", "Dmitry Sokolov"} <= {c["title"] for c in seeded}
 
     wrote = requests.post(sandbox + "/_sandbox/customer-messages", timeout=30,
                           json={"chatId": "79990000001", "name": "Test Customer", "text": "Is anyone there? 👋"})

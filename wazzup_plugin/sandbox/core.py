@@ -35,6 +35,11 @@ class SandboxError(ValueError):
     """A control request the sandbox cannot carry out (the message says why)."""
 
 
+# A channel's transport -> the chat type of its one-to-one chats (WhatsApp's, for a transport not listed).
+CHANNEL_CHAT_TYPES = {"tgapi": "telegram", "telegram": "telegram", "max": "max", "instagram": "instagram",
+                      "vk": "vk", "avito": "avito", "viber": "viber"}
+
+
 class Sandbox:
     def __init__(self, config: SandboxConfig, clock: Callable[[], datetime], http: requests.Session):
         self.config = config
@@ -226,14 +231,19 @@ class Sandbox:
         elif cfg.channel(channel_id) is None:
             raise SandboxError(f"no channel {channel_id!r} in the sandbox")
         chat_id = spec.get("chatId")
+        # A customer of a Telegram or MAX channel writes from Telegram or MAX, unless the spec says otherwise.
+        chat_type = spec.get("chatType") or CHANNEL_CHAT_TYPES.get(cfg.channel(channel_id).transport, "whatsapp")
         source = spec.get("from", "new" if chat_id is None else "given")
         with self.lock:
             if chat_id is None and source == "known":
-                if not self.known_chats:
-                    raise SandboxError("no known number yet: let a new customer write first")
-                chat_id = list(self.known_chats)[-1]
+                # The channel's own customers: a Telegram customer's id is no WhatsApp number.
+                known = [c for c, about in self.known_chats.items() if about["channelId"] == channel_id]
+                if not known:
+                    raise SandboxError("no known customer of this channel yet: let a new customer write first")
+                chat_id = known[-1]
             elif chat_id is None:
-                chat_id = "7" + "".join(str(secrets.randbelow(10)) for _ in range(10))
+                chat_id = ("7" if chat_type in ("whatsapp", "viber") else "3") + "".join(
+                    str(secrets.randbelow(10)) for _ in range(10))
             known = self.known_chats.get(chat_id)
             name = spec.get("name") or (known["name"] if known and known["name"] != chat_id else None)
             if name is None:  # a new customer gets a name no other customer has (the demo's seeded ones included)
@@ -244,7 +254,7 @@ class Sandbox:
                                                          "sentFromApp", "authorName", "authorId")}
         item = deliveries.incoming_message(
             channel_id=channel_id, chat_id=chat_id, text=spec.get("text"), content_uri=spec.get("contentUri"),
-            type=spec.get("type"), name=name, chat_type=spec.get("chatType", "whatsapp"),
+            type=spec.get("type"), name=name, chat_type=chat_type,
             message_id=spec.get("messageId"), at=self.now(), avatar_uri=spec.get("avatarUri"),
             is_echo=bool(spec.get("isEcho", False)), **extra)
         with self.lock:

@@ -51,6 +51,13 @@ WABA_SEED = [
     ("79171234570", "Pavel Orlov", ["Hi, I wrote via your WhatsApp Business number. Is the blue model in stock?"]),
     ("79171234571", "Nina Belova", ["echo:Hello Nina, your order #1077 is ready for pickup."]),
 ]
+# A Telegram channel (a personal account): Dmitry wrote there; agents can also write first to anyone by
+# number or @username ("New chat").
+TELEGRAM_CHANNEL_ID = "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1"
+TELEGRAM_PLAIN_ID = "helpdesk_support"
+TELEGRAM_SEED = [
+    ("301234567", "Dmitry Sokolov", ["Привет! Пишу в Telegram: можно оплатить заказ #1090 по ссылке?"]),
+]
 CHATTER = ["Any news?", "Thanks!", "Can I pay by card?", "What are your opening hours?",
            "Спасибо, всё получила 👍", "Is delivery free?", "I'd like to change my order"]
 
@@ -253,7 +260,8 @@ class Demo:
                           "--api-key", self.settings["WAZZUP24_API_KEY"], "--status-delays", "1,3,6",
                           "--fetch-content",  # files agents upload are downloaded from the helpdesk, as Wazzup does
                           "--channels", f"whatsapp:active:{DEFAULT_CHANNEL_ID},"
-                                        f"wapi:active:{WABA_CHANNEL_ID}:{WABA_PLAIN_ID}")
+                                        f"wapi:active:{WABA_CHANNEL_ID}:{WABA_PLAIN_ID},"
+                                        f"tgapi:active:{TELEGRAM_CHANNEL_ID}:{TELEGRAM_PLAIN_ID}")
         wait_until_up(f"{self.sandbox_url}/_sandbox/health", proc, "sandbox", self.logs / "sandbox.log")
 
     def migrate_and_create_agent(self) -> None:
@@ -294,10 +302,12 @@ class Demo:
     def seed(self) -> None:
         if self.creds.get("seeded"):
             return
-        seeds = [(DEFAULT_CHANNEL_ID, seed) for seed in SEED] + [(WABA_CHANNEL_ID, seed) for seed in WABA_SEED]
-        for channel_id, (phone, name, lines) in seeds:
+        seeds = ([(DEFAULT_CHANNEL_ID, "whatsapp", seed) for seed in SEED]
+                 + [(WABA_CHANNEL_ID, "whatsapp", seed) for seed in WABA_SEED]
+                 + [(TELEGRAM_CHANNEL_ID, "telegram", seed) for seed in TELEGRAM_SEED])
+        for channel_id, chat_type, (chat_id, name, lines) in seeds:
             for line in lines:
-                spec = {"chatId": phone, "name": name, "channelId": channel_id}
+                spec = {"chatId": chat_id, "name": name, "channelId": channel_id, "chatType": chat_type}
                 if line.startswith("echo:"):
                     spec.update(text=line[5:], isEcho=True, authorName="Demo Agent")
                 elif line.startswith("media:"):
