@@ -76,6 +76,14 @@ class Helpdesk:
         except Exception:  # the data is committed; a listener's failure must not fail the writer
             log.exception("a changes_committed listener failed")
 
+    def agents_access_changed(self, agent_ids, active: bool) -> None:
+        """Tell the plugins, once the change is committed, that these agents lost (``active=False``) or
+        regained access (the ``agents_access_changed`` hook); a plugin's failure is logged, not raised."""
+        try:
+            self.pm.hook.agents_access_changed(helpdesk=self, agent_ids=set(agent_ids), active=active)
+        except Exception:  # the change is committed; a listener's failure must not fail the caller
+            log.exception("an agents_access_changed listener failed")
+
 
 class HelpdeskApp(falcon.App):
     """A Falcon app that carries its helpdesk (``app.helpdesk``) for the CLI and tests."""

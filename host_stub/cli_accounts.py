@@ -174,13 +174,16 @@ def _activation_command(command: str, active: bool, help: str) -> click.Command:
         from host_stub.models import Agent
 
         agents = Agent.__table__
-        with obj.helpdesk().db.write() as tx:
+        helpdesk = obj.helpdesk()
+        with helpdesk.db.write() as tx:
             agent = _agent(tx.conn, name)
             tx.conn.execute(sa.update(agents).where(agents.c.id == agent.id).values(is_active=active))
             ended = 0 if active else _end_sessions(tx.conn, agent.id)
         if agent.is_active == active:
             click.echo(f"agent {name} was {'active' if active else 'deactivated'} already", err=True)
-        elif active:
+            return
+        helpdesk.agents_access_changed({agent.id}, active)  # committed, and a real change: the plugins hear of it
+        if active:
             click.echo(f"activated agent {name}: they can sign in, and their API tokens that are neither revoked "
                        "nor expired work again", err=True)
         else:

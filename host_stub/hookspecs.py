@@ -415,3 +415,18 @@ def changes_committed(helpdesk, chat_ids, message_ids):
     it fast (enqueue, do not send). Return value ignored; an exception is logged, never raised
     to the writer whose data is already committed.
     """
+
+
+@hookspec
+def agents_access_changed(helpdesk, agent_ids, active):
+    """Called after a transaction that deactivated, deleted or reactivated agents commits.
+
+    ``agent_ids`` is a set of ``agents.id``; ``active`` is ``False`` when they lost access (deactivated,
+    or deleted: then their rows are gone, and so are plugin rows that follow them by ``ON DELETE
+    CASCADE``) and ``True`` when they regained it. The host calls it only for agents whose state the
+    transaction changed (activating an active agent is no change; the reference host calls it from
+    ``helpdesk-stub users deactivate`` and ``activate``). A plugin records what follows (the
+    Wazzup24 plugin: that Wazzup should no longer, or again, have them as users) and acts later: it
+    runs in the caller's thread, so keep it fast (record, do not call out). Return value ignored; an
+    exception is logged, never raised to the caller whose change is already committed.
+    """

@@ -250,6 +250,48 @@ def test_hook_changes_committed_listener_failure_never_fails_the_writer(build_ap
     assert "changes_committed listener failed" in caplog.text
 
 
+@pytest.fixture
+def set_access(database_url, agent, tmp_path, monkeypatch, isolated_logging):
+    """``set_access(cli, "deactivate")``: ``helpdesk-stub users deactivate alice`` on the tests' database."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+    def run(cli, command):
+        result = CliRunner(env={"HELPDESK_DATABASE_URL": database_url}).invoke(cli, ["users", command, "alice"])
+        assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def test_hook_agents_access_changed_follows_a_committed_change_and_only_a_real_one(pm_with, make_plugin, agent,
+                                                                                    set_access):
+    calls = []
+
+    def heard(helpdesk, agent_ids, active):
+        agents = helpdesk.tables.agents
+        with helpdesk.db.read() as conn:  # another connection: sees the change only once committed
+            committed = conn.execute(sa.select(agents.c.is_active).where(agents.c.id == agent["id"])).scalar()
+        calls.append((agent_ids, active, bool(committed)))
+
+    cli = build_cli(pm_with(make_plugin("sms", agents_access_changed=heard), wazzup=False))
+    set_access(cli, "activate")  # active already: no change, no call
+    set_access(cli, "deactivate")
+    set_access(cli, "deactivate")
+    set_access(cli, "activate")
+    assert calls == [({agent["id"]}, False, False), ({agent["id"]}, True, True)]
+
+
+def test_hook_agents_access_changed_listener_failure_never_fails_the_caller(build_app, pm_with, make_plugin,
+                                                                             set_access, caplog):
+    def boom(helpdesk, agent_ids, active):
+        raise RuntimeError("listener broke")
+
+    plugin = make_plugin("sms", agents_access_changed=boom)
+    assert "deactivated agent alice" in set_access(build_cli(pm_with(plugin, wazzup=False)), "deactivate").output
+    build_app(pm_with(plugin, wazzup=False)).helpdesk.agents_access_changed({1}, True)
+    assert "agents_access_changed listener failed" in caplog.text
+
+
 def test_hook_register_fields_with_columns_are_joined_into_pages_not_loaded(client, auth, deliver, payload, engine):
     """The plugin's fields come with the page's own query: no separate lookup of its tables."""
     deliver(payload("incoming_text"))
