@@ -36,6 +36,9 @@ class V3:
     def patch(self, path, **kw):
         return self.client.simulate_patch(path, headers=self.auth, **kw)
 
+    def delete(self, path, **kw):
+        return self.client.simulate_delete(path, headers=self.auth, **kw)
+
     def send(self, **fields):
         body = {"channelId": DEFAULT_CHANNEL_ID, "chatType": "whatsapp", "chatId": "79161234567", "text": "Hello"}
         body.update(fields)

@@ -256,7 +256,7 @@ def test_a_200_character_webhook_uri_is_accepted(v3, wazzup_api):
     assert v3.patch("/v3/webhooks", json={"webhooksUri": uri}).status_code == 200
 
 
-# ---------------------------------------------------------------- users (§8.2): upserted by id, listed by name
+# ---------------------------------------------------------------- users (§8.2): upserted by id, listed by name, deleted
 
 
 def test_posted_users_are_listed_sorted_by_name(v3):
@@ -308,6 +308,16 @@ def test_an_echo_of_a_send_names_its_user_when_crm_user_id_is_one(v3, sandbox, h
     assert (echoes["From Alice"]["authorId"], echoes["From Alice"]["authorName"]) == ("7", "Alice Smith")
     assert echoes["From someone Wazzup does not know"]["authorId"] == "8"
     assert "authorName" not in echoes["From someone Wazzup does not know"]
+
+
+def test_a_deleted_user_is_no_longer_listed_and_deleting_it_again_is_404(v3, sandbox):
+    v3.post("/v3/users", json=[{"id": "7", "name": "Alice"}, {"id": "8", "name": "Bob"}])
+    deleted = v3.delete("/v3/users/7")
+    assert (deleted.status_code, deleted.text) == (200, "")
+    assert v3.get("/v3/users").json == [{"id": "8", "name": "Bob"}]
+    body = assert_error(v3.delete("/v3/users/7"), "USER_NOT_FOUND", status=404)
+    assert body["data"] == {"id": "7"}
+    assert (sandbox.outcomes["users_deleted"], sandbox.outcomes["USER_NOT_FOUND"]) == (1, 1)
 
 
 def test_reset_forgets_the_users(v3, sandbox):

@@ -349,6 +349,24 @@ class UsersResource:
         resp.data = b""
 
 
+class UserResource:
+    """``DELETE /v3/users/:id``: removes the user (200, no body, as a post is answered); an id the account
+    has no user with is 404 ``USER_NOT_FOUND`` (Wazzup documents neither answer: our best guess)."""
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+
+    def on_delete(self, req, resp, user_id):
+        sb = self.sandbox
+        if not sb.delete_user(user_id):
+            wazzup_error(resp, "USER_NOT_FOUND", "User not found", {"id": user_id}, status=404)
+            sb.count("USER_NOT_FOUND")
+            return
+        sb.count("users_deleted")
+        resp.status = falcon.HTTP_200
+        resp.data = b""
+
+
 class IframeResource:
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox

@@ -18,7 +18,7 @@ import falcon
 import requests
 
 from wazzup_plugin.sandbox.api import (ChannelsResource, IframeResource, MessageResource, TemplatesResource,
-                                       UsersResource, WebhooksResource)
+                                       UserResource, UsersResource, WebhooksResource)
 from wazzup_plugin.sandbox.config import SandboxConfig
 from wazzup_plugin.sandbox.control import control_routes
 from wazzup_plugin.sandbox.core import Sandbox
@@ -164,6 +164,7 @@ def create_sandbox_app(config: SandboxConfig | None = None, *, clock: Callable[[
     app.add_route("/v3/webhooks", WebhooksResource(sandbox))
     app.add_route("/v3/templates/whatsapp", TemplatesResource(sandbox))
     app.add_route("/v3/users", UsersResource(sandbox))
+    app.add_route("/v3/users/{user_id}", UserResource(sandbox))
     app.add_route("/v3/iframe", IframeResource(sandbox))
     for template, resource in control_routes(sandbox):
         app.add_route(template, resource)

@@ -106,6 +106,11 @@ class Sandbox:
             for user in users:
                 self.users[user["id"]] = user["name"]
 
+    def delete_user(self, user_id: str) -> bool:
+        """Remove a user (``DELETE /v3/users/:id``); False: there was none with this id."""
+        with self.lock:
+            return self.users.pop(user_id, None) is not None
+
     def listed_users(self) -> list[dict]:
         """The users as ``GET /v3/users`` lists them: sorted by name."""
         with self.lock:
