@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from typing import Any, Callable
+from urllib.parse import quote
 
 import requests
 import urllib3.exceptions
@@ -240,6 +241,21 @@ class WazzupClient:
                                         operation="upsert_users")
         self._request("POST", "/v3/users", json_body=[{"id": u["id"], "name": u["name"]} for u in users],
                       operation="upsert_users", lenient=True, budget_taken=budget_taken)
+
+    def delete_user(self, user_id: str, *, budget_taken: bool = False) -> bool:
+        """``DELETE /v3/users/:id``: remove a Wazzup user (reference §8.2). True: Wazzup removed them;
+        False: it answered 404, it has no user with this id (removed already: what the caller wanted).
+        Any 2xx is taken, whatever its body. ``budget_taken``: as :meth:`send_message`'s."""
+        if not isinstance(user_id, str) or not 1 <= len(user_id) <= USER_FIELD_MAX:
+            raise WazzupInvalidData(f"a Wazzup user's id has 1-{USER_FIELD_MAX} characters", operation="delete_user")
+        try:
+            self._request("DELETE", f"/v3/users/{quote(user_id, safe='')}", operation="delete_user", lenient=True,
+                          budget_taken=budget_taken)
+        except WazzupApiError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return True
 
     def get_webhooks(self) -> dict:
         data = self._request("GET", "/v3/webhooks", operation="get_webhooks")

@@ -121,6 +121,13 @@ def test_a_webhook_that_fails_the_probe_is_an_api_error(wazzup, webhook_receiver
     assert caught.value.is_code("testPostNotPassed")
 
 
+def test_the_client_deletes_a_user_and_reads_a_second_delete_as_removed_already(wazzup, sb):
+    wazzup.upsert_users([{"id": "7", "name": "Alice"}, {"id": "8", "name": "Bob"}])
+    assert wazzup.delete_user("7") is True
+    assert sb.listed_users() == [{"id": "8", "name": "Bob"}]
+    assert wazzup.delete_user("7") is False  # 404 USER_NOT_FOUND: gone already
+
+
 def test_the_client_gets_an_iframe_url(wazzup, sandbox_server):
     url = wazzup.iframe({"user": {"id": "u-1", "name": "Alice"}, "scope": "global"})
     assert url.startswith(sandbox_server.url + "/_sandbox/iframe/")
