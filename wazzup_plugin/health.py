@@ -101,12 +101,22 @@ def collect(helpdesk, state, channels) -> dict:
 
 
 def _agents(conn, users: sa.Table) -> dict:
-    """The agents made Wazzup users (``outbound/users.py``): one row per agent who sent, a small table."""
-    synced = sa.and_(users.c.synced_name.is_not(None), users.c.synced_name == users.c.name)
-    counts = conn.execute(sa.select(sa.func.count(), sa.func.sum(sa.case((synced, 1), else_=0)))).one()
-    error = conn.execute(sa.select(users.c.last_error).where(sa.not_(synced), users.c.last_error.is_not(None))
+    """The agents made Wazzup users (``outbound/users.py``): one row per agent who sent, a small table.
+    Those who left the helpdesk count apart: ``leaving`` (to be deleted from Wazzup), ``removed``."""
+    active = users.c.left_at.is_(None)
+    synced = sa.and_(active, users.c.synced_name.is_not(None), users.c.synced_name == users.c.name)
+    leaving = sa.and_(users.c.left_at.is_not(None), users.c.removed_at.is_(None))
+
+    def how_many(condition):
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    counts = conn.execute(sa.select(how_many(active), how_many(synced), how_many(leaving),
+                                    how_many(users.c.removed_at.is_not(None)))).one()
+    waiting = sa.or_(sa.and_(active, sa.not_(synced)), leaving)
+    error = conn.execute(sa.select(users.c.last_error).where(waiting, users.c.last_error.is_not(None))
                          .order_by(users.c.next_try_at.desc().nulls_last()).limit(1)).scalar()
-    return {"synced": counts[1] or 0, "waiting": counts[0] - (counts[1] or 0), "last_error": error}
+    return {"synced": counts[1], "waiting": counts[0] - counts[1], "leaving": counts[2], "removed": counts[3],
+            "last_error": error}
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -263,7 +273,10 @@ def _agents_line(agents: dict) -> str:
     if not agents["sync"]:
         return "not synced (WAZZUP24_SYNC_USERS=0)"
     line = f"{agents['synced']} agent(s) synced, {agents['waiting']} waiting"
-    return line + (f" ({agents['last_error']})" if agents["waiting"] and agents["last_error"] else "")
+    if agents["leaving"] or agents["removed"]:  # agents who left the helpdesk
+        line += f"; left: {agents['leaving']} to remove, {agents['removed']} removed"
+    waiting = agents["waiting"] or agents["leaving"]
+    return line + (f" ({agents['last_error']})" if waiting and agents["last_error"] else "")
 
 
 def _media_line(media: dict) -> str:

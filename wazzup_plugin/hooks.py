@@ -101,6 +101,13 @@ def startup(helpdesk):
                     state.settings.rate_limit, state.settings.rate_window, most, WAZZUP_LIMIT)
 
 
+@hookimpl
+def agents_access_changed(helpdesk, agent_ids, active):
+    from wazzup_plugin.outbound import users
+
+    users.access_changed(helpdesk, agent_ids, active)  # a deactivated agent stops being a Wazzup user
+
+
 def _fixing_the_webhook() -> bool:
     """Running ``helpdesk-stub wazzup24 set-webhook``: the command that makes the missing secret, so
     an unprotected live webhook does not stop it (it builds the app, and so runs ``startup``)."""

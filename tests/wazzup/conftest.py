@@ -29,17 +29,28 @@ def cli_env(monkeypatch, tmp_path, engine, database_url, api_key, wazzup_url):
         root.removeHandler(handler)  # it writes to the runner's stream, closed after the run
 
 
-@pytest.fixture
-def run(cli_env, pm, monkeypatch):
+def _invoker(cli_env, pm, monkeypatch, *prefix):
     def invoke(*args, input=None, **env):
         for key, value in {**cli_env, **env}.items():
             if value is None:
                 monkeypatch.delenv(key, raising=False)
             else:
                 monkeypatch.setenv(key, value)
-        return CliRunner().invoke(build_cli(pm), ["wazzup24", *args], input=input, catch_exceptions=False)
+        return CliRunner().invoke(build_cli(pm), [*prefix, *args], input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def run(cli_env, pm, monkeypatch):
+    """``run("status", WAZZUP24_SYNC_USERS="0")``: ``helpdesk-stub wazzup24 status`` with these settings."""
+    return _invoker(cli_env, pm, monkeypatch, "wazzup24")
+
+
+@pytest.fixture
+def run_host(cli_env, pm, monkeypatch):
+    """``run_host("users", "deactivate", "alice")``: one of the host's own commands, run as ``run`` runs ours."""
+    return _invoker(cli_env, pm, monkeypatch)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Agents become Wazzup users, so that Wazzup shows which agent sent a message (its crmUserId names a
 sender only for a user it has): a send notes its agent, the outbox worker posts the new and renamed
-ones to POST /v3/users; a failure there never holds a message back."""
+ones to POST /v3/users; a failure there never holds a message back. An agent who leaves the helpdesk
+is deleted from Wazzup's users (DELETE /v3/users/:id), and posted again if they come back."""
 
 import json
 import logging
+import re
 import threading
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -25,13 +27,31 @@ def chat(make_wazzup_chat, wazzup_api, wazzup_url):
 
 @pytest.fixture
 def wazzup_users(wazzup_api, wazzup_url):
-    """Wazzup's POST /v3/users, answering ``answer`` (status, body); ``posted()``: the users of each call."""
-    fake = SimpleNamespace(answer=(200, ""))
+    """Wazzup's POST /v3/users and DELETE /v3/users/:id, answering ``answer`` and ``removal`` (status, body);
+    ``posted()``: the users of each post; ``deleted()``: the user id of each deletion."""
+    fake = SimpleNamespace(answer=(200, ""), removal=(200, ""))
     wazzup_api.add_callback("POST", f"{wazzup_url}/v3/users", callback=lambda request: (fake.answer[0], {},
                                                                                         fake.answer[1]))
+    wazzup_api.add_callback("DELETE", re.compile(re.escape(f"{wazzup_url}/v3/users/") + r"[^/]+"),
+                            callback=lambda request: (fake.removal[0], {}, fake.removal[1]))
     fake.posted = lambda: [json.loads(c.request.body) for c in wazzup_api.calls
-                           if c.request.url.endswith("/v3/users")]
+                           if c.request.method == "POST" and c.request.url.endswith("/v3/users")]
+    fake.deleted = lambda: [c.request.url.rsplit("/", 1)[1] for c in wazzup_api.calls if c.request.method == "DELETE"]
     return fake
+
+
+@pytest.fixture
+def access(helpdesk, agent):
+    """``access(False)``: the host says the agent was deactivated (``True``: activated again), after its commit."""
+    return lambda active: helpdesk.agents_access_changed({agent["id"]}, active)
+
+
+@pytest.fixture
+def left_wazzup(send, chat, wazzup_users, outbox_ctx, access):
+    """The agent sent, became a Wazzup user, then was deactivated: the next sync deletes the user."""
+    assert send(chat).status_code == 201
+    assert users.sync(outbox_ctx) == 1
+    access(False)
 
 
 def user_row(helpdesk, agent_id):
@@ -195,3 +215,103 @@ def test_a_database_error_while_syncing_never_leaves_the_worker(outbox_ctx, monk
     monkeypatch.setattr(users, "sync", database_away)
     worker.sync_users(outbox_ctx)  # logged, not raised
     assert "could not make the agents Wazzup users" in caplog.text
+
+
+# ---------------------------------------------------------------- agents who leave the helpdesk
+
+
+def test_an_agent_who_leaves_is_deleted_from_wazzups_users_once(left_wazzup, wazzup_users, outbox_ctx, agent,
+                                                                 helpdesk, clock):
+    assert users.sync(outbox_ctx) == 1
+    assert users.sync(outbox_ctx) == 0  # gone from Wazzup: neither deleted again nor posted again
+    assert wazzup_users.deleted() == [str(agent["id"])]
+    assert len(wazzup_users.posted()) == 1
+    row = user_row(helpdesk, agent["id"])
+    assert (row.left_at, row.removed_at, row.synced_name, row.next_try_at) == (clock(), clock(), None, None)
+
+
+@pytest.mark.parametrize("body", ["", json.dumps({"error": "USER_NOT_FOUND", "description": "User not found"})],
+                         ids=["empty", "error object"])
+def test_a_404_on_deleting_means_wazzup_has_no_such_user_which_counts_as_removed(left_wazzup, wazzup_users,
+                                                                                   outbox_ctx, agent, helpdesk, body):
+    wazzup_users.removal = (404, body)
+    assert users.sync(outbox_ctx) == 1
+    assert user_row(helpdesk, agent["id"]).removed_at is not None
+    assert users.sync(outbox_ctx) == 0 and len(wazzup_users.deleted()) == 1
+
+
+@pytest.mark.parametrize("status, wait", [(502, users.WAIT_UNAVAILABLE), (403, users.WAIT_REFUSED)])
+def test_a_failed_deletion_waits_and_is_tried_again_then_logged_once(left_wazzup, wazzup_users, outbox_ctx, agent,
+                                                                     helpdesk, clock, caplog, status, wait):
+    wazzup_users.removal = (status, "")
+    with caplog.at_level(logging.WARNING, logger="wazzup_plugin"):
+        assert users.sync(outbox_ctx) == 0
+        row = user_row(helpdesk, agent["id"])
+        assert row.removed_at is None and row.next_try_at == clock() + wait and str(status) in row.last_error
+        clock.advance(wait.total_seconds() - 1)
+        users.sync(outbox_ctx)
+        assert len(wazzup_users.deleted()) == 1  # not before its time
+        clock.advance(seconds=1)
+        users.sync(outbox_ctx)  # the same failure: not logged again
+    assert len(wazzup_users.deleted()) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "who left the helpdesk" in warnings[0]
+    wazzup_users.removal = (200, "")
+    clock.advance(wait.total_seconds())
+    assert users.sync(outbox_ctx) == 1
+    assert user_row(helpdesk, agent["id"]).removed_at is not None
+
+
+def test_an_agent_who_comes_back_is_posted_again_though_this_process_wrote_their_name(
+        left_wazzup, send, chat, wazzup_users, outbox_ctx, agent, access, helpdesk):
+    users.sync(outbox_ctx)  # deleted
+    access(True)
+    with statements_on_users(helpdesk) as written:
+        assert send(chat, text="back again").status_code == 201
+    assert written == []  # this process wrote their name before: the send does not write it again
+    assert users.sync(outbox_ctx) == 1
+    assert wazzup_users.posted() == [[{"id": str(agent["id"]), "name": "Alice Agent"}]] * 2
+    row = user_row(helpdesk, agent["id"])
+    assert (row.left_at, row.removed_at, row.synced_name) == (None, None, "Alice Agent")
+
+
+def test_an_agent_who_comes_back_before_the_deletion_is_posted_again_not_deleted(left_wazzup, wazzup_users,
+                                                                                  outbox_ctx, agent, access):
+    access(True)
+    assert users.sync(outbox_ctx) == 1
+    assert wazzup_users.deleted() == [] and len(wazzup_users.posted()) == 2
+
+
+def test_a_send_racing_the_deactivation_does_not_bring_the_agent_back(left_wazzup, wazzup_users, outbox_ctx, agent,
+                                                                      helpdesk):
+    outbox_ctx.agent_names.clear()  # another process, which never wrote the agent
+    with helpdesk.db.write() as tx:
+        users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent["id"], username="alice",
+                                                              display_name="Alice Smith"))
+    assert users.sync(outbox_ctx) == 1
+    assert wazzup_users.deleted() == [str(agent["id"])] and len(wazzup_users.posted()) == 1
+    assert user_row(helpdesk, agent["id"]).name == "Alice Agent"
+
+
+def test_an_agent_who_never_sent_is_neither_recorded_nor_called_about(wazzup_users, outbox_ctx, agent, access,
+                                                                      helpdesk, wazzup_api):
+    access(False)
+    access(True)
+    assert users.sync(outbox_ctx) == 0
+    assert user_row(helpdesk, agent["id"]) is None and len(wazzup_api.calls) == 0
+
+
+def test_deactivating_on_the_cli_removes_the_agent_from_the_sandbox_and_activating_brings_them_back(
+        run, run_host, sandbox_server, helpdesk, outbox_ctx, agent):
+    """What an operator does, against the sandbox over HTTP: ``users deactivate``, the worker (from cron),
+    ``users activate``, the worker again."""
+    with helpdesk.db.write() as tx:  # what a send by the agent wrote
+        users.note_agent(tx.conn, outbox_ctx, SimpleNamespace(id=agent["id"], username="alice",
+                                                              display_name="Alice Agent"))
+    on_sandbox = {"WAZZUP24_API_URL": sandbox_server.url}
+    alice = [{"id": str(agent["id"]), "name": "Alice Agent"}]
+    for command, listed in (("", alice), ("deactivate", []), ("activate", alice)):
+        if command:
+            assert run_host("users", command, "alice").exit_code == 0
+        assert run("worker", "--once", **on_sandbox).exit_code == 0
+        assert sandbox_server.app.sandbox.listed_users() == listed, command

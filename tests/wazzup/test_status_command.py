@@ -25,7 +25,7 @@ SECTION_KEYS = {
     "parked": {"statuses", "echoes"},
     "files": {"stored", "bytes", "quota_bytes"},
     "media": {"pending", "oldest_queued_at", "oldest_queued_age_seconds", "stored", "bytes", "retention_days"},
-    "agents": {"synced", "waiting", "last_error", "sync"},
+    "agents": {"synced", "waiting", "leaving", "removed", "last_error", "sync"},
 }
 
 
@@ -177,6 +177,19 @@ def test_status_shows_the_latest_reason_an_agent_waits_not_an_older_one(run, hel
             last_error="the latest reason", next_try_at=_real_now() + timedelta(minutes=5)))
 
     assert json.loads(run("status", "--json").output)["agents"]["last_error"] == "the latest reason"
+
+
+def test_status_counts_the_agents_who_left_apart_waiting_to_be_removed_from_wazzup_or_removed(run, helpdesk,
+                                                                                              two_agents_noted):
+    alice, bob, t = two_agents_noted
+    helpdesk.agents_access_changed({alice, bob}, False)
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == alice).values(removed_at=_real_now()))
+        tx.conn.execute(sa.update(t).where(t.c.agent_id == bob).values(last_error="Wazzup answered 502"))
+    assert "Wazzup users     0 agent(s) synced, 0 waiting; left: 1 to remove, 1 removed (Wazzup answered 502)" \
+        in run("status").output
+    agents = json.loads(run("status", "--json").output)["agents"]
+    assert (agents["synced"], agents["waiting"], agents["leaving"], agents["removed"]) == (0, 0, 1, 1)
 
 
 def test_status_counts_the_last_days_unknown_and_failed_sends(run, helpdesk, queue_message, outbox_ctx):

@@ -94,14 +94,17 @@ def define_outbound_tables(metadata, table) -> dict:
         ),
         # The agents who sent through Wazzup, as Wazzup users (``users.py``): Wazzup shows a send's
         # crmUserId as its sender only once a user has that id. A send writes ``name`` when the agent is
-        # new to its process or renamed; the outbox worker posts the rows whose ``synced_name`` differs.
+        # new to its process or renamed; the outbox worker posts the rows whose ``synced_name`` differs,
+        # and deletes the users of agents who left the helpdesk (``left_at`` set, ``removed_at`` not yet).
         # A few rows (one per agent): the worker reads them all, no index needed.
         "users": table(metadata, "wazzup_users",
             sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
             sa.Column("name", sa.String(200), nullable=False),       # Wazzup takes names of at most 200
-            sa.Column("synced_name", sa.String(200)),                # the name Wazzup last took; NULL: never
+            sa.Column("synced_name", sa.String(200)),                # the name Wazzup has; NULL: none
             sa.Column("synced_at", UTCDateTime()),
             sa.Column("next_try_at", UTCDateTime()),                 # after a failure: not before then
-            sa.Column("last_error", sa.String(500)),                 # why the last post failed, in our words
+            sa.Column("last_error", sa.String(500)),                 # why the last call failed, in our words
+            sa.Column("left_at", UTCDateTime()),                     # deactivated; NULL: active
+            sa.Column("removed_at", UTCDateTime()),                  # when Wazzup no longer had them as a user
         ),
     }
