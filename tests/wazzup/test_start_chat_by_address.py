@@ -170,3 +170,45 @@ def test_a_username_without_a_channel_needs_exactly_one_telegram_channel(client,
     result = client.simulate_post("/api/wazzup24/chats", json={"username": "ivan_petrov"}, headers=auth)
     assert result.status_code == 409 and result.json["code"] == "wazzup_channel_not_selected"
     assert "2 active Telegram channels" in result.json["message"]
+
+
+def _stored_for_an_inline_send(helpdesk, outbox_ctx, clock, chat_id, text, owner):
+    """A message stored as the send route stores one it sends at once: under the request's lease, with the
+    row as written handed to its attempt (``outbox.attempt``'s ``as_written``)."""
+    from wazzup_plugin.outbound import outbox
+
+    written = {}
+    with helpdesk.db.write() as tx:
+        message_id = outbox.enqueue(tx, outbox_ctx, chat_id=chat_id, now=clock(), lease_owner=owner, text=text,
+                                    written=written)
+    return message_id, written["row"]
+
+
+def test_a_second_message_in_flight_when_the_chat_moved_releases_what_waited_in_the_chat_it_is_in_now(
+        start, deliver, wazzup_api, wazzup_url, helpdesk, outbox_ctx, clock, client, auth):
+    from wazzup_plugin.outbound import outbox
+    from wazzup_plugin.state import get_state
+
+    item = incoming_message(channel_id=TELEGRAM, chat_id=TELEGRAM_ID, chat_type="telegram", text="Hi", name="Ivan")
+    assert deliver(delivery(messages=[item])).status_code == 200
+    [known] = client.simulate_get("/api/chats", headers=auth).json["items"]
+    started = start({"username": "ivan_petrov", "channel_id": TELEGRAM}).json["id"]
+    # Two agents' sends at once: both go by username, neither knows of the other.
+    first, first_row = _stored_for_an_inline_send(helpdesk, outbox_ctx, clock, started, "Hello", "web:first")
+    second, second_row = _stored_for_an_inline_send(helpdesk, outbox_ctx, clock, started, "Are you there?",
+                                                    "web:second")
+    for wazzup_id in ("0d6f0c2e-1111-4a7e-9c1e-5f2b8a3c4d01", "0d6f0c2e-2222-4a7e-9c1e-5f2b8a3c4d02"):
+        wazzup_api.post(f"{wazzup_url}/v3/message", status=201, json={"messageId": wazzup_id, "chatId": TELEGRAM_ID})
+    assert outbox.attempt(outbox_ctx, first, "web:first", as_written=first_row).kind == "accepted"  # moved over
+
+    # Typed on the phone while the second send is in flight there: parked until that send's answer.
+    typed = incoming_message(channel_id=TELEGRAM, chat_id=TELEGRAM_ID, chat_type="telegram", text="From my phone",
+                             is_echo=True)
+    assert deliver(delivery(messages=[typed])).json["parked"] == 1
+    assert outbox.attempt(outbox_ctx, second, "web:second", as_written=second_row).kind == "accepted"
+
+    with helpdesk.db.read() as conn:
+        parked = conn.execute(sa.select(sa.func.count()).select_from(get_state(helpdesk).tables["parked"])).scalar()
+    assert parked == 0
+    messages = client.simulate_get(f"/api/chats/{known['id']}/messages", headers=auth).json["items"]
+    assert sorted(m["text"] for m in messages) == ["Are you there?", "From my phone", "Hello", "Hi"]

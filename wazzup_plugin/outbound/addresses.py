@@ -64,21 +64,22 @@ def recipient_fields(wazzup_chat_id: str) -> dict:
     return {"chatId": wazzup_chat_id} if address is None else {address[0]: address[1]}
 
 
-def learn_chat_id(tx, ctx, chat_id: int, provisional: str, answered) -> int:
+def learn_chat_id(tx, ctx, chat_id: int, provisional: str, answered) -> None:
     """Wazzup accepted a message of a chat started by address and named the chat ``answered``: the
-    chat is kept under that id from now on. Returns the chat the message is in now: this one, or the
-    chat the helpdesk already had under that id (this one's messages moved into it, this one removed).
+    chat is kept under that id from now on; or, when the helpdesk already has a chat under that id,
+    this one's messages move into it and this one is removed. (The caller reads the message's chat
+    afterwards: another message of the chat, answered first, may have moved it already.)
 
     Runs in the transaction that records the acceptance (the change counter taken first, as every
     writer does). Does nothing when the chat was renamed meanwhile or the answer names no usable id."""
     answered = str(answered).strip() if isinstance(answered, (str, int)) and not isinstance(answered, bool) else ""
     if not answered or address_of(answered) is not None or len(answered) > 200 or not answered.isprintable():
-        return chat_id
+        return
     wc = ctx.state.tables["chats"]
     mine = tx.conn.execute(sa.select(wc.c.channel_id, wc.c.chat_type).where(
         wc.c.chat_id == chat_id, wc.c.wazzup_chat_id == provisional)).first()
     if mine is None:  # already named (an earlier message's answer), or gone
-        return chat_id
+        return
     holder = tx.conn.execute(sa.select(wc.c.chat_id).where(
         wc.c.channel_id == mine.channel_id, wc.c.chat_type == mine.chat_type,
         wc.c.wazzup_chat_id == answered)).scalar()
@@ -86,11 +87,10 @@ def learn_chat_id(tx, ctx, chat_id: int, provisional: str, answered) -> int:
         tx.conn.execute(sa.update(wc).where(wc.c.chat_id == chat_id).values(wazzup_chat_id=answered))
         log.info("Wazzup24 named a chat started by %s", address_of(provisional)[0],
                  extra={"context": {"chat_id": chat_id, "wazzup_chat_id": answered}})
-        return chat_id
+        return
     _move_into(tx, ctx, chat_id, holder)
     log.info("Wazzup24 named a chat started by %s after one the helpdesk has: its messages moved there",
              address_of(provisional)[0], extra={"context": {"chat_id": holder, "started_chat_id": chat_id}})
-    return holder
 
 
 def _move_into(tx, ctx, source: int, target: int) -> None:

@@ -759,9 +759,20 @@ def _record(ctx, row, owner, outcome: Outcome) -> Outcome:
         elif outcome.kind in ("failed", "unknown"):
             move_status(tx, helpdesk, row.message_id, outcome.kind, now,
                         error_code=outcome.error_code, error_text=outcome.error_text)
-            if _anything_parked(tx, ctx, row.chat_id):
-                send_settled(tx, ctx.state, [row.chat_id])
+            chat_id = _chat_now(tx, ctx, row)
+            if _anything_parked(tx, ctx, chat_id):
+                send_settled(tx, ctx.state, [chat_id])
     return outcome
+
+
+def _chat_now(tx, ctx, row) -> int:
+    """The chat the message is in as this transaction sees it. Only a message of a chat started by phone
+    or username (or not yet addressed) can have moved since ``row`` was read: another message of its chat,
+    answered first, may have moved the chat's messages into the customer's chat (``addresses.py``)."""
+    if row.wazzup_chat_id is not None and address_of(row.wazzup_chat_id) is None:
+        return row.chat_id
+    m = ctx.helpdesk.tables.messages
+    return tx.conn.execute(sa.select(m.c.chat_id).where(m.c.id == row.message_id)).scalar() or row.chat_id
 
 
 def _accept_late(tx, ctx, row, outcome: Outcome, now) -> bool:
@@ -792,10 +803,11 @@ def _accept_late(tx, ctx, row, outcome: Outcome, now) -> bool:
 
 
 def _accept(tx, ctx, row, outcome: Outcome, now) -> None:
-    w, wazzup_message_id, chat_id = ctx.state.tables["messages"], outcome.wazzup_message_id, row.chat_id
+    w, wazzup_message_id = ctx.state.tables["messages"], outcome.wazzup_message_id
     if address_of(row.wazzup_chat_id) is not None and outcome.wazzup_chat_id is not None:
         # Sent by phone or username to a chat started so: Wazzup named the chat (the message may move).
-        chat_id = learn_chat_id(tx, ctx, row.chat_id, row.wazzup_chat_id, outcome.wazzup_chat_id)
+        learn_chat_id(tx, ctx, row.chat_id, row.wazzup_chat_id, outcome.wazzup_chat_id)
+    chat_id = _chat_now(tx, ctx, row)
     if wazzup_message_id:
         taken = _claim_wazzup_id(tx.conn, w, row.message_id, wazzup_message_id)
         if taken not in (None, row.message_id):
