@@ -212,3 +212,39 @@ def test_a_second_message_in_flight_when_the_chat_moved_releases_what_waited_in_
     assert parked == 0
     messages = client.simulate_get(f"/api/chats/{known['id']}/messages", headers=auth).json["items"]
     assert sorted(m["text"] for m in messages) == ["Are you there?", "From my phone", "Hello", "Hi"]
+
+
+@pytest.mark.parametrize("transport, chat_type", [("tgapi", "telegram"), ("max", "max")])
+def test_a_channel_setting_naming_a_telegram_or_max_channel_starts_a_chat_of_that_messenger(
+        build_app, pm, auth, wazzup_api, helpdesk, chat_identity, transport, chat_type):
+    import falcon.testing
+
+    from wazzup_plugin.state import get_state
+
+    with helpdesk.db.write() as tx:  # as the outbox worker keeps Wazzup's channel list
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id=TELEGRAM, transport=transport, plain_id="helpdesk_support", state="active",
+            updated_at=helpdesk.clock()))
+    app = build_app(pm, WAZZUP24_CHANNEL_ID=TELEGRAM)
+    result = falcon.testing.TestClient(app).simulate_post("/api/wazzup24/chats", json={"phone": "+79161234567"},
+                                                          headers=auth)
+    assert result.status_code == 201, result.text
+    assert chat_identity(result.json["id"]) == (TELEGRAM, chat_type, "phone:79161234567")
+    assert not wazzup_api.calls
+
+
+def test_a_channel_setting_naming_a_telegram_bot_starts_nothing(build_app, pm, auth, helpdesk):
+    import falcon.testing
+
+    from wazzup_plugin.state import get_state
+
+    with helpdesk.db.write() as tx:
+        tx.conn.execute(sa.insert(get_state(helpdesk).tables["channels"]).values(
+            channel_id=BOT, transport="telegram", plain_id="helpdesk_bot", state="active",
+            updated_at=helpdesk.clock()))
+    app = build_app(pm, WAZZUP24_CHANNEL_ID=BOT)
+    result = falcon.testing.TestClient(app).simulate_post("/api/wazzup24/chats", json={"phone": "+79161234567"},
+                                                          headers=auth)
+    assert result.status_code == 409 and result.json["code"] == "wazzup_channel_not_selected", result.text
+    assert "a bot cannot write first" in result.json["message"] and "channel_id" in result.json["message"]
+    assert _chat_count(helpdesk) == 0

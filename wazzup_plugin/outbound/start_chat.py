@@ -188,7 +188,13 @@ class StartChatResource:
         try:
             if wanted is None and kind == "phone":
                 selected = select_channel(None, ctx.settings.channel_id, self._listed(ctx))
-                return selected.channel_id, str(selected.transport or "whatsapp").lower()
+                # WAZZUP24_CHANNEL_ID, taken without asking Wazzup, may name a Telegram or MAX channel:
+                # its transport as the channel list last said it (else taken for WhatsApp, as before).
+                transport = str(selected.transport or self._stored_transport(selected.channel_id)
+                                or "whatsapp").lower()
+                if kind not in _ADDRESSES.get(transport, ()):
+                    raise ChannelSelectionError(f"WAZZUP24_CHANNEL_ID names {_cannot_start(transport, kind)}.")
+                return selected.channel_id, transport
             channels = self._listed(ctx)()
             if wanted is None:
                 wanted = self._only_telegram(channels)
@@ -210,6 +216,11 @@ class StartChatResource:
             raise Problem(409, "wazzup_channel_needs_attention",
                           what_to_do(wanted, transport, found.get("plainId"), str(found.get("state"))))
         return wanted, transport
+
+    def _stored_transport(self, channel_id: str) -> str | None:
+        ch = self.state.tables["channels"]
+        with self.helpdesk.db.read() as conn:
+            return conn.execute(sa.select(ch.c.transport).where(ch.c.channel_id == channel_id)).scalar()
 
     @staticmethod
     def _only_telegram(channels: list[dict]) -> str:
