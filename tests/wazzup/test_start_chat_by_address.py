@@ -3,6 +3,7 @@ address, and takes the chat id Wazzup answers with, so the customer's answer lan
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -248,3 +249,38 @@ def test_a_channel_setting_naming_a_telegram_bot_starts_nothing(build_app, pm, a
     assert result.status_code == 409 and result.json["code"] == "wazzup_channel_not_selected", result.text
     assert "a bot cannot write first" in result.json["message"] and "channel_id" in result.json["message"]
     assert _chat_count(helpdesk) == 0
+
+
+def test_the_first_send_and_the_customers_answer_at_once_leave_one_chat_with_both(
+        app, start, auth, wazzup_answers, helpdesk):
+    """The customer answers (the webhook makes their chat) while Wazzup's answer to the first send is
+    being recorded (the started chat takes their chat id): whichever commits first, one chat is left."""
+    import falcon.testing
+
+    started = start({"phone": "+7 916 123 45 67", "channel_id": TELEGRAM}).json["id"]
+    wazzup_answers(TELEGRAM_ID)
+    answer = incoming_message(channel_id=TELEGRAM, chat_id=TELEGRAM_ID, chat_type="telegram", text="Thanks!",
+                              name="Ivan", contact={"name": "Ivan", "phone": "79161234567"})
+    barrier = threading.Barrier(2)
+    results = []
+
+    def run(call):
+        client = falcon.testing.TestClient(app)
+        barrier.wait(timeout=30)
+        results.append(call(client).status_code)
+
+    calls = [lambda c: c.simulate_post(f"/api/chats/{started}/wazzup24/send", json={"text": "Your order is ready"},
+                                       headers=auth),
+             lambda c: c.simulate_post("/api/webhook", json=delivery(messages=[answer]))]
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == [200, 201]
+    chats, messages = helpdesk.tables.chats, helpdesk.tables.messages
+    with helpdesk.db.read() as conn:
+        [chat_id] = conn.execute(sa.select(chats.c.id)).scalars().all()
+        texts = conn.execute(sa.select(messages.c.text).where(messages.c.chat_id == chat_id)).scalars().all()
+    assert sorted(texts) == ["Thanks!", "Your order is ready"]
+
