@@ -284,3 +284,24 @@ def test_the_first_send_and_the_customers_answer_at_once_leave_one_chat_with_bot
         texts = conn.execute(sa.select(messages.c.text).where(messages.c.chat_id == chat_id)).scalars().all()
     assert sorted(texts) == ["Thanks!", "Your order is ready"]
 
+
+@pytest.mark.parametrize("key", [None, "send-once-1"])
+def test_a_send_to_a_started_chat_that_moved_away_meanwhile_is_404_with_nothing_stored(
+        start, send, helpdesk, monkeypatch, key):
+    from wazzup_plugin.outbound.send import SendResource
+
+    started = start({"phone": "+7 916 123 45 67", "channel_id": TELEGRAM}).json["id"]
+    checked = SendResource._send_chat
+
+    def moved_into_the_customers_chat_right_after(self, conn, chat_id, now, backlog=None):
+        found = checked(self, conn, chat_id, now, backlog)
+        with helpdesk.db.write() as tx:  # as another message's answer does (addresses.py), committed
+            _ = tx.change_seq
+            tx.conn.execute(sa.delete(helpdesk.tables.chats).where(helpdesk.tables.chats.c.id == started))
+        return found
+
+    monkeypatch.setattr(SendResource, "_send_chat", moved_into_the_customers_chat_right_after)
+    result = send(started, {"text": "Hello"}, headers={"Idempotency-Key": key} if key else None)
+    assert result.status_code == 404 and result.json["code"] == "chat_not_found", result.text
+    with helpdesk.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0

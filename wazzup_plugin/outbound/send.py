@@ -235,6 +235,12 @@ class _SendBase:
         self._check_chat(chat_id, chat)
         return chat
 
+    def _still_there(self, chat_id: int) -> None:
+        """404 when the chat went after it was checked: a chat started by phone or username is removed once
+        Wazzup names it after a chat the helpdesk has, its messages moved there (``addresses.py``)."""
+        with self.helpdesk.db.read() as conn:
+            self._chat(conn, chat_id)
+
     @staticmethod
     def _check_chat(chat_id: int, chat) -> None:
         """404 for no chat, 409 for a chat of another type (``chat``: a row with ``type``, or None)."""
@@ -399,6 +405,7 @@ class _SendBase:
                 users.remember(ctx, agent.id, noted)  # committed
                 break
             except sa.exc.IntegrityError:
+                self._still_there(request_data["chat_id"])
                 if key is None:
                     raise
         else:
