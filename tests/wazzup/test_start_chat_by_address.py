@@ -305,3 +305,19 @@ def test_a_send_to_a_started_chat_that_moved_away_meanwhile_is_404_with_nothing_
     assert result.status_code == 404 and result.json["code"] == "chat_not_found", result.text
     with helpdesk.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(helpdesk.tables.messages)).scalar() == 0
+
+
+def test_a_number_that_led_to_the_customers_chat_finds_that_chat_next_time(start, send, wazzup_answers, deliver,
+                                                                          client, auth, helpdesk):
+    # The customer's messages do not show their number (Telegram's privacy settings).
+    item = incoming_message(channel_id=TELEGRAM, chat_id=TELEGRAM_ID, chat_type="telegram", text="Hi", name="Ivan")
+    assert deliver(delivery(messages=[item])).status_code == 200
+    [known] = client.simulate_get("/api/chats", headers=auth).json["items"]
+    started = start({"phone": "+7 916 123 45 67", "channel_id": TELEGRAM}).json["id"]
+    wazzup_answers(TELEGRAM_ID)
+    assert send(started, {"text": "Your order is ready"}).json["chat_id"] == known["id"]
+
+    again = start({"phone": "+7 916 123 45 67", "channel_id": TELEGRAM})
+    assert again.status_code == 200, again.text
+    assert (again.json["id"], again.json["phone"]) == (known["id"], "79161234567")
+    assert _chat_count(helpdesk) == 1

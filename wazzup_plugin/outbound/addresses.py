@@ -95,7 +95,8 @@ def learn_chat_id(tx, ctx, chat_id: int, provisional: str, answered) -> None:
 
 def _move_into(tx, ctx, source: int, target: int) -> None:
     """Every message of chat ``source`` (and what the plugin keeps of them) into chat ``target``, the
-    target's place in the chat list brought up to the newer of the two, then ``source`` removed."""
+    target's place in the chat list brought up to the newer of the two (and the number the chat was
+    started with kept, if the target showed none), then ``source`` removed."""
     helpdesk, tables = ctx.helpdesk, ctx.state.tables
     chats, m = helpdesk.tables.chats, helpdesk.tables.messages
     seq = tx.change_seq
@@ -104,11 +105,14 @@ def _move_into(tx, ctx, source: int, target: int) -> None:
     for name, t in tables.items():  # every table of ours that keeps a chat's rows (outbox, files, media…)
         if name != "chats" and "chat_id" in t.c:
             tx.conn.execute(sa.update(t).where(t.c.chat_id == source).values(chat_id=target))
-    src = tx.conn.execute(sa.select(chats.c.last_message_at, chats.c.last_message_preview, chats.c.last_activity_at)
-                          .where(chats.c.id == source)).first()
-    dst = tx.conn.execute(sa.select(chats.c.last_message_at, chats.c.last_activity_at)
+    src = tx.conn.execute(sa.select(chats.c.last_message_at, chats.c.last_message_preview, chats.c.last_activity_at,
+                                    chats.c.phone).where(chats.c.id == source)).first()
+    dst = tx.conn.execute(sa.select(chats.c.last_message_at, chats.c.last_activity_at, chats.c.phone)
                           .where(chats.c.id == target)).first()
     values = {"change_seq": seq}
+    if src is not None and src.phone and not dst.phone:
+        # The number the chat was started with reached this customer: a later start with it finds this chat.
+        values.update(phone=src.phone)
     if src is not None and src.last_message_at is not None and (
             dst.last_message_at is None or src.last_message_at > dst.last_message_at):
         values.update(last_message_at=src.last_message_at, last_message_preview=src.last_message_preview)
