@@ -314,7 +314,9 @@ def register_ui(helpdesk):
         ``notify`` (below), ``refresh()`` (poll for changes now) and ``draft``: ``{get(),
         set(text), clear()}``, the agent's unsent text for this chat, kept in ``sessionStorage``
         across a lost session or a switch of chats and wiped on sign-out; clear it once the text
-        is sent or stored.
+        is sent or stored; and ``openChat(chatId)``, which opens another chat (e.g. the one a message
+        the panel sent ended up in). The reference host closes an open chat that is gone (its
+        messages answer 404), saying so.
     ``registerMessageAction({id, label, appliesTo(message, chat), run(message, chat, ctx)})``
         A button on each message for which ``appliesTo`` is true (e.g. a channel's "Resend");
         ``message`` and ``chat`` are as the API serves them; ``run`` gets the panel's ``ctx``

@@ -6,12 +6,14 @@
  *
  * Plugins (their scripts load after this one) use window.helpdesk:
  *   registerPanel(name, factory)   factory(ctx) builds a panel under chats whose type names it;
- *                                  ctx = {element, chat, api, notify, refresh, agent, draft};
+ *                                  ctx = {element, chat, api, notify, refresh, agent, draft, openChat};
  *                                  it may return {destroy()} to stop its timers.
  *                                  ctx.draft = {get(), set(text), clear()}: the agent's unsent text
  *                                  for this chat, kept in sessionStorage so that a session that ends
  *                                  mid-reply (or switching chats) does not lose it. Clear it once the
  *                                  text is sent or stored; signing out wipes every draft.
+ *                                  ctx.openChat(chatId) opens another chat (e.g. the one a message
+ *                                  the panel sent ended up in).
  *   registerMessageAction(action)  {id, label, appliesTo(message, chat), run(message, chat, ctx)}:
  *                                  a button on matching messages (e.g. a channel's "Resend").
  *   registerMessageDecorator(fn)   fn(message, chat, helpers) returns a Node (or null) shown in the
@@ -662,6 +664,14 @@
     $("chat-icon").removeAttribute("src");
   }
 
+  /** The open chat is gone from the helpdesk: out of the list, and the pane emptied, saying so. */
+  function chatRemoved(chatId) {
+    state.chats.delete(chatId);
+    if (state.chat && state.chat.id === chatId) clearChatPane();
+    renderList();
+    notify("This chat was removed (its messages may have moved to another chat in the list).", "info");
+  }
+
   function backToList() {
     clearChatPane();
     renderList();
@@ -726,6 +736,7 @@
       api: api,
       notify: notify,
       refresh: function () { return pollNow(); },
+      openChat: function (chatId) { return openChat(chatId); },
       headerElement: $("chat-header-extra"),
       draft: draftFor(state.agent, c.id)
     };
@@ -1266,6 +1277,10 @@
       var path = "/api/chats/" + state.chat.id + "/messages";
       jobs.push(fetchChanges(path, {}, state.msgSeq, state.msgChangeCursor).then(function (r) {
         if (chatGeneration !== state.chatGeneration) return null;
+        if (r.result.status === 404) {   // removed (a plugin may merge a chat into another): not there to show
+          chatRemoved(state.chat.id);
+          return null;
+        }
         if (!r.ok) {
           // A cursor the server no longer takes: start over from the counter (repeats are harmless).
           if (r.result.status >= 400 && r.result.status < 500) state.msgChangeCursor = null;

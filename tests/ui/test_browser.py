@@ -604,3 +604,24 @@ def test_a_chat_whose_channel_is_signed_out_shows_red_with_what_to_do_and_a_send
         expect(page.locator(".msg-out").get_by_role("button", name="Resend")).to_be_visible()
     finally:
         only_the_whatsapp_channel(live)
+
+
+def test_an_open_chat_removed_from_the_helpdesk_is_closed_saying_so(signed_in, live):
+    import sqlalchemy as sa
+
+    from tests.ui.seed import add_chat, add_message, helpdesk_for
+
+    helpdesk = helpdesk_for(live.database_url)
+    title = "Started " + new_phone()
+    chat_id = add_chat(helpdesk, type="internal", title=title, preview="about to move")
+    add_message(helpdesk, chat_id, text="about to move")
+    page = signed_in
+    open_chat(page, title)
+    expect(bubble(page, "about to move")).to_be_visible()
+    with helpdesk.db.write() as tx:  # as a plugin removes a chat it merged into another
+        _ = tx.change_seq
+        tx.conn.execute(sa.delete(helpdesk.tables.chats).where(helpdesk.tables.chats.c.id == chat_id))
+    helpdesk.db.engine.dispose()
+    expect(page.locator(".toast").last).to_contain_text("This chat was removed")
+    expect(page.locator("#chat-empty")).to_be_visible()
+    expect(chat_item(page, title)).to_have_count(0)
