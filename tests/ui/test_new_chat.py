@@ -128,3 +128,37 @@ def test_an_agent_writes_first_on_telegram_by_username_and_the_answer_comes_to_t
         screenshot(page, "new-chat-telegram")
     finally:
         live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
+
+
+def test_a_started_chat_wazzup_names_after_one_the_helpdesk_has_opens_that_chat_with_the_message(signed_in, live):
+    page = signed_in
+    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
+    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
+                "plainId": "helpdesk_support", "state": "active"}
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels + [telegram]})
+    try:
+        username = "petr_" + new_phone()[-6:]
+
+        def start(name=None):
+            dialog = new_chat_dialog(page)
+            dialog.get_by_label("From").select_option(telegram["channelId"])
+            dialog.get_by_label("Phone number or username").fill("@" + username)
+            if name:
+                dialog.get_by_label("Name (optional)").fill(name)
+            dialog.get_by_role("button", name="Open the chat").click()
+            expect(dialog).to_have_count(0)
+
+        start()
+        reply(page, "Hello Petr")
+        expect(bubble(page, "Hello Petr")).to_have_attribute("data-status", "accepted")  # the chat has its id now
+        start("Petr again")   # the username again: a chat of its own until Wazzup names it
+        expect(page.locator("#chat-title")).to_have_text("Petr again")
+        reply(page, "Your order is ready")
+        # Wazzup names the chat the helpdesk has: the message is there, and so is the agent.
+        expect(page.locator("#chat-title")).to_have_text("@" + username)
+        expect(bubble(page, "Your order is ready")).to_be_visible()
+        expect(bubble(page, "Hello Petr")).to_be_visible()
+        expect(page.locator(".chat-item", has_text="Petr again")).to_have_count(0)
+        assert page.page_errors == []
+    finally:
+        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})

@@ -817,6 +817,9 @@
     // The text being sent: out of the box, which takes the next message meanwhile, and back in it (before
     // what was typed since) if it was not sent. The draft holds both until the answer comes.
     var pending = null;
+    // A chat started by phone or username moves into the customer's own chat when Wazzup's answer names
+    // one the helpdesk has (they wrote before): the chat a sent message is in now, when not this one.
+    var movedTo = null;
 
     function unsent() {
       if (!pending) return textarea.value;
@@ -946,6 +949,11 @@
           draft.set(textarea.value);
         }
         update();
+        if (movedTo !== null && typeof ctx.openChat === "function") {
+          host.notify("This customer already had a chat: the message went there, and it is open now.", "info");
+          ctx.openChat(movedTo);   // this chat is gone: its messages are there
+          return;
+        }
         if (ctx.refresh) ctx.refresh();
         if (all) textarea.focus();
       }
@@ -972,6 +980,8 @@
         var code = r.data && r.data.code;
         // Stored (as failed) even though Wazzup refused it: the message is in the chat with Resend.
         var stored = !r.ok && r.data && typeof r.data.message_id === "number";
+        var message = r.ok ? r.data : (stored && r.data.data && r.data.data.message) || null;
+        if (message && typeof message.chat_id === "number" && message.chat_id !== chat.id) movedTo = message.chat_id;
         if (r.ok || stored) {
           // What the agent typed meanwhile stays in the box; a template leaves the box alone.
           if (step.name === "file") {
