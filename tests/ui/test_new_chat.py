@@ -162,3 +162,21 @@ def test_a_started_chat_wazzup_names_after_one_the_helpdesk_has_opens_that_chat_
         assert page.page_errors == []
     finally:
         live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
+
+
+def test_on_an_account_whose_only_channel_is_telegram_the_agent_writes_first_by_username(signed_in, live):
+    page = signed_in
+    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
+    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
+                "plainId": "helpdesk_support", "state": "active"}
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": [telegram]})
+    try:
+        username = "anna_" + new_phone()[-6:]
+        dialog = new_chat_dialog(page)
+        expect(dialog.get_by_label("From").locator("option")).to_have_count(1)   # where it goes, said
+        dialog.get_by_label("Phone number or username").fill("@" + username)
+        dialog.get_by_role("button", name="Open the chat").click()
+        expect(dialog).to_have_count(0)
+        expect(page.locator("#chat-title")).to_have_text("@" + username)
+    finally:
+        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})

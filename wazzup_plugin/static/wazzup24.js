@@ -1420,7 +1420,11 @@
       var channels = r.ok && r.data.channels ? r.data.channels.filter(function (c) {
         return WRITE_FIRST_TRANSPORTS.indexOf(c.transport) >= 0;
       }) : [];
-      if (channels.length < 2 || !dialog.open) return;   // one: the server takes it; none: it says so
+      // None: the server says so. One WhatsApp channel: the server takes it. Any other one (a Telegram or
+      // MAX account) is named: the server's default is WhatsApp's, and a Telegram one takes a username.
+      var onlyWhatsApp = channels.length === 1 && (channels[0].transport === "whatsapp" ||
+        channels[0].transport === "wapi");
+      if (!channels.length || onlyWhatsApp || !dialog.open) return;
       var chosen = r.data.selected_channel && r.data.selected_channel.channel_id;
       channels.forEach(function (c) {
         var option = el("option", "", channelLabel(c) + (c.active ? "" : " (" + c.state + ")"));
