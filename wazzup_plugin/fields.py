@@ -38,7 +38,9 @@ def chat_fields(tables) -> FieldSet:
                 for chat_id, wazzup_chat_id, chat_type, channel_id in conn.execute(stmt, {"b_ids": ids})}
 
     return FieldSet("chat", {
-        "wazzup_chat_id": fields.String(metadata={"description": "the chat's id in Wazzup24 (digits for WhatsApp)"}),
+        "wazzup_chat_id": fields.String(metadata={"description": "the chat's id in Wazzup24 (digits for WhatsApp); "
+                                                  "`phone:<digits>` or `username:<name>` for a Telegram or MAX chat "
+                                                  "started by the helpdesk, until Wazzup names it"}),
         "wazzup_chat_type": fields.String(metadata={"description": "Wazzup chatType: whatsapp, whatsgroup, ..."}),
         "wazzup_channel_id": fields.String(metadata={"description": "the Wazzup channel the chat belongs to"}),
     }, load, table=t, key=t.c.chat_id, columns={
