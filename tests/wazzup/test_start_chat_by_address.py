@@ -50,7 +50,8 @@ def test_a_telegram_username_is_read_as_people_write_it(written, username):
     assert telegram_username(written) == username
 
 
-@pytest.mark.parametrize("written", ["@ivan", "1van_petrov", "ivan petrov", "иван_петров", "@" + "a" * 33])
+@pytest.mark.parametrize("written", ["@ivan", "1van_petrov", "ivan petrov", "иван_петров", "@" + "a" * 33,
+                                     "ivan_t.me/petrov", "@@ivan_petrov", "t.me/@t.me/ivan_petrov"])
 def test_a_string_that_is_no_telegram_username_is_refused(written):
     with pytest.raises(ValueError, match="5-32 Latin letters"):
         telegram_username(written)

@@ -32,13 +32,13 @@ PROVISIONAL_KINDS = ("phone", "username")
 # Telegram's usernames: 5-32 of Latin letters, digits and underscores, beginning with a letter;
 # case does not matter (Telegram finds @Ivan_Petrov and @ivan_petrov alike).
 _USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
-_LINK = re.compile(r"(?:https?://)?(?:t\.me|telegram\.me)/", re.IGNORECASE)
+_LINK = re.compile(r"^(?:https?://)?(?:t\.me|telegram\.me)/", re.IGNORECASE)  # in front only
 
 
 def telegram_username(written: str) -> str:
     """The username Wazzup takes (no @, lower case) from one as people write it ("@Ivan_Petrov",
     "t.me/ivan_petrov"). Raises ValueError saying what is wrong."""
-    text = _LINK.sub("", written.strip(), count=1).lstrip("@")
+    text = _LINK.sub("", written.strip(), count=1).removeprefix("@")
     if not _USERNAME.fullmatch(text):
         raise ValueError("a Telegram username has 5-32 Latin letters, digits and underscores and begins with "
                          "a letter (@ in front is fine)")
