@@ -57,6 +57,17 @@ def test_a_string_that_is_no_telegram_username_is_refused(written):
         telegram_username(written)
 
 
+def test_the_documented_username_shape_is_what_the_server_reads():
+    import re
+
+    from wazzup_plugin.outbound.start_chat import USERNAME_PATTERN
+
+    for written in ("@Ivan_Petrov", "ivan_petrov", "https://t.me/ivan_petrov", " T.ME/Ivan_Petrov ", "t.me/@ivan_petrov"):
+        assert re.search(USERNAME_PATTERN, written) and telegram_username(written), written
+    for written in ("@ivan", "1van_petrov", "ivan_t.me/petrov", "@@ivan_petrov", "@" + "a" * 33):
+        assert not re.search(USERNAME_PATTERN, written), written
+
+
 def test_a_provisional_chat_id_reads_back_into_the_address_and_a_wazzup_id_stays_as_it_is():
     assert recipient_fields("phone:79161234567") == {"phone": "79161234567"}
     assert recipient_fields("username:ivan_petrov") == {"username": "ivan_petrov"}

@@ -86,6 +86,9 @@ def _username(value: str) -> None:
 # The shape ``whatsapp_number`` reads, for the OpenAPI document (7-15 digits, separators between them);
 # its own checks say what is wrong with a number that does not fit.
 DOCUMENTED_PATTERN = r"^ *\+?[ (]*[0-9](?:[ ().\-]*[0-9]){6,14}[ )]* *$"
+# The shape ``telegram_username`` reads: a t.me link and an @ in front of 5-32 letters, digits, underscores.
+USERNAME_PATTERN = (r"^ *(?:(?:[Hh][Tt][Tt][Pp][Ss]?://)?(?:[Tt]|[Tt][Ee][Ll][Ee][Gg][Rr][Aa][Mm])\.[Mm][Ee]/)?@?"
+                    r"[A-Za-z][A-Za-z0-9_]{4,31} *$")
 
 
 class StartChatSchema(Schema):
@@ -95,6 +98,7 @@ class StartChatSchema(Schema):
                        "(\"+7 916 123-45-67\"; \"8 916 …\" is read as +7): on a WhatsApp, Telegram or MAX "
                        "channel. Exactly one of phone and username"})
     username = fields.String(validate=[validate.Length(min=1, max=60), _username], metadata={
+        "pattern": USERNAME_PATTERN,
         "description": "the customer's Telegram username (\"@ivan_petrov\", or a t.me link): on a Telegram "
                        "channel (a personal account; a bot cannot write first). Exactly one of phone and username"})
     name = fields.String(validate=validate.Length(min=1, max=300), metadata={
@@ -120,7 +124,10 @@ class StartChatResource:
                        "channel, a template until the customer writes). A Telegram or MAX chat has no Wazzup id "
                        "until Wazzup accepts its first message: until then its `wazzup_chat_id` is "
                        "`phone:<digits>` or `username:<name>`, and its messages go out by that address.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": StartChatSchema}}},
+        # Exactly one of phone and username, which marshmallow's schema cannot say (the server checks it).
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"allOf": [
+            StartChatSchema, {"oneOf": [{"required": [one], "not": {"required": [other]}}
+                                        for one, other in (("phone", "username"), ("username", "phone"))]}]}}}},
         "responses": {
             "201": {"description": "the chat, created", "content": {"application/json": {"schema": "Chat"}}},
             "200": {"description": "the chat with this number on this channel, already there",
