@@ -250,8 +250,9 @@ class StartChatResource:
 
 def _cannot_start(transport: str, kind: str) -> str:
     name = TRANSPORT_NAMES.get(transport, transport or "unknown")
+    article = "an" if name[:1].lower() in "aeiou" else "a"   # "an Instagram channel", "a VK channel"
     if kind == "username":
-        return f"a {name} channel: usernames are for Telegram channels (a personal account, transport tgapi)"
+        return f"{article} {name} channel: usernames are for Telegram channels (a personal account, transport tgapi)"
     if transport == "telegram":
         return "a Telegram bot channel: a bot cannot write first; the customer must write to it"
-    return f"a {name} channel: chats start by phone number on WhatsApp, Telegram and MAX channels"
+    return f"{article} {name} channel: chats start by phone number on WhatsApp, Telegram and MAX channels"
