@@ -4,6 +4,7 @@ username), ready for the first message; the customer's answer comes to the same 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,6 +23,20 @@ def new_chat_dialog(page):
     expect(dialog).to_be_visible()
     expect(dialog.get_by_label("Phone number")).to_be_focused()
     return dialog
+
+
+@contextmanager
+def telegram_channel(live, alone: bool = False):
+    """The sandbox's account with a Telegram channel (a personal account) beside its own channels, or
+    ``alone``; its channels as they were afterwards (the live stack is shared by the module's tests)."""
+    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
+    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
+                "plainId": "helpdesk_support", "state": "active"}
+    live.sandbox("PATCH", "/_sandbox/config", json={"channels": [telegram] if alone else channels + [telegram]})
+    try:
+        yield telegram
+    finally:
+        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
 
 
 def as_written_at_home(phone: str) -> str:
@@ -102,11 +117,7 @@ def test_the_new_chat_action_stands_out_and_is_read_out_by_its_name_alone(signed
 
 def test_an_agent_writes_first_on_telegram_by_username_and_the_answer_comes_to_that_chat(signed_in, live):
     page = signed_in
-    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
-    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
-                "plainId": "helpdesk_support", "state": "active"}
-    live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels + [telegram]})
-    try:
+    with telegram_channel(live) as telegram:
         username = "olga_" + new_phone()[-6:]
         dialog = new_chat_dialog(page)
         source = dialog.get_by_label("From")
@@ -126,17 +137,11 @@ def test_an_agent_writes_first_on_telegram_by_username_and_the_answer_comes_to_t
         live.customer_writes("Thank you!", chatId=sent["chatId"], chatType="telegram", channelId=telegram["channelId"])
         expect(bubble(page, "Thank you!")).to_be_visible()   # in the chat the agent started, open on screen
         screenshot(page, "new-chat-telegram")
-    finally:
-        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
 
 
 def test_a_started_chat_wazzup_names_after_one_the_helpdesk_has_opens_that_chat_with_the_message(signed_in, live):
     page = signed_in
-    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
-    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
-                "plainId": "helpdesk_support", "state": "active"}
-    live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels + [telegram]})
-    try:
+    with telegram_channel(live) as telegram:
         username = "petr_" + new_phone()[-6:]
 
         def start(name=None):
@@ -160,17 +165,11 @@ def test_a_started_chat_wazzup_names_after_one_the_helpdesk_has_opens_that_chat_
         expect(bubble(page, "Hello Petr")).to_be_visible()
         expect(page.locator(".chat-item", has_text="Petr again")).to_have_count(0)
         assert page.page_errors == []
-    finally:
-        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
 
 
 def test_on_an_account_whose_only_channel_is_telegram_the_agent_writes_first_by_username(signed_in, live):
     page = signed_in
-    channels = live.sandbox("GET", "/_sandbox/config")["channels"]
-    telegram = {"channelId": "3f9d2c10-6b1e-4f0a-a7c4-51e2d8b0c7a1", "transport": "tgapi",
-                "plainId": "helpdesk_support", "state": "active"}
-    live.sandbox("PATCH", "/_sandbox/config", json={"channels": [telegram]})
-    try:
+    with telegram_channel(live, alone=True):
         username = "anna_" + new_phone()[-6:]
         dialog = new_chat_dialog(page)
         expect(dialog.get_by_label("From").locator("option")).to_have_count(1)   # where it goes, said
@@ -178,5 +177,3 @@ def test_on_an_account_whose_only_channel_is_telegram_the_agent_writes_first_by_
         dialog.get_by_role("button", name="Open the chat").click()
         expect(dialog).to_have_count(0)
         expect(page.locator("#chat-title")).to_have_text("@" + username)
-    finally:
-        live.sandbox("PATCH", "/_sandbox/config", json={"channels": channels})
